@@ -1,0 +1,1 @@
+//! ipvsadm's command-line syntax and output layouts (placeholder; being written).

@@ -1,0 +1,7 @@
+//! lb's user space as a library: everything `lbd` and `lbadm` do, with the deciding logic
+//! (configuration rules, schedulers, ipvsadm syntax and layouts) kept pure and unit-tested
+//! apart from the parts that touch the kernel.
+
+pub mod control;
+pub mod ipvsadm;
+pub mod model;

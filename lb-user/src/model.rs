@@ -1,0 +1,355 @@
+//! The configuration vocabulary of lb, in LVS terms: virtual services, real servers, forwarding
+//! methods, schedulers. These are what `lbadm` sends, what `lbd` keeps and persists, and what
+//! listings show. Pure data: no I/O.
+
+use std::{fmt, net::Ipv4Addr, str::FromStr};
+
+use serde::{Deserialize, Serialize};
+
+/// Transport protocol of a virtual service (`-t` / `-u`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub const fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => lb_common::IPPROTO_TCP,
+            Protocol::Udp => lb_common::IPPROTO_UDP,
+        }
+    }
+
+    /// As ipvsadm prints it in listings: `TCP` / `UDP`.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        }
+    }
+
+    /// As ipvsadm writes it in options: `-t` / `-u`.
+    pub const fn flag(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "-t",
+            Protocol::Udp => "-u",
+        }
+    }
+}
+
+/// Identity of a virtual service: protocol, virtual address and port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ServiceAddr {
+    pub protocol: Protocol,
+    pub addr: Ipv4Addr,
+    pub port: u16,
+}
+
+impl fmt::Display for ServiceAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}:{}", self.protocol.label(), self.addr, self.port)
+    }
+}
+
+/// IPVS schedulers (`-s`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheduler {
+    Rr,
+    Wrr,
+    Lc,
+    Wlc,
+    Sed,
+    Nq,
+    Sh,
+    Dh,
+    Lblc,
+    Lblcr,
+    Fo,
+    Ovf,
+    Mh,
+}
+
+impl Scheduler {
+    /// ipvsadm's default scheduler.
+    pub const DEFAULT: Scheduler = Scheduler::Wlc;
+
+    pub const ALL: [Scheduler; 13] = [
+        Scheduler::Rr,
+        Scheduler::Wrr,
+        Scheduler::Lc,
+        Scheduler::Wlc,
+        Scheduler::Sed,
+        Scheduler::Nq,
+        Scheduler::Sh,
+        Scheduler::Dh,
+        Scheduler::Lblc,
+        Scheduler::Lblcr,
+        Scheduler::Fo,
+        Scheduler::Ovf,
+        Scheduler::Mh,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Scheduler::Rr => "rr",
+            Scheduler::Wrr => "wrr",
+            Scheduler::Lc => "lc",
+            Scheduler::Wlc => "wlc",
+            Scheduler::Sed => "sed",
+            Scheduler::Nq => "nq",
+            Scheduler::Sh => "sh",
+            Scheduler::Dh => "dh",
+            Scheduler::Lblc => "lblc",
+            Scheduler::Lblcr => "lblcr",
+            Scheduler::Fo => "fo",
+            Scheduler::Ovf => "ovf",
+            Scheduler::Mh => "mh",
+        }
+    }
+
+    /// The code the data path understands ([`lb_common::scheduler`]).
+    pub const fn code(self) -> u32 {
+        use lb_common::scheduler as s;
+        match self {
+            Scheduler::Rr => s::RR,
+            Scheduler::Wrr => s::WRR,
+            Scheduler::Lc => s::LC,
+            Scheduler::Wlc => s::WLC,
+            Scheduler::Sed => s::SED,
+            Scheduler::Nq => s::NQ,
+            Scheduler::Sh => s::SH,
+            Scheduler::Dh => s::DH,
+            Scheduler::Lblc => s::LBLC,
+            Scheduler::Lblcr => s::LBLCR,
+            Scheduler::Fo => s::FO,
+            Scheduler::Ovf => s::OVF,
+            Scheduler::Mh => s::MH,
+        }
+    }
+}
+
+impl fmt::Display for Scheduler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Unknown scheduler name.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("Scheduler not found")]
+pub struct UnknownScheduler(pub String);
+
+impl FromStr for Scheduler {
+    type Err = UnknownScheduler;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Scheduler::ALL
+            .into_iter()
+            .find(|sch| sch.name() == s)
+            .ok_or_else(|| UnknownScheduler(s.to_owned()))
+    }
+}
+
+/// Forwarding method of a real server (`-g`, `-i`, `-m`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Forward {
+    /// Direct routing (`-g`, the default): "Route" in listings.
+    #[default]
+    Route,
+    /// IP-in-IP tunnelling (`-i`): "Tunnel".
+    Tunnel,
+    /// NAT (`-m`): "Masq".
+    Masq,
+}
+
+impl Forward {
+    /// The word `ipvsadm -L` prints in the Forward column.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Forward::Route => "Route",
+            Forward::Tunnel => "Tunnel",
+            Forward::Masq => "Masq",
+        }
+    }
+
+    /// The option `ipvsadm -S` writes.
+    pub const fn flag(self) -> &'static str {
+        match self {
+            Forward::Route => "-g",
+            Forward::Tunnel => "-i",
+            Forward::Masq => "-m",
+        }
+    }
+
+    pub const fn code(self) -> u8 {
+        match self {
+            Forward::Route => lb_common::method::ROUTE,
+            Forward::Tunnel => lb_common::method::TUNNEL,
+            Forward::Masq => lb_common::method::MASQ,
+        }
+    }
+}
+
+/// Persistence (`-p [timeout]`, `-M netmask`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Persistence {
+    /// Seconds (ipvsadm's default is 300).
+    pub timeout: u32,
+    /// Client netmask (default 255.255.255.255).
+    pub netmask: Ipv4Addr,
+}
+
+/// Scheduler flags (`-b`): `sh-fallback`, `sh-port`, `mh-fallback`, `mh-port`
+/// (`flag-1`, `flag-2`, `flag-3` are their generic names in ipvsadm).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SchedFlags {
+    /// `sh-fallback` / `mh-fallback` (IP_VS_SVC_F_SCHED1).
+    pub fallback: bool,
+    /// `sh-port` / `mh-port` (IP_VS_SVC_F_SCHED2).
+    pub port: bool,
+    /// `flag-3` (IP_VS_SVC_F_SCHED3), unused by the stock schedulers.
+    pub flag3: bool,
+}
+
+/// Everything that defines a virtual service (`-A` / `-E`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    pub addr: ServiceAddr,
+    pub scheduler: Scheduler,
+    #[serde(default)]
+    pub persistence: Option<Persistence>,
+    #[serde(default)]
+    pub sched_flags: SchedFlags,
+}
+
+/// Everything that defines a real server of a service (`-a` / `-e`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RealSpec {
+    pub addr: Ipv4Addr,
+    pub port: u16,
+    pub forward: Forward,
+    /// 0..=65535 as in IPVS; 0 = quiescent (no new connections).
+    pub weight: u32,
+    /// Upper connection threshold (`-x`), 0 = none.
+    #[serde(default)]
+    pub upper_threshold: u32,
+    /// Lower connection threshold (`-y`), 0 = none.
+    #[serde(default)]
+    pub lower_threshold: u32,
+}
+
+/// Largest weight ipvsadm accepts.
+pub const MAX_WEIGHT: u32 = 65535;
+
+/// Connection timeouts (`--set tcp tcpfin udp`), in seconds; 0 in a request means "unchanged".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timeouts {
+    pub tcp: u32,
+    pub tcp_fin: u32,
+    pub udp: u32,
+}
+
+impl Default for Timeouts {
+    /// IPVS's defaults: established TCP 900 s, FIN_WAIT 120 s, UDP 300 s.
+    fn default() -> Self {
+        Timeouts {
+            tcp: 900,
+            tcp_fin: 120,
+            udp: 300,
+        }
+    }
+}
+
+/// A change to the configuration, as `lbadm` asks for it. Specs are complete: `lbadm` has
+/// applied ipvsadm's defaults already.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Command {
+    /// `-A`
+    AddService { service: ServiceSpec },
+    /// `-E`
+    EditService { service: ServiceSpec },
+    /// `-D`
+    DeleteService { service: ServiceAddr },
+    /// `-a`
+    AddReal { service: ServiceAddr, real: RealSpec },
+    /// `-e`
+    EditReal { service: ServiceAddr, real: RealSpec },
+    /// `-d`
+    DeleteReal {
+        service: ServiceAddr,
+        addr: Ipv4Addr,
+        port: u16,
+    },
+    /// `-C`
+    Clear,
+    /// `-Z [service]`
+    Zero { service: Option<ServiceAddr> },
+    /// `--set tcp tcpfin udp`
+    SetTimeouts { timeouts: Timeouts },
+}
+
+/// Traffic counters of a service or real server (ipvsadm `--stats`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Stats {
+    pub conns: u64,
+    pub in_pkts: u64,
+    pub out_pkts: u64,
+    pub in_bytes: u64,
+    pub out_bytes: u64,
+}
+
+/// Rates (ipvsadm `--rate`), per second.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Rates {
+    pub cps: u64,
+    pub in_pps: u64,
+    pub out_pps: u64,
+    pub in_bps: u64,
+    pub out_bps: u64,
+}
+
+/// A real server as listed: its spec and live figures.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RealStatus {
+    pub spec: RealSpec,
+    pub active_conns: u32,
+    pub inactive_conns: u32,
+    pub persistent_conns: u32,
+    pub stats: Stats,
+    pub rates: Rates,
+}
+
+/// A virtual service as listed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub spec: ServiceSpec,
+    pub stats: Stats,
+    pub rates: Rates,
+    pub reals: Vec<RealStatus>,
+}
+
+/// One entry of the connection table (`-L -c`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionStatus {
+    pub protocol: Protocol,
+    /// Seconds until it expires.
+    pub expires_in: u32,
+    /// IPVS state name (`ESTABLISHED`, `FIN_WAIT`, `UDP`, ...).
+    pub state: String,
+    pub client: (Ipv4Addr, u16),
+    pub virtual_addr: (Ipv4Addr, u16),
+    pub real: (Ipv4Addr, u16),
+}
+
+/// The running configuration with live figures, as `lbd` reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Size of the connection table (ipvsadm prints it as `size=N` in its header).
+    pub conn_table_size: u32,
+    pub services: Vec<ServiceStatus>,
+    pub timeouts: Timeouts,
+}
