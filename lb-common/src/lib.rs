@@ -9,6 +9,8 @@
 //! packet, so the data path never swaps bytes. Everything else is host order.
 #![no_std]
 
+pub mod tcp_state;
+
 use core::mem::size_of;
 
 /// Upper bound on virtual services (the per-service arrays are this long).
@@ -147,7 +149,7 @@ pub struct Conn {
     pub real: u32,
     /// Service id.
     pub service: u32,
-    /// Connection state (`conn_state::*`).
+    /// Connection state ([`tcp_state`] numbering; UDP flows use [`tcp_state::UDP`]).
     pub state: u8,
     /// `CONN_F_*` bits.
     pub flags: u8,
@@ -156,16 +158,6 @@ pub struct Conn {
     pub last_seen_ns: u64,
 }
 const _: () = assert!(size_of::<Conn>() == 24);
-
-/// Connection states (a subset of IPVS's TCP states; UDP flows use `UDP`).
-pub mod conn_state {
-    pub const NONE: u8 = 0;
-    pub const ESTABLISHED: u8 = 1;
-    pub const SYN_RECV: u8 = 3;
-    pub const FIN_WAIT: u8 = 4;
-    pub const CLOSE: u8 = 8;
-    pub const UDP: u8 = 12;
-}
 
 /// Per-interface facts the data path needs (keyed by ifindex).
 #[repr(C)]
@@ -236,6 +228,8 @@ pub enum Stat {
     DropNoReal,
     /// Real server's MAC not yet known: dropped (the client retransmits).
     DropNoNeigh,
+    /// The egress interface is not one lbd set up.
+    DropNoIface,
     /// The connection table refused an insert.
     DropConnTableFull,
     /// Forwarding method not supported by this build.
@@ -257,6 +251,7 @@ impl Stat {
         Stat::ConnNew,
         Stat::DropNoReal,
         Stat::DropNoNeigh,
+        Stat::DropNoIface,
         Stat::DropConnTableFull,
         Stat::DropUnsupported,
     ];
@@ -275,6 +270,7 @@ impl Stat {
             Stat::ConnNew => "conn_new",
             Stat::DropNoReal => "drop_no_real",
             Stat::DropNoNeigh => "drop_no_neigh",
+            Stat::DropNoIface => "drop_no_iface",
             Stat::DropConnTableFull => "drop_conn_table_full",
             Stat::DropUnsupported => "drop_unsupported",
         }

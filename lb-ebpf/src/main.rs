@@ -1,8 +1,64 @@
+//! lb's XDP data path: IPVS-style layer-4 load balancing (LVS DR, TUN and NAT) on the
+//! director's NIC. One entry, [`lb_xdp`], reads as the packet's journey:
+//! parse → service lookup → connection table (or schedule a real server) → forward.
 #![no_std]
 #![no_main]
+// The BPF target's core has no atomic read-modify-write methods; see `sched`.
+#![expect(internal_features, reason = "atomic fetch-add intrinsic for the BPF target")]
+#![feature(core_intrinsics)]
+
+mod conn;
+mod forward;
+mod maps;
+mod parse;
+mod ptr;
+mod sched;
+mod stats;
+
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use lb_common::Stat;
+
+/// What to do with the packet: an `xdp_action` value. Helpers return `Result<_, Verdict>` so
+/// that `?` carries an early decision (pass to the kernel, drop) straight to the entry.
+pub type Verdict = u32;
+
+#[xdp]
+pub fn lb_xdp(ctx: XdpContext) -> u32 {
+    stats::count(Stat::Rx);
+    match process(&ctx) {
+        Ok(verdict) | Err(verdict) => verdict,
+    }
+}
+
+#[inline(always)]
+fn process(ctx: &XdpContext) -> Result<Verdict, Verdict> {
+    let packet = parse::parse(ctx)?;
+    let service = maps::lookup_service(&packet.flow)?;
+    let (real_id, real) = conn::lookup_or_schedule(&packet, &service)?;
+    stats::account(service.id, real_id, packet.ip_len);
+    forward::to_real(ctx, &real)
+}
+
+/// Hand the packet to the kernel untouched, counting why.
+#[inline(always)]
+pub fn pass(reason: Stat) -> Verdict {
+    stats::count(reason);
+    xdp_action::XDP_PASS
+}
+
+/// Drop the packet, counting why.
+#[inline(always)]
+pub fn drop(reason: Stat) -> Verdict {
+    stats::count(reason);
+    xdp_action::XDP_DROP
+}
 
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     loop {}
 }
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

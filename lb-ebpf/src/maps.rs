@@ -1,0 +1,78 @@
+//! The BPF maps (layouts in `lb-common`), and typed lookups on them.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+};
+use lb_common::{
+    Conn, Counters, DEFAULT_CONN_TABLE_SIZE, FlowKey, Iface, MAX_IFACES, MAX_REALS, MAX_SERVICES,
+    RealServer, SCHED_SLOTS, Service, ServiceKey, ServiceState, Stat,
+};
+
+use crate::{Verdict, pass};
+
+/// Virtual services by (VIP, port, protocol).
+#[map]
+pub static SERVICES: HashMap<ServiceKey, Service> = HashMap::with_max_entries(MAX_SERVICES, 0);
+
+/// Real servers by id (id 0 unused).
+#[map]
+pub static REALS: Array<RealServer> = Array::with_max_entries(MAX_REALS, 0);
+
+/// Scheduling tables: runs of real-server ids, one run per service (see `Service::table_*`).
+#[map]
+pub static SCHED_TABLE: Array<u32> = Array::with_max_entries(SCHED_SLOTS, 0);
+
+/// Scheduler state the data path advances (round-robin position), by service id.
+#[map]
+pub static SERVICE_STATE: Array<ServiceState> = Array::with_max_entries(MAX_SERVICES, 0);
+
+/// Connection table: 5-tuple → real server. LRU so a flood cannot wedge it.
+#[map]
+pub static CONNS: LruHashMap<FlowKey, Conn> =
+    LruHashMap::with_max_entries(DEFAULT_CONN_TABLE_SIZE, 0);
+
+/// The director's interfaces (own MAC and address), by ifindex.
+#[map]
+pub static IFACES: HashMap<u32, Iface> = HashMap::with_max_entries(MAX_IFACES, 0);
+
+#[map]
+pub static SERVICE_STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(MAX_SERVICES, 0);
+
+#[map]
+pub static REAL_STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(MAX_REALS, 0);
+
+#[map]
+pub static DP_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Stat::COUNT, 0);
+
+/// The service a packet is addressed to: exact port first, then a port-0 ("all ports") service.
+#[inline(always)]
+pub fn lookup_service(flow: &FlowKey) -> Result<Service, Verdict> {
+    let mut key = ServiceKey {
+        addr: flow.daddr,
+        port: flow.dport,
+        proto: flow.proto,
+        _pad: 0,
+    };
+    // SAFETY: values are plain data copied out at once; a concurrent update replaces the
+    // element wholesale (hash map updates are RCU), so we read either the old or the new one.
+    if let Some(service) = unsafe { SERVICES.get(&key) } {
+        return Ok(*service);
+    }
+    key.port = 0;
+    // SAFETY: as above.
+    match unsafe { SERVICES.get(&key) } {
+        Some(service) => Ok(*service),
+        None => Err(pass(Stat::PassNotService)),
+    }
+}
+
+/// A configured real server by id.
+#[inline(always)]
+pub fn real(id: u32) -> Option<RealServer> {
+    let real = REALS.get(id)?;
+    if real.flags & lb_common::REAL_F_IN_USE == 0 {
+        return None;
+    }
+    Some(*real)
+}

@@ -1,0 +1,86 @@
+//! Header parsing: Ethernet → IPv4 → TCP/UDP ports, into a [`Packet`] summary.
+//! Anything we do not balance (ARP, IPv6, fragments, other protocols, malformed headers) is
+//! handed to the kernel untouched.
+
+use aya_ebpf::programs::XdpContext;
+use lb_common::{FlowKey, IPPROTO_TCP, IPPROTO_UDP, Stat};
+use network_types::{
+    eth::{EthHdr, EtherType},
+    ip::Ipv4Hdr,
+};
+
+use crate::{Verdict, pass, ptr};
+
+/// Offset of the IPv4 header (no VLAN tags: lb attaches to the interface that carries them off).
+pub const L3_OFFSET: usize = EthHdr::LEN;
+
+/// What the rest of the journey needs to know about a packet.
+pub struct Packet {
+    /// The 5-tuple, addresses and ports in network order.
+    pub flow: FlowKey,
+    /// Offset of the TCP/UDP header (after IP options).
+    pub l4_offset: usize,
+    /// IPv4 total length (what IPVS counts as the packet's bytes).
+    pub ip_len: u16,
+    /// TCP flags byte (0 for UDP).
+    pub tcp_flags: u8,
+}
+
+/// Fragment offset mask and "more fragments" flag in the IPv4 flags/offset field.
+const IP_MF_OR_OFFSET: u16 = 0x3fff;
+/// Byte offset of the flags in the TCP header.
+const TCP_FLAGS_OFFSET: usize = 13;
+
+#[inline(always)]
+pub fn parse(ctx: &XdpContext) -> Result<Packet, Verdict> {
+    let eth = ptr::at::<EthHdr>(ctx, 0).ok_or_else(|| pass(Stat::PassMalformed))?;
+    // SAFETY: `at` checked that a whole EthHdr lies within the packet.
+    let ether_type = unsafe { (*eth).ether_type };
+    if ether_type != EtherType::Ipv4 as u16 {
+        return Err(pass(Stat::PassNotIpv4));
+    }
+
+    let ip = ptr::at::<Ipv4Hdr>(ctx, L3_OFFSET).ok_or_else(|| pass(Stat::PassMalformed))?;
+    // SAFETY: `at` checked that a whole Ipv4Hdr lies within the packet.
+    let ip = unsafe { &*ip };
+    let ihl = usize::from(ip.vihl & 0x0f) * 4;
+    if ip.vihl >> 4 != 4 || ihl < Ipv4Hdr::LEN {
+        return Err(pass(Stat::PassMalformed));
+    }
+    if u16::from_be_bytes(ip.frags) & IP_MF_OR_OFFSET != 0 {
+        return Err(pass(Stat::PassFragment));
+    }
+    let proto = ip.proto;
+    if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
+        return Err(pass(Stat::PassNotService));
+    }
+
+    let l4_offset = L3_OFFSET + ihl;
+    // Source and destination ports are the first four bytes of both TCP and UDP headers.
+    let ports = ptr::at::<[u8; 4]>(ctx, l4_offset).ok_or_else(|| pass(Stat::PassMalformed))?;
+    // SAFETY: `at` checked the four port bytes.
+    let ports = unsafe { *ports };
+    let tcp_flags = if proto == IPPROTO_TCP {
+        // A TCP header is at least 20 bytes; check it all so later rewrites may touch it.
+        let tcp = ptr::at::<[u8; 20]>(ctx, l4_offset).ok_or_else(|| pass(Stat::PassMalformed))?;
+        // SAFETY: `at` checked the 20-byte fixed TCP header.
+        unsafe { (*tcp)[TCP_FLAGS_OFFSET] }
+    } else {
+        ptr::at::<[u8; 8]>(ctx, l4_offset).ok_or_else(|| pass(Stat::PassMalformed))?;
+        0
+    };
+
+    Ok(Packet {
+        flow: FlowKey {
+            saddr: u32::from_ne_bytes(ip.src_addr),
+            daddr: u32::from_ne_bytes(ip.dst_addr),
+            sport: u16::from_ne_bytes([ports[0], ports[1]]),
+            dport: u16::from_ne_bytes([ports[2], ports[3]]),
+            proto,
+            _pad: [0; 3],
+        },
+        l4_offset,
+        ip_len: u16::from_be_bytes(ip.tot_len),
+        tcp_flags,
+    })
+}
