@@ -5,3 +5,4 @@
 pub mod control;
 pub mod ipvsadm;
 pub mod model;
+pub mod object;
