@@ -26,7 +26,9 @@ fn main() -> anyhow::Result<()> {
     }
 
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);
-    let workspace = manifest_dir.parent().context("lb-user sits in the workspace")?;
+    let workspace = manifest_dir
+        .parent()
+        .context("lb-user sits in the workspace")?;
     for dir in ["lb-ebpf", "lb-common"] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
@@ -43,24 +45,48 @@ fn main() -> anyhow::Result<()> {
     ]
     .join("\x1f");
     let mut cmd = Command::new("rustup");
-    cmd.args(["run", "nightly", "cargo", "build", "--package", "lb-ebpf", "--bin", "lb"])
-        .args(["--release", "--target", "bpfel-unknown-none", "-Z", "build-std=core"])
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .current_dir(workspace)
-        .env("CARGO_ENCODED_RUSTFLAGS", rustflags);
+    cmd.args([
+        "run",
+        "nightly",
+        "cargo",
+        "build",
+        "--package",
+        "lb-ebpf",
+        "--bin",
+        "lb",
+    ])
+    .args([
+        "--release",
+        "--target",
+        "bpfel-unknown-none",
+        "-Z",
+        "build-std=core",
+    ])
+    .arg("--target-dir")
+    .arg(&target_dir)
+    .current_dir(workspace)
+    .env("CARGO_ENCODED_RUSTFLAGS", rustflags);
     // The outer (stable) cargo's settings must not leak into the nightly build.
-    for key in ["RUSTC", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "RUSTFLAGS", "CARGO"] {
+    for key in [
+        "RUSTC",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTFLAGS",
+        "CARGO",
+    ] {
         cmd.env_remove(key);
     }
     let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
     if !status.success() {
-        bail!("building the eBPF program failed ({status}); `cargo xtask setup` installs the toolchain");
+        bail!(
+            "building the eBPF program failed ({status}); `cargo xtask setup` installs the toolchain"
+        );
     }
     copy(&target_dir.join("bpfel-unknown-none/release/lb"), &object)
 }
 
 fn copy(from: &Path, to: &Path) -> anyhow::Result<()> {
-    std::fs::copy(from, to).with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    std::fs::copy(from, to)
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
     Ok(())
 }

@@ -19,44 +19,45 @@ use crate::{
 /// the shared entry on every packet.
 const TOUCH_INTERVAL_NS: u64 = 1_000_000_000;
 
-/// The real server for this packet: from the connection table, or newly scheduled.
+/// The connection this packet belongs to and its real server, advancing the TCP state.
+/// `None` for a new flow, including a SYN that reuses the ports of a finished connection.
 #[inline(always)]
-pub fn lookup_or_schedule(
-    packet: &Packet,
-    service: &Service,
-) -> Result<(u32, RealServer), Verdict> {
+pub fn lookup(packet: &Packet) -> Option<(Conn, RealServer)> {
+    let entry = CONNS.get_ptr_mut(&packet.flow)?;
+    // SAFETY: LRU hash values stay valid for the program's run (RCU); concurrent writers of
+    // the same flow race benignly on plain stores of state and timestamp.
+    let conn = unsafe { &mut *entry };
+    let is_tcp = packet.flow.proto == IPPROTO_TCP;
+    if is_tcp && is_new_syn(conn.state, packet.tcp_flags) {
+        return None;
+    }
+    let real = maps::real(conn.real)?;
     // SAFETY: coarse clock read, no arguments.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
-    let is_tcp = packet.flow.proto == IPPROTO_TCP;
-
-    if let Some(entry) = CONNS.get_ptr_mut(&packet.flow) {
-        // SAFETY: LRU hash values stay valid for the program's run (RCU); concurrent writers
-        // of the same flow race benignly on plain stores of state and timestamp.
-        let conn = unsafe { &mut *entry };
-        let reopened = is_tcp && is_new_syn(conn.state, packet.tcp_flags);
-        if !reopened && let Some(real) = maps::real(conn.real) {
-            if is_tcp {
-                let state = tcp_state::next(conn.state, packet.tcp_flags, Direction::InputOnly);
-                if state != conn.state {
-                    conn.state = state;
-                    conn.last_seen_ns = now;
-                }
-            }
-            if now.wrapping_sub(conn.last_seen_ns) > TOUCH_INTERVAL_NS {
-                conn.last_seen_ns = now;
-            }
-            stats::count(Stat::ConnHit);
-            return Ok((conn.real, real));
+    if is_tcp {
+        let state = tcp_state::next(conn.state, packet.tcp_flags, Direction::InputOnly);
+        if state != conn.state {
+            conn.state = state;
+            conn.last_seen_ns = now;
         }
     }
+    if now.wrapping_sub(conn.last_seen_ns) > TOUCH_INTERVAL_NS {
+        conn.last_seen_ns = now;
+    }
+    stats::count(Stat::ConnHit);
+    Some((*conn, real))
+}
 
+/// Schedule a new flow of `service` to a real server and remember the choice.
+#[inline(always)]
+pub fn schedule(packet: &Packet, service: &Service) -> Result<(Conn, RealServer), Verdict> {
     let Some(real_id) = sched::pick(service) else {
         return Err(drop(Stat::DropNoReal));
     };
     let Some(real) = maps::real(real_id) else {
         return Err(drop(Stat::DropNoReal));
     };
-    let state = if is_tcp {
+    let state = if packet.flow.proto == IPPROTO_TCP {
         tcp_state::next(tcp_state::NONE, packet.tcp_flags, Direction::InputOnly)
     } else {
         tcp_state::UDP
@@ -67,13 +68,14 @@ pub fn lookup_or_schedule(
         state,
         flags: 0,
         _pad: [0; 6],
-        last_seen_ns: now,
+        // SAFETY: coarse clock read, no arguments.
+        last_seen_ns: unsafe { bpf_ktime_get_coarse_ns() },
     };
     if CONNS.insert(&packet.flow, &conn, 0).is_err() {
         return Err(drop(Stat::DropConnTableFull));
     }
     stats::new_connection(service.id, real_id);
-    Ok((real_id, real))
+    Ok((conn, real))
 }
 
 /// A SYN on a connection that has finished starts a new connection (the client reused its

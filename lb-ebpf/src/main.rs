@@ -1,10 +1,17 @@
 //! lb's XDP data path: IPVS-style layer-4 load balancing (LVS DR, TUN and NAT) on the
 //! director's NIC. One entry, [`lb_xdp`], reads as the packet's journey:
-//! parse → service lookup → connection table (or schedule a real server) → forward.
+//! parse → connection table → (new flow: service lookup → schedule) → forward.
+//!
+//! As in IPVS, the connection table is consulted before the service table, so established
+//! connections keep flowing while their service is edited, deleted and re-created
+//! (`ipvsadm -C` followed by `ipvsadm -R`).
 #![no_std]
 #![no_main]
 // The BPF target's core has no atomic read-modify-write methods; see `sched`.
-#![expect(internal_features, reason = "atomic fetch-add intrinsic for the BPF target")]
+#![expect(
+    internal_features,
+    reason = "atomic fetch-add intrinsic for the BPF target"
+)]
 #![feature(core_intrinsics)]
 
 mod conn;
@@ -33,9 +40,14 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn process(ctx: &XdpContext) -> Result<Verdict, Verdict> {
     let packet = parse::parse(ctx)?;
-    let service = maps::lookup_service(&packet.flow)?;
-    let (real_id, real) = conn::lookup_or_schedule(&packet, &service)?;
-    stats::account(service.id, real_id, packet.ip_len);
+    let (conn, real) = match conn::lookup(&packet) {
+        Some(found) => found,
+        None => {
+            let service = maps::lookup_service(&packet.flow)?;
+            conn::schedule(&packet, &service)?
+        }
+    };
+    stats::account(conn.service, conn.real, packet.ip_len);
     forward::to_real(ctx, &real)
 }
 

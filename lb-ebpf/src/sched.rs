@@ -17,10 +17,11 @@ pub fn pick(service: &Service) -> Option<u32> {
     let state = SERVICE_STATE.get_ptr_mut(service.id)?;
     // SAFETY: the pointer is to a live array element; the shared round-robin position is
     // advanced atomically so concurrent CPUs take consecutive slots, as IPVS's locked walk does.
-    // (core's AtomicU64 has no fetch_add on the BPF target; the intrinsic lowers to the
-    // BPF atomic fetch-add instruction.)
+    // (core's AtomicU64 has no fetch_add on the BPF target, so the intrinsic is used. It must
+    // be SeqCst: with Relaxed, LLVM's BPF backend emits a plain locked add without FETCH and
+    // the "old value" we read back is just the addend.)
     let position = unsafe {
-        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*state).rr_position, 1)
+        atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(&raw mut (*state).rr_position, 1)
     };
     let slot = service.table_offset + (position % u64::from(service.table_len)) as u32;
     match SCHED_TABLE.get(slot) {

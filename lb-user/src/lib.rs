@@ -2,7 +2,14 @@
 //! (configuration rules, schedulers, ipvsadm syntax and layouts) kept pure and unit-tested
 //! apart from the parts that touch the kernel.
 
+pub mod config;
 pub mod control;
+pub mod dataplane;
+pub mod director;
 pub mod ipvsadm;
 pub mod model;
+pub mod netlink;
 pub mod object;
+pub mod sched;
+pub mod slots;
+pub mod state;

@@ -275,9 +275,15 @@ pub enum Command {
     /// `-D`
     DeleteService { service: ServiceAddr },
     /// `-a`
-    AddReal { service: ServiceAddr, real: RealSpec },
+    AddReal {
+        service: ServiceAddr,
+        real: RealSpec,
+    },
     /// `-e`
-    EditReal { service: ServiceAddr, real: RealSpec },
+    EditReal {
+        service: ServiceAddr,
+        real: RealSpec,
+    },
     /// `-d`
     DeleteReal {
         service: ServiceAddr,

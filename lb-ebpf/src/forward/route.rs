@@ -15,7 +15,11 @@ pub fn forward(ctx: &XdpContext, real: &RealServer) -> Result<Verdict, Verdict> 
         return Err(drop(Stat::DropNoNeigh));
     }
     let ingress = ctx.ingress_ifindex() as u32;
-    let egress = if real.ifindex == 0 { ingress } else { real.ifindex };
+    let egress = if real.ifindex == 0 {
+        ingress
+    } else {
+        real.ifindex
+    };
     // SAFETY: plain-data value copied out at once.
     let Some(iface) = (unsafe { IFACES.get(&egress) }) else {
         return Err(drop(Stat::DropNoIface));

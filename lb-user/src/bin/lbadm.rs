@@ -1,1 +1,123 @@
-fn main() {}
+//! `lbadm`: ipvsadm's command line for lb. Parses exactly what ipvsadm parses, sends the
+//! changes to lbd over its control socket and prints what ipvsadm prints.
+
+use std::{io::Read as _, path::PathBuf, process::ExitCode};
+
+use lb_user::{
+    control::{DEFAULT_SOCKET, RequestBody, ResponseBody, SOCKET_ENV, client},
+    ipvsadm::{self, CliError, Invocation, ListWhat, NoNames, SystemNames},
+    model::Command,
+};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Cli(e)) => {
+            eprintln!("{e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+        Err(Failure::Other(message)) => {
+            eprintln!("{message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+enum Failure {
+    Cli(CliError),
+    Other(String),
+}
+
+impl From<CliError> for Failure {
+    fn from(e: CliError) -> Self {
+        Failure::Cli(e)
+    }
+}
+
+impl From<client::ClientError> for Failure {
+    fn from(e: client::ClientError) -> Self {
+        Failure::Other(e.to_string())
+    }
+}
+
+fn run(args: &[String]) -> Result<(), Failure> {
+    let parsed = ipvsadm::parse(args)?;
+    let socket = parsed
+        .socket
+        .or_else(|| std::env::var_os(SOCKET_ENV).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+    let ask = |body| client::request(&socket, body);
+    match parsed.invocation {
+        Invocation::Apply(commands) => apply(&socket, commands),
+        Invocation::Restore => {
+            let mut input = String::new();
+            std::io::stdin()
+                .read_to_string(&mut input)
+                .map_err(|e| Failure::Other(format!("reading standard input: {e}")))?;
+            let commands = ipvsadm::parse_restore(&input)?;
+            apply(&socket, commands)
+        }
+        Invocation::List(opts) => {
+            let names: &dyn ipvsadm::Names = if opts.numeric { &NoNames } else { &SystemNames };
+            let text = match opts.what() {
+                ListWhat::Services => {
+                    let snapshot = expect_snapshot(ask(RequestBody::List)?)?;
+                    ipvsadm::format_list(&snapshot, &opts, names)?
+                }
+                ListWhat::Connections => match ask(RequestBody::Connections)? {
+                    ResponseBody::Connections { connections } => {
+                        ipvsadm::format_connections(&connections, &opts, names)
+                    }
+                    other => return Err(unexpected(other)),
+                },
+                ListWhat::Timeouts => match ask(RequestBody::Timeouts)? {
+                    ResponseBody::Timeouts { timeouts } => ipvsadm::format_timeouts(&timeouts),
+                    other => return Err(unexpected(other)),
+                },
+                ListWhat::Daemon => ipvsadm::format_daemon(),
+            };
+            print!("{text}");
+            Ok(())
+        }
+        Invocation::Save { numeric } => {
+            let snapshot = expect_snapshot(ask(RequestBody::List)?)?;
+            let names: &dyn ipvsadm::Names = if numeric { &NoNames } else { &SystemNames };
+            print!("{}", ipvsadm::format_save(&snapshot, numeric, names));
+            Ok(())
+        }
+        Invocation::Help => {
+            print!("{}", ipvsadm::help_text());
+            Ok(())
+        }
+        Invocation::Version => {
+            print!("{}", ipvsadm::version_text());
+            Ok(())
+        }
+    }
+}
+
+fn apply(socket: &std::path::Path, commands: Vec<Command>) -> Result<(), Failure> {
+    if commands.is_empty() {
+        return Ok(());
+    }
+    match client::request(socket, RequestBody::Apply { commands })? {
+        ResponseBody::Done => Ok(()),
+        ResponseBody::Error { message } => Err(Failure::Cli(CliError::Refused(message))),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn expect_snapshot(body: ResponseBody) -> Result<lb_user::model::Snapshot, Failure> {
+    match body {
+        ResponseBody::Snapshot { snapshot } => Ok(snapshot),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn unexpected(body: ResponseBody) -> Failure {
+    match body {
+        ResponseBody::Error { message } => Failure::Other(message),
+        other => Failure::Other(format!("unexpected answer from lbd: {other:?}")),
+    }
+}

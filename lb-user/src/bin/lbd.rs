@@ -1,1 +1,132 @@
-fn main() {}
+//! `lbd`: loads lb's XDP program onto the director's interfaces, owns its maps, and serves
+//! `lbadm` on a control socket. Configuration survives restarts through the state file.
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use lb_user::{
+    control::{DEFAULT_SOCKET, server::ControlSocket},
+    dataplane::{AttachMode, Dataplane},
+    director::Director,
+    netlink,
+    state::DEFAULT_STATE,
+};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{error, info, warn};
+
+/// lb's director daemon: an XDP layer-4 load balancer driven like LVS.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Interface to attach the XDP program to (repeat for several, e.g. NAT's two NICs).
+    #[arg(long = "iface", required = true, value_name = "IF")]
+    ifaces: Vec<String>,
+    /// XDP attach mode: native (driver) if possible, or generic (skb).
+    #[arg(long, value_enum, default_value = "auto")]
+    xdp_mode: AttachMode,
+    /// Control socket lbadm talks to.
+    #[arg(long, default_value = DEFAULT_SOCKET, value_name = "PATH")]
+    socket: PathBuf,
+    /// Where the configuration is saved and restored from.
+    #[arg(long, default_value = DEFAULT_STATE, value_name = "PATH")]
+    state: PathBuf,
+    /// Connection-table entries (IPVS's "size" in `-Ln`).
+    #[arg(long, default_value_t = lb_common::DEFAULT_CONN_TABLE_SIZE)]
+    conn_table_size: u32,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LBD_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .init();
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args)).inspect_err(|e| error!("{e:#}"))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    // Check everything the user gave us before touching the system.
+    let mut links = Vec::new();
+    for name in &args.ifaces {
+        let link = netlink::link_by_name(name)?;
+        if link.mac == [0; 6] {
+            bail!("{name} has no Ethernet address; lb forwards Ethernet frames");
+        }
+        if link.kind.as_deref() == Some("veth") && args.xdp_mode != AttachMode::Skb {
+            warn!(
+                iface = %name,
+                "{name} is a veth: frames sent back with native XDP_TX are only delivered if \
+                 its peer has an XDP program attached (any, even one that passes everything); \
+                 otherwise use --xdp-mode skb"
+            );
+        }
+        links.push(link);
+    }
+    if args.conn_table_size == 0 {
+        bail!("--conn-table-size must be at least 1");
+    }
+
+    let dataplane = Dataplane::load(args.conn_table_size).context("loading the XDP program")?;
+    let director = Director::new(dataplane, &links, args.state.clone(), args.conn_table_size)
+        .context("restoring the configuration")?;
+    let director = Arc::new(Mutex::new(director));
+    let socket = ControlSocket::bind(&args.socket)
+        .with_context(|| format!("control socket {}", args.socket.display()))?;
+    {
+        let mut d = director.lock().unwrap_or_else(|p| p.into_inner());
+        for name in &args.ifaces {
+            let mode = d.attach(name, args.xdp_mode)?;
+            info!(iface = %name, mode, "XDP program attached");
+        }
+    }
+    info!(socket = %socket.path().display(), state = %args.state.display(), "lbd ready");
+
+    let ticker = {
+        let director = Arc::clone(&director);
+        async move {
+            let mut interval = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                interval.tick().await;
+                let director = Arc::clone(&director);
+                let result = tokio::task::spawn_blocking(move || {
+                    director.lock().unwrap_or_else(|p| p.into_inner()).tick()
+                })
+                .await;
+                match result {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => warn!("periodic upkeep failed: {e}"),
+                    Err(e) => warn!("periodic upkeep panicked: {e}"),
+                }
+            }
+        }
+    };
+
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = socket.serve(Arc::clone(&director)) => {}
+        _ = ticker => {}
+        _ = sigterm.recv() => info!("SIGTERM: shutting down"),
+        _ = sigint.recv() => info!("SIGINT: shutting down"),
+    }
+    drop(socket);
+    let mut d = director.lock().unwrap_or_else(|p| p.into_inner());
+    d.shutdown()?;
+    info!(
+        "XDP program detached; configuration kept in {}",
+        args.state.display()
+    );
+    Ok(())
+}

@@ -46,9 +46,17 @@ pub struct Response {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ResponseBody {
     Done,
-    Snapshot { snapshot: Snapshot },
-    Connections { connections: Vec<ConnectionStatus> },
-    Timeouts { timeouts: Timeouts },
+    Snapshot {
+        snapshot: Snapshot,
+    },
+    Connections {
+        connections: Vec<ConnectionStatus>,
+    },
+    Timeouts {
+        timeouts: Timeouts,
+    },
     /// The request was refused; `message` is what ipvsadm would print.
-    Error { message: String },
+    Error {
+        message: String,
+    },
 }

@@ -1,0 +1,147 @@
+//! The `lbd` side: a Unix socket (mode 0600) answering one JSON request per line.
+
+use std::{
+    io,
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use tokio::{
+    io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
+    net::{UnixListener, UnixStream},
+};
+use tracing::{debug, info, warn};
+
+use super::{PROTOCOL_VERSION, Request, RequestBody, Response, ResponseBody};
+use crate::director::Director;
+
+/// Requests longer than this are refused (a restore of tens of thousands of services fits).
+const MAX_REQUEST: usize = 256 * 1024 * 1024;
+
+/// The control socket; removed from the filesystem when dropped.
+pub struct ControlSocket {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl ControlSocket {
+    /// Binds `path` (creating its directory), refusing if another lbd answers there.
+    pub fn bind(path: &Path) -> io::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        if path.exists() {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("another lbd is already listening on {}", path.display()),
+                ));
+            }
+            std::fs::remove_file(path)?;
+        }
+        let listener = UnixListener::bind(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        Ok(ControlSocket {
+            listener,
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Serves requests until the task is dropped.
+    pub async fn serve(&self, director: Arc<Mutex<Director>>) {
+        loop {
+            match self.listener.accept().await {
+                Ok((stream, _)) => {
+                    let director = Arc::clone(&director);
+                    tokio::spawn(async move {
+                        if let Err(e) = session(stream, director).await {
+                            debug!("control connection ended: {e}");
+                        }
+                    });
+                }
+                Err(e) => warn!("control socket accept failed: {e}"),
+            }
+        }
+    }
+}
+
+impl Drop for ControlSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+async fn session(stream: UnixStream, director: Arc<Mutex<Director>>) -> io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read.take(MAX_REQUEST as u64)).lines();
+    while let Some(line) = lines.next_line().await? {
+        let body = match serde_json::from_str::<Request>(&line) {
+            Ok(request) if request.version != PROTOCOL_VERSION => ResponseBody::Error {
+                message: format!(
+                    "lbadm speaks control protocol version {}, this lbd speaks {PROTOCOL_VERSION}",
+                    request.version
+                ),
+            },
+            Ok(request) => {
+                let director = Arc::clone(&director);
+                tokio::task::spawn_blocking(move || {
+                    let mut director = director.lock().unwrap_or_else(|p| p.into_inner());
+                    handle(&mut director, request.body)
+                })
+                .await
+                .unwrap_or_else(|e| ResponseBody::Error {
+                    message: format!("internal error: {e}"),
+                })
+            }
+            Err(e) => ResponseBody::Error {
+                message: format!("malformed request: {e}"),
+            },
+        };
+        let mut out = serde_json::to_string(&Response {
+            version: PROTOCOL_VERSION,
+            body,
+        })
+        .expect("responses serialise");
+        out.push('\n');
+        write.write_all(out.as_bytes()).await?;
+    }
+    Ok(())
+}
+
+use tokio::io::AsyncReadExt as _;
+
+/// Carries out one request.
+pub fn handle(director: &mut Director, body: RequestBody) -> ResponseBody {
+    let error = |e: &dyn std::fmt::Display| ResponseBody::Error {
+        message: e.to_string(),
+    };
+    match body {
+        RequestBody::Apply { commands } => match director.apply(&commands) {
+            Ok(()) => {
+                for command in &commands {
+                    info!(?command, "applied");
+                }
+                ResponseBody::Done
+            }
+            Err(e) => {
+                info!(error = %e, commands = commands.len(), "refused");
+                error(&e)
+            }
+        },
+        RequestBody::List => match director.snapshot() {
+            Ok(snapshot) => ResponseBody::Snapshot { snapshot },
+            Err(e) => error(&e),
+        },
+        RequestBody::Connections => ResponseBody::Connections {
+            connections: director.connections(),
+        },
+        RequestBody::Timeouts => ResponseBody::Timeouts {
+            timeouts: director.timeouts(),
+        },
+    }
+}

@@ -1,0 +1,413 @@
+//! The running configuration and the rules for changing it, as IPVS enforces them.
+//!
+//! Pure: applying commands here touches nothing outside this value. `lbd` applies a batch to
+//! a copy and only adopts it when every command succeeded, so a bad request changes nothing.
+//! Errors print as ipvsadm prints the kernel's refusals (libipvs `ipvs_strerror`).
+
+use std::net::Ipv4Addr;
+
+use lb_common::{MAX_REALS, MAX_SERVICES};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Command, Forward, RealSpec, ServiceAddr, ServiceSpec, Timeouts};
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("Service already exists")]
+    ServiceExists,
+    /// `-E`, `-D`, `-Z` on an unknown service.
+    #[error("No such service")]
+    NoSuchService,
+    /// `-a`, `-e`, `-d` on an unknown service.
+    #[error("Service not defined")]
+    ServiceNotDefined,
+    #[error("Destination already exists")]
+    DestinationExists,
+    #[error("No such destination")]
+    NoSuchDestination,
+    /// Out of service or real-server ids (IPVS would have run out of memory).
+    #[error("Memory allocation problem")]
+    Full,
+    #[error("Invalid operation: {0}")]
+    Invalid(String),
+}
+
+/// A real server of a service, with its data-path id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RealEntry {
+    pub id: u32,
+    pub spec: RealSpec,
+}
+
+/// A virtual service, with its data-path id and real servers in the order they were added.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceEntry {
+    pub id: u32,
+    pub spec: ServiceSpec,
+    pub reals: Vec<RealEntry>,
+}
+
+/// A real server that was deleted (or whose service was) while connections may still use it.
+/// As in IPVS, those connections keep going to it until they end; its id is reused only
+/// once no connection refers to it, and re-adding it revives it with the same id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrashedReal {
+    pub id: u32,
+    pub service: ServiceAddr,
+    pub service_id: u32,
+    pub spec: RealSpec,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    pub services: Vec<ServiceEntry>,
+    #[serde(default)]
+    pub trash: Vec<TrashedReal>,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+}
+
+impl Config {
+    /// Applies `commands` in order, all or nothing.
+    pub fn apply_all(&self, commands: &[Command]) -> Result<Config, ConfigError> {
+        let mut next = self.clone();
+        for command in commands {
+            next.apply(command)?;
+        }
+        Ok(next)
+    }
+
+    pub fn service(&self, addr: &ServiceAddr) -> Option<&ServiceEntry> {
+        self.services.iter().find(|s| s.spec.addr == *addr)
+    }
+
+    fn service_mut(&mut self, addr: &ServiceAddr) -> Option<&mut ServiceEntry> {
+        self.services.iter_mut().find(|s| s.spec.addr == *addr)
+    }
+
+    /// Applies one command.
+    pub fn apply(&mut self, command: &Command) -> Result<(), ConfigError> {
+        match command {
+            Command::AddService { service } => {
+                if self.service(&service.addr).is_some() {
+                    return Err(ConfigError::ServiceExists);
+                }
+                let id = self.free_service_id().ok_or(ConfigError::Full)?;
+                self.services.push(ServiceEntry {
+                    id,
+                    spec: service.clone(),
+                    reals: Vec::new(),
+                });
+            }
+            Command::EditService { service } => {
+                let entry = self
+                    .service_mut(&service.addr)
+                    .ok_or(ConfigError::NoSuchService)?;
+                entry.spec = service.clone();
+            }
+            Command::DeleteService { service } => {
+                let index = self
+                    .services
+                    .iter()
+                    .position(|s| s.spec.addr == *service)
+                    .ok_or(ConfigError::NoSuchService)?;
+                let entry = self.services.remove(index);
+                self.trash_reals(&entry, entry.reals.clone());
+            }
+            Command::AddReal { service, real } => {
+                let real = normalise(service, real);
+                let revived = self.take_from_trash(service, real.addr, real.port);
+                let id = match revived {
+                    Some(id) => id,
+                    None => self.free_real_id().ok_or(ConfigError::Full)?,
+                };
+                let entry = self
+                    .service_mut(service)
+                    .ok_or(ConfigError::ServiceNotDefined)?;
+                if entry
+                    .reals
+                    .iter()
+                    .any(|r| r.spec.addr == real.addr && r.spec.port == real.port)
+                {
+                    return Err(ConfigError::DestinationExists);
+                }
+                entry.reals.push(RealEntry { id, spec: real });
+            }
+            Command::EditReal { service, real } => {
+                let real = normalise(service, real);
+                let entry = self
+                    .service_mut(service)
+                    .ok_or(ConfigError::ServiceNotDefined)?;
+                let existing = entry
+                    .reals
+                    .iter_mut()
+                    .find(|r| r.spec.addr == real.addr && r.spec.port == real.port)
+                    .ok_or(ConfigError::NoSuchDestination)?;
+                existing.spec = real;
+            }
+            Command::DeleteReal {
+                service,
+                addr,
+                port,
+            } => {
+                let entry = self
+                    .service_mut(service)
+                    .ok_or(ConfigError::ServiceNotDefined)?;
+                let index = entry
+                    .reals
+                    .iter()
+                    .position(|r| r.spec.addr == *addr && r.spec.port == *port)
+                    .ok_or(ConfigError::NoSuchDestination)?;
+                let removed = entry.reals.remove(index);
+                let entry = entry.clone();
+                self.trash_reals(&entry, vec![removed]);
+            }
+            Command::Clear => {
+                for entry in std::mem::take(&mut self.services) {
+                    let reals = entry.reals.clone();
+                    self.trash_reals(&entry, reals);
+                }
+            }
+            Command::Zero { service } => {
+                if let Some(service) = service
+                    && self.service(service).is_none()
+                {
+                    return Err(ConfigError::NoSuchService);
+                }
+            }
+            Command::SetTimeouts { timeouts } => {
+                let keep = |new: u32, old: u32| if new == 0 { old } else { new };
+                self.timeouts = Timeouts {
+                    tcp: keep(timeouts.tcp, self.timeouts.tcp),
+                    tcp_fin: keep(timeouts.tcp_fin, self.timeouts.tcp_fin),
+                    udp: keep(timeouts.udp, self.timeouts.udp),
+                };
+            }
+        }
+        Ok(())
+    }
+
+    fn trash_reals(&mut self, service: &ServiceEntry, reals: Vec<RealEntry>) {
+        self.trash.extend(reals.into_iter().map(|r| TrashedReal {
+            id: r.id,
+            service: service.spec.addr,
+            service_id: service.id,
+            spec: r.spec,
+        }));
+    }
+
+    fn take_from_trash(&mut self, service: &ServiceAddr, addr: Ipv4Addr, port: u16) -> Option<u32> {
+        let index = self
+            .trash
+            .iter()
+            .position(|t| t.service == *service && t.spec.addr == addr && t.spec.port == port)?;
+        // Only revive into a live service whose id matches, so the data path's view agrees.
+        let service_id = self.service(service)?.id;
+        if self.trash[index].service_id != service_id {
+            return None;
+        }
+        Some(self.trash.remove(index).id)
+    }
+
+    /// Forgets trashed real servers no connection uses any more; returns their ids.
+    pub fn purge_trash(&mut self, in_use: impl Fn(u32) -> bool) -> Vec<u32> {
+        let (keep, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut self.trash)
+            .into_iter()
+            .partition(|t| in_use(t.id));
+        self.trash = keep;
+        gone.into_iter().map(|t| t.id).collect()
+    }
+
+    fn free_service_id(&self) -> Option<u32> {
+        let used: std::collections::HashSet<u32> = self.services.iter().map(|s| s.id).collect();
+        (0..MAX_SERVICES).find(|id| !used.contains(id))
+    }
+
+    fn free_real_id(&self) -> Option<u32> {
+        let used: std::collections::HashSet<u32> = self
+            .services
+            .iter()
+            .flat_map(|s| s.reals.iter().map(|r| r.id))
+            .chain(self.trash.iter().map(|t| t.id))
+            .collect();
+        // Id 0 is reserved: an empty scheduling slot.
+        (1..MAX_REALS).find(|id| !used.contains(id))
+    }
+}
+
+/// ipvsadm's rule: with direct routing and tunnelling the real server's port is the
+/// service's (the packet is not rewritten, so it cannot be anything else).
+fn normalise(service: &ServiceAddr, real: &RealSpec) -> RealSpec {
+    let mut real = real.clone();
+    if real.forward != Forward::Masq && service.port != 0 {
+        real.port = service.port;
+    }
+    real
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Protocol, Scheduler};
+
+    fn svc(port: u16) -> ServiceAddr {
+        ServiceAddr {
+            protocol: Protocol::Tcp,
+            addr: Ipv4Addr::new(192, 168, 1, 99),
+            port,
+        }
+    }
+
+    fn spec(port: u16, scheduler: Scheduler) -> ServiceSpec {
+        ServiceSpec {
+            addr: svc(port),
+            scheduler,
+            persistence: None,
+            sched_flags: Default::default(),
+        }
+    }
+
+    fn real(last: u8, forward: Forward, weight: u32) -> RealSpec {
+        RealSpec {
+            addr: Ipv4Addr::new(192, 168, 1, last),
+            port: 80,
+            forward,
+            weight,
+            upper_threshold: 0,
+            lower_threshold: 0,
+        }
+    }
+
+    fn add_service(port: u16) -> Command {
+        Command::AddService {
+            service: spec(port, Scheduler::Rr),
+        }
+    }
+
+    fn add_real(port: u16, last: u8) -> Command {
+        Command::AddReal {
+            service: svc(port),
+            real: real(last, Forward::Route, 1),
+        }
+    }
+
+    #[test]
+    fn seed_000_dr_sequence() {
+        let config = Config::default()
+            .apply_all(&[
+                Command::Clear,
+                add_service(80),
+                add_real(80, 12),
+                add_real(80, 13),
+            ])
+            .unwrap();
+        let s = config.service(&svc(80)).unwrap();
+        assert_eq!(s.reals.len(), 2);
+        assert_eq!(s.reals[0].id, 1);
+        assert_eq!(s.reals[1].id, 2);
+    }
+
+    #[test]
+    fn errors_are_ipvsadm_messages_and_change_nothing() {
+        let config = Config::default().apply_all(&[add_service(80)]).unwrap();
+        let err = config
+            .apply_all(&[add_real(80, 12), add_service(80)])
+            .unwrap_err();
+        assert_eq!(err.to_string(), "Service already exists");
+        assert!(config.service(&svc(80)).unwrap().reals.is_empty());
+        let err = config.apply_all(&[add_real(81, 12)]).unwrap_err();
+        assert_eq!(err.to_string(), "Service not defined");
+        let err = config
+            .apply_all(&[Command::DeleteService { service: svc(81) }])
+            .unwrap_err();
+        assert_eq!(err.to_string(), "No such service");
+        let err = config
+            .apply_all(&[add_real(80, 12), add_real(80, 12)])
+            .unwrap_err();
+        assert_eq!(err.to_string(), "Destination already exists");
+        let err = config
+            .apply_all(&[Command::EditReal {
+                service: svc(80),
+                real: real(7, Forward::Route, 2),
+            }])
+            .unwrap_err();
+        assert_eq!(err.to_string(), "No such destination");
+    }
+
+    #[test]
+    fn dr_and_tun_ports_follow_the_service_masq_may_map() {
+        let mut r = real(12, Forward::Route, 1);
+        r.port = 8080;
+        let mut m = real(13, Forward::Masq, 1);
+        m.port = 8080;
+        let config = Config::default()
+            .apply_all(&[
+                add_service(80),
+                Command::AddReal {
+                    service: svc(80),
+                    real: r,
+                },
+                Command::AddReal {
+                    service: svc(80),
+                    real: m,
+                },
+            ])
+            .unwrap();
+        let s = config.service(&svc(80)).unwrap();
+        assert_eq!(s.reals[0].spec.port, 80);
+        assert_eq!(s.reals[1].spec.port, 8080);
+    }
+
+    #[test]
+    fn deleted_reals_wait_in_trash_and_revive_with_their_id() {
+        let config = Config::default()
+            .apply_all(&[add_service(80), add_real(80, 12), add_real(80, 13)])
+            .unwrap();
+        let deleted = config
+            .apply_all(&[Command::DeleteReal {
+                service: svc(80),
+                addr: Ipv4Addr::new(192, 168, 1, 12),
+                port: 80,
+            }])
+            .unwrap();
+        assert_eq!(deleted.trash.len(), 1);
+        // A new real server does not take the trashed id...
+        let more = deleted.apply_all(&[add_real(80, 14)]).unwrap();
+        assert_eq!(more.service(&svc(80)).unwrap().reals[1].id, 3);
+        // ...re-adding the deleted one revives it.
+        let revived = deleted.apply_all(&[add_real(80, 12)]).unwrap();
+        assert_eq!(revived.service(&svc(80)).unwrap().reals[1].id, 1);
+        assert!(revived.trash.is_empty());
+        // Once unused, the id is free again.
+        let mut purged = deleted.clone();
+        assert_eq!(purged.purge_trash(|_| false), vec![1]);
+        let again = purged.apply_all(&[add_real(80, 20)]).unwrap();
+        assert_eq!(again.service(&svc(80)).unwrap().reals[1].id, 1);
+    }
+
+    #[test]
+    fn clear_trashes_everything_and_timeouts_keep_zeroes() {
+        let config = Config::default()
+            .apply_all(&[add_service(80), add_real(80, 12), Command::Clear])
+            .unwrap();
+        assert!(config.services.is_empty());
+        assert_eq!(config.trash.len(), 1);
+        let config = config
+            .apply_all(&[Command::SetTimeouts {
+                timeouts: Timeouts {
+                    tcp: 60,
+                    tcp_fin: 0,
+                    udp: 10,
+                },
+            }])
+            .unwrap();
+        assert_eq!(
+            config.timeouts,
+            Timeouts {
+                tcp: 60,
+                tcp_fin: 120,
+                udp: 10
+            }
+        );
+    }
+}

@@ -1,0 +1,240 @@
+//! The loaded XDP program and typed access to its maps. This is the only module that talks
+//! to the kernel's BPF side; what to write is decided elsewhere.
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues},
+    programs::{Xdp, XdpMode, xdp::XdpLinkId},
+    util::nr_cpus,
+};
+use lb_common::{
+    Conn, Counters, FlowKey, Iface, RealServer, Service, ServiceKey, ServiceState, Stat, maps,
+};
+
+/// How to attach: `--xdp-mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttachMode {
+    /// Native (driver) mode if the driver supports it, else generic.
+    Auto,
+    /// Native (driver) mode only.
+    Native,
+    /// Generic (skb) mode: works on any interface, slower.
+    Skb,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    #[error("the embedded eBPF object is empty (built with AYA_BUILD_SKIP); rebuild without it")]
+    NoObject,
+    #[error("loading the eBPF object: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("XDP program: {0}")]
+    Program(#[from] aya::programs::ProgramError),
+    #[error("BPF map: {0}")]
+    Map(#[from] aya::maps::MapError),
+    #[error("attaching XDP to {iface} in {mode} mode failed: {source}{hint}")]
+    Attach {
+        iface: String,
+        mode: &'static str,
+        source: aya::programs::ProgramError,
+        hint: &'static str,
+    },
+    #[error("map {0} missing from the eBPF object")]
+    MissingMap(&'static str),
+    #[error("per-CPU values: {0}")]
+    Cpus(std::io::Error),
+}
+
+type Result<T, E = DataplaneError> = std::result::Result<T, E>;
+
+/// The XDP program, its attachments and its maps.
+pub struct Dataplane {
+    ebpf: Ebpf,
+    links: Vec<(String, XdpLinkId)>,
+    services: HashMap<MapData, ServiceKey, Service>,
+    reals: Array<MapData, RealServer>,
+    sched_table: Array<MapData, u32>,
+    service_state: Array<MapData, ServiceState>,
+    conns: HashMap<MapData, FlowKey, Conn>,
+    ifaces: HashMap<MapData, u32, Iface>,
+    service_stats: PerCpuArray<MapData, Counters>,
+    real_stats: PerCpuArray<MapData, Counters>,
+    dp_stats: PerCpuArray<MapData, u64>,
+    cpus: usize,
+}
+
+const PROGRAM: &str = "lb_xdp";
+
+impl Dataplane {
+    /// Loads the embedded program with a connection table of `conn_table_size` entries.
+    pub fn load(conn_table_size: u32) -> Result<Self> {
+        let object = crate::object::ebpf_object();
+        if object.is_empty() {
+            return Err(DataplaneError::NoObject);
+        }
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(maps::CONNS, conn_table_size)
+            .load(object)?;
+        let program: &mut Xdp = ebpf
+            .program_mut(PROGRAM)
+            .ok_or(DataplaneError::MissingMap(PROGRAM))?
+            .try_into()?;
+        program.load()?;
+        fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
+            ebpf: &mut Ebpf,
+            name: &'static str,
+        ) -> Result<T> {
+            let map = ebpf
+                .take_map(name)
+                .ok_or(DataplaneError::MissingMap(name))?;
+            Ok(T::try_from(map)?)
+        }
+        Ok(Dataplane {
+            services: take(&mut ebpf, maps::SERVICES)?,
+            reals: take(&mut ebpf, maps::REALS)?,
+            sched_table: take(&mut ebpf, maps::SCHED_TABLE)?,
+            service_state: take(&mut ebpf, maps::SERVICE_STATE)?,
+            conns: take(&mut ebpf, maps::CONNS)?,
+            ifaces: take(&mut ebpf, maps::IFACES)?,
+            service_stats: take(&mut ebpf, maps::SERVICE_STATS)?,
+            real_stats: take(&mut ebpf, maps::REAL_STATS)?,
+            dp_stats: take(&mut ebpf, maps::DP_STATS)?,
+            cpus: nr_cpus().map_err(|(_, e)| DataplaneError::Cpus(e))?,
+            links: Vec::new(),
+            ebpf,
+        })
+    }
+
+    /// Attaches the program to `iface`. Returns the mode actually used.
+    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<&'static str> {
+        let program: &mut Xdp = self
+            .ebpf
+            .program_mut(PROGRAM)
+            .ok_or(DataplaneError::MissingMap(PROGRAM))?
+            .try_into()?;
+        let attempts: &[(XdpMode, &'static str)] = match mode {
+            AttachMode::Native => &[(XdpMode::Driver, "native")],
+            AttachMode::Skb => &[(XdpMode::Skb, "skb")],
+            AttachMode::Auto => &[(XdpMode::Driver, "native"), (XdpMode::Skb, "skb")],
+        };
+        let mut last = None;
+        for &(xdp_mode, name) in attempts {
+            match program.attach(iface, xdp_mode) {
+                Ok(link) => {
+                    self.links.push((iface.to_owned(), link));
+                    return Ok(name);
+                }
+                Err(e) => last = Some((name, e)),
+            }
+        }
+        let (name, source) = last.expect("at least one attempt");
+        Err(DataplaneError::Attach {
+            iface: iface.to_owned(),
+            mode: name,
+            source,
+            hint: if name == "native" {
+                " (the driver may lack native XDP: try --xdp-mode skb)"
+            } else {
+                ""
+            },
+        })
+    }
+
+    /// Detaches from every interface.
+    pub fn detach_all(&mut self) -> Result<()> {
+        let program: &mut Xdp = self
+            .ebpf
+            .program_mut(PROGRAM)
+            .ok_or(DataplaneError::MissingMap(PROGRAM))?
+            .try_into()?;
+        for (_, link) in self.links.drain(..) {
+            program.detach(link)?;
+        }
+        Ok(())
+    }
+
+    pub fn set_iface(&mut self, ifindex: u32, iface: Iface) -> Result<()> {
+        Ok(self.ifaces.insert(ifindex, iface, 0)?)
+    }
+
+    pub fn set_real(&mut self, id: u32, real: &RealServer) -> Result<()> {
+        Ok(self.reals.set(id, real, 0)?)
+    }
+
+    /// Writes a scheduling table run starting at `offset`.
+    pub fn write_table(&mut self, offset: u32, ids: &[u32]) -> Result<()> {
+        for (i, id) in ids.iter().enumerate() {
+            self.sched_table.set(offset + i as u32, id, 0)?;
+        }
+        Ok(())
+    }
+
+    pub fn set_service(&mut self, key: ServiceKey, service: &Service) -> Result<()> {
+        Ok(self.services.insert(key, service, 0)?)
+    }
+
+    pub fn remove_service(&mut self, key: &ServiceKey) -> Result<()> {
+        match self.services.remove(key) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Restarts a service's round-robin walk at the start of its table.
+    pub fn reset_service_state(&mut self, id: u32) -> Result<()> {
+        Ok(self.service_state.set(id, ServiceState::default(), 0)?)
+    }
+
+    fn sum(map: &PerCpuArray<MapData, Counters>, id: u32) -> Result<Counters> {
+        let mut total = Counters::default();
+        for c in map.get(&id, 0)?.iter() {
+            total.add(c);
+        }
+        Ok(total)
+    }
+
+    pub fn service_counters(&self, id: u32) -> Result<Counters> {
+        Self::sum(&self.service_stats, id)
+    }
+
+    pub fn real_counters(&self, id: u32) -> Result<Counters> {
+        Self::sum(&self.real_stats, id)
+    }
+
+    fn zeroes(&self) -> Result<PerCpuValues<Counters>> {
+        PerCpuValues::try_from(vec![Counters::default(); self.cpus]).map_err(DataplaneError::Cpus)
+    }
+
+    pub fn zero_service_counters(&mut self, id: u32) -> Result<()> {
+        let zeroes = self.zeroes()?;
+        Ok(self.service_stats.set(id, zeroes, 0)?)
+    }
+
+    pub fn zero_real_counters(&mut self, id: u32) -> Result<()> {
+        let zeroes = self.zeroes()?;
+        Ok(self.real_stats.set(id, zeroes, 0)?)
+    }
+
+    /// Data-path event counters by reason.
+    pub fn event_counters(&self) -> Result<Vec<(Stat, u64)>> {
+        Stat::ALL
+            .iter()
+            .map(|&stat| {
+                let values = self.dp_stats.get(&(stat as u32), 0)?;
+                Ok((stat, values.iter().sum()))
+            })
+            .collect()
+    }
+
+    /// Every connection-table entry (entries that vanish while we walk are skipped).
+    pub fn connections(&self) -> Vec<(FlowKey, Conn)> {
+        self.conns.iter().filter_map(|entry| entry.ok()).collect()
+    }
+
+    pub fn remove_connection(&mut self, key: &FlowKey) -> Result<()> {
+        match self.conns.remove(key) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

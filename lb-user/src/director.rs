@@ -1,0 +1,626 @@
+//! The director: the running configuration made real in the data path.
+//!
+//! Every change goes the same way: validate and apply the commands to a copy of the
+//! configuration (pure, all or nothing), find the next hops of new real servers, write the
+//! difference to the maps (a service's new scheduling table is written to a fresh run of slots
+//! and published by one update of its service entry), then persist the configuration.
+//! A periodic [`Director::tick`] follows neighbour changes, expires connections as IPVS would,
+//! counts active/inactive connections and frees ids that no connection uses any more.
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::Ipv4Addr,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use lb_common::{
+    Counters, Iface, REAL_F_IN_USE, REAL_F_REMOVED, REAL_F_RESOLVED, RealServer, SCHED_SLOTS,
+    SERVICE_F_PERSISTENT, Service, ServiceKey, Stat, tcp_state,
+};
+use tracing::{info, warn};
+
+use crate::{
+    config::{Config, ConfigError, ServiceEntry},
+    dataplane::{Dataplane, DataplaneError},
+    model::{
+        Command, ConnectionStatus, Protocol, RealStatus, ServiceAddr, ServiceStatus, Snapshot,
+        Stats, Timeouts,
+    },
+    netlink, sched,
+    slots::SlotAllocator,
+    state,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DirectorError {
+    /// Refused by the configuration rules: the message is ipvsadm's.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Dataplane(#[from] DataplaneError),
+    #[error("scheduling tables are full ({SCHED_SLOTS} slots)")]
+    SlotsFull,
+    #[error("{0}")]
+    Netlink(#[from] netlink::Error),
+    #[error("saving state: {0}")]
+    State(#[from] state::StateError),
+}
+
+type Result<T, E = DirectorError> = std::result::Result<T, E>;
+
+/// How a real server's address is reached: the interface and the next hop's MAC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct NextHop {
+    ifindex: u32,
+    /// The neighbour to resolve (the real server itself when directly connected).
+    via: Ipv4Addr,
+    mac: Option<[u8; 6]>,
+}
+
+/// What the data path currently has for one service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Published {
+    key: ServiceKey,
+    value: Service,
+    table: Vec<u32>,
+}
+
+/// Per-real-server connection counts from the last sweep of the connection table.
+#[derive(Clone, Copy, Debug, Default)]
+struct ConnCounts {
+    active: u32,
+    inactive: u32,
+}
+
+pub struct Director {
+    config: Config,
+    dataplane: Dataplane,
+    slots: SlotAllocator,
+    published: HashMap<u32, Published>,
+    /// Slot runs replaced recently, freed on the next tick so that a CPU still walking the
+    /// old table never reads slots already given to someone else.
+    retired: Vec<(u32, u32)>,
+    next_hops: HashMap<Ipv4Addr, NextHop>,
+    counts: HashMap<u32, ConnCounts>,
+    state_path: PathBuf,
+    conn_table_size: u32,
+    last_route_refresh: Instant,
+}
+
+/// Seconds of inactivity after which IPVS expires a TCP connection in `state`, given the
+/// configurable timeouts (ip_vs_proto_tcp.c `tcp_timeouts`).
+fn tcp_timeout(state: u8, t: &Timeouts) -> u64 {
+    u64::from(match state {
+        tcp_state::ESTABLISHED => t.tcp,
+        tcp_state::FIN_WAIT => t.tcp_fin,
+        tcp_state::SYN_SENT | tcp_state::TIME_WAIT | tcp_state::LISTEN | tcp_state::SYNACK => 120,
+        tcp_state::SYN_RECV | tcp_state::CLOSE_WAIT => 60,
+        tcp_state::LAST_ACK => 30,
+        tcp_state::CLOSE => 10,
+        tcp_state::UDP => t.udp,
+        _ => 2,
+    })
+}
+
+/// CLOCK_MONOTONIC_COARSE in nanoseconds: the clock `bpf_ktime_get_coarse_ns` reads.
+fn coarse_now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec to the pointer we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn service_key(addr: &ServiceAddr) -> ServiceKey {
+    ServiceKey {
+        addr: u32::from_ne_bytes(addr.addr.octets()),
+        port: addr.port.to_be(),
+        proto: addr.protocol.number(),
+        _pad: 0,
+    }
+}
+
+fn stats_of(c: Counters) -> Stats {
+    Stats {
+        conns: c.conns,
+        in_pkts: c.in_pkts,
+        out_pkts: c.out_pkts,
+        in_bytes: c.in_bytes,
+        out_bytes: c.out_bytes,
+    }
+}
+
+impl Director {
+    /// Takes over a loaded data path: describes the attached interfaces to it and restores the
+    /// configuration saved at `state_path` (if any).
+    pub fn new(
+        mut dataplane: Dataplane,
+        interfaces: &[netlink::Link],
+        state_path: PathBuf,
+        conn_table_size: u32,
+    ) -> Result<Self> {
+        for link in interfaces {
+            let addr = link
+                .ipv4
+                .first()
+                .map(|(a, _)| *a)
+                .unwrap_or(Ipv4Addr::UNSPECIFIED);
+            dataplane.set_iface(
+                link.index,
+                Iface {
+                    mac: link.mac,
+                    _pad: [0; 2],
+                    addr: u32::from_ne_bytes(addr.octets()),
+                },
+            )?;
+        }
+        let saved = state::load(&state_path)?;
+        let mut director = Director {
+            config: Config::default(),
+            dataplane,
+            slots: SlotAllocator::new(SCHED_SLOTS),
+            published: HashMap::new(),
+            retired: Vec::new(),
+            next_hops: HashMap::new(),
+            counts: HashMap::new(),
+            state_path,
+            conn_table_size,
+            last_route_refresh: Instant::now(),
+        };
+        if let Some(saved) = saved {
+            let services = saved.services.len();
+            director.adopt(saved)?;
+            info!(
+                services,
+                path = %director.state_path.display(),
+                "restored configuration"
+            );
+        }
+        Ok(director)
+    }
+
+    /// Applies a batch of commands, all or nothing.
+    pub fn apply(&mut self, commands: &[Command]) -> Result<()> {
+        let next = self.config.apply_all(commands)?;
+        for command in commands {
+            if let Command::Zero { service } = command {
+                self.zero(service.as_ref(), &next)?;
+            }
+        }
+        self.adopt(next)?;
+        state::save(&self.state_path, &self.config)?;
+        Ok(())
+    }
+
+    /// Makes `next` the running configuration in the data path.
+    fn adopt(&mut self, next: Config) -> Result<()> {
+        let new_addrs: Vec<Ipv4Addr> = next
+            .services
+            .iter()
+            .flat_map(|s| s.reals.iter().map(|r| r.spec.addr))
+            .filter(|a| !self.next_hops.contains_key(a))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        self.resolve(&new_addrs, Duration::from_millis(500));
+
+        let previous = std::mem::replace(&mut self.config, next);
+        let live: HashMap<u32, ServiceAddr> = self
+            .config
+            .services
+            .iter()
+            .map(|s| (s.id, s.spec.addr))
+            .collect();
+        for old in &previous.services {
+            if live.get(&old.id) != Some(&old.spec.addr) {
+                self.unpublish(old.id)?;
+                info!(service = %old.spec.addr, "service removed");
+            }
+        }
+        for trashed in self.config.trash.clone() {
+            let mut real = self.real_entry(trashed.service_id, &trashed.spec);
+            real.flags |= REAL_F_REMOVED;
+            self.dataplane.set_real(trashed.id, &real)?;
+        }
+        for entry in self.config.services.clone() {
+            let unchanged = previous.services.iter().any(|old| *old == entry)
+                && self.published.contains_key(&entry.id);
+            if !unchanged {
+                self.publish(&entry)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The data-path entry of a real server.
+    fn real_entry(&self, service_id: u32, spec: &crate::model::RealSpec) -> RealServer {
+        let hop = self.next_hops.get(&spec.addr);
+        let mut flags = REAL_F_IN_USE;
+        if hop.is_some_and(|h| h.mac.is_some()) {
+            flags |= REAL_F_RESOLVED;
+        }
+        RealServer {
+            addr: u32::from_ne_bytes(spec.addr.octets()),
+            port: spec.port.to_be(),
+            method: spec.forward.code(),
+            flags,
+            mac: hop.and_then(|h| h.mac).unwrap_or_default(),
+            _pad: [0; 2],
+            ifindex: hop.map(|h| h.ifindex).unwrap_or(0),
+            weight: spec.weight,
+            service: service_id,
+            _pad2: 0,
+        }
+    }
+
+    /// Writes a service, its real servers and its scheduling table.
+    fn publish(&mut self, entry: &ServiceEntry) -> Result<()> {
+        let mut candidates = Vec::with_capacity(entry.reals.len());
+        for real in &entry.reals {
+            let value = self.real_entry(entry.id, &real.spec);
+            self.dataplane.set_real(real.id, &value)?;
+            if value.flags & REAL_F_RESOLVED != 0 {
+                candidates.push(sched::Candidate {
+                    id: real.id,
+                    weight: real.spec.weight,
+                });
+            }
+        }
+        let table = sched::build(entry.spec.scheduler, &candidates);
+        let key = service_key(&entry.spec.addr);
+        let previous = self.published.get(&entry.id).cloned();
+        let (offset, len) = match &previous {
+            Some(p) if p.table == table => (p.value.table_offset, p.value.table_len),
+            _ if table.is_empty() => (0, 0),
+            _ => {
+                let len = table.len() as u32;
+                let offset = self.slots.allocate(len).ok_or(DirectorError::SlotsFull)?;
+                self.dataplane.write_table(offset, &table)?;
+                (offset, len)
+            }
+        };
+        let (flags, persist_timeout, persist_mask) = match entry.spec.persistence {
+            Some(p) => (
+                SERVICE_F_PERSISTENT,
+                p.timeout,
+                u32::from_ne_bytes(p.netmask.octets()),
+            ),
+            None => (0, 0, 0),
+        };
+        let value = Service {
+            id: entry.id,
+            scheduler: entry.spec.scheduler.code(),
+            flags,
+            table_offset: offset,
+            table_len: len,
+            persist_timeout,
+            persist_mask,
+            _pad: 0,
+        };
+        let table_changed = previous.as_ref().is_none_or(|p| p.table != table);
+        if previous.is_none() {
+            // A new service (or a re-used id): start its counters and walk from scratch.
+            self.dataplane.zero_service_counters(entry.id)?;
+            for real in &entry.reals {
+                self.dataplane.zero_real_counters(real.id)?;
+            }
+        }
+        if table_changed {
+            self.dataplane.reset_service_state(entry.id)?;
+        }
+        self.dataplane.set_service(key, &value)?;
+        if let Some(p) = previous
+            && p.value.table_len > 0
+            && (p.value.table_offset, p.value.table_len) != (offset, len)
+        {
+            self.retired.push((p.value.table_offset, p.value.table_len));
+        }
+        if table_changed {
+            info!(
+                service = %entry.spec.addr,
+                scheduler = %entry.spec.scheduler,
+                slots = len,
+                reals = entry.reals.len(),
+                available = candidates.len(),
+                "scheduling table published"
+            );
+        }
+        self.published
+            .insert(entry.id, Published { key, value, table });
+        Ok(())
+    }
+
+    fn unpublish(&mut self, id: u32) -> Result<()> {
+        if let Some(p) = self.published.remove(&id) {
+            self.dataplane.remove_service(&p.key)?;
+            if p.value.table_len > 0 {
+                self.retired.push((p.value.table_offset, p.value.table_len));
+            }
+        }
+        Ok(())
+    }
+
+    fn zero(&mut self, service: Option<&ServiceAddr>, config: &Config) -> Result<()> {
+        for entry in &config.services {
+            if service.is_some_and(|s| *s != entry.spec.addr) {
+                continue;
+            }
+            self.dataplane.zero_service_counters(entry.id)?;
+            for real in &entry.reals {
+                self.dataplane.zero_real_counters(real.id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Looks up how to reach `addrs`, asks the kernel to resolve the unknown ones and waits up
+    /// to `wait` for the answers.
+    fn resolve(&mut self, addrs: &[Ipv4Addr], wait: Duration) {
+        let mut pending = Vec::new();
+        for &addr in addrs {
+            match netlink::route_to(addr) {
+                Ok(route) => {
+                    let via = route.gateway.unwrap_or(addr);
+                    if route.gateway.is_some() {
+                        warn!(%addr, gateway = %via, "real server is not directly connected; \
+                              direct routing needs it on the director's LAN");
+                    }
+                    let mac = match netlink::neighbour(route.ifindex, via) {
+                        Ok(n) => n.map(|n| n.mac),
+                        Err(e) => {
+                            warn!(%addr, "neighbour lookup failed: {e}");
+                            None
+                        }
+                    };
+                    if mac.is_none() {
+                        if let Err(e) = netlink::request_resolution(route.ifindex, via) {
+                            warn!(%addr, "cannot request ARP resolution: {e}");
+                        }
+                        pending.push(addr);
+                    }
+                    self.next_hops.insert(
+                        addr,
+                        NextHop {
+                            ifindex: route.ifindex,
+                            via,
+                            mac,
+                        },
+                    );
+                }
+                Err(e) => warn!(%addr, "no route to real server: {e}"),
+            }
+        }
+        let deadline = Instant::now() + wait;
+        while !pending.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            pending.retain(|addr| {
+                let Some(hop) = self.next_hops.get_mut(addr) else {
+                    return false;
+                };
+                match netlink::neighbour(hop.ifindex, hop.via) {
+                    Ok(Some(n)) => {
+                        hop.mac = Some(n.mac);
+                        false
+                    }
+                    _ => true,
+                }
+            });
+        }
+        for addr in pending {
+            info!(%addr, "real server's MAC not known yet; it takes connections once resolved");
+        }
+    }
+
+    /// Periodic upkeep; call about once a second.
+    pub fn tick(&mut self) -> Result<()> {
+        for (offset, len) in self.retired.drain(..) {
+            self.slots.release(offset, len);
+        }
+        self.refresh_next_hops()?;
+        self.sweep_connections()?;
+        Ok(())
+    }
+
+    /// Follows neighbour-table changes (a real server's MAC resolved, changed or lost).
+    fn refresh_next_hops(&mut self) -> Result<()> {
+        if self.last_route_refresh.elapsed() > Duration::from_secs(30) {
+            // Routes rarely change; re-learn them now and then (new addresses are looked up
+            // when added).
+            self.last_route_refresh = Instant::now();
+            let addrs: Vec<Ipv4Addr> = self.next_hops.keys().copied().collect();
+            self.next_hops.clear();
+            self.resolve(&addrs, Duration::ZERO);
+        }
+        let table = netlink::neighbours(None)?;
+        let known: HashMap<(u32, Ipv4Addr), [u8; 6]> = table
+            .into_iter()
+            .map(|(ifindex, addr, n)| ((ifindex, addr), n.mac))
+            .collect();
+        let mut changed = HashSet::new();
+        for (addr, hop) in self.next_hops.iter_mut() {
+            let mac = known.get(&(hop.ifindex, hop.via)).copied();
+            if mac != hop.mac {
+                match (hop.mac, mac) {
+                    (None, Some(m)) => info!(%addr, mac = %fmt_mac(&m), "real server resolved"),
+                    (Some(_), Some(m)) => {
+                        info!(%addr, mac = %fmt_mac(&m), "real server's MAC changed")
+                    }
+                    (Some(_), None) => {
+                        warn!(%addr, "real server's MAC no longer known; re-resolving")
+                    }
+                    (None, None) => {}
+                }
+                hop.mac = mac;
+                changed.insert(*addr);
+            }
+            if hop.mac.is_none()
+                && let Err(e) = netlink::request_resolution(hop.ifindex, hop.via)
+            {
+                warn!(%addr, "cannot request ARP resolution: {e}");
+            }
+        }
+        if changed.is_empty() {
+            return Ok(());
+        }
+        for entry in self.config.services.clone() {
+            if entry.reals.iter().any(|r| changed.contains(&r.spec.addr)) {
+                self.publish(&entry)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Expires idle connections by IPVS's per-state timeouts, counts active and inactive
+    /// connections per real server, and frees removed real servers no connection uses.
+    fn sweep_connections(&mut self) -> Result<()> {
+        let now = coarse_now_ns();
+        let mut counts: HashMap<u32, ConnCounts> = HashMap::new();
+        let mut expired = Vec::new();
+        for (key, conn) in self.dataplane.connections() {
+            let idle = now.saturating_sub(conn.last_seen_ns) / 1_000_000_000;
+            if idle >= tcp_timeout(conn.state, &self.config.timeouts) {
+                expired.push(key);
+                continue;
+            }
+            let c = counts.entry(conn.real).or_default();
+            if tcp_state::is_active(conn.state) {
+                c.active += 1;
+            } else {
+                c.inactive += 1;
+            }
+        }
+        for key in &expired {
+            self.dataplane.remove_connection(key)?;
+        }
+        self.counts = counts;
+        let freed = self.config.purge_trash(|id| self.counts.contains_key(&id));
+        if !freed.is_empty() {
+            for &id in &freed {
+                self.dataplane.set_real(id, &RealServer::default())?;
+            }
+            state::save(&self.state_path, &self.config)?;
+        }
+        Ok(())
+    }
+
+    /// The configuration with live counters, as `-L` shows it.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        // Counted afresh so a listing right after traffic shows it (the tick's counts may be
+        // up to a second old).
+        let now = coarse_now_ns();
+        let mut live: HashMap<u32, ConnCounts> = HashMap::new();
+        for (_, conn) in self.dataplane.connections() {
+            let idle = now.saturating_sub(conn.last_seen_ns) / 1_000_000_000;
+            if idle >= tcp_timeout(conn.state, &self.config.timeouts) {
+                continue;
+            }
+            let c = live.entry(conn.real).or_default();
+            if tcp_state::is_active(conn.state) {
+                c.active += 1;
+            } else {
+                c.inactive += 1;
+            }
+        }
+        let mut services = Vec::with_capacity(self.config.services.len());
+        for entry in &self.config.services {
+            let mut reals = Vec::with_capacity(entry.reals.len());
+            for real in &entry.reals {
+                let counts = live.get(&real.id).copied().unwrap_or_default();
+                reals.push(RealStatus {
+                    spec: real.spec.clone(),
+                    active_conns: counts.active,
+                    inactive_conns: counts.inactive,
+                    persistent_conns: 0,
+                    stats: stats_of(self.dataplane.real_counters(real.id)?),
+                    rates: Default::default(),
+                });
+            }
+            services.push(ServiceStatus {
+                spec: entry.spec.clone(),
+                stats: stats_of(self.dataplane.service_counters(entry.id)?),
+                rates: Default::default(),
+                reals,
+            });
+        }
+        Ok(Snapshot {
+            conn_table_size: self.conn_table_size,
+            services,
+            timeouts: self.config.timeouts,
+        })
+    }
+
+    /// The connection table, as `-L -c` shows it.
+    pub fn connections(&self) -> Vec<ConnectionStatus> {
+        let now = coarse_now_ns();
+        let services: HashMap<u32, &ServiceEntry> =
+            self.config.services.iter().map(|s| (s.id, s)).collect();
+        self.dataplane
+            .connections()
+            .into_iter()
+            .filter_map(|(key, conn)| {
+                let service = services.get(&conn.service)?;
+                let real = service
+                    .reals
+                    .iter()
+                    .map(|r| (r.id, &r.spec))
+                    .chain(self.config.trash.iter().map(|t| (t.id, &t.spec)))
+                    .find(|(id, _)| *id == conn.real)?
+                    .1;
+                let idle = now.saturating_sub(conn.last_seen_ns) / 1_000_000_000;
+                let timeout = tcp_timeout(conn.state, &self.config.timeouts);
+                Some(ConnectionStatus {
+                    protocol: if service.spec.addr.protocol == Protocol::Udp {
+                        Protocol::Udp
+                    } else {
+                        Protocol::Tcp
+                    },
+                    expires_in: timeout.saturating_sub(idle) as u32,
+                    state: tcp_state::name(conn.state).to_owned(),
+                    client: (
+                        Ipv4Addr::from(key.saddr.to_ne_bytes()),
+                        u16::from_be(key.sport),
+                    ),
+                    virtual_addr: (
+                        Ipv4Addr::from(key.daddr.to_ne_bytes()),
+                        u16::from_be(key.dport),
+                    ),
+                    real: (real.addr, real.port),
+                })
+            })
+            .collect()
+    }
+
+    pub fn timeouts(&self) -> Timeouts {
+        self.config.timeouts
+    }
+
+    /// Data-path event counters by reason.
+    pub fn events(&self) -> Result<Vec<(Stat, u64)>> {
+        Ok(self.dataplane.event_counters()?)
+    }
+
+    /// Attaches the data path to an interface (after the configuration is in place, so the
+    /// first packets already find their services).
+    pub fn attach(
+        &mut self,
+        iface: &str,
+        mode: crate::dataplane::AttachMode,
+    ) -> Result<&'static str> {
+        Ok(self.dataplane.attach(iface, mode)?)
+    }
+
+    /// Detaches the program from every interface.
+    pub fn shutdown(&mut self) -> Result<()> {
+        Ok(self.dataplane.detach_all()?)
+    }
+}
+
+fn fmt_mac(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}

@@ -1,0 +1,293 @@
+//! What lbd needs to know from the kernel's network configuration, asked over route netlink:
+//! interfaces ([`link_by_name`], [`link_by_index`]), the route the kernel would take to an
+//! address ([`route_to`], like `ip route get`), the MAC behind a next hop ([`neighbour`],
+//! [`neighbours`]), and a way to have the kernel resolve one without sending it traffic
+//! ([`request_resolution`]). [`NeighbourMonitor`] follows neighbour changes as they happen.
+//!
+//! Everything here blocks; lbd calls it from `tokio::task::spawn_blocking` or a thread of its
+//! own. Each call opens its own netlink socket, so it answers for the network namespace of the
+//! calling thread (the tests rely on this), and calls from several threads do not interfere.
+//!
+//! Only IPv4 and Ethernet-like interfaces are covered, as the data path is.
+//!
+//! # Why the replies are read by hand
+//! Framing and attribute walking come from `netlink-packet-core`, the socket from `netlink-sys`,
+//! but the rtnetlink payloads are read in [`wire`] for just the attributes used. The typed
+//! `netlink-packet-route` parses every attribute of a message and rejects the whole message
+//! when one of them (VF lists, per-family configuration, a new kernel's additions) does not
+//! read as it expects, which has broken link lookups on new kernels before.
+//!
+//! # Resolving a neighbour with `NTF_USE`
+//! [`request_resolution`] sends what `ip neigh replace ADDR dev IF use` does: RTM_NEWNEIGH with
+//! NLM_F_CREATE and the NTF_USE flag. The kernel (`neigh_add` in net/core/neighbour.c) then
+//! creates the entry if it is missing and calls `neigh_event_send` on it, exactly as when a
+//! packet waits for it: a new or failed entry goes INCOMPLETE and an ARP request leaves at once
+//! (checked with tcpdump on kernel 6.18), a STALE one goes DELAY and is probed. The answer lands
+//! in the neighbour table, where [`neighbour`] or the monitor see it. A caveat from the same
+//! code path: a "use" strips NUD_PERMANENT from an existing static entry, which then drops its
+//! MAC and goes INCOMPLETE; [`request_resolution`] therefore leaves PERMANENT and NOARP entries
+//! alone.
+
+mod monitor;
+mod socket;
+mod wire;
+
+#[cfg(test)]
+mod netns_tests;
+
+use std::{io, net::Ipv4Addr};
+
+pub use monitor::{NeighbourEvent, NeighbourMonitor};
+use socket::Rtnl;
+
+/// A network interface as lbd sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    /// The Ethernet address; all zero when the interface has none (a tunnel, for instance).
+    pub mac: [u8; 6],
+    pub mtu: u32,
+    /// IPv4 addresses with their prefix length, primary first.
+    pub ipv4: Vec<(Ipv4Addr, u8)>,
+    /// The driver kind of a virtual interface ("veth", "bridge", "vlan", ...); `None` for a
+    /// physical one.
+    pub kind: Option<String>,
+    /// IFLA_LINK: a veth's peer, or the lower device of a vlan or macvlan.
+    pub peer_index: Option<u32>,
+    /// Set when the interface behind `peer_index` is in another network namespace (the id is
+    /// that namespace's id as seen from this one); `peer_index` is then an index over there.
+    pub peer_netnsid: Option<i32>,
+    /// Administratively up and with carrier (what `ip link` shows as `UP,LOWER_UP`).
+    pub up: bool,
+}
+
+/// The kernel's answer to "how would a packet to this address leave?".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// The outgoing interface.
+    pub ifindex: u32,
+    /// The next hop when it is not the destination itself (directly connected).
+    pub gateway: Option<Ipv4Addr>,
+    /// The source address the kernel would choose.
+    pub prefsrc: Option<Ipv4Addr>,
+    /// The destination is one of this host's own addresses (`ifindex` is then loopback's).
+    pub local: bool,
+}
+
+/// A neighbour whose MAC can be used to send to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Neighbour {
+    pub mac: [u8; 6],
+    pub state: NeighState,
+}
+
+/// The neighbour-table states in which the MAC is known (the kernel's NUD_VALID). The others
+/// (INCOMPLETE, FAILED, NONE) mean "not known" and are reported as no neighbour at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NeighState {
+    /// Confirmed recently.
+    Reachable,
+    /// Not confirmed recently; the kernel re-checks it when it is next used.
+    Stale,
+    /// Used while stale; waiting a moment for a confirmation before probing.
+    Delay,
+    /// Being re-checked with unicast ARP requests.
+    Probe,
+    /// Set by an administrator; never expires.
+    Permanent,
+    /// No resolution needed (a NOARP device, or a broadcast or multicast address).
+    Noarp,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The name, or "with index N".
+    #[error("interface {0} not found")]
+    LinkNotFound(String),
+    #[error("no route to {dst}: {err}")]
+    NoRoute { dst: Ipv4Addr, err: io::Error },
+    #[error("the route to {dst} goes through an IPv6 next hop, which lb does not support")]
+    Ipv6NextHop { dst: Ipv4Addr },
+    /// The kernel refused a request; `detail` is its own explanation when it gave one.
+    #[error("{what} failed: {err}{}", detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Kernel {
+        what: String,
+        err: io::Error,
+        detail: Option<String>,
+    },
+    #[error("{what}: unexpected netlink reply: {detail}")]
+    Malformed { what: String, detail: String },
+    #[error("netlink socket: {op} failed: {err}")]
+    Socket { op: &'static str, err: io::Error },
+}
+
+impl Error {
+    /// The errno of a refusal by the kernel.
+    fn errno(&self) -> Option<i32> {
+        match self {
+            Error::Kernel { err, .. } => err.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn index_not_found(index: u32) -> Error {
+    Error::LinkNotFound(format!("with index {index}"))
+}
+
+/// The interface called `name`, with its IPv4 addresses.
+pub fn link_by_name(name: &str) -> Result<Link> {
+    // Names the kernel could not hold cannot name an interface.
+    if name.is_empty() || name.len() >= wire::IFNAMSIZ || name.contains('\0') {
+        return Err(Error::LinkNotFound(name.into()));
+    }
+    let mut rtnl = Rtnl::open()?;
+    let what = format!("looking up interface {name}");
+    let link = rtnl
+        .get(
+            wire::get_link_by_name(name),
+            &what,
+            wire::RTM_NEWLINK,
+            wire::parse_link,
+        )
+        .map_err(|e| match e.errno() {
+            Some(libc::ENODEV) => Error::LinkNotFound(name.into()),
+            _ => e,
+        })?;
+    with_addresses(&mut rtnl, link)
+}
+
+/// The interface with index `index`, with its IPv4 addresses.
+pub fn link_by_index(index: u32) -> Result<Link> {
+    // Index 0 means "none" to the kernel, which would want a name instead.
+    if index == 0 || index > i32::MAX as u32 {
+        return Err(index_not_found(index));
+    }
+    let mut rtnl = Rtnl::open()?;
+    let what = format!("looking up interface with index {index}");
+    let link = rtnl
+        .get(
+            wire::get_link_by_index(index),
+            &what,
+            wire::RTM_NEWLINK,
+            wire::parse_link,
+        )
+        .map_err(|e| match e.errno() {
+            Some(libc::ENODEV) => index_not_found(index),
+            _ => e,
+        })?;
+    with_addresses(&mut rtnl, link)
+}
+
+fn with_addresses(rtnl: &mut Rtnl, mut link: Link) -> Result<Link> {
+    let what = format!("listing the IPv4 addresses of {}", link.name);
+    let index = link.index;
+    link.ipv4 = rtnl.dump(
+        wire::dump_ipv4_addresses(),
+        &what,
+        wire::RTM_NEWADDR,
+        |payload| {
+            Ok(wire::parse_ipv4_address(payload)?
+                .filter(|(ifindex, ..)| *ifindex == index)
+                .map(|(_, addr, prefix)| (addr, prefix)))
+        },
+    )?;
+    Ok(link)
+}
+
+/// The route the kernel would use for a packet to `dst` (RTM_GETROUTE, as `ip route get`).
+pub fn route_to(dst: Ipv4Addr) -> Result<Route> {
+    let what = format!("route lookup for {dst}");
+    let reply = Rtnl::open()?
+        .get(
+            wire::get_route(dst),
+            &what,
+            wire::RTM_NEWROUTE,
+            wire::parse_route,
+        )
+        .map_err(|e| match e {
+            // Unreachable, prohibit and blackhole routes come back as refusals.
+            Error::Kernel { err, .. } => Error::NoRoute { dst, err },
+            e => e,
+        })?;
+    if reply.via {
+        return Err(Error::Ipv6NextHop { dst });
+    }
+    let ifindex = reply.oif.ok_or_else(|| Error::Malformed {
+        what,
+        detail: "the route has no outgoing interface (RTA_OIF)".into(),
+    })?;
+    Ok(Route {
+        ifindex,
+        gateway: reply.gateway,
+        prefsrc: reply.prefsrc,
+        local: reply.route_type == wire::RTN_LOCAL,
+    })
+}
+
+/// The neighbour `addr` on interface `ifindex`, when its MAC is known (see [`NeighState`]).
+pub fn neighbour(ifindex: u32, addr: Ipv4Addr) -> Result<Option<Neighbour>> {
+    Ok(neighbour_entry(&mut Rtnl::open()?, ifindex, addr)?.and_then(|entry| entry.usable()))
+}
+
+fn neighbour_entry(
+    rtnl: &mut Rtnl,
+    ifindex: u32,
+    addr: Ipv4Addr,
+) -> Result<Option<wire::NeighbourEntry>> {
+    let what = format!("neighbour lookup for {addr} on interface {ifindex}");
+    match rtnl.get(
+        wire::get_neighbour(ifindex, addr),
+        &what,
+        wire::RTM_NEWNEIGH,
+        wire::parse_neighbour,
+    ) {
+        Ok(entry) => Ok(entry),
+        Err(e) if e.errno() == Some(libc::ENOENT) => Ok(None),
+        Err(e) if e.errno() == Some(libc::ENODEV) => Err(index_not_found(ifindex)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Every IPv4 neighbour whose MAC is known, on interface `ifindex` or on all of them, as
+/// `(ifindex, address, neighbour)`.
+pub fn neighbours(ifindex: Option<u32>) -> Result<Vec<(u32, Ipv4Addr, Neighbour)>> {
+    let what = match ifindex {
+        Some(index) => format!("listing the neighbours on interface {index}"),
+        None => "listing the neighbours".to_string(),
+    };
+    Rtnl::open()?.dump(
+        wire::dump_neighbours(ifindex),
+        &what,
+        wire::RTM_NEWNEIGH,
+        |payload| {
+            Ok(wire::parse_neighbour(payload)?
+                // The kernel filters too; this also covers kernels that ignore the filter.
+                .filter(|entry| ifindex.is_none_or(|index| index == entry.ifindex))
+                .and_then(|entry| Some((entry.ifindex, entry.addr, entry.usable()?))))
+        },
+    )
+}
+
+/// Has the kernel resolve `addr` on interface `ifindex` (ARP) without lbd sending it traffic;
+/// the result appears in [`neighbour`] and to a [`NeighbourMonitor`] once answered. Returns as
+/// soon as the kernel has taken the request. Static (PERMANENT, NOARP) entries are left as they
+/// are: they are already usable, and NTF_USE would undo PERMANENT (see the module docs).
+pub fn request_resolution(ifindex: u32, addr: Ipv4Addr) -> Result<()> {
+    let mut rtnl = Rtnl::open()?;
+    if let Some(entry) = neighbour_entry(&mut rtnl, ifindex, addr)?
+        && entry.state & (wire::NUD_PERMANENT | wire::NUD_NOARP) != 0
+    {
+        return Ok(());
+    }
+    let what = format!("requesting resolution of {addr} on interface {ifindex}");
+    rtnl.ack(wire::use_neighbour(ifindex, addr), &what)
+        .map_err(|e| match e.errno() {
+            Some(libc::ENODEV) => index_not_found(ifindex),
+            _ => e,
+        })
+}

@@ -1,0 +1,137 @@
+//! Scheduling tables, computed in user space and written whole to the data path.
+//!
+//! A table is a sequence of real-server ids the data path walks (round robin) or indexes
+//! (hashing schedulers). Building them here keeps the data path trivial and makes the
+//! scheduler logic testable without a kernel.
+
+use lb_common::MAX_TABLE_LEN;
+
+use crate::model::Scheduler;
+
+/// A real server as the scheduler sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    /// Data-path id of the real server.
+    pub id: u32,
+    /// Configured weight; 0 = quiescent.
+    pub weight: u32,
+}
+
+/// The table for `scheduler` over `candidates` (in the service's real-server order). Real
+/// servers with weight 0 never appear: they take no new connections, as in IPVS.
+///
+/// `rr` cycles over the available real servers. `wrr` follows IPVS's weighted sequence. The
+/// connection-count and hashing schedulers do not have their own tables yet; they use the
+/// weighted sequence, which gives the same long-run shares for short connections.
+pub fn build(scheduler: Scheduler, candidates: &[Candidate]) -> Vec<u32> {
+    match scheduler {
+        Scheduler::Rr => candidates
+            .iter()
+            .filter(|c| c.weight > 0)
+            .map(|c| c.id)
+            .collect(),
+        _ => weighted_round_robin(candidates),
+    }
+}
+
+/// IPVS's weighted round-robin sequence (`ip_vs_wrr.c`): the current weight starts at the
+/// largest weight and falls by the weights' greatest common divisor each round; a round
+/// visits, in order, every real server whose weight is at least the current weight. Weights
+/// 3:1 give A A A B. The cycle is `sum(weights) / gcd` long; cycles longer than
+/// [`MAX_TABLE_LEN`] are computed on proportionally scaled weights.
+pub fn weighted_round_robin(candidates: &[Candidate]) -> Vec<u32> {
+    let mut weights: Vec<(u32, u64)> = candidates
+        .iter()
+        .filter(|c| c.weight > 0)
+        .map(|c| (c.id, u64::from(c.weight)))
+        .collect();
+    if weights.is_empty() {
+        return Vec::new();
+    }
+    let mut divisor = weights.iter().fold(0, |g, &(_, w)| gcd(g, w));
+    let mut len: u64 = weights.iter().map(|&(_, w)| w / divisor).sum();
+    if len > u64::from(MAX_TABLE_LEN) {
+        // Scale so the cycle fits, keeping every server at weight >= 1.
+        let total: u64 = weights.iter().map(|&(_, w)| w).sum();
+        for (_, w) in &mut weights {
+            *w = (*w * u64::from(MAX_TABLE_LEN) / total).max(1);
+        }
+        divisor = weights.iter().fold(0, |g, &(_, w)| gcd(g, w));
+        len = weights.iter().map(|&(_, w)| w / divisor).sum();
+    }
+    let max = weights.iter().map(|&(_, w)| w).max().unwrap_or(0);
+    let mut table = Vec::with_capacity(len as usize);
+    let mut current = max;
+    while current > 0 {
+        table.extend(
+            weights
+                .iter()
+                .filter(|&&(_, w)| w >= current)
+                .map(|&(id, _)| id),
+        );
+        current = current.saturating_sub(divisor);
+    }
+    table
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(id: u32, weight: u32) -> Candidate {
+        Candidate { id, weight }
+    }
+
+    #[test]
+    fn rr_skips_quiescent_servers() {
+        assert_eq!(
+            build(Scheduler::Rr, &[c(1, 1), c(2, 0), c(3, 5)]),
+            vec![1, 3]
+        );
+    }
+
+    #[test]
+    fn wrr_three_to_one_is_ipvs_sequence() {
+        assert_eq!(weighted_round_robin(&[c(1, 3), c(2, 1)]), vec![1, 1, 1, 2]);
+    }
+
+    #[test]
+    fn wrr_follows_ipvs_rounds() {
+        // IPVS with weights 4, 3, 2: cw=4: A; cw=3: A B; cw=2: A B C; cw=1: A B C.
+        assert_eq!(
+            weighted_round_robin(&[c(1, 4), c(2, 3), c(3, 2)]),
+            vec![1, 1, 2, 1, 2, 3, 1, 2, 3]
+        );
+    }
+
+    #[test]
+    fn wrr_uses_the_gcd() {
+        // 200:100 is 2:1.
+        assert_eq!(weighted_round_robin(&[c(7, 200), c(9, 100)]), vec![7, 7, 9]);
+    }
+
+    #[test]
+    fn wrr_equal_weights_is_round_robin() {
+        assert_eq!(weighted_round_robin(&[c(1, 5), c(2, 5)]), vec![1, 2]);
+    }
+
+    #[test]
+    fn wrr_empty_when_all_quiescent() {
+        assert!(weighted_round_robin(&[c(1, 0), c(2, 0)]).is_empty());
+        assert!(build(Scheduler::Rr, &[]).is_empty());
+    }
+
+    #[test]
+    fn wrr_long_cycles_are_scaled_and_keep_shares() {
+        let table = weighted_round_robin(&[c(1, 65535), c(2, 65534), c(3, 1)]);
+        assert!(table.len() <= MAX_TABLE_LEN as usize);
+        let count = |id| table.iter().filter(|&&x| x == id).count();
+        assert!(count(3) >= 1);
+        let ratio = count(1) as f64 / count(2) as f64;
+        assert!((ratio - 1.0).abs() < 0.01, "ratio {ratio}");
+    }
+}

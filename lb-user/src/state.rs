@@ -1,0 +1,116 @@
+//! The state file: the configuration lbd restores at start, so nothing configured is lost
+//! when it restarts. Written atomically (temporary file, fsync, rename).
+
+use std::{
+    fs,
+    io::{self, Write as _},
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+
+/// Default location of the state file.
+pub const DEFAULT_STATE: &str = "/var/lib/lb/state.json";
+
+/// Bumped when the file's layout changes incompatibly.
+const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path} is not a valid lb state file: {source}")]
+    Invalid {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path} has format version {found}; this lbd reads version {FORMAT_VERSION}")]
+    Version { path: PathBuf, found: u32 },
+}
+
+#[derive(Serialize, Deserialize)]
+struct StateFile {
+    version: u32,
+    config: Config,
+}
+
+/// The saved configuration, or `None` when there is no state file yet.
+pub fn load(path: &Path) -> Result<Option<Config>, StateError> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(StateError::Io {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    let file: StateFile = serde_json::from_str(&text).map_err(|source| StateError::Invalid {
+        path: path.to_owned(),
+        source,
+    })?;
+    if file.version != FORMAT_VERSION {
+        return Err(StateError::Version {
+            path: path.to_owned(),
+            found: file.version,
+        });
+    }
+    Ok(Some(file.config))
+}
+
+/// Saves `config` to `path`, replacing the previous file only once the new one is complete.
+pub fn save(path: &Path, config: &Config) -> Result<(), StateError> {
+    let io_err = |source| StateError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(io_err)?;
+    }
+    let file = StateFile {
+        version: FORMAT_VERSION,
+        config: config.clone(),
+    };
+    let text = serde_json::to_vec_pretty(&file).expect("configuration serialises");
+    let tmp = path.with_extension("json.tmp");
+    let mut out = fs::File::create(&tmp).map_err(io_err)?;
+    out.write_all(&text).map_err(io_err)?;
+    out.sync_all().map_err(io_err)?;
+    fs::rename(&tmp, path).map_err(io_err)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Command;
+
+    #[test]
+    fn round_trip_and_missing_file() {
+        let dir = std::env::temp_dir().join(format!("lb-state-test-{}", std::process::id()));
+        let path = dir.join("state.json");
+        assert_eq!(load(&path).unwrap(), None);
+        let config = Config::default()
+            .apply_all(&[Command::SetTimeouts {
+                timeouts: crate::model::Timeouts {
+                    tcp: 1,
+                    tcp_fin: 2,
+                    udp: 3,
+                },
+            }])
+            .unwrap();
+        save(&path, &config).unwrap();
+        assert_eq!(load(&path).unwrap(), Some(config));
+        fs::write(&path, "{").unwrap();
+        assert!(
+            load(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("not a valid lb state file")
+        );
+        fs::remove_dir_all(dir).unwrap();
+    }
+}
