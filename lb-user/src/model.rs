@@ -359,3 +359,74 @@ pub struct Snapshot {
     pub services: Vec<ServiceStatus>,
     pub timeouts: Timeouts,
 }
+
+/// ipvsadm's own spelling of a command, for logs (`-a -t 10.0.0.1:80 -r 10.0.0.2:80 -g -w 1`).
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let service = |f: &mut fmt::Formatter<'_>, s: &ServiceAddr| {
+            write!(f, "{} {}:{}", s.protocol.flag(), s.addr, s.port)
+        };
+        let spec = |f: &mut fmt::Formatter<'_>, s: &ServiceSpec| {
+            service(f, &s.addr)?;
+            write!(f, " -s {}", s.scheduler)?;
+            if let Some(p) = s.persistence {
+                write!(f, " -p {}", p.timeout)?;
+                if p.netmask != Ipv4Addr::BROADCAST {
+                    write!(f, " -M {}", p.netmask)?;
+                }
+            }
+            Ok(())
+        };
+        let real = |f: &mut fmt::Formatter<'_>, s: &ServiceAddr, r: &RealSpec| {
+            service(f, s)?;
+            write!(f, " -r {}:{} {} -w {}", r.addr, r.port, r.forward.flag(), r.weight)?;
+            if r.upper_threshold > 0 {
+                write!(f, " -x {}", r.upper_threshold)?;
+            }
+            if r.lower_threshold > 0 {
+                write!(f, " -y {}", r.lower_threshold)?;
+            }
+            Ok(())
+        };
+        match self {
+            Command::AddService { service } => {
+                f.write_str("-A ")?;
+                spec(f, service)
+            }
+            Command::EditService { service } => {
+                f.write_str("-E ")?;
+                spec(f, service)
+            }
+            Command::DeleteService { service: s } => {
+                f.write_str("-D ")?;
+                service(f, s)
+            }
+            Command::AddReal { service: s, real: r } => {
+                f.write_str("-a ")?;
+                real(f, s, r)
+            }
+            Command::EditReal { service: s, real: r } => {
+                f.write_str("-e ")?;
+                real(f, s, r)
+            }
+            Command::DeleteReal {
+                service: s,
+                addr,
+                port,
+            } => {
+                f.write_str("-d ")?;
+                service(f, s)?;
+                write!(f, " -r {addr}:{port}")
+            }
+            Command::Clear => f.write_str("-C"),
+            Command::Zero { service: None } => f.write_str("-Z"),
+            Command::Zero { service: Some(s) } => {
+                f.write_str("-Z ")?;
+                service(f, s)
+            }
+            Command::SetTimeouts { timeouts: t } => {
+                write!(f, "--set {} {} {}", t.tcp, t.tcp_fin, t.udp)
+            }
+        }
+    }
+}

@@ -124,7 +124,7 @@ pub fn handle(director: &mut Director, body: RequestBody) -> ResponseBody {
         RequestBody::Apply { commands } => match director.apply(&commands) {
             Ok(()) => {
                 for command in &commands {
-                    info!(?command, "applied");
+                    info!(command = %command, "applied");
                 }
                 ResponseBody::Done
             }
