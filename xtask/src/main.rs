@@ -1,1 +1,179 @@
-fn main() {}
+//! `cargo xtask`: the project's one entry point for setting up a machine, building, running
+//! `lbd`, running the tests and starting the labs.
+//!
+//! Every command that builds or runs something first does `setup`, which installs what is
+//! missing (Debian packages, the nightly `rust-src` component, bpf-linker) and is quick once
+//! everything is there.
+
+/// Prints a step heading: `==> what is happening`.
+macro_rules! step {
+    ($($arg:tt)*) => {
+        println!("==> {}", format_args!($($arg)*))
+    };
+}
+
+mod interrupt;
+mod run;
+mod setup;
+mod test;
+mod workspace;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::workspace::Workspace;
+
+#[derive(Parser)]
+#[command(
+    name = "xtask",
+    bin_name = "cargo xtask",
+    about = "lb's project tasks",
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what building and testing need (apt packages, nightly rust-src, bpf-linker);
+    /// skips whatever is already present.
+    Setup,
+    /// Build the eBPF object and user space (lbd, lbadm) and the rest of the default members.
+    Build {
+        /// Build with the release profile.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Set up, build, then run `lbd` with the given arguments (as root), e.g.
+    /// `cargo xtask run -- --iface eth0`.
+    Run {
+        /// Build and run the release binary.
+        #[arg(long)]
+        release: bool,
+        /// Arguments for lbd.
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "LBD_ARGS"
+        )]
+        args: Vec<String>,
+    },
+    /// Set up, build, then run every test: unit and doc tests of the default members, then
+    /// lb-tests' data-path fixtures and end-to-end tests one at a time.
+    Test {
+        /// Extra arguments for the test harness (e.g. a test name filter).
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "TEST_ARGS"
+        )]
+        args: Vec<String>,
+    },
+    /// Set up, build, then run lb-tests' `lab` binary: `dr`, `tun` or `nat` builds that LVS
+    /// set-up in network namespaces with lbd as the director (`--keep` stays up until Ctrl-C).
+    Lab {
+        /// The lab and its options, passed to the lab binary as they are (`dr --keep`).
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "KIND [ARGS]"
+        )]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    interrupt::defer_sigint();
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        // 128 + SIGINT, as a shell reports a command ended by Ctrl-C.
+        Err(_) if interrupt::interrupted() => {
+            eprintln!("error: interrupted");
+            ExitCode::from(130)
+        }
+        Err(e) => {
+            // The cause chain on one line; a backtrace of xtask itself would not help.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Setup => setup::run(),
+        Command::Build { release } => {
+            setup::run()?;
+            let ws = Workspace::load()?;
+            ws.build_all(release)
+        }
+        Command::Run { release, args } => {
+            setup::run()?;
+            run::lbd(&Workspace::load()?, release, &args)
+        }
+        Command::Test { args } => {
+            setup::run()?;
+            test::run(&Workspace::load()?, &args)
+        }
+        Command::Lab { args } => {
+            setup::run()?;
+            run::lab(&Workspace::load()?, &args)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Command {
+        Cli::try_parse_from(std::iter::once("xtask").chain(args.iter().copied()))
+            .unwrap()
+            .command
+    }
+
+    #[test]
+    fn run_passes_lbd_arguments_through() {
+        let Command::Run { release, args } = parse(&["run", "--", "--iface", "eth0", "-v"]) else {
+            panic!("not run");
+        };
+        assert!(!release);
+        assert_eq!(args, ["--iface", "eth0", "-v"]);
+
+        let Command::Run { release, args } = parse(&["run", "--release", "--", "--iface", "x"])
+        else {
+            panic!("not run");
+        };
+        assert!(release);
+        assert_eq!(args, ["--iface", "x"]);
+
+        let Command::Run { args, .. } = parse(&["run", "--iface", "eth0"]) else {
+            panic!("not run");
+        };
+        assert_eq!(args, ["--iface", "eth0"]);
+    }
+
+    #[test]
+    fn lab_passes_its_kind_and_options_through() {
+        let Command::Lab { args } = parse(&["lab", "dr", "--keep"]) else {
+            panic!("not lab");
+        };
+        assert_eq!(args, ["dr", "--keep"]);
+        let Command::Lab { args } = parse(&["lab", "--", "tun", "--keep"]) else {
+            panic!("not lab");
+        };
+        assert_eq!(args, ["tun", "--keep"]);
+        assert!(Cli::try_parse_from(["xtask", "lab"]).is_err());
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+    }
+}
