@@ -9,6 +9,8 @@
 //! packet, so the data path never swaps bytes. Everything else is host order.
 #![no_std]
 
+pub mod csum;
+pub mod hash;
 pub mod tcp_state;
 
 use core::mem::size_of;
@@ -95,6 +97,8 @@ const _: () = assert!(size_of::<Service>() == 32);
 
 /// The service is persistent (`-p`).
 pub const SERVICE_F_PERSISTENT: u32 = 1 << 0;
+/// `sh-port` / `mh-port`: the hashing schedulers hash the client's port too.
+pub const SERVICE_F_HASH_PORT: u32 = 1 << 1;
 
 /// A real server ("destination") of one service, indexed by its id in the real-server array.
 #[repr(C)]
@@ -108,7 +112,8 @@ pub struct RealServer {
     pub method: u8,
     /// `REAL_F_*` bits.
     pub flags: u8,
-    /// Next-hop MAC address (the real server's own for DR).
+    /// Next-hop MAC address: the real server's own when it is on the director's LAN (DR
+    /// requires it), else the gateway's (TUN may cross routers).
     pub mac: [u8; 6],
     pub _pad: [u8; 2],
     /// Interface the real server is reached through.
@@ -117,7 +122,8 @@ pub struct RealServer {
     pub weight: u32,
     /// Id of the service this real server belongs to.
     pub service: u32,
-    pub _pad2: u32,
+    /// MTU of the path to the next hop (for the tunnel's "fragmentation needed"); 0 = unknown.
+    pub mtu: u32,
 }
 const _: () = assert!(size_of::<RealServer>() == 32);
 
@@ -142,6 +148,10 @@ pub struct FlowKey {
 const _: () = assert!(size_of::<FlowKey>() == 16);
 
 /// Connection-table entry: where a flow goes.
+///
+/// A NAT connection has two entries: the client's direction (`flags` without
+/// [`CONN_F_REPLY`]) and the real server's reply direction, keyed by the reply's 5-tuple and
+/// carrying the virtual address and port the reply must appear to come from.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Conn {
@@ -149,15 +159,21 @@ pub struct Conn {
     pub real: u32,
     /// Service id.
     pub service: u32,
+    /// The virtual address the client connected to, network order.
+    pub vaddr: u32,
+    /// The virtual port, network order.
+    pub vport: u16,
     /// Connection state ([`tcp_state`] numbering; UDP flows use [`tcp_state::UDP`]).
     pub state: u8,
     /// `CONN_F_*` bits.
     pub flags: u8,
-    pub _pad: [u8; 6],
     /// `bpf_ktime_get_coarse_ns` of the last packet, refreshed at most once a second.
     pub last_seen_ns: u64,
 }
 const _: () = assert!(size_of::<Conn>() == 24);
+
+/// The entry is the reply direction of a NAT connection.
+pub const CONN_F_REPLY: u8 = 1 << 0;
 
 /// Per-interface facts the data path needs (keyed by ifindex).
 #[repr(C)]
@@ -216,10 +232,20 @@ pub enum Stat {
     PassNotService,
     /// Headers shorter than they claim: passed to the kernel to deal with.
     PassMalformed,
-    /// Forwarded to a real server with XDP_TX.
+    /// Forwarded to a real server by direct routing (`-g`), on any interface.
     TxRoute,
     /// Forwarded through another interface (redirect).
     Redirect,
+    /// Encapsulated in IPIP to a real server (`-i`).
+    TxTunnel,
+    /// Rewritten to a real server (`-m`).
+    TxNat,
+    /// A real server's reply rewritten back to the virtual service (`-m`).
+    TxNatReply,
+    /// Too big to tunnel with DF set: answered with ICMP "fragmentation needed".
+    IcmpFragNeeded,
+    /// IPIP frames decapsulated by the real-server program (`lbd decap`).
+    Decap,
     /// Packets of established connections.
     ConnHit,
     /// New connections scheduled.
@@ -234,10 +260,12 @@ pub enum Stat {
     DropConnTableFull,
     /// Forwarding method not supported by this build.
     DropUnsupported,
+    /// The kernel's FIB has no usable route or neighbour for the next hop.
+    DropFib,
 }
 
 impl Stat {
-    pub const COUNT: u32 = Stat::DropUnsupported as u32 + 1;
+    pub const COUNT: u32 = Stat::DropFib as u32 + 1;
 
     pub const ALL: [Stat; Stat::COUNT as usize] = [
         Stat::Rx,
@@ -247,6 +275,11 @@ impl Stat {
         Stat::PassMalformed,
         Stat::TxRoute,
         Stat::Redirect,
+        Stat::TxTunnel,
+        Stat::TxNat,
+        Stat::TxNatReply,
+        Stat::IcmpFragNeeded,
+        Stat::Decap,
         Stat::ConnHit,
         Stat::ConnNew,
         Stat::DropNoReal,
@@ -254,6 +287,7 @@ impl Stat {
         Stat::DropNoIface,
         Stat::DropConnTableFull,
         Stat::DropUnsupported,
+        Stat::DropFib,
     ];
 
     /// Stable snake_case name, used in logs and metrics.
@@ -266,6 +300,11 @@ impl Stat {
             Stat::PassMalformed => "pass_malformed",
             Stat::TxRoute => "tx_route",
             Stat::Redirect => "redirect",
+            Stat::TxTunnel => "tx_tunnel",
+            Stat::TxNat => "tx_nat",
+            Stat::TxNatReply => "tx_nat_reply",
+            Stat::IcmpFragNeeded => "icmp_frag_needed",
+            Stat::Decap => "decap",
             Stat::ConnHit => "conn_hit",
             Stat::ConnNew => "conn_new",
             Stat::DropNoReal => "drop_no_real",
@@ -273,6 +312,7 @@ impl Stat {
             Stat::DropNoIface => "drop_no_iface",
             Stat::DropConnTableFull => "drop_conn_table_full",
             Stat::DropUnsupported => "drop_unsupported",
+            Stat::DropFib => "drop_fib",
         }
     }
 }

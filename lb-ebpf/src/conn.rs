@@ -1,10 +1,11 @@
 //! The connection table: every packet of a flow goes to the real server its first packet was
 //! scheduled to, whatever happens to weights or the real-server list afterwards (as in IPVS).
 //! TCP state follows IPVS's state table so listings and timeouts mean what they mean there.
+//! NAT connections also have a reply entry, found by the reply's own 5-tuple.
 
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use lb_common::{
-    Conn, IPPROTO_TCP, RealServer, Service, Stat,
+    CONN_F_REPLY, Conn, FlowKey, IPPROTO_TCP, RealServer, Service, Stat, method,
     tcp_state::{self, Direction},
 };
 
@@ -19,23 +20,26 @@ use crate::{
 /// the shared entry on every packet.
 const TOUCH_INTERVAL_NS: u64 = 1_000_000_000;
 
-/// The connection this packet belongs to and its real server, advancing the TCP state.
-/// `None` for a new flow, including a SYN that reuses the ports of a finished connection.
+/// What the connection table knows about a packet.
+pub enum Hit {
+    /// A packet from the client: send it to this real server.
+    Forward(Conn, RealServer),
+    /// A NAT real server's reply: rewrite it back to the virtual service.
+    Reply(Conn),
+}
+
 #[inline(always)]
-pub fn lookup(packet: &Packet) -> Option<(Conn, RealServer)> {
-    let entry = CONNS.get_ptr_mut(&packet.flow)?;
-    // SAFETY: LRU hash values stay valid for the program's run (RCU); concurrent writers of
-    // the same flow race benignly on plain stores of state and timestamp.
-    let conn = unsafe { &mut *entry };
-    let is_tcp = packet.flow.proto == IPPROTO_TCP;
-    if is_tcp && is_new_syn(conn.state, packet.tcp_flags) {
-        return None;
-    }
-    let real = maps::real(conn.real)?;
+fn now() -> u64 {
     // SAFETY: coarse clock read, no arguments.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    unsafe { bpf_ktime_get_coarse_ns() }
+}
+
+/// Advances the TCP state of `conn` for a packet with `flags` seen in `direction`.
+#[inline(always)]
+fn touch(conn: &mut Conn, is_tcp: bool, flags: u8, direction: Direction) {
+    let now = now();
     if is_tcp {
-        let state = tcp_state::next(conn.state, packet.tcp_flags, Direction::InputOnly);
+        let state = tcp_state::next(conn.state, flags, direction);
         if state != conn.state {
             conn.state = state;
             conn.last_seen_ns = now;
@@ -44,33 +48,105 @@ pub fn lookup(packet: &Packet) -> Option<(Conn, RealServer)> {
     if now.wrapping_sub(conn.last_seen_ns) > TOUCH_INTERVAL_NS {
         conn.last_seen_ns = now;
     }
-    stats::count(Stat::ConnHit);
-    Some((*conn, real))
 }
 
-/// Schedule a new flow of `service` to a real server and remember the choice.
+/// The direction IPVS's state table uses for a client packet to a real server forwarded with
+/// `method`: NAT sees both halves, DR and TUN only the client's.
+#[inline(always)]
+fn input_direction(real_method: u8) -> Direction {
+    if real_method == method::MASQ {
+        Direction::Input
+    } else {
+        Direction::InputOnly
+    }
+}
+
+/// The connection this packet belongs to. `None` for a new flow, including a SYN that reuses
+/// the ports of a finished connection.
+#[inline(always)]
+pub fn lookup(packet: &Packet) -> Option<Hit> {
+    let entry = CONNS.get_ptr_mut(&packet.flow)?;
+    // SAFETY: LRU hash values stay valid for the program's run (RCU); concurrent writers of
+    // the same flow race benignly on plain stores of state and timestamp.
+    let conn = unsafe { &mut *entry };
+    let is_tcp = packet.flow.proto == IPPROTO_TCP;
+    if conn.flags & CONN_F_REPLY != 0 {
+        let reply = *conn;
+        // The state lives in the client-direction entry.
+        let key = FlowKey {
+            saddr: packet.flow.daddr,
+            daddr: reply.vaddr,
+            sport: packet.flow.dport,
+            dport: reply.vport,
+            proto: packet.flow.proto,
+            _pad: [0; 3],
+        };
+        if let Some(forward) = CONNS.get_ptr_mut(&key) {
+            // SAFETY: as above.
+            touch(
+                unsafe { &mut *forward },
+                is_tcp,
+                packet.tcp_flags,
+                Direction::Output,
+            );
+        }
+        stats::count(Stat::ConnHit);
+        return Some(Hit::Reply(reply));
+    }
+    if is_tcp && is_new_syn(conn.state, packet.tcp_flags) {
+        return None;
+    }
+    let real = maps::real(conn.real)?;
+    touch(conn, is_tcp, packet.tcp_flags, input_direction(real.method));
+    stats::count(Stat::ConnHit);
+    Some(Hit::Forward(*conn, real))
+}
+
+/// Schedules a new flow of `service` to a real server and remembers the choice.
 #[inline(always)]
 pub fn schedule(packet: &Packet, service: &Service) -> Result<(Conn, RealServer), Verdict> {
-    let Some(real_id) = sched::pick(service) else {
+    let Some(real_id) = sched::pick(service, &packet.flow) else {
         return Err(drop(Stat::DropNoReal));
     };
     let Some(real) = maps::real(real_id) else {
         return Err(drop(Stat::DropNoReal));
     };
     let state = if packet.flow.proto == IPPROTO_TCP {
-        tcp_state::next(tcp_state::NONE, packet.tcp_flags, Direction::InputOnly)
+        tcp_state::next(
+            tcp_state::NONE,
+            packet.tcp_flags,
+            input_direction(real.method),
+        )
     } else {
         tcp_state::UDP
     };
     let conn = Conn {
         real: real_id,
         service: service.id,
+        vaddr: packet.flow.daddr,
+        vport: packet.flow.dport,
         state,
         flags: 0,
-        _pad: [0; 6],
-        // SAFETY: coarse clock read, no arguments.
-        last_seen_ns: unsafe { bpf_ktime_get_coarse_ns() },
+        last_seen_ns: now(),
     };
+    if real.method == method::MASQ {
+        // Replies come from the real server's address and port to the client.
+        let reply_key = FlowKey {
+            saddr: real.addr,
+            daddr: packet.flow.saddr,
+            sport: real.port,
+            dport: packet.flow.sport,
+            proto: packet.flow.proto,
+            _pad: [0; 3],
+        };
+        let reply = Conn {
+            flags: CONN_F_REPLY,
+            ..conn
+        };
+        if CONNS.insert(&reply_key, &reply, 0).is_err() {
+            return Err(drop(Stat::DropConnTableFull));
+        }
+    }
     if CONNS.insert(&packet.flow, &conn, 0).is_err() {
         return Err(drop(Stat::DropConnTableFull));
     }

@@ -15,7 +15,11 @@
 #![feature(core_intrinsics)]
 
 mod conn;
+mod decap;
+mod fib;
 mod forward;
+mod icmp;
+mod ip;
 mod maps;
 mod parse;
 mod ptr;
@@ -41,14 +45,18 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
 fn process(ctx: &XdpContext) -> Result<Verdict, Verdict> {
     let packet = parse::parse(ctx)?;
     let (conn, real) = match conn::lookup(&packet) {
-        Some(found) => found,
+        Some(conn::Hit::Forward(conn, real)) => (conn, real),
+        Some(conn::Hit::Reply(conn)) => {
+            stats::account_reply(conn.service, conn.real, packet.ip_len);
+            return forward::nat::reply(ctx, &packet, &conn);
+        }
         None => {
             let service = maps::lookup_service(&packet.flow)?;
             conn::schedule(&packet, &service)?
         }
     };
     stats::account(conn.service, conn.real, packet.ip_len);
-    forward::to_real(ctx, &real)
+    forward::to_real(ctx, &packet, &real)
 }
 
 /// Hand the packet to the kernel untouched, counting why.

@@ -18,6 +18,8 @@ pub const L3_OFFSET: usize = EthHdr::LEN;
 pub struct Packet {
     /// The 5-tuple, addresses and ports in network order.
     pub flow: FlowKey,
+    /// Offset of the TCP/UDP header (after IP options).
+    pub l4_offset: usize,
     /// IPv4 total length (what IPVS counts as the packet's bytes).
     pub ip_len: u16,
     /// TCP flags byte (0 for UDP).
@@ -77,6 +79,7 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Verdict> {
             proto,
             _pad: [0; 3],
         },
+        l4_offset,
         ip_len: u16::from_be_bytes(ip.tot_len),
         tcp_flags,
     })

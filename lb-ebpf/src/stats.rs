@@ -45,3 +45,22 @@ pub fn new_connection(service: u32, real: u32) {
         unsafe { (*c).conns += 1 };
     }
 }
+
+/// Account one reply packet (NAT) of `bytes` going back to the client.
+#[inline(always)]
+pub fn account_reply(service: u32, real: u32, bytes: u16) {
+    if let Some(c) = SERVICE_STATS.get_ptr_mut(service) {
+        // SAFETY: per-CPU slot, as above.
+        unsafe {
+            (*c).out_pkts += 1;
+            (*c).out_bytes += u64::from(bytes);
+        }
+    }
+    if let Some(c) = REAL_STATS.get_ptr_mut(real) {
+        // SAFETY: per-CPU slot, as above.
+        unsafe {
+            (*c).out_pkts += 1;
+            (*c).out_bytes += u64::from(bytes);
+        }
+    }
+}

@@ -64,6 +64,75 @@ pub struct Dataplane {
 }
 
 const PROGRAM: &str = "lb_xdp";
+const DECAP_PROGRAM: &str = "lb_decap";
+
+/// The real-server side of LVS-TUN (`lbd decap`): strips IP-in-IP headers in XDP on kernels
+/// without the `ipip` module. Detached when dropped.
+pub struct Decap {
+    _ebpf: Ebpf,
+}
+
+impl Decap {
+    pub fn attach(iface: &str, mode: AttachMode) -> Result<(Self, &'static str)> {
+        let object = crate::object::ebpf_object();
+        if object.is_empty() {
+            return Err(DataplaneError::NoObject);
+        }
+        // The director's maps are not used here: keep them tiny.
+        let mut loader = EbpfLoader::new();
+        for name in [
+            maps::SERVICES,
+            maps::REALS,
+            maps::SCHED_TABLE,
+            maps::SERVICE_STATE,
+            maps::CONNS,
+            maps::IFACES,
+            maps::SERVICE_STATS,
+            maps::REAL_STATS,
+        ] {
+            loader.map_max_entries(name, 1);
+        }
+        let mut ebpf = loader.load(object)?;
+        let program: &mut Xdp = ebpf
+            .program_mut(DECAP_PROGRAM)
+            .ok_or(DataplaneError::MissingMap(DECAP_PROGRAM))?
+            .try_into()?;
+        program.load()?;
+        let (_, mode) = attach_with_fallback(program, iface, mode)?;
+        Ok((Decap { _ebpf: ebpf }, mode))
+    }
+}
+
+/// Attaches `program` to `iface` in `mode` (auto: native, else generic).
+fn attach_with_fallback(
+    program: &mut Xdp,
+    iface: &str,
+    mode: AttachMode,
+) -> Result<(XdpLinkId, &'static str)> {
+    let attempts: &[(XdpMode, &'static str)] = match mode {
+        AttachMode::Native => &[(XdpMode::Driver, "native")],
+        AttachMode::Skb => &[(XdpMode::Skb, "skb")],
+        AttachMode::Auto => &[(XdpMode::Driver, "native"), (XdpMode::Skb, "skb")],
+    };
+    let mut last = None;
+    for &(xdp_mode, name) in attempts {
+        match program.attach(iface, xdp_mode) {
+            Ok(link) => return Ok((link, name)),
+            Err(e) => last = Some((name, e)),
+        }
+    }
+    let (name, source) = last.expect("at least one attempt");
+    Err(DataplaneError::Attach {
+        iface: iface.to_owned(),
+        mode: name,
+        source,
+        hint: if name == "native" {
+            " (the driver may lack native XDP: try --xdp-mode skb)"
+        } else {
+            ""
+        },
+    })
+}
 
 impl Dataplane {
     /// Loads the embedded program with a connection table of `conn_table_size` entries.
@@ -112,32 +181,9 @@ impl Dataplane {
             .program_mut(PROGRAM)
             .ok_or(DataplaneError::MissingMap(PROGRAM))?
             .try_into()?;
-        let attempts: &[(XdpMode, &'static str)] = match mode {
-            AttachMode::Native => &[(XdpMode::Driver, "native")],
-            AttachMode::Skb => &[(XdpMode::Skb, "skb")],
-            AttachMode::Auto => &[(XdpMode::Driver, "native"), (XdpMode::Skb, "skb")],
-        };
-        let mut last = None;
-        for &(xdp_mode, name) in attempts {
-            match program.attach(iface, xdp_mode) {
-                Ok(link) => {
-                    self.links.push((iface.to_owned(), link));
-                    return Ok(name);
-                }
-                Err(e) => last = Some((name, e)),
-            }
-        }
-        let (name, source) = last.expect("at least one attempt");
-        Err(DataplaneError::Attach {
-            iface: iface.to_owned(),
-            mode: name,
-            source,
-            hint: if name == "native" {
-                " (the driver may lack native XDP: try --xdp-mode skb)"
-            } else {
-                ""
-            },
-        })
+        let (link, mode) = attach_with_fallback(program, iface, mode)?;
+        self.links.push((iface.to_owned(), link));
+        Ok(mode)
     }
 
     /// Detaches from every interface.

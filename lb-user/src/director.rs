@@ -15,8 +15,9 @@ use std::{
 };
 
 use lb_common::{
-    Counters, Iface, REAL_F_IN_USE, REAL_F_REMOVED, REAL_F_RESOLVED, RealServer, SCHED_SLOTS,
-    SERVICE_F_PERSISTENT, Service, ServiceKey, Stat, tcp_state,
+    CONN_F_REPLY, Counters, FlowKey, Iface, REAL_F_IN_USE, REAL_F_REMOVED, REAL_F_RESOLVED,
+    RealServer, SCHED_SLOTS, SERVICE_F_HASH_PORT, SERVICE_F_PERSISTENT, Service, ServiceKey, Stat,
+    tcp_state,
 };
 use tracing::{info, warn};
 
@@ -53,6 +54,8 @@ type Result<T, E = DirectorError> = std::result::Result<T, E>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct NextHop {
     ifindex: u32,
+    /// MTU of the egress interface.
+    mtu: u32,
     /// The neighbour to resolve (the real server itself when directly connected).
     via: Ipv4Addr,
     mac: Option<[u8; 6]>,
@@ -252,7 +255,7 @@ impl Director {
             ifindex: hop.map(|h| h.ifindex).unwrap_or(0),
             weight: spec.weight,
             service: service_id,
-            _pad2: 0,
+            mtu: hop.map(|h| h.mtu).unwrap_or(0),
         }
     }
 
@@ -266,10 +269,12 @@ impl Director {
                 candidates.push(sched::Candidate {
                     id: real.id,
                     weight: real.spec.weight,
+                    addr: real.spec.addr,
+                    port: real.spec.port,
                 });
             }
         }
-        let table = sched::build(entry.spec.scheduler, &candidates);
+        let table = sched::build(entry.spec.scheduler, entry.spec.sched_flags, &candidates);
         let key = service_key(&entry.spec.addr);
         let previous = self.published.get(&entry.id).cloned();
         let (offset, len) = match &previous {
@@ -282,7 +287,7 @@ impl Director {
                 (offset, len)
             }
         };
-        let (flags, persist_timeout, persist_mask) = match entry.spec.persistence {
+        let (mut flags, persist_timeout, persist_mask) = match entry.spec.persistence {
             Some(p) => (
                 SERVICE_F_PERSISTENT,
                 p.timeout,
@@ -290,6 +295,9 @@ impl Director {
             ),
             None => (0, 0, 0),
         };
+        if entry.spec.sched_flags.port {
+            flags |= SERVICE_F_HASH_PORT;
+        }
         let value = Service {
             id: entry.id,
             scheduler: entry.spec.scheduler.code(),
@@ -381,10 +389,14 @@ impl Director {
                         }
                         pending.push(addr);
                     }
+                    let mtu = netlink::link_by_index(route.ifindex)
+                        .map(|l| l.mtu)
+                        .unwrap_or(0);
                     self.next_hops.insert(
                         addr,
                         NextHop {
                             ifindex: route.ifindex,
+                            mtu,
                             via,
                             mac,
                         },
@@ -479,17 +491,38 @@ impl Director {
         let now = coarse_now_ns();
         let mut counts: HashMap<u32, ConnCounts> = HashMap::new();
         let mut expired = Vec::new();
+        let mut live = HashSet::new();
+        let mut replies = Vec::new();
         for (key, conn) in self.dataplane.connections() {
+            if conn.flags & CONN_F_REPLY != 0 {
+                replies.push((key, conn));
+                continue;
+            }
             let idle = now.saturating_sub(conn.last_seen_ns) / 1_000_000_000;
             if idle >= tcp_timeout(conn.state, &self.config.timeouts) {
                 expired.push(key);
                 continue;
             }
+            live.insert(key);
             let c = counts.entry(conn.real).or_default();
             if tcp_state::is_active(conn.state) {
                 c.active += 1;
             } else {
                 c.inactive += 1;
+            }
+        }
+        // A NAT reply entry lives as long as its client-direction entry.
+        for (key, reply) in replies {
+            let forward = FlowKey {
+                saddr: key.daddr,
+                daddr: reply.vaddr,
+                sport: key.dport,
+                dport: reply.vport,
+                proto: key.proto,
+                _pad: [0; 3],
+            };
+            if !live.contains(&forward) {
+                expired.push(key);
             }
         }
         for key in &expired {
@@ -513,6 +546,9 @@ impl Director {
         let now = coarse_now_ns();
         let mut live: HashMap<u32, ConnCounts> = HashMap::new();
         for (_, conn) in self.dataplane.connections() {
+            if conn.flags & CONN_F_REPLY != 0 {
+                continue;
+            }
             let idle = now.saturating_sub(conn.last_seen_ns) / 1_000_000_000;
             if idle >= tcp_timeout(conn.state, &self.config.timeouts) {
                 continue;
@@ -560,6 +596,7 @@ impl Director {
         self.dataplane
             .connections()
             .into_iter()
+            .filter(|(_, conn)| conn.flags & CONN_F_REPLY == 0)
             .filter_map(|(key, conn)| {
                 let service = services.get(&conn.service)?;
                 let real = service

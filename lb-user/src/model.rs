@@ -379,7 +379,14 @@ impl fmt::Display for Command {
         };
         let real = |f: &mut fmt::Formatter<'_>, s: &ServiceAddr, r: &RealSpec| {
             service(f, s)?;
-            write!(f, " -r {}:{} {} -w {}", r.addr, r.port, r.forward.flag(), r.weight)?;
+            write!(
+                f,
+                " -r {}:{} {} -w {}",
+                r.addr,
+                r.port,
+                r.forward.flag(),
+                r.weight
+            )?;
             if r.upper_threshold > 0 {
                 write!(f, " -x {}", r.upper_threshold)?;
             }
@@ -401,11 +408,17 @@ impl fmt::Display for Command {
                 f.write_str("-D ")?;
                 service(f, s)
             }
-            Command::AddReal { service: s, real: r } => {
+            Command::AddReal {
+                service: s,
+                real: r,
+            } => {
                 f.write_str("-a ")?;
                 real(f, s, r)
             }
-            Command::EditReal { service: s, real: r } => {
+            Command::EditReal {
+                service: s,
+                real: r,
+            } => {
                 f.write_str("-e ")?;
                 real(f, s, r)
             }

@@ -1,13 +1,13 @@
 //! LVS-DR ("Route", `-g`): the IP packet is untouched; only the Ethernet header changes. The
 //! destination MAC becomes the real server's (which owns the VIP on a non-ARPing interface),
 //! the source MAC becomes the director's own (so switches and bridges keep learning the
-//! client's MAC on the right port), and the frame leaves again.
+//! client's MAC on the right port), and the frame leaves again. lbd keeps the real server's
+//! MAC in its entry (from the kernel's neighbour table), so no lookup is needed per packet.
 
-use aya_ebpf::{bindings::xdp_action, helpers::bpf_redirect, programs::XdpContext};
+use aya_ebpf::programs::XdpContext;
 use lb_common::{REAL_F_RESOLVED, RealServer, Stat};
-use network_types::eth::EthHdr;
 
-use crate::{Verdict, drop, maps::IFACES, ptr, stats};
+use crate::{Verdict, drop, fib, maps::IFACES, stats};
 
 #[inline(always)]
 pub fn forward(ctx: &XdpContext, real: &RealServer) -> Result<Verdict, Verdict> {
@@ -24,18 +24,6 @@ pub fn forward(ctx: &XdpContext, real: &RealServer) -> Result<Verdict, Verdict> 
     let Some(iface) = (unsafe { IFACES.get(&egress) }) else {
         return Err(drop(Stat::DropNoIface));
     };
-    let eth = ptr::at_mut::<EthHdr>(ctx, 0).ok_or_else(|| drop(Stat::PassMalformed))?;
-    // SAFETY: `at_mut` checked that the Ethernet header lies within the packet.
-    unsafe {
-        (*eth).dst_addr = real.mac;
-        (*eth).src_addr = iface.mac;
-    }
-    if egress == ingress {
-        stats::count(Stat::TxRoute);
-        Ok(xdp_action::XDP_TX)
-    } else {
-        stats::count(Stat::Redirect);
-        // SAFETY: helper call with plain integer arguments.
-        Ok(unsafe { bpf_redirect(egress, 0) } as Verdict)
-    }
+    stats::count(Stat::TxRoute);
+    fib::emit(ctx, egress, iface.mac, real.mac)
 }

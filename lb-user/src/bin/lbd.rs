@@ -11,7 +11,7 @@ use anyhow::{Context as _, bail};
 use clap::Parser;
 use lb_user::{
     control::{DEFAULT_SOCKET, server::ControlSocket},
-    dataplane::{AttachMode, Dataplane},
+    dataplane::{AttachMode, Dataplane, Decap},
     director::Director,
     netlink,
     state::DEFAULT_STATE,
@@ -21,10 +21,12 @@ use tracing::{error, info, warn};
 
 /// lb's director daemon: an XDP layer-4 load balancer driven like LVS.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Sub>,
     /// Interface to attach the XDP program to (repeat for several, e.g. NAT's two NICs).
-    #[arg(long = "iface", required = true, value_name = "IF")]
+    #[arg(long = "iface", value_name = "IF")]
     ifaces: Vec<String>,
     /// XDP attach mode: native (driver) if possible, or generic (skb).
     #[arg(long, value_enum, default_value = "auto")]
@@ -40,6 +42,19 @@ struct Args {
     conn_table_size: u32,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Sub {
+    /// On a real server of an LVS-TUN service: strip the director's IP-in-IP header in XDP, for
+    /// kernels without the ipip module (no tunl0). Put the VIP on `lo` as with tunl0.
+    Decap {
+        /// The real server's interface facing the director.
+        #[arg(long = "iface", required = true, value_name = "IF")]
+        ifaces: Vec<String>,
+        #[arg(long, value_enum, default_value = "auto")]
+        xdp_mode: AttachMode,
+    },
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -53,11 +68,45 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(run(args)).inspect_err(|e| error!("{e:#}"))
+    let result = match args.command {
+        Some(Sub::Decap { ifaces, xdp_mode }) => runtime.block_on(decap(ifaces, xdp_mode)),
+        None => runtime.block_on(run(args)),
+    };
+    result.inspect_err(|e| error!("{e:#}"))
+}
+
+async fn decap(ifaces: Vec<String>, mode: AttachMode) -> anyhow::Result<()> {
+    let mut attached = Vec::new();
+    for name in &ifaces {
+        netlink::link_by_name(name)?;
+        let (decap, mode) = Decap::attach(name, mode)
+            .with_context(|| format!("attaching the IPIP decapsulator to {name}"))?;
+        info!(iface = %name, mode, "IPIP decapsulation attached");
+        attached.push(decap);
+    }
+    wait_for_signal().await?;
+    drop(attached);
+    info!("IPIP decapsulation detached");
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = sigterm.recv() => info!("SIGTERM: shutting down"),
+        _ = sigint.recv() => info!("SIGINT: shutting down"),
+    }
+    Ok(())
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
     // Check everything the user gave us before touching the system.
+    if args.ifaces.is_empty() {
+        bail!(
+            "give at least one --iface to attach to (or `lbd decap --iface IF` on a real server)"
+        );
+    }
     let mut links = Vec::new();
     for name in &args.ifaces {
         let link = netlink::link_by_name(name)?;

@@ -4,9 +4,15 @@
 //! (hashing schedulers). Building them here keeps the data path trivial and makes the
 //! scheduler logic testable without a kernel.
 
+mod dh;
+mod maglev;
+mod sh;
+
+use std::net::Ipv4Addr;
+
 use lb_common::MAX_TABLE_LEN;
 
-use crate::model::Scheduler;
+use crate::model::{SchedFlags, Scheduler};
 
 /// A real server as the scheduler sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,21 +21,35 @@ pub struct Candidate {
     pub id: u32,
     /// Configured weight; 0 = quiescent.
     pub weight: u32,
+    /// The real server's address and port: `mh` derives its place in the table from them (not
+    /// from `id`, which another director may number differently).
+    pub addr: Ipv4Addr,
+    /// Host order.
+    pub port: u16,
 }
 
 /// The table for `scheduler` over `candidates` (in the service's real-server order). Real
-/// servers with weight 0 never appear: they take no new connections, as in IPVS.
+/// servers with weight 0 never appear: they take no new connections, as in IPVS (in `sh` and
+/// `dh` they keep their buckets, which hold 0).
 ///
-/// `rr` cycles over the available real servers. `wrr` follows IPVS's weighted sequence. The
-/// connection-count and hashing schedulers do not have their own tables yet; they use the
-/// weighted sequence, which gives the same long-run shares for short connections.
-pub fn build(scheduler: Scheduler, candidates: &[Candidate]) -> Vec<u32> {
+/// `rr` cycles over the available real servers. `wrr` follows IPVS's weighted sequence. `sh`,
+/// `dh` and `mh` give hash tables of exactly `SH_TABLE_SIZE`, `DH_TABLE_SIZE` and
+/// `MH_TABLE_SIZE` slots (see [`lb_common::hash`]), where 0 means "no real server" (the data
+/// path drops, as IPVS does); `flags.fallback` is `sh-fallback` / `mh-fallback`. The
+/// connection-count schedulers do not have their own tables yet; they use the weighted
+/// sequence, which gives the same long-run shares for short connections.
+///
+/// Every table is empty when no real server can take a new connection.
+pub fn build(scheduler: Scheduler, flags: SchedFlags, candidates: &[Candidate]) -> Vec<u32> {
     match scheduler {
         Scheduler::Rr => candidates
             .iter()
             .filter(|c| c.weight > 0)
             .map(|c| c.id)
             .collect(),
+        Scheduler::Sh => sh::table(candidates, flags.fallback),
+        Scheduler::Dh => dh::table(candidates),
+        Scheduler::Mh => maglev::table(candidates, flags.fallback),
         _ => weighted_round_robin(candidates),
     }
 }
@@ -83,13 +103,22 @@ mod tests {
     use super::*;
 
     fn c(id: u32, weight: u32) -> Candidate {
-        Candidate { id, weight }
+        Candidate {
+            id,
+            weight,
+            addr: Ipv4Addr::new(10, 0, 0, id as u8),
+            port: 80,
+        }
     }
 
     #[test]
     fn rr_skips_quiescent_servers() {
         assert_eq!(
-            build(Scheduler::Rr, &[c(1, 1), c(2, 0), c(3, 5)]),
+            build(
+                Scheduler::Rr,
+                SchedFlags::default(),
+                &[c(1, 1), c(2, 0), c(3, 5)]
+            ),
             vec![1, 3]
         );
     }
@@ -122,7 +151,7 @@ mod tests {
     #[test]
     fn wrr_empty_when_all_quiescent() {
         assert!(weighted_round_robin(&[c(1, 0), c(2, 0)]).is_empty());
-        assert!(build(Scheduler::Rr, &[]).is_empty());
+        assert!(build(Scheduler::Rr, SchedFlags::default(), &[]).is_empty());
     }
 
     #[test]

@@ -1,0 +1,75 @@
+//! Next hops from the kernel's FIB (`bpf_fib_lookup`), and sending a frame on to one.
+
+use aya_ebpf::{
+    EbpfContext as _,
+    bindings::{BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup, xdp_action},
+    helpers::{bpf_fib_lookup as fib_lookup, bpf_redirect},
+    programs::XdpContext,
+};
+use lb_common::Stat;
+use network_types::eth::EthHdr;
+
+use crate::{Verdict, drop, ptr, stats};
+
+const AF_INET: u8 = 2;
+
+/// Where a frame goes next.
+pub struct NextHop {
+    pub ifindex: u32,
+    pub smac: [u8; 6],
+    pub dmac: [u8; 6],
+}
+
+/// Routes `src` → `dst` (network order) as the kernel would forward a packet arriving on
+/// `ifindex`, with the next hop's MAC from the neighbour table. The kernel answers only when
+/// forwarding is enabled on that interface (LVS-NAT directors enable it, as in seed 001).
+#[inline(always)]
+pub fn forward_lookup(ctx: &XdpContext, ifindex: u32, src: u32, dst: u32) -> Option<NextHop> {
+    // SAFETY: bpf_fib_lookup is plain old data; all-zero is a valid starting point.
+    let mut params: bpf_fib_lookup = unsafe { core::mem::zeroed() };
+    params.family = AF_INET;
+    params.ifindex = ifindex;
+    params.__bindgen_anon_3.ipv4_src = src;
+    params.__bindgen_anon_4.ipv4_dst = dst;
+    // SAFETY: the helper reads and writes `params`, whose size we pass.
+    let rc = unsafe {
+        fib_lookup(
+            ctx.as_ptr(),
+            &mut params,
+            core::mem::size_of::<bpf_fib_lookup>() as i32,
+            0,
+        )
+    };
+    if rc as u32 != BPF_FIB_LKUP_RET_SUCCESS {
+        return None;
+    }
+    Some(NextHop {
+        ifindex: params.ifindex,
+        smac: params.smac,
+        dmac: params.dmac,
+    })
+}
+
+/// Writes the Ethernet addresses and sends the frame out of `ifindex`: back out of the
+/// interface it came in on (XDP_TX), or redirected to another.
+#[inline(always)]
+pub fn emit(
+    ctx: &XdpContext,
+    ifindex: u32,
+    smac: [u8; 6],
+    dmac: [u8; 6],
+) -> Result<Verdict, Verdict> {
+    let eth = ptr::at_mut::<EthHdr>(ctx, 0).ok_or_else(|| drop(Stat::PassMalformed))?;
+    // SAFETY: `at_mut` checked that the Ethernet header lies within the packet.
+    unsafe {
+        (*eth).dst_addr = dmac;
+        (*eth).src_addr = smac;
+    }
+    if ifindex == ctx.ingress_ifindex() as u32 {
+        Ok(xdp_action::XDP_TX)
+    } else {
+        stats::count(Stat::Redirect);
+        // SAFETY: helper call with plain integer arguments.
+        Ok(unsafe { bpf_redirect(ifindex, 0) } as Verdict)
+    }
+}

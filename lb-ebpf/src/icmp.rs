@@ -1,0 +1,92 @@
+//! ICMP "fragmentation needed" (type 3, code 4) back to the client, built in place from the
+//! packet that did not fit: RFC 792 asks for the original IP header and the first 8 bytes of
+//! its payload, which is what we keep.
+
+use aya_ebpf::{
+    EbpfContext as _,
+    bindings::xdp_action,
+    helpers::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
+    programs::XdpContext,
+};
+use lb_common::{Stat, csum};
+use network_types::{eth::EthHdr, ip::Ipv4Hdr};
+
+use crate::{Verdict, drop, ip, parse::Packet, ptr, stats};
+
+const IPPROTO_ICMP: u8 = 1;
+const ICMP_DEST_UNREACH: u8 = 3;
+const ICMP_FRAG_NEEDED: u8 = 4;
+const ICMP_HEADER: usize = 8;
+/// Bytes of the original datagram's payload quoted after its header.
+const QUOTED_PAYLOAD: usize = 8;
+
+/// Turns the packet into the ICMP error for the client and sends it back out.
+#[inline(always)]
+pub fn frag_needed(ctx: &XdpContext, packet: &Packet, mtu: u16) -> Result<Verdict, Verdict> {
+    let orig_eth = ptr::at::<EthHdr>(ctx, 0).ok_or_else(|| drop(Stat::PassMalformed))?;
+    // SAFETY: `at` checked the Ethernet header.
+    let (client_mac, our_mac) = unsafe { ((*orig_eth).src_addr, (*orig_eth).dst_addr) };
+    let ihl = packet.l4_offset - EthHdr::LEN;
+    // The quoted L4 bytes: already checked by the parser (TCP/UDP headers are >= 8 bytes).
+    let quoted =
+        ptr::at::<[u16; 4]>(ctx, packet.l4_offset).ok_or_else(|| drop(Stat::PassMalformed))?;
+    // SAFETY: `at` checked the eight bytes.
+    let quoted = unsafe { *quoted };
+
+    // New frame: Ethernet | IPv4 (20) | ICMP (8) | original IP header | 8 bytes, where the
+    // original IP header stays where it is once the head grows by IPv4 + ICMP headers.
+    let grow = (Ipv4Hdr::LEN + ICMP_HEADER) as i32;
+    // SAFETY: helper call on our own context; pointers are re-derived afterwards.
+    if unsafe { bpf_xdp_adjust_head(ctx.as_ptr() as *mut _, -grow) } != 0 {
+        return Err(drop(Stat::DropFib));
+    }
+    let keep = EthHdr::LEN + Ipv4Hdr::LEN + ICMP_HEADER + ihl + QUOTED_PAYLOAD;
+    let len = ctx.data_end() - ctx.data();
+    // SAFETY: helper call; shrinking only (keep < len since the packet was too big to tunnel).
+    if keep < len
+        && unsafe { bpf_xdp_adjust_tail(ctx.as_ptr() as *mut _, -((len - keep) as i32)) } != 0
+    {
+        return Err(drop(Stat::DropFib));
+    }
+
+    let eth = ptr::at_mut::<EthHdr>(ctx, 0).ok_or_else(|| drop(Stat::PassMalformed))?;
+    let ip = ptr::at_mut::<Ipv4Hdr>(ctx, EthHdr::LEN).ok_or_else(|| drop(Stat::PassMalformed))?;
+    let icmp = ptr::at_mut::<[u16; 4]>(ctx, EthHdr::LEN + Ipv4Hdr::LEN)
+        .ok_or_else(|| drop(Stat::PassMalformed))?;
+    let total = (Ipv4Hdr::LEN + ICMP_HEADER + ihl + QUOTED_PAYLOAD) as u16;
+    let mut header = Ipv4Hdr {
+        vihl: 0x45,
+        tos: 0,
+        tot_len: total.to_be_bytes(),
+        id: [0; 2],
+        frags: [0; 2],
+        ttl: 64,
+        proto: IPPROTO_ICMP,
+        check: [0; 2],
+        // From the address the client was talking to (the VIP), as the kernel's icmp_send.
+        src_addr: packet.flow.daddr.to_ne_bytes(),
+        dst_addr: packet.flow.saddr.to_ne_bytes(),
+    };
+    header.check = ip::checksum(&header);
+    let type_code = u16::from_ne_bytes([ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED]);
+    let mtu_word = u16::from_ne_bytes(mtu.to_be_bytes());
+    // The quoted IP header has a valid checksum, so its words sum to 0xffff (zero in one's
+    // complement): only our header and the quoted payload need summing.
+    let mut sum = u32::from(type_code) + u32::from(mtu_word) + 0xffff;
+    let mut i = 0;
+    while i < 4 {
+        sum += u32::from(quoted[i]);
+        i += 1;
+    }
+    let check = !csum::fold(sum);
+    // SAFETY: `at_mut` checked the three headers after the resize.
+    unsafe {
+        (*eth).dst_addr = client_mac;
+        (*eth).src_addr = our_mac;
+        (*eth).ether_type = network_types::eth::EtherType::Ipv4 as u16;
+        *ip = header;
+        *icmp = [type_code, check, 0, mtu_word];
+    }
+    stats::count(Stat::IcmpFragNeeded);
+    Ok(xdp_action::XDP_TX)
+}

@@ -1,0 +1,405 @@
+//! The fixture format (Katran-style): a fixture names a situation, sets up the maps, and sends
+//! packets, each with its expected verdict, the expected packet out byte for byte, the data-path
+//! counters it must bump, and the map state expected afterwards. Map edits between packets
+//! (a table rewritten, a real server removed) are steps too.
+//!
+//! Every fixture runs on a freshly loaded program. A table runs all its fixtures and fails with
+//! every failing fixture's report (first failing step, all its mismatches, hexdumps).
+
+use std::{collections::BTreeMap, fmt::Write as _};
+
+use lb_common::{Conn, Counters, FlowKey, Stat, tcp_state};
+
+use super::{
+    harness::{Change, Director, Verdict},
+    wire,
+};
+
+pub struct Fixture {
+    pub name: &'static str,
+    pub setup: Vec<Change>,
+    pub steps: Vec<Step>,
+}
+
+pub enum Step {
+    /// Send a packet and check what happened.
+    Send(Send),
+    /// Change the maps (as lbd would) before the next packet.
+    Apply {
+        what: &'static str,
+        changes: Vec<Change>,
+    },
+    /// Check map state without sending anything.
+    Expect(Vec<Expect>),
+}
+
+/// One packet and what it must do.
+pub struct Send {
+    pub what: String,
+    pub input: Vec<u8>,
+    pub verdict: Verdict,
+    pub output: Output,
+    /// DP_STATS counters this packet bumps by one each (`Stat::Rx` is implied); every other
+    /// counter must stay put. A counter listed twice must go up by two.
+    pub counts: Vec<Stat>,
+    pub expect: Vec<Expect>,
+}
+
+/// The packet expected out of the program.
+pub enum Output {
+    /// Byte for byte the input (PASS must not touch the packet).
+    Unchanged,
+    /// Byte for byte this.
+    Exact(Vec<u8>),
+    /// Not checked: only for dropped packets, whose bytes go nowhere.
+    Dropped,
+}
+
+/// Map state after a step.
+#[derive(Clone, Debug)]
+pub enum Expect {
+    /// The connection-table entry of `flow` (the timestamp is not compared).
+    Conn {
+        flow: FlowKey,
+        real: u32,
+        service: u32,
+        state: u8,
+    },
+    NoConn(FlowKey),
+    /// Number of connection-table entries.
+    ConnCount(usize),
+    /// Counters of a service, summed over CPUs.
+    ServiceStats {
+        id: u32,
+        counters: Counters,
+    },
+    /// Counters of a real server, summed over CPUs.
+    RealStats {
+        id: u32,
+        counters: Counters,
+    },
+    /// A service's round-robin position.
+    RrPosition {
+        service: u32,
+        position: u64,
+    },
+}
+
+impl Send {
+    pub fn new(what: impl Into<String>, input: Vec<u8>, verdict: Verdict, output: Output) -> Self {
+        Self {
+            what: what.into(),
+            input,
+            verdict,
+            output,
+            counts: Vec::new(),
+            expect: Vec::new(),
+        }
+    }
+
+    /// Handed to the kernel untouched, counted under `reason`.
+    pub fn pass(what: impl Into<String>, input: Vec<u8>, reason: Stat) -> Self {
+        Self::new(what, input, Verdict::PASS, Output::Unchanged).counts(&[reason])
+    }
+
+    /// Dropped, counted under `reason`.
+    pub fn drop(what: impl Into<String>, input: Vec<u8>, reason: Stat) -> Self {
+        Self::new(what, input, Verdict::DROP, Output::Dropped).counts(&[reason])
+    }
+
+    pub fn counts(mut self, stats: &[Stat]) -> Self {
+        self.counts.extend_from_slice(stats);
+        self
+    }
+
+    pub fn expect(mut self, expect: impl IntoIterator<Item = Expect>) -> Self {
+        self.expect.extend(expect);
+        self
+    }
+}
+
+impl From<Send> for Step {
+    fn from(send: Send) -> Self {
+        Step::Send(send)
+    }
+}
+
+pub fn counters(conns: u64, in_pkts: u64, in_bytes: u64) -> Counters {
+    Counters {
+        conns,
+        in_pkts,
+        in_bytes,
+        ..Counters::default()
+    }
+}
+
+/// Runs every fixture of a table; panics with the reports of those that failed.
+pub fn run_table(table: &str, fixtures: Vec<Fixture>) {
+    let total = fixtures.len();
+    let mut failures = Vec::new();
+    for fixture in &fixtures {
+        match run_fixture(fixture) {
+            Ok(()) => eprintln!("ok     {table}: {}", fixture.name),
+            Err(report) => {
+                eprintln!("FAILED {table}: {}", fixture.name);
+                failures.push(format!("=== {table}: {}\n{report}", fixture.name));
+            }
+        }
+    }
+    if let Some(repeat) = perf_repeat() {
+        for fixture in &fixtures {
+            report_perf(table, fixture, repeat);
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {total} fixtures in {table} failed:\n\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// `LB_FIXTURE_PERF=N`: also time each fixture's packets, N runs each, on a fresh program set
+/// up the same way (the checked run is unaffected). Katran's perf mode, from the same tables.
+fn perf_repeat() -> Option<u32> {
+    std::env::var("LB_FIXTURE_PERF")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+}
+
+fn report_perf(table: &str, fixture: &Fixture, repeat: u32) {
+    let mut director = Director::load();
+    for change in &fixture.setup {
+        director.apply(change);
+    }
+    for step in &fixture.steps {
+        match step {
+            Step::Send(send) => {
+                let per_packet = director.time_per_packet(&send.input, repeat);
+                eprintln!(
+                    "perf   {table}: {} / {}: {per_packet:?} per packet",
+                    fixture.name, send.what
+                );
+            }
+            Step::Apply { changes, .. } => changes.iter().for_each(|c| director.apply(c)),
+            Step::Expect(_) => {}
+        }
+    }
+}
+
+fn run_fixture(fixture: &Fixture) -> Result<(), String> {
+    let mut director = Director::load();
+    for change in &fixture.setup {
+        director.apply(change);
+    }
+    // What happened before a failing step, for its report.
+    let mut history = String::new();
+    for (i, step) in fixture.steps.iter().enumerate() {
+        let step_no = i + 1;
+        let earlier = if history.is_empty() {
+            String::new()
+        } else {
+            format!("after:\n{history}")
+        };
+        match step {
+            Step::Send(send) => {
+                check_send(&director, send).map_err(|report| {
+                    format!(
+                        "{earlier}step {step_no}, packet \"{}\":\n{report}",
+                        send.what
+                    )
+                })?;
+                let _ = writeln!(
+                    history,
+                    "  {step_no}. packet \"{}\": as expected",
+                    send.what
+                );
+            }
+            Step::Apply { what, changes } => {
+                changes.iter().for_each(|c| director.apply(c));
+                let _ = writeln!(history, "  {step_no}. map change \"{what}\"");
+            }
+            Step::Expect(expect) => {
+                let problems = check_expect(&director, expect);
+                if !problems.is_empty() {
+                    return Err(format!(
+                        "{earlier}step {step_no} (map check):\n{}",
+                        problems.join("\n")
+                    ));
+                }
+                let _ = writeln!(history, "  {step_no}. map check: as expected");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_send(director: &Director, send: &Send) -> Result<(), String> {
+    let before = director.dp_stats();
+    let (verdict, output) = director.run(&send.input).map_err(|e| {
+        format!(
+            "BPF_PROG_TEST_RUN failed: {e}\ninput: {}",
+            wire::describe(&send.input)
+        )
+    })?;
+    let after = director.dp_stats();
+    let mut problems = Vec::new();
+
+    if verdict != send.verdict {
+        problems.push(format!(
+            "verdict: expected {:?}, got {verdict:?}",
+            send.verdict
+        ));
+    }
+
+    let expected_output = match &send.output {
+        Output::Unchanged => Some(send.input.as_slice()),
+        Output::Exact(bytes) => Some(bytes.as_slice()),
+        Output::Dropped => None,
+    };
+    if let Some(expected) = expected_output
+        && expected != output
+    {
+        problems.push(format!(
+            "output packet differs from the expected one\n  expected: {}\n  actual:   {}\n{}",
+            wire::describe(expected).replace('\n', "\n  "),
+            wire::describe(&output).replace('\n', "\n  "),
+            wire::hexdump_diff(expected, &output)
+        ));
+    }
+    // A forwarded packet must carry valid checksums whenever the input did.
+    if verdict.forwards() && wire::checksum_problems(&send.input).is_empty() {
+        for problem in wire::checksum_problems(&output) {
+            problems.push(format!("forwarded packet: {problem}"));
+        }
+    }
+
+    let mut expected_delta: BTreeMap<u32, u64> = BTreeMap::new();
+    *expected_delta.entry(Stat::Rx as u32).or_default() += 1;
+    for stat in &send.counts {
+        *expected_delta.entry(*stat as u32).or_default() += 1;
+    }
+    for stat in Stat::ALL {
+        let expected = expected_delta.get(&(stat as u32)).copied().unwrap_or(0);
+        let actual = after[stat as usize].wrapping_sub(before[stat as usize]);
+        if expected != actual {
+            problems.push(format!(
+                "DP_STATS[{}]: expected +{expected}, got +{actual}",
+                stat.name()
+            ));
+        }
+    }
+
+    problems.extend(check_expect(director, &send.expect));
+
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let mut report = problems.join("\n");
+    let _ = write!(
+        report,
+        "\ninput: {}\n{}",
+        wire::describe(&send.input).replace('\n', "\n  "),
+        wire::hexdump(&send.input)
+    );
+    Err(report)
+}
+
+fn check_expect(director: &Director, expect: &[Expect]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for e in expect {
+        match e {
+            Expect::Conn {
+                flow,
+                real,
+                service,
+                state,
+            } => match director.conn(flow) {
+                None => problems.push(format!("CONNS: no entry for {}", fmt_flow(flow))),
+                Some(conn) => {
+                    let got = (conn.real, conn.service, conn.state);
+                    if got != (*real, *service, *state) {
+                        problems.push(format!(
+                            "CONNS[{}]: expected real {real} service {service} state {}, got {}",
+                            fmt_flow(flow),
+                            tcp_state::name(*state),
+                            fmt_conn(&conn)
+                        ));
+                    }
+                }
+            },
+            Expect::NoConn(flow) => {
+                if let Some(conn) = director.conn(flow) {
+                    problems.push(format!(
+                        "CONNS[{}]: expected no entry, got {}",
+                        fmt_flow(flow),
+                        fmt_conn(&conn)
+                    ));
+                }
+            }
+            Expect::ConnCount(n) => {
+                let conns = director.conns();
+                if conns.len() != *n {
+                    let listing: Vec<String> = conns
+                        .iter()
+                        .map(|(f, c)| format!("  {} -> {}", fmt_flow(f), fmt_conn(c)))
+                        .collect();
+                    problems.push(format!(
+                        "CONNS: expected {n} entries, got {}:\n{}",
+                        conns.len(),
+                        listing.join("\n")
+                    ));
+                }
+            }
+            Expect::ServiceStats { id, counters } => {
+                let got = director.service_stats(*id);
+                if got != *counters {
+                    problems.push(format!(
+                        "SERVICE_STATS[{id}]: expected {counters:?}, got {got:?}"
+                    ));
+                }
+            }
+            Expect::RealStats { id, counters } => {
+                let got = director.real_stats(*id);
+                if got != *counters {
+                    problems.push(format!(
+                        "REAL_STATS[{id}]: expected {counters:?}, got {got:?}"
+                    ));
+                }
+            }
+            Expect::RrPosition { service, position } => {
+                let got = director.rr_position(*service);
+                if got != *position {
+                    problems.push(format!(
+                        "SERVICE_STATE[{service}].rr_position: expected {position}, got {got}"
+                    ));
+                }
+            }
+        }
+    }
+    problems
+}
+
+pub fn fmt_flow(flow: &FlowKey) -> String {
+    let addr = |a: u32| std::net::Ipv4Addr::from(a.to_ne_bytes());
+    let port = |p: u16| u16::from_be(p);
+    format!(
+        "{}:{} > {}:{} proto {}",
+        addr(flow.saddr),
+        port(flow.sport),
+        addr(flow.daddr),
+        port(flow.dport),
+        flow.proto
+    )
+}
+
+fn fmt_conn(conn: &Conn) -> String {
+    format!(
+        "real {} service {} state {} flags {:#x}",
+        conn.real,
+        conn.service,
+        tcp_state::name(conn.state),
+        conn.flags
+    )
+}

@@ -1,0 +1,259 @@
+//! The program under test: lb's compiled XDP object, loaded afresh for every fixture, its maps
+//! typed as in `lb-common`, and one packet at a time run through it with BPF_PROG_TEST_RUN.
+//!
+//! Without a `ctx_in` the kernel runs an XDP test on the loopback device of the caller's network
+//! namespace, so the program sees `ingress_ifindex == 1`: the fixtures give the director's MAC
+//! to `IFACES[1]`, and a real server with `ifindex == 0` (same as ingress) gets XDP_TX.
+
+use std::fmt;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray},
+    programs::{ProgramError, TestRun as _, TestRunOptions, Xdp},
+};
+use lb_common::{
+    Conn, Counters, FlowKey, Iface, RealServer, Service, ServiceKey, ServiceState, Stat, maps,
+};
+
+/// The name of the XDP entry point in the object.
+pub const PROGRAM: &str = "lb_xdp";
+/// `ingress_ifindex` in BPF_PROG_TEST_RUN without a context: the loopback device.
+pub const TEST_RUN_IFINDEX: u32 = 1;
+/// Room in the output buffer beyond the input's length, for rewrites that grow the packet
+/// (IP-in-IP adds 20 bytes).
+const OUTPUT_SLACK: usize = 256;
+
+/// Map sizes for fixtures: small enough that loading an object per fixture stays cheap.
+/// (The data path bounds-checks every array access against the map, not a constant.)
+const MAX_ENTRIES: &[(&str, u32)] = &[
+    (maps::SERVICES, 64),
+    (maps::SERVICE_STATE, 64),
+    (maps::SERVICE_STATS, 64),
+    (maps::REALS, 256),
+    (maps::REAL_STATS, 256),
+    (maps::SCHED_TABLE, 1024),
+    (maps::CONNS, 1024),
+];
+
+/// An XDP action, shown by name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Verdict(pub u32);
+
+impl Verdict {
+    pub const ABORTED: Verdict = Verdict(0);
+    pub const DROP: Verdict = Verdict(1);
+    pub const PASS: Verdict = Verdict(2);
+    pub const TX: Verdict = Verdict(3);
+    pub const REDIRECT: Verdict = Verdict(4);
+
+    /// Whether the packet leaves the director (so its bytes are what a real server receives).
+    pub fn forwards(self) -> bool {
+        self == Verdict::TX || self == Verdict::REDIRECT
+    }
+}
+
+impl fmt::Debug for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Verdict::ABORTED => f.write_str("XDP_ABORTED"),
+            Verdict::DROP => f.write_str("XDP_DROP"),
+            Verdict::PASS => f.write_str("XDP_PASS"),
+            Verdict::TX => f.write_str("XDP_TX"),
+            Verdict::REDIRECT => f.write_str("XDP_REDIRECT"),
+            Verdict(other) => write!(f, "unknown verdict {other}"),
+        }
+    }
+}
+
+/// A change to the maps, as lbd would make it: fixture setup, and edits between packets.
+#[derive(Clone, Debug)]
+pub enum Change {
+    Iface {
+        ifindex: u32,
+        iface: Iface,
+    },
+    RemoveIface(u32),
+    Service {
+        key: ServiceKey,
+        service: Service,
+    },
+    RemoveService(ServiceKey),
+    Real {
+        id: u32,
+        real: RealServer,
+    },
+    /// Scheduling-table slots from `offset` on.
+    Slots {
+        offset: u32,
+        ids: Vec<u32>,
+    },
+    /// A connection-table entry (as a sync daemon or a previous lbd would leave it).
+    Conn {
+        flow: FlowKey,
+        conn: Conn,
+    },
+    RemoveConn(FlowKey),
+}
+
+/// The loaded program and its maps.
+pub struct Director {
+    ebpf: Ebpf,
+    services: HashMap<MapData, ServiceKey, Service>,
+    reals: Array<MapData, RealServer>,
+    slots: Array<MapData, u32>,
+    service_state: Array<MapData, ServiceState>,
+    conns: HashMap<MapData, FlowKey, Conn>,
+    ifaces: HashMap<MapData, u32, Iface>,
+    service_stats: PerCpuArray<MapData, Counters>,
+    real_stats: PerCpuArray<MapData, Counters>,
+    dp_stats: PerCpuArray<MapData, u64>,
+}
+
+fn take<T: TryFrom<aya::maps::Map, Error = MapError>>(ebpf: &mut Ebpf, name: &str) -> T {
+    let map = ebpf
+        .take_map(name)
+        .unwrap_or_else(|| panic!("map {name} not in the object"));
+    T::try_from(map).unwrap_or_else(|e| panic!("map {name} has an unexpected type: {e}"))
+}
+
+impl Director {
+    /// Loads the object (the verifier runs here) with empty maps.
+    pub fn load() -> Self {
+        let object = lb_user::object::ebpf_object();
+        assert!(
+            !object.is_empty(),
+            "the eBPF object is empty: built with AYA_BUILD_SKIP=1?"
+        );
+        let mut loader = EbpfLoader::new();
+        for (name, size) in MAX_ENTRIES {
+            loader.map_max_entries(name, *size);
+        }
+        let mut ebpf = loader.load(object).expect("loading the eBPF object");
+        let prog: &mut Xdp = ebpf
+            .program_mut(PROGRAM)
+            .unwrap_or_else(|| panic!("program {PROGRAM} not in the object"))
+            .try_into()
+            .expect("lb_xdp is an XDP program");
+        if let Err(e) = prog.load() {
+            panic!("the verifier rejected {PROGRAM}: {e:#}\n{e:?}");
+        }
+        Self {
+            services: take(&mut ebpf, maps::SERVICES),
+            reals: take(&mut ebpf, maps::REALS),
+            slots: take(&mut ebpf, maps::SCHED_TABLE),
+            service_state: take(&mut ebpf, maps::SERVICE_STATE),
+            conns: take(&mut ebpf, maps::CONNS),
+            ifaces: take(&mut ebpf, maps::IFACES),
+            service_stats: take(&mut ebpf, maps::SERVICE_STATS),
+            real_stats: take(&mut ebpf, maps::REAL_STATS),
+            dp_stats: take(&mut ebpf, maps::DP_STATS),
+            ebpf,
+        }
+    }
+
+    fn program(&self) -> &Xdp {
+        self.ebpf
+            .program(PROGRAM)
+            .expect("loaded above")
+            .try_into()
+            .expect("XDP")
+    }
+
+    /// Runs one packet through the program: its verdict and the packet as it left.
+    pub fn run(&self, input: &[u8]) -> Result<(Verdict, Vec<u8>), ProgramError> {
+        let mut out = vec![0u8; input.len() + OUTPUT_SLACK];
+        let result = self.program().test_run(TestRunOptions {
+            data_in: Some(input),
+            data_out: Some(&mut out),
+            ..TestRunOptions::default()
+        })?;
+        out.truncate(result.data_size_out as usize);
+        Ok((Verdict(result.return_value), out))
+    }
+
+    /// Time per packet over `repeat` runs of the same input (the kernel's own measurement).
+    pub fn time_per_packet(&self, input: &[u8], repeat: u32) -> std::time::Duration {
+        let mut out = vec![0u8; input.len() + OUTPUT_SLACK];
+        let result = self
+            .program()
+            .test_run(TestRunOptions {
+                data_in: Some(input),
+                data_out: Some(&mut out),
+                repeat,
+                ..TestRunOptions::default()
+            })
+            .expect("BPF_PROG_TEST_RUN");
+        result.duration
+    }
+
+    pub fn apply(&mut self, change: &Change) {
+        let result = match change {
+            Change::Iface { ifindex, iface } => self.ifaces.insert(ifindex, iface, 0),
+            Change::RemoveIface(ifindex) => self.ifaces.remove(ifindex),
+            Change::Service { key, service } => self.services.insert(key, service, 0),
+            Change::RemoveService(key) => self.services.remove(key),
+            Change::Real { id, real } => self.reals.set(*id, real, 0),
+            Change::Slots { offset, ids } => ids
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, id)| self.slots.set(offset + i as u32, id, 0)),
+            Change::Conn { flow, conn } => self.conns.insert(flow, conn, 0),
+            Change::RemoveConn(flow) => self.conns.remove(flow),
+        };
+        if let Err(e) = result {
+            panic!("applying {change:?}: {e}");
+        }
+    }
+
+    pub fn conn(&self, flow: &FlowKey) -> Option<Conn> {
+        match self.conns.get(flow, 0) {
+            Ok(conn) => Some(conn),
+            Err(MapError::KeyNotFound) => None,
+            Err(e) => panic!("reading CONNS: {e}"),
+        }
+    }
+
+    pub fn conns(&self) -> Vec<(FlowKey, Conn)> {
+        self.conns
+            .iter()
+            .map(|entry| entry.expect("iterating CONNS"))
+            .collect()
+    }
+
+    pub fn rr_position(&self, service: u32) -> u64 {
+        self.service_state
+            .get(&service, 0)
+            .expect("reading SERVICE_STATE")
+            .rr_position
+    }
+
+    pub fn service_stats(&self, id: u32) -> Counters {
+        sum_counters(&self.service_stats, id)
+    }
+
+    pub fn real_stats(&self, id: u32) -> Counters {
+        sum_counters(&self.real_stats, id)
+    }
+
+    /// DP_STATS summed over CPUs, indexed by `Stat`.
+    pub fn dp_stats(&self) -> Vec<u64> {
+        (0..Stat::COUNT)
+            .map(|i| {
+                self.dp_stats
+                    .get(&i, 0)
+                    .expect("reading DP_STATS")
+                    .iter()
+                    .sum()
+            })
+            .collect()
+    }
+}
+
+fn sum_counters(map: &PerCpuArray<MapData, Counters>, id: u32) -> Counters {
+    let mut total = Counters::default();
+    for per_cpu in map.get(&id, 0).expect("reading a stats map").iter() {
+        total.add(per_cpu);
+    }
+    total
+}

@@ -1,0 +1,286 @@
+//! The connection table: a flow stays with the real server its first packet went to, whatever
+//! happens to the scheduling table, weights or the real-server list (as in IPVS), and its TCP
+//! state follows IPVS's input-only table. A SYN on a finished connection starts a new one.
+
+use lb_common::{
+    REAL_F_REMOVED, RealServer, Stat,
+    tcp_state::{CLOSE, ESTABLISHED, FIN_WAIT, SYN_RECV, TIME_WAIT, UDP},
+};
+
+use crate::{
+    fixture::{Expect, Fixture, Send, Step, counters},
+    harness::Change,
+    packet::{ACK, FIN, PSH, RST, SYN, Tcp},
+    world::{
+        A, B, C, CLIENT_2, D, DNS, HTTP, VIP, add_real, conn_entry, dns, dns_world, edit_real,
+        flow_of, http, http_world, known_flow, new_flow, service_key, service_with_table, tcp,
+    },
+};
+
+fn apply(what: &'static str, changes: Vec<Change>) -> Step {
+    Step::Apply { what, changes }
+}
+
+/// A data segment of the flow from `sport`.
+fn data(sport: u16, len: usize) -> crate::packet::Frame {
+    let mut frame = http(sport, PSH | ACK);
+    frame.ipv4_mut().payload = Tcp::new(sport, 80, PSH | ACK)
+        .payload(&vec![0x61; len])
+        .into();
+    frame
+}
+
+pub fn fixtures() -> Vec<Fixture> {
+    vec![
+        Fixture {
+            name: "an established flow sticks to its real server after the table changes",
+            setup: http_world(&[&A]),
+            steps: vec![
+                new_flow("SYN", &http(1001, SYN), &A, &HTTP, SYN_RECV).into(),
+                apply("table becomes [B]", service_with_table(&HTTP, &[&B])),
+                known_flow("ACK", &http(1001, ACK), &A, &HTTP, ESTABLISHED).into(),
+                known_flow("data", &data(1001, 100), &A, &HTTP, ESTABLISHED).into(),
+                new_flow("another client port", &http(1002, SYN), &B, &HTTP, SYN_RECV).into(),
+            ],
+        },
+        Fixture {
+            name: "a flow keeps its real server after the real is removed (-d: REAL_F_REMOVED, out of the table)",
+            setup: http_world(&[&A, &B]),
+            steps: vec![
+                new_flow("SYN", &http(2001, SYN), &A, &HTTP, SYN_RECV).into(),
+                known_flow("ACK", &http(2001, ACK), &A, &HTTP, ESTABLISHED).into(),
+                apply("A removed", {
+                    let mut changes = vec![edit_real(&A, &HTTP, |r| r.flags |= REAL_F_REMOVED)];
+                    changes.extend(service_with_table(&HTTP, &[&B]));
+                    changes
+                }),
+                known_flow("data", &data(2001, 10), &A, &HTTP, ESTABLISHED).into(),
+                new_flow("new flow", &http(2002, SYN), &B, &HTTP, SYN_RECV).into(),
+                new_flow("another new flow", &http(2003, SYN), &B, &HTTP, SYN_RECV).into(),
+            ],
+        },
+        Fixture {
+            name: "weight set to 0: out of the table, its flows continue, new flows go elsewhere",
+            setup: http_world(&[&A, &B]),
+            steps: vec![
+                new_flow("flow 1 SYN", &http(3001, SYN), &A, &HTTP, SYN_RECV).into(),
+                new_flow("flow 2 SYN", &http(3002, SYN), &B, &HTTP, SYN_RECV).into(),
+                apply("A weight 0", {
+                    let mut changes = vec![edit_real(&A, &HTTP, |r| r.weight = 0)];
+                    changes.extend(service_with_table(&HTTP, &[&B]));
+                    changes
+                }),
+                known_flow("flow 1 ACK", &http(3001, ACK), &A, &HTTP, ESTABLISHED).into(),
+                new_flow("flow 3 SYN", &http(3003, SYN), &B, &HTTP, SYN_RECV).into(),
+                new_flow("flow 4 SYN", &http(3004, SYN), &B, &HTTP, SYN_RECV).into(),
+                known_flow("flow 2 ACK", &http(3002, ACK), &B, &HTTP, ESTABLISHED)
+                    .expect([
+                        Expect::RealStats {
+                            id: A.id,
+                            counters: counters(1, 2, 80),
+                        },
+                        Expect::RealStats {
+                            id: B.id,
+                            counters: counters(3, 4, 160),
+                        },
+                    ])
+                    .into(),
+            ],
+        },
+        Fixture {
+            name: "TCP states: SYN → SYN_RECV, ACK → ESTABLISHED, FIN → FIN_WAIT, RST → CLOSE",
+            setup: http_world(&[&A, &B]),
+            steps: vec![
+                new_flow("SYN", &http(4001, SYN), &A, &HTTP, SYN_RECV).into(),
+                known_flow("ACK", &http(4001, ACK), &A, &HTTP, ESTABLISHED).into(),
+                known_flow("data", &data(4001, 500), &A, &HTTP, ESTABLISHED).into(),
+                known_flow("FIN", &http(4001, FIN | ACK), &A, &HTTP, FIN_WAIT).into(),
+                known_flow("last ACK", &http(4001, ACK), &A, &HTTP, FIN_WAIT).into(),
+                known_flow("RST", &http(4001, RST), &A, &HTTP, CLOSE)
+                    .expect([
+                        Expect::ConnCount(1),
+                        Expect::ServiceStats {
+                            id: HTTP.id,
+                            counters: counters(1, 6, 5 * 40 + 540),
+                        },
+                    ])
+                    .into(),
+            ],
+        },
+        Fixture {
+            name: "a SYN on a CLOSE'd entry is a new connection, scheduled afresh",
+            setup: http_world(&[&A, &B]),
+            steps: vec![
+                new_flow("SYN", &http(5001, SYN), &A, &HTTP, SYN_RECV).into(),
+                known_flow("ACK", &http(5001, ACK), &A, &HTTP, ESTABLISHED).into(),
+                known_flow("RST", &http(5001, RST | ACK), &A, &HTTP, CLOSE).into(),
+                new_flow(
+                    "SYN again, same ports",
+                    &http(5001, SYN),
+                    &B,
+                    &HTTP,
+                    SYN_RECV,
+                )
+                .expect([
+                    Expect::ConnCount(1),
+                    Expect::ServiceStats {
+                        id: HTTP.id,
+                        counters: counters(2, 4, 160),
+                    },
+                    Expect::RealStats {
+                        id: B.id,
+                        counters: counters(1, 1, 40),
+                    },
+                ])
+                .into(),
+            ],
+        },
+        Fixture {
+            name: "a SYN on a TIME_WAIT entry is a new connection, scheduled afresh",
+            setup: http_world(&[&A, &B]),
+            steps: vec![
+                new_flow("SYN", &http(6001, SYN), &A, &HTTP, SYN_RECV).into(),
+                known_flow("FIN", &http(6001, FIN | ACK), &A, &HTTP, TIME_WAIT).into(),
+                new_flow(
+                    "SYN again, same ports",
+                    &http(6001, SYN),
+                    &B,
+                    &HTTP,
+                    SYN_RECV,
+                )
+                .into(),
+            ],
+        },
+        Fixture {
+            name: "a SYN on an ESTABLISHED entry stays with its real server",
+            setup: http_world(&[&A, &B]),
+            steps: vec![
+                new_flow("SYN", &http(7001, SYN), &A, &HTTP, SYN_RECV).into(),
+                known_flow("ACK", &http(7001, ACK), &A, &HTTP, ESTABLISHED).into(),
+                known_flow("SYN again", &http(7001, SYN), &A, &HTTP, ESTABLISHED).into(),
+                Step::Expect(vec![Expect::RrPosition {
+                    service: HTTP.id,
+                    position: 1,
+                }]),
+            ],
+        },
+        Fixture {
+            name: "a retransmitted SYN stays with its real server",
+            setup: http_world(&[&A, &B]),
+            steps: vec![
+                new_flow("SYN", &http(7101, SYN), &A, &HTTP, SYN_RECV).into(),
+                known_flow("SYN retransmitted", &http(7101, SYN), &A, &HTTP, SYN_RECV).into(),
+            ],
+        },
+        Fixture {
+            name: "the same ports from another client are another flow",
+            setup: http_world(&[&A, &B]),
+            steps: vec![
+                new_flow("client 1 SYN", &http(7201, SYN), &A, &HTTP, SYN_RECV).into(),
+                new_flow(
+                    "client 2 SYN",
+                    &tcp(CLIENT_2, VIP, 7201, 80, SYN),
+                    &B,
+                    &HTTP,
+                    SYN_RECV,
+                )
+                .into(),
+                known_flow("client 1 ACK", &http(7201, ACK), &A, &HTTP, ESTABLISHED)
+                    .expect([Expect::ConnCount(2)])
+                    .into(),
+            ],
+        },
+        Fixture {
+            name: "a flow whose entry expired (deleted by user space) is scheduled afresh",
+            setup: http_world(&[&A, &B]),
+            steps: vec![
+                new_flow("SYN", &http(7301, SYN), &A, &HTTP, SYN_RECV).into(),
+                known_flow("ACK", &http(7301, ACK), &A, &HTTP, ESTABLISHED).into(),
+                apply(
+                    "entry expired",
+                    vec![Change::RemoveConn(flow_of(&http(7301, ACK)))],
+                ),
+                new_flow("data after expiry", &data(7301, 20), &B, &HTTP, ESTABLISHED).into(),
+            ],
+        },
+        Fixture {
+            name: "an ACK of an unknown connection is scheduled and starts ESTABLISHED",
+            setup: http_world(&[&B]),
+            steps: vec![new_flow("ACK", &http(8001, ACK), &B, &HTTP, ESTABLISHED).into()],
+        },
+        Fixture {
+            name: "a UDP flow sticks to its real server after the table changes",
+            setup: dns_world(),
+            steps: vec![
+                new_flow("query", &dns(5353), &D, &DNS, UDP).into(),
+                apply("DNS table becomes [C]", {
+                    let mut changes = vec![add_real(&C, &DNS)];
+                    changes.extend(service_with_table(&DNS, &[&C]));
+                    changes
+                }),
+                known_flow("next query, same ports", &dns(5353), &D, &DNS, UDP).into(),
+                new_flow("query from another port", &dns(5354), &C, &DNS, UDP).into(),
+            ],
+        },
+        Fixture {
+            name: "an entry already in the table (synced from a peer director) decides the real",
+            setup: {
+                let mut setup = http_world(&[&A]);
+                setup.push(conn_entry(
+                    flow_of(&http(9001, ACK)),
+                    &B,
+                    &HTTP,
+                    ESTABLISHED,
+                ));
+                setup
+            },
+            steps: vec![
+                known_flow("ACK", &http(9001, ACK), &B, &HTTP, ESTABLISHED)
+                    .expect([
+                        Expect::ServiceStats {
+                            id: HTTP.id,
+                            counters: counters(0, 1, 40),
+                        },
+                        Expect::RealStats {
+                            id: B.id,
+                            counters: counters(0, 1, 40),
+                        },
+                    ])
+                    .into(),
+            ],
+        },
+        Fixture {
+            name: "an entry whose real server was deleted outright is scheduled afresh",
+            setup: http_world(&[&A]),
+            steps: vec![
+                new_flow("SYN", &http(10001, SYN), &A, &HTTP, SYN_RECV).into(),
+                apply("A deleted, table [B]", {
+                    let mut changes = vec![Change::Real {
+                        id: A.id,
+                        real: RealServer::default(),
+                    }];
+                    changes.extend(service_with_table(&HTTP, &[&B]));
+                    changes
+                }),
+                new_flow("ACK", &http(10001, ACK), &B, &HTTP, ESTABLISHED)
+                    .expect([Expect::ConnCount(1)])
+                    .into(),
+            ],
+        },
+        Fixture {
+            name: "established flows keep flowing while their service is deleted (ipvsadm -C; -R)",
+            setup: http_world(&[&A]),
+            steps: vec![
+                new_flow("SYN", &http(11001, SYN), &A, &HTTP, SYN_RECV).into(),
+                apply(
+                    "service deleted",
+                    vec![Change::RemoveService(service_key(&HTTP))],
+                ),
+                known_flow("ACK", &http(11001, ACK), &A, &HTTP, ESTABLISHED).into(),
+                Send::pass("new flow", http(11002, SYN).bytes(), Stat::PassNotService)
+                    .expect([Expect::NoConn(flow_of(&http(11002, SYN)))])
+                    .into(),
+            ],
+        },
+    ]
+}

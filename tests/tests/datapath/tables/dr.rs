@@ -1,0 +1,300 @@
+//! LVS-DR forwarding: a balanced packet leaves with the real server's MAC as destination and the
+//! director's as source; every IP and TCP/UDP byte is untouched. Failure paths drop and count.
+
+use lb_common::{
+    IPPROTO_TCP, REAL_F_IN_USE, Stat,
+    tcp_state::{ESTABLISHED, SYN_RECV, UDP},
+};
+
+use crate::{
+    fixture::{Expect, Fixture, Output, Send, Step, counters},
+    harness::{Change, TEST_RUN_IFINDEX, Verdict},
+    packet::{ACK, PSH, SYN, Tcp},
+    world::{
+        A, ALL_PORTS, ALL_PORTS_VIP, B, C, CLIENT, D, DIRECTOR_MAC, DNS, HTTP, OTHER_IFINDEX,
+        OTHER_NIC_MAC, ServiceDef, VIP, dns, dns_world, edit_real, flow_of, http, http_world,
+        ip_len, new_flow, service_with_table, tcp,
+    },
+};
+
+/// A port-0 service on the VIP itself, next to the port-80 one.
+const VIP_ALL_PORTS: ServiceDef = ServiceDef {
+    id: 5,
+    vip: VIP,
+    port: 0,
+    proto: IPPROTO_TCP,
+    table_offset: 256,
+};
+
+/// A single SYN to HTTP, scheduled to A (the only real server) by DR, and the counters it bumps.
+fn one_syn(name: &'static str, setup: Vec<Change>, frame: crate::packet::Frame) -> Fixture {
+    let bytes = ip_len(&frame);
+    Fixture {
+        name,
+        setup,
+        steps: vec![
+            new_flow(name, &frame, &A, &HTTP, SYN_RECV)
+                .expect([
+                    Expect::ConnCount(1),
+                    Expect::ServiceStats {
+                        id: HTTP.id,
+                        counters: counters(1, 1, bytes),
+                    },
+                    Expect::RealStats {
+                        id: A.id,
+                        counters: counters(1, 1, bytes),
+                    },
+                ])
+                .into(),
+        ],
+    }
+}
+
+pub fn fixtures() -> Vec<Fixture> {
+    vec![
+        one_syn(
+            "TCP SYN to VIP:80 goes to the real server by DR",
+            http_world(&[&A]),
+            http(40000, SYN),
+        ),
+        {
+            let frame = dns(5353);
+            let bytes = ip_len(&frame);
+            Fixture {
+                name: "UDP query to VIP:53 goes to the real server by DR",
+                setup: dns_world(),
+                steps: vec![
+                    new_flow("query", &frame, &D, &DNS, UDP)
+                        .expect([
+                            Expect::ServiceStats {
+                                id: DNS.id,
+                                counters: counters(1, 1, bytes),
+                            },
+                            Expect::RealStats {
+                                id: D.id,
+                                counters: counters(1, 1, bytes),
+                            },
+                        ])
+                        .into(),
+                ],
+            }
+        },
+        one_syn(
+            "SYN with an IP option (ihl 6, router alert)",
+            http_world(&[&A]),
+            {
+                let mut frame = http(40001, SYN);
+                frame.ipv4_mut().options = vec![0x94, 0x04, 0x00, 0x00];
+                frame
+            },
+        ),
+        one_syn(
+            "SYN with the longest IP header (ihl 15: NOPs, then end)",
+            http_world(&[&A]),
+            {
+                let mut frame = http(40002, SYN);
+                let mut options = vec![0x01; 39];
+                options.push(0x00);
+                frame.ipv4_mut().options = options;
+                frame
+            },
+        ),
+        one_syn(
+            "SYN with TCP options (MSS, SACK-permitted, timestamps, wscale)",
+            http_world(&[&A]),
+            {
+                let mut frame = http(40003, SYN);
+                let tcp = Tcp::new(40003, 80, SYN).options(&[
+                    0x02, 0x04, 0x05, 0xb4, // MSS 1460
+                    0x04, 0x02, // SACK permitted
+                    0x08, 0x0a, 0, 0, 0x12, 0x34, 0, 0, 0, 0,    // timestamps
+                    0x01, // NOP
+                    0x03, 0x03, 0x07, // window scale 7
+                ]);
+                frame.ipv4_mut().payload = tcp.into();
+                frame
+            },
+        ),
+        one_syn(
+            "SYN in a padded minimum-size frame (padding kept, not counted)",
+            http_world(&[&A]),
+            http(40004, SYN).padded_to(60),
+        ),
+        one_syn(
+            "SYN without DF (unfragmented, flags 0)",
+            http_world(&[&A]),
+            {
+                let mut frame = http(40005, SYN);
+                frame.ipv4_mut().dont_fragment = false;
+                frame
+            },
+        ),
+        {
+            let mut tcp = Tcp::new(40006, 80, PSH | ACK).payload(&[0x47; 1400]);
+            tcp.options = vec![0x01, 0x01, 0x08, 0x0a, 0, 0, 0x12, 0x35, 0, 0, 0x56, 0x78];
+            let mut frame = http(40006, PSH | ACK);
+            frame.ipv4_mut().payload = tcp.into();
+            Fixture {
+                name: "full-size data segment of an unknown flow: scheduled, ESTABLISHED",
+                setup: http_world(&[&A]),
+                steps: vec![new_flow("data", &frame, &A, &HTTP, ESTABLISHED).into()],
+            }
+        },
+        {
+            let frame = tcp(CLIENT, ALL_PORTS_VIP, 40007, 8443, SYN);
+            let mut setup = http_world(&[&A]);
+            setup.extend(service_with_table(&ALL_PORTS, &[&B]));
+            Fixture {
+                name: "a port-0 service takes every port of its VIP",
+                setup,
+                steps: vec![new_flow("SYN to :8443", &frame, &B, &ALL_PORTS, SYN_RECV).into()],
+            }
+        },
+        {
+            let mut setup = http_world(&[&A]);
+            setup.extend(service_with_table(&VIP_ALL_PORTS, &[&C]));
+            Fixture {
+                name: "the exact-port service wins over a port-0 service on the same VIP",
+                setup,
+                steps: vec![
+                    new_flow("SYN to :80", &http(40008, SYN), &A, &HTTP, SYN_RECV).into(),
+                    new_flow(
+                        "SYN to :8080",
+                        &tcp(CLIENT, VIP, 40008, 8080, SYN),
+                        &C,
+                        &VIP_ALL_PORTS,
+                        SYN_RECV,
+                    )
+                    .into(),
+                ],
+            }
+        },
+        {
+            let frame = http(40009, SYN);
+            let mut setup = http_world(&[&A]);
+            setup.push(edit_real(&A, &HTTP, |r| r.ifindex = OTHER_IFINDEX));
+            setup.push(Change::Iface {
+                ifindex: OTHER_IFINDEX,
+                iface: lb_common::Iface {
+                    mac: OTHER_NIC_MAC,
+                    ..Default::default()
+                },
+            });
+            Fixture {
+                name: "real server behind another NIC: XDP_REDIRECT, source MAC of that NIC",
+                setup,
+                steps: vec![
+                    Send::new(
+                        "SYN",
+                        frame.bytes(),
+                        Verdict::REDIRECT,
+                        Output::Exact(frame.clone().with_macs(A.mac, OTHER_NIC_MAC).bytes()),
+                    )
+                    .counts(&[Stat::ConnNew, Stat::TxRoute, Stat::Redirect])
+                    .expect([Expect::Conn {
+                        flow: flow_of(&frame),
+                        real: A.id,
+                        service: HTTP.id,
+                        state: SYN_RECV,
+                    }])
+                    .into(),
+                ],
+            }
+        },
+        {
+            let mut setup = http_world(&[&A]);
+            setup.push(edit_real(&A, &HTTP, |r| r.ifindex = 9));
+            Fixture {
+                name: "real server behind a NIC lbd has not set up: dropped (drop_no_iface)",
+                setup,
+                steps: vec![
+                    Send::drop("SYN", http(40010, SYN).bytes(), Stat::DropNoIface)
+                        .counts(&[Stat::ConnNew])
+                        .into(),
+                ],
+            }
+        },
+        {
+            let setup: Vec<Change> = http_world(&[&A])
+                .into_iter()
+                .filter(|c| !matches!(c, Change::Iface { .. }))
+                .collect();
+            Fixture {
+                name: "ingress NIC missing from IFACES: dropped (drop_no_iface)",
+                setup,
+                steps: vec![
+                    Send::drop("SYN", http(40011, SYN).bytes(), Stat::DropNoIface)
+                        .counts(&[Stat::ConnNew])
+                        .into(),
+                ],
+            }
+        },
+        {
+            let syn = http(40015, SYN);
+            let ack = http(40015, ACK);
+            Fixture {
+                name: "NIC gone from IFACES after a flow started: its packets dropped (drop_no_iface)",
+                setup: http_world(&[&A]),
+                steps: vec![
+                    new_flow("SYN", &syn, &A, &HTTP, SYN_RECV).into(),
+                    Step::Apply {
+                        what: "IFACES[1] deleted",
+                        changes: vec![Change::RemoveIface(TEST_RUN_IFINDEX)],
+                    },
+                    Send::drop("ACK", ack.bytes(), Stat::DropNoIface)
+                        .counts(&[Stat::ConnHit])
+                        .expect([Expect::Conn {
+                            flow: flow_of(&ack),
+                            real: A.id,
+                            service: HTTP.id,
+                            state: ESTABLISHED,
+                        }])
+                        .into(),
+                ],
+            }
+        },
+        {
+            let frame = http(40012, SYN);
+            let mut setup = http_world(&[&A]);
+            setup.push(edit_real(&A, &HTTP, |r| r.flags = REAL_F_IN_USE));
+            Fixture {
+                name: "real server's MAC unresolved: dropped (drop_no_neigh), flow remembered",
+                setup,
+                steps: vec![
+                    Send::drop("SYN", frame.bytes(), Stat::DropNoNeigh)
+                        .counts(&[Stat::ConnNew])
+                        .expect([Expect::Conn {
+                            flow: flow_of(&frame),
+                            real: A.id,
+                            service: HTTP.id,
+                            state: SYN_RECV,
+                        }])
+                        .into(),
+                ],
+            }
+        },
+        {
+            let mut setup = http_world(&[&A]);
+            setup.push(edit_real(&A, &HTTP, |r| r.method = 9));
+            Fixture {
+                name: "unknown forwarding method: dropped (drop_unsupported)",
+                setup,
+                steps: vec![
+                    Send::drop("SYN", http(40013, SYN).bytes(), Stat::DropUnsupported)
+                        .counts(&[Stat::ConnNew])
+                        .into(),
+                ],
+            }
+        },
+        {
+            // The source MAC is the director's own even when the client's frame came from
+            // elsewhere: bridges must not learn the client's MAC on the director's port.
+            let frame = http(40014, SYN).with_macs(DIRECTOR_MAC, [0x02, 0x42, 0, 0, 0, 0x99]);
+            Fixture {
+                name: "whatever the incoming source MAC, DR sends from the director's MAC",
+                setup: http_world(&[&B]),
+                steps: vec![new_flow("SYN", &frame, &B, &HTTP, SYN_RECV).into()],
+            }
+        },
+    ]
+}

@@ -1,0 +1,8 @@
+//! The fixture tables, one file per concern. Each exports `fixtures()`; `datapath.rs` runs them.
+//! To add a forwarding method (TUN, NAT), add a table here and a test in `datapath.rs`.
+
+pub mod conns;
+pub mod dr;
+pub mod parse;
+pub mod sched;
+pub mod stats;
