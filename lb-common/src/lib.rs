@@ -246,6 +246,8 @@ pub enum Stat {
     IcmpFragNeeded,
     /// IPIP frames decapsulated by the real-server program (`lbd decap`).
     Decap,
+    /// ICMP errors about a known connection sent on (and translated, for NAT).
+    IcmpRelayed,
     /// Packets of established connections.
     ConnHit,
     /// New connections scheduled.
@@ -280,6 +282,7 @@ impl Stat {
         Stat::TxNatReply,
         Stat::IcmpFragNeeded,
         Stat::Decap,
+        Stat::IcmpRelayed,
         Stat::ConnHit,
         Stat::ConnNew,
         Stat::DropNoReal,
@@ -305,6 +308,7 @@ impl Stat {
             Stat::TxNatReply => "tx_nat_reply",
             Stat::IcmpFragNeeded => "icmp_frag_needed",
             Stat::Decap => "decap",
+            Stat::IcmpRelayed => "icmp_relayed",
             Stat::ConnHit => "conn_hit",
             Stat::ConnNew => "conn_new",
             Stat::DropNoReal => "drop_no_real",

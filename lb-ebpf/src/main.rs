@@ -23,6 +23,7 @@ mod ip;
 mod maps;
 mod parse;
 mod ptr;
+mod relay;
 mod sched;
 mod stats;
 
@@ -43,7 +44,10 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
 
 #[inline(always)]
 fn process(ctx: &XdpContext) -> Result<Verdict, Verdict> {
-    let packet = parse::parse(ctx)?;
+    let packet = match parse::parse(ctx)? {
+        parse::Parsed::Flow(packet) => packet,
+        parse::Parsed::IcmpError(err) => return relay::relay(ctx, &err),
+    };
     let (conn, real) = match conn::lookup(&packet) {
         Some(conn::Hit::Forward(conn, real)) => (conn, real),
         Some(conn::Hit::Reply(conn)) => {

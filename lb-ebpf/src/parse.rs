@@ -1,6 +1,6 @@
-//! Header parsing: Ethernet → IPv4 → TCP/UDP ports, into a [`Packet`] summary.
-//! Anything we do not balance (ARP, IPv6, fragments, other protocols, malformed headers) is
-//! handed to the kernel untouched.
+//! Header parsing: Ethernet → IPv4 → TCP/UDP ports, into a [`Packet`] summary, or an ICMP
+//! error quoting a TCP/UDP packet, into an [`IcmpError`]. Anything we do not balance (ARP,
+//! IPv6, fragments, other protocols, malformed headers) is handed to the kernel untouched.
 
 use aya_ebpf::programs::XdpContext;
 use lb_common::{FlowKey, IPPROTO_TCP, IPPROTO_UDP, Stat};
@@ -26,13 +26,39 @@ pub struct Packet {
     pub tcp_flags: u8,
 }
 
+/// An ICMP error (destination unreachable, time exceeded, ...) quoting a TCP/UDP packet.
+pub struct IcmpError {
+    /// The ICMP packet's own addresses; `ports` zero, `proto` ICMP.
+    pub outer: FlowKey,
+    /// Offset of the ICMP header.
+    pub icmp_offset: usize,
+    /// IPv4 total length of the ICMP packet.
+    pub ip_len: u16,
+    /// The quoted packet's 5-tuple, as the quoted header has it.
+    pub quoted: FlowKey,
+    /// Offset of the quoted IPv4 header and of its L4 header.
+    pub quoted_ip_offset: usize,
+    pub quoted_l4_offset: usize,
+}
+
+pub enum Parsed {
+    Flow(Packet),
+    IcmpError(IcmpError),
+}
+
+pub const IPPROTO_ICMP: u8 = 1;
+/// ICMP errors that quote the offending packet (RFC 792): unreachable, source quench,
+/// time exceeded, parameter problem.
+const ICMP_ERRORS: [u8; 4] = [3, 4, 11, 12];
+const ICMP_HEADER: usize = 8;
+
 /// Fragment offset mask and "more fragments" flag in the IPv4 flags/offset field.
 const IP_MF_OR_OFFSET: u16 = 0x3fff;
 /// Byte offset of the flags in the TCP header.
 const TCP_FLAGS_OFFSET: usize = 13;
 
 #[inline(always)]
-pub fn parse(ctx: &XdpContext) -> Result<Packet, Verdict> {
+pub fn parse(ctx: &XdpContext) -> Result<Parsed, Verdict> {
     let eth = ptr::at::<EthHdr>(ctx, 0).ok_or_else(|| pass(Stat::PassMalformed))?;
     // SAFETY: `at` checked that a whole EthHdr lies within the packet.
     let ether_type = unsafe { (*eth).ether_type };
@@ -51,11 +77,14 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Verdict> {
         return Err(pass(Stat::PassFragment));
     }
     let proto = ip.proto;
+    let l4_offset = L3_OFFSET + ihl;
+    if proto == IPPROTO_ICMP {
+        return icmp_error(ctx, ip, l4_offset).map(Parsed::IcmpError);
+    }
     if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
         return Err(pass(Stat::PassNotService));
     }
 
-    let l4_offset = L3_OFFSET + ihl;
     // Source and destination ports are the first four bytes of both TCP and UDP headers.
     let ports = ptr::at::<[u8; 4]>(ctx, l4_offset).ok_or_else(|| pass(Stat::PassMalformed))?;
     // SAFETY: `at` checked the four port bytes.
@@ -70,7 +99,7 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Verdict> {
         0
     };
 
-    Ok(Packet {
+    Ok(Parsed::Flow(Packet {
         flow: FlowKey {
             saddr: u32::from_ne_bytes(ip.src_addr),
             daddr: u32::from_ne_bytes(ip.dst_addr),
@@ -82,5 +111,60 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Verdict> {
         l4_offset,
         ip_len: u16::from_be_bytes(ip.tot_len),
         tcp_flags,
+    }))
+}
+
+/// An ICMP error about a TCP or UDP packet; anything else (echo, errors about other
+/// protocols, truncated quotes) is passed.
+#[inline(always)]
+fn icmp_error(ctx: &XdpContext, ip: &Ipv4Hdr, icmp_offset: usize) -> Result<IcmpError, Verdict> {
+    // Type and code together: a one-byte check compiles to a comparison the verifier does not
+    // learn a readable range from.
+    let type_code =
+        ptr::at::<[u8; 2]>(ctx, icmp_offset).ok_or_else(|| pass(Stat::PassMalformed))?;
+    // SAFETY: `at` checked the two bytes.
+    let icmp_type = unsafe { (*type_code)[0] };
+    if !ICMP_ERRORS.contains(&icmp_type) {
+        return Err(pass(Stat::PassNotService));
+    }
+    let quoted_ip_offset = icmp_offset + ICMP_HEADER;
+    let quoted =
+        ptr::at::<Ipv4Hdr>(ctx, quoted_ip_offset).ok_or_else(|| pass(Stat::PassMalformed))?;
+    // SAFETY: `at` checked the quoted IPv4 header.
+    let quoted = unsafe { &*quoted };
+    let quoted_ihl = usize::from(quoted.vihl & 0x0f) * 4;
+    if quoted.vihl >> 4 != 4 || quoted_ihl < Ipv4Hdr::LEN {
+        return Err(pass(Stat::PassMalformed));
+    }
+    if quoted.proto != IPPROTO_TCP && quoted.proto != IPPROTO_UDP {
+        return Err(pass(Stat::PassNotService));
+    }
+    let quoted_l4_offset = quoted_ip_offset + quoted_ihl;
+    // RFC 792 quotes at least 8 bytes of the payload: both ports and, for UDP, the checksum.
+    let ports =
+        ptr::at::<[u8; 8]>(ctx, quoted_l4_offset).ok_or_else(|| pass(Stat::PassMalformed))?;
+    // SAFETY: `at` checked the eight bytes.
+    let ports = unsafe { *ports };
+    Ok(IcmpError {
+        outer: FlowKey {
+            saddr: u32::from_ne_bytes(ip.src_addr),
+            daddr: u32::from_ne_bytes(ip.dst_addr),
+            sport: 0,
+            dport: 0,
+            proto: IPPROTO_ICMP,
+            _pad: [0; 3],
+        },
+        icmp_offset,
+        ip_len: u16::from_be_bytes(ip.tot_len),
+        quoted: FlowKey {
+            saddr: u32::from_ne_bytes(quoted.src_addr),
+            daddr: u32::from_ne_bytes(quoted.dst_addr),
+            sport: u16::from_ne_bytes([ports[0], ports[1]]),
+            dport: u16::from_ne_bytes([ports[2], ports[3]]),
+            proto: quoted.proto,
+            _pad: [0; 3],
+        },
+        quoted_ip_offset,
+        quoted_l4_offset,
     })
 }

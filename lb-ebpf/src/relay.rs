@@ -1,0 +1,153 @@
+//! ICMP errors about balanced connections, handled as IPVS does (`ip_vs_in_icmp` /
+//! `ip_vs_out_icmp`): an error that quotes a packet of a known connection goes where that
+//! connection goes, translated for NAT so each side sees the addresses it used.
+//!
+//! - From the client's side, about our reply (quoting VIP:vport → client): DR and TUN send it
+//!   on to the real server (its reply was the one that did not get through, e.g. path MTU);
+//!   NAT readdresses it to the real server and rewrites the quote to RIP:rport → client.
+//! - From a NAT real server, about a packet we forwarded (quoting client → RIP:rport): the
+//!   client sees it from the VIP, quoting client → VIP:vport.
+
+use aya_ebpf::programs::XdpContext;
+use lb_common::{CONN_F_REPLY, FlowKey, IPPROTO_UDP, Stat, csum, method};
+use network_types::ip::Ipv4Hdr;
+
+use crate::{
+    Verdict, fib,
+    forward::{self},
+    maps::{self, CONNS},
+    parse::{IcmpError, L3_OFFSET, Packet},
+    pass, ptr, stats,
+};
+
+const SADDR: usize = 12;
+const DADDR: usize = 16;
+const SPORT: usize = 0;
+const DPORT: usize = 2;
+const IP_CHECK: usize = 10;
+const ICMP_CHECK: usize = 2;
+const UDP_CHECK: usize = 6;
+
+#[inline(always)]
+pub fn relay(ctx: &XdpContext, err: &IcmpError) -> Result<Verdict, Verdict> {
+    let q = &err.quoted;
+    // The quoted packet went the other way: its reverse is our table's key.
+    let key = FlowKey {
+        saddr: q.daddr,
+        daddr: q.saddr,
+        sport: q.dport,
+        dport: q.sport,
+        proto: q.proto,
+        _pad: [0; 3],
+    };
+    // SAFETY: plain-data value copied out at once.
+    let Some(conn) = (unsafe { CONNS.get(&key) }).copied() else {
+        return Err(pass(Stat::PassNotService));
+    };
+    let ingress = ctx.ingress_ifindex() as u32;
+    if conn.flags & CONN_F_REPLY != 0 {
+        // From the real server: make it about client → VIP:vport, from the VIP.
+        let hop = fib::forward_lookup(ctx, ingress, conn.vaddr, err.outer.daddr)
+            .ok_or_else(|| crate::drop(Stat::DropFib))?;
+        let rewrite = Rewrite {
+            outer_at: SADDR,
+            quoted_addr_at: DADDR,
+            quoted_port_at: DPORT,
+            old_addr: q.daddr,
+            new_addr: conn.vaddr,
+            old_port: q.dport,
+            new_port: conn.vport,
+        };
+        translate(ctx, err, &rewrite)?;
+        stats::count(Stat::IcmpRelayed);
+        return fib::emit(ctx, hop.ifindex, hop.smac, hop.dmac);
+    }
+    let Some(real) = maps::real(conn.real) else {
+        return Err(pass(Stat::PassNotService));
+    };
+    stats::count(Stat::IcmpRelayed);
+    if real.method != method::MASQ {
+        // DR and TUN: the real server answered the client itself; the error is for it.
+        let packet = Packet {
+            flow: err.outer,
+            l4_offset: err.icmp_offset,
+            ip_len: err.ip_len,
+            tcp_flags: 0,
+        };
+        return forward::to_real(ctx, &packet, &real);
+    }
+    // NAT: make it about RIP:rport → client, to the real server.
+    let hop = fib::forward_lookup(ctx, ingress, err.outer.saddr, real.addr)
+        .ok_or_else(|| crate::drop(Stat::DropFib))?;
+    let rewrite = Rewrite {
+        outer_at: DADDR,
+        quoted_addr_at: SADDR,
+        quoted_port_at: SPORT,
+        old_addr: q.saddr,
+        new_addr: real.addr,
+        old_port: q.sport,
+        new_port: real.port,
+    };
+    translate(ctx, err, &rewrite)?;
+    fib::emit(ctx, hop.ifindex, hop.smac, hop.dmac)
+}
+
+/// One address (in the outer header and the quote) and one port (in the quote) to replace.
+struct Rewrite {
+    outer_at: usize,
+    quoted_addr_at: usize,
+    quoted_port_at: usize,
+    old_addr: u32,
+    new_addr: u32,
+    old_port: u16,
+    new_port: u16,
+}
+
+/// Rewrites the outer address, the quoted address and port, and every checksum they touch:
+/// the outer IP header's, the quoted IP header's, the quoted UDP checksum when present (TCP's
+/// lies beyond the eight quoted bytes RFC 792 guarantees; like IPVS we leave it), and the
+/// ICMP checksum over all the quoted bytes that changed.
+#[inline(always)]
+fn translate(ctx: &XdpContext, err: &IcmpError, r: &Rewrite) -> Result<(), Verdict> {
+    let bad = || crate::drop(Stat::PassMalformed);
+    let outer = ptr::at_mut::<Ipv4Hdr>(ctx, L3_OFFSET).ok_or_else(bad)?;
+    let outer_addr = ptr::at_mut::<u32>(ctx, L3_OFFSET + r.outer_at).ok_or_else(bad)?;
+    let icmp_check = ptr::at_mut::<u16>(ctx, err.icmp_offset + ICMP_CHECK).ok_or_else(bad)?;
+    let quoted_check = ptr::at_mut::<u16>(ctx, err.quoted_ip_offset + IP_CHECK).ok_or_else(bad)?;
+    let quoted_addr =
+        ptr::at_mut::<u32>(ctx, err.quoted_ip_offset + r.quoted_addr_at).ok_or_else(bad)?;
+    let quoted_port =
+        ptr::at_mut::<u16>(ctx, err.quoted_l4_offset + r.quoted_port_at).ok_or_else(bad)?;
+    let udp_check = ptr::at_mut::<u16>(ctx, err.quoted_l4_offset + UDP_CHECK).ok_or_else(bad)?;
+    // SAFETY: every pointer was bounds-checked by `at_mut` just above.
+    unsafe {
+        let check = u16::from_ne_bytes((*outer).check);
+        (*outer).check = csum::replace32(check, r.old_addr, r.new_addr).to_ne_bytes();
+        *outer_addr = r.new_addr;
+
+        let mut icmp = *icmp_check;
+        let old_quoted_check = *quoted_check;
+        let new_quoted_check = csum::replace32(old_quoted_check, r.old_addr, r.new_addr);
+        icmp = csum::replace32(icmp, r.old_addr, r.new_addr);
+        icmp = csum::replace16(icmp, old_quoted_check, new_quoted_check);
+        icmp = csum::replace16(icmp, r.old_port, r.new_port);
+        if err.quoted.proto == IPPROTO_UDP && *udp_check != 0 {
+            let old_udp = *udp_check;
+            let new_udp = csum::udp_fixup(
+                old_udp,
+                csum::replace16(
+                    csum::replace32(old_udp, r.old_addr, r.new_addr),
+                    r.old_port,
+                    r.new_port,
+                ),
+            );
+            icmp = csum::replace16(icmp, old_udp, new_udp);
+            *udp_check = new_udp;
+        }
+        *quoted_check = new_quoted_check;
+        *quoted_addr = r.new_addr;
+        *quoted_port = r.new_port;
+        *icmp_check = icmp;
+    }
+    Ok(())
+}
