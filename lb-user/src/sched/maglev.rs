@@ -85,9 +85,10 @@ impl Dest {
 ///
 /// IPVS's fallback re-hashes the client with growing offsets until it lands on an available
 /// server, so each client of an unavailable slot goes to a pseudo-random available slot. A
-/// table cannot depend on the client, only on the slot; the available-only population gives
-/// the same proportional spread, keeps every available server's own slots, and is where those
-/// clients would go if the unavailable server were removed outright.
+/// table cannot depend on the client, only on the slot. Taking those slots from the
+/// available-only population gives the same proportional spread, leaves the available
+/// servers' own slots alone, and sends those clients where they would go if the unavailable
+/// server were removed outright.
 fn resolve(dests: &[Dest], fallback: bool) -> Vec<u32> {
     let Some(owners) = populate(dests) else {
         return Vec::new();

@@ -2,11 +2,11 @@
 //! with `sh-port`) hashes to one of [`SH_TABLE_SIZE`] buckets, each naming a real server.
 //!
 //! The buckets are tiled with the real servers in order, each repeated `weight` times
-//! (`ip_vs_sh_reassign`); a quiescent server still takes one bucket, as in IPVS, so quiescing
-//! does not move anyone else's clients. A bucket whose server cannot take new connections
-//! gives no server (IPVS: "no destination available"), or with `sh-fallback` the server IPVS's
-//! fallback walk reaches. The data path just indexes the table with
-//! [`lb_common::hash::sh_bucket`].
+//! (`ip_vs_sh_reassign`, which uses the current weight: a quiescent server still takes one
+//! bucket, and any weight change re-tiles the buckets after it). A bucket whose server cannot
+//! take new connections gives no server (IPVS: "no destination available"), or with
+//! `sh-fallback` the server IPVS's fallback walk reaches. The data path just indexes the table
+//! with [`lb_common::hash::sh_bucket`].
 
 use lb_common::hash::SH_TABLE_SIZE;
 
