@@ -24,6 +24,11 @@ pub const MAX_REALS: u32 = 64 * 1024;
 pub const SCHED_SLOTS: u32 = 1024 * 1024;
 /// Longest scheduling table of one service. Longer weighted sequences are scaled down.
 pub const MAX_TABLE_LEN: u32 = 64 * 1024;
+/// Persistence templates (LRU hash entries).
+pub const PERSIST_TABLE_SIZE: u32 = 64 * 1024;
+/// Most real servers a connection-count scheduler (lc, wlc, ...) compares for one new
+/// connection; real servers beyond it in a service are not considered.
+pub const MAX_SCAN: u32 = 1024;
 /// Default connection-table size (LRU hash entries); `lbd --conn-table-size` overrides it.
 pub const DEFAULT_CONN_TABLE_SIZE: u32 = 256 * 1024;
 /// Interfaces lbd can attach to.
@@ -124,8 +129,14 @@ pub struct RealServer {
     pub service: u32,
     /// MTU of the path to the next hop (for the tunnel's "fragmentation needed"); 0 = unknown.
     pub mtu: u32,
+    /// Upper connection threshold (`-x`): at this many connections it takes no new ones.
+    /// 0 = none.
+    pub upper_threshold: u32,
+    /// Lower threshold (`-y`): an overloaded real server takes new connections again below
+    /// it (0 = three quarters of the upper threshold, as IPVS).
+    pub lower_threshold: u32,
 }
-const _: () = assert!(size_of::<RealServer>() == 32);
+const _: () = assert!(size_of::<RealServer>() == 40);
 
 /// The slot holds a configured real server (unset slots are all zero).
 pub const REAL_F_IN_USE: u8 = 1 << 0;
@@ -186,6 +197,44 @@ pub struct Iface {
     pub addr: u32,
 }
 const _: () = assert!(size_of::<Iface>() == 12);
+
+/// Live connection counts of a real server: kept by the data path as connections open and
+/// change state (atomic adds, so every CPU sees the same figures when scheduling), and set to
+/// the exact figures by lbd's sweep of the connection table, which also expires connections.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RealConns {
+    /// IPVS's ActiveConn.
+    pub active: i64,
+    /// IPVS's InActConn.
+    pub inactive: i64,
+    /// 1 while over the upper threshold until back under the lower one (IPVS's OVERLOAD flag).
+    pub overloaded: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<RealConns>() == 24);
+
+/// Key of a persistence template (`-p`): the service and the client's masked address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct PersistKey {
+    pub service: u32,
+    /// Client address AND the service's persistence netmask, network order.
+    pub client: u32,
+}
+const _: () = assert!(size_of::<PersistKey>() == 8);
+
+/// A persistence template: this client goes to this real server until it has been idle for
+/// the service's persistence timeout.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Persist {
+    pub real: u32,
+    pub _pad: u32,
+    /// Last new connection (refreshed by lbd while connections are open).
+    pub last_seen_ns: u64,
+}
+const _: () = assert!(size_of::<Persist>() == 16);
 
 /// Traffic counters, kept per CPU and summed by lbd (IPVS's Conns/InPkts/OutPkts/InBytes/OutBytes).
 #[repr(C)]
@@ -252,6 +301,8 @@ pub enum Stat {
     ConnHit,
     /// New connections scheduled.
     ConnNew,
+    /// New connections sent to a real server by a persistence template (`-p`).
+    PersistHit,
     /// A service with no real server able to take a new connection: dropped, as IPVS does.
     DropNoReal,
     /// Real server's MAC not yet known: dropped (the client retransmits).
@@ -285,6 +336,7 @@ impl Stat {
         Stat::IcmpRelayed,
         Stat::ConnHit,
         Stat::ConnNew,
+        Stat::PersistHit,
         Stat::DropNoReal,
         Stat::DropNoNeigh,
         Stat::DropNoIface,
@@ -311,6 +363,7 @@ impl Stat {
             Stat::IcmpRelayed => "icmp_relayed",
             Stat::ConnHit => "conn_hit",
             Stat::ConnNew => "conn_new",
+            Stat::PersistHit => "persist_hit",
             Stat::DropNoReal => "drop_no_real",
             Stat::DropNoNeigh => "drop_no_neigh",
             Stat::DropNoIface => "drop_no_iface",
@@ -328,6 +381,8 @@ pub mod maps {
     pub const SCHED_TABLE: &str = "SCHED_TABLE";
     pub const SERVICE_STATE: &str = "SERVICE_STATE";
     pub const CONNS: &str = "CONNS";
+    pub const REAL_CONNS: &str = "REAL_CONNS";
+    pub const PERSIST: &str = "PERSIST";
     pub const IFACES: &str = "IFACES";
     pub const SERVICE_STATS: &str = "SERVICE_STATS";
     pub const REAL_STATS: &str = "REAL_STATS";
@@ -347,4 +402,7 @@ mod pod {
     unsafe impl aya::Pod for Iface {}
     unsafe impl aya::Pod for Counters {}
     unsafe impl aya::Pod for ServiceState {}
+    unsafe impl aya::Pod for RealConns {}
+    unsafe impl aya::Pod for PersistKey {}
+    unsafe impl aya::Pod for Persist {}
 }

@@ -102,10 +102,11 @@ pub fn next(state: u8, flags: u8, direction: Direction) -> u8 {
     table[event][column]
 }
 
-/// IPVS counts a connection as active while ESTABLISHED, inactive otherwise.
+/// Whether IPVS counts a connection in `state` as active (`tcp_state_active_table`): while
+/// it is being set up or established; closing ones, and UDP flows, count as inactive.
 #[inline(always)]
 pub const fn is_active(state: u8) -> bool {
-    state == ESTABLISHED
+    matches!(state, ESTABLISHED | SYN_SENT | SYN_RECV | SYNACK)
 }
 
 /// The name ipvsadm prints for a state (`-L -c`).
@@ -167,6 +168,7 @@ mod tests {
         assert_eq!(next(ESTABLISHED, 0x08, Direction::InputOnly), ESTABLISHED);
         assert_eq!(next(UDP, TCP_SYN, Direction::InputOnly), UDP);
         assert_eq!(name(ESTABLISHED), "ESTABLISHED");
-        assert!(is_active(ESTABLISHED) && !is_active(FIN_WAIT));
+        assert!(is_active(ESTABLISHED) && is_active(SYN_RECV) && !is_active(FIN_WAIT));
+        assert!(!is_active(UDP) && !is_active(TIME_WAIT));
     }
 }

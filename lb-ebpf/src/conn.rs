@@ -5,13 +5,14 @@
 
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use lb_common::{
-    CONN_F_REPLY, Conn, FlowKey, IPPROTO_TCP, RealServer, Service, Stat, method,
+    CONN_F_REPLY, Conn, FlowKey, IPPROTO_TCP, Persist, PersistKey, REAL_F_REMOVED, RealServer,
+    SERVICE_F_PERSISTENT, Service, Stat, method,
     tcp_state::{self, Direction},
 };
 
 use crate::{
-    Verdict, drop,
-    maps::{self, CONNS},
+    Verdict, counts, drop,
+    maps::{self, CONNS, PERSIST},
     parse::Packet,
     sched, stats,
 };
@@ -41,6 +42,7 @@ fn touch(conn: &mut Conn, is_tcp: bool, flags: u8, direction: Direction) {
     if is_tcp {
         let state = tcp_state::next(conn.state, flags, direction);
         if state != conn.state {
+            counts::moved(conn.real, conn.state, state);
             conn.state = state;
             conn.last_seen_ns = now;
         }
@@ -94,6 +96,8 @@ pub fn lookup(packet: &Packet) -> Option<Hit> {
         return Some(Hit::Reply(reply));
     }
     if is_tcp && is_new_syn(conn.state, packet.tcp_flags) {
+        // Scheduled afresh; the new entry replaces this one.
+        counts::closed(conn.real, conn.state);
         return None;
     }
     let real = maps::real(conn.real)?;
@@ -105,12 +109,8 @@ pub fn lookup(packet: &Packet) -> Option<Hit> {
 /// Schedules a new flow of `service` to a real server and remembers the choice.
 #[inline(always)]
 pub fn schedule(packet: &Packet, service: &Service) -> Result<(Conn, RealServer), Verdict> {
-    let Some(real_id) = sched::pick(service, &packet.flow) else {
-        return Err(drop(Stat::DropNoReal));
-    };
-    let Some(real) = maps::real(real_id) else {
-        return Err(drop(Stat::DropNoReal));
-    };
+    let now = now();
+    let (real_id, real) = choose(packet, service, now)?;
     let state = if packet.flow.proto == IPPROTO_TCP {
         tcp_state::next(
             tcp_state::NONE,
@@ -127,7 +127,7 @@ pub fn schedule(packet: &Packet, service: &Service) -> Result<(Conn, RealServer)
         vport: packet.flow.dport,
         state,
         flags: 0,
-        last_seen_ns: now(),
+        last_seen_ns: now,
     };
     if real.method == method::MASQ {
         // Replies come from the real server's address and port to the client.
@@ -150,8 +150,50 @@ pub fn schedule(packet: &Packet, service: &Service) -> Result<(Conn, RealServer)
     if CONNS.insert(&packet.flow, &conn, 0).is_err() {
         return Err(drop(Stat::DropConnTableFull));
     }
+    counts::opened(real_id, state);
     stats::new_connection(service.id, real_id);
     Ok((conn, real))
+}
+
+/// The real server for a new connection: the client's persistence template if the service
+/// is persistent and the template is live, else the scheduler's choice (remembered in a new
+/// template for persistent services).
+#[inline(always)]
+fn choose(packet: &Packet, service: &Service, now: u64) -> Result<(u32, RealServer), Verdict> {
+    let persistent = service.flags & SERVICE_F_PERSISTENT != 0;
+    let key = PersistKey {
+        service: service.id,
+        client: packet.flow.saddr & service.persist_mask,
+    };
+    if persistent && let Some(template) = PERSIST.get_ptr_mut(&key) {
+        // SAFETY: LRU hash value, valid for this run; benign races on the timestamp.
+        let template = unsafe { &mut *template };
+        let timeout_ns = u64::from(service.persist_timeout) * 1_000_000_000;
+        if now.wrapping_sub(template.last_seen_ns) < timeout_ns
+            && let Some(real) = maps::real(template.real)
+            && real.flags & REAL_F_REMOVED == 0
+        {
+            template.last_seen_ns = now;
+            stats::count(Stat::PersistHit);
+            return Ok((template.real, real));
+        }
+    }
+    let Some(real_id) = sched::pick(service, &packet.flow) else {
+        return Err(drop(Stat::DropNoReal));
+    };
+    let Some(real) = maps::real(real_id) else {
+        return Err(drop(Stat::DropNoReal));
+    };
+    if persistent {
+        let template = Persist {
+            real: real_id,
+            _pad: 0,
+            last_seen_ns: now,
+        };
+        // A full template table only costs stickiness, never the connection.
+        let _ = PERSIST.insert(&key, &template, 0);
+    }
+    Ok((real_id, real))
 }
 
 /// A SYN on a connection that has finished starts a new connection (the client reused its

@@ -15,6 +15,7 @@
 #![feature(core_intrinsics)]
 
 mod conn;
+mod counts;
 mod decap;
 mod fib;
 mod forward;

@@ -6,7 +6,8 @@ use aya_ebpf::{
 };
 use lb_common::{
     Conn, Counters, DEFAULT_CONN_TABLE_SIZE, FlowKey, Iface, MAX_IFACES, MAX_REALS, MAX_SERVICES,
-    RealServer, SCHED_SLOTS, Service, ServiceKey, ServiceState, Stat,
+    PERSIST_TABLE_SIZE, Persist, PersistKey, RealConns, RealServer, SCHED_SLOTS, Service,
+    ServiceKey, ServiceState, Stat,
 };
 
 use crate::{Verdict, pass};
@@ -31,6 +32,15 @@ pub static SERVICE_STATE: Array<ServiceState> = Array::with_max_entries(MAX_SERV
 #[map]
 pub static CONNS: LruHashMap<FlowKey, Conn> =
     LruHashMap::with_max_entries(DEFAULT_CONN_TABLE_SIZE, 0);
+
+/// Live connection counts per real server id (shared by all CPUs: atomic updates).
+#[map]
+pub static REAL_CONNS: Array<RealConns> = Array::with_max_entries(MAX_REALS, 0);
+
+/// Persistence templates (`-p`): (service, masked client) → real server.
+#[map]
+pub static PERSIST: LruHashMap<PersistKey, Persist> =
+    LruHashMap::with_max_entries(PERSIST_TABLE_SIZE, 0);
 
 /// The director's interfaces (own MAC and address), by ifindex.
 #[map]

@@ -1,13 +1,24 @@
-//! Choosing a real server for a new connection. User space precomputes each service's
-//! scheduling table (the IPVS weighted round-robin sequence, sh/dh buckets, the Maglev
-//! lookup table); the data path only walks it (rr, wrr) or indexes it with a hash of the
-//! packet (sh, dh, mh), so a table is always read whole and consistent.
+//! Choosing a real server for a new connection, as IPVS's schedulers do.
+//!
+//! User space precomputes each service's table in the shared slot array: the weighted
+//! round-robin sequence (rr, wrr), sh/dh buckets, the Maglev lookup table (mh), or simply the
+//! available real servers (the connection-count schedulers). The data path walks the first,
+//! indexes the hashing ones with the packet's hash, and for lc, wlc, sed, nq, fo and ovf
+//! compares the live connection counts of the listed real servers with IPVS's formulas.
+//! Real servers over their upper threshold (`-x`) are skipped everywhere.
 
-use core::intrinsics::{AtomicOrdering, atomic_xadd};
+use core::{
+    ffi::c_void,
+    intrinsics::{AtomicOrdering, atomic_xadd},
+};
 
-use lb_common::{FlowKey, SERVICE_F_HASH_PORT, Service, hash, scheduler};
+use aya_ebpf::helpers::bpf_loop;
+use lb_common::{FlowKey, MAX_SCAN, SERVICE_F_HASH_PORT, Service, hash, scheduler};
 
-use crate::maps::{SCHED_TABLE, SERVICE_STATE};
+use crate::{
+    counts,
+    maps::{self, SCHED_TABLE, SERVICE_STATE},
+};
 
 /// The real server id for a new flow of `service`, or `None` when none can take it.
 #[inline(always)]
@@ -16,22 +27,42 @@ pub fn pick(service: &Service, flow: &FlowKey) -> Option<u32> {
         return None;
     }
     let with_port = service.flags & SERVICE_F_HASH_PORT != 0;
-    let index = match service.scheduler {
-        scheduler::SH => hash::sh_bucket(flow.saddr, flow.sport, with_port),
-        scheduler::DH => hash::dh_bucket(flow.daddr),
-        scheduler::MH => hash::mh_index(flow.saddr, flow.sport, with_port),
-        _ => next_position(service)?,
-    };
-    let slot = service.table_offset + index % service.table_len;
-    match SCHED_TABLE.get(slot) {
-        Some(&id) if id != 0 => Some(id),
-        _ => None,
+    match service.scheduler {
+        scheduler::SH => hashed(service, hash::sh_bucket(flow.saddr, flow.sport, with_port)),
+        scheduler::DH => hashed(service, hash::dh_bucket(flow.daddr)),
+        scheduler::MH => hashed(service, hash::mh_index(flow.saddr, flow.sport, with_port)),
+        scheduler::RR | scheduler::WRR => round_robin(service),
+        _ => least_loaded(service),
     }
 }
 
-/// Advances the service's round-robin position; returns the one to use.
+/// The id in slot `index` of the service's table (0 = empty).
 #[inline(always)]
-fn next_position(service: &Service) -> Option<u32> {
+fn slot(service: &Service, index: u32) -> u32 {
+    let slot = service.table_offset + index % service.table_len;
+    SCHED_TABLE.get(slot).copied().unwrap_or(0)
+}
+
+/// Whether real server `id` can take a new connection now.
+#[inline(always)]
+fn available(id: u32) -> bool {
+    match maps::real(id) {
+        Some(real) => !counts::overloaded(id, &real),
+        None => false,
+    }
+}
+
+/// sh, dh, mh: the bucket's real server, unless it is overloaded (IPVS then finds none
+/// without the fallback flag; the table already carries the fallback for unavailable ones).
+#[inline(always)]
+fn hashed(service: &Service, index: u32) -> Option<u32> {
+    let id = slot(service, index);
+    (id != 0 && available(id)).then_some(id)
+}
+
+/// rr, wrr: the next position in the sequence, skipping overloaded real servers.
+#[inline(always)]
+fn round_robin(service: &Service) -> Option<u32> {
     let state = SERVICE_STATE.get_ptr_mut(service.id)?;
     // SAFETY: the pointer is to a live array element; the shared round-robin position is
     // advanced atomically so concurrent CPUs take consecutive slots, as IPVS's locked walk does.
@@ -41,5 +72,129 @@ fn next_position(service: &Service) -> Option<u32> {
     let position = unsafe {
         atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(&raw mut (*state).rr_position, 1)
     };
-    Some((position % u64::from(service.table_len)) as u32)
+    let start = (position % u64::from(service.table_len)) as u32;
+    let first = slot(service, start);
+    if first != 0 && available(first) {
+        return Some(first);
+    }
+    let mut scan = Scan::new(service, scheduler::RR, start);
+    run(&mut scan);
+    (scan.best != 0).then_some(scan.best)
+}
+
+/// lc, wlc, sed, nq, fo, ovf (and lblc, lblcr, which lb schedules as wlc): compare the listed
+/// real servers.
+#[inline(always)]
+fn least_loaded(service: &Service) -> Option<u32> {
+    let mut scan = Scan::new(service, service.scheduler, 0);
+    run(&mut scan);
+    (scan.best != 0).then_some(scan.best)
+}
+
+/// State of a walk over a service's table, shared with the `bpf_loop` callback.
+#[repr(C)]
+struct Scan {
+    offset: u32,
+    len: u32,
+    scheduler: u32,
+    start: u32,
+    best: u32,
+    _pad: u32,
+    best_overhead: u64,
+    best_weight: u64,
+}
+
+impl Scan {
+    #[inline(always)]
+    fn new(service: &Service, scheduler: u32, start: u32) -> Self {
+        Scan {
+            offset: service.table_offset,
+            len: service.table_len,
+            scheduler,
+            start,
+            best: 0,
+            _pad: 0,
+            best_overhead: 0,
+            best_weight: 0,
+        }
+    }
+}
+
+#[inline(always)]
+fn run(scan: &mut Scan) {
+    let steps = if scan.len < MAX_SCAN {
+        scan.len
+    } else {
+        MAX_SCAN
+    };
+    // SAFETY: the callback only dereferences `ctx` as the `Scan` we pass, which outlives the
+    // call; bpf_loop bounds the iterations.
+    unsafe {
+        bpf_loop(
+            steps,
+            scan_step as *mut c_void,
+            (scan as *mut Scan).cast(),
+            0,
+        );
+    }
+}
+
+/// One real server of the walk; returns 1 to stop.
+#[inline(never)]
+extern "C" fn scan_step(i: u32, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the `Scan` passed to bpf_loop by `run`.
+    let scan = unsafe { &mut *(ctx as *mut Scan) };
+    if scan.len == 0 {
+        return 1;
+    }
+    let index = (scan.start + i) % scan.len;
+    let Some(&id) = SCHED_TABLE.get(scan.offset + index) else {
+        return 1;
+    };
+    let Some(real) = maps::real(id) else {
+        return 0;
+    };
+    if real.weight == 0 || counts::overloaded(id, &real) {
+        return 0;
+    }
+    let conns = counts::of(id);
+    let active = conns.active.max(0) as u64;
+    let inactive = conns.inactive.max(0) as u64;
+    let weight = u64::from(real.weight);
+    // IPVS's ip_vs_dest_conn_overhead: active connections weigh 256 inactive ones.
+    let overhead = (active << 8) + inactive;
+    let better = match scan.scheduler {
+        scheduler::RR | scheduler::WRR => {
+            // First available one from the current position.
+            scan.best = id;
+            return 1;
+        }
+        scheduler::LC => scan.best == 0 || overhead < scan.best_overhead,
+        scheduler::NQ if active == 0 => {
+            // Never queue: an idle server takes it at once.
+            scan.best = id;
+            return 1;
+        }
+        scheduler::SED | scheduler::NQ => {
+            // Shortest expected delay: (active + 1) / weight, compared without division.
+            let delay = active + 1;
+            let better = scan.best == 0 || delay * scan.best_weight < scan.best_overhead * weight;
+            if better {
+                scan.best = id;
+                scan.best_overhead = delay;
+                scan.best_weight = weight;
+            }
+            return 0;
+        }
+        scheduler::FO => scan.best == 0 || weight > scan.best_weight,
+        scheduler::OVF => active < weight && (scan.best == 0 || weight > scan.best_weight),
+        // wlc (and lblc, lblcr): overhead / weight, compared without division.
+        _ => scan.best == 0 || overhead * scan.best_weight < scan.best_overhead * weight,
+    };
+    if better {
+        scan.best = id;
+        scan.best_overhead = overhead;
+        scan.best_weight = weight;
+    }
+    0
 }

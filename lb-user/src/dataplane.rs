@@ -8,7 +8,8 @@ use aya::{
     util::nr_cpus,
 };
 use lb_common::{
-    Conn, Counters, FlowKey, Iface, RealServer, Service, ServiceKey, ServiceState, Stat, maps,
+    Conn, Counters, FlowKey, Iface, Persist, PersistKey, RealConns, RealServer, Service,
+    ServiceKey, ServiceState, Stat, maps,
 };
 
 /// How to attach: `--xdp-mode`.
@@ -56,6 +57,8 @@ pub struct Dataplane {
     sched_table: Array<MapData, u32>,
     service_state: Array<MapData, ServiceState>,
     conns: HashMap<MapData, FlowKey, Conn>,
+    real_conns: Array<MapData, RealConns>,
+    persist: HashMap<MapData, PersistKey, Persist>,
     ifaces: HashMap<MapData, u32, Iface>,
     service_stats: PerCpuArray<MapData, Counters>,
     real_stats: PerCpuArray<MapData, Counters>,
@@ -164,6 +167,8 @@ impl Dataplane {
             sched_table: take(&mut ebpf, maps::SCHED_TABLE)?,
             service_state: take(&mut ebpf, maps::SERVICE_STATE)?,
             conns: take(&mut ebpf, maps::CONNS)?,
+            real_conns: take(&mut ebpf, maps::REAL_CONNS)?,
+            persist: take(&mut ebpf, maps::PERSIST)?,
             ifaces: take(&mut ebpf, maps::IFACES)?,
             service_stats: take(&mut ebpf, maps::SERVICE_STATS)?,
             real_stats: take(&mut ebpf, maps::REAL_STATS)?,
@@ -279,6 +284,37 @@ impl Dataplane {
 
     pub fn remove_connection(&mut self, key: &FlowKey) -> Result<()> {
         match self.conns.remove(key) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Sets a real server's connection counts to the exact figures (keeping its overload
+    /// flag, which the data path manages).
+    pub fn set_real_conns(&mut self, id: u32, active: i64, inactive: i64) -> Result<()> {
+        let current = self.real_conns.get(&id, 0)?;
+        if current.active == active && current.inactive == inactive {
+            return Ok(());
+        }
+        let value = RealConns {
+            active,
+            inactive,
+            ..current
+        };
+        Ok(self.real_conns.set(id, value, 0)?)
+    }
+
+    /// Every persistence template.
+    pub fn persistence_templates(&self) -> Vec<(PersistKey, Persist)> {
+        self.persist.iter().filter_map(|entry| entry.ok()).collect()
+    }
+
+    pub fn set_persistence_template(&mut self, key: PersistKey, value: Persist) -> Result<()> {
+        Ok(self.persist.insert(key, value, 0)?)
+    }
+
+    pub fn remove_persistence_template(&mut self, key: &PersistKey) -> Result<()> {
+        match self.persist.remove(key) {
             Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
             Err(e) => Err(e.into()),
         }

@@ -15,9 +15,9 @@ use std::{
 };
 
 use lb_common::{
-    CONN_F_REPLY, Counters, FlowKey, Iface, REAL_F_IN_USE, REAL_F_REMOVED, REAL_F_RESOLVED,
-    RealServer, SCHED_SLOTS, SERVICE_F_HASH_PORT, SERVICE_F_PERSISTENT, Service, ServiceKey, Stat,
-    tcp_state,
+    CONN_F_REPLY, Counters, FlowKey, Iface, Persist, PersistKey, REAL_F_IN_USE, REAL_F_REMOVED,
+    REAL_F_RESOLVED, RealServer, SCHED_SLOTS, SERVICE_F_HASH_PORT, SERVICE_F_PERSISTENT, Service,
+    ServiceKey, Stat, tcp_state,
 };
 use tracing::{info, warn};
 
@@ -25,8 +25,8 @@ use crate::{
     config::{Config, ConfigError, ServiceEntry},
     dataplane::{Dataplane, DataplaneError},
     model::{
-        Command, ConnectionStatus, Protocol, RealStatus, ServiceAddr, ServiceStatus, Snapshot,
-        Stats, Timeouts,
+        Command, ConnectionStatus, Rates, RealStatus, ServiceAddr, ServiceStatus, Snapshot, Stats,
+        Timeouts,
     },
     netlink, sched,
     slots::SlotAllocator,
@@ -74,6 +74,50 @@ struct Published {
 struct ConnCounts {
     active: u32,
     inactive: u32,
+    /// Live persistence templates pointing at the real server.
+    persistent: u32,
+}
+
+/// IPVS's rate estimator (`ip_vs_est.c`): every two seconds the rates move a quarter of the
+/// way towards the last interval's figures.
+#[derive(Clone, Copy, Debug, Default)]
+struct Estimator {
+    last: Counters,
+    rates: Rates,
+}
+
+/// Moves `id`'s estimator on; a new one starts from the current counters.
+fn estimate(estimators: &mut HashMap<u32, Estimator>, id: u32, now: Counters, elapsed: Duration) {
+    match estimators.get_mut(&id) {
+        Some(e) => e.update(now, elapsed),
+        None => {
+            estimators.insert(
+                id,
+                Estimator {
+                    last: now,
+                    rates: Rates::default(),
+                },
+            );
+        }
+    }
+}
+
+impl Estimator {
+    const INTERVAL: Duration = Duration::from_secs(2);
+
+    fn update(&mut self, now: Counters, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64().max(0.001);
+        let per_sec = |new: u64, old: u64| (new.saturating_sub(old) as f64 / secs) as i64;
+        let smooth =
+            |est: u64, sample: i64| (est as i64 + ((sample - est as i64) >> 2)).max(0) as u64;
+        let r = &mut self.rates;
+        r.cps = smooth(r.cps, per_sec(now.conns, self.last.conns));
+        r.in_pps = smooth(r.in_pps, per_sec(now.in_pkts, self.last.in_pkts));
+        r.out_pps = smooth(r.out_pps, per_sec(now.out_pkts, self.last.out_pkts));
+        r.in_bps = smooth(r.in_bps, per_sec(now.in_bytes, self.last.in_bytes));
+        r.out_bps = smooth(r.out_bps, per_sec(now.out_bytes, self.last.out_bytes));
+        self.last = now;
+    }
 }
 
 pub struct Director {
@@ -86,6 +130,10 @@ pub struct Director {
     retired: Vec<(u32, u32)>,
     next_hops: HashMap<Ipv4Addr, NextHop>,
     counts: HashMap<u32, ConnCounts>,
+    /// Rate estimators by service id and by real server id.
+    service_rates: HashMap<u32, Estimator>,
+    real_rates: HashMap<u32, Estimator>,
+    last_estimate: Instant,
     state_path: PathBuf,
     conn_table_size: u32,
     last_route_refresh: Instant,
@@ -169,6 +217,9 @@ impl Director {
             retired: Vec::new(),
             next_hops: HashMap::new(),
             counts: HashMap::new(),
+            service_rates: HashMap::new(),
+            real_rates: HashMap::new(),
+            last_estimate: Instant::now(),
             state_path,
             conn_table_size,
             last_route_refresh: Instant::now(),
@@ -256,6 +307,8 @@ impl Director {
             weight: spec.weight,
             service: service_id,
             mtu: hop.map(|h| h.mtu).unwrap_or(0),
+            upper_threshold: spec.upper_threshold,
+            lower_threshold: spec.lower_threshold,
         }
     }
 
@@ -357,8 +410,10 @@ impl Director {
                 continue;
             }
             self.dataplane.zero_service_counters(entry.id)?;
+            self.service_rates.remove(&entry.id);
             for real in &entry.reals {
                 self.dataplane.zero_real_counters(real.id)?;
+                self.real_rates.remove(&real.id);
             }
         }
         Ok(())
@@ -433,6 +488,7 @@ impl Director {
         }
         self.refresh_next_hops()?;
         self.sweep_connections()?;
+        self.estimate_rates()?;
         Ok(())
     }
 
@@ -486,13 +542,28 @@ impl Director {
     }
 
     /// Expires idle connections by IPVS's per-state timeouts, counts active and inactive
-    /// connections per real server, and frees removed real servers no connection uses.
+    /// connections per real server (and sets the data path's live counts to the exact
+    /// figures), keeps persistence templates alive while their client has connections, expires
+    /// the others, and frees removed real servers no connection uses.
     fn sweep_connections(&mut self) -> Result<()> {
         let now = coarse_now_ns();
         let mut counts: HashMap<u32, ConnCounts> = HashMap::new();
         let mut expired = Vec::new();
         let mut live = HashSet::new();
         let mut replies = Vec::new();
+        let persistence: HashMap<u32, (u32, u64)> = self
+            .config
+            .services
+            .iter()
+            .filter_map(|s| {
+                let p = s.spec.persistence?;
+                Some((
+                    s.id,
+                    (u32::from_ne_bytes(p.netmask.octets()), u64::from(p.timeout)),
+                ))
+            })
+            .collect();
+        let mut clients_with_conns = HashSet::new();
         for (key, conn) in self.dataplane.connections() {
             if conn.flags & CONN_F_REPLY != 0 {
                 replies.push((key, conn));
@@ -504,6 +575,12 @@ impl Director {
                 continue;
             }
             live.insert(key);
+            if let Some(&(mask, _)) = persistence.get(&conn.service) {
+                clients_with_conns.insert(PersistKey {
+                    service: conn.service,
+                    client: key.saddr & mask,
+                });
+            }
             let c = counts.entry(conn.real).or_default();
             if tcp_state::is_active(conn.state) {
                 c.active += 1;
@@ -528,13 +605,68 @@ impl Director {
         for key in &expired {
             self.dataplane.remove_connection(key)?;
         }
+        // Templates: as in IPVS, one outlives its timeout while connections it placed remain.
+        for (key, template) in self.dataplane.persistence_templates() {
+            let Some(&(_, timeout)) = persistence.get(&key.service) else {
+                self.dataplane.remove_persistence_template(&key)?;
+                continue;
+            };
+            let idle = now.saturating_sub(template.last_seen_ns) / 1_000_000_000;
+            if idle < timeout {
+                counts.entry(template.real).or_default().persistent += 1;
+            } else if clients_with_conns.contains(&key) {
+                let refreshed = Persist {
+                    last_seen_ns: now,
+                    ..template
+                };
+                self.dataplane.set_persistence_template(key, refreshed)?;
+                counts.entry(template.real).or_default().persistent += 1;
+            } else {
+                self.dataplane.remove_persistence_template(&key)?;
+            }
+        }
+        let ids: Vec<u32> = self
+            .config
+            .services
+            .iter()
+            .flat_map(|s| s.reals.iter().map(|r| r.id))
+            .chain(self.config.trash.iter().map(|t| t.id))
+            .collect();
+        for id in ids {
+            let c = counts.get(&id).copied().unwrap_or_default();
+            self.dataplane
+                .set_real_conns(id, i64::from(c.active), i64::from(c.inactive))?;
+        }
         self.counts = counts;
-        let freed = self.config.purge_trash(|id| self.counts.contains_key(&id));
+        let freed = self.config.purge_trash(|id| {
+            self.counts
+                .get(&id)
+                .is_some_and(|c| c.active + c.inactive + c.persistent > 0)
+        });
         if !freed.is_empty() {
             for &id in &freed {
                 self.dataplane.set_real(id, &RealServer::default())?;
+                self.dataplane.set_real_conns(id, 0, 0)?;
             }
             state::save(&self.state_path, &self.config)?;
+        }
+        Ok(())
+    }
+
+    /// Moves the rate estimators on, every [`Estimator::INTERVAL`].
+    fn estimate_rates(&mut self) -> Result<()> {
+        let elapsed = self.last_estimate.elapsed();
+        if elapsed < Estimator::INTERVAL {
+            return Ok(());
+        }
+        self.last_estimate = Instant::now();
+        for entry in &self.config.services {
+            let now = self.dataplane.service_counters(entry.id)?;
+            estimate(&mut self.service_rates, entry.id, now, elapsed);
+            for real in &entry.reals {
+                let now = self.dataplane.real_counters(real.id)?;
+                estimate(&mut self.real_rates, real.id, now, elapsed);
+            }
         }
         Ok(())
     }
@@ -565,19 +697,28 @@ impl Director {
             let mut reals = Vec::with_capacity(entry.reals.len());
             for real in &entry.reals {
                 let counts = live.get(&real.id).copied().unwrap_or_default();
+                let persistent = self.counts.get(&real.id).map_or(0, |c| c.persistent);
                 reals.push(RealStatus {
                     spec: real.spec.clone(),
                     active_conns: counts.active,
                     inactive_conns: counts.inactive,
-                    persistent_conns: 0,
+                    persistent_conns: persistent,
                     stats: stats_of(self.dataplane.real_counters(real.id)?),
-                    rates: Default::default(),
+                    rates: self
+                        .real_rates
+                        .get(&real.id)
+                        .map(|e| e.rates)
+                        .unwrap_or_default(),
                 });
             }
             services.push(ServiceStatus {
                 spec: entry.spec.clone(),
                 stats: stats_of(self.dataplane.service_counters(entry.id)?),
-                rates: Default::default(),
+                rates: self
+                    .service_rates
+                    .get(&entry.id)
+                    .map(|e| e.rates)
+                    .unwrap_or_default(),
                 reals,
             });
         }
@@ -588,32 +729,33 @@ impl Director {
         })
     }
 
-    /// The connection table, as `-L -c` shows it.
+    /// The connection table, as `-L -c` shows it, persistence templates included (state
+    /// `NONE`, client port 0, as IPVS lists them).
     pub fn connections(&self) -> Vec<ConnectionStatus> {
         let now = coarse_now_ns();
         let services: HashMap<u32, &ServiceEntry> =
             self.config.services.iter().map(|s| (s.id, s)).collect();
-        self.dataplane
+        let real_of = |id: u32| {
+            self.config
+                .services
+                .iter()
+                .flat_map(|s| s.reals.iter().map(|r| (r.id, &r.spec)))
+                .chain(self.config.trash.iter().map(|t| (t.id, &t.spec)))
+                .find(|(rid, _)| *rid == id)
+                .map(|(_, spec)| spec)
+        };
+        let mut list: Vec<ConnectionStatus> = self
+            .dataplane
             .connections()
             .into_iter()
             .filter(|(_, conn)| conn.flags & CONN_F_REPLY == 0)
             .filter_map(|(key, conn)| {
                 let service = services.get(&conn.service)?;
-                let real = service
-                    .reals
-                    .iter()
-                    .map(|r| (r.id, &r.spec))
-                    .chain(self.config.trash.iter().map(|t| (t.id, &t.spec)))
-                    .find(|(id, _)| *id == conn.real)?
-                    .1;
+                let real = real_of(conn.real)?;
                 let idle = now.saturating_sub(conn.last_seen_ns) / 1_000_000_000;
                 let timeout = tcp_timeout(conn.state, &self.config.timeouts);
                 Some(ConnectionStatus {
-                    protocol: if service.spec.addr.protocol == Protocol::Udp {
-                        Protocol::Udp
-                    } else {
-                        Protocol::Tcp
-                    },
+                    protocol: service.spec.addr.protocol,
                     expires_in: timeout.saturating_sub(idle) as u32,
                     state: tcp_state::name(conn.state).to_owned(),
                     client: (
@@ -627,7 +769,25 @@ impl Director {
                     real: (real.addr, real.port),
                 })
             })
-            .collect()
+            .collect();
+        for (key, template) in self.dataplane.persistence_templates() {
+            let Some(service) = services.get(&key.service) else {
+                continue;
+            };
+            let (Some(real), Some(p)) = (real_of(template.real), service.spec.persistence) else {
+                continue;
+            };
+            let idle = now.saturating_sub(template.last_seen_ns) / 1_000_000_000;
+            list.push(ConnectionStatus {
+                protocol: service.spec.addr.protocol,
+                expires_in: u64::from(p.timeout).saturating_sub(idle) as u32,
+                state: "NONE".to_owned(),
+                client: (Ipv4Addr::from(key.client.to_ne_bytes()), 0),
+                virtual_addr: (service.spec.addr.addr, service.spec.addr.port),
+                real: (real.addr, real.port),
+            });
+        }
+        list
     }
 
     pub fn timeouts(&self) -> Timeouts {

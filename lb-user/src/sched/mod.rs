@@ -36,8 +36,9 @@ pub struct Candidate {
 /// `dh` and `mh` give hash tables of exactly `SH_TABLE_SIZE`, `DH_TABLE_SIZE` and
 /// `MH_TABLE_SIZE` slots (see [`lb_common::hash`]), where 0 means "no real server" (the data
 /// path drops, as IPVS does); `flags.fallback` is `sh-fallback` / `mh-fallback`. The
-/// connection-count schedulers do not have their own tables yet; they use the weighted
-/// sequence, which gives the same long-run shares for short connections.
+/// connection-count schedulers (`lc`, `wlc`, `sed`, `nq`, `fo`, `ovf`, and `lblc`/`lblcr`,
+/// which lb schedules as `wlc`) get the list of available real servers, which the data path
+/// compares by their live connection counts with IPVS's formulas.
 ///
 /// Every table is empty when no real server can take a new connection.
 pub fn build(scheduler: Scheduler, flags: SchedFlags, candidates: &[Candidate]) -> Vec<u32> {
@@ -50,7 +51,20 @@ pub fn build(scheduler: Scheduler, flags: SchedFlags, candidates: &[Candidate]) 
         Scheduler::Sh => sh::table(candidates, flags.fallback),
         Scheduler::Dh => dh::table(candidates),
         Scheduler::Mh => maglev::table(candidates, flags.fallback),
-        _ => weighted_round_robin(candidates),
+        Scheduler::Wrr => weighted_round_robin(candidates),
+        Scheduler::Lc
+        | Scheduler::Wlc
+        | Scheduler::Sed
+        | Scheduler::Nq
+        | Scheduler::Fo
+        | Scheduler::Ovf
+        | Scheduler::Lblc
+        | Scheduler::Lblcr => candidates
+            .iter()
+            .filter(|c| c.weight > 0)
+            .map(|c| c.id)
+            .take(lb_common::MAX_SCAN as usize)
+            .collect(),
     }
 }
 

@@ -1,0 +1,101 @@
+//! Live connection counts per real server (IPVS's ActiveConn / InActConn), which the
+//! connection-count schedulers and the thresholds read. Updated with atomic adds as
+//! connections open and change state; lbd's periodic sweep of the connection table sets them
+//! to the exact figures (and accounts for expired connections).
+
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
+
+use lb_common::{RealConns, RealServer, tcp_state};
+
+use crate::maps::REAL_CONNS;
+
+#[inline(always)]
+fn add(real: u32, active: i64, inactive: i64) {
+    if let Some(c) = REAL_CONNS.get_ptr_mut(real) {
+        // SAFETY: pointers to live array elements; the adds are atomic across CPUs. (SeqCst:
+        // see `sched`; the result is unused here, so a plain locked add is what we want.)
+        unsafe {
+            if active != 0 {
+                atomic_xadd::<i64, i64, { AtomicOrdering::SeqCst }>(&raw mut (*c).active, active);
+            }
+            if inactive != 0 {
+                atomic_xadd::<i64, i64, { AtomicOrdering::SeqCst }>(
+                    &raw mut (*c).inactive,
+                    inactive,
+                );
+            }
+        }
+    }
+}
+
+/// A connection to `real` opened in `state`.
+#[inline(always)]
+pub fn opened(real: u32, state: u8) {
+    if tcp_state::is_active(state) {
+        add(real, 1, 0);
+    } else {
+        add(real, 0, 1);
+    }
+}
+
+/// A connection to `real` went away (its entry is being replaced).
+#[inline(always)]
+pub fn closed(real: u32, state: u8) {
+    if tcp_state::is_active(state) {
+        add(real, -1, 0);
+    } else {
+        add(real, 0, -1);
+    }
+}
+
+/// A connection to `real` moved from state `old` to `new`.
+#[inline(always)]
+pub fn moved(real: u32, old: u8, new: u8) {
+    match (tcp_state::is_active(old), tcp_state::is_active(new)) {
+        (true, false) => add(real, -1, 1),
+        (false, true) => add(real, 1, -1),
+        _ => {}
+    }
+}
+
+/// The counts of `real`.
+#[inline(always)]
+pub fn of(real: u32) -> RealConns {
+    REAL_CONNS.get(real).copied().unwrap_or_default()
+}
+
+/// Whether `real` must not take new connections because of its thresholds (`-x`/`-y`),
+/// updating its overload flag with IPVS's hysteresis: overloaded at the upper threshold,
+/// available again under the lower one (three quarters of the upper when not set).
+#[inline(always)]
+pub fn overloaded(id: u32, real: &RealServer) -> bool {
+    if real.upper_threshold == 0 {
+        return false;
+    }
+    let Some(c) = REAL_CONNS.get_ptr_mut(id) else {
+        return false;
+    };
+    // SAFETY: pointer to a live array element; plain loads and stores of the flag race
+    // benignly (the next connection re-evaluates it).
+    unsafe {
+        let total = ((*c).active + (*c).inactive).max(0) as u64;
+        let upper = u64::from(real.upper_threshold);
+        if (*c).overloaded != 0 {
+            let lower = if real.lower_threshold != 0 {
+                u64::from(real.lower_threshold)
+            } else {
+                upper * 3 / 4
+            };
+            if total < lower {
+                (*c).overloaded = 0;
+                return false;
+            }
+            true
+        } else if total >= upper {
+            (*c).overloaded = 1;
+            true
+        } else {
+            false
+        }
+    }
+}
