@@ -15,6 +15,11 @@ pub mod tcp_state;
 
 use core::mem::size_of;
 
+/// Version of the map layout (names, key and value types). lbd keeps maps pinned across
+/// restarts and refuses pinned maps of another layout, so bump this with any change to a map
+/// type or meaning.
+pub const LAYOUT_VERSION: u32 = 1;
+
 /// Upper bound on virtual services (the per-service arrays are this long).
 pub const MAX_SERVICES: u32 = 16 * 1024;
 /// Upper bound on real servers ("destinations" in IPVS terms; one per service and address).

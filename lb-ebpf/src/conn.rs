@@ -134,7 +134,11 @@ pub fn schedule(packet: &Packet, service: &Service) -> Result<(Conn, RealServer)
         let reply_key = FlowKey {
             saddr: real.addr,
             daddr: packet.flow.saddr,
-            sport: real.port,
+            sport: if real.port == 0 {
+                packet.flow.dport
+            } else {
+                real.port
+            },
             dport: packet.flow.sport,
             proto: packet.flow.proto,
             _pad: [0; 3],

@@ -4,9 +4,15 @@
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues},
-    programs::{Xdp, XdpMode, xdp::XdpLinkId},
+    programs::{
+        Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        xdp::{XdpLink, XdpLinkId},
+    },
     util::nr_cpus,
 };
+
+use crate::pinning::{PINNED_MAPS, PinDir, PinError};
 use lb_common::{
     Conn, Counters, FlowKey, Iface, Persist, PersistKey, RealConns, RealServer, Service,
     ServiceKey, ServiceState, Stat, maps,
@@ -44,6 +50,26 @@ pub enum DataplaneError {
     MissingMap(&'static str),
     #[error("per-CPU values: {0}")]
     Cpus(std::io::Error),
+    #[error("{0}")]
+    Pin(#[from] PinError),
+    #[error("pinning the XDP link of {iface} at {path}: {detail}")]
+    PinLink {
+        iface: String,
+        path: std::path::PathBuf,
+        detail: String,
+    },
+    #[error("interface {0} not found")]
+    NoInterface(String),
+}
+
+/// What happens to the data path when lbd exits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnExit {
+    /// Detach the XDP program and remove the pinned maps: a clean stop.
+    Detach,
+    /// Leave the program attached and the maps pinned: traffic keeps flowing, and the next
+    /// lbd (a restart or an upgrade) takes over without dropping a connection.
+    Keep,
 }
 
 type Result<T, E = DataplaneError> = std::result::Result<T, E>;
@@ -52,6 +78,9 @@ type Result<T, E = DataplaneError> = std::result::Result<T, E>;
 pub struct Dataplane {
     ebpf: Ebpf,
     links: Vec<(String, XdpLinkId)>,
+    pins: PinDir,
+    /// State was found pinned at load: this lbd took over from a previous one.
+    adopted: bool,
     services: HashMap<MapData, ServiceKey, Service>,
     reals: Array<MapData, RealServer>,
     sched_table: Array<MapData, u32>,
@@ -138,15 +167,21 @@ fn attach_with_fallback(
 }
 
 impl Dataplane {
-    /// Loads the embedded program with a connection table of `conn_table_size` entries.
-    pub fn load(conn_table_size: u32) -> Result<Self> {
+    /// Loads the embedded program with a connection table of `conn_table_size` entries, its
+    /// maps pinned under `pins` (re-adopting what a previous lbd left there).
+    pub fn load(conn_table_size: u32, pins: PinDir) -> Result<Self> {
         let object = crate::object::ebpf_object();
         if object.is_empty() {
             return Err(DataplaneError::NoObject);
         }
-        let mut ebpf = EbpfLoader::new()
-            .map_max_entries(maps::CONNS, conn_table_size)
-            .load(object)?;
+        let adopted = pins.check()?;
+        pins.create()?;
+        let mut loader = EbpfLoader::new();
+        loader.map_max_entries(maps::CONNS, conn_table_size);
+        for (name, _, _) in PINNED_MAPS {
+            loader.map_pin_path(name, pins.map(name));
+        }
+        let mut ebpf = loader.load(object)?;
         let program: &mut Xdp = ebpf
             .program_mut(PROGRAM)
             .ok_or(DataplaneError::MissingMap(PROGRAM))?
@@ -175,33 +210,93 @@ impl Dataplane {
             dp_stats: take(&mut ebpf, maps::DP_STATS)?,
             cpus: nr_cpus().map_err(|(_, e)| DataplaneError::Cpus(e))?,
             links: Vec::new(),
+            pins,
+            adopted,
             ebpf,
         })
     }
 
-    /// Attaches the program to `iface`. Returns the mode actually used.
+    /// Whether this lbd took over pinned state from a previous one.
+    pub fn adopted(&self) -> bool {
+        self.adopted
+    }
+
+    /// Attaches the program to `iface`: takes over the pinned XDP link a previous lbd left
+    /// there (the program is replaced atomically: no packet finds no program), or attaches
+    /// afresh and pins the link. Returns how.
     pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<&'static str> {
+        let c_name = std::ffi::CString::new(iface)
+            .map_err(|_| DataplaneError::NoInterface(iface.to_owned()))?;
+        // SAFETY: if_nametoindex reads a NUL-terminated string we own.
+        let ifindex = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
+        if ifindex == 0 {
+            return Err(DataplaneError::NoInterface(iface.to_owned()));
+        }
+        let pin = self.pins.link(ifindex);
         let program: &mut Xdp = self
             .ebpf
             .program_mut(PROGRAM)
             .ok_or(DataplaneError::MissingMap(PROGRAM))?
             .try_into()?;
-        let (link, mode) = attach_with_fallback(program, iface, mode)?;
-        self.links.push((iface.to_owned(), link));
-        Ok(mode)
+        let pin_err = |detail: String| DataplaneError::PinLink {
+            iface: iface.to_owned(),
+            path: pin.clone(),
+            detail,
+        };
+        if pin.exists() {
+            let pinned = PinnedLink::from_pin(&pin).map_err(|e| pin_err(e.to_string()))?;
+            let link =
+                XdpLink::try_from(FdLink::from(pinned)).map_err(|e| pin_err(e.to_string()))?;
+            let id = program.attach_to_link(link)?;
+            self.links.push((iface.to_owned(), id));
+            return Ok("taken over from the previous lbd");
+        }
+        let (id, how) = attach_with_fallback(program, iface, mode)?;
+        let link = program.take_link(id)?;
+        let fd_link = FdLink::try_from(link).map_err(|e| pin_err(e.to_string()))?;
+        let pinned = fd_link.pin(&pin).map_err(|e| pin_err(e.to_string()))?;
+        // Keep a reference in the program too, so it owns the link while we run.
+        let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| pin_err(e.to_string()))?;
+        let id = program.attach_to_link(link)?;
+        self.links.push((iface.to_owned(), id));
+        Ok(how)
     }
 
-    /// Detaches from every interface.
-    pub fn detach_all(&mut self) -> Result<()> {
+    /// Stops: with [`OnExit::Detach`] removes every pin (the links go, so the program is
+    /// detached, and the maps are freed); with [`OnExit::Keep`] leaves everything in place.
+    pub fn finish(&mut self, on_exit: OnExit) -> Result<()> {
+        if on_exit == OnExit::Keep {
+            return Ok(());
+        }
+        self.pins.remove_all()?;
         let program: &mut Xdp = self
             .ebpf
             .program_mut(PROGRAM)
             .ok_or(DataplaneError::MissingMap(PROGRAM))?
             .try_into()?;
         for (_, link) in self.links.drain(..) {
+            // The pin is gone, so closing our reference destroys the link: detached.
             program.detach(link)?;
         }
         Ok(())
+    }
+
+    /// Removes what a previous lbd left pinned under `pins` (`lbd --cleanup`). Returns
+    /// whether there was anything.
+    pub fn cleanup(pins: &PinDir) -> Result<bool> {
+        Ok(pins.remove_all()?)
+    }
+
+    /// Every service entry in the data path (to re-adopt after a restart).
+    pub fn service_entries(&self) -> Vec<(ServiceKey, Service)> {
+        self.services.iter().filter_map(|e| e.ok()).collect()
+    }
+
+    /// A run of the scheduling table.
+    pub fn read_table(&self, offset: u32, len: u32) -> Result<Vec<u32>> {
+        (offset..offset + len)
+            .map(|i| Ok(self.sched_table.get(&i, 0)?))
+            .collect()
     }
 
     pub fn set_iface(&mut self, ifindex: u32, iface: Iface) -> Result<()> {

@@ -209,6 +209,7 @@ impl Director {
             )?;
         }
         let saved = state::load(&state_path)?;
+        let adopted = dataplane.adopted();
         let mut director = Director {
             config: Config::default(),
             dataplane,
@@ -224,6 +225,9 @@ impl Director {
             conn_table_size,
             last_route_refresh: Instant::now(),
         };
+        if adopted {
+            director.take_over_published()?;
+        }
         if let Some(saved) = saved {
             let services = saved.services.len();
             director.adopt(saved)?;
@@ -233,7 +237,46 @@ impl Director {
                 "restored configuration"
             );
         }
+        // Whatever the previous lbd published that the configuration no longer has.
+        let live: HashSet<u32> = director.config.services.iter().map(|s| s.id).collect();
+        let stale: Vec<u32> = director
+            .published
+            .keys()
+            .copied()
+            .filter(|id| !live.contains(id))
+            .collect();
+        for id in stale {
+            director.unpublish(id)?;
+        }
         Ok(director)
+    }
+
+    /// Learns what a previous lbd left in the (pinned) data path, so that publishing the
+    /// same configuration again changes nothing a packet could notice: same tables in the
+    /// same slots, counters and round-robin positions kept.
+    fn take_over_published(&mut self) -> Result<()> {
+        for (key, value) in self.dataplane.service_entries() {
+            let table = if value.table_len > 0 {
+                if !self.slots.reserve(value.table_offset, value.table_len) {
+                    warn!(
+                        id = value.id,
+                        "pinned scheduling table overlaps another; rebuilding it"
+                    );
+                    continue;
+                }
+                self.dataplane
+                    .read_table(value.table_offset, value.table_len)?
+            } else {
+                Vec::new()
+            };
+            self.published
+                .insert(value.id, Published { key, value, table });
+        }
+        info!(
+            services = self.published.len(),
+            "took over the data path a previous lbd left running"
+        );
+        Ok(())
     }
 
     /// Applies a batch of commands, all or nothing.
@@ -809,9 +852,9 @@ impl Director {
         Ok(self.dataplane.attach(iface, mode)?)
     }
 
-    /// Detaches the program from every interface.
-    pub fn shutdown(&mut self) -> Result<()> {
-        Ok(self.dataplane.detach_all()?)
+    /// Stops: detaches and frees the data path, or leaves it running for the next lbd.
+    pub fn shutdown(&mut self, on_exit: crate::dataplane::OnExit) -> Result<()> {
+        Ok(self.dataplane.finish(on_exit)?)
     }
 }
 

@@ -10,6 +10,7 @@ pub mod ipvsadm;
 pub mod model;
 pub mod netlink;
 pub mod object;
+pub mod pinning;
 pub mod sched;
 pub mod slots;
 pub mod state;

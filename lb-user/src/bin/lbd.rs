@@ -11,9 +11,10 @@ use anyhow::{Context as _, bail};
 use clap::Parser;
 use lb_user::{
     control::{DEFAULT_SOCKET, server::ControlSocket},
-    dataplane::{AttachMode, Dataplane, Decap},
+    dataplane::{AttachMode, Dataplane, Decap, OnExit},
     director::Director,
     netlink,
+    pinning::{DEFAULT_BPFFS, PinDir},
     state::DEFAULT_STATE,
 };
 use tokio::signal::unix::{SignalKind, signal};
@@ -40,6 +41,16 @@ struct Args {
     /// Connection-table entries (IPVS's "size" in `-Ln`).
     #[arg(long, default_value_t = lb_common::DEFAULT_CONN_TABLE_SIZE)]
     conn_table_size: u32,
+    /// Where the data path's maps and XDP links are pinned (one directory per lbd).
+    #[arg(long, default_value = DEFAULT_BPFFS, value_name = "PATH")]
+    bpffs: PathBuf,
+    /// On exit, detach the data path (a clean stop) or keep it running for the next lbd
+    /// (restart or upgrade without dropping a connection).
+    #[arg(long, value_enum, default_value = "detach")]
+    on_exit: OnExit,
+    /// Remove what an lbd left running under --bpffs (after `--on-exit keep`), then exit.
+    #[arg(long)]
+    cleanup: bool,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -55,7 +66,18 @@ enum Sub {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match lbd_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // Logged once, with its causes; no backtrace for an operator's mistake.
+            error!("{e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn lbd_main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LBD_LOG")
@@ -72,7 +94,7 @@ fn main() -> anyhow::Result<()> {
         Some(Sub::Decap { ifaces, xdp_mode }) => runtime.block_on(decap(ifaces, xdp_mode)),
         None => runtime.block_on(run(args)),
     };
-    result.inspect_err(|e| error!("{e:#}"))
+    result
 }
 
 async fn decap(ifaces: Vec<String>, mode: AttachMode) -> anyhow::Result<()> {
@@ -101,6 +123,15 @@ async fn wait_for_signal() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    let pins = PinDir::new(&args.bpffs);
+    if args.cleanup {
+        if Dataplane::cleanup(&pins)? {
+            info!(path = %args.bpffs.display(), "removed the pinned data path (programs detached, maps freed)");
+        } else {
+            info!(path = %args.bpffs.display(), "nothing pinned there");
+        }
+        return Ok(());
+    }
     // Check everything the user gave us before touching the system.
     if args.ifaces.is_empty() {
         bail!(
@@ -127,7 +158,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         bail!("--conn-table-size must be at least 1");
     }
 
-    let dataplane = Dataplane::load(args.conn_table_size).context("loading the XDP program")?;
+    let dataplane =
+        Dataplane::load(args.conn_table_size, pins).context("loading the XDP program")?;
     let director = Director::new(dataplane, &links, args.state.clone(), args.conn_table_size)
         .context("restoring the configuration")?;
     let director = Arc::new(Mutex::new(director));
@@ -172,10 +204,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     drop(socket);
     let mut d = director.lock().unwrap_or_else(|p| p.into_inner());
-    d.shutdown()?;
-    info!(
-        "XDP program detached; configuration kept in {}",
-        args.state.display()
-    );
+    d.shutdown(args.on_exit)?;
+    match args.on_exit {
+        OnExit::Detach => info!(
+            "XDP program detached; configuration kept in {}",
+            args.state.display()
+        ),
+        OnExit::Keep => info!(
+            path = %args.bpffs.display(),
+            "data path left running for the next lbd (`lbd --cleanup` removes it)"
+        ),
+    }
     Ok(())
 }

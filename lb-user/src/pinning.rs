@@ -1,0 +1,241 @@
+//! Where the data path's state lives between lbd runs: the BPF filesystem.
+//!
+//! Every map that holds state (services, real servers, scheduling tables, connections,
+//! persistence templates, counters) and the XDP link on each interface are pinned under
+//! `<base>/v<LAYOUT_VERSION>/`. A restarted or upgraded lbd re-adopts them: its new program
+//! takes over the existing links atomically (`bpf_link_update`) and works on the same maps, so
+//! established connections keep flowing while lbd is down and after it is back. A pinned
+//! state with another map layout is refused with a clear message instead of being misread.
+
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+};
+
+use aya::maps::MapData;
+use lb_common::{
+    Conn, Counters, FlowKey, Iface, LAYOUT_VERSION, Persist, PersistKey, RealConns, RealServer,
+    Service, ServiceKey, ServiceState, maps,
+};
+
+/// Default base directory on the BPF filesystem.
+pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf/lb";
+
+/// The maps kept across restarts, with their key and value sizes.
+pub const PINNED_MAPS: [(&str, usize, usize); 11] = [
+    (
+        maps::SERVICES,
+        size_of::<ServiceKey>(),
+        size_of::<Service>(),
+    ),
+    (maps::REALS, 4, size_of::<RealServer>()),
+    (maps::SCHED_TABLE, 4, 4),
+    (maps::SERVICE_STATE, 4, size_of::<ServiceState>()),
+    (maps::CONNS, size_of::<FlowKey>(), size_of::<Conn>()),
+    (maps::REAL_CONNS, 4, size_of::<RealConns>()),
+    (maps::PERSIST, size_of::<PersistKey>(), size_of::<Persist>()),
+    (maps::IFACES, 4, size_of::<Iface>()),
+    (maps::SERVICE_STATS, 4, size_of::<Counters>()),
+    (maps::REAL_STATS, 4, size_of::<Counters>()),
+    (maps::DP_STATS, 4, 8),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum PinError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error(
+        "{path} holds data-path state of map layout {found}, this lbd uses layout \
+         {LAYOUT_VERSION}: start the lbd that matches it, or run `lbd --cleanup` to remove it \
+         (established connections through this director are then dropped)"
+    )]
+    OtherLayout { path: PathBuf, found: String },
+    #[error(
+        "pinned map {path} has key/value sizes {found:?}, expected {expected:?}: it was left by \
+         an incompatible lbd; run `lbd --cleanup` to remove it"
+    )]
+    Mismatch {
+        path: PathBuf,
+        found: (u32, u32),
+        expected: (u32, u32),
+    },
+    #[error(
+        "{path} is not on a BPF filesystem: mount one (`mount -t bpf bpf DIR`) and point \
+         --bpffs into it"
+    )]
+    NotBpffs { path: PathBuf },
+    #[error("reading pinned map {path}: {source}")]
+    Map {
+        path: PathBuf,
+        source: aya::maps::MapError,
+    },
+}
+
+/// The pin directory of one lbd instance.
+#[derive(Clone, Debug)]
+pub struct PinDir {
+    base: PathBuf,
+}
+
+impl PinDir {
+    pub fn new(base: impl Into<PathBuf>) -> Self {
+        PinDir { base: base.into() }
+    }
+
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+
+    /// `<base>/v<LAYOUT_VERSION>`.
+    pub fn dir(&self) -> PathBuf {
+        self.base.join(format!("v{LAYOUT_VERSION}"))
+    }
+
+    pub fn map(&self, name: &str) -> PathBuf {
+        self.dir().join(name)
+    }
+
+    pub fn link(&self, ifindex: u32) -> PathBuf {
+        self.dir().join(format!("link-{ifindex}"))
+    }
+
+    /// Checks what is pinned before anything is loaded: refuses another layout version and
+    /// maps whose sizes do not match ours. Returns whether state was found (a restart).
+    pub fn check(&self) -> Result<bool, PinError> {
+        let io_err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| PinError::Io { path, source }
+        };
+        let entries = match fs::read_dir(&self.base) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io_err(&self.base)(e)),
+        };
+        let ours = format!("v{LAYOUT_VERSION}");
+        for entry in entries {
+            let entry = entry.map_err(io_err(&self.base))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name != ours {
+                return Err(PinError::OtherLayout {
+                    path: entry.path(),
+                    found: name,
+                });
+            }
+        }
+        let mut found = false;
+        for (name, key, value) in PINNED_MAPS {
+            let path = self.map(name);
+            if !path.exists() {
+                continue;
+            }
+            found = true;
+            let map = MapData::from_pin(&path).map_err(|source| PinError::Map {
+                path: path.clone(),
+                source,
+            })?;
+            let info = map.info().map_err(|source| PinError::Map {
+                path: path.clone(),
+                source,
+            })?;
+            let found_sizes = (info.key_size(), info.value_size());
+            let expected = (key as u32, value as u32);
+            if found_sizes != expected {
+                return Err(PinError::Mismatch {
+                    path,
+                    found: found_sizes,
+                    expected,
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    /// Creates the pin directory, mounting the BPF filesystem at `/sys/fs/bpf` first if the
+    /// base lies there and nothing is mounted (as inside `ip netns exec`, which remounts /sys).
+    pub fn create(&self) -> Result<(), PinError> {
+        let sys_bpf = Path::new("/sys/fs/bpf");
+        if self.base.starts_with(sys_bpf) && !is_bpffs(sys_bpf) {
+            mount_bpffs(sys_bpf)?;
+        }
+        let dir = self.dir();
+        fs::create_dir_all(&dir).map_err(|source| PinError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        if !is_bpffs(&dir) {
+            return Err(PinError::NotBpffs { path: dir });
+        }
+        Ok(())
+    }
+
+    /// Removes every pin (links first, so the programs detach) and the directories.
+    pub fn remove_all(&self) -> Result<bool, PinError> {
+        let entries = match fs::read_dir(&self.base) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(source) => {
+                return Err(PinError::Io {
+                    path: self.base.clone(),
+                    source,
+                });
+            }
+        };
+        for version in entries.flatten() {
+            let dir = version.path();
+            let mut pins: Vec<PathBuf> = fs::read_dir(&dir)
+                .map(|e| e.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default();
+            // Links first: removing their pins detaches the programs.
+            pins.sort_by_key(|p| {
+                !p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("link-"))
+            });
+            for pin in pins {
+                fs::remove_file(&pin).map_err(|source| PinError::Io { path: pin, source })?;
+            }
+            fs::remove_dir(&dir).map_err(|source| PinError::Io { path: dir, source })?;
+        }
+        fs::remove_dir(&self.base).map_err(|source| PinError::Io {
+            path: self.base.clone(),
+            source,
+        })?;
+        Ok(true)
+    }
+}
+
+/// The BPF filesystem's magic number (`statfs(2)` `f_type`).
+const BPF_FS_MAGIC: i64 = 0xcafe4a11;
+
+fn is_bpffs(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt as _;
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs writes one struct statfs into the zeroed buffer we own.
+    unsafe {
+        let mut buf: libc::statfs = std::mem::zeroed();
+        libc::statfs(c_path.as_ptr(), &mut buf) == 0 && buf.f_type as i64 == BPF_FS_MAGIC
+    }
+}
+
+fn mount_bpffs(at: &Path) -> Result<(), PinError> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let target = std::ffi::CString::new(at.as_os_str().as_bytes()).expect("no NUL in path");
+    // SAFETY: mount(2) with NUL-terminated strings we own and no data argument.
+    let rc = unsafe {
+        libc::mount(
+            c"bpf".as_ptr(),
+            target.as_ptr(),
+            c"bpf".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(PinError::Io {
+            path: at.to_owned(),
+            source: io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
