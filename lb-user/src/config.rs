@@ -411,3 +411,151 @@ mod tests {
         );
     }
 }
+
+/// A service as something outside lbadm wants it (a keepalived.conf, health checks applied).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Desired {
+    pub spec: ServiceSpec,
+    pub reals: Vec<RealSpec>,
+}
+
+/// The commands that turn the services of `current` listed in `managed` (and those of
+/// `desired`) into `desired`, touching nothing else: services no longer desired are deleted,
+/// new ones added, changed ones edited, and real servers added, edited or deleted one by one,
+/// so connections to what did not change are never disturbed.
+pub fn diff(current: &Config, managed: &[ServiceAddr], desired: &[Desired]) -> Vec<Command> {
+    let mut commands = Vec::new();
+    for addr in managed {
+        if current.service(addr).is_some() && !desired.iter().any(|d| d.spec.addr == *addr) {
+            commands.push(Command::DeleteService { service: *addr });
+        }
+    }
+    for want in desired {
+        let addr = want.spec.addr;
+        let Some(have) = current.service(&addr) else {
+            commands.push(Command::AddService {
+                service: want.spec.clone(),
+            });
+            commands.extend(want.reals.iter().map(|real| Command::AddReal {
+                service: addr,
+                real: real.clone(),
+            }));
+            continue;
+        };
+        if have.spec != want.spec {
+            commands.push(Command::EditService {
+                service: want.spec.clone(),
+            });
+        }
+        let wanted: Vec<RealSpec> = want.reals.iter().map(|r| normalise(&addr, r)).collect();
+        for real in &have.reals {
+            if !wanted
+                .iter()
+                .any(|r| r.addr == real.spec.addr && r.port == real.spec.port)
+            {
+                commands.push(Command::DeleteReal {
+                    service: addr,
+                    addr: real.spec.addr,
+                    port: real.spec.port,
+                });
+            }
+        }
+        for (real, normalised) in want.reals.iter().zip(&wanted) {
+            match have
+                .reals
+                .iter()
+                .find(|r| r.spec.addr == normalised.addr && r.spec.port == normalised.port)
+            {
+                None => commands.push(Command::AddReal {
+                    service: addr,
+                    real: real.clone(),
+                }),
+                Some(existing) if existing.spec != *normalised => {
+                    commands.push(Command::EditReal {
+                        service: addr,
+                        real: real.clone(),
+                    })
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    commands
+}
+
+#[cfg(test)]
+mod diff_tests {
+    use super::*;
+    use crate::model::{Protocol, Scheduler};
+
+    fn addr(port: u16) -> ServiceAddr {
+        ServiceAddr {
+            protocol: Protocol::Tcp,
+            addr: Ipv4Addr::new(10, 0, 0, 99),
+            port,
+        }
+    }
+
+    fn spec(port: u16, scheduler: Scheduler) -> ServiceSpec {
+        ServiceSpec {
+            addr: addr(port),
+            scheduler,
+            persistence: None,
+            sched_flags: Default::default(),
+        }
+    }
+
+    fn real(last: u8, weight: u32) -> RealSpec {
+        RealSpec {
+            addr: Ipv4Addr::new(10, 0, 0, last),
+            port: 80,
+            forward: Forward::Route,
+            weight,
+            upper_threshold: 0,
+            lower_threshold: 0,
+        }
+    }
+
+    #[test]
+    fn diff_applies_to_exactly_the_desired_state_and_is_then_empty() {
+        let desired = vec![Desired {
+            spec: spec(80, Scheduler::Wlc),
+            reals: vec![real(12, 1), real(13, 2)],
+        }];
+        let commands = diff(&Config::default(), &[], &desired);
+        assert_eq!(commands.len(), 3);
+        let current = Config::default().apply_all(&commands).unwrap();
+        assert!(diff(&current, &[addr(80)], &desired).is_empty());
+
+        // Change the scheduler, one weight, drop one real server, add another, add a service.
+        let desired2 = vec![
+            Desired {
+                spec: spec(80, Scheduler::Rr),
+                reals: vec![real(12, 5), real(14, 1)],
+            },
+            Desired {
+                spec: spec(443, Scheduler::Sh),
+                reals: vec![real(12, 1)],
+            },
+        ];
+        let commands = diff(&current, &[addr(80)], &desired2);
+        assert!(commands.contains(&Command::EditService {
+            service: spec(80, Scheduler::Rr)
+        }));
+        assert!(commands.contains(&Command::DeleteReal {
+            service: addr(80),
+            addr: Ipv4Addr::new(10, 0, 0, 13),
+            port: 80
+        }));
+        let next = current.apply_all(&commands).unwrap();
+        assert_eq!(diff(&next, &[addr(80), addr(443)], &desired2), vec![]);
+        // The real server that only changed weight kept its id (its connections stay).
+        let id = |c: &Config| c.service(&addr(80)).unwrap().reals[0].id;
+        assert_eq!(id(&current), id(&next));
+
+        // A managed service gone from the file is deleted; unmanaged ones are left alone.
+        let commands = diff(&next, &[addr(80)], &desired2[1..]);
+        assert_eq!(commands, vec![Command::DeleteService { service: addr(80) }]);
+        assert!(diff(&next, &[], &desired2[1..]).is_empty());
+    }
+}

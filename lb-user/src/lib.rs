@@ -5,6 +5,7 @@
 pub mod config;
 pub mod control;
 pub mod dataplane;
+pub mod health;
 pub mod director;
 pub mod ipvsadm;
 pub mod model;

@@ -1,0 +1,470 @@
+//! The checks against real listeners on 127.0.0.1. Durations are short, but no assertion
+//! depends on timing: tests wait for events (or for the listener to have seen enough attempts)
+//! with generous limits.
+
+use std::{
+    net::Ipv4Addr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU16, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::TcpListener,
+    sync::mpsc,
+    task::JoinHandle,
+};
+
+use super::*;
+use crate::model::{Protocol, ServiceAddr};
+
+const LOCALHOST: Ipv4Addr = Ipv4Addr::LOCALHOST;
+/// How long a test waits for something that should happen.
+const PATIENCE: Duration = Duration::from_secs(10);
+const MS: Duration = Duration::from_millis(1);
+
+fn key(n: u16) -> TargetKey {
+    TargetKey {
+        service: ServiceAddr {
+            protocol: Protocol::Tcp,
+            addr: Ipv4Addr::new(10, 0, 0, 1),
+            port: 80,
+        },
+        real: Ipv4Addr::new(10, 0, 0, 10),
+        port: n,
+    }
+}
+
+fn tcp_check(port: u16, retry: u32) -> CheckSpec {
+    CheckSpec::Tcp {
+        port,
+        connect_timeout: Duration::from_secs(2),
+        retry,
+        delay_before_retry: 10 * MS,
+        delay_loop: 20 * MS,
+    }
+}
+
+fn http_check(port: u16, status_code: Option<u16>, connect_timeout: Duration) -> CheckSpec {
+    CheckSpec::Http {
+        port,
+        path: "/health".into(),
+        status_code,
+        connect_timeout,
+        retry: 1,
+        delay_before_retry: 10 * MS,
+        delay_loop: 20 * MS,
+    }
+}
+
+fn target(n: u16, checks: Vec<CheckSpec>) -> Target {
+    Target {
+        key: key(n),
+        addr: LOCALHOST,
+        checks,
+    }
+}
+
+async fn next_event(events: &mut mpsc::Receiver<Event>) -> Event {
+    tokio::time::timeout(PATIENCE, events.recv())
+        .await
+        .expect("no event in time")
+        .expect("event channel closed")
+}
+
+/// The next event of the real server `n`, skipping others'.
+async fn next_event_of(events: &mut mpsc::Receiver<Event>, n: u16) -> Event {
+    loop {
+        let event = next_event(events).await;
+        if event.key == key(n) {
+            return event;
+        }
+    }
+}
+
+async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(5 * MS).await;
+    }
+}
+
+fn assert_no_event(events: &mut mpsc::Receiver<Event>) {
+    if let Ok(event) = events.try_recv() {
+        panic!("unexpected event {event:?}");
+    }
+}
+
+/// A port nothing listens on (just released by the kernel).
+async fn closed_port() -> u16 {
+    TcpListener::bind((LOCALHOST, 0))
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Accepts and drops connections on `port` (0: any), counting them, until aborted.
+struct TcpServer {
+    port: u16,
+    accepted: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl TcpServer {
+    async fn start(port: u16) -> Self {
+        let listener = TcpListener::bind((LOCALHOST, port)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        let task = tokio::spawn(async move {
+            loop {
+                let _ = listener.accept().await.unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        TcpServer {
+            port,
+            accepted,
+            task,
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Closes the port: returns once the listener is gone.
+    async fn close(self) {
+        self.task.abort();
+        assert!(self.task.await.unwrap_err().is_cancelled());
+    }
+}
+
+/// Answers every request with the current `status`, or never when it is 0, recording what
+/// it was sent.
+struct HttpServer {
+    port: u16,
+    status: Arc<AtomicU16>,
+    requests: Arc<Mutex<Vec<String>>>,
+    _task: JoinHandle<()>,
+}
+
+impl HttpServer {
+    async fn start(status: u16) -> Self {
+        let listener = TcpListener::bind((LOCALHOST, 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let status = Arc::new(AtomicU16::new(status));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (answer, seen) = (Arc::clone(&status), Arc::clone(&requests));
+        let task = tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let (answer, seen) = (Arc::clone(&answer), Arc::clone(&seen));
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !request.ends_with(b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    seen.lock()
+                        .unwrap()
+                        .push(String::from_utf8(request).unwrap());
+                    match answer.load(Ordering::SeqCst) {
+                        0 => std::future::pending().await,
+                        code => {
+                            let response =
+                                format!("HTTP/1.0 {code} Whatever\r\nContent-Length: 2\r\n\r\nok");
+                            let _ = stream.write_all(response.as_bytes()).await;
+                        }
+                    }
+                });
+            }
+        });
+        HttpServer {
+            port,
+            status,
+            requests,
+            _task: task,
+        }
+    }
+
+    fn set_status(&self, code: u16) {
+        self.status.store(code, Ordering::SeqCst);
+    }
+
+    fn request_count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+}
+
+#[tokio::test]
+async fn tcp_check_of_an_open_port_stays_up() {
+    let server = TcpServer::start(0).await;
+    let (_checker, mut events) = spawn(vec![target(1, vec![tcp_check(server.port, 1)])]).unwrap();
+    // Attempt n+1 starts only once attempt n was fed back, events sent.
+    wait_until("three attempts", || server.accepted() >= 3).await;
+    assert_no_event(&mut events);
+}
+
+#[tokio::test]
+async fn real_server_dead_at_start_goes_down_on_the_first_failure() {
+    let port = closed_port().await;
+    let mut check = tcp_check(port, 3);
+    if let CheckSpec::Tcp {
+        delay_before_retry, ..
+    } = &mut check
+    {
+        // Were it retried, the event would come too late.
+        *delay_before_retry = Duration::from_secs(3600);
+    }
+    let (_checker, mut events) = spawn(vec![target(1, vec![check])]).unwrap();
+    let event = next_event(&mut events).await;
+    assert_eq!(
+        event,
+        Event {
+            key: key(1),
+            up: false,
+            reason: format!("TCP_CHECK 127.0.0.1:{port}: connection refused"),
+        }
+    );
+}
+
+#[tokio::test]
+async fn tcp_check_goes_down_after_retries_and_comes_back() {
+    let server = TcpServer::start(0).await;
+    let port = server.port;
+    let (_checker, mut events) = spawn(vec![target(1, vec![tcp_check(port, 2)])]).unwrap();
+    wait_until("a successful attempt", || server.accepted() >= 1).await;
+    server.close().await;
+
+    let down = next_event(&mut events).await;
+    assert!(!down.up);
+    assert_eq!(
+        down.reason,
+        format!("TCP_CHECK 127.0.0.1:{port}: connection refused (after 2 retries)")
+    );
+
+    let _server = TcpServer::start(port).await;
+    let up = next_event(&mut events).await;
+    assert!(up.up);
+    assert_eq!(up.reason, format!("TCP_CHECK 127.0.0.1:{port}: connected"));
+}
+
+#[tokio::test]
+async fn http_check_sends_keepalived_s_request_and_stays_up_on_200() {
+    let server = HttpServer::start(200).await;
+    let check = http_check(server.port, None, Duration::from_secs(2));
+    let (_checker, mut events) = spawn(vec![target(1, vec![check])]).unwrap();
+    wait_until("three requests", || server.request_count() >= 3).await;
+    assert_no_event(&mut events);
+    assert_eq!(
+        server.requests.lock().unwrap()[0],
+        format!(
+            "GET /health HTTP/1.0\r\nUser-Agent: KeepAliveClient\r\nHost: 127.0.0.1:{}\r\n\r\n",
+            server.port
+        )
+    );
+}
+
+#[tokio::test]
+async fn http_check_goes_down_on_503_and_up_on_200() {
+    let server = HttpServer::start(503).await;
+    let port = server.port;
+    let check = http_check(port, None, Duration::from_secs(2));
+    let (_checker, mut events) = spawn(vec![target(1, vec![check])]).unwrap();
+    let down = next_event(&mut events).await;
+    assert!(!down.up);
+    assert_eq!(
+        down.reason,
+        format!("HTTP_GET http://127.0.0.1:{port}/health returned 503")
+    );
+
+    server.set_status(204);
+    let up = next_event(&mut events).await;
+    assert!(up.up);
+    assert_eq!(
+        up.reason,
+        format!("HTTP_GET http://127.0.0.1:{port}/health returned 204")
+    );
+}
+
+#[tokio::test]
+async fn http_check_wants_the_configured_status_code() {
+    let server = HttpServer::start(200).await;
+    let port = server.port;
+    let check = http_check(port, Some(201), Duration::from_secs(2));
+    let (_checker, mut events) = spawn(vec![target(1, vec![check])]).unwrap();
+    let down = next_event(&mut events).await;
+    assert!(!down.up);
+    assert_eq!(
+        down.reason,
+        format!("HTTP_GET http://127.0.0.1:{port}/health returned 200 (expected 201)")
+    );
+
+    server.set_status(201);
+    assert!(next_event(&mut events).await.up);
+}
+
+#[tokio::test]
+async fn http_server_that_never_answers_times_out() {
+    let server = HttpServer::start(0).await;
+    let port = server.port;
+    let check = http_check(port, None, 100 * MS);
+    let (_checker, mut events) = spawn(vec![target(1, vec![check])]).unwrap();
+    let down = next_event(&mut events).await;
+    assert!(!down.up);
+    assert_eq!(
+        down.reason,
+        format!("HTTP_GET http://127.0.0.1:{port}/health: no response within 100ms")
+    );
+}
+
+#[tokio::test]
+async fn a_slow_real_server_does_not_hold_up_the_others() {
+    let silent = HttpServer::start(0).await;
+    let slow = http_check(silent.port, None, Duration::from_secs(60));
+    let dead = closed_port().await;
+    let targets = vec![target(1, vec![slow]), target(2, vec![tcp_check(dead, 0)])];
+    let (_checker, mut events) = spawn(targets).unwrap();
+    let event = next_event(&mut events).await;
+    assert_eq!((event.key, event.up), (key(2), false));
+}
+
+#[tokio::test]
+async fn a_real_server_is_up_only_when_all_its_checks_pass() {
+    let http = HttpServer::start(503).await;
+    let tcp_port = closed_port().await;
+    let checks = vec![
+        tcp_check(tcp_port, 0),
+        http_check(http.port, None, Duration::from_secs(2)),
+    ];
+    let (_checker, mut events) = spawn(vec![target(1, checks)]).unwrap();
+    assert!(!next_event(&mut events).await.up);
+
+    // The HTTP check recovers, the TCP one does not: still down, and nothing to report.
+    http.set_status(200);
+    let seen = http.request_count();
+    wait_until("two more requests", || http.request_count() >= seen + 2).await;
+    assert_no_event(&mut events);
+
+    let _tcp = TcpServer::start(tcp_port).await;
+    let up = next_event(&mut events).await;
+    assert!(up.up);
+    assert_eq!(
+        up.reason,
+        format!("TCP_CHECK 127.0.0.1:{tcp_port}: connected")
+    );
+}
+
+#[tokio::test]
+async fn replacing_targets_keeps_unchanged_ones_running() {
+    let port_a = closed_port().await;
+    let port_b = closed_port().await;
+    let (mut checker, mut events) = spawn(vec![
+        target(1, vec![tcp_check(port_a, 0)]),
+        target(2, vec![tcp_check(port_b, 0)]),
+    ])
+    .unwrap();
+    assert!(!next_event_of(&mut events, 1).await.up);
+
+    // Server 1 unchanged, 2 gone, 3 new (starts up, then found down).
+    let port_c = closed_port().await;
+    checker
+        .replace(vec![
+            target(1, vec![tcp_check(port_a, 0)]),
+            target(3, vec![tcp_check(port_c, 0)]),
+        ])
+        .unwrap();
+    let mut keys: Vec<_> = checker.targets().map(|t| t.key).collect();
+    keys.sort();
+    assert_eq!(keys, [key(1), key(3)]);
+    assert!(!next_event_of(&mut events, 3).await.up);
+
+    // Server 1 kept its task and its down state: restarted, it would have started up and
+    // reported down again (or nothing at all) instead of this.
+    let _a = TcpServer::start(port_a).await;
+    assert!(next_event_of(&mut events, 1).await.up);
+}
+
+#[tokio::test]
+async fn reconfigured_checks_keep_their_state() {
+    let open = TcpServer::start(0).await;
+    let dead = closed_port().await;
+    let (mut checker, mut events) = spawn(vec![target(
+        1,
+        vec![tcp_check(open.port, 0), tcp_check(dead, 0)],
+    )])
+    .unwrap();
+    assert!(!next_event(&mut events).await.up);
+
+    // Dropping the failing check leaves the real server with nothing failing.
+    checker
+        .replace(vec![target(1, vec![tcp_check(open.port, 0)])])
+        .unwrap();
+    let up = next_event(&mut events).await;
+    assert_eq!(
+        (up.up, up.reason.as_str()),
+        (true, "reconfigured: no failing check left")
+    );
+
+    // Adding it back starts it afresh: up, then down on its first failure.
+    checker
+        .replace(vec![target(
+            1,
+            vec![tcp_check(open.port, 0), tcp_check(dead, 0)],
+        )])
+        .unwrap();
+    let down = next_event(&mut events).await;
+    assert_eq!(
+        (down.up, down.reason),
+        (
+            false,
+            format!("TCP_CHECK 127.0.0.1:{dead}: connection refused")
+        )
+    );
+}
+
+#[tokio::test]
+async fn invalid_target_sets_change_nothing() {
+    let server = TcpServer::start(0).await;
+    let (mut checker, _events) = spawn(vec![target(1, vec![tcp_check(server.port, 0)])]).unwrap();
+    let before: Vec<Target> = checker.targets().cloned().collect();
+
+    let twice = vec![target(2, vec![]), target(2, vec![])];
+    assert_eq!(
+        checker.replace(twice),
+        Err(TargetError::DuplicateKey(key(2)))
+    );
+    let bad = vec![target(3, vec![CheckSpec::http(80, "health")])];
+    assert_eq!(
+        checker.replace(bad),
+        Err(TargetError::Check {
+            key: key(3),
+            error: SpecError::BadPath("health".into()),
+        })
+    );
+    assert_eq!(checker.targets().cloned().collect::<Vec<_>>(), before);
+    assert!(spawn(vec![target(4, vec![CheckSpec::tcp(0)])]).is_err());
+}
+
+#[tokio::test]
+async fn stopping_ends_the_event_stream() {
+    let server = TcpServer::start(0).await;
+    let (checker, mut events) = spawn(vec![target(1, vec![tcp_check(server.port, 0)])]).unwrap();
+    wait_until("an attempt", || server.accepted() >= 1).await;
+    checker.stop();
+    let end = tokio::time::timeout(PATIENCE, events.recv()).await.unwrap();
+    assert_eq!(end, None);
+}
