@@ -8,6 +8,7 @@ pub mod dataplane;
 pub mod health;
 pub mod director;
 pub mod ipvsadm;
+pub mod metrics;
 pub mod model;
 pub mod netlink;
 pub mod object;

@@ -1,0 +1,1455 @@
+//! A Prometheus endpoint: `GET /metrics` answered in the text exposition format (version 0.0.4).
+//!
+//! Two halves, kept apart so the first can be tested exactly:
+//! - [`render`] turns a [`MetricsInput`] (the running configuration with its live figures, the
+//!   data-path event counters, health-check verdicts, build) into the exposition text. Pure.
+//! - [`serve`] is a deliberately tiny HTTP/1.1 server on a [`TcpListener`]: one request per
+//!   connection, closed after the reply, with a deadline for the request head, a size limit on
+//!   it, a deadline for writing the reply and a cap on concurrent connections, so slow or
+//!   hostile clients cost a bounded amount.
+//!
+//! lbd serves it only when asked (`--metrics ADDR`). The endpoint has no authentication and no
+//! TLS; binding anything other than a loopback address is the operator's choice, to make with a
+//! firewall in mind.
+//!
+//! Label values follow the model's own spelling: `protocol="tcp"|"udp"`,
+//! `forward="route"|"tunnel"|"masq"`, addresses dotted-quad, ports decimal. Rates (ipvsadm
+//! `--rate`) are not exported: Prometheus derives them from the counters with `rate()`.
+
+use std::{
+    borrow::Cow, collections::HashMap, fmt::Write as _, io, net::Ipv4Addr, sync::Arc,
+    time::Duration,
+};
+
+use lb_common::Stat;
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::{TcpListener, TcpStream},
+    task::JoinSet,
+    time::timeout,
+};
+use tracing::{debug, warn};
+
+use crate::model::{Forward, Protocol, RealSpec, RealStatus, ServiceAddr, Snapshot};
+
+// ---------------------------------------------------------------------------------------------
+// Input
+// ---------------------------------------------------------------------------------------------
+
+/// Everything one scrape shows, gathered by lbd at scrape time.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MetricsInput {
+    /// Services and real servers with their counters (what `lbadm -L --stats` shows).
+    pub snapshot: Snapshot,
+    /// Data-path event counters by reason ([`crate::director::Director::events`]).
+    pub events: Vec<(Stat, u64)>,
+    /// Health-check verdicts; only health-checked real servers appear here.
+    pub health: Vec<HealthState>,
+    pub build: BuildInfo,
+}
+
+/// The health-check verdict on one real server of one service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HealthState {
+    pub service: ServiceAddr,
+    /// The real server's address and port (the fields of `health::TargetKey`).
+    pub real: Ipv4Addr,
+    pub port: u16,
+    pub up: bool,
+}
+
+/// What `lb_build_info` reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BuildInfo {
+    pub version: String,
+    /// Commit the binary was built from, when the build knew it.
+    pub git: Option<String>,
+}
+
+impl BuildInfo {
+    /// This build: the crate version, and the commit if `LB_GIT_COMMIT` was set at build time.
+    pub fn current() -> Self {
+        BuildInfo {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            git: option_env!("LB_GIT_COMMIT").map(str::to_owned),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering
+// ---------------------------------------------------------------------------------------------
+
+/// The `Content-Type` of [`render`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+impl Kind {
+    const fn name(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        }
+    }
+}
+
+/// A metric family: the name its samples carry and what HELP/TYPE say about it.
+struct Family {
+    name: &'static str,
+    kind: Kind,
+    help: &'static str,
+}
+
+const BUILD_INFO: Family = Family {
+    name: "lb_build_info",
+    kind: Kind::Gauge,
+    help: "Build of the running lbd: always 1, described by its labels.",
+};
+const DATAPATH_EVENTS: Family = Family {
+    name: "lb_datapath_events_total",
+    kind: Kind::Counter,
+    help: "Data-path events by reason (packets seen, passed to the kernel, forwarded, dropped), \
+           summed over CPUs.",
+};
+const SERVICE_CONNECTIONS: Family = Family {
+    name: "lb_service_connections_total",
+    kind: Kind::Counter,
+    help: "Connections scheduled for the virtual service.",
+};
+const SERVICE_PACKETS: Family = Family {
+    name: "lb_service_packets_total",
+    kind: Kind::Counter,
+    help: "Packets of the virtual service: in from clients, out from real servers (seen only \
+           when replies pass through the director, as with NAT).",
+};
+const SERVICE_BYTES: Family = Family {
+    name: "lb_service_bytes_total",
+    kind: Kind::Counter,
+    help: "Bytes of the virtual service: in from clients, out from real servers (seen only \
+           when replies pass through the director, as with NAT).",
+};
+const REAL_CONNECTIONS: Family = Family {
+    name: "lb_real_connections_total",
+    kind: Kind::Counter,
+    help: "Connections scheduled to the real server.",
+};
+const REAL_PACKETS: Family = Family {
+    name: "lb_real_packets_total",
+    kind: Kind::Counter,
+    help: "Packets of the real server's connections, by direction (as for the service).",
+};
+const REAL_BYTES: Family = Family {
+    name: "lb_real_bytes_total",
+    kind: Kind::Counter,
+    help: "Bytes of the real server's connections, by direction (as for the service).",
+};
+const REAL_ACTIVE: Family = Family {
+    name: "lb_real_active_connections",
+    kind: Kind::Gauge,
+    help: "Active connections to the real server (ipvsadm ActiveConn).",
+};
+const REAL_INACTIVE: Family = Family {
+    name: "lb_real_inactive_connections",
+    kind: Kind::Gauge,
+    help: "Inactive connections to the real server (ipvsadm InActConn).",
+};
+const REAL_PERSISTENT: Family = Family {
+    name: "lb_real_persistent_connections",
+    kind: Kind::Gauge,
+    help: "Persistence templates pointing at the real server (ipvsadm PersistConn).",
+};
+const REAL_WEIGHT: Family = Family {
+    name: "lb_real_weight",
+    kind: Kind::Gauge,
+    help: "Configured weight of the real server (0: quiescent, no new connections).",
+};
+const REAL_UP: Family = Family {
+    name: "lb_real_up",
+    kind: Kind::Gauge,
+    help: "Health-check verdict on the real server: 1 up, 0 down (health-checked real servers \
+           only).",
+};
+
+/// The label value of a protocol (the model's serde spelling).
+const fn protocol_label(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::Tcp => "tcp",
+        Protocol::Udp => "udp",
+    }
+}
+
+/// The label value of a forwarding method (the model's serde spelling).
+const fn forward_label(forward: Forward) -> &'static str {
+    match forward {
+        Forward::Route => "route",
+        Forward::Tunnel => "tunnel",
+        Forward::Masq => "masq",
+    }
+}
+
+/// A label set rendered once, escaped, without braces: `a="x",b="y"`.
+#[derive(Clone, Debug, Default)]
+struct Labels(String);
+
+impl Labels {
+    fn new(pairs: &[(&str, &str)]) -> Self {
+        let mut labels = Labels::default();
+        for (name, value) in pairs {
+            labels.push(name, value);
+        }
+        labels
+    }
+
+    fn push(&mut self, name: &str, value: &str) {
+        if !self.0.is_empty() {
+            self.0.push(',');
+        }
+        self.0.push_str(name);
+        self.0.push_str("=\"");
+        escape_label_value(&mut self.0, value);
+        self.0.push('"');
+    }
+
+    fn with(&self, name: &str, value: &str) -> Self {
+        let mut labels = self.clone();
+        labels.push(name, value);
+        labels
+    }
+}
+
+/// Label values escape `\`, `"` and line feed (exposition format 0.0.4).
+fn escape_label_value(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// HELP text escapes `\` and line feed (but not `"`).
+fn escape_help(out: &mut String, help: &str) {
+    for c in help.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Writes one family: HELP and TYPE, then its samples, all together as the format requires.
+/// A family without samples is left out entirely.
+fn write_family<'a>(
+    out: &mut String,
+    family: &Family,
+    samples: impl IntoIterator<Item = (Cow<'a, Labels>, u64)>,
+) {
+    let mut samples = samples.into_iter().peekable();
+    if samples.peek().is_none() {
+        return;
+    }
+    let _ = write!(out, "# HELP {} ", family.name);
+    escape_help(out, family.help);
+    let _ = writeln!(out, "\n# TYPE {} {}", family.name, family.kind.name());
+    for (labels, value) in samples {
+        out.push_str(family.name);
+        if !labels.0.is_empty() {
+            out.push('{');
+            out.push_str(&labels.0);
+            out.push('}');
+        }
+        let _ = writeln!(out, " {value}");
+    }
+}
+
+/// The two samples of a per-direction counter.
+fn directions<'a>(labels: &Labels, in_: u64, out: u64) -> [(Cow<'a, Labels>, u64); 2] {
+    [
+        (Cow::Owned(labels.with("direction", "in")), in_),
+        (Cow::Owned(labels.with("direction", "out")), out),
+    ]
+}
+
+/// Renders one scrape in the Prometheus text exposition format 0.0.4.
+///
+/// Series come in the snapshot's order. Health verdicts are matched to the snapshot's real
+/// servers (so `lb_real_up` carries the same labels as the other `lb_real_*` series); a verdict
+/// about a real server no longer configured is left out, and of two verdicts about the same
+/// one the last wins.
+pub fn render(input: &MetricsInput) -> String {
+    let services: Vec<_> = input
+        .snapshot
+        .services
+        .iter()
+        .map(|service| (service_labels(&service.spec.addr), service))
+        .collect();
+    let reals: Vec<_> = input
+        .snapshot
+        .services
+        .iter()
+        .flat_map(|service| {
+            service.reals.iter().map(move |real| {
+                let key = (service.spec.addr, real.spec.addr, real.spec.port);
+                (real_labels(&service.spec.addr, &real.spec), key, real)
+            })
+        })
+        .collect();
+    let health: HashMap<_, _> = input
+        .health
+        .iter()
+        .map(|h| ((h.service, h.real, h.port), h.up))
+        .collect();
+
+    let mut out = String::new();
+
+    let mut build = Labels::new(&[("version", &input.build.version)]);
+    if let Some(git) = &input.build.git {
+        build.push("git", git);
+    }
+    write_family(&mut out, &BUILD_INFO, [(Cow::Owned(build), 1)]);
+
+    write_family(
+        &mut out,
+        &DATAPATH_EVENTS,
+        input
+            .events
+            .iter()
+            .map(|&(stat, n)| (Cow::Owned(Labels::new(&[("event", stat.name())])), n)),
+    );
+
+    write_family(
+        &mut out,
+        &SERVICE_CONNECTIONS,
+        services
+            .iter()
+            .map(|(labels, s)| (Cow::Borrowed(labels), s.stats.conns)),
+    );
+    write_family(
+        &mut out,
+        &SERVICE_PACKETS,
+        services
+            .iter()
+            .flat_map(|(labels, s)| directions(labels, s.stats.in_pkts, s.stats.out_pkts)),
+    );
+    write_family(
+        &mut out,
+        &SERVICE_BYTES,
+        services
+            .iter()
+            .flat_map(|(labels, s)| directions(labels, s.stats.in_bytes, s.stats.out_bytes)),
+    );
+
+    write_family(
+        &mut out,
+        &REAL_CONNECTIONS,
+        reals
+            .iter()
+            .map(|(labels, _, r)| (Cow::Borrowed(labels), r.stats.conns)),
+    );
+    write_family(
+        &mut out,
+        &REAL_PACKETS,
+        reals
+            .iter()
+            .flat_map(|(labels, _, r)| directions(labels, r.stats.in_pkts, r.stats.out_pkts)),
+    );
+    write_family(
+        &mut out,
+        &REAL_BYTES,
+        reals
+            .iter()
+            .flat_map(|(labels, _, r)| directions(labels, r.stats.in_bytes, r.stats.out_bytes)),
+    );
+    let real_gauge = |out: &mut String, family: &Family, value: fn(&RealStatus) -> u64| {
+        write_family(
+            out,
+            family,
+            reals
+                .iter()
+                .map(|(labels, _, r)| (Cow::Borrowed(labels), value(r))),
+        );
+    };
+    real_gauge(&mut out, &REAL_ACTIVE, |r| r.active_conns.into());
+    real_gauge(&mut out, &REAL_INACTIVE, |r| r.inactive_conns.into());
+    real_gauge(&mut out, &REAL_PERSISTENT, |r| r.persistent_conns.into());
+    real_gauge(&mut out, &REAL_WEIGHT, |r| r.spec.weight.into());
+    write_family(
+        &mut out,
+        &REAL_UP,
+        reals.iter().filter_map(|(labels, key, _)| {
+            health
+                .get(key)
+                .map(|&up| (Cow::Borrowed(labels), u64::from(up)))
+        }),
+    );
+
+    out
+}
+
+fn service_labels(addr: &ServiceAddr) -> Labels {
+    Labels::new(&[
+        ("protocol", protocol_label(addr.protocol)),
+        ("vip", &addr.addr.to_string()),
+        ("port", &addr.port.to_string()),
+    ])
+}
+
+fn real_labels(service: &ServiceAddr, real: &RealSpec) -> Labels {
+    let mut labels = service_labels(service);
+    labels.push("real", &real.addr.to_string());
+    labels.push("real_port", &real.port.to_string());
+    labels.push("forward", forward_label(real.forward));
+    labels
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP: the pure part
+// ---------------------------------------------------------------------------------------------
+
+/// Why a request head could not be answered normally.
+#[derive(Debug, thiserror::Error)]
+enum RequestError {
+    #[error("request head longer than {0} bytes")]
+    TooLarge(usize),
+    #[error("malformed request: {0}")]
+    Malformed(&'static str),
+    #[error("no complete request head within {0:?}")]
+    Timeout(Duration),
+    #[error("client closed the connection before a request")]
+    Closed,
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Method {
+    Get,
+    Head,
+    Other,
+}
+
+/// The request line, which is all this server looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RequestLine<'a> {
+    method: Method,
+    /// Path without the query.
+    path: &'a str,
+}
+
+/// Where the head ends (the index just past its blank line). Bare LF line ends are accepted,
+/// as RFC 9112 §2.2 allows; `\n\r\n` also covers the usual `\r\n\r\n`.
+fn head_end(buf: &[u8]) -> Option<usize> {
+    (0..buf.len()).find_map(|i| {
+        let rest = &buf[i..];
+        if rest.starts_with(b"\n\n") {
+            Some(i + 2)
+        } else if rest.starts_with(b"\n\r\n") {
+            Some(i + 3)
+        } else {
+            None
+        }
+    })
+}
+
+/// Parses the request line of a head (headers are ignored: nothing here depends on them).
+fn parse_request_line(head: &[u8]) -> Result<RequestLine<'_>, RequestError> {
+    // RFC 9112 §2.2: empty lines before the request line are to be ignored.
+    let start = head
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .ok_or(RequestError::Malformed("empty request"))?;
+    let head = &head[start..];
+    let end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
+    let line = head[..end].strip_suffix(b"\r").unwrap_or(&head[..end]);
+    let line = std::str::from_utf8(line).map_err(|_| RequestError::Malformed("not ASCII"))?;
+    let mut parts = line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(RequestError::Malformed(
+            "request line is not `METHOD TARGET VERSION`",
+        ));
+    };
+    if !matches!(version, "HTTP/1.0" | "HTTP/1.1") {
+        return Err(RequestError::Malformed("not HTTP/1.x"));
+    }
+    if !target.starts_with('/') {
+        return Err(RequestError::Malformed("target is not an absolute path"));
+    }
+    let method = match method {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        "" => return Err(RequestError::Malformed("empty method")),
+        _ => Method::Other,
+    };
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
+    Ok(RequestLine { method, path })
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Status {
+    Ok,
+    BadRequest,
+    NotFound,
+    MethodNotAllowed,
+    RequestTimeout,
+    HeaderTooLarge,
+    InternalError,
+}
+
+impl Status {
+    const fn line(self) -> &'static str {
+        match self {
+            Status::Ok => "200 OK",
+            Status::BadRequest => "400 Bad Request",
+            Status::NotFound => "404 Not Found",
+            Status::MethodNotAllowed => "405 Method Not Allowed",
+            Status::RequestTimeout => "408 Request Timeout",
+            Status::HeaderTooLarge => "431 Request Header Fields Too Large",
+            Status::InternalError => "500 Internal Server Error",
+        }
+    }
+}
+
+/// What to do with a well-formed request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    /// Render the metrics; `body: false` for HEAD.
+    Metrics {
+        body: bool,
+    },
+    Error(Status),
+}
+
+fn route(request: &RequestLine<'_>) -> Route {
+    match (request.path, request.method) {
+        ("/metrics", Method::Get) => Route::Metrics { body: true },
+        ("/metrics", Method::Head) => Route::Metrics { body: false },
+        ("/metrics", Method::Other) => Route::Error(Status::MethodNotAllowed),
+        _ => Route::Error(Status::NotFound),
+    }
+}
+
+/// A complete response as bytes: `Connection: close`, `Content-Length`, and the body unless
+/// `body` is false (HEAD).
+fn response(status: Status, content_type: &str, payload: &str, body: bool) -> Vec<u8> {
+    let mut head = format!(
+        "HTTP/1.1 {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        status.line(),
+        payload.len()
+    );
+    if status == Status::MethodNotAllowed {
+        head.push_str("Allow: GET, HEAD\r\n");
+    }
+    head.push_str("\r\n");
+    let mut bytes = head.into_bytes();
+    if body {
+        bytes.extend_from_slice(payload.as_bytes());
+    }
+    bytes
+}
+
+fn error_response(status: Status, body: bool) -> Vec<u8> {
+    let text = format!("{}\n", status.line());
+    response(status, "text/plain; charset=utf-8", &text, body)
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP: the tokio shell
+// ---------------------------------------------------------------------------------------------
+
+/// Where a scrape's figures come from. Called on a blocking thread, once per `GET /metrics`.
+pub type Source = dyn Fn() -> MetricsInput + Send + Sync;
+
+/// Bounds on what one client may cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Time for the whole request head to arrive (a client trickling bytes gets no longer).
+    pub request_timeout: Duration,
+    /// Time for the client to take the whole reply.
+    pub write_timeout: Duration,
+    /// Largest request head (request line and headers).
+    pub max_head: usize,
+    /// Connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            request_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(10),
+            max_head: 8 * 1024,
+            max_connections: 32,
+        }
+    }
+}
+
+/// After the reply, how long to read and discard what the client still sends before closing:
+/// closing a socket with unread data makes the kernel answer RST, which can destroy the reply
+/// before the client has read it.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_MAX: usize = 64 * 1024;
+
+/// Answers `GET /metrics` on `listener` with [`ServerLimits::default`]; see [`serve_with`].
+pub async fn serve(
+    listener: TcpListener,
+    source: impl Fn() -> MetricsInput + Send + Sync + 'static,
+) {
+    serve_with(listener, Arc::new(source), ServerLimits::default()).await
+}
+
+/// Answers `GET /metrics` (and `HEAD`) on `listener` with [`render`]`(source())`, 404 for any
+/// other path, one request per connection. Runs until the future is dropped, which also ends
+/// the connections in progress.
+pub async fn serve_with(listener: TcpListener, source: Arc<Source>, limits: ServerLimits) {
+    let mut connections = JoinSet::new();
+    loop {
+        while let Some(done) = connections.try_join_next() {
+            reap(done);
+        }
+        if connections.len() >= limits.max_connections.max(1) {
+            if let Some(done) = connections.join_next().await {
+                reap(done);
+            }
+            continue;
+        }
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let source = Arc::clone(&source);
+                connections.spawn(async move {
+                    if let Err(e) = connection(stream, source, limits).await {
+                        debug!(%peer, "metrics connection: {e}");
+                    }
+                });
+            }
+            Err(e) => {
+                // Out of descriptors, typically: back off instead of spinning.
+                warn!("metrics endpoint accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+fn reap(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        warn!("metrics connection task failed: {e}");
+    }
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    source: Arc<Source>,
+    limits: ServerLimits,
+) -> Result<(), RequestError> {
+    let read = timeout(
+        limits.request_timeout,
+        read_head(&mut stream, limits.max_head),
+    )
+    .await;
+    let (reply, outcome) = match read {
+        Err(_elapsed) => (
+            error_response(Status::RequestTimeout, true),
+            Err(RequestError::Timeout(limits.request_timeout)),
+        ),
+        Ok(Err(RequestError::Closed)) => return Ok(()),
+        Ok(Err(e @ (RequestError::Io(_) | RequestError::Timeout(_)))) => return Err(e),
+        Ok(Err(e @ RequestError::TooLarge(_))) => {
+            (error_response(Status::HeaderTooLarge, true), Err(e))
+        }
+        Ok(Err(e @ RequestError::Malformed(_))) => {
+            (error_response(Status::BadRequest, true), Err(e))
+        }
+        Ok(Ok(head)) => match parse_request_line(&head) {
+            Err(e) => (error_response(Status::BadRequest, true), Err(e)),
+            Ok(request) => (answer(&request, source).await, Ok(())),
+        },
+    };
+    timeout(limits.write_timeout, async {
+        stream.write_all(&reply).await?;
+        stream.shutdown().await
+    })
+    .await
+    .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+    let _ = timeout(LINGER, drain(&mut stream)).await;
+    outcome
+}
+
+async fn answer(request: &RequestLine<'_>, source: Arc<Source>) -> Vec<u8> {
+    match route(request) {
+        Route::Error(status) => error_response(status, request.method != Method::Head),
+        Route::Metrics { body } => {
+            match tokio::task::spawn_blocking(move || render(&source())).await {
+                Ok(text) => response(Status::Ok, CONTENT_TYPE, &text, body),
+                Err(e) => {
+                    warn!("metrics source failed: {e}");
+                    error_response(Status::InternalError, body)
+                }
+            }
+        }
+    }
+}
+
+/// Reads until the blank line that ends the request head, at most `max` bytes.
+async fn read_head(stream: &mut TcpStream, max: usize) -> Result<Vec<u8>, RequestError> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let room = (max + 1).saturating_sub(buf.len()).min(chunk.len());
+        let n = stream.read(&mut chunk[..room]).await?;
+        if n == 0 {
+            return Err(if buf.is_empty() {
+                RequestError::Closed
+            } else {
+                RequestError::Malformed("connection closed inside the request head")
+            });
+        }
+        // Search the new bytes and the two before them: a terminator is at most 3 bytes long.
+        let from = buf.len().saturating_sub(2);
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = head_end(&buf[from..]) {
+            let end = from + end;
+            if end > max {
+                return Err(RequestError::TooLarge(max));
+            }
+            buf.truncate(end);
+            return Ok(buf);
+        }
+        if buf.len() > max {
+            return Err(RequestError::TooLarge(max));
+        }
+    }
+}
+
+/// Reads and discards until EOF or [`LINGER_MAX`] bytes (see [`LINGER`]).
+async fn drain(stream: &mut TcpStream) {
+    let mut chunk = [0u8; 4096];
+    let mut total = 0;
+    while total < LINGER_MAX {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => total += n,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        collections::{HashMap, HashSet},
+        net::SocketAddr,
+        time::Instant,
+    };
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+    use crate::model::{
+        Rates, RealStatus, SchedFlags, Scheduler, ServiceSpec, ServiceStatus, Stats,
+    };
+
+    const WEB: ServiceAddr = ServiceAddr {
+        protocol: Protocol::Tcp,
+        addr: Ipv4Addr::new(10, 0, 0, 1),
+        port: 80,
+    };
+    const DNS: ServiceAddr = ServiceAddr {
+        protocol: Protocol::Udp,
+        addr: Ipv4Addr::new(10, 0, 0, 1),
+        port: 53,
+    };
+
+    fn stats(conns: u64, in_pkts: u64, out_pkts: u64, in_bytes: u64, out_bytes: u64) -> Stats {
+        Stats {
+            conns,
+            in_pkts,
+            out_pkts,
+            in_bytes,
+            out_bytes,
+        }
+    }
+
+    fn real(addr: [u8; 4], port: u16, forward: Forward, weight: u32) -> RealStatus {
+        RealStatus {
+            spec: RealSpec {
+                addr: Ipv4Addr::from(addr),
+                port,
+                forward,
+                weight,
+                upper_threshold: 0,
+                lower_threshold: 0,
+            },
+            active_conns: 0,
+            inactive_conns: 0,
+            persistent_conns: 0,
+            stats: Stats::default(),
+            rates: Rates::default(),
+        }
+    }
+
+    fn service(
+        addr: ServiceAddr,
+        scheduler: Scheduler,
+        stats: Stats,
+        reals: Vec<RealStatus>,
+    ) -> ServiceStatus {
+        ServiceStatus {
+            spec: ServiceSpec {
+                addr,
+                scheduler,
+                persistence: None,
+                sched_flags: SchedFlags::default(),
+            },
+            stats,
+            rates: Rates::default(),
+            reals,
+        }
+    }
+
+    fn sample() -> MetricsInput {
+        let mut r1 = real([192, 168, 1, 2], 80, Forward::Route, 1);
+        r1.active_conns = 3;
+        r1.inactive_conns = 1;
+        r1.stats = stats(6, 60, 0, 3600, 0);
+        let mut r2 = real([192, 168, 1, 3], 8080, Forward::Masq, 2);
+        r2.active_conns = 2;
+        r2.persistent_conns = 4;
+        r2.stats = stats(4, 40, 38, 2400, 91000);
+        let r3 = real([192, 168, 1, 4], 53, Forward::Tunnel, 0);
+        MetricsInput {
+            snapshot: Snapshot {
+                conn_table_size: 4096,
+                services: vec![
+                    service(
+                        WEB,
+                        Scheduler::Wlc,
+                        stats(10, 100, 38, 6000, 91000),
+                        vec![r1, r2],
+                    ),
+                    service(DNS, Scheduler::Rr, Stats::default(), vec![r3]),
+                ],
+                timeouts: Default::default(),
+            },
+            events: vec![
+                (Stat::Rx, 1000),
+                (Stat::TxRoute, 600),
+                (Stat::DropNoReal, 2),
+            ],
+            health: vec![
+                HealthState {
+                    service: WEB,
+                    real: Ipv4Addr::new(192, 168, 1, 3),
+                    port: 8080,
+                    up: true,
+                },
+                HealthState {
+                    service: WEB,
+                    real: Ipv4Addr::new(192, 168, 1, 2),
+                    port: 80,
+                    up: true,
+                },
+                // No longer configured: left out.
+                HealthState {
+                    service: WEB,
+                    real: Ipv4Addr::new(192, 168, 1, 9),
+                    port: 80,
+                    up: true,
+                },
+                // A later verdict on the same real server wins.
+                HealthState {
+                    service: WEB,
+                    real: Ipv4Addr::new(192, 168, 1, 3),
+                    port: 8080,
+                    up: false,
+                },
+            ],
+            build: BuildInfo {
+                version: "0.1.0".to_owned(),
+                git: Some("0123abc".to_owned()),
+            },
+        }
+    }
+
+    const EXPECTED: &str = r#"# HELP lb_build_info Build of the running lbd: always 1, described by its labels.
+# TYPE lb_build_info gauge
+lb_build_info{version="0.1.0",git="0123abc"} 1
+# HELP lb_datapath_events_total Data-path events by reason (packets seen, passed to the kernel, forwarded, dropped), summed over CPUs.
+# TYPE lb_datapath_events_total counter
+lb_datapath_events_total{event="rx"} 1000
+lb_datapath_events_total{event="tx_route"} 600
+lb_datapath_events_total{event="drop_no_real"} 2
+# HELP lb_service_connections_total Connections scheduled for the virtual service.
+# TYPE lb_service_connections_total counter
+lb_service_connections_total{protocol="tcp",vip="10.0.0.1",port="80"} 10
+lb_service_connections_total{protocol="udp",vip="10.0.0.1",port="53"} 0
+# HELP lb_service_packets_total Packets of the virtual service: in from clients, out from real servers (seen only when replies pass through the director, as with NAT).
+# TYPE lb_service_packets_total counter
+lb_service_packets_total{protocol="tcp",vip="10.0.0.1",port="80",direction="in"} 100
+lb_service_packets_total{protocol="tcp",vip="10.0.0.1",port="80",direction="out"} 38
+lb_service_packets_total{protocol="udp",vip="10.0.0.1",port="53",direction="in"} 0
+lb_service_packets_total{protocol="udp",vip="10.0.0.1",port="53",direction="out"} 0
+# HELP lb_service_bytes_total Bytes of the virtual service: in from clients, out from real servers (seen only when replies pass through the director, as with NAT).
+# TYPE lb_service_bytes_total counter
+lb_service_bytes_total{protocol="tcp",vip="10.0.0.1",port="80",direction="in"} 6000
+lb_service_bytes_total{protocol="tcp",vip="10.0.0.1",port="80",direction="out"} 91000
+lb_service_bytes_total{protocol="udp",vip="10.0.0.1",port="53",direction="in"} 0
+lb_service_bytes_total{protocol="udp",vip="10.0.0.1",port="53",direction="out"} 0
+# HELP lb_real_connections_total Connections scheduled to the real server.
+# TYPE lb_real_connections_total counter
+lb_real_connections_total{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.2",real_port="80",forward="route"} 6
+lb_real_connections_total{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.3",real_port="8080",forward="masq"} 4
+lb_real_connections_total{protocol="udp",vip="10.0.0.1",port="53",real="192.168.1.4",real_port="53",forward="tunnel"} 0
+# HELP lb_real_packets_total Packets of the real server's connections, by direction (as for the service).
+# TYPE lb_real_packets_total counter
+lb_real_packets_total{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.2",real_port="80",forward="route",direction="in"} 60
+lb_real_packets_total{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.2",real_port="80",forward="route",direction="out"} 0
+lb_real_packets_total{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.3",real_port="8080",forward="masq",direction="in"} 40
+lb_real_packets_total{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.3",real_port="8080",forward="masq",direction="out"} 38
+lb_real_packets_total{protocol="udp",vip="10.0.0.1",port="53",real="192.168.1.4",real_port="53",forward="tunnel",direction="in"} 0
+lb_real_packets_total{protocol="udp",vip="10.0.0.1",port="53",real="192.168.1.4",real_port="53",forward="tunnel",direction="out"} 0
+# HELP lb_real_bytes_total Bytes of the real server's connections, by direction (as for the service).
+# TYPE lb_real_bytes_total counter
+lb_real_bytes_total{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.2",real_port="80",forward="route",direction="in"} 3600
+lb_real_bytes_total{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.2",real_port="80",forward="route",direction="out"} 0
+lb_real_bytes_total{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.3",real_port="8080",forward="masq",direction="in"} 2400
+lb_real_bytes_total{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.3",real_port="8080",forward="masq",direction="out"} 91000
+lb_real_bytes_total{protocol="udp",vip="10.0.0.1",port="53",real="192.168.1.4",real_port="53",forward="tunnel",direction="in"} 0
+lb_real_bytes_total{protocol="udp",vip="10.0.0.1",port="53",real="192.168.1.4",real_port="53",forward="tunnel",direction="out"} 0
+# HELP lb_real_active_connections Active connections to the real server (ipvsadm ActiveConn).
+# TYPE lb_real_active_connections gauge
+lb_real_active_connections{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.2",real_port="80",forward="route"} 3
+lb_real_active_connections{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.3",real_port="8080",forward="masq"} 2
+lb_real_active_connections{protocol="udp",vip="10.0.0.1",port="53",real="192.168.1.4",real_port="53",forward="tunnel"} 0
+# HELP lb_real_inactive_connections Inactive connections to the real server (ipvsadm InActConn).
+# TYPE lb_real_inactive_connections gauge
+lb_real_inactive_connections{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.2",real_port="80",forward="route"} 1
+lb_real_inactive_connections{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.3",real_port="8080",forward="masq"} 0
+lb_real_inactive_connections{protocol="udp",vip="10.0.0.1",port="53",real="192.168.1.4",real_port="53",forward="tunnel"} 0
+# HELP lb_real_persistent_connections Persistence templates pointing at the real server (ipvsadm PersistConn).
+# TYPE lb_real_persistent_connections gauge
+lb_real_persistent_connections{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.2",real_port="80",forward="route"} 0
+lb_real_persistent_connections{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.3",real_port="8080",forward="masq"} 4
+lb_real_persistent_connections{protocol="udp",vip="10.0.0.1",port="53",real="192.168.1.4",real_port="53",forward="tunnel"} 0
+# HELP lb_real_weight Configured weight of the real server (0: quiescent, no new connections).
+# TYPE lb_real_weight gauge
+lb_real_weight{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.2",real_port="80",forward="route"} 1
+lb_real_weight{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.3",real_port="8080",forward="masq"} 2
+lb_real_weight{protocol="udp",vip="10.0.0.1",port="53",real="192.168.1.4",real_port="53",forward="tunnel"} 0
+# HELP lb_real_up Health-check verdict on the real server: 1 up, 0 down (health-checked real servers only).
+# TYPE lb_real_up gauge
+lb_real_up{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.2",real_port="80",forward="route"} 1
+lb_real_up{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.3",real_port="8080",forward="masq"} 0
+"#;
+
+    #[test]
+    fn renders_sample_exactly() {
+        let text = render(&sample());
+        if text != EXPECTED {
+            for (i, (got, want)) in text.lines().zip(EXPECTED.lines()).enumerate() {
+                assert_eq!(got, want, "line {}", i + 1);
+            }
+            assert_eq!(text, EXPECTED);
+        }
+    }
+
+    #[test]
+    fn empty_input_has_only_build_info() {
+        let input = MetricsInput {
+            build: BuildInfo {
+                version: "1.2.3".to_owned(),
+                git: None,
+            },
+            ..Default::default()
+        };
+        assert_eq!(
+            render(&input),
+            "# HELP lb_build_info Build of the running lbd: always 1, described by its labels.\n\
+             # TYPE lb_build_info gauge\n\
+             lb_build_info{version=\"1.2.3\"} 1\n"
+        );
+    }
+
+    #[test]
+    fn escapes_label_values_and_help() {
+        let mut out = String::new();
+        escape_label_value(&mut out, "a\"b\\c\nd\te");
+        assert_eq!(out, r#"a\"b\\c\nd	e"#);
+        let mut out = String::new();
+        escape_help(&mut out, "a\"b\\c\nd");
+        assert_eq!(out, r#"a"b\\c\nd"#);
+
+        let input = MetricsInput {
+            build: BuildInfo {
+                version: "1.0 \"beta\"\n".to_owned(),
+                git: Some(r"C:\tree".to_owned()),
+            },
+            ..Default::default()
+        };
+        let text = render(&input);
+        assert!(
+            text.contains(r#"lb_build_info{version="1.0 \"beta\"\n",git="C:\\tree"} 1"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn build_info_current_is_this_crate() {
+        assert_eq!(BuildInfo::current().version, env!("CARGO_PKG_VERSION"));
+    }
+
+    // A minimal reader of the text format, strict where our output must be.
+
+    type Series = (String, Vec<(String, String)>);
+
+    fn is_metric_name(s: &str) -> bool {
+        let mut chars = s.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    }
+
+    fn is_label_name(s: &str) -> bool {
+        let mut chars = s.chars();
+        !s.starts_with("__")
+            && chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    }
+
+    /// `name{a="x",b="y"} value` → (name, labels, value).
+    fn parse_sample(line: &str) -> (String, Vec<(String, String)>, f64) {
+        let name_end = line.find(['{', ' ']).expect("name ends");
+        let name = &line[..name_end];
+        assert!(is_metric_name(name), "bad name in {line:?}");
+        let mut labels = Vec::new();
+        let mut rest = &line[name_end..];
+        if let Some(after) = rest.strip_prefix('{') {
+            let mut chars = after.char_indices().peekable();
+            loop {
+                let start = chars.peek().expect("label").0;
+                let (eq, _) = chars.find(|&(_, c)| c == '=').expect("=");
+                let label = &after[start..eq];
+                assert!(is_label_name(label), "bad label name {label:?} in {line:?}");
+                assert_eq!(chars.next().map(|(_, c)| c), Some('"'), "{line:?}");
+                let mut value = String::new();
+                loop {
+                    match chars.next().expect("closing quote").1 {
+                        '"' => break,
+                        '\\' => match chars.next().expect("escape").1 {
+                            '\\' => value.push('\\'),
+                            '"' => value.push('"'),
+                            'n' => value.push('\n'),
+                            c => panic!("bad escape \\{c} in {line:?}"),
+                        },
+                        '\n' => panic!("raw line feed in {line:?}"),
+                        c => value.push(c),
+                    }
+                }
+                labels.push((label.to_owned(), value));
+                match chars.next().expect("after label").1 {
+                    ',' => continue,
+                    '}' => {
+                        let end = chars.peek().map_or(after.len(), |&(i, _)| i);
+                        rest = &after[end..];
+                        break;
+                    }
+                    c => panic!("unexpected {c:?} in {line:?}"),
+                }
+            }
+        }
+        let value = rest.strip_prefix(' ').expect("space before value");
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        (name.to_owned(), labels, value)
+    }
+
+    /// Checks the whole exposition and returns its samples.
+    fn parse_exposition(text: &str) -> Vec<(Series, f64)> {
+        assert!(
+            text.is_empty() || text.ends_with('\n'),
+            "last line must end"
+        );
+        let mut help = HashSet::new();
+        let mut types = HashMap::new();
+        let mut closed = HashSet::new();
+        let mut current: Option<String> = None;
+        let mut seen = HashSet::new();
+        let mut samples = Vec::new();
+        let mut enter = |name: &str, current: &mut Option<String>| {
+            if current.as_deref() != Some(name) {
+                if let Some(previous) = current.take() {
+                    closed.insert(previous);
+                }
+                assert!(!closed.contains(name), "family {name} is split");
+                *current = Some(name.to_owned());
+            }
+        };
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let (name, _) = rest.split_once(' ').expect("HELP text");
+                assert!(is_metric_name(name));
+                enter(name, &mut current);
+                assert!(help.insert(name.to_owned()), "second HELP for {name}");
+            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').expect("TYPE kind");
+                assert!(is_metric_name(name));
+                assert!(matches!(kind, "counter" | "gauge"), "{kind}");
+                enter(name, &mut current);
+                assert!(
+                    !seen.iter().any(|(n, _): &Series| n == name),
+                    "TYPE after samples"
+                );
+                assert!(types.insert(name.to_owned(), kind.to_owned()).is_none());
+            } else {
+                assert!(!line.starts_with('#') && !line.is_empty(), "{line:?}");
+                let (name, labels, value) = parse_sample(line);
+                enter(&name, &mut current);
+                assert!(help.contains(&name), "{name} has no HELP");
+                let kind = types
+                    .get(&name)
+                    .unwrap_or_else(|| panic!("{name} has no TYPE"));
+                assert_eq!(
+                    kind == "counter",
+                    name.ends_with("_total"),
+                    "{name} is a {kind}"
+                );
+                let mut names: Vec<_> = labels.iter().map(|(l, _)| l.clone()).collect();
+                names.sort();
+                names.dedup();
+                assert_eq!(names.len(), labels.len(), "repeated label in {line:?}");
+                let mut key = labels.clone();
+                key.sort();
+                assert!(
+                    seen.insert((name.clone(), key)),
+                    "duplicate series {line:?}"
+                );
+                samples.push(((name, labels), value));
+            }
+        }
+        samples
+    }
+
+    #[test]
+    fn parses_back() {
+        let mut input = sample();
+        input.build.version = "weird \"version\" \\ with\nnewline".to_owned();
+        input.events = Stat::ALL.iter().map(|&s| (s, s as u64 * 7)).collect();
+        let samples = parse_exposition(&render(&input));
+
+        let value = |name: &str, labels: &[(&str, &str)]| {
+            let labels: Vec<_> = labels
+                .iter()
+                .map(|(l, v)| (l.to_string(), v.to_string()))
+                .collect();
+            samples
+                .iter()
+                .find(|((n, l), _)| n == name && *l == labels)
+                .unwrap_or_else(|| panic!("no {name} {labels:?}"))
+                .1
+        };
+        assert_eq!(
+            value(
+                "lb_build_info",
+                &[
+                    ("version", input.build.version.as_str()),
+                    ("git", "0123abc")
+                ]
+            ),
+            1.0
+        );
+        for stat in Stat::ALL {
+            assert_eq!(
+                value("lb_datapath_events_total", &[("event", stat.name())]),
+                (stat as u64 * 7) as f64
+            );
+        }
+        let masq = [
+            ("protocol", "tcp"),
+            ("vip", "10.0.0.1"),
+            ("port", "80"),
+            ("real", "192.168.1.3"),
+            ("real_port", "8080"),
+            ("forward", "masq"),
+        ];
+        assert_eq!(value("lb_real_persistent_connections", &masq), 4.0);
+        assert_eq!(value("lb_real_up", &masq), 0.0);
+        let mut out = masq.to_vec();
+        out.push(("direction", "out"));
+        assert_eq!(value("lb_real_bytes_total", &out), 91000.0);
+        // One series per family and service/real, plus build, events and two health verdicts.
+        assert_eq!(samples.len(), 1 + Stat::ALL.len() + 2 * 5 + 3 * 9 + 2);
+    }
+
+    #[test]
+    fn parser_rejects_what_it_must() {
+        let bad = [
+            "lb_x_total 1\n", // no HELP/TYPE
+            "# HELP lb_x_total x\n# TYPE lb_x_total counter\nlb_x_total{a=\"1\"} 1\nlb_x_total{a=\"1\"} 2\n",
+            "# HELP lb_x x\n# TYPE lb_x counter\nlb_x 1\n", // counter without _total
+            "# HELP lb_x x\n# TYPE lb_x gauge\nlb_x{a=\"\\t\"} 1\n", // bad escape
+        ];
+        for text in bad {
+            assert!(
+                std::panic::catch_unwind(|| parse_exposition(text)).is_err(),
+                "accepted {text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn finds_the_end_of_a_head() {
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nbody"), Some(27));
+        assert_eq!(head_end(b"GET / HTTP/1.1\n\n"), Some(16));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
+        assert_eq!(head_end(b""), None);
+    }
+
+    #[test]
+    fn parses_request_lines() {
+        fn ok(head: &[u8]) -> RequestLine<'_> {
+            parse_request_line(head).unwrap()
+        }
+        assert_eq!(
+            ok(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
+            RequestLine {
+                method: Method::Get,
+                path: "/metrics"
+            }
+        );
+        assert_eq!(
+            ok(b"\r\nHEAD /metrics?name[]=x HTTP/1.0\n\n"),
+            RequestLine {
+                method: Method::Head,
+                path: "/metrics"
+            }
+        );
+        assert_eq!(ok(b"DELETE / HTTP/1.1\r\n\r\n").method, Method::Other);
+        for bad in [
+            &b"\r\n\r\n"[..],
+            b"GET /metrics\r\n\r\n",
+            b"GET /metrics HTTP/2\r\n\r\n",
+            b"GET  /metrics HTTP/1.1\r\n\r\n",
+            b"GET http://host/metrics HTTP/1.1\r\n\r\n",
+            b"GET /metrics HTTP/1.1 x\r\n\r\n",
+            b"GET /\xff HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(
+                parse_request_line(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn routes() {
+        let r = |method, path| route(&RequestLine { method, path });
+        assert_eq!(r(Method::Get, "/metrics"), Route::Metrics { body: true });
+        assert_eq!(r(Method::Head, "/metrics"), Route::Metrics { body: false });
+        assert_eq!(
+            r(Method::Other, "/metrics"),
+            Route::Error(Status::MethodNotAllowed)
+        );
+        assert_eq!(r(Method::Get, "/"), Route::Error(Status::NotFound));
+        assert_eq!(r(Method::Get, "/metrics/"), Route::Error(Status::NotFound));
+    }
+
+    // The server, over real TCP connections on 127.0.0.1.
+
+    async fn start(limits: ServerLimits, source: Arc<Source>) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve_with(listener, source, limits));
+        addr
+    }
+
+    async fn exchange(addr: SocketAddr, request: &[u8]) -> String {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        let mut reply = Vec::new();
+        timeout(Duration::from_secs(10), stream.read_to_end(&mut reply))
+            .await
+            .expect("the server closes after its reply")
+            .unwrap();
+        String::from_utf8(reply).unwrap()
+    }
+
+    /// Splits a reply into status line, headers (lower-cased names) and body.
+    fn split(reply: &str) -> (&str, HashMap<String, &str>, &str) {
+        let (head, body) = reply.split_once("\r\n\r\n").expect("a head");
+        let mut lines = head.split("\r\n");
+        let status = lines.next().unwrap();
+        let headers = lines
+            .map(|l| {
+                let (name, value) = l.split_once(": ").unwrap();
+                (name.to_ascii_lowercase(), value)
+            })
+            .collect();
+        (status, headers, body)
+    }
+
+    #[tokio::test]
+    async fn serves_metrics() {
+        let addr = start(ServerLimits::default(), Arc::new(sample)).await;
+        let expected = render(&sample());
+
+        let reply = exchange(
+            addr,
+            b"GET /metrics HTTP/1.1\r\nHost: lb\r\nAccept: */*\r\n\r\n",
+        )
+        .await;
+        let (status, headers, body) = split(&reply);
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(
+            headers["content-type"],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        assert_eq!(headers["content-length"], expected.len().to_string());
+        assert_eq!(headers["connection"], "close");
+        assert_eq!(body, expected);
+
+        let reply = exchange(addr, b"GET /metrics?x=1 HTTP/1.0\r\n\r\n").await;
+        assert_eq!(split(&reply).2, expected);
+
+        let reply = exchange(addr, b"HEAD /metrics HTTP/1.1\r\n\r\n").await;
+        let (status, headers, body) = split(&reply);
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(headers["content-length"], expected.len().to_string());
+        assert_eq!(body, "");
+    }
+
+    #[tokio::test]
+    async fn answers_errors() {
+        let addr = start(ServerLimits::default(), Arc::new(sample)).await;
+        let status = |reply: &str| reply.lines().next().unwrap().to_owned();
+
+        for path in ["/", "/metric", "/metrics/x", "/favicon.ico"] {
+            let request = format!("GET {path} HTTP/1.1\r\n\r\n");
+            let reply = exchange(addr, request.as_bytes()).await;
+            assert_eq!(status(&reply), "HTTP/1.1 404 Not Found", "{path}");
+            assert_eq!(split(&reply).2, "404 Not Found\n");
+        }
+        let reply = exchange(
+            addr,
+            b"POST /metrics HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+        )
+        .await;
+        assert_eq!(status(&reply), "HTTP/1.1 405 Method Not Allowed");
+        assert_eq!(split(&reply).1["allow"], "GET, HEAD");
+        let reply = exchange(addr, b"hello\r\n\r\n").await;
+        assert_eq!(status(&reply), "HTTP/1.1 400 Bad Request");
+        // Closed mid-head.
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\n")
+            .await
+            .unwrap();
+        stream.shutdown().await.unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).await.unwrap();
+        assert_eq!(status(&reply), "HTTP/1.1 400 Bad Request");
+        // Connected and gone without a word: nothing to answer, and the server carries on.
+        drop(TcpStream::connect(addr).await.unwrap());
+        let reply = exchange(addr, b"GET /metrics HTTP/1.1\r\n\r\n").await;
+        assert_eq!(status(&reply), "HTTP/1.1 200 OK");
+    }
+
+    #[tokio::test]
+    async fn refuses_oversized_heads() {
+        let addr = start(ServerLimits::default(), Arc::new(sample)).await;
+        let mut request = b"GET /metrics HTTP/1.1\r\nX-Filler: ".to_vec();
+        request.resize(20_000, b'a');
+        let reply = exchange(addr, &request).await;
+        assert_eq!(
+            reply.lines().next(),
+            Some("HTTP/1.1 431 Request Header Fields Too Large")
+        );
+        // Right at the limit is still fine.
+        let mut request = b"GET /metrics HTTP/1.1\r\nX-Filler: ".to_vec();
+        request.resize(ServerLimits::default().max_head - 4, b'a');
+        request.extend_from_slice(b"\r\n\r\n");
+        let reply = exchange(addr, &request).await;
+        assert_eq!(reply.lines().next(), Some("HTTP/1.1 200 OK"));
+    }
+
+    #[tokio::test]
+    async fn reads_a_head_in_pieces() {
+        let addr = start(ServerLimits::default(), Arc::new(sample)).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        for &byte in b"GET /metrics HTTP/1.1\r\nHost: lb\r\n\r\n" {
+            stream.write_all(&[byte]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).await.unwrap();
+        assert_eq!(split(&reply).2, render(&sample()));
+    }
+
+    #[tokio::test]
+    async fn times_out_slow_clients_and_caps_connections() {
+        let limits = ServerLimits {
+            request_timeout: Duration::from_millis(300),
+            max_connections: 1,
+            ..ServerLimits::default()
+        };
+        let addr = start(limits, Arc::new(sample)).await;
+        let begin = Instant::now();
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET /metrics HTTP/1.1\r\n").await.unwrap();
+        // Let the server pick the slow one first.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+
+        // The only slot is taken: this one waits until the slow client has timed out.
+        let reply = exchange(addr, b"GET /metrics HTTP/1.1\r\n\r\n").await;
+        assert_eq!(reply.lines().next(), Some("HTTP/1.1 200 OK"));
+        assert!(
+            begin.elapsed() >= Duration::from_millis(300),
+            "{:?}",
+            begin.elapsed()
+        );
+
+        let mut reply = String::new();
+        slow.read_to_string(&mut reply).await.unwrap();
+        assert_eq!(reply.lines().next(), Some("HTTP/1.1 408 Request Timeout"));
+    }
+
+    #[tokio::test]
+    async fn a_failing_source_is_a_500() {
+        let addr = start(
+            ServerLimits::default(),
+            Arc::new(|| -> MetricsInput { panic!("source failed (expected by this test)") }),
+        )
+        .await;
+        let reply = exchange(addr, b"GET /metrics HTTP/1.1\r\n\r\n").await;
+        assert_eq!(
+            reply.lines().next(),
+            Some("HTTP/1.1 500 Internal Server Error")
+        );
+    }
+
+    #[tokio::test]
+    async fn serve_takes_a_closure() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(serve(listener, MetricsInput::default));
+        let reply = exchange(addr, b"GET /metrics HTTP/1.1\r\n\r\n").await;
+        assert!(
+            reply.ends_with("lb_build_info{version=\"\"} 1\n"),
+            "{reply}"
+        );
+        server.abort();
+    }
+}
