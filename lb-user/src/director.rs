@@ -134,6 +134,8 @@ pub struct Director {
     service_rates: HashMap<u32, Estimator>,
     real_rates: HashMap<u32, Estimator>,
     last_estimate: Instant,
+    /// Health-check verdicts of checked real servers.
+    health: HashMap<crate::health::TargetKey, bool>,
     state_path: PathBuf,
     conn_table_size: u32,
     last_route_refresh: Instant,
@@ -221,6 +223,7 @@ impl Director {
             service_rates: HashMap::new(),
             real_rates: HashMap::new(),
             last_estimate: Instant::now(),
+            health: HashMap::new(),
             state_path,
             conn_table_size,
             last_route_refresh: Instant::now(),
@@ -835,6 +838,35 @@ impl Director {
 
     pub fn timeouts(&self) -> Timeouts {
         self.config.timeouts
+    }
+
+    /// Everything the metrics endpoint shows.
+    pub fn metrics_input(&self) -> crate::metrics::MetricsInput {
+        crate::metrics::MetricsInput {
+            snapshot: self.snapshot().unwrap_or_default(),
+            events: self.events().unwrap_or_default(),
+            health: self
+                .health
+                .iter()
+                .map(|(key, &up)| crate::metrics::HealthState {
+                    service: key.service,
+                    real: key.real,
+                    port: key.port,
+                    up,
+                })
+                .collect(),
+            build: crate::metrics::BuildInfo::current(),
+        }
+    }
+
+    /// Records the health-check verdict of a real server (for listings and metrics).
+    pub fn set_health(&mut self, key: crate::health::TargetKey, up: bool) {
+        self.health.insert(key, up);
+    }
+
+    /// Forgets health verdicts of real servers no longer checked.
+    pub fn retain_health(&mut self, keep: impl Fn(&crate::health::TargetKey) -> bool) {
+        self.health.retain(|k, _| keep(k));
     }
 
     /// Data-path event counters by reason.

@@ -13,7 +13,7 @@ use lb_user::{
     control::{DEFAULT_SOCKET, server::ControlSocket},
     dataplane::{AttachMode, Dataplane, Decap, OnExit},
     director::Director,
-    netlink,
+    metrics, netlink,
     pinning::{DEFAULT_BPFFS, PinDir},
     state::DEFAULT_STATE,
 };
@@ -51,6 +51,10 @@ struct Args {
     /// Remove what an lbd left running under --bpffs (after `--on-exit keep`), then exit.
     #[arg(long)]
     cleanup: bool,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9300); off by default. There
+    /// is no authentication: keep it on loopback or behind a firewall.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -194,9 +198,28 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
 
+    let metrics = async {
+        match args.metrics {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("metrics endpoint {addr}"))?;
+                info!(%addr, "serving Prometheus metrics on /metrics");
+                let director = Arc::clone(&director);
+                metrics::serve(listener, move || {
+                    director.lock().unwrap_or_else(|p| p.into_inner()).metrics_input()
+                })
+                .await;
+                Ok::<(), anyhow::Error>(())
+            }
+            None => std::future::pending().await,
+        }
+    };
+
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     tokio::select! {
+        r = metrics => r?,
         _ = socket.serve(Arc::clone(&director)) => {}
         _ = ticker => {}
         _ = sigterm.recv() => info!("SIGTERM: shutting down"),
