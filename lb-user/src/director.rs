@@ -836,6 +836,11 @@ impl Director {
         list
     }
 
+    /// The running configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     pub fn timeouts(&self) -> Timeouts {
         self.config.timeouts
     }

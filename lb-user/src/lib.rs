@@ -5,9 +5,11 @@
 pub mod config;
 pub mod control;
 pub mod dataplane;
-pub mod health;
 pub mod director;
+pub mod health;
 pub mod ipvsadm;
+pub mod keepalived;
+pub mod managed;
 pub mod metrics;
 pub mod model;
 pub mod netlink;

@@ -10,9 +10,13 @@ use std::{
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use lb_user::{
-    control::{DEFAULT_SOCKET, server::ControlSocket},
+    control::{
+        DEFAULT_SOCKET, RequestBody, ResponseBody,
+        server::{ControlSocket, ReloadHook},
+    },
     dataplane::{AttachMode, Dataplane, Decap, OnExit},
     director::Director,
+    managed::Managed,
     metrics, netlink,
     pinning::{DEFAULT_BPFFS, PinDir},
     state::DEFAULT_STATE,
@@ -51,6 +55,10 @@ struct Args {
     /// Remove what an lbd left running under --bpffs (after `--on-exit keep`), then exit.
     #[arg(long)]
     cleanup: bool,
+    /// Read the virtual servers (and their health checks) from this keepalived.conf; SIGHUP
+    /// or `lbd reload` re-reads it and applies what changed.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9300); off by default. There
     /// is no authentication: keep it on loopback or behind a firewall.
     #[arg(long, value_name = "ADDR")]
@@ -67,6 +75,11 @@ enum Sub {
         ifaces: Vec<String>,
         #[arg(long, value_enum, default_value = "auto")]
         xdp_mode: AttachMode,
+    },
+    /// Ask the running lbd to re-read its --config file and apply what changed.
+    Reload {
+        #[arg(long, default_value = DEFAULT_SOCKET, value_name = "PATH")]
+        socket: PathBuf,
     },
 }
 
@@ -96,6 +109,16 @@ fn lbd_main() -> anyhow::Result<()> {
         .build()?;
     let result = match args.command {
         Some(Sub::Decap { ifaces, xdp_mode }) => runtime.block_on(decap(ifaces, xdp_mode)),
+        Some(Sub::Reload { socket }) => {
+            match lb_user::control::client::request(&socket, RequestBody::Reload)? {
+                ResponseBody::Done => {
+                    info!("configuration reloaded");
+                    Ok(())
+                }
+                ResponseBody::Error { message } => Err(anyhow::anyhow!("{message}")),
+                other => Err(anyhow::anyhow!("unexpected answer from lbd: {other:?}")),
+            }
+        }
         None => runtime.block_on(run(args)),
     };
     result
@@ -176,6 +199,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             info!(iface = %name, mode, "XDP program attached");
         }
     }
+    let reload = match &args.config {
+        Some(path) => Some(supervise(path, &director)?),
+        None => None,
+    };
     info!(socket = %socket.path().display(), state = %args.state.display(), "lbd ready");
 
     let ticker = {
@@ -207,7 +234,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 info!(%addr, "serving Prometheus metrics on /metrics");
                 let director = Arc::clone(&director);
                 metrics::serve(listener, move || {
-                    director.lock().unwrap_or_else(|p| p.into_inner()).metrics_input()
+                    director
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .metrics_input()
                 })
                 .await;
                 Ok::<(), anyhow::Error>(())
@@ -216,11 +246,32 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
 
+    let hup = {
+        let reload = reload.clone();
+        async move {
+            let mut sighup = signal(SignalKind::hangup())?;
+            loop {
+                sighup.recv().await;
+                info!("SIGHUP: reloading the configuration");
+                match &reload {
+                    Some(reload) => {
+                        let reload = Arc::clone(reload);
+                        let _ = tokio::task::spawn_blocking(move || reload()).await;
+                    }
+                    None => warn!("started without --config: nothing to reload"),
+                }
+            }
+            #[expect(unreachable_code, reason = "the loop only ends with the daemon")]
+            Ok::<(), anyhow::Error>(())
+        }
+    };
+
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     tokio::select! {
         r = metrics => r?,
-        _ = socket.serve(Arc::clone(&director)) => {}
+        r = hup => r?,
+        _ = socket.serve(Arc::clone(&director), reload) => {}
         _ = ticker => {}
         _ = sigterm.recv() => info!("SIGTERM: shutting down"),
         _ = sigint.recv() => info!("SIGINT: shutting down"),
@@ -239,4 +290,78 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ),
     }
     Ok(())
+}
+
+/// Puts the keepalived.conf's virtual servers in place, starts their health checks and keeps
+/// the two in step; returns the reload hook (SIGHUP, `lbd reload`).
+fn supervise(
+    path: &std::path::Path,
+    director: &Arc<Mutex<Director>>,
+) -> anyhow::Result<ReloadHook> {
+    let mut managed = Managed::load(path)
+        .map_err(|e| anyhow::anyhow!("invalid configuration, nothing applied:\n{e}"))?;
+    for note in &managed.config().notes {
+        info!("{note}");
+    }
+    {
+        let mut d = director.lock().unwrap_or_else(|p| p.into_inner());
+        let commands = managed.commands(d.config());
+        d.apply(&commands)?;
+        info!(path = %path.display(), services = managed.config().services.len(), changes = commands.len(), "configuration applied");
+    }
+    let (checker, mut events) = lb_user::health::spawn(managed.targets())?;
+    let managed = Arc::new(Mutex::new((managed, checker)));
+    {
+        let managed = Arc::clone(&managed);
+        let director = Arc::clone(director);
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                let managed = Arc::clone(&managed);
+                let director = Arc::clone(&director);
+                let _ = tokio::task::spawn_blocking(move || {
+                    let mut guard = managed.lock().unwrap_or_else(|p| p.into_inner());
+                    let (managed, _) = &mut *guard;
+                    if !managed.set_health(event.key, event.up) {
+                        return;
+                    }
+                    let state = if event.up { "up" } else { "DOWN" };
+                    info!(service = %event.key.service, real = %event.key.real, port = event.key.port, reason = %event.reason, "real server {state}");
+                    let mut d = director.lock().unwrap_or_else(|p| p.into_inner());
+                    d.set_health(event.key, event.up);
+                    let commands = managed.commands(d.config());
+                    if let Err(e) = d.apply(&commands) {
+                        warn!("applying a health change failed: {e}");
+                    }
+                })
+                .await;
+            }
+        });
+    }
+    let director = Arc::clone(director);
+    let runtime = tokio::runtime::Handle::current();
+    Ok(Arc::new(move || {
+        let _enter = runtime.enter();
+        let mut guard = managed.lock().unwrap_or_else(|p| p.into_inner());
+        let (managed, checker) = &mut *guard;
+        if let Err(e) = managed.reload() {
+            let message = format!(
+                "{}: invalid configuration, nothing changed:\n{e}",
+                managed.path().display()
+            );
+            warn!("{message}");
+            return Err(message);
+        }
+        for note in &managed.config().notes {
+            info!("{note}");
+        }
+        checker
+            .replace(managed.targets())
+            .map_err(|e| e.to_string())?;
+        let mut d = director.lock().unwrap_or_else(|p| p.into_inner());
+        let commands = managed.commands(d.config());
+        d.retain_health(|_| true);
+        d.apply(&commands).map_err(|e| e.to_string())?;
+        info!(changes = commands.len(), "configuration reloaded");
+        Ok(())
+    }))
 }

@@ -34,6 +34,8 @@ pub enum RequestBody {
     Connections,
     /// Current timeouts.
     Timeouts,
+    /// Re-read the configuration file (`lbd --config`) and apply what changed.
+    Reload,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

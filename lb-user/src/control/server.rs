@@ -16,6 +16,9 @@ use tracing::{debug, info, warn};
 use super::{PROTOCOL_VERSION, Request, RequestBody, Response, ResponseBody};
 use crate::director::Director;
 
+/// Re-reads `lbd --config`'s file and applies it; the error says why nothing changed.
+pub type ReloadHook = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
 /// Requests longer than this are refused (a restore of tens of thousands of services fits).
 const MAX_REQUEST: usize = 256 * 1024 * 1024;
 
@@ -53,13 +56,14 @@ impl ControlSocket {
     }
 
     /// Serves requests until the task is dropped.
-    pub async fn serve(&self, director: Arc<Mutex<Director>>) {
+    pub async fn serve(&self, director: Arc<Mutex<Director>>, reload: Option<ReloadHook>) {
         loop {
             match self.listener.accept().await {
                 Ok((stream, _)) => {
                     let director = Arc::clone(&director);
+                    let reload = reload.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = session(stream, director).await {
+                        if let Err(e) = session(stream, director, reload).await {
                             debug!("control connection ended: {e}");
                         }
                     });
@@ -76,7 +80,11 @@ impl Drop for ControlSocket {
     }
 }
 
-async fn session(stream: UnixStream, director: Arc<Mutex<Director>>) -> io::Result<()> {
+async fn session(
+    stream: UnixStream,
+    director: Arc<Mutex<Director>>,
+    reload: Option<ReloadHook>,
+) -> io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read.take(MAX_REQUEST as u64)).lines();
     while let Some(line) = lines.next_line().await? {
@@ -87,6 +95,25 @@ async fn session(stream: UnixStream, director: Arc<Mutex<Director>>) -> io::Resu
                     request.version
                 ),
             },
+            Ok(Request {
+                body: RequestBody::Reload,
+                ..
+            }) => {
+                let reload = reload.clone();
+                tokio::task::spawn_blocking(move || match reload {
+                    None => ResponseBody::Error {
+                        message: "lbd was started without --config: nothing to reload".to_owned(),
+                    },
+                    Some(reload) => match reload() {
+                        Ok(()) => ResponseBody::Done,
+                        Err(message) => ResponseBody::Error { message },
+                    },
+                })
+                .await
+                .unwrap_or_else(|e| ResponseBody::Error {
+                    message: format!("internal error: {e}"),
+                })
+            }
             Ok(request) => {
                 let director = Arc::clone(&director);
                 tokio::task::spawn_blocking(move || {
@@ -142,6 +169,9 @@ pub fn handle(director: &mut Director, body: RequestBody) -> ResponseBody {
         },
         RequestBody::Timeouts => ResponseBody::Timeouts {
             timeouts: director.timeouts(),
+        },
+        RequestBody::Reload => ResponseBody::Error {
+            message: "reload is handled by the session".to_owned(),
         },
     }
 }

@@ -1,0 +1,186 @@
+//! What the LVS part of a keepalived.conf says, with keepalived's defaults and inheritance
+//! resolved: every value here is the one keepalived would use.
+
+use std::{net::Ipv4Addr, time::Duration};
+
+use super::error::{Location, Note};
+use crate::model::{RealSpec, ServiceSpec, Timeouts};
+
+/// The LVS configuration of a keepalived.conf.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LvsConfig {
+    /// The `virtual_server` blocks in file order (those keepalived ignores left out, with a
+    /// note).
+    pub services: Vec<VirtualServer>,
+    /// `global_defs { lvs_timeouts ... }`; a 0 leaves that timeout as it is.
+    pub timeouts: Option<Timeouts>,
+    /// `global_defs { lvs_flush }`: clear the whole IPVS table before setting up.
+    pub flush: bool,
+    /// What lb left aside or defaulted, in file order.
+    pub notes: Vec<Note>,
+}
+
+/// A `virtual_server IP PORT { ... }`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VirtualServer {
+    /// Address, protocol (`protocol`), scheduler (`lb_algo` / `lvs_sched`), persistence
+    /// (`persistence_timeout`, `persistence_granularity`), scheduler flags (`sh-port`, ...).
+    pub spec: ServiceSpec,
+    /// The real servers in file order, each with its forwarding method, port and weight as
+    /// IPVS gets them.
+    pub reals: Vec<RealServerConf>,
+    /// Takes the real servers' place while the live weight is under quorum.
+    pub sorry_server: Option<SorryServer>,
+    /// Least total weight of live real servers for the service to count as up (`quorum`,
+    /// default 1), lowered to the total weight of the real servers as keepalived does.
+    pub quorum: u32,
+    /// Weight units of tolerance around the quorum (`hysteresis`, default 0), kept under
+    /// `quorum` as keepalived does.
+    pub hysteresis: u32,
+    /// `quorum_up` script.
+    pub quorum_up: Option<Script>,
+    /// `quorum_down` script.
+    pub quorum_down: Option<Script>,
+    /// `delay_loop` of the virtual server (default 60 s); the checks have their own, resolved.
+    pub delay_loop: Duration,
+    /// `alpha`: checks start failed. Already resolved into each check's `alpha`.
+    pub alpha: bool,
+    /// `omega`: run the quorum-down and real-server-down notifications on shutdown.
+    pub omega: bool,
+    /// `ha_suspend`: suspend the checks while the virtual address is not on this host.
+    pub ha_suspend: bool,
+    pub location: Location,
+}
+
+/// `sorry_server IP PORT` with `sorry_server_lvs_method` and `sorry_server_inhibit`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SorryServer {
+    /// Weight 1, the forwarding method and port resolved as for real servers.
+    pub spec: RealSpec,
+    /// `sorry_server_inhibit`: kept in the table with weight 0 while not in use, rather than
+    /// removed.
+    pub inhibit: bool,
+}
+
+/// A `real_server IP PORT { ... }`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RealServerConf {
+    /// As IPVS gets it: the port is the service's for DR and TUN (and for NAT when none was
+    /// given), the weight is `weight` or the virtual server's `weight` (default 1),
+    /// `uthreshold` / `lthreshold` the thresholds.
+    pub spec: RealSpec,
+    /// `inhibit_on_failure` (its own, else the virtual server's): a failed real server is
+    /// kept with weight 0 instead of being removed.
+    pub inhibit_on_failure: bool,
+    /// The health checks; with none, the real server is always up.
+    pub checks: Vec<HealthCheck>,
+    /// `notify_up` script.
+    pub notify_up: Option<Script>,
+    /// `notify_down` script.
+    pub notify_down: Option<Script>,
+    pub location: Location,
+}
+
+/// A health check of a real server (`TCP_CHECK` or `HTTP_GET`), its settings resolved from
+/// the check, the real server, the virtual server and keepalived's defaults in that order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub kind: CheckKind,
+    /// `connect_ip`, default the real server's address.
+    pub addr: Ipv4Addr,
+    /// `connect_port`, default the real server's port as written.
+    pub port: u16,
+    /// `bindto`: source address.
+    pub bindto: Option<Ipv4Addr>,
+    /// `bind_port`: source port.
+    pub bind_port: Option<u16>,
+    /// `connect_timeout`, default 5 s.
+    pub connect_timeout: Duration,
+    /// `retry` (`nb_get_retry`): further attempts before a live server counts as failed,
+    /// default 1.
+    pub retry: u32,
+    /// `delay_before_retry`, default 1 s for TCP_CHECK, 3 s for HTTP_GET.
+    pub delay_before_retry: Duration,
+    /// `delay_loop`: interval between checks, default 60 s.
+    pub delay_loop: Duration,
+    /// `warmup`: the first check starts after a random delay up to this (default
+    /// `delay_loop`; 0: at once).
+    pub warmup: Duration,
+    /// `alpha`: the check starts failed, so the real server only comes in once it passes.
+    pub alpha: bool,
+    /// `log_all_failures`: log every failure, not only state changes.
+    pub log_all_failures: bool,
+    pub location: Location,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CheckKind {
+    /// `TCP_CHECK`: a connection is accepted.
+    Tcp,
+    /// `HTTP_GET`.
+    Http(HttpGet),
+}
+
+/// The HTTP side of an `HTTP_GET` check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpGet {
+    /// The `url` blocks, all of which must pass, at least one.
+    pub urls: Vec<HttpUrl>,
+    /// `http_protocol`, default 1.0.
+    pub protocol: HttpVersion,
+    /// `fast_recovery`: after a failure, check all the URLs at once rather than one per
+    /// `delay_loop`.
+    pub fast_recovery: bool,
+}
+
+/// A `url { path ... }` of an `HTTP_GET`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpUrl {
+    pub path: String,
+    /// `status_code`, default 200-299.
+    pub status_codes: StatusCodes,
+    /// The Host header: the url's `virtualhost`, else the check's, the real server's, the
+    /// virtual server's; none sends the address.
+    pub virtualhost: Option<String>,
+}
+
+/// `http_protocol`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum HttpVersion {
+    /// `1.0`
+    #[default]
+    V1_0,
+    /// `1.0C`: 1.0 with `Connection: close`.
+    V1_0Close,
+    /// `1.1` (with `Connection: close`).
+    V1_1,
+}
+
+/// The status codes an `HTTP_GET` url accepts: ranges within 100-599.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusCodes(pub(super) Vec<(u16, u16)>);
+
+impl StatusCodes {
+    /// keepalived's default: any 2xx.
+    pub fn success() -> Self {
+        StatusCodes(vec![(200, 299)])
+    }
+
+    pub fn contains(&self, code: u16) -> bool {
+        self.0.iter().any(|&(lo, hi)| (lo..=hi).contains(&code))
+    }
+
+    /// Inclusive ranges, in the order written.
+    pub fn ranges(&self) -> &[(u16, u16)] {
+        &self.0
+    }
+}
+
+/// A notification script: `notify_up "/path/script arg" [user [group]]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Script {
+    /// The command line as written (one word, quoted if it has arguments).
+    pub command: String,
+    pub user: Option<String>,
+    pub group: Option<String>,
+}

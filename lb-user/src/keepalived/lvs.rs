@@ -1,0 +1,1477 @@
+//! The meaning of the statements: keepalived's check_parser.c (keywords), check_data.c
+//! (`validate_check_config`: defaults, inheritance, corrections) and the checkers' parsers,
+//! for what lb can do.
+//!
+//! Where keepalived applies a default or corrects a value with a warning, lb does the same and
+//! says so in a note. Where keepalived would log an error and ignore the line (a bad value, a
+//! keyword out of place), lb refuses the file: the line meant something lb cannot honour.
+
+use std::{
+    collections::{HashMap, hash_map::Entry},
+    net::Ipv4Addr,
+    time::Duration,
+};
+
+use super::{
+    conf::{
+        CheckKind, HealthCheck, HttpGet, HttpUrl, HttpVersion, LvsConfig, RealServerConf, Script,
+        SorryServer, StatusCodes, VirtualServer,
+    },
+    error::{ErrorKind, Location, Report},
+    tree::Stmt,
+    values::{self, Problem},
+};
+use crate::model::{
+    Forward, MAX_WEIGHT, Persistence, Protocol, RealSpec, SchedFlags, Scheduler, ServiceAddr,
+    ServiceSpec, Timeouts,
+};
+
+/// keepalived's `KEEPALIVED_DEFAULT_DELAY`.
+const DEFAULT_DELAY_LOOP: Duration = Duration::from_secs(60);
+/// keepalived's default `connect_timeout`.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// keepalived's `IPVS_SVC_PERSISTENT_TIMEOUT`: 6 minutes (ipvsadm's default is 5).
+pub(super) const DEFAULT_PERSISTENCE_TIMEOUT: u32 = 6 * 60;
+/// keepalived's `LVS_MAX_TIMEOUT`: 31 days.
+const MAX_LVS_TIMEOUT: u32 = 86400 * 31;
+/// `connect_timeout` is held in a 32-bit count of microseconds.
+const MAX_CONNECT_TIMEOUT_US: u64 = u32::MAX as u64;
+/// Any other timer: far beyond anything useful.
+const MAX_TIMER_US: u64 = u32::MAX as u64 * 1_000_000;
+
+/// Reads the top-level statements.
+pub(super) fn read(stmts: &[Stmt], report: &mut Report) -> LvsConfig {
+    let mut reader = Reader {
+        report,
+        services: Vec::new(),
+        service_locations: HashMap::new(),
+        timeouts: None,
+        flush: false,
+    };
+    reader.root(stmts);
+    LvsConfig {
+        services: reader.services,
+        timeouts: reader.timeouts,
+        flush: reader.flush,
+        notes: Vec::new(),
+    }
+}
+
+struct Reader<'r> {
+    report: &'r mut Report,
+    services: Vec<VirtualServer>,
+    service_locations: HashMap<ServiceAddr, Location>,
+    timeouts: Option<Timeouts>,
+    flush: bool,
+}
+
+/// Top-level sections that are keepalived's own business, and why lb leaves them alone.
+fn keepalived_section(keyword: &str) -> Option<&'static str> {
+    const VRRP: &str = "keepalived itself runs VRRP";
+    Some(match keyword {
+        "vrrp_instance"
+        | "vrrp_sync_group"
+        | "garp_group"
+        | "track_group"
+        | "linkbeat_interfaces"
+        | "interface_up_down_delays" => VRRP,
+        "vrrp_script" | "vrrp_track_process" => "keepalived itself runs VRRP and its trackers",
+        "track_file" | "vrrp_track_file" => "keepalived itself tracks files for VRRP",
+        "static_ipaddress" | "static_routes" | "static_rules" => {
+            "keepalived itself sets up static addresses, routes and rules"
+        }
+        "bfd_instance" => "keepalived itself runs BFD",
+        "net_namespace_ipvs" => "lbd balances in the network namespace it runs in",
+        "net_namespace"
+        | "namespace_with_ipsets"
+        | "use_pid_dir"
+        | "instance"
+        | "child_wait_time"
+        | "linkbeat_use_polling" => "a setting of keepalived's own processes",
+        "SSL" => "lb has no SSL_GET check to use it",
+        _ => return None,
+    })
+}
+
+/// Health checkers keepalived has and lb does not.
+fn unsupported_checker(keyword: &str) -> Option<&'static str> {
+    Some(match keyword {
+        "SSL_GET" => {
+            "SSL_GET health checks are not supported by lb: use TCP_CHECK on the TLS port, or \
+             HTTP_GET on a plain HTTP port"
+        }
+        "MISC_CHECK" => "MISC_CHECK health checks (scripts) are not supported by lb",
+        "SMTP_CHECK" | "DNS_CHECK" | "UDP_CHECK" | "PING_CHECK" | "BFD_CHECK" | "FILE_CHECK" => {
+            "this health check is not supported by lb (it runs TCP_CHECK and HTTP_GET)"
+        }
+        _ => return None,
+    })
+}
+
+/// Settings that lb, like keepalived, takes from the innermost of check, real server and
+/// virtual server that sets them.
+#[derive(Clone, Default)]
+struct Timing {
+    connect_timeout: Option<Duration>,
+    retry: Option<u32>,
+    delay_before_retry: Option<Duration>,
+    warmup: Option<Duration>,
+    delay_loop: Option<Duration>,
+}
+
+impl Timing {
+    fn or(&self, outer: &Timing) -> Timing {
+        Timing {
+            connect_timeout: self.connect_timeout.or(outer.connect_timeout),
+            retry: self.retry.or(outer.retry),
+            delay_before_retry: self.delay_before_retry.or(outer.delay_before_retry),
+            warmup: self.warmup.or(outer.warmup),
+            delay_loop: self.delay_loop.or(outer.delay_loop),
+        }
+    }
+}
+
+#[derive(Default)]
+struct VsDraft {
+    scheduler: Option<Scheduler>,
+    flags: Vec<(String, Location)>,
+    ops: Option<Location>,
+    forward: Option<Forward>,
+    persistence_timeout: Option<u32>,
+    granularity: Option<Ipv4Addr>,
+    protocol: Option<Protocol>,
+    ha_suspend: bool,
+    alpha: bool,
+    omega: bool,
+    inhibit: bool,
+    virtualhost: Option<String>,
+    quorum: Option<(u32, Location)>,
+    hysteresis: Option<(u32, Location)>,
+    quorum_up: Option<Script>,
+    quorum_down: Option<Script>,
+    sorry: Option<(Ipv4Addr, u16, Location)>,
+    sorry_inhibit: Option<Location>,
+    sorry_forward: Option<(Forward, Location)>,
+    timing: Timing,
+    weight: Option<u32>,
+    reals: Vec<RsDraft>,
+}
+
+struct RsDraft {
+    addr: Ipv4Addr,
+    /// As written; 0 when none.
+    port: u16,
+    weight: Option<u32>,
+    forward: Option<Forward>,
+    upper_threshold: u32,
+    lower_threshold: u32,
+    inhibit: Option<bool>,
+    alpha: Option<bool>,
+    notify_up: Option<Script>,
+    notify_down: Option<Script>,
+    timing: Timing,
+    virtualhost: Option<String>,
+    checks: Vec<CheckDraft>,
+    location: Location,
+}
+
+struct CheckDraft {
+    keyword: String,
+    http: Option<HttpDraft>,
+    connect_ip: Option<Ipv4Addr>,
+    connect_port: Option<u16>,
+    bindto: Option<Ipv4Addr>,
+    bind_port: Option<u16>,
+    timing: Timing,
+    alpha: Option<bool>,
+    log_all_failures: bool,
+    location: Location,
+}
+
+#[derive(Default)]
+struct HttpDraft {
+    urls: Vec<UrlDraft>,
+    virtualhost: Option<String>,
+    protocol: HttpVersion,
+    fast_recovery: bool,
+}
+
+struct UrlDraft {
+    path: String,
+    status_codes: Vec<(u16, u16)>,
+    virtualhost: Option<String>,
+}
+
+/// Notes a keyword given twice in a block: keepalived keeps the last value.
+#[derive(Default)]
+struct Seen(HashMap<String, Location>);
+
+impl Seen {
+    fn check(&mut self, report: &mut Report, stmt: &Stmt) {
+        let Some(canonical) = canonical(stmt.keyword()) else {
+            return;
+        };
+        match self.0.entry(canonical.to_owned()) {
+            Entry::Occupied(first) => report.note(
+                &stmt.location,
+                format!(
+                    "'{}' repeated: the last one applies, as in keepalived (first at {})",
+                    stmt.keyword(),
+                    first.get()
+                ),
+            ),
+            Entry::Vacant(v) => {
+                v.insert(stmt.location.clone());
+            }
+        }
+    }
+}
+
+/// The name under which a keyword counts for [`Seen`]; `None` for keywords that may repeat.
+fn canonical(keyword: &str) -> Option<&str> {
+    Some(match keyword {
+        "real_server" | "url" | "status_code" | "TCP_CHECK" | "HTTP_GET" => return None,
+        "lb_algo" | "lvs_sched" => "lb_algo",
+        "lb_kind" | "lvs_method" => "lb_kind",
+        "retry" | "nb_get_retry" => "retry",
+        other => other,
+    })
+}
+
+impl Reader<'_> {
+    // ---- statement shapes -------------------------------------------------------------
+
+    fn error(&mut self, kind: ErrorKind, stmt: &Stmt, message: impl Into<String>) {
+        self.report.error(kind, &stmt.location, message);
+    }
+
+    fn problem<T>(&mut self, stmt: &Stmt, result: Result<T, Problem>) -> Option<T> {
+        result
+            .map_err(|(kind, message)| self.error(kind, stmt, message))
+            .ok()
+    }
+
+    fn unknown(&mut self, stmt: &Stmt) {
+        self.error(
+            ErrorKind::UnknownKeyword,
+            stmt,
+            format!("unknown keyword '{}'", stmt.keyword()),
+        );
+    }
+
+    fn no_block(&mut self, stmt: &Stmt) -> bool {
+        if stmt.block.is_some() {
+            self.error(
+                ErrorKind::Syntax,
+                stmt,
+                format!("'{}' does not take a {{ }} block", stmt.keyword()),
+            );
+            return false;
+        }
+        true
+    }
+
+    fn block<'s>(&mut self, stmt: &'s Stmt) -> Option<&'s [Stmt]> {
+        if stmt.block.is_none() {
+            self.error(
+                ErrorKind::Syntax,
+                stmt,
+                format!("'{}' needs a {{ }} block", stmt.keyword()),
+            );
+        }
+        stmt.block.as_deref()
+    }
+
+    /// The values of a statement without a block, `min..=max` of them.
+    fn values<'s>(&mut self, stmt: &'s Stmt, min: usize, max: usize) -> Option<&'s [String]> {
+        let block_ok = self.no_block(stmt);
+        let args = stmt.args();
+        let n = args.len();
+        if n < min || n > max {
+            let keyword = stmt.keyword();
+            let message = if n < min {
+                match (min, max) {
+                    (1, 1) => format!("'{keyword}' needs one value"),
+                    (1, _) => format!("'{keyword}' needs a value"),
+                    _ => format!("'{keyword}' needs at least {min} values"),
+                }
+            } else {
+                let expected = match (min, max) {
+                    (_, 0) => "no value".to_owned(),
+                    (1, 1) => "one value".to_owned(),
+                    (_, 1) => "at most one value".to_owned(),
+                    (a, b) if a == b => format!("{a} values"),
+                    (_, b) => format!("at most {b} values"),
+                };
+                format!("'{keyword}' takes {expected}, not {n}: {}", args.join(" "))
+            };
+            self.error(ErrorKind::Syntax, stmt, message);
+            return None;
+        }
+        block_ok.then_some(args)
+    }
+
+    fn value<'s>(&mut self, stmt: &'s Stmt) -> Option<&'s str> {
+        self.values(stmt, 1, 1).map(|v| v[0].as_str())
+    }
+
+    /// A keyword that takes no value.
+    fn flag(&mut self, stmt: &Stmt) -> bool {
+        self.values(stmt, 0, 0).is_some()
+    }
+
+    /// A keyword with an optional BOOL, true when absent.
+    fn opt_bool(&mut self, stmt: &Stmt) -> Option<bool> {
+        match self.values(stmt, 0, 1)? {
+            [] => Some(true),
+            [v] => self.problem(stmt, values::boolean(v, stmt.keyword())),
+            _ => None,
+        }
+    }
+
+    fn unsigned(&mut self, stmt: &Stmt, min: u32, max: u32) -> Option<u32> {
+        let text = self.value(stmt)?;
+        self.problem(stmt, values::unsigned(text, min, max, stmt.keyword()))
+    }
+
+    fn timer(&mut self, stmt: &Stmt, min_us: u64, max_us: u64) -> Option<Duration> {
+        let text = self.value(stmt)?;
+        self.problem(stmt, values::timer(text, min_us, max_us, stmt.keyword()))
+    }
+
+    fn string(&mut self, stmt: &Stmt) -> Option<String> {
+        self.value(stmt).map(str::to_owned)
+    }
+
+    /// `notify_up "/path/script args" [user [group]]`.
+    fn script(&mut self, stmt: &Stmt) -> Option<Script> {
+        let args = self.values(stmt, 1, 3)?;
+        Some(Script {
+            command: args[0].clone(),
+            user: args.get(1).cloned(),
+            group: args.get(2).cloned(),
+        })
+    }
+
+    /// `IP [PORT]` after `virtual_server`, `real_server`, `sorry_server`; port 0 when none.
+    fn address_port(&mut self, stmt: &Stmt, what: &str) -> Option<(Ipv4Addr, u16)> {
+        let args = stmt.args();
+        if args.is_empty() || args.len() > 2 {
+            let message = if args.is_empty() {
+                format!("'{}' needs an address and a port", stmt.keyword())
+            } else {
+                format!(
+                    "'{}' takes an address and a port, not {}: {}",
+                    stmt.keyword(),
+                    args.len(),
+                    args.join(" ")
+                )
+            };
+            self.error(ErrorKind::Syntax, stmt, message);
+            return None;
+        }
+        let addr = self.problem(stmt, values::ipv4(&args[0], &format!("{what} address")));
+        let port = match args.get(1) {
+            Some(p) => self.problem(stmt, values::port_or_none(p, what))?,
+            None => 0,
+        };
+        Some((addr?, port))
+    }
+
+    /// The timing keywords that the virtual server, the real server and the checks share;
+    /// false if `stmt` is not one. `retry_min` is 1 above checks, 0 in them, as in keepalived.
+    fn timing(&mut self, stmt: &Stmt, timing: &mut Timing, retry_min: u32) -> bool {
+        match stmt.keyword() {
+            "connect_timeout" => {
+                if let Some(t) = self.timer(stmt, 1, MAX_CONNECT_TIMEOUT_US) {
+                    timing.connect_timeout = Some(t);
+                }
+            }
+            "retry" => {
+                if let Some(n) = self.unsigned(stmt, retry_min, u32::MAX) {
+                    timing.retry = Some(n);
+                }
+            }
+            "delay_before_retry" => {
+                if let Some(t) = self.timer(stmt, 0, MAX_TIMER_US) {
+                    timing.delay_before_retry = Some(t);
+                }
+            }
+            "warmup" => {
+                if let Some(t) = self.timer(stmt, 0, MAX_TIMER_US) {
+                    timing.warmup = Some(t);
+                }
+            }
+            "delay_loop" => {
+                if let Some(t) = self.timer(stmt, 1, MAX_TIMER_US) {
+                    timing.delay_loop = Some(t);
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// `lb_kind` / `lvs_method` / `sorry_server_lvs_method`: `NAT|DR|TUN [type ipip] [nocsum]`.
+    fn forward(&mut self, stmt: &Stmt) -> Option<Forward> {
+        let args = self.values(stmt, 1, usize::MAX)?;
+        let forward = match args[0].as_str() {
+            "NAT" => Forward::Masq,
+            "DR" => Forward::Route,
+            "TUN" => Forward::Tunnel,
+            other => {
+                self.error(
+                    ErrorKind::Invalid,
+                    stmt,
+                    format!("unknown forwarding method '{other}': expected NAT, DR or TUN"),
+                );
+                return None;
+            }
+        };
+        let options = &args[1..];
+        if options.is_empty() {
+            return Some(forward);
+        }
+        if forward != Forward::Tunnel {
+            let message = format!("'{}' takes tunnel options only with TUN", stmt.keyword());
+            self.error(ErrorKind::Syntax, stmt, message);
+            return None;
+        }
+        let mut i = 0;
+        let mut ok = true;
+        while i < options.len() {
+            let problem = match (options[i].as_str(), options.get(i + 1).map(String::as_str)) {
+                ("type", Some("ipip")) => {
+                    i += 1;
+                    None
+                }
+                ("type", Some("gue" | "gre")) => Some((
+                    ErrorKind::Unsupported,
+                    "GUE and GRE tunnels are not supported by lb (ipip only)".to_owned(),
+                )),
+                ("type", Some(other)) => Some((
+                    ErrorKind::Invalid,
+                    format!("unknown tunnel type '{other}': expected ipip, gue or gre"),
+                )),
+                ("type", None) => Some((ErrorKind::Syntax, "'type' needs a value".to_owned())),
+                ("port", _) => Some((
+                    ErrorKind::Invalid,
+                    "a tunnel port is only for GUE tunnels, which lb does not support".to_owned(),
+                )),
+                ("nocsum", _) => None,
+                ("csum" | "remcsum", _) => Some((
+                    ErrorKind::Invalid,
+                    "ipip tunnels have no checksum option".to_owned(),
+                )),
+                (other, _) => Some((
+                    ErrorKind::Invalid,
+                    format!("unknown tunnel option '{other}'"),
+                )),
+            };
+            if let Some((kind, message)) = problem {
+                self.error(kind, stmt, message);
+                ok = false;
+                break;
+            }
+            i += 1;
+        }
+        ok.then_some(forward)
+    }
+
+    // ---- top level ----------------------------------------------------------------------
+
+    fn root(&mut self, stmts: &[Stmt]) {
+        for stmt in stmts {
+            match stmt.keyword() {
+                "virtual_server" => {
+                    if let Some(vs) = self.virtual_server(stmt) {
+                        let addr = vs.spec.addr;
+                        match self.service_locations.entry(addr) {
+                            Entry::Occupied(first) => {
+                                let message = format!(
+                                    "virtual_server {addr} is defined twice (first at {})",
+                                    first.get()
+                                );
+                                self.report
+                                    .error(ErrorKind::Duplicate, &stmt.location, message);
+                            }
+                            Entry::Vacant(v) => {
+                                v.insert(stmt.location.clone());
+                                self.services.push(vs);
+                            }
+                        }
+                    }
+                }
+                "virtual_server_group" => self.error(
+                    ErrorKind::Unsupported,
+                    stmt,
+                    "virtual_server_group is not supported by lb: write one virtual_server per \
+                     address",
+                ),
+                "global_defs" => self.global_defs(stmt),
+                keyword => match keepalived_section(keyword) {
+                    Some(reason) => {
+                        let name = stmt
+                            .args()
+                            .first()
+                            .map(|n| format!(" {n}"))
+                            .unwrap_or_default();
+                        self.report
+                            .note(&stmt.location, format!("{keyword}{name} ignored: {reason}"));
+                    }
+                    None => self.unknown(stmt),
+                },
+            }
+        }
+    }
+
+    /// `global_defs`: keepalived's own settings, but for the few that concern LVS.
+    fn global_defs(&mut self, stmt: &Stmt) {
+        let Some(block) = self.block(stmt) else {
+            return;
+        };
+        let mut read = Vec::new();
+        for s in block {
+            match s.keyword() {
+                "lvs_timeouts" => {
+                    if let Some(t) = self.lvs_timeouts(s) {
+                        self.timeouts = Some(t);
+                        read.push("lvs_timeouts");
+                    }
+                }
+                "lvs_flush" if self.flag(s) => {
+                    self.flush = true;
+                    read.push("lvs_flush");
+                }
+                "lvs_sync_daemon" => self.report.note(
+                    &s.location,
+                    "lvs_sync_daemon ignored: lb has no connection synchronisation, so \
+                     connections do not survive a failover to the other director",
+                ),
+                "lvs_flush_on_stop" | "lvs_flush_onstop" => self.report.note(
+                    &s.location,
+                    format!(
+                        "{} ignored: lbd keeps its configuration when keepalived stops",
+                        s.keyword()
+                    ),
+                ),
+                _ => {}
+            }
+        }
+        let message = if read.is_empty() {
+            "global_defs ignored: it configures keepalived itself".to_owned()
+        } else {
+            format!(
+                "global_defs ignored but for {}: the rest configures keepalived itself",
+                read.join(", ")
+            )
+        };
+        self.report.note(&stmt.location, message);
+    }
+
+    /// `lvs_timeouts [tcp SECS] [tcpfin SECS] [udp SECS]`.
+    fn lvs_timeouts(&mut self, stmt: &Stmt) -> Option<Timeouts> {
+        let args = self.values(stmt, 2, 6)?;
+        let mut timeouts = Timeouts {
+            tcp: 0,
+            tcp_fin: 0,
+            udp: 0,
+        };
+        for pair in args.chunks(2) {
+            let slot = match pair[0].as_str() {
+                "tcp" => &mut timeouts.tcp,
+                "tcpfin" => &mut timeouts.tcp_fin,
+                "udp" => &mut timeouts.udp,
+                other => {
+                    let message =
+                        format!("unknown lvs_timeouts option '{other}': expected tcp, tcpfin, udp");
+                    self.error(ErrorKind::Invalid, stmt, message);
+                    return None;
+                }
+            };
+            let Some(text) = pair.get(1) else {
+                let message = format!("lvs_timeouts {} needs a value", pair[0]);
+                self.error(ErrorKind::Syntax, stmt, message);
+                return None;
+            };
+            let what = format!("lvs_timeouts {}", pair[0]);
+            *slot = self.problem(stmt, values::unsigned(text, 0, MAX_LVS_TIMEOUT, &what))?;
+        }
+        Some(timeouts)
+    }
+
+    // ---- virtual_server -----------------------------------------------------------------
+
+    fn virtual_server(&mut self, stmt: &Stmt) -> Option<VirtualServer> {
+        match stmt.args().first().map(String::as_str) {
+            Some("group") => {
+                self.error(
+                    ErrorKind::Unsupported,
+                    stmt,
+                    "virtual_server group is not supported by lb: write one virtual_server per \
+                     address",
+                );
+                return None;
+            }
+            Some("fwmark") => {
+                self.error(
+                    ErrorKind::Unsupported,
+                    stmt,
+                    "firewall-mark virtual servers (virtual_server fwmark) are not supported by \
+                     lb",
+                );
+                return None;
+            }
+            _ => {}
+        }
+        let header = self.address_port(stmt, "virtual_server");
+        let block = self.block(stmt)?;
+        let mut draft = VsDraft::default();
+        let mut seen = Seen::default();
+        for s in block {
+            seen.check(self.report, s);
+            self.vs_keyword(s, &mut draft);
+        }
+        let header = header?;
+        self.finish_virtual_server(stmt, header, draft)
+    }
+
+    fn vs_keyword(&mut self, s: &Stmt, vs: &mut VsDraft) {
+        if self.timing(s, &mut vs.timing, 1) {
+            return;
+        }
+        match s.keyword() {
+            "lb_algo" | "lvs_sched" => {
+                if let Some(name) = self.value(s) {
+                    vs.scheduler = match name.parse::<Scheduler>() {
+                        Ok(sch) => Some(sch),
+                        Err(_) if name == "twos" => {
+                            let message = "the twos scheduler is not supported by lb";
+                            self.error(ErrorKind::Unsupported, s, message);
+                            None
+                        }
+                        Err(_) => {
+                            let names: Vec<&str> =
+                                Scheduler::ALL.iter().map(|s| s.name()).collect();
+                            let message =
+                                format!("unknown scheduler '{name}': expected {}", names.join("|"));
+                            self.error(ErrorKind::Invalid, s, message);
+                            None
+                        }
+                    };
+                }
+            }
+            "lb_kind" | "lvs_method" => {
+                if let Some(f) = self.forward(s) {
+                    vs.forward = Some(f);
+                }
+            }
+            "flag-1" | "flag-2" | "flag-3" | "sh-port" | "sh-fallback" | "mh-port"
+            | "mh-fallback" => {
+                if self.flag(s) {
+                    vs.flags.push((s.keyword().to_owned(), s.location.clone()));
+                }
+            }
+            "ops" => {
+                if self.flag(s) {
+                    vs.ops = Some(s.location.clone());
+                }
+            }
+            "hashed" => {
+                if self.flag(s) {
+                    let message = "hashed ignored: it has no effect in keepalived either";
+                    self.report.note(&s.location, message);
+                }
+            }
+            "persistence_timeout" => {
+                if let Some(args) = self.values(s, 0, 1) {
+                    vs.persistence_timeout = match args.first() {
+                        None => Some(DEFAULT_PERSISTENCE_TIMEOUT),
+                        Some(text) => self.problem(
+                            s,
+                            values::unsigned(text, 1, MAX_LVS_TIMEOUT, "persistence_timeout"),
+                        ),
+                    };
+                }
+            }
+            "persistence_granularity" => {
+                if let Some(text) = self.value(s) {
+                    vs.granularity =
+                        self.problem(s, values::ipv4(text, "persistence_granularity netmask"));
+                }
+            }
+            // Removed in keepalived 1.2.20 (which since logs it as unknown and goes on), but
+            // still in many configurations copied from old samples.
+            "nat_mask" => {
+                if self.value(s).is_some() {
+                    let message = "nat_mask ignored: it only ever applied to Linux 2.2, and \
+                                   keepalived no longer has it";
+                    self.report.note(&s.location, message);
+                }
+            }
+            "persistence_engine" => self.error(
+                ErrorKind::Unsupported,
+                s,
+                "persistence engines (persistence_engine) are not supported by lb",
+            ),
+            "protocol" => {
+                if let Some(name) = self.value(s) {
+                    match name.to_ascii_uppercase().as_str() {
+                        "TCP" => vs.protocol = Some(Protocol::Tcp),
+                        "UDP" => vs.protocol = Some(Protocol::Udp),
+                        "SCTP" => self.error(
+                            ErrorKind::Unsupported,
+                            s,
+                            "SCTP services are not supported by lb",
+                        ),
+                        _ => {
+                            let message = format!("unknown protocol '{name}': expected TCP or UDP");
+                            self.error(ErrorKind::Invalid, s, message);
+                        }
+                    }
+                }
+            }
+            "ip_family" => {
+                if let Some(family) = self.value(s) {
+                    match family {
+                        "inet" => {}
+                        "inet6" => self.error(
+                            ErrorKind::Unsupported,
+                            s,
+                            "ip_family inet6: IPv6 is not supported by lb",
+                        ),
+                        other => {
+                            let message =
+                                format!("unknown ip_family '{other}': expected inet or inet6");
+                            self.error(ErrorKind::Invalid, s, message);
+                        }
+                    }
+                }
+            }
+            "ha_suspend" => vs.ha_suspend |= self.flag(s),
+            "alpha" => vs.alpha |= self.flag(s),
+            "omega" => vs.omega |= self.flag(s),
+            "inhibit_on_failure" => vs.inhibit |= self.flag(s),
+            "virtualhost" => vs.virtualhost = self.string(s).or(vs.virtualhost.take()),
+            "quorum" => {
+                if let Some(n) = self.unsigned(s, 1, u32::MAX) {
+                    vs.quorum = Some((n, s.location.clone()));
+                }
+            }
+            "hysteresis" => {
+                if let Some(n) = self.unsigned(s, 0, u32::MAX) {
+                    vs.hysteresis = Some((n, s.location.clone()));
+                }
+            }
+            "quorum_up" => self.once_script(s, &mut vs.quorum_up),
+            "quorum_down" => self.once_script(s, &mut vs.quorum_down),
+            "weight" => {
+                if let Some(n) = self.unsigned(s, 1, MAX_WEIGHT) {
+                    vs.weight = Some(n);
+                }
+            }
+            "sorry_server" => {
+                if self.no_block(s)
+                    && let Some((addr, port)) = self.address_port(s, "sorry_server")
+                {
+                    vs.sorry = Some((addr, port, s.location.clone()));
+                }
+            }
+            "sorry_server_inhibit" => {
+                if self.flag(s) {
+                    vs.sorry_inhibit = Some(s.location.clone());
+                }
+            }
+            "sorry_server_lvs_method" => {
+                if let Some(f) = self.forward(s) {
+                    vs.sorry_forward = Some((f, s.location.clone()));
+                }
+            }
+            "smtp_alert" => {
+                if self.opt_bool(s).is_some() {
+                    self.report
+                        .note(&s.location, "smtp_alert ignored: lb sends no e-mail");
+                }
+            }
+            "snmp_name" => {
+                if self.value(s).is_some() {
+                    self.report
+                        .note(&s.location, "snmp_name ignored: lb has no SNMP agent");
+                }
+            }
+            "real_server" => {
+                if let Some(rs) = self.real_server(s) {
+                    vs.reals.push(rs);
+                }
+            }
+            _ => self.unknown(s),
+        }
+    }
+
+    /// A script keyword keepalived takes once ("already specified - ignoring" the second).
+    fn once_script(&mut self, s: &Stmt, slot: &mut Option<Script>) {
+        let Some(script) = self.script(s) else {
+            return;
+        };
+        if slot.is_some() {
+            let message = format!("'{}' is given twice", s.keyword());
+            self.error(ErrorKind::Duplicate, s, message);
+        } else {
+            *slot = Some(script);
+        }
+    }
+
+    /// keepalived's `validate_check_config` for one virtual server.
+    fn finish_virtual_server(
+        &mut self,
+        stmt: &Stmt,
+        (addr, port): (Ipv4Addr, u16),
+        vs: VsDraft,
+    ) -> Option<VirtualServer> {
+        let at = &stmt.location;
+        let name = format!("virtual_server {addr} {port}");
+        if vs.reals.is_empty() {
+            let message = format!("{name} has no real servers: keepalived ignores it");
+            self.report.note(at, message);
+            return None;
+        }
+        let protocol = vs.protocol.unwrap_or_else(|| {
+            let message = format!(
+                "{name} has no 'protocol': keepalived makes it a UDP service (write protocol \
+                 TCP for a TCP one)"
+            );
+            self.report.note(at, message);
+            Protocol::Udp
+        });
+        if let Some(ops_at) = &vs.ops {
+            if protocol == Protocol::Udp {
+                let message = "one-packet scheduling (ops) is not supported by lb";
+                self.report.error(ErrorKind::Unsupported, ops_at, message);
+            } else {
+                let message = "ops ignored: one-packet scheduling only applies to UDP \
+                               (keepalived ignores it too)";
+                self.report.note(ops_at, message);
+            }
+        }
+        let mut persistence_timeout = vs
+            .persistence_timeout
+            .or(vs.granularity.map(|_| DEFAULT_PERSISTENCE_TIMEOUT));
+        if port == 0 && persistence_timeout.is_none() {
+            let message = format!(
+                "{name}: port 0 (all ports) needs persistence: keepalived makes it persistent \
+                 ({DEFAULT_PERSISTENCE_TIMEOUT} s)"
+            );
+            self.report.note(at, message);
+            persistence_timeout = Some(DEFAULT_PERSISTENCE_TIMEOUT);
+        }
+        let scheduler = vs.scheduler.unwrap_or_else(|| {
+            let message = format!("{name} has no 'lb_algo': keepalived uses wlc");
+            self.report.note(at, message);
+            Scheduler::Wlc
+        });
+        let sched_flags = self.sched_flags(scheduler, &vs.flags);
+
+        let needs_default_forward = vs.forward.is_none()
+            && (vs.reals.iter().any(|r| r.forward.is_none())
+                || (vs.sorry.is_some() && vs.sorry_forward.is_none()));
+        if needs_default_forward {
+            let message = format!("{name} has no 'lb_kind': keepalived uses NAT");
+            self.report.note(at, message);
+        }
+        let default_forward = vs.forward.unwrap_or(Forward::Masq);
+
+        let service = ServiceAddr {
+            protocol,
+            addr,
+            port,
+        };
+        let mut reals: Vec<RealServerConf> = Vec::new();
+        let mut real_locations: HashMap<(Ipv4Addr, u16), Location> = HashMap::new();
+        for rs in &vs.reals {
+            let forward = rs.forward.unwrap_or(default_forward);
+            let real_port = self.real_port(forward, rs.port, port, &rs.location, "real_server");
+            match real_locations.entry((rs.addr, real_port)) {
+                Entry::Occupied(first) => {
+                    let message = format!(
+                        "real_server {}:{real_port} is defined twice in {name} (first at {})",
+                        rs.addr,
+                        first.get()
+                    );
+                    self.report
+                        .error(ErrorKind::Duplicate, &rs.location, message);
+                    continue;
+                }
+                Entry::Vacant(v) => {
+                    v.insert(rs.location.clone());
+                }
+            }
+            let checks = rs
+                .checks
+                .iter()
+                .filter_map(|c| self.finish_check(c, rs, &vs))
+                .collect();
+            reals.push(RealServerConf {
+                spec: RealSpec {
+                    addr: rs.addr,
+                    port: real_port,
+                    forward,
+                    weight: rs.weight.or(vs.weight).unwrap_or(1),
+                    upper_threshold: rs.upper_threshold,
+                    lower_threshold: rs.lower_threshold,
+                },
+                inhibit_on_failure: rs.inhibit.unwrap_or(vs.inhibit),
+                checks,
+                notify_up: rs.notify_up.clone(),
+                notify_down: rs.notify_down.clone(),
+                location: rs.location.clone(),
+            });
+        }
+
+        let sorry_server = match vs.sorry {
+            Some((sorry_addr, sorry_port, ref sorry_at)) => {
+                let forward = vs.sorry_forward.as_ref().map_or(default_forward, |f| f.0);
+                let sorry_port =
+                    self.real_port(forward, sorry_port, port, sorry_at, "sorry_server");
+                let mut inhibit = vs.sorry_inhibit.is_some();
+                if let Some(rs) = reals
+                    .iter()
+                    .find(|r| r.spec.addr == sorry_addr && r.spec.port == sorry_port)
+                    && rs.inhibit_on_failure != inhibit
+                {
+                    let message = format!(
+                        "sorry_server {sorry_addr}:{sorry_port} is also a real_server with \
+                         another inhibit_on_failure: keepalived uses the real server's"
+                    );
+                    self.report.note(sorry_at, message);
+                    inhibit = rs.inhibit_on_failure;
+                }
+                Some(SorryServer {
+                    spec: RealSpec {
+                        addr: sorry_addr,
+                        port: sorry_port,
+                        forward,
+                        weight: 1,
+                        upper_threshold: 0,
+                        lower_threshold: 0,
+                    },
+                    inhibit,
+                })
+            }
+            None => {
+                for (keyword, location) in [
+                    ("sorry_server_inhibit", vs.sorry_inhibit.as_ref()),
+                    (
+                        "sorry_server_lvs_method",
+                        vs.sorry_forward.as_ref().map(|f| &f.1),
+                    ),
+                ] {
+                    if let Some(location) = location {
+                        let message = format!("{keyword} without a sorry_server");
+                        self.report.error(ErrorKind::Invalid, location, message);
+                    }
+                }
+                None
+            }
+        };
+
+        let (quorum, hysteresis) = self.quorum(&vs, &reals, at);
+        Some(VirtualServer {
+            spec: ServiceSpec {
+                addr: service,
+                scheduler,
+                persistence: persistence_timeout.map(|timeout| Persistence {
+                    timeout,
+                    netmask: vs.granularity.unwrap_or(Ipv4Addr::BROADCAST),
+                }),
+                sched_flags,
+            },
+            reals,
+            sorry_server,
+            quorum,
+            hysteresis,
+            quorum_up: vs.quorum_up,
+            quorum_down: vs.quorum_down,
+            delay_loop: vs.timing.delay_loop.unwrap_or(DEFAULT_DELAY_LOOP),
+            alpha: vs.alpha,
+            omega: vs.omega,
+            ha_suspend: vs.ha_suspend,
+            location: at.clone(),
+        })
+    }
+
+    /// The port IPVS gets: DR and TUN cannot change the port, so keepalived resets a
+    /// different one to the service's (with a warning); NAT without a port takes the service's.
+    fn real_port(
+        &mut self,
+        forward: Forward,
+        written: u16,
+        service_port: u16,
+        at: &Location,
+        what: &str,
+    ) -> u16 {
+        if forward == Forward::Masq {
+            return if written == 0 { service_port } else { written };
+        }
+        if written != 0 && written != service_port {
+            let method = if forward == Forward::Route {
+                "DR"
+            } else {
+                "TUN"
+            };
+            let message = format!(
+                "{what} port {written} differs from the virtual server's {service_port}: with \
+                 {method} the port cannot change, keepalived resets it to {service_port}"
+            );
+            self.report.note(at, message);
+        }
+        service_port
+    }
+
+    /// The `sh-*`, `mh-*` and `flag-N` keywords, checked against the scheduler (keepalived
+    /// ignores the sh/mh ones with an error for other schedulers, and only if they come after
+    /// `lb_algo`; lb does not mind the order).
+    fn sched_flags(&mut self, scheduler: Scheduler, flags: &[(String, Location)]) -> SchedFlags {
+        let mut out = SchedFlags::default();
+        for (flag, at) in flags {
+            let needs = match flag.as_str() {
+                "sh-port" | "sh-fallback" => Some(Scheduler::Sh),
+                "mh-port" | "mh-fallback" => Some(Scheduler::Mh),
+                _ => None,
+            };
+            if let Some(needed) = needs
+                && needed != scheduler
+            {
+                let message =
+                    format!("{flag} only applies to the {needed} scheduler, not {scheduler}");
+                self.report.error(ErrorKind::Invalid, at, message);
+                continue;
+            }
+            match flag.as_str() {
+                "flag-1" | "sh-fallback" | "mh-fallback" => out.fallback = true,
+                "flag-2" | "sh-port" | "mh-port" => out.port = true,
+                _ => out.flag3 = true,
+            }
+        }
+        out
+    }
+
+    /// keepalived's corrections: a quorum above the real servers' total weight is lowered to
+    /// it, a hysteresis not under the quorum is lowered to quorum - 1.
+    fn quorum(&mut self, vs: &VsDraft, reals: &[RealServerConf], at: &Location) -> (u32, u32) {
+        let total: u64 = reals.iter().map(|r| u64::from(r.spec.weight)).sum();
+        let (mut quorum, quorum_at) = vs.quorum.clone().unwrap_or((1, at.clone()));
+        if u64::from(quorum) > total {
+            let lowered = u32::try_from(total).unwrap_or(u32::MAX);
+            let message = format!(
+                "quorum {quorum} exceeds the total weight of the real servers ({total}): \
+                 keepalived lowers it to {lowered}"
+            );
+            self.report.note(&quorum_at, message);
+            quorum = lowered;
+        }
+        let (mut hysteresis, hysteresis_at) = vs.hysteresis.clone().unwrap_or((0, at.clone()));
+        if hysteresis > 0 && hysteresis >= quorum {
+            let lowered = quorum.saturating_sub(1);
+            let message = format!(
+                "hysteresis {hysteresis} is not under the quorum {quorum}: keepalived lowers it \
+                 to {lowered}"
+            );
+            self.report.note(&hysteresis_at, message);
+            hysteresis = lowered;
+        }
+        (quorum, hysteresis)
+    }
+
+    // ---- real_server --------------------------------------------------------------------
+
+    fn real_server(&mut self, stmt: &Stmt) -> Option<RsDraft> {
+        let header = self.address_port(stmt, "real_server");
+        let block = self.block(stmt)?;
+        let (addr, port) = header.unwrap_or((Ipv4Addr::UNSPECIFIED, 0));
+        let mut rs = RsDraft {
+            addr,
+            port,
+            weight: None,
+            forward: None,
+            upper_threshold: 0,
+            lower_threshold: 0,
+            inhibit: None,
+            alpha: None,
+            notify_up: None,
+            notify_down: None,
+            timing: Timing::default(),
+            virtualhost: None,
+            checks: Vec::new(),
+            location: stmt.location.clone(),
+        };
+        let mut seen = Seen::default();
+        for s in block {
+            seen.check(self.report, s);
+            self.rs_keyword(s, &mut rs);
+        }
+        header.map(|_| rs)
+    }
+
+    fn rs_keyword(&mut self, s: &Stmt, rs: &mut RsDraft) {
+        if self.timing(s, &mut rs.timing, 1) {
+            return;
+        }
+        match s.keyword() {
+            "weight" => {
+                if let Some(n) = self.unsigned(s, 0, MAX_WEIGHT) {
+                    rs.weight = Some(n);
+                }
+            }
+            "lvs_method" => {
+                if let Some(f) = self.forward(s) {
+                    rs.forward = Some(f);
+                }
+            }
+            "uthreshold" => {
+                if let Some(n) = self.unsigned(s, 0, u32::MAX) {
+                    rs.upper_threshold = n;
+                }
+            }
+            "lthreshold" => {
+                if let Some(n) = self.unsigned(s, 0, u32::MAX) {
+                    rs.lower_threshold = n;
+                }
+            }
+            "inhibit_on_failure" => {
+                if let Some(b) = self.opt_bool(s) {
+                    rs.inhibit = Some(b);
+                }
+            }
+            "alpha" => {
+                if let Some(b) = self.opt_bool(s) {
+                    rs.alpha = Some(b);
+                }
+            }
+            "notify_up" => self.once_script(s, &mut rs.notify_up),
+            "notify_down" => self.once_script(s, &mut rs.notify_down),
+            "virtualhost" => rs.virtualhost = self.string(s).or(rs.virtualhost.take()),
+            "smtp_alert" => {
+                if self.opt_bool(s).is_some() {
+                    self.report
+                        .note(&s.location, "smtp_alert ignored: lb sends no e-mail");
+                }
+            }
+            "snmp_name" => {
+                if self.value(s).is_some() {
+                    self.report
+                        .note(&s.location, "snmp_name ignored: lb has no SNMP agent");
+                }
+            }
+            "TCP_CHECK" | "HTTP_GET" => {
+                if let Some(check) = self.checker(s) {
+                    rs.checks.push(check);
+                }
+            }
+            keyword => match unsupported_checker(keyword) {
+                Some(message) => self.error(ErrorKind::Unsupported, s, message),
+                None => self.unknown(s),
+            },
+        }
+    }
+
+    // ---- checks -------------------------------------------------------------------------
+
+    fn checker(&mut self, stmt: &Stmt) -> Option<CheckDraft> {
+        let http = stmt.keyword() == "HTTP_GET";
+        if !stmt.args().is_empty() {
+            let message = format!("'{}' takes no value before its {{ }} block", stmt.keyword());
+            self.error(ErrorKind::Syntax, stmt, message);
+        }
+        let block = self.block(stmt)?;
+        let errors_before = self.report.errors.len();
+        let mut check = CheckDraft {
+            keyword: stmt.keyword().to_owned(),
+            http: http.then(HttpDraft::default),
+            connect_ip: None,
+            connect_port: None,
+            bindto: None,
+            bind_port: None,
+            timing: Timing::default(),
+            alpha: None,
+            log_all_failures: false,
+            location: stmt.location.clone(),
+        };
+        let mut seen = Seen::default();
+        for s in block {
+            seen.check(self.report, s);
+            self.check_keyword(s, &mut check);
+        }
+        // Unless a url was refused already: one error for one mistake.
+        if let Some(h) = &check.http
+            && h.urls.is_empty()
+            && self.report.errors.len() == errors_before
+        {
+            let message = "HTTP_GET needs at least one url { path ... } (keepalived would drop \
+                           the check)";
+            self.error(ErrorKind::Invalid, stmt, message);
+            return None;
+        }
+        Some(check)
+    }
+
+    fn check_keyword(&mut self, s: &Stmt, check: &mut CheckDraft) {
+        if self.timing(s, &mut check.timing, 0) {
+            return;
+        }
+        let keyword = s.keyword();
+        match keyword {
+            "connect_ip" => {
+                if let Some(text) = self.value(s) {
+                    check.connect_ip = self.problem(s, values::ipv4(text, "connect_ip"));
+                }
+            }
+            "connect_port" => {
+                if let Some(text) = self.value(s) {
+                    check.connect_port = self.problem(s, values::port(text, "connect_port"));
+                }
+            }
+            "bindto" => {
+                if let Some(text) = self.value(s) {
+                    check.bindto = self.problem(s, values::ipv4(text, "bindto"));
+                }
+            }
+            "bind_port" => {
+                if let Some(text) = self.value(s) {
+                    check.bind_port = self.problem(s, values::port(text, "bind_port"));
+                }
+            }
+            "bind_if" => self.error(
+                ErrorKind::Unsupported,
+                s,
+                "bind_if is for IPv6 link-local addresses, which lb does not support",
+            ),
+            "fwmark" => self.error(
+                ErrorKind::Unsupported,
+                s,
+                "marking health-check packets (fwmark) is not supported by lb",
+            ),
+            "alpha" => {
+                if let Some(b) = self.opt_bool(s) {
+                    check.alpha = Some(b);
+                }
+            }
+            "log_all_failures" => {
+                if let Some(b) = self.opt_bool(s) {
+                    check.log_all_failures = b;
+                }
+            }
+            "nb_get_retry" if check.http.is_some() => {
+                if let Some(n) = self.unsigned(s, 0, u32::MAX) {
+                    check.timing.retry = Some(n);
+                    self.report.note(
+                        &s.location,
+                        "nb_get_retry is deprecated in keepalived: read as 'retry'",
+                    );
+                }
+            }
+            "virtualhost" | "http_protocol" | "fast_recovery" | "url" if check.http.is_some() => {
+                let mut http = check.http.take().unwrap_or_default();
+                self.http_keyword(s, &mut http);
+                check.http = Some(http);
+            }
+            "enable_sni" | "sni_name" | "tls_compliant" if check.http.is_some() => self.error(
+                ErrorKind::Unsupported,
+                s,
+                format!("{keyword} is a TLS setting: SSL_GET is not supported by lb"),
+            ),
+            _ => self.unknown(s),
+        }
+    }
+
+    fn http_keyword(&mut self, s: &Stmt, http: &mut HttpDraft) {
+        match s.keyword() {
+            "virtualhost" => http.virtualhost = self.string(s).or(http.virtualhost.take()),
+            "http_protocol" => {
+                if let Some(version) = self.value(s) {
+                    http.protocol = match version {
+                        "1.0" => HttpVersion::V1_0,
+                        "1.0C" | "1.0c" => HttpVersion::V1_0Close,
+                        "1.1" => HttpVersion::V1_1,
+                        other => {
+                            let message = format!(
+                                "unknown http_protocol '{other}': expected 1.0, 1.0C or 1.1"
+                            );
+                            self.error(ErrorKind::Invalid, s, message);
+                            return;
+                        }
+                    };
+                }
+            }
+            "fast_recovery" => {
+                if let Some(b) = self.opt_bool(s) {
+                    http.fast_recovery = b;
+                }
+            }
+            _ => {
+                if let Some(url) = self.url(s) {
+                    http.urls.push(url);
+                }
+            }
+        }
+    }
+
+    fn url(&mut self, stmt: &Stmt) -> Option<UrlDraft> {
+        if !stmt.args().is_empty() {
+            self.error(
+                ErrorKind::Syntax,
+                stmt,
+                "'url' takes no value before its { } block",
+            );
+        }
+        let block = self.block(stmt)?;
+        let errors_before = self.report.errors.len();
+        let mut path = None;
+        let mut status_codes = Vec::new();
+        let mut virtualhost = None;
+        let mut seen = Seen::default();
+        for s in block {
+            seen.check(self.report, s);
+            match s.keyword() {
+                "path" => path = self.string(s).or(path),
+                // keepalived adds up the codes of every status_code line.
+                "status_code" => {
+                    if let Some(args) = self.values(s, 1, usize::MAX) {
+                        for arg in args {
+                            match status_range(arg) {
+                                Some(range) => status_codes.push(range),
+                                None => {
+                                    let message = format!(
+                                        "invalid status_code '{arg}': expected a code or a \
+                                         range like 200-299, within 100-599"
+                                    );
+                                    self.error(ErrorKind::Invalid, s, message);
+                                }
+                            }
+                        }
+                    }
+                }
+                "virtualhost" => virtualhost = self.string(s).or(virtualhost),
+                "digest" => self.error(
+                    ErrorKind::Unsupported,
+                    s,
+                    "digest (an MD5 sum of the page) is not supported by lb: check status_code \
+                     instead",
+                ),
+                "regex" | "regex_no_match" | "regex_options" | "regex_stack"
+                | "regex_min_offset" | "regex_max_offset" => self.error(
+                    ErrorKind::Unsupported,
+                    s,
+                    format!("{}: matching the page is not supported by lb", s.keyword()),
+                ),
+                "tls_compliant" => self.error(
+                    ErrorKind::Unsupported,
+                    s,
+                    "tls_compliant is a TLS setting: SSL_GET is not supported by lb",
+                ),
+                _ => self.unknown(s),
+            }
+        }
+        let Some(path) = path else {
+            if self.report.errors.len() > errors_before {
+                return None;
+            }
+            self.error(
+                ErrorKind::Invalid,
+                stmt,
+                "url needs a path (keepalived would drop it)",
+            );
+            return None;
+        };
+        Some(UrlDraft {
+            path,
+            status_codes,
+            virtualhost,
+        })
+    }
+
+    /// A check with its settings inherited from the real and virtual servers
+    /// (`validate_check_config`).
+    fn finish_check(
+        &mut self,
+        check: &CheckDraft,
+        rs: &RsDraft,
+        vs: &VsDraft,
+    ) -> Option<HealthCheck> {
+        let timing = check.timing.or(&rs.timing).or(&vs.timing);
+        let port = check.connect_port.unwrap_or(rs.port);
+        if port == 0 {
+            let message = format!(
+                "{} has no port to connect to: real_server {} has none; give the real_server a \
+                 port or the check a connect_port",
+                check.keyword, rs.addr
+            );
+            self.report
+                .error(ErrorKind::Invalid, &check.location, message);
+            return None;
+        }
+        let delay_loop = timing.delay_loop.unwrap_or(DEFAULT_DELAY_LOOP);
+        let kind = match &check.http {
+            None => CheckKind::Tcp,
+            Some(http) => {
+                let outer_host = http
+                    .virtualhost
+                    .as_ref()
+                    .or(rs.virtualhost.as_ref())
+                    .or(vs.virtualhost.as_ref());
+                CheckKind::Http(HttpGet {
+                    urls: http
+                        .urls
+                        .iter()
+                        .map(|u| HttpUrl {
+                            path: u.path.clone(),
+                            status_codes: if u.status_codes.is_empty() {
+                                StatusCodes::success()
+                            } else {
+                                StatusCodes(u.status_codes.clone())
+                            },
+                            virtualhost: u.virtualhost.as_ref().or(outer_host).cloned(),
+                        })
+                        .collect(),
+                    protocol: http.protocol,
+                    fast_recovery: http.fast_recovery,
+                })
+            }
+        };
+        let default_delay_before_retry = match kind {
+            CheckKind::Http(_) => Duration::from_secs(3),
+            CheckKind::Tcp => Duration::from_secs(1),
+        };
+        Some(HealthCheck {
+            kind,
+            addr: check.connect_ip.unwrap_or(rs.addr),
+            port,
+            bindto: check.bindto,
+            bind_port: check.bind_port,
+            connect_timeout: timing.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            retry: timing.retry.unwrap_or(1),
+            delay_before_retry: timing
+                .delay_before_retry
+                .unwrap_or(default_delay_before_retry),
+            delay_loop,
+            warmup: timing.warmup.unwrap_or(delay_loop),
+            alpha: check.alpha.or(rs.alpha).unwrap_or(vs.alpha),
+            log_all_failures: check.log_all_failures,
+            location: check.location.clone(),
+        })
+    }
+}
+
+/// `200` or `200-299`, within 100-599.
+fn status_range(text: &str) -> Option<(u16, u16)> {
+    let code = |t: &str| {
+        (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| t.parse::<u16>().ok())
+            .flatten()
+            .filter(|c| (100..=599).contains(c))
+    };
+    let (lo, hi) = match text.split_once('-') {
+        Some((lo, hi)) => (code(lo)?, code(hi)?),
+        None => (code(text)?, code(text)?),
+    };
+    (lo <= hi).then_some((lo, hi))
+}
