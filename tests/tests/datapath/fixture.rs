@@ -4,14 +4,15 @@
 //! (a table rewritten, a real server removed) are steps too.
 //!
 //! Every fixture runs on a freshly loaded program. A table runs all its fixtures and fails with
-//! every failing fixture's report (first failing step, all its mismatches, hexdumps).
+//! every failing fixture's report (first failing step, all its mismatches, hexdumps). Tables run
+//! through `lb_xdp` unless they name another entry point ([`run_table_of`]: `lb_decap`).
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
 use lb_common::{Conn, Counters, FlowKey, Stat, tcp_state};
 
 use super::{
-    harness::{Change, Director, Verdict},
+    harness::{Change, DECAP_PROGRAM, Director, PROGRAM, Verdict},
     wire,
 };
 
@@ -39,10 +40,12 @@ pub struct Send {
     pub input: Vec<u8>,
     pub verdict: Verdict,
     pub output: Output,
-    /// DP_STATS counters this packet bumps by one each (`Stat::Rx` is implied); every other
-    /// counter must stay put. A counter listed twice must go up by two.
+    /// DP_STATS counters this packet bumps by one each (`Stat::Rx` is implied for `lb_xdp`);
+    /// every other counter must stay put. A counter listed twice must go up by two.
     pub counts: Vec<Stat>,
     pub expect: Vec<Expect>,
+    /// The interface the packet arrives on (`ctx_in`); `None`: the kernel's default, loopback.
+    pub ingress: Option<u32>,
 }
 
 /// The packet expected out of the program.
@@ -64,6 +67,12 @@ pub enum Expect {
         real: u32,
         service: u32,
         state: u8,
+    },
+    /// The whole connection-table entry of `flow`, virtual address and port and flags too
+    /// (NAT's two entries); `last_seen_ns` is not compared.
+    ConnEntry {
+        flow: FlowKey,
+        conn: Conn,
     },
     NoConn(FlowKey),
     /// Number of connection-table entries.
@@ -94,7 +103,14 @@ impl Send {
             output,
             counts: Vec::new(),
             expect: Vec::new(),
+            ingress: None,
         }
+    }
+
+    /// The packet arrives on interface `ifindex` (of the fixture thread's network namespace).
+    pub fn on(mut self, ifindex: u32) -> Self {
+        self.ingress = Some(ifindex);
+        self
     }
 
     /// Handed to the kernel untouched, counted under `reason`.
@@ -133,12 +149,17 @@ pub fn counters(conns: u64, in_pkts: u64, in_bytes: u64) -> Counters {
     }
 }
 
-/// Runs every fixture of a table; panics with the reports of those that failed.
+/// Runs every fixture of a table through `lb_xdp`; panics with the reports of those that failed.
 pub fn run_table(table: &str, fixtures: Vec<Fixture>) {
+    run_table_of(table, PROGRAM, fixtures);
+}
+
+/// Runs every fixture of a table through `program`, an XDP entry point of the object.
+pub fn run_table_of(table: &str, program: &'static str, fixtures: Vec<Fixture>) {
     let total = fixtures.len();
     let mut failures = Vec::new();
     for fixture in &fixtures {
-        match run_fixture(fixture) {
+        match run_fixture(program, fixture) {
             Ok(()) => eprintln!("ok     {table}: {}", fixture.name),
             Err(report) => {
                 eprintln!("FAILED {table}: {}", fixture.name);
@@ -148,7 +169,7 @@ pub fn run_table(table: &str, fixtures: Vec<Fixture>) {
     }
     if let Some(repeat) = perf_repeat() {
         for fixture in &fixtures {
-            report_perf(table, fixture, repeat);
+            report_perf(table, program, fixture, repeat);
         }
     }
     assert!(
@@ -168,18 +189,25 @@ fn perf_repeat() -> Option<u32> {
         .filter(|n| *n > 0)
 }
 
-fn report_perf(table: &str, fixture: &Fixture, repeat: u32) {
-    let mut director = Director::load();
+fn report_perf(table: &str, program: &'static str, fixture: &Fixture, repeat: u32) {
+    let mut director = Director::load_program(program);
     for change in &fixture.setup {
         director.apply(change);
     }
     for step in &fixture.steps {
         match step {
             Step::Send(send) => {
-                let per_packet = director.time_per_packet(&send.input, repeat);
+                // Anything beyond the MACs rewritten: time every run from the original bytes.
+                let fresh = match &send.output {
+                    Output::Exact(out) => out.get(12..) != send.input.get(12..),
+                    Output::Unchanged | Output::Dropped => false,
+                };
+                let per_packet = director.time_per_packet(&send.input, send.ingress, repeat, fresh);
                 eprintln!(
-                    "perf   {table}: {} / {}: {per_packet:?} per packet",
-                    fixture.name, send.what
+                    "perf   {table}: {} / {}: {per_packet:?} per packet{}",
+                    fixture.name,
+                    send.what,
+                    if fresh { " (single runs)" } else { "" }
                 );
             }
             Step::Apply { changes, .. } => changes.iter().for_each(|c| director.apply(c)),
@@ -188,8 +216,8 @@ fn report_perf(table: &str, fixture: &Fixture, repeat: u32) {
     }
 }
 
-fn run_fixture(fixture: &Fixture) -> Result<(), String> {
-    let mut director = Director::load();
+fn run_fixture(program: &'static str, fixture: &Fixture) -> Result<(), String> {
+    let mut director = Director::load_program(program);
     for change in &fixture.setup {
         director.apply(change);
     }
@@ -204,7 +232,7 @@ fn run_fixture(fixture: &Fixture) -> Result<(), String> {
         };
         match step {
             Step::Send(send) => {
-                check_send(&director, send).map_err(|report| {
+                check_send(&director, program, send).map_err(|report| {
                     format!(
                         "{earlier}step {step_no}, packet \"{}\":\n{report}",
                         send.what
@@ -235,11 +263,14 @@ fn run_fixture(fixture: &Fixture) -> Result<(), String> {
     Ok(())
 }
 
-fn check_send(director: &Director, send: &Send) -> Result<(), String> {
+fn check_send(director: &Director, program: &str, send: &Send) -> Result<(), String> {
     let before = director.dp_stats();
-    let (verdict, output) = director.run(&send.input).map_err(|e| {
+    let (verdict, output) = director.run_on(&send.input, send.ingress).map_err(|e| {
         format!(
-            "BPF_PROG_TEST_RUN failed: {e}\ninput: {}",
+            "BPF_PROG_TEST_RUN failed: {e}{}\ninput: {}",
+            send.ingress
+                .map(|i| format!(" (ingress ifindex {i})"))
+                .unwrap_or_default(),
             wire::describe(&send.input)
         )
     })?;
@@ -268,15 +299,20 @@ fn check_send(director: &Director, send: &Send) -> Result<(), String> {
             wire::hexdump_diff(expected, &output)
         ));
     }
-    // A forwarded packet must carry valid checksums whenever the input did.
-    if verdict.forwards() && wire::checksum_problems(&send.input).is_empty() {
+    // A forwarded or rewritten packet (decapsulated, answered with ICMP) must carry valid
+    // checksums whenever the input did, by the suite's own full computation.
+    let rewritten = verdict.forwards() || output != send.input;
+    if rewritten && verdict != Verdict::DROP && wire::checksum_problems(&send.input).is_empty() {
         for problem in wire::checksum_problems(&output) {
-            problems.push(format!("forwarded packet: {problem}"));
+            problems.push(format!("packet out: {problem}"));
         }
     }
 
     let mut expected_delta: BTreeMap<u32, u64> = BTreeMap::new();
-    *expected_delta.entry(Stat::Rx as u32).or_default() += 1;
+    // lb_decap counts only what it decapsulates; lb_xdp counts every packet it sees.
+    if program != DECAP_PROGRAM {
+        *expected_delta.entry(Stat::Rx as u32).or_default() += 1;
+    }
     for stat in &send.counts {
         *expected_delta.entry(*stat as u32).or_default() += 1;
     }
@@ -325,6 +361,23 @@ fn check_expect(director: &Director, expect: &[Expect]) -> Vec<String> {
                             fmt_flow(flow),
                             tcp_state::name(*state),
                             fmt_conn(&conn)
+                        ));
+                    }
+                }
+            },
+            Expect::ConnEntry { flow, conn } => match director.conn(flow) {
+                None => problems.push(format!("CONNS: no entry for {}", fmt_flow(flow))),
+                Some(got) => {
+                    let comparable = |c: &Conn| Conn {
+                        last_seen_ns: 0,
+                        ..*c
+                    };
+                    if comparable(&got) != comparable(conn) {
+                        problems.push(format!(
+                            "CONNS[{}]: expected {}, got {}",
+                            fmt_flow(flow),
+                            fmt_conn(conn),
+                            fmt_conn(&got)
                         ));
                     }
                 }
@@ -396,10 +449,12 @@ pub fn fmt_flow(flow: &FlowKey) -> String {
 
 fn fmt_conn(conn: &Conn) -> String {
     format!(
-        "real {} service {} state {} flags {:#x}",
+        "real {} service {} state {} flags {:#x} virtual {}:{}",
         conn.real,
         conn.service,
         tcp_state::name(conn.state),
-        conn.flags
+        conn.flags,
+        std::net::Ipv4Addr::from(conn.vaddr.to_ne_bytes()),
+        u16::from_be(conn.vport)
     )
 }

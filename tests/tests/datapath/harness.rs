@@ -4,6 +4,11 @@
 //! Without a `ctx_in` the kernel runs an XDP test on the loopback device of the caller's network
 //! namespace, so the program sees `ingress_ifindex == 1`: the fixtures give the director's MAC
 //! to `IFACES[1]`, and a real server with `ifindex == 0` (same as ingress) gets XDP_TX.
+//!
+//! NAT asks the kernel's FIB for next hops (`bpf_fib_lookup`, forwarding mode, from the ingress
+//! interface), so its fixtures need real interfaces, routes and neighbours: they run on a thread
+//! of their own in a fresh network namespace ([`in_fresh_netns`]) and name the ingress interface
+//! of each packet, which reaches the program through an `xdp_md` in `ctx_in` (Linux 5.15+).
 
 use std::fmt;
 
@@ -18,6 +23,8 @@ use lb_common::{
 
 /// The name of the XDP entry point in the object.
 pub const PROGRAM: &str = "lb_xdp";
+/// The real-server side program in the same object: strips IP-in-IP (`lbd decap`).
+pub const DECAP_PROGRAM: &str = "lb_decap";
 /// `ingress_ifindex` in BPF_PROG_TEST_RUN without a context: the loopback device.
 pub const TEST_RUN_IFINDEX: u32 = 1;
 /// Room in the output buffer beyond the input's length, for rewrites that grow the packet
@@ -99,6 +106,8 @@ pub enum Change {
 /// The loaded program and its maps.
 pub struct Director {
     ebpf: Ebpf,
+    /// Which entry point of the object runs the packets.
+    program: &'static str,
     services: HashMap<MapData, ServiceKey, Service>,
     reals: Array<MapData, RealServer>,
     slots: Array<MapData, u32>,
@@ -120,6 +129,12 @@ fn take<T: TryFrom<aya::maps::Map, Error = MapError>>(ebpf: &mut Ebpf, name: &st
 impl Director {
     /// Loads the object (the verifier runs here) with empty maps.
     pub fn load() -> Self {
+        Self::load_program(PROGRAM)
+    }
+
+    /// Loads the object with `program` (one of its XDP entry points) as the one packets run
+    /// through.
+    pub fn load_program(program: &'static str) -> Self {
         let object = lb_user::object::ebpf_object();
         assert!(
             !object.is_empty(),
@@ -131,14 +146,15 @@ impl Director {
         }
         let mut ebpf = loader.load(object).expect("loading the eBPF object");
         let prog: &mut Xdp = ebpf
-            .program_mut(PROGRAM)
-            .unwrap_or_else(|| panic!("program {PROGRAM} not in the object"))
+            .program_mut(program)
+            .unwrap_or_else(|| panic!("program {program} not in the object"))
             .try_into()
-            .expect("lb_xdp is an XDP program");
+            .unwrap_or_else(|e| panic!("{program} is not an XDP program: {e}"));
         if let Err(e) = prog.load() {
-            panic!("the verifier rejected {PROGRAM}: {e:#}\n{e:?}");
+            panic!("the verifier rejected {program}: {e:#}\n{e:?}");
         }
         Self {
+            program,
             services: take(&mut ebpf, maps::SERVICES),
             reals: take(&mut ebpf, maps::REALS),
             slots: take(&mut ebpf, maps::SCHED_TABLE),
@@ -154,7 +170,7 @@ impl Director {
 
     fn program(&self) -> &Xdp {
         self.ebpf
-            .program(PROGRAM)
+            .program(self.program)
             .expect("loaded above")
             .try_into()
             .expect("XDP")
@@ -162,29 +178,62 @@ impl Director {
 
     /// Runs one packet through the program: its verdict and the packet as it left.
     pub fn run(&self, input: &[u8]) -> Result<(Verdict, Vec<u8>), ProgramError> {
+        self.run_on(input, None)
+    }
+
+    /// Runs one packet as if it arrived on interface `ingress` (of the calling thread's network
+    /// namespace); `None` for the kernel's default, the loopback device.
+    pub fn run_on(
+        &self,
+        input: &[u8],
+        ingress: Option<u32>,
+    ) -> Result<(Verdict, Vec<u8>), ProgramError> {
         let mut out = vec![0u8; input.len() + OUTPUT_SLACK];
+        let ctx = ingress.map(|ifindex| xdp_md(input.len(), ifindex));
         let result = self.program().test_run(TestRunOptions {
             data_in: Some(input),
             data_out: Some(&mut out),
+            ctx_in: ctx.as_deref(),
             ..TestRunOptions::default()
         })?;
         out.truncate(result.data_size_out as usize);
         Ok((Verdict(result.return_value), out))
     }
 
-    /// Time per packet over `repeat` runs of the same input (the kernel's own measurement).
-    pub fn time_per_packet(&self, input: &[u8], repeat: u32) -> std::time::Duration {
+    /// Time per packet over `repeat` runs (the kernel's own measurement).
+    ///
+    /// BPF_PROG_TEST_RUN's `repeat` runs the program again on the packet as the previous run
+    /// left it: that measures a packet whose rewrite leaves it on the same path (DR only changes
+    /// MACs), but a tunnelled, readdressed or decapsulated packet would be timed as something
+    /// else from the second run on. With `fresh`, every run starts from `input` instead: one
+    /// BPF_PROG_TEST_RUN per run, the kernel-timed durations averaged (each then also carries
+    /// the kernel timer's own overhead, some tens of ns).
+    pub fn time_per_packet(
+        &self,
+        input: &[u8],
+        ingress: Option<u32>,
+        repeat: u32,
+        fresh: bool,
+    ) -> std::time::Duration {
         let mut out = vec![0u8; input.len() + OUTPUT_SLACK];
-        let result = self
-            .program()
-            .test_run(TestRunOptions {
-                data_in: Some(input),
-                data_out: Some(&mut out),
-                repeat,
-                ..TestRunOptions::default()
-            })
-            .expect("BPF_PROG_TEST_RUN");
-        result.duration
+        let ctx = ingress.map(|ifindex| xdp_md(input.len(), ifindex));
+        let mut timed = |repeat: u32| {
+            self.program()
+                .test_run(TestRunOptions {
+                    data_in: Some(input),
+                    data_out: Some(&mut out),
+                    ctx_in: ctx.as_deref(),
+                    repeat,
+                    ..TestRunOptions::default()
+                })
+                .expect("BPF_PROG_TEST_RUN")
+                .duration
+        };
+        if fresh {
+            (0..repeat).map(|_| timed(1)).sum::<std::time::Duration>() / repeat.max(1)
+        } else {
+            timed(repeat)
+        }
     }
 
     pub fn apply(&mut self, change: &Change) {
@@ -248,6 +297,58 @@ impl Director {
             })
             .collect()
     }
+}
+
+/// `struct xdp_md` (uapi `linux/bpf.h`: data, data_end, data_meta, ingress_ifindex,
+/// rx_queue_index, egress_ifindex; six `u32`s) as BPF_PROG_TEST_RUN takes it in `ctx_in`. The
+/// kernel wants no metadata (`data` = `data_meta` = 0), `data_end` equal to the input's length,
+/// and no egress; it looks `ingress_ifindex` up in the caller's network namespace and runs the
+/// program on that device's receive queue `rx_queue_index`.
+fn xdp_md(len: usize, ingress_ifindex: u32) -> Vec<u8> {
+    let len = u32::try_from(len).expect("test input longer than 4 GiB");
+    [0, len, 0, ingress_ifindex, 0, 0]
+        .iter()
+        .flat_map(|field: &u32| field.to_ne_bytes())
+        .collect()
+}
+
+/// Runs `f` on a thread of its own in a fresh network namespace (`unshare(CLONE_NEWNET)`
+/// affects only the calling thread), and returns what it returns; a panic in `f` is re-raised
+/// here. Commands `f` runs are children of that thread and so start in its namespace. The
+/// namespace, with every interface, route and neighbour made in it, goes away when the thread
+/// ends: nothing to clean up, even when a fixture panics.
+pub fn in_fresh_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let thread = std::thread::Builder::new()
+        .name("fresh-netns".into())
+        .spawn(move || {
+            // SAFETY: plain syscall with a flag argument; it changes only this thread's
+            // network namespace, which nothing else in the process shares.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                panic!(
+                    "unshare(CLONE_NEWNET): {} (needs root)",
+                    std::io::Error::last_os_error()
+                );
+            }
+            f()
+        })
+        .expect("spawning the network-namespace thread");
+    match thread.join() {
+        Ok(value) => value,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// The index of interface `name` in the calling thread's network namespace.
+pub fn ifindex(name: &str) -> u32 {
+    let c_name = std::ffi::CString::new(name).expect("interface name without NUL");
+    // SAFETY: `c_name` is a valid NUL-terminated string for the duration of the call.
+    let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
+    assert!(
+        index != 0,
+        "if_nametoindex({name}): {}",
+        std::io::Error::last_os_error()
+    );
+    index
 }
 
 fn sum_counters(map: &PerCpuArray<MapData, Counters>, id: u32) -> Counters {

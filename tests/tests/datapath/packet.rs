@@ -73,6 +73,14 @@ impl Frame {
         self
     }
 
+    /// The IPv4 packet inside.
+    pub fn ipv4(&self) -> &Ipv4 {
+        match &self.body {
+            L3::Ipv4(ip) => ip,
+            other => panic!("not an IPv4 frame: {other:?}"),
+        }
+    }
+
     /// The IPv4 packet inside, for fixtures that tweak it.
     pub fn ipv4_mut(&mut self) -> &mut Ipv4 {
         match &mut self.body {
@@ -433,6 +441,19 @@ impl Icmp {
             code: 0,
             rest: [i0, i1, s0, s1],
             payload: payload.to_vec(),
+        }
+    }
+
+    /// Destination unreachable, fragmentation needed and DF set (type 3, code 4), with the
+    /// next-hop MTU (RFC 1191) and `quoted`: the original IP header and 8 bytes of its payload
+    /// (RFC 792).
+    pub fn frag_needed(next_hop_mtu: u16, quoted: &[u8]) -> Self {
+        let [m0, m1] = next_hop_mtu.to_be_bytes();
+        Self {
+            ty: 3,
+            code: 4,
+            rest: [0, 0, m0, m1],
+            payload: quoted.to_vec(),
         }
     }
 

@@ -6,6 +6,9 @@
 //!                                       ▼
 //!                 real servers A 10.1.0.11, B .12, C .13 (HTTP), D .14 (DNS)
 //! ```
+//!
+//! NAT fixtures run in a network of real interfaces instead ([`NatNet`]), because the program
+//! asks the kernel's FIB for their next hops.
 
 use std::net::Ipv4Addr;
 
@@ -16,9 +19,9 @@ use lb_common::{
 
 use super::{
     fixture::{Expect, Output, Send},
-    harness::{Change, TEST_RUN_IFINDEX, Verdict},
-    packet::{Frame, Ipv4, L3, L4, Tcp, Udp},
-    wire::Mac,
+    harness::{self, Change, TEST_RUN_IFINDEX, Verdict},
+    packet::{Frame, Icmp, Ipv4, L3, L4, Tcp, Udp},
+    wire::{Mac, fmt_mac},
 };
 
 /// The director's own NIC (the one BPF_PROG_TEST_RUN pretends packets arrive on).
@@ -288,6 +291,170 @@ pub fn ip_len(frame: &Frame) -> u64 {
 /// What DR sends to `real`: the same frame, to the real server's MAC, from the director's.
 pub fn via_dr(frame: &Frame, real: &RealDef) -> Vec<u8> {
     frame.clone().with_macs(real.mac, DIRECTOR_MAC).bytes()
+}
+
+/// What TUN sends to `real` through the director's NIC: see [`tunnelled`].
+pub fn via_tun(frame: &Frame, real: &RealDef) -> Vec<u8> {
+    tunnelled(frame, real.addr, real.mac, DIRECTOR_MAC, DIRECTOR_IP)
+}
+
+/// What TUN sends: `frame`'s IP packet, byte for byte, inside an outer IPv4 header from `src`
+/// (the egress NIC's address) to the real server at `real_addr`, in a frame to `next_hop`
+/// from `smac`. The outer header is 20 bytes, copies TOS and DF, carries the inner ID only
+/// without DF (RFC 6864: 0 otherwise), TTL 64, protocol 4. Ethernet padding of the input stays
+/// at the end of the frame, after the inner packet.
+pub fn tunnelled(
+    frame: &Frame,
+    real_addr: Ipv4Addr,
+    next_hop: Mac,
+    smac: Mac,
+    src: Ipv4Addr,
+) -> Vec<u8> {
+    let inner = frame.ipv4().clone();
+    let mut outer = Ipv4::new(src, real_addr, inner.clone());
+    outer.tos = inner.tos;
+    outer.dont_fragment = inner.dont_fragment;
+    outer.ident = if inner.dont_fragment { 0 } else { inner.ident };
+    outer.ttl = 64;
+    // The input's padding (if any) ends `min_len` bytes in; the outer header moves it by 20.
+    let padded = if frame.min_len == 0 {
+        0
+    } else {
+        frame.min_len + 20
+    };
+    Frame::new(next_hop, smac, outer).padded_to(padded).bytes()
+}
+
+/// The director's answer to a packet too big for the tunnel with DF set: ICMP "fragmentation
+/// needed" (3/4) with `next_hop_mtu`, from the address the client sent to (the VIP), TTL 64,
+/// ID 0, no DF, TOS 0; back to the MAC the frame came from, from the MAC it was sent to;
+/// quoting the client's IP header (options too) and the first 8 bytes of its payload.
+pub fn frag_needed(frame: &Frame, next_hop_mtu: u16) -> Vec<u8> {
+    let ip = frame.ipv4();
+    let original = ip.bytes();
+    let quoted = &original[..ip.header_len() + 8];
+    let mut reply = Ipv4::new(ip.dst, ip.src, Icmp::frag_needed(next_hop_mtu, quoted));
+    reply.ident = 0;
+    reply.dont_fragment = false;
+    reply.ttl = 64;
+    Frame::new(frame.src, frame.dst, reply).bytes()
+}
+
+/// `frame` with its destination address and port replaced (NAT towards a real server).
+pub fn with_destination(frame: &Frame, addr: Ipv4Addr, port: u16) -> Frame {
+    let mut frame = frame.clone();
+    let ip = frame.ipv4_mut();
+    ip.dst = addr;
+    *ports_mut(ip).1 = port;
+    frame
+}
+
+/// `frame` with its source address and port replaced (NAT of a real server's reply).
+pub fn with_source(frame: &Frame, addr: Ipv4Addr, port: u16) -> Frame {
+    let mut frame = frame.clone();
+    let ip = frame.ipv4_mut();
+    ip.src = addr;
+    *ports_mut(ip).0 = port;
+    frame
+}
+
+fn ports_mut(ip: &mut Ipv4) -> (&mut u16, &mut u16) {
+    match &mut ip.payload {
+        L4::Tcp(t) => (&mut t.sport, &mut t.dport),
+        L4::Udp(u) => (&mut u.sport, &mut u.dport),
+        other => panic!("not TCP/UDP: {other:?}"),
+    }
+}
+
+// ---- NAT: a director with real interfaces ------------------------------------------------------
+//
+//  client 198.51.100.7 ── router 203.0.113.1 ─┬─ ext0 (DIRECTOR_MAC, 203.0.113.2/24 + VIP/32)
+//                       E 203.0.113.21 ───────┘        director, net.ipv4.conf.all.forwarding=1
+//                                                   int0 (OTHER_NIC_MAC, 10.1.0.1/24)
+//                    A 10.1.0.11, B .12, C .13, D .14 ─┘  (F 10.1.0.16: no neighbour entry)
+//
+// Each NIC is one end of a veth pair whose other end is up and otherwise unused; next hops are
+// permanent neighbour entries, so the kernel never needs to ask (ARP) for them.
+
+/// The director's client-side NIC and the real servers' side.
+pub const NAT_EXT: &str = "ext0";
+pub const NAT_INT: &str = "int0";
+pub const ROUTER_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+/// The director on the real servers' LAN: their default gateway, as LVS-NAT requires.
+pub const NAT_GATEWAY_IP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
+
+/// A real server on the clients' side of the director (one-arm NAT).
+pub const E: RealDef = RealDef {
+    id: 5,
+    addr: Ipv4Addr::new(203, 0, 113, 21),
+    mac: mac(0x0e),
+};
+/// A real server on the inside LAN the kernel has no neighbour entry for.
+pub const F: RealDef = RealDef {
+    id: 6,
+    addr: Ipv4Addr::new(10, 1, 0, 16),
+    mac: mac(0x0f),
+};
+
+/// The NAT director's interfaces, by index in the fixture thread's network namespace.
+pub struct NatNet {
+    pub ext: u32,
+    pub int: u32,
+}
+
+impl NatNet {
+    /// Builds the network above in the calling thread's network namespace, which must be a
+    /// fresh one ([`harness::in_fresh_netns`]); `forwarding` is what the director's
+    /// `net.ipv4.conf.all.forwarding` is set to.
+    pub fn build(forwarding: bool) -> NatNet {
+        let ip = |line: String| {
+            let argv: Vec<&str> = line.split_whitespace().collect();
+            lb_tests::cmd::run(&argv);
+        };
+        for (nic, mac) in [(NAT_EXT, DIRECTOR_MAC), (NAT_INT, OTHER_NIC_MAC)] {
+            ip(format!(
+                "ip link add {nic} address {} type veth peer name {nic}p",
+                fmt_mac(&mac)
+            ));
+            ip(format!("ip link set {nic} up"));
+            ip(format!("ip link set {nic}p up"));
+        }
+        ip("ip link set lo up".into());
+        ip(format!("ip addr add {DIRECTOR_IP}/24 dev {NAT_EXT}"));
+        ip(format!("ip addr add {VIP}/32 dev {NAT_EXT}"));
+        ip(format!("ip addr add {NAT_GATEWAY_IP}/24 dev {NAT_INT}"));
+        ip(format!(
+            "ip route add default via {ROUTER_IP} dev {NAT_EXT}"
+        ));
+        let neighbours = [
+            (ROUTER_IP, ROUTER_MAC, NAT_EXT),
+            (E.addr, E.mac, NAT_EXT),
+            (A.addr, A.mac, NAT_INT),
+            (B.addr, B.mac, NAT_INT),
+            (C.addr, C.mac, NAT_INT),
+            (D.addr, D.mac, NAT_INT),
+        ];
+        for (addr, mac, nic) in neighbours {
+            ip(format!(
+                "ip neigh replace {addr} lladdr {} dev {nic} nud permanent",
+                fmt_mac(&mac)
+            ));
+        }
+        // /proc/sys/net is the calling thread's namespace's; reading it back through ext0 (which
+        // exists only here) proves the write did not land in the host's namespace.
+        let value = if forwarding { "1" } else { "0" };
+        std::fs::write("/proc/sys/net/ipv4/conf/all/forwarding", value)
+            .expect("setting net.ipv4.conf.all.forwarding");
+        for nic in [NAT_EXT, NAT_INT] {
+            let path = format!("/proc/sys/net/ipv4/conf/{nic}/forwarding");
+            let got = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            assert_eq!(got.trim(), value, "{path}");
+        }
+        NatNet {
+            ext: harness::ifindex(NAT_EXT),
+            int: harness::ifindex(NAT_INT),
+        }
+    }
 }
 
 // ---- packet steps ------------------------------------------------------------------------------

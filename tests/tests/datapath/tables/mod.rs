@@ -1,8 +1,11 @@
 //! The fixture tables, one file per concern. Each exports `fixtures()`; `datapath.rs` runs them.
-//! To add a forwarding method (TUN, NAT), add a table here and a test in `datapath.rs`.
+//! To add a forwarding method, add a table here and a test in `datapath.rs`.
 
 pub mod conns;
+pub mod decap;
 pub mod dr;
+pub mod nat;
 pub mod parse;
 pub mod sched;
 pub mod stats;
+pub mod tun;
