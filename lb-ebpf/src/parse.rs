@@ -73,6 +73,10 @@ pub fn parse(ctx: &XdpContext) -> Result<Parsed, Verdict> {
     if ip.vihl >> 4 != 4 || ihl < Ipv4Hdr::LEN {
         return Err(pass(Stat::PassMalformed));
     }
+    // A frame shorter than its IP header claims is not ours to rewrite (the kernel drops it).
+    if usize::from(u16::from_be_bytes(ip.tot_len)) > ctx.data_end() - ctx.data() - L3_OFFSET {
+        return Err(pass(Stat::PassMalformed));
+    }
     if u16::from_be_bytes(ip.frags) & IP_MF_OR_OFFSET != 0 {
         return Err(pass(Stat::PassFragment));
     }

@@ -9,7 +9,11 @@
 //! packet: it refuses to answer on interfaces with forwarding disabled, and LVS-TUN directors
 //! run with `ip_forward` off.
 
-use aya_ebpf::{EbpfContext as _, helpers::bpf_xdp_adjust_head, programs::XdpContext};
+use aya_ebpf::{
+    EbpfContext as _,
+    helpers::{bpf_get_prandom_u32, bpf_xdp_adjust_head},
+    programs::XdpContext,
+};
 use lb_common::{REAL_F_RESOLVED, RealServer, Stat};
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
@@ -66,9 +70,15 @@ pub fn forward(ctx: &XdpContext, packet: &Packet, real: &RealServer) -> Result<V
     }
     let eth = ptr::at_mut::<EthHdr>(ctx, 0).ok_or_else(|| drop(Stat::PassMalformed))?;
     let outer = ptr::at_mut::<Ipv4Hdr>(ctx, L3_OFFSET).ok_or_else(|| drop(Stat::PassMalformed))?;
-    // RFC 6864: with DF set the ID carries no meaning; otherwise reuse the client's (unique
-    // per source already), so no shared counter is needed on the hot path.
-    let id = if df != 0 { 0 } else { packet_id(ctx)? };
+    // RFC 6864: with DF set the ID carries no meaning. Without DF the outer packet may be
+    // fragmented on the way, so its ID must not repeat soon between the director and this
+    // real server: a random one, as the kernel picks for tunnels, without a shared counter.
+    // SAFETY: helper call without arguments.
+    let id = if df != 0 {
+        0
+    } else {
+        (unsafe { bpf_get_prandom_u32() }) as u16
+    };
     let mut header = Ipv4Hdr {
         vihl: 0x45,
         tos,
@@ -89,13 +99,4 @@ pub fn forward(ctx: &XdpContext, packet: &Packet, real: &RealServer) -> Result<V
     }
     stats::count(Stat::TxTunnel);
     fib::emit(ctx, egress, smac, real.mac)
-}
-
-/// The inner packet's IP ID, read after the outer header was inserted.
-#[inline(always)]
-fn packet_id(ctx: &XdpContext) -> Result<u16, Verdict> {
-    let inner = ptr::at::<Ipv4Hdr>(ctx, L3_OFFSET + Ipv4Hdr::LEN)
-        .ok_or_else(|| drop(Stat::PassMalformed))?;
-    // SAFETY: `at` checked the inner header.
-    Ok(unsafe { u16::from_be_bytes((*inner).id) })
 }

@@ -54,6 +54,9 @@ pub enum Output {
     Unchanged,
     /// Byte for byte this.
     Exact(Vec<u8>),
+    /// Byte for byte this, except the given byte ranges, which the program fills with
+    /// values no fixture can predict (a random IP ID); checksums are still verified.
+    Masked(Vec<u8>, Vec<std::ops::Range<usize>>),
     /// Not checked: only for dropped packets, whose bytes go nowhere.
     Dropped,
 }
@@ -199,7 +202,9 @@ fn report_perf(table: &str, program: &'static str, fixture: &Fixture, repeat: u3
             Step::Send(send) => {
                 // Anything beyond the MACs rewritten: time every run from the original bytes.
                 let fresh = match &send.output {
-                    Output::Exact(out) => out.get(12..) != send.input.get(12..),
+                    Output::Exact(out) | Output::Masked(out, _) => {
+                        out.get(12..) != send.input.get(12..)
+                    }
                     Output::Unchanged | Output::Dropped => false,
                 };
                 let per_packet = director.time_per_packet(&send.input, send.ingress, repeat, fresh);
@@ -284,9 +289,23 @@ fn check_send(director: &Director, program: &str, send: &Send) -> Result<(), Str
         ));
     }
 
+    let masked;
     let expected_output = match &send.output {
         Output::Unchanged => Some(send.input.as_slice()),
         Output::Exact(bytes) => Some(bytes.as_slice()),
+        Output::Masked(bytes, ignore) => {
+            // Take the unpredictable bytes from the actual output (when it is long enough).
+            let mut expected = bytes.clone();
+            for range in ignore {
+                if let (Some(dst), Some(src)) =
+                    (expected.get_mut(range.clone()), output.get(range.clone()))
+                {
+                    dst.copy_from_slice(src);
+                }
+            }
+            masked = expected;
+            Some(masked.as_slice())
+        }
         Output::Dropped => None,
     };
     if let Some(expected) = expected_output

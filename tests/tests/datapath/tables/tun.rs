@@ -63,19 +63,23 @@ fn segment(sport: u16, flags: u8, len: usize) -> Frame {
 /// A packet tunnelled to `real` through the director's NIC (XDP_TX).
 fn tunnelled_to(what: &str, frame: &Frame, real: &RealDef, new: bool, state: u8) -> Send {
     let conn = if new { Stat::ConnNew } else { Stat::ConnHit };
-    Send::new(
-        what,
-        frame.bytes(),
-        Verdict::TX,
-        Output::Exact(via_tun(frame, real)),
-    )
-    .counts(&[conn, Stat::TxTunnel])
-    .expect([Expect::Conn {
-        flow: flow_of(frame),
-        real: real.id,
-        service: HTTP.id,
-        state,
-    }])
+    let expected = via_tun(frame, real);
+    // Without DF the outer ID is random (it may be fragmented on the way, so it must not
+    // repeat soon); the outer checksum depends on it. Both are masked, the checksum still
+    // verified.
+    let output = if frame.ipv4().dont_fragment {
+        Output::Exact(expected)
+    } else {
+        Output::Masked(expected, vec![18..20, 24..26])
+    };
+    Send::new(what, frame.bytes(), Verdict::TX, output)
+        .counts(&[conn, Stat::TxTunnel])
+        .expect([Expect::Conn {
+            flow: flow_of(frame),
+            real: real.id,
+            service: HTTP.id,
+            state,
+        }])
 }
 
 /// A packet answered with ICMP "fragmentation needed" announcing `next_hop_mtu`.
@@ -169,7 +173,7 @@ pub fn fixtures() -> Vec<Fixture> {
             ],
         },
         one_packet(
-            "inner without DF: the outer header takes the inner ID and leaves DF clear",
+            "inner without DF: the outer header gets a fresh ID and leaves DF clear",
             MTU,
             {
                 let mut frame = http(41004, SYN);
