@@ -286,6 +286,8 @@ pub enum Stat {
     PassNotService,
     /// Headers shorter than they claim: passed to the kernel to deal with.
     PassMalformed,
+    /// A NAT packet whose TTL runs out here: passed to the kernel, which sends "time exceeded".
+    PassTtlExpired,
     /// Forwarded to a real server by direct routing (`-g`), on any interface.
     TxRoute,
     /// Forwarded through another interface (redirect).
@@ -331,6 +333,7 @@ impl Stat {
         Stat::PassFragment,
         Stat::PassNotService,
         Stat::PassMalformed,
+        Stat::PassTtlExpired,
         Stat::TxRoute,
         Stat::Redirect,
         Stat::TxTunnel,
@@ -358,6 +361,7 @@ impl Stat {
             Stat::PassFragment => "pass_fragment",
             Stat::PassNotService => "pass_not_service",
             Stat::PassMalformed => "pass_malformed",
+            Stat::PassTtlExpired => "pass_ttl_expired",
             Stat::TxRoute => "tx_route",
             Stat::Redirect => "redirect",
             Stat::TxTunnel => "tx_tunnel",

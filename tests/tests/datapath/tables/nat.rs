@@ -112,7 +112,9 @@ fn to_real(
     state: u8,
 ) -> Send {
     let (egress, nic_mac) = side(net, real);
-    let out = with_destination(frame, real.addr, rport).with_macs(real.mac, nic_mac);
+    let mut out = with_destination(frame, real.addr, rport).with_macs(real.mac, nic_mac);
+    // Forwarded, as the kernel would: one hop less.
+    out.ipv4_mut().ttl -= 1;
     let mut counts = vec![if new { Stat::ConnNew } else { Stat::ConnHit }, Stat::TxNat];
     let verdict = leaving(net.ext, egress, &mut counts);
     Send::new(what, frame.bytes(), verdict, Output::Exact(out.bytes()))
@@ -142,7 +144,8 @@ fn to_client(
     state: u8,
 ) -> Send {
     let (ingress, _) = side(net, real);
-    let out = with_source(reply, svc.vip, svc.port).with_macs(ROUTER_MAC, DIRECTOR_MAC);
+    let mut out = with_source(reply, svc.vip, svc.port).with_macs(ROUTER_MAC, DIRECTOR_MAC);
+    out.ipv4_mut().ttl -= 1;
     let mut counts = vec![Stat::ConnHit, Stat::TxNatReply];
     let verdict = leaving(ingress, net.ext, &mut counts);
     Send::new(what, reply.bytes(), verdict, Output::Exact(out.bytes()))
@@ -614,11 +617,12 @@ pub fn fixtures(net: &NatNet) -> Vec<Fixture> {
                         "SYN-ACK",
                         synack.bytes(),
                         Verdict::REDIRECT,
-                        Output::Exact(
-                            with_source(&synack, VIP, HTTP.port)
-                                .with_macs(ROUTER_MAC, DIRECTOR_MAC)
-                                .bytes(),
-                        ),
+                        Output::Exact({
+                            let mut out = with_source(&synack, VIP, HTTP.port)
+                                .with_macs(ROUTER_MAC, DIRECTOR_MAC);
+                            out.ipv4_mut().ttl -= 1;
+                            out.bytes()
+                        }),
                     )
                     .on(net.int)
                     .counts(&[Stat::ConnHit, Stat::TxNatReply, Stat::Redirect])
