@@ -1,7 +1,7 @@
 //! Counters: data-path events by reason, and IPVS's per-service / per-real-server traffic
 //! statistics. All per CPU (no atomics on the hot path); lbd sums them.
 
-use lb_common::Stat;
+use lb_common::{Counters, Stat};
 
 use crate::maps::{DP_STATS, REAL_STATS, SERVICE_STATS};
 
@@ -13,54 +13,40 @@ pub fn count(stat: Stat) {
     }
 }
 
-/// Account one inbound packet of `bytes` to a service and the real server it went to.
+/// Applies `update` to the counters of the service and of the real server.
 #[inline(always)]
-pub fn account(service: u32, real: u32, bytes: u16) {
+fn both(service: u32, real: u32, update: impl Fn(&mut Counters)) {
     if let Some(c) = SERVICE_STATS.get_ptr_mut(service) {
         // SAFETY: per-CPU slot, as above.
-        unsafe {
-            (*c).in_pkts += 1;
-            (*c).in_bytes += u64::from(bytes);
-        }
+        update(unsafe { &mut *c });
     }
     if let Some(c) = REAL_STATS.get_ptr_mut(real) {
         // SAFETY: per-CPU slot, as above.
-        unsafe {
-            (*c).in_pkts += 1;
-            (*c).in_bytes += u64::from(bytes);
-        }
+        update(unsafe { &mut *c });
     }
 }
 
-/// Account a newly scheduled connection.
+/// One packet of `bytes` from the client to the real server (IPVS's InPkts/InBytes).
+#[inline(always)]
+pub fn account(service: u32, real: u32, bytes: u16) {
+    both(service, real, |c| {
+        c.in_pkts += 1;
+        c.in_bytes += u64::from(bytes);
+    });
+}
+
+/// One reply packet (NAT) of `bytes` back to the client (OutPkts/OutBytes).
+#[inline(always)]
+pub fn account_reply(service: u32, real: u32, bytes: u16) {
+    both(service, real, |c| {
+        c.out_pkts += 1;
+        c.out_bytes += u64::from(bytes);
+    });
+}
+
+/// A newly scheduled connection (Conns).
 #[inline(always)]
 pub fn new_connection(service: u32, real: u32) {
     count(Stat::ConnNew);
-    if let Some(c) = SERVICE_STATS.get_ptr_mut(service) {
-        // SAFETY: per-CPU slot, as above.
-        unsafe { (*c).conns += 1 };
-    }
-    if let Some(c) = REAL_STATS.get_ptr_mut(real) {
-        // SAFETY: per-CPU slot, as above.
-        unsafe { (*c).conns += 1 };
-    }
-}
-
-/// Account one reply packet (NAT) of `bytes` going back to the client.
-#[inline(always)]
-pub fn account_reply(service: u32, real: u32, bytes: u16) {
-    if let Some(c) = SERVICE_STATS.get_ptr_mut(service) {
-        // SAFETY: per-CPU slot, as above.
-        unsafe {
-            (*c).out_pkts += 1;
-            (*c).out_bytes += u64::from(bytes);
-        }
-    }
-    if let Some(c) = REAL_STATS.get_ptr_mut(real) {
-        // SAFETY: per-CPU slot, as above.
-        unsafe {
-            (*c).out_pkts += 1;
-            (*c).out_bytes += u64::from(bytes);
-        }
-    }
+    both(service, real, |c| c.conns += 1);
 }

@@ -26,20 +26,11 @@ pub fn table(candidates: &[Candidate]) -> Vec<u32> {
 
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv4Addr;
-
     use lb_common::hash::dh_bucket;
 
     use super::*;
 
-    fn c(id: u32, weight: u32) -> Candidate {
-        Candidate {
-            id,
-            weight,
-            addr: Ipv4Addr::new(10, 0, 0, id as u8),
-            port: 80,
-        }
-    }
+    use super::super::test_candidate as c;
 
     #[test]
     fn servers_tile_the_buckets_ignoring_weights() {

@@ -170,25 +170,19 @@ fn turns(dests: &[Dest]) -> Option<Vec<u32>> {
 }
 
 fn gcd(a: u32, b: u32) -> u32 {
-    if b == 0 { a } else { gcd(b, a % b) }
+    // Weights are u32; the shared helper works on u64.
+    super::gcd(u64::from(a), u64::from(b)) as u32
 }
 
 #[cfg(test)]
 mod tests {
-    use std::{collections::HashMap, net::Ipv4Addr};
+    use std::collections::HashMap;
 
     use lb_common::hash::mh_index;
 
     use super::*;
 
-    fn c(id: u32, weight: u32) -> Candidate {
-        Candidate {
-            id,
-            weight,
-            addr: Ipv4Addr::new(10, 0, (id >> 8) as u8, id as u8),
-            port: 80,
-        }
-    }
+    use super::super::test_candidate as c;
 
     fn servers(n: u32, weight: u32) -> Vec<Candidate> {
         (1..=n).map(|id| c(id, weight)).collect()

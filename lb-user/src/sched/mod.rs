@@ -108,22 +108,27 @@ pub fn weighted_round_robin(candidates: &[Candidate]) -> Vec<u32> {
     table
 }
 
+/// Greatest common divisor (Euclid), for weight tables.
 fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// A candidate for the table tests: real server `id` at 10.0.x.y (from the id), port 80.
+#[cfg(test)]
+fn test_candidate(id: u32, weight: u32) -> Candidate {
+    Candidate {
+        id,
+        weight,
+        addr: Ipv4Addr::new(10, 0, (id >> 8) as u8, id as u8),
+        port: 80,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn c(id: u32, weight: u32) -> Candidate {
-        Candidate {
-            id,
-            weight,
-            addr: Ipv4Addr::new(10, 0, 0, id as u8),
-            port: 80,
-        }
-    }
+    use super::test_candidate as c;
 
     #[test]
     fn rr_skips_quiescent_servers() {

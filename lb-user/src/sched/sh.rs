@@ -67,20 +67,11 @@ fn fallback_walk(bucket: usize) -> impl Iterator<Item = usize> {
 
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv4Addr;
-
     use lb_common::hash::sh_bucket;
 
     use super::*;
 
-    fn c(id: u32, weight: u32) -> Candidate {
-        Candidate {
-            id,
-            weight,
-            addr: Ipv4Addr::new(10, 0, 0, id as u8),
-            port: 80,
-        }
-    }
+    use super::super::test_candidate as c;
 
     fn share(table: &[u32], id: u32) -> usize {
         table.iter().filter(|&&x| x == id).count()
