@@ -109,6 +109,8 @@ const _: () = assert!(size_of::<Service>() == 32);
 pub const SERVICE_F_PERSISTENT: u32 = 1 << 0;
 /// `sh-port` / `mh-port`: the hashing schedulers hash the client's port too.
 pub const SERVICE_F_HASH_PORT: u32 = 1 << 1;
+/// `sh-fallback` / `mh-fallback`: an overloaded bucket falls back to the next available server.
+pub const SERVICE_F_HASH_FALLBACK: u32 = 1 << 2;
 
 /// A real server ("destination") of one service, indexed by its id in the real-server array.
 #[repr(C)]

@@ -81,12 +81,14 @@ pub fn overloaded(id: u32, real: &RealServer) -> bool {
         let total = ((*c).active + (*c).inactive).max(0) as u64;
         let upper = u64::from(real.upper_threshold);
         if (*c).overloaded != 0 {
-            let lower = if real.lower_threshold != 0 {
-                u64::from(real.lower_threshold)
+            // IPVS: under the lower threshold, or without one under three quarters of the
+            // upper (compared as total * 4 < upper * 3, no rounding).
+            let back = if real.lower_threshold != 0 {
+                total < u64::from(real.lower_threshold)
             } else {
-                upper * 3 / 4
+                total * 4 < upper * 3
             };
-            if total < lower {
+            if back {
                 (*c).overloaded = 0;
                 return false;
             }

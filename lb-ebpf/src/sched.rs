@@ -13,7 +13,9 @@ use core::{
 };
 
 use aya_ebpf::helpers::bpf_loop;
-use lb_common::{FlowKey, MAX_SCAN, SERVICE_F_HASH_PORT, Service, hash, scheduler};
+use lb_common::{
+    FlowKey, MAX_SCAN, SERVICE_F_HASH_FALLBACK, SERVICE_F_HASH_PORT, Service, hash, scheduler,
+};
 
 use crate::{
     counts,
@@ -52,12 +54,21 @@ fn available(id: u32) -> bool {
     }
 }
 
-/// sh, dh, mh: the bucket's real server, unless it is overloaded (IPVS then finds none
-/// without the fallback flag; the table already carries the fallback for unavailable ones).
+/// sh, dh, mh: the bucket's real server. If it is overloaded, IPVS finds none, unless the
+/// service has `sh-fallback`/`mh-fallback`: then the next available one in the table. (The
+/// table already carries the fallback for servers that are down or quiescent.)
 #[inline(always)]
 fn hashed(service: &Service, index: u32) -> Option<u32> {
     let id = slot(service, index);
-    (id != 0 && available(id)).then_some(id)
+    if id != 0 && available(id) {
+        return Some(id);
+    }
+    if service.flags & SERVICE_F_HASH_FALLBACK == 0 {
+        return None;
+    }
+    let mut scan = Scan::new(service, scheduler::RR, index % service.table_len);
+    run(&mut scan);
+    (scan.best != 0).then_some(scan.best)
 }
 
 /// rr, wrr: the next position in the sequence, skipping overloaded real servers.
@@ -79,7 +90,19 @@ fn round_robin(service: &Service) -> Option<u32> {
     }
     let mut scan = Scan::new(service, scheduler::RR, start);
     run(&mut scan);
-    (scan.best != 0).then_some(scan.best)
+    if scan.best == 0 {
+        return None;
+    }
+    // IPVS continues after the server it picked: move on past the ones skipped as well, so
+    // the next server does not get a double share while one is overloaded.
+    // SAFETY: as above.
+    unsafe {
+        atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(
+            &raw mut (*state).rr_position,
+            u64::from(scan.found_at),
+        );
+    }
+    Some(scan.best)
 }
 
 /// lc, wlc, sed, nq, fo, ovf (and lblc, lblcr, which lb schedules as wlc): compare the listed
@@ -99,7 +122,8 @@ struct Scan {
     scheduler: u32,
     start: u32,
     best: u32,
-    _pad: u32,
+    /// Step at which `best` was found (rr: how many slots were passed over).
+    found_at: u32,
     best_overhead: u64,
     best_weight: u64,
 }
@@ -113,7 +137,7 @@ impl Scan {
             scheduler,
             start,
             best: 0,
-            _pad: 0,
+            found_at: 0,
             best_overhead: 0,
             best_weight: 0,
         }
@@ -167,6 +191,7 @@ extern "C" fn scan_step(i: u32, ctx: *mut c_void) -> i64 {
         scheduler::RR | scheduler::WRR => {
             // First available one from the current position.
             scan.best = id;
+            scan.found_at = i;
             return 1;
         }
         scheduler::LC => scan.best == 0 || overhead < scan.best_overhead,
@@ -187,7 +212,9 @@ extern "C" fn scan_step(i: u32, ctx: *mut c_void) -> i64 {
             return 0;
         }
         scheduler::FO => scan.best == 0 || weight > scan.best_weight,
-        scheduler::OVF => active < weight && (scan.best == 0 || weight > scan.best_weight),
+        // IPVS (ip_vs_ovf.c) passes over a server only once its active connections exceed
+        // its weight.
+        scheduler::OVF => active <= weight && (scan.best == 0 || weight > scan.best_weight),
         // wlc (and lblc, lblcr): overhead / weight, compared without division.
         _ => scan.best == 0 || overhead * scan.best_weight < scan.best_overhead * weight,
     };

@@ -16,8 +16,8 @@ use std::{
 
 use lb_common::{
     CONN_F_REPLY, Counters, FlowKey, Iface, Persist, PersistKey, REAL_F_IN_USE, REAL_F_REMOVED,
-    REAL_F_RESOLVED, RealServer, SCHED_SLOTS, SERVICE_F_HASH_PORT, SERVICE_F_PERSISTENT, Service,
-    ServiceKey, Stat, tcp_state,
+    REAL_F_RESOLVED, RealServer, SCHED_SLOTS, SERVICE_F_HASH_FALLBACK, SERVICE_F_HASH_PORT,
+    SERVICE_F_PERSISTENT, Service, ServiceKey, Stat, tcp_state,
 };
 use tracing::{info, warn};
 
@@ -396,6 +396,9 @@ impl Director {
         };
         if entry.spec.sched_flags.port {
             flags |= SERVICE_F_HASH_PORT;
+        }
+        if entry.spec.sched_flags.fallback {
+            flags |= SERVICE_F_HASH_FALLBACK;
         }
         let value = Service {
             id: entry.id,

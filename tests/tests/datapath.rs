@@ -53,6 +53,13 @@ fn scheduling() {
     run_table("sched", tables::sched::fixtures());
 }
 
+/// IPVS parity of lc, wlc, sed, nq, fo, ovf on live connection counts, of thresholds and of
+/// persistence templates.
+#[test]
+fn scheduling_by_connection_counts_thresholds_and_persistence() {
+    run_table("sched_counts", tables::sched_counts::fixtures());
+}
+
 #[test]
 fn connection_table() {
     run_table("conns", tables::conns::fixtures());

@@ -9,10 +9,10 @@
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
-use lb_common::{Conn, Counters, FlowKey, Stat, tcp_state};
+use lb_common::{Conn, Counters, FlowKey, PersistKey, RealConns, Stat, tcp_state};
 
 use super::{
-    harness::{Change, DECAP_PROGRAM, Director, PROGRAM, Verdict},
+    harness::{Change, DECAP_PROGRAM, Director, PROGRAM, Verdict, coarse_now_ns},
     wire,
 };
 
@@ -95,6 +95,47 @@ pub enum Expect {
         service: u32,
         position: u64,
     },
+    /// A real server's live connection counts and overload flag (`REAL_CONNS`).
+    RealConns {
+        id: u32,
+        conns: RealConns,
+    },
+    /// The persistence template of `key` sends its client to `real`, and was used (created or
+    /// refreshed) within the last [`FRESH_NS`].
+    Persist {
+        key: PersistKey,
+        real: u32,
+    },
+    NoPersist(PersistKey),
+}
+
+/// How recent a template's `last_seen_ns` must be for [`Expect::Persist`]: it was stamped by
+/// the packet just run, so this only has to absorb the coarse clock's granularity.
+const FRESH_NS: u64 = 2_000_000_000;
+
+/// [`Expect::RealConns`] with the overload flag clear.
+pub fn real_conns(id: u32, active: i64, inactive: i64) -> Expect {
+    Expect::RealConns {
+        id,
+        conns: RealConns {
+            active,
+            inactive,
+            ..RealConns::default()
+        },
+    }
+}
+
+/// [`Expect::RealConns`] with the overload flag set.
+pub fn overloaded_conns(id: u32, active: i64, inactive: i64) -> Expect {
+    Expect::RealConns {
+        id,
+        conns: RealConns {
+            active,
+            inactive,
+            overloaded: 1,
+            _pad: 0,
+        },
+    }
 }
 
 impl Send {
@@ -448,6 +489,40 @@ fn check_expect(director: &Director, expect: &[Expect]) -> Vec<String> {
                     ));
                 }
             }
+            Expect::RealConns { id, conns } => {
+                let got = director.real_conns(*id);
+                if got != *conns {
+                    problems.push(format!(
+                        "REAL_CONNS[{id}]: expected {}, got {}",
+                        fmt_real_conns(conns),
+                        fmt_real_conns(&got)
+                    ));
+                }
+            }
+            Expect::Persist { key, real } => match director.persist(key) {
+                None => problems.push(format!("PERSIST: no template for {}", fmt_persist(key))),
+                Some(template) => {
+                    let age = coarse_now_ns().wrapping_sub(template.last_seen_ns);
+                    if template.real != *real || age > FRESH_NS {
+                        problems.push(format!(
+                            "PERSIST[{}]: expected real {real} used just now, got real {} \
+                             last used {:.3} s ago",
+                            fmt_persist(key),
+                            template.real,
+                            age as f64 / 1e9
+                        ));
+                    }
+                }
+            },
+            Expect::NoPersist(key) => {
+                if let Some(template) = director.persist(key) {
+                    problems.push(format!(
+                        "PERSIST[{}]: expected no template, got real {}",
+                        fmt_persist(key),
+                        template.real
+                    ));
+                }
+            }
         }
     }
     problems
@@ -463,6 +538,23 @@ pub fn fmt_flow(flow: &FlowKey) -> String {
         addr(flow.daddr),
         port(flow.dport),
         flow.proto
+    )
+}
+
+fn fmt_real_conns(c: &RealConns) -> String {
+    format!(
+        "active {} inactive {}{}",
+        c.active,
+        c.inactive,
+        if c.overloaded != 0 { " overloaded" } else { "" }
+    )
+}
+
+fn fmt_persist(key: &PersistKey) -> String {
+    format!(
+        "service {} client {}",
+        key.service,
+        std::net::Ipv4Addr::from(key.client.to_ne_bytes())
     )
 }
 

@@ -18,7 +18,8 @@ use aya::{
     programs::{ProgramError, TestRun as _, TestRunOptions, Xdp},
 };
 use lb_common::{
-    Conn, Counters, FlowKey, Iface, RealServer, Service, ServiceKey, ServiceState, Stat, maps,
+    Conn, Counters, FlowKey, Iface, Persist, PersistKey, RealConns, RealServer, Service,
+    ServiceKey, ServiceState, Stat, maps,
 };
 
 /// The name of the XDP entry point in the object.
@@ -41,6 +42,8 @@ const MAX_ENTRIES: &[(&str, u32)] = &[
     (maps::REAL_STATS, 256),
     (maps::SCHED_TABLE, 1024),
     (maps::CONNS, 1024),
+    (maps::REAL_CONNS, 256),
+    (maps::PERSIST, 1024),
 ];
 
 /// An XDP action, shown by name.
@@ -101,6 +104,25 @@ pub enum Change {
         conn: Conn,
     },
     RemoveConn(FlowKey),
+    /// A real server's live connection counts and overload flag, written whole.
+    RealConns {
+        id: u32,
+        conns: RealConns,
+    },
+    /// What lbd's periodic sweep writes: exact active/inactive counts, the overload flag left
+    /// as the data path set it.
+    SweptConns {
+        id: u32,
+        active: i64,
+        inactive: i64,
+    },
+    /// A persistence template whose last use was `age` ago (on the clock the data path
+    /// reads, `bpf_ktime_get_coarse_ns`), computed when the change is applied.
+    Persist {
+        key: PersistKey,
+        real: u32,
+        age: std::time::Duration,
+    },
 }
 
 /// The loaded program and its maps.
@@ -113,6 +135,8 @@ pub struct Director {
     slots: Array<MapData, u32>,
     service_state: Array<MapData, ServiceState>,
     conns: HashMap<MapData, FlowKey, Conn>,
+    real_conns: Array<MapData, RealConns>,
+    persist: HashMap<MapData, PersistKey, Persist>,
     ifaces: HashMap<MapData, u32, Iface>,
     service_stats: PerCpuArray<MapData, Counters>,
     real_stats: PerCpuArray<MapData, Counters>,
@@ -160,6 +184,8 @@ impl Director {
             slots: take(&mut ebpf, maps::SCHED_TABLE),
             service_state: take(&mut ebpf, maps::SERVICE_STATE),
             conns: take(&mut ebpf, maps::CONNS),
+            real_conns: take(&mut ebpf, maps::REAL_CONNS),
+            persist: take(&mut ebpf, maps::PERSIST),
             ifaces: take(&mut ebpf, maps::IFACES),
             service_stats: take(&mut ebpf, maps::SERVICE_STATS),
             real_stats: take(&mut ebpf, maps::REAL_STATS),
@@ -249,6 +275,27 @@ impl Director {
                 .try_for_each(|(i, id)| self.slots.set(offset + i as u32, id, 0)),
             Change::Conn { flow, conn } => self.conns.insert(flow, conn, 0),
             Change::RemoveConn(flow) => self.conns.remove(flow),
+            Change::RealConns { id, conns } => self.real_conns.set(*id, conns, 0),
+            Change::SweptConns {
+                id,
+                active,
+                inactive,
+            } => {
+                let conns = RealConns {
+                    active: *active,
+                    inactive: *inactive,
+                    ..self.real_conns(*id)
+                };
+                self.real_conns.set(*id, conns, 0)
+            }
+            Change::Persist { key, real, age } => {
+                let template = Persist {
+                    real: *real,
+                    _pad: 0,
+                    last_seen_ns: coarse_now_ns().saturating_sub(age.as_nanos() as u64),
+                };
+                self.persist.insert(key, template, 0)
+            }
         };
         if let Err(e) = result {
             panic!("applying {change:?}: {e}");
@@ -268,6 +315,20 @@ impl Director {
             .iter()
             .map(|entry| entry.expect("iterating CONNS"))
             .collect()
+    }
+
+    /// A real server's live connection counts (`REAL_CONNS`).
+    pub fn real_conns(&self, id: u32) -> RealConns {
+        self.real_conns.get(&id, 0).expect("reading REAL_CONNS")
+    }
+
+    /// The persistence template of `key`, if any.
+    pub fn persist(&self, key: &PersistKey) -> Option<Persist> {
+        match self.persist.get(key, 0) {
+            Ok(template) => Some(template),
+            Err(MapError::KeyNotFound) => None,
+            Err(e) => panic!("reading PERSIST: {e}"),
+        }
     }
 
     pub fn rr_position(&self, service: u32) -> u64 {
@@ -297,6 +358,19 @@ impl Director {
             })
             .collect()
     }
+}
+
+/// CLOCK_MONOTONIC_COARSE in nanoseconds: the clock `bpf_ktime_get_coarse_ns` reads, which
+/// the data path stamps persistence templates and connections with.
+pub fn coarse_now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec to the pointer we pass.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC_COARSE)");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// `struct xdp_md` (uapi `linux/bpf.h`: data, data_end, data_meta, ingress_ifindex,

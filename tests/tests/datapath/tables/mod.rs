@@ -7,5 +7,6 @@ pub mod dr;
 pub mod nat;
 pub mod parse;
 pub mod sched;
+pub mod sched_counts;
 pub mod stats;
 pub mod tun;
