@@ -95,12 +95,14 @@ pub fn lookup(packet: &Packet) -> Option<Hit> {
         stats::count(Stat::ConnHit);
         return Some(Hit::Reply(reply));
     }
-    if is_tcp && is_new_syn(conn.state, packet.tcp_flags) {
+    let real = maps::real(conn.real);
+    let gone = real.is_none_or(|r| r.flags & REAL_F_REMOVED != 0);
+    if is_tcp && is_new_syn(conn.state, packet.tcp_flags, gone) {
         // Scheduled afresh; the new entry replaces this one.
         counts::closed(conn.real, conn.state);
         return None;
     }
-    let real = maps::real(conn.real)?;
+    let real = real?;
     touch(conn, is_tcp, packet.tcp_flags, input_direction(real.method));
     stats::count(Stat::ConnHit);
     Some(Hit::Forward(*conn, real))
@@ -200,11 +202,21 @@ fn choose(packet: &Packet, service: &Service, now: u64) -> Result<(u32, RealServ
     Ok((real_id, real))
 }
 
-/// A SYN on a connection that has finished starts a new connection (the client reused its
-/// port), which IPVS schedules afresh rather than pinning it to the old real server.
+/// A SYN on a connection that is closing or closed starts a new connection (the client reused
+/// its port), which is scheduled afresh rather than pinned to the old real server; so is one
+/// whose real server was removed (IPVS's `conn_reuse_mode` and `expire_nodest_conn`: a client
+/// must not keep landing on a server that is gone because its ports come round again).
 #[inline(always)]
-fn is_new_syn(state: u8, flags: u8) -> bool {
+fn is_new_syn(state: u8, flags: u8, real_gone: bool) -> bool {
     flags & tcp_state::TCP_SYN != 0
         && flags & tcp_state::TCP_ACK == 0
-        && (state == tcp_state::TIME_WAIT || state == tcp_state::CLOSE)
+        && (real_gone
+            || matches!(
+                state,
+                tcp_state::TIME_WAIT
+                    | tcp_state::CLOSE
+                    | tcp_state::FIN_WAIT
+                    | tcp_state::CLOSE_WAIT
+                    | tcp_state::LAST_ACK
+            ))
 }

@@ -377,6 +377,11 @@ impl Dataplane {
         self.conns.iter().filter_map(|entry| entry.ok()).collect()
     }
 
+    /// Whether the connection table has an entry for `key` now.
+    pub fn has_connection(&self, key: &FlowKey) -> bool {
+        self.conns.get(key, 0).is_ok()
+    }
+
     pub fn remove_connection(&mut self, key: &FlowKey) -> Result<()> {
         match self.conns.remove(key) {
             Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),

@@ -647,7 +647,9 @@ impl Director {
                 proto: key.proto,
                 _pad: [0; 3],
             };
-            if !live.contains(&forward) {
+            // The walk is no snapshot: a connection opened meanwhile may show its reply entry
+            // (inserted first) without its client entry. Ask the map before deleting.
+            if !live.contains(&forward) && !self.dataplane.has_connection(&forward) {
                 expired.push(key);
             }
         }

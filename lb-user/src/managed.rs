@@ -99,6 +99,23 @@ impl Managed {
         commands
     }
 
+    /// The current verdict of every checked real server (as it starts when no check has
+    /// reported yet).
+    pub fn verdicts(&self) -> Vec<(TargetKey, bool)> {
+        let mut out = Vec::new();
+        for vs in &self.conf.services {
+            for rs in vs.reals.iter().filter(|rs| !rs.checks.is_empty()) {
+                let key = TargetKey {
+                    service: vs.spec.addr,
+                    real: rs.spec.addr,
+                    port: rs.spec.port,
+                };
+                out.push((key, self.is_up(vs.spec.addr, rs)));
+            }
+        }
+        out
+    }
+
     /// What the health checker should check.
     pub fn targets(&self) -> Vec<Target> {
         let mut targets = Vec::new();

@@ -282,8 +282,8 @@ fn directions<'a>(labels: &Labels, in_: u64, out: u64) -> [(Cow<'a, Labels>, u64
 ///
 /// Series come in the snapshot's order. Health verdicts are matched to the snapshot's real
 /// servers (so `lb_real_up` carries the same labels as the other `lb_real_*` series); a verdict
-/// about a real server no longer configured is left out, and of two verdicts about the same
-/// one the last wins.
+/// about a real server not in the table (its failed check took it out, as keepalived does) is
+/// shown without the `forward` label, and of two verdicts about the same one the last wins.
 pub fn render(input: &MetricsInput) -> String {
     let services: Vec<_> = input
         .snapshot
@@ -381,14 +381,29 @@ pub fn render(input: &MetricsInput) -> String {
     real_gauge(&mut out, &REAL_INACTIVE, |r| r.inactive_conns.into());
     real_gauge(&mut out, &REAL_PERSISTENT, |r| r.persistent_conns.into());
     real_gauge(&mut out, &REAL_WEIGHT, |r| r.spec.weight.into());
+    let listed: std::collections::HashSet<_> = reals.iter().map(|(_, key, _)| *key).collect();
+    let mut out_of_table: Vec<_> = health
+        .iter()
+        .filter(|(key, _)| !listed.contains(*key))
+        .map(|(&(service, real, port), &up)| {
+            let mut labels = service_labels(&service);
+            labels.push("real", &real.to_string());
+            labels.push("real_port", &port.to_string());
+            (labels, u64::from(up))
+        })
+        .collect();
+    out_of_table.sort_by(|a, b| a.0.0.cmp(&b.0.0));
     write_family(
         &mut out,
         &REAL_UP,
-        reals.iter().filter_map(|(labels, key, _)| {
-            health
-                .get(key)
-                .map(|&up| (Cow::Borrowed(labels), u64::from(up)))
-        }),
+        reals
+            .iter()
+            .filter_map(|(labels, key, _)| {
+                health
+                    .get(key)
+                    .map(|&up| (Cow::Borrowed(labels), u64::from(up)))
+            })
+            .chain(out_of_table.into_iter().map(|(l, up)| (Cow::Owned(l), up))),
     );
 
     out
@@ -948,6 +963,7 @@ lb_real_weight{protocol="udp",vip="10.0.0.1",port="53",real="192.168.1.4",real_p
 # TYPE lb_real_up gauge
 lb_real_up{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.2",real_port="80",forward="route"} 1
 lb_real_up{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.3",real_port="8080",forward="masq"} 0
+lb_real_up{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.9",real_port="80"} 1
 "#;
 
     #[test]
@@ -1188,8 +1204,9 @@ lb_real_up{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.3",real_port=
         let mut out = masq.to_vec();
         out.push(("direction", "out"));
         assert_eq!(value("lb_real_bytes_total", &out), 91000.0);
-        // One series per family and service/real, plus build, events and two health verdicts.
-        assert_eq!(samples.len(), 1 + Stat::ALL.len() + 2 * 5 + 3 * 9 + 2);
+        // One series per family and service/real, plus build, events and three health verdicts
+        // (one for a real server out of the table).
+        assert_eq!(samples.len(), 1 + Stat::ALL.len() + 2 * 5 + 3 * 9 + 3);
     }
 
     #[test]

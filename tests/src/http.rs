@@ -2,13 +2,14 @@
 //! from the client counting who answered, and load generators (`wrk`, `ab`) with their
 //! reports parsed.
 
-use std::{collections::BTreeMap, fmt, path::Path};
+use std::{collections::BTreeMap, fmt, net::Ipv4Addr, path::Path, time::Duration};
 
 use crate::cmd::{Daemon, Ran};
 use crate::netns::Netns;
 
 /// Writes the nginx configuration for real server `name` into `dir` and returns its path.
-/// nginx answers `200 "<name>\n"` on every port in `ports` and logs one line per request,
+/// nginx answers `200 "<name>\n"` on every port in `ports`, serves the files in `dir/files/`
+/// under `/files/`, and logs one line per request,
 /// `server_addr:server_port remote_addr:remote_port status`, to `dir/access.log`, so a test can
 /// tell which address a request arrived at (the VIP, in DR) and count requests per server.
 pub fn nginx_config(dir: &Path, name: &str, ports: &[u16]) -> std::path::PathBuf {
@@ -40,6 +41,9 @@ http {{
 {listens}        location / {{
             return 200 "{name}\n";
         }}
+        location /files/ {{
+            alias {d}/files/;
+        }}
     }}
 }}
 "#
@@ -65,11 +69,18 @@ pub fn start_nginx(ns: &Netns, dir: &Path, conf: &Path) -> Daemon {
 }
 
 /// Counts the requests in an nginx access log written with [`nginx_config`]'s format that
-/// arrived at `local` (`addr:port`).
-pub fn count_served(access_log: &Path, local: &str) -> usize {
+/// arrived at `local` (`addr:port`), and, if `remote` is given, came from that address.
+pub fn count_served(access_log: &Path, local: &str, remote: Option<Ipv4Addr>) -> usize {
     let text = std::fs::read_to_string(access_log).unwrap_or_default();
+    let remote = remote.map(|ip| format!("{ip}:"));
     text.lines()
-        .filter(|line| line.split_whitespace().next() == Some(local))
+        .filter(|line| {
+            let mut fields = line.split_whitespace();
+            fields.next() == Some(local)
+                && remote
+                    .as_deref()
+                    .is_none_or(|ip| fields.next().is_some_and(|r| r.starts_with(ip)))
+        })
         .count()
 }
 
@@ -278,7 +289,7 @@ impl Load {
         let stderr = self.daemon.stderr_text();
         let report = match self.kind {
             LoadGen::Wrk { .. } => parse_wrk(&stdout),
-            LoadGen::Ab { .. } => parse_ab(&stdout),
+            LoadGen::Ab { .. } => parse_ab(&stdout).or_else(|| parse_ab_aborted(&stdout)),
         };
         let Some(mut report) = report else {
             panic!(
@@ -290,6 +301,27 @@ impl Load {
             report.output = format!("{stdout}\n(stderr)\n{stderr}");
         }
         report
+    }
+}
+
+impl Load {
+    /// Waits up to `timeout` for a generator given a fixed amount of work (`ab -n`) to finish
+    /// by itself, and parses its report; interrupts it and panics if it does not.
+    #[track_caller]
+    pub fn finish(mut self, timeout: Duration) -> LoadReport {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.daemon.is_running() {
+            if std::time::Instant::now() >= deadline {
+                self.daemon.stop(libc::SIGINT, Duration::from_secs(15));
+                panic!(
+                    "{} did not finish within {timeout:?}; interrupted it\n{}",
+                    self.daemon.what(),
+                    self.daemon.report()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.stop()
     }
 }
 
@@ -337,6 +369,18 @@ pub fn parse_ab(text: &str) -> Option<LoadReport> {
         requests: number_after(text, "Complete requests:")?,
         failed: number_after(text, "Failed requests:")?,
         non_2xx: number_after(text, "Non-2xx responses:").unwrap_or(0),
+        output: text.to_owned(),
+    })
+}
+
+/// ab's output when it gave up (`apr_pollset_poll: The timeout specified has expired` on
+/// stderr) before printing a summary: `Total of N requests completed`. Nothing failed as far
+/// as it counted; the requests it never finished are simply missing from `requests`.
+pub fn parse_ab_aborted(text: &str) -> Option<LoadReport> {
+    Some(LoadReport {
+        requests: number_after(text, "Total of")?,
+        failed: 0,
+        non_2xx: 0,
         output: text.to_owned(),
     })
 }
@@ -437,6 +481,10 @@ Non-2xx responses:      2
             (report.requests, report.failed, report.non_2xx),
             (1000, 5, 2)
         );
+        let aborted = "Benchmarking 10.0.0.99 (be patient)\nTotal of 4992 requests completed\n";
+        assert!(parse_ab(aborted).is_none());
+        let report = parse_ab_aborted(aborted).unwrap();
+        assert_eq!((report.requests, report.failed), (4992, 0));
         let clean = "Complete requests:      340\nFailed requests:        0\n";
         let report = parse_ab(clean).unwrap();
         assert_eq!(
@@ -456,9 +504,17 @@ Non-2xx responses:      2
              10.0.0.99:80 10.0.0.10:4002 200\n10.0.0.99:8080 10.0.0.10:4003 200\n",
         )
         .unwrap();
-        assert_eq!(count_served(&log, "10.0.0.99:80"), 2);
-        assert_eq!(count_served(&log, "10.0.0.99:8080"), 1);
-        assert_eq!(count_served(&dir.join("missing.log"), "10.0.0.99:80"), 0);
+        assert_eq!(count_served(&log, "10.0.0.99:80", None), 2);
+        assert_eq!(count_served(&log, "10.0.0.99:8080", None), 1);
+        assert_eq!(
+            count_served(&dir.join("missing.log"), "10.0.0.99:80", None),
+            0
+        );
+        let client = Ipv4Addr::new(10, 0, 0, 10);
+        assert_eq!(count_served(&log, "10.0.0.99:80", Some(client)), 2);
+        assert_eq!(count_served(&log, "10.0.0.12:80", Some(client)), 1);
+        let other = Ipv4Addr::new(10, 0, 0, 1);
+        assert_eq!(count_served(&log, "10.0.0.99:80", Some(other)), 0);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -91,6 +91,135 @@ pub fn lbadm(ns: &Netns, socket: &Path, args: &[&str], stdin: Option<&str>) -> R
     ns.try_run(&argv, stdin)
 }
 
+/// Starts `lbd decap --iface IFACE` in `ns` (a real server of an LVS-TUN service on a kernel
+/// without the ipip module), its output appended to `log`. It has no socket to ask whether it
+/// is ready: wait for [`xdp_attached`].
+pub fn start_decap(ns: &Netns, iface: &str, mode: XdpMode, log: &Path) -> Daemon {
+    let lbd = tools::binary("lbd").display().to_string();
+    let argv = ns.argv(&[&lbd, "decap", "--iface", iface, "--xdp-mode", mode.as_arg()]);
+    Daemon::spawn_with_env(
+        &format!("lbd decap in {}", ns.name()),
+        argv,
+        &[("NO_COLOR", "1")],
+        log,
+        log,
+    )
+}
+
+/// Whether an XDP program (native or generic) is attached to `iface` in `ns`.
+pub fn xdp_attached(ns: &Netns, iface: &str) -> bool {
+    xdp_prog_id(ns, iface).is_some()
+}
+
+/// The id of the XDP program attached to `iface` in `ns`: `ip link` prints `prog/xdp id N`
+/// (details) for native and generic attachment alike.
+fn xdp_prog_id(ns: &Netns, iface: &str) -> Option<u32> {
+    let ran = ns.try_run(&["ip", "-details", "link", "show", "dev", iface], None);
+    let mut words = ran.stdout.split_whitespace();
+    words.find(|w| *w == "prog/xdp")?;
+    if words.next()? != "id" {
+        return None;
+    }
+    words.next()?.parse().ok()
+}
+
+/// The `DP_STATS` event counters (summed over CPUs, indexed as `lb_common::Stat`) of the
+/// XDP program attached to `iface` in `ns`, read with bpftool. Map names are global, and
+/// every lbd and `lbd decap` has its own `DP_STATS`: the map is found through the program.
+pub fn data_path_counters(ns: &Netns, iface: &str) -> Result<Vec<u64>, String> {
+    let prog = xdp_prog_id(ns, iface).ok_or_else(|| format!("no XDP program on {iface}"))?;
+    let run = |argv: &[&str]| -> Result<String, String> {
+        let ran = ns.try_run(argv, None);
+        if ran.success() {
+            Ok(ran.stdout)
+        } else {
+            Err(ran.to_string())
+        }
+    };
+    let info = run(&["bpftool", "prog", "show", "id", &prog.to_string()])?;
+    let map_ids = info
+        .split_whitespace()
+        .skip_while(|w| *w != "map_ids")
+        .nth(1)
+        .ok_or_else(|| format!("no map_ids in bpftool's description of program {prog}:\n{info}"))?;
+    for id in map_ids.split(',') {
+        let id = id.trim();
+        let show = run(&["bpftool", "map", "show", "id", id])?;
+        if show.split_whitespace().any(|w| w == "DP_STATS") {
+            let dump = run(&["bpftool", "map", "dump", "id", id])?;
+            return parse_percpu_dump(&dump)
+                .ok_or_else(|| format!("cannot read bpftool's dump of map {id}:\n{dump}"));
+        }
+    }
+    Err(format!(
+        "program {prog} on {iface} has no DP_STATS map (maps {map_ids})"
+    ))
+}
+
+/// Data-path counters as read by [`data_path_counters`], the non-zero ones by their
+/// `lb_common::Stat` names: `rx=12 tx_nat=5`. Indexes lb-common does not know (a newer data
+/// path) show as `#N=...`.
+pub fn name_counters(counters: &[u64]) -> String {
+    let names = lb_common::Stat::ALL;
+    let named: Vec<String> = counters
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n != 0)
+        .map(|(i, n)| match names.iter().find(|s| **s as usize == i) {
+            Some(stat) => format!("{}={n}", stat.name()),
+            None => format!("#{i}={n}"),
+        })
+        .collect();
+    if named.is_empty() {
+        "(all zero)".to_owned()
+    } else {
+        named.join(" ")
+    }
+}
+
+/// Sums `bpftool map dump` output of a per-CPU array of u64 over CPUs, by key. Without BTF
+/// for the map, bpftool prints raw little-endian bytes:
+/// ```text
+/// key:
+/// 03 00 00 00
+/// value (CPU 00): 07 00 00 00 00 00 00 00
+/// value (CPU 01): 01 00 00 00 00 00 00 00
+/// ```
+fn parse_percpu_dump(text: &str) -> Option<Vec<u64>> {
+    fn le(hex: &str) -> Option<u64> {
+        let bytes: Vec<u8> = hex
+            .split_whitespace()
+            .map(|b| u8::from_str_radix(b, 16).ok())
+            .collect::<Option<_>>()?;
+        if bytes.is_empty() || bytes.len() > 8 {
+            return None;
+        }
+        Some(
+            bytes
+                .iter()
+                .rev()
+                .fold(0u64, |n, &b| (n << 8) | u64::from(b)),
+        )
+    }
+    let mut sums: Vec<u64> = Vec::new();
+    let mut key: Option<usize> = None;
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let line = line.trim();
+        if line == "key:" {
+            let k = usize::try_from(le(lines.next()?)?).ok()?;
+            if sums.len() <= k {
+                sums.resize(k + 1, 0);
+            }
+            key = Some(k);
+        } else if let Some(rest) = line.strip_prefix("value (CPU ") {
+            let (_, bytes) = rest.split_once("):")?;
+            sums[key?] += le(bytes)?;
+        }
+    }
+    (!sums.is_empty()).then_some(sums)
+}
+
 impl Lbd {
     /// Starts lbd in `ns` on `ifaces` and waits until `lbadm -Ln` gets an answer. Its output
     /// is appended to `files.log` (restarts add to the same log).
@@ -160,5 +289,35 @@ impl Drop for Lbd {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percpu_dump_sums_over_cpus() {
+        let text = "key:
+00 00 00 00
+value (CPU 00): 0a 00 00 00 00 00 00 00
+value (CPU 01): 05 00 00 00 00 00 00 00
+key:
+02 00 00 00
+value (CPU 00): 00 00 00 00 00 00 00 00
+value (CPU 01): 07 01 00 00 00 00 00 00
+Found 2 elements
+";
+        assert_eq!(parse_percpu_dump(text), Some(vec![15, 0, 263]));
+        let rx = lb_common::Stat::Rx as usize;
+        let mut counters = vec![0; lb_common::Stat::COUNT as usize + 1];
+        counters[rx] = 15;
+        counters[lb_common::Stat::COUNT as usize] = 2;
+        assert_eq!(
+            name_counters(&counters),
+            format!("rx=15 #{}=2", lb_common::Stat::COUNT)
+        );
+        assert_eq!(name_counters(&[0, 0]), "(all zero)");
+        assert_eq!(parse_percpu_dump("Found 0 elements"), None);
     }
 }

@@ -19,15 +19,21 @@
 //! Everything here panics on failure with the command that failed and what it printed:
 //! tests want the backtrace and the context, not a `Result`.
 
+pub mod bench;
 pub mod cmd;
+pub mod echo;
 pub mod http;
 pub mod lbd;
+pub mod listing;
 pub mod netns;
+pub mod tap;
 pub mod testbed;
 pub mod tools;
 pub mod wait;
 pub mod xdp_pass;
 
+pub use echo::{ECHO_PORT, UDP_ECHO_PORT};
 pub use http::{LoadGen, LoadReport, Tally};
 pub use lbd::XdpMode;
-pub use testbed::{SERVICE_PORT, Testbed, TestbedBuilder, UNSERVED_PORT};
+pub use tap::Counter;
+pub use testbed::{SERVICE_PORT, Testbed, TestbedBuilder, Topology, UNSERVED_PORT};

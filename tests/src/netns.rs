@@ -2,6 +2,8 @@
 //! them, when dropped.
 
 use std::{
+    fs::File,
+    os::fd::AsRawFd as _,
     path::Path,
     time::{Duration, Instant},
 };
@@ -68,6 +70,34 @@ impl Netns {
     /// The pids of the processes in the namespace.
     pub fn pids(&self) -> Vec<i32> {
         pids_of(&self.name)
+    }
+
+    /// Runs `f` on a thread of its own that has entered the namespace, and returns what it
+    /// returns. Sockets `f` creates belong to the namespace for good, so the caller can go on
+    /// using them from any thread: that is how tests talk to the VIP from the client without a
+    /// helper program.
+    #[track_caller]
+    pub fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let path = Path::new("/run/netns").join(&self.name);
+        let file = File::open(&path)
+            .unwrap_or_else(|e| panic!("opening {} to enter it: {e}", path.display()));
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    // SAFETY: setns(2) on a descriptor we own; it moves only this thread,
+                    // which exists for `f` alone and ends with it.
+                    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                    assert!(
+                        rc == 0,
+                        "entering network namespace {}: {}",
+                        self.name,
+                        std::io::Error::last_os_error()
+                    );
+                    f()
+                })
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
     }
 }
 

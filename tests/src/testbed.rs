@@ -1,25 +1,36 @@
-//! The LVS-DR topology of seed 000 in network namespaces: a client, a director and real
-//! servers on one switch, built from scratch and torn down when the [`Testbed`] is dropped
-//! (also when a test panics).
+//! The seeds' LVS topologies in network namespaces: a client, a director and real servers
+//! plugged into switches, built from scratch and torn down when the [`Testbed`] is dropped
+//! (also when a test panics). [`Topology`] picks the set-up:
 //!
 //! ```text
-//!   namespace <prefix>-switch:  bridge br0, ports: client, director, rs1, rs2, ...
-//!        |             |              |            |
-//!   <prefix>-client  <prefix>-director  <prefix>-rs1  <prefix>-rs2 ...   (each: eth0)
-//!   .10              .11 + VIP/32       .12, VIP on lo  .13, VIP on lo    VIP = .99
+//! Dr, Tun (seeds 000, 003, 004): one LAN, bridge br0 in <prefix>-switch
+//!   client .10 -- director .11 (+ VIP .99/32 on eth0) -- rs1 .12, rs2 .13, ... (VIP on lo)
+//!   Tun: each real server runs `lbd decap --iface eth0` (no ipip module here).
+//!
+//! Nat (seed 001): a two-NIC director between two LANs
+//!   br0, subnet S:    client .10 -- director ext0 .11 (+ VIP S.99/32)
+//!   br1, subnet S+1:  director int0 .1 -- rs1 .12, rs2 .13, ...  (default via .1)
+//!   ip_forward=1 on the director; the client has no route to the inside.
+//!
+//! NatOneArm: a one-NIC director on the real servers' LAN, clients behind a router
+//!   br0, subnet S:    client .10 (default via .1) -- router eth0 .1
+//!   br1, subnet S+1:  router eth1 .1 -- director .11 (+ VIP S+1.99/32, default via .1)
+//!                     -- rs1 .12, rs2 .13, ...  (default via the director, .11)
 //! ```
 //!
-//! Every host sees the switch through its own `eth0`; the bridge and its ports live in their
-//! own namespace, so nothing touches the host's interfaces and the address range cannot clash
-//! with the host's networks. Real servers carry the VIP on `lo` with `arp_ignore=1`,
-//! `arp_announce=2` and `rp_filter=0` (seeds 000 and 004), and run nginx answering with their
-//! name on [`SERVICE_PORT`] and [`UNSERVED_PORT`].
+//! Every host sees its switch through its own interfaces (`eth0`; the two-NIC director's
+//! `ext0` and `int0`); the bridges and their ports live in their own namespace, so nothing
+//! touches the host's interfaces and the address ranges cannot clash with the host's
+//! networks. Every real server runs nginx answering with its name on [`SERVICE_PORT`] and
+//! [`UNSERVED_PORT`] (and files under `/files/`, see [`Testbed::publish_file`]), a TCP echo on
+//! [`ECHO_PORT`] and a UDP echo on [`UDP_ECHO_PORT`] (see [`crate::echo`]).
 //!
-//! NAT and TUN topologies (a two-legged director, tunnelling real servers) are meant to be
-//! added as further builders next to [`TestbedBuilder::build`].
+//! DR and TUN real servers carry the VIP on `lo` with `arp_ignore=1`, `arp_announce=2` and
+//! `rp_filter=0` (seeds 000, 003 and 004). NAT real servers have only their own address and
+//! the director as their gateway (seed 001).
 
 use std::{
-    net::Ipv4Addr,
+    net::{Ipv4Addr, SocketAddrV4},
     os::fd::OwnedFd,
     path::{Path, PathBuf},
     process::ExitStatus,
@@ -29,9 +40,11 @@ use std::{
 
 use crate::{
     cmd::{self, Daemon, Ran},
+    echo::{self, Datagram, ECHO_PORT, UDP_ECHO_PORT},
     http::{self, Load, LoadGen, Tally},
     lbd::{self, Lbd, LbdFiles, XdpMode},
     netns::{self, Netns},
+    tap::{Counter, SwitchCounters},
     tools, wait, xdp_pass,
 };
 
@@ -39,15 +52,22 @@ use crate::{
 pub const SERVICE_PORT: u16 = 80;
 /// A port every real server also answers on, but that no test configures as a service: a
 /// request to `VIP:UNSERVED_PORT` that the director wrongly forwarded would get a real
-/// server's reply instead of the director's refusal.
+/// server's reply instead of the director's refusal. NAT tests map `VIP:80` to it.
 pub const UNSERVED_PORT: u16 = 8080;
-/// The interface name every host uses towards the switch.
+/// The interface name every host uses towards its switch.
 pub const HOST_IFACE: &str = "eth0";
+/// The two-NIC NAT director's interfaces (seed 001's external and internal NICs).
+pub const NAT_EXTERNAL_IFACE: &str = "ext0";
+pub const NAT_INTERNAL_IFACE: &str = "int0";
+/// The one-arm NAT router's interface on the real servers' LAN.
+const ROUTER_INSIDE_IFACE: &str = "eth1";
 
 const CLIENT_HOST: u8 = 10;
 const DIRECTOR_HOST: u8 = 11;
 const FIRST_RS_HOST: u8 = 12;
 const VIP_HOST: u8 = 99;
+/// The gateway's host number: the two-NIC director's inside address, the one-arm router's.
+const GATEWAY_HOST: u8 = 1;
 
 /// How long a freshly built topology may take to carry traffic.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -57,29 +77,113 @@ const TEST_PREFIX: &str = "lbt";
 
 static NEXT_ID: AtomicU32 = AtomicU32::new(0);
 
-/// One machine of the topology: a namespace with an `eth0` plugged into the switch.
-pub struct Host {
-    /// The role: `client`, `director`, `rs1`, ...
-    pub name: String,
-    pub ns: Netns,
+/// Which LVS set-up to build; see the module documentation for the pictures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Topology {
+    /// LVS-DR (seeds 000, 004): one LAN, the VIP on the real servers' `lo`.
+    #[default]
+    Dr,
+    /// LVS-TUN (seeds 000, 003): the DR LAN, and `lbd decap` on every real server to take
+    /// the director's IP-in-IP packets apart (this kernel has no `ipip` module).
+    Tun,
+    /// LVS-NAT with a two-NIC director between the client's and the real servers' networks
+    /// (seed 001).
+    Nat,
+    /// LVS-NAT with a one-NIC director on the real servers' LAN; the client is on another
+    /// network behind a router.
+    NatOneArm,
+}
+
+impl Topology {
+    /// The director's interfaces, the ones lbd attaches to: the client's side first.
+    pub fn director_ifaces(self) -> &'static [&'static str] {
+        match self {
+            Topology::Nat => &[NAT_EXTERNAL_IFACE, NAT_INTERNAL_IFACE],
+            Topology::Dr | Topology::Tun | Topology::NatOneArm => &[HOST_IFACE],
+        }
+    }
+
+    /// Whether the real servers sit on a network of their own (`br1`, subnet + 1).
+    pub fn separate_rs_network(self) -> bool {
+        matches!(self, Topology::Nat | Topology::NatOneArm)
+    }
+
+    /// Whether real servers carry the VIP on `lo` (DR and TUN) or only their own address
+    /// (NAT).
+    pub fn vip_on_real_servers(self) -> bool {
+        matches!(self, Topology::Dr | Topology::Tun)
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Topology::Dr => "LVS-DR, one LAN",
+            Topology::Tun => "LVS-TUN, one LAN, `lbd decap` on the real servers",
+            Topology::Nat => "LVS-NAT, two-NIC director",
+            Topology::NatOneArm => "LVS-NAT, one-NIC director, client behind a router",
+        }
+    }
+}
+
+/// One interface of a host, plugged into a switch port.
+#[derive(Clone, Debug)]
+pub struct Leg {
+    /// The interface's name in the host (`eth0`, `int0`, ...).
+    pub iface: String,
     pub ip: Ipv4Addr,
-    /// The name of this host's port (the other end of its `eth0`) in the switch namespace.
+    /// The bridge it is plugged into (`br0`, `br1`).
+    pub bridge: String,
+    /// The name of its switch port (the other end of the veth) in the switch namespace.
     pub switch_port: String,
 }
 
+/// One machine of the topology: a namespace with interfaces plugged into the switch.
+pub struct Host {
+    /// The role: `client`, `director`, `router`, `rs1`, ...
+    pub name: String,
+    pub ns: Netns,
+    /// Its address on its first leg: the client's side for the director and the router.
+    pub ip: Ipv4Addr,
+    /// The name of its first leg's switch port in the switch namespace.
+    pub switch_port: String,
+    /// Every leg, the first one first.
+    pub legs: Vec<Leg>,
+}
+
 impl Host {
-    /// The MAC address of this host's `eth0`.
+    fn new(name: &str, prefix: &str) -> Host {
+        Host {
+            name: name.to_owned(),
+            ns: Netns::create(&format!("{prefix}-{name}")),
+            ip: Ipv4Addr::UNSPECIFIED,
+            switch_port: String::new(),
+            legs: Vec::new(),
+        }
+    }
+
+    /// The first leg's interface name.
+    pub fn iface(&self) -> &str {
+        &self.legs[0].iface
+    }
+
+    /// The MAC address of the first leg's interface.
     pub fn mac(&self) -> String {
         let out = self
             .ns
-            .run(&["cat", &format!("/sys/class/net/{HOST_IFACE}/address")]);
+            .run(&["cat", &format!("/sys/class/net/{}/address", self.iface())]);
         out.trim().to_owned()
+    }
+
+    /// Adds a route in this host: `ip route add DEST via GW`.
+    fn route(&self, dest: &str, via: Ipv4Addr) {
+        self.ns
+            .run(&["ip", "route", "add", dest, "via", &via.to_string()]);
     }
 }
 
 /// Configures and builds a [`Testbed`].
 #[derive(Clone, Debug)]
 pub struct TestbedBuilder {
+    topology: Topology,
     real_servers: usize,
     xdp_mode: XdpMode,
     prefix: Option<String>,
@@ -89,6 +193,7 @@ pub struct TestbedBuilder {
 impl Default for TestbedBuilder {
     fn default() -> Self {
         Self {
+            topology: Topology::default(),
             real_servers: 2,
             xdp_mode: XdpMode::default(),
             prefix: None,
@@ -97,17 +202,30 @@ impl Default for TestbedBuilder {
     }
 }
 
+/// `base` (`a.b.c.0`) with the last octet `host`.
+fn at(base: Ipv4Addr, host: u8) -> Ipv4Addr {
+    let o = base.octets();
+    Ipv4Addr::new(o[0], o[1], o[2], host)
+}
+
 impl TestbedBuilder {
-    /// How many real servers (`rs1`..`rsN`) to create; 2 by default. They all run nginx;
-    /// which ones serve the VIP is up to the test's lbadm commands.
+    /// Which set-up to build (default [`Topology::Dr`]).
+    pub fn topology(mut self, topology: Topology) -> Self {
+        self.topology = topology;
+        self
+    }
+
+    /// How many real servers (`rs1`..`rsN`) to create; 2 by default. They all run nginx and
+    /// the echo services; which ones serve the VIP is up to the test's lbadm commands.
     pub fn real_servers(mut self, n: usize) -> Self {
         assert!((1..=80).contains(&n), "1 to 80 real servers");
         self.real_servers = n;
         self
     }
 
-    /// How lbd will attach XDP to the director's `eth0` (default [`XdpMode::Skb`]). For
-    /// native modes the testbed attaches an XDP_PASS program to the director's switch port.
+    /// How lbd will attach XDP to the director's interfaces (default [`XdpMode::Skb`]). For
+    /// native modes the testbed attaches an XDP_PASS program to each of the director's switch
+    /// ports.
     pub fn xdp_mode(mut self, mode: XdpMode) -> Self {
         self.xdp_mode = mode;
         self
@@ -120,7 +238,8 @@ impl TestbedBuilder {
         self
     }
 
-    /// The /24 to number hosts in (`a.b.c.0`); by default `10.<100 + n>.0.0`.
+    /// The /24 to number hosts in (`a.b.c.0`); by default `10.<100 + n>.0.0`. Topologies
+    /// with a separate real-server network number it in the next /24 (`a.b.c+1.0`).
     pub fn subnet(mut self, subnet: Ipv4Addr) -> Self {
         let o = subnet.octets();
         assert_eq!(
@@ -131,8 +250,10 @@ impl TestbedBuilder {
         self
     }
 
-    /// Creates the topology and waits until the client reaches every real server's nginx
-    /// directly (plain bridging, no lbd involved). Panics, cleaning up, if anything fails.
+    /// Creates the topology and waits until every real server's nginx and echo services
+    /// answer (from the client in DR and TUN, over plain bridging; from the director in NAT,
+    /// where the client cannot reach the real servers without lbd) and, in TUN, every real
+    /// server's decapsulator is attached. Panics, cleaning up, if anything fails.
     #[track_caller]
     pub fn build(self) -> Testbed {
         tools::require_environment();
@@ -146,9 +267,16 @@ impl TestbedBuilder {
         let subnet = self
             .subnet
             .unwrap_or_else(|| Ipv4Addr::new(10, 100 + (id % 100) as u8, 0, 0));
-        let at = |host: u8| {
+        let topology = self.topology;
+        let rs_subnet = if topology.separate_rs_network() {
             let o = subnet.octets();
-            Ipv4Addr::new(o[0], o[1], o[2], host)
+            assert!(
+                o[2] < 255,
+                "subnet {subnet}: the real servers' network would be the next /24"
+            );
+            Ipv4Addr::new(o[0], o[1], o[2] + 1, 0)
+        } else {
+            subnet
         };
 
         let taken: Vec<String> = netns::list()
@@ -162,136 +290,274 @@ impl TestbedBuilder {
         );
         let dir = TempDir::create(&prefix);
         let switch = Netns::create(&format!("{prefix}-switch"));
-        switch.run(&["ip", "link", "add", "br0", "type", "bridge"]);
-        switch.run(&["ip", "link", "set", "dev", "br0", "up"]);
+        let client_bridge = "br0";
+        let rs_bridge = if topology.separate_rs_network() {
+            "br1"
+        } else {
+            "br0"
+        };
+        for bridge in [client_bridge, rs_bridge] {
+            if switch
+                .try_run(&["ip", "link", "show", bridge], None)
+                .success()
+            {
+                continue;
+            }
+            switch.run(&["ip", "link", "add", bridge, "type", "bridge"]);
+            switch.run(&["ip", "link", "set", "dev", bridge, "up"]);
+        }
 
-        let plug = |role: &str, ip: Ipv4Addr| -> Host {
-            let ns = Netns::create(&format!("{prefix}-{role}"));
+        let plug = |host: &mut Host, bridge: &str, port: &str, iface: &str, ip: Ipv4Addr| {
             // Created in the switch namespace with the host's end moved straight into the
             // host's namespace, so names never collide with the host's interfaces.
             switch.run(&[
                 "ip",
                 "link",
                 "add",
-                role,
+                port,
                 "type",
                 "veth",
                 "peer",
                 "name",
-                HOST_IFACE,
+                iface,
                 "netns",
-                ns.name(),
+                host.ns.name(),
             ]);
-            switch.run(&["ip", "link", "set", "dev", role, "master", "br0", "up"]);
-            ns.run(&["ip", "addr", "add", &format!("{ip}/24"), "dev", HOST_IFACE]);
-            ns.run(&["ip", "link", "set", "dev", HOST_IFACE, "up"]);
+            switch.run(&["ip", "link", "set", "dev", port, "master", bridge, "up"]);
+            host.ns
+                .run(&["ip", "addr", "add", &format!("{ip}/24"), "dev", iface]);
+            host.ns.run(&["ip", "link", "set", "dev", iface, "up"]);
             // A veth leaves TCP checksums to be completed "by the NIC" (CHECKSUM_PARTIAL).
             // Native XDP sees raw frames without that note, so a frame it sends back on
-            // would reach the real server with a wrong checksum and be dropped. Frames from
-            // a real wire are complete: make every host send them that way.
-            ns.run(&["ethtool", "-K", HOST_IFACE, "tx", "off"]);
-            Host {
-                name: role.to_owned(),
-                ns,
-                ip,
-                switch_port: role.to_owned(),
+            // would reach the real server with a wrong checksum and be dropped; and NAT
+            // updates checksums incrementally, so they must be complete to begin with.
+            // Frames from a real wire are complete: make every host send them that way.
+            host.ns.run(&["ethtool", "-K", iface, "tx", "off"]);
+            if host.legs.is_empty() {
+                host.ip = ip;
+                host.switch_port = port.to_owned();
             }
+            host.legs.push(Leg {
+                iface: iface.to_owned(),
+                ip,
+                bridge: bridge.to_owned(),
+                switch_port: port.to_owned(),
+            });
         };
 
-        let vip = at(VIP_HOST);
-        let client = plug("client", at(CLIENT_HOST));
+        let mut client = Host::new("client", &prefix);
+        plug(
+            &mut client,
+            client_bridge,
+            "client",
+            HOST_IFACE,
+            at(subnet, CLIENT_HOST),
+        );
         // Load generators open many short connections from the client.
         client
             .ns
             .sysctl("net.ipv4.ip_local_port_range", "1024 65535");
 
-        let director = plug("director", at(DIRECTOR_HOST));
-        // Seed 000: `ifconfig enp0s3:0 VIP netmask 255.255.255.255 up` on the director.
-        director
-            .ns
-            .run(&["ip", "addr", "add", &format!("{vip}/32"), "dev", HOST_IFACE]);
+        let mut director = Host::new("director", &prefix);
+        let mut router = None;
+        let (vip, rs_gateway) = match topology {
+            Topology::Dr | Topology::Tun => {
+                plug(
+                    &mut director,
+                    client_bridge,
+                    "director",
+                    HOST_IFACE,
+                    at(subnet, DIRECTOR_HOST),
+                );
+                (at(subnet, VIP_HOST), None)
+            }
+            Topology::Nat => {
+                // Seed 001: eth1 192.168.10.100/24 outside, eth0 172.16.20.150/16 inside.
+                plug(
+                    &mut director,
+                    client_bridge,
+                    "director",
+                    NAT_EXTERNAL_IFACE,
+                    at(subnet, DIRECTOR_HOST),
+                );
+                plug(
+                    &mut director,
+                    rs_bridge,
+                    "director-int",
+                    NAT_INTERNAL_IFACE,
+                    at(rs_subnet, GATEWAY_HOST),
+                );
+                director.ns.sysctl("net.ipv4.ip_forward", "1");
+                (at(subnet, VIP_HOST), Some(at(rs_subnet, GATEWAY_HOST)))
+            }
+            Topology::NatOneArm => {
+                let mut r = Host::new("router", &prefix);
+                plug(
+                    &mut r,
+                    client_bridge,
+                    "router",
+                    HOST_IFACE,
+                    at(subnet, GATEWAY_HOST),
+                );
+                plug(
+                    &mut r,
+                    rs_bridge,
+                    "router-in",
+                    ROUTER_INSIDE_IFACE,
+                    at(rs_subnet, GATEWAY_HOST),
+                );
+                r.ns.sysctl("net.ipv4.ip_forward", "1");
+                client.route("default", at(subnet, GATEWAY_HOST));
+                plug(
+                    &mut director,
+                    rs_bridge,
+                    "director",
+                    HOST_IFACE,
+                    at(rs_subnet, DIRECTOR_HOST),
+                );
+                director.route("default", at(rs_subnet, GATEWAY_HOST));
+                director.ns.sysctl("net.ipv4.ip_forward", "1");
+                router = Some(r);
+                (at(rs_subnet, VIP_HOST), Some(at(rs_subnet, DIRECTOR_HOST)))
+            }
+        };
+        // Seed 000: `ifconfig enp0s3:0 VIP netmask 255.255.255.255 up` on the director; seed
+        // 001's VIP is an address of the external NIC too.
+        director.ns.run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{vip}/32"),
+            "dev",
+            director.iface(),
+        ]);
 
         let mut real_servers = Vec::new();
         for i in 1..=self.real_servers {
-            let rs = plug(&format!("rs{i}"), at(FIRST_RS_HOST + (i - 1) as u8));
-            // Seed 004's real server script: VIP on lo, answer ARP only for addresses of the
-            // receiving interface, announce only the outgoing interface's address. Seed 000
-            // (TUN part): no reverse-path filtering.
-            rs.ns
-                .run(&["ip", "addr", "add", &format!("{vip}/32"), "dev", "lo"]);
-            for conf in ["all", "default", "lo", HOST_IFACE] {
+            let mut rs = Host::new(&format!("rs{i}"), &prefix);
+            let name = rs.name.clone();
+            plug(
+                &mut rs,
+                rs_bridge,
+                &name,
+                HOST_IFACE,
+                at(rs_subnet, FIRST_RS_HOST + (i - 1) as u8),
+            );
+            if topology.vip_on_real_servers() {
+                // Seed 004's real server script: VIP on lo, answer ARP only for addresses of
+                // the receiving interface, announce only the outgoing interface's address.
+                // Seeds 000 and 003 (TUN): no reverse-path filtering.
                 rs.ns
-                    .sysctl(&format!("net.ipv4.conf.{conf}.arp_ignore"), "1");
-                rs.ns
-                    .sysctl(&format!("net.ipv4.conf.{conf}.arp_announce"), "2");
+                    .run(&["ip", "addr", "add", &format!("{vip}/32"), "dev", "lo"]);
+                for conf in ["all", "default", "lo", HOST_IFACE] {
+                    rs.ns
+                        .sysctl(&format!("net.ipv4.conf.{conf}.arp_ignore"), "1");
+                    rs.ns
+                        .sysctl(&format!("net.ipv4.conf.{conf}.arp_announce"), "2");
+                }
+                for conf in ["all", "lo", HOST_IFACE] {
+                    rs.ns
+                        .sysctl(&format!("net.ipv4.conf.{conf}.rp_filter"), "0");
+                }
             }
-            for conf in ["all", "lo", HOST_IFACE] {
-                rs.ns
-                    .sysctl(&format!("net.ipv4.conf.{conf}.rp_filter"), "0");
+            if let Some(gateway) = rs_gateway {
+                // Seed 001: `route add default gw 172.16.20.150 dev eth0`.
+                rs.route("default", gateway);
             }
             real_servers.push(rs);
         }
 
-        let peer_pass = self.xdp_mode.is_native().then(|| {
-            xdp_pass::attach(switch.name(), &director.switch_port).unwrap_or_else(|e| {
-                panic!(
-                    "attaching XDP_PASS to the director's switch port {}: {e}",
-                    director.switch_port
-                )
-            })
-        });
+        let peer_pass: Vec<OwnedFd> = if self.xdp_mode.is_native() {
+            director
+                .legs
+                .iter()
+                .map(|leg| {
+                    xdp_pass::attach(switch.name(), &leg.switch_port).unwrap_or_else(|e| {
+                        panic!(
+                            "attaching XDP_PASS to the director's switch port {}: {e}",
+                            leg.switch_port
+                        )
+                    })
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
 
-        let mut nginx = Vec::new();
+        let mut servers = Vec::new();
+        let mut decap = Vec::new();
         for rs in &real_servers {
             let rs_dir = dir.path().join(&rs.name);
-            std::fs::create_dir_all(&rs_dir).expect("create real server dir");
+            std::fs::create_dir_all(rs_dir.join("files")).expect("create real server dir");
             let conf = http::nginx_config(&rs_dir, &rs.name, &[SERVICE_PORT, UNSERVED_PORT]);
-            nginx.push(http::start_nginx(&rs.ns, &rs_dir, &conf));
+            servers.push(http::start_nginx(&rs.ns, &rs_dir, &conf));
+            servers.push(echo::start_tcp_echo(&rs.ns, &rs_dir, &rs.name));
+            servers.push(echo::start_udp_echo(&rs.ns, &rs_dir, &rs.name, rs.ip));
+            if topology.vip_on_real_servers() {
+                servers.push(echo::start_udp_echo(&rs.ns, &rs_dir, &rs.name, vip));
+            }
+            if topology == Topology::Tun {
+                decap.push(lbd::start_decap(
+                    &rs.ns,
+                    HOST_IFACE,
+                    XdpMode::Skb,
+                    &rs_dir.join("decap.log"),
+                ));
+            }
         }
 
         let mut testbed = Testbed {
             lbd: None,
-            nginx,
+            decap,
+            servers,
             client,
             director,
+            router,
             real_servers,
             peer_pass,
             switch,
             dir,
             lbd_files: None,
             prefix,
+            topology,
             subnet,
+            rs_subnet,
             vip,
             xdp_mode: self.xdp_mode,
             loads: 0,
         };
         testbed.lbd_files = Some(LbdFiles::in_dir(testbed.dir.path()));
-        testbed.wait_real_servers_reachable();
+        testbed.wait_ready();
         testbed
     }
 }
 
-/// A DR topology in network namespaces; see the module documentation. Dropping it stops lbd
-/// (SIGTERM), kills every process in its namespaces, deletes them and its temporary
+/// An LVS topology in network namespaces; see the module documentation. Dropping it stops
+/// lbd (SIGTERM), kills every process in its namespaces, deletes them and its temporary
 /// directory.
 pub struct Testbed {
-    // Fields drop in this order: lbd first (clean detach), then the servers, the hosts'
-    // namespaces, the switch, the files.
+    // Fields drop in this order: lbd first (clean detach), then the real servers'
+    // decapsulators and servers, the hosts' namespaces, the switch, the files.
     lbd: Option<Lbd>,
-    nginx: Vec<Daemon>,
+    decap: Vec<Daemon>,
+    servers: Vec<Daemon>,
     pub client: Host,
     pub director: Host,
+    /// The router between the client's network and the director's (one-arm NAT only).
+    pub router: Option<Host>,
     pub real_servers: Vec<Host>,
     #[expect(
         dead_code,
-        reason = "held, never read: closing the BPF link detaches the XDP_PASS program"
+        reason = "held, never read: closing the BPF links detaches the XDP_PASS programs"
     )]
-    peer_pass: Option<OwnedFd>,
+    peer_pass: Vec<OwnedFd>,
     switch: Netns,
     dir: TempDir,
     lbd_files: Option<LbdFiles>,
     prefix: String,
+    topology: Topology,
     subnet: Ipv4Addr,
+    rs_subnet: Ipv4Addr,
     vip: Ipv4Addr,
     xdp_mode: XdpMode,
     loads: u32,
@@ -307,8 +573,18 @@ impl Testbed {
         &self.prefix
     }
 
+    pub fn topology(&self) -> Topology {
+        self.topology
+    }
+
+    /// The client's network (`a.b.c.0`/24).
     pub fn subnet(&self) -> Ipv4Addr {
         self.subnet
+    }
+
+    /// The real servers' network: the client's in DR and TUN, the next /24 in NAT.
+    pub fn rs_subnet(&self) -> Ipv4Addr {
+        self.rs_subnet
     }
 
     pub fn switch(&self) -> &Netns {
@@ -349,20 +625,25 @@ impl Testbed {
         self.rs(i).ip.to_string()
     }
 
+    /// The director's interfaces, as given to lbd (`--iface` each).
+    pub fn director_ifaces(&self) -> &'static [&'static str] {
+        self.topology.director_ifaces()
+    }
+
     // ----- lbd and lbadm -----
 
     pub fn lbd_files(&self) -> &LbdFiles {
         self.lbd_files.as_ref().expect("set at build")
     }
 
-    /// Starts lbd on the director's `eth0` with this testbed's XDP mode, socket and state
-    /// file, and waits until it answers.
+    /// Starts lbd on the director's interfaces with this testbed's XDP mode, socket and
+    /// state file, and waits until it answers.
     #[track_caller]
     pub fn start_lbd(&mut self) {
         assert!(self.lbd.is_none(), "lbd is already running");
         let lbd = Lbd::start(
             &self.director.ns,
-            &[HOST_IFACE],
+            self.director_ifaces(),
             self.xdp_mode,
             self.lbd_files(),
         );
@@ -419,13 +700,24 @@ impl Testbed {
         self.director.ns.try_run(&argv, None)
     }
 
-    /// Whether an XDP program is attached to the director's `eth0`.
+    /// Whether an XDP program is attached to the director's first interface.
     pub fn director_xdp_attached(&self) -> bool {
-        let out = self
-            .director
-            .ns
-            .run(&["ip", "-details", "link", "show", "dev", HOST_IFACE]);
-        out.contains("prog/xdp")
+        lbd::xdp_attached(&self.director.ns, self.director.iface())
+    }
+
+    /// The data path's event counters (`DP_STATS`, summed over CPUs) of the XDP program on
+    /// the director's first interface, indexed as `lb_common::Stat`.
+    pub fn data_path_counters(&self) -> Result<Vec<u64>, String> {
+        lbd::data_path_counters(&self.director.ns, self.director.iface())
+    }
+
+    /// The director's non-zero data-path counters by name (`rx=12 tx_nat=5 ...`), or why
+    /// they cannot be read: for failure messages.
+    pub fn data_path_summary(&self) -> String {
+        match self.data_path_counters() {
+            Ok(counters) => lbd::name_counters(&counters),
+            Err(e) => format!("(data-path counters unavailable: {e})"),
+        }
     }
 
     // ----- traffic -----
@@ -451,11 +743,78 @@ impl Testbed {
         )
     }
 
+    /// Writes `contents` to every real server's nginx as `http://ADDR:PORT/files/<name>`.
+    pub fn publish_file(&self, name: &str, contents: &[u8]) {
+        assert!(
+            !name.contains('/') && !name.starts_with('.'),
+            "plain file name: {name:?}"
+        );
+        for rs in &self.real_servers {
+            let path = self.dir.path().join(&rs.name).join("files").join(name);
+            std::fs::write(&path, contents)
+                .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        }
+    }
+
+    /// Downloads `url` from the client with curl (one connection) and returns the body, or
+    /// curl's failure.
+    pub fn download(&self, url: &str) -> Result<Vec<u8>, String> {
+        let path = self.dir.path().join("client-download");
+        let _ = std::fs::remove_file(&path);
+        let out = path.display().to_string();
+        let ran = self.client.ns.try_run(
+            &[
+                "curl",
+                "--silent",
+                "--show-error",
+                "--fail",
+                "--connect-timeout",
+                "3",
+                "--max-time",
+                "60",
+                "--output",
+                &out,
+                url,
+            ],
+            None,
+        );
+        if !ran.success() {
+            return Err(ran.to_string());
+        }
+        std::fs::read(&path).map_err(|e| format!("reading {out}: {e}"))
+    }
+
+    /// One exchange with a TCP echo from the client: connects to `addr`, sends `line`, and
+    /// returns all it got (`"<real server>\n<line>\n"`).
+    pub fn tcp_echo(&self, addr: SocketAddrV4, line: &str) -> Result<String, String> {
+        echo::tcp_exchange(&self.client.ns, addr, line)
+    }
+
+    /// [`Testbed::tcp_echo`] to `VIP:port`.
+    pub fn tcp_echo_vip(&self, port: u16, line: &str) -> Result<String, String> {
+        self.tcp_echo(SocketAddrV4::new(self.vip, port), line)
+    }
+
+    /// One datagram from a new client socket to `VIP:port` and the first answer, with the
+    /// address it came from (sent again from the same socket, up to 3 times, if lost).
+    pub fn udp_echo_vip(&self, port: u16, line: &str) -> Result<Datagram, String> {
+        echo::udp_exchange(&self.client.ns, SocketAddrV4::new(self.vip, port), line, 3)
+    }
+
     /// How many requests real server `i` has served that were addressed to `local`
     /// (`addr:port`), from its nginx access log.
     pub fn served(&self, i: usize, local: &str) -> usize {
-        let access_log = self.dir.path().join(&self.rs(i).name).join("access.log");
-        http::count_served(&access_log, local)
+        http::count_served(&self.access_log(i), local, None)
+    }
+
+    /// How many requests real server `i` has served that were addressed to `local` and came
+    /// from the client's own address (what LVS-NAT keeps, unlike a proxy).
+    pub fn served_from_client(&self, i: usize, local: &str) -> usize {
+        http::count_served(&self.access_log(i), local, Some(self.client.ip))
+    }
+
+    fn access_log(&self, i: usize) -> PathBuf {
+        self.dir.path().join(&self.rs(i).name).join("access.log")
     }
 
     /// How many requests real server `i` has served that were addressed to `VIP:port`.
@@ -468,6 +827,28 @@ impl Testbed {
         (1..=self.real_servers.len())
             .map(|i| self.served_via_vip(i, port))
             .collect()
+    }
+
+    /// How many requests each real server has served at its own address and `port` (in
+    /// LVS-NAT, requests to the VIP arrive rewritten to that), in order.
+    pub fn served_at_rip_all(&self, port: u16) -> Vec<usize> {
+        (1..=self.real_servers.len())
+            .map(|i| self.served(i, &format!("{}:{port}", self.rip(i))))
+            .collect()
+    }
+
+    /// How many TCP connections the client has opened so far (`Tcp: ActiveOpens` of its
+    /// namespace, /proc/net/snmp): every connect() that sent a SYN, once however often the SYN
+    /// was retransmitted. What a director's `Conns` must match for the client's traffic.
+    pub fn client_tcp_active_opens(&self) -> u64 {
+        let snmp = self.client.ns.run(&["cat", "/proc/net/snmp"]);
+        tcp_snmp(&snmp, "ActiveOpens")
+            .unwrap_or_else(|| panic!("no Tcp ActiveOpens in the client's /proc/net/snmp:\n{snmp}"))
+    }
+
+    /// Counters on the switch (see [`crate::tap`]); they count from now on.
+    pub fn switch_counters(&self, counters: &[Counter]) -> SwitchCounters {
+        SwitchCounters::install(&self.switch, counters)
     }
 
     /// Starts a load generator on the client against `url`.
@@ -486,70 +867,166 @@ impl Testbed {
         Load { kind, daemon }
     }
 
-    /// Panics if a real server's nginx has exited.
+    /// Panics if a real server's nginx, echo service or decapsulator has exited.
     #[track_caller]
     pub fn assert_servers_running(&mut self) {
-        for nginx in &mut self.nginx {
-            nginx.assert_running();
+        for daemon in self.servers.iter_mut().chain(self.decap.iter_mut()) {
+            daemon.assert_running();
         }
     }
 
-    fn wait_real_servers_reachable(&mut self) {
+    /// The host the readiness probes run on: the client where it reaches the real servers
+    /// by plain bridging, else the director (NAT: the client has no route to them).
+    fn prober(&self) -> &Host {
+        if self.topology.separate_rs_network() {
+            &self.director
+        } else {
+            &self.client
+        }
+    }
+
+    fn wait_ready(&mut self) {
+        if self.topology == Topology::Tun {
+            for i in 0..self.real_servers.len() {
+                let rs = &self.real_servers[i];
+                let decap = &mut self.decap[i];
+                wait::wait_ok(
+                    format!("`lbd decap` to attach to {}'s {HOST_IFACE}", rs.name),
+                    lbd::LBD_START_TIMEOUT,
+                    || {
+                        decap.assert_running();
+                        if lbd::xdp_attached(&rs.ns, HOST_IFACE) {
+                            Ok(())
+                        } else {
+                            Err(format!("no XDP program on {HOST_IFACE} yet"))
+                        }
+                    },
+                );
+            }
+        }
         for i in 1..=self.real_servers.len() {
             let name = self.rs(i).name.clone();
-            let url = format!("http://{}:{SERVICE_PORT}/", self.rs(i).ip);
-            let nginx = &mut self.nginx[i - 1];
-            let client = &self.client;
+            let rip = self.rs(i).ip;
+            let url = format!("http://{rip}:{SERVICE_PORT}/");
+            let prober = self.prober().name.clone();
             wait::wait_ok(
-                format!("the client to reach {name}'s nginx at {url}"),
+                format!("{prober} to reach {name}'s nginx and echo services at {rip}"),
                 READY_TIMEOUT,
                 || {
-                    nginx.assert_running();
+                    for daemon in &mut self.servers {
+                        daemon.assert_running();
+                    }
+                    let ns = &self.prober().ns;
                     let argv = http::curl_argv(&url, 1);
                     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-                    let tally = http::parse_curl(1, client.ns.try_run(&argv, None));
-                    if tally.names() == [name.as_str()] {
-                        Ok(())
-                    } else {
-                        Err(tally.to_string())
+                    let tally = http::parse_curl(1, ns.try_run(&argv, None));
+                    if tally.names() != [name.as_str()] {
+                        return Err(format!("nginx: {tally}"));
                     }
+                    let tcp = echo::tcp_exchange(ns, SocketAddrV4::new(rip, ECHO_PORT), "ready")?;
+                    if tcp != format!("{name}\nready\n") {
+                        return Err(format!("TCP echo answered {tcp:?}"));
+                    }
+                    let udp =
+                        echo::udp_exchange(ns, SocketAddrV4::new(rip, UDP_ECHO_PORT), "ready", 1)?;
+                    if udp.text != format!("{name} ready\n") {
+                        return Err(format!("UDP echo answered {udp:?}"));
+                    }
+                    Ok(())
                 },
             );
         }
+        // The client reaches the director by plain routing: on its LAN, or through the
+        // router. This also leaves the director knowing the next hop back to the client.
+        let director_ip = self.director.ip;
+        wait::wait_ok(
+            format!("the client to reach the director at {director_ip}"),
+            READY_TIMEOUT,
+            || {
+                let ran = self.client.ns.try_run(
+                    &["ping", "-c", "1", "-W", "1", &director_ip.to_string()],
+                    None,
+                );
+                if ran.success() {
+                    Ok(())
+                } else {
+                    Err(ran.to_string())
+                }
+            },
+        );
     }
 
     /// A description of the topology: namespaces, addresses, files.
     pub fn describe(&self) -> String {
-        let mut text = String::new();
+        let mut text = format!("  topology  {}\n", self.topology.describe());
         let line = |host: &Host, extra: &str| {
+            let legs: Vec<String> = host
+                .legs
+                .iter()
+                .map(|leg| format!("{} {}", leg.iface, leg.ip))
+                .collect();
             format!(
-                "  {:<9} {:<16} namespace {:<24} {extra}\n",
+                "  {:<9} {:<34} namespace {:<24} {extra}\n",
                 host.name,
-                host.ip.to_string(),
+                legs.join(", "),
                 host.ns.name()
             )
         };
         text += &line(&self.client, "");
+        if let Some(router) = &self.router {
+            text += &line(router, "ip_forward=1");
+        }
+        let forward = if self.topology.separate_rs_network() {
+            ", ip_forward=1"
+        } else {
+            ""
+        };
         text += &line(
             &self.director,
             &format!(
-                "VIP {}/32 on {HOST_IFACE}, lbd --xdp-mode {}",
+                "VIP {}/32 on {}, lbd --xdp-mode {}{forward}",
                 self.vip,
+                self.director.iface(),
                 self.xdp_mode.as_arg()
             ),
         );
         for rs in &self.real_servers {
-            text += &line(
-                rs,
-                &format!("VIP {}/32 on lo, nginx answers \"{}\"", self.vip, rs.name),
+            let mut extra = String::new();
+            if self.topology.vip_on_real_servers() {
+                extra += &format!("VIP {}/32 on lo, ", self.vip);
+            } else if let Some(gw) = self.rs_gateway() {
+                extra += &format!("default via {gw}, ");
+            }
+            if self.topology == Topology::Tun {
+                extra += "lbd decap, ";
+            }
+            extra += &format!(
+                "nginx/tcp {SERVICE_PORT},{UNSERVED_PORT}, echo tcp {ECHO_PORT} udp \
+                 {UDP_ECHO_PORT} answer \"{}\"",
+                rs.name
             );
+            text += &line(rs, &extra);
         }
+        let bridges = if self.topology.separate_rs_network() {
+            "bridges br0 (client), br1 (reals)"
+        } else {
+            "bridge br0"
+        };
         text += &format!(
-            "  switch    bridge br0            namespace {}\n",
+            "  switch    {bridges:<34} namespace {}\n",
             self.switch.name()
         );
         text += &format!("  files     {}\n", self.dir.path().display());
         text
+    }
+
+    /// The real servers' default gateway (NAT topologies).
+    fn rs_gateway(&self) -> Option<Ipv4Addr> {
+        match self.topology {
+            Topology::Dr | Topology::Tun => None,
+            Topology::Nat => Some(self.director.legs[1].ip),
+            Topology::NatOneArm => Some(self.director.ip),
+        }
     }
 
     fn dump_diagnostics(&mut self) {
@@ -557,13 +1034,28 @@ impl Testbed {
         eprint!("{}", self.describe());
         eprintln!("lbd log:\n{}", cmd::tail(&self.lbd_log(), 40));
         if self.lbd_running() {
-            let ran = self.try_lbadm(&["-Ln"], None);
-            eprintln!("lbadm -Ln:\n{}", ran.stdout);
+            let ran = self.try_lbadm(&["-Ln", "--stats"], None);
+            eprintln!("lbadm -Ln --stats:\n{}", ran.stdout);
+            eprintln!(
+                "director data-path counters (DP_STATS): {}",
+                self.data_path_summary()
+            );
         }
-        for argv in [
-            &["ip", "-details", "link", "show", "dev", HOST_IFACE][..],
-            &["ip", "neigh", "show"][..],
-        ] {
+        let mut probes: Vec<Vec<&str>> = Vec::new();
+        for iface in self.director_ifaces() {
+            probes.push(vec![
+                "ip",
+                "-details",
+                "-statistics",
+                "link",
+                "show",
+                "dev",
+                iface,
+            ]);
+        }
+        probes.push(vec!["ip", "route", "show"]);
+        probes.push(vec!["ip", "neigh", "show"]);
+        for argv in &probes {
             let ran = self.director.ns.try_run(argv, None);
             eprintln!(
                 "director $ {}\n{}{}",
@@ -573,10 +1065,14 @@ impl Testbed {
             );
         }
         for rs in &self.real_servers {
-            let error_log = self.dir.path().join(&rs.name).join("error.log");
-            let text = std::fs::read_to_string(error_log).unwrap_or_default();
+            let rs_dir = self.dir.path().join(&rs.name);
+            let text = std::fs::read_to_string(rs_dir.join("error.log")).unwrap_or_default();
             if text.contains("[emerg]") || text.contains("[alert]") || text.contains("[crit]") {
                 eprintln!("{} nginx error log:\n{}", rs.name, cmd::tail(&text, 10));
+            }
+            if self.topology == Topology::Tun {
+                let log = std::fs::read_to_string(rs_dir.join("decap.log")).unwrap_or_default();
+                eprintln!("{} lbd decap log:\n{}", rs.name, cmd::tail(&log, 10));
             }
         }
         eprintln!("---- end of testbed {} ----", self.prefix);
@@ -590,6 +1086,18 @@ impl Drop for Testbed {
         }
         // Fields then drop in declaration order; see the struct.
     }
+}
+
+/// The `Tcp:` counter `name` of a /proc/net/snmp text (a header line of names, then a line
+/// of values).
+fn tcp_snmp(snmp: &str, name: &str) -> Option<u64> {
+    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+    let names = tcp.next()?.split_whitespace();
+    let values = tcp.next()?.split_whitespace();
+    names
+        .zip(values)
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, v)| v.parse().ok())
 }
 
 /// A directory under the system temp dir, removed with its contents on drop unless
@@ -670,4 +1178,20 @@ pub fn remove_leftovers(prefix: &str) -> Vec<String> {
     }
     let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("lb-testbed-{prefix}")));
     removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_counters_from_snmp() {
+        let snmp = "Ip: Forwarding DefaultTTL\nIp: 2 64\n\
+                    Tcp: RtoAlgorithm RtoMin ActiveOpens PassiveOpens\n\
+                    Tcp: 1 200 5010 3\n\
+                    Udp: InDatagrams\nUdp: 7\n";
+        assert_eq!(tcp_snmp(snmp, "ActiveOpens"), Some(5010));
+        assert_eq!(tcp_snmp(snmp, "PassiveOpens"), Some(3));
+        assert_eq!(tcp_snmp(snmp, "InDatagrams"), None);
+    }
 }

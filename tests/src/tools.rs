@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use crate::cmd;
 
 /// Programs the testbed and the end-to-end tests run.
-pub const REQUIRED_TOOLS: &[&str] = &["ip", "sysctl", "ethtool", "nginx", "curl", "wrk", "ab"];
+pub const REQUIRED_TOOLS: &[&str] = &[
+    "ip", "sysctl", "ethtool", "ping", "nginx", "curl", "wrk", "ab", "socat", "nft", "bpftool",
+];
 
 /// Panics unless we run as root and every tool in [`REQUIRED_TOOLS`] is installed. Missing
 /// tools are a failure, never a skip.

@@ -12,13 +12,14 @@ macro_rules! step {
     };
 }
 
+mod bench;
 mod interrupt;
 mod run;
 mod setup;
 mod test;
 mod workspace;
 
-use std::process::ExitCode;
+use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
@@ -72,6 +73,25 @@ enum Command {
         )]
         args: Vec<String>,
     },
+    /// Set up, build release binaries, then run the benchmarks (lb-tests' `bench` binary):
+    /// per-packet cost next to the cheapest XDP programs, HTTP through lb, nftables and
+    /// HAProxy, scaling, control plane. Writes `docs/bench.md` and its plots.
+    Bench {
+        /// A short version of everything (the CI smoke test); its report goes to
+        /// `target/bench/bench.md` unless `--out` is given.
+        #[arg(long)]
+        quick: bool,
+        /// Where to write the report (default `docs/bench.md`).
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+        /// More arguments for the bench binary, e.g. `-- --only packet-cost`.
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "BENCH_ARGS"
+        )]
+        args: Vec<String>,
+    },
     /// Set up, build, then run lb-tests' `lab` binary: `dr`, `tun` or `nat` builds that LVS
     /// set-up in network namespaces with lbd as the director (`--keep` stays up until Ctrl-C).
     Lab {
@@ -119,6 +139,10 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Test { args } => {
             setup::run()?;
             test::run(&Workspace::load()?, &args)
+        }
+        Command::Bench { quick, out, args } => {
+            setup::run()?;
+            bench::run(&Workspace::load()?, quick, out, &args)
         }
         Command::Lab { args } => {
             setup::run()?;
@@ -169,6 +193,28 @@ mod tests {
         };
         assert_eq!(args, ["tun", "--keep"]);
         assert!(Cli::try_parse_from(["xtask", "lab"]).is_err());
+    }
+
+    #[test]
+    fn bench_takes_quick_out_and_passes_the_rest_through() {
+        let Command::Bench { quick, out, args } = parse(&["bench"]) else {
+            panic!("not bench");
+        };
+        assert!(!quick && out.is_none() && args.is_empty());
+        let Command::Bench { quick, out, args } = parse(&[
+            "bench",
+            "--quick",
+            "--out",
+            "/tmp/b.md",
+            "--",
+            "--only",
+            "http",
+        ]) else {
+            panic!("not bench");
+        };
+        assert!(quick);
+        assert_eq!(out, Some(PathBuf::from("/tmp/b.md")));
+        assert_eq!(args, ["--only", "http"]);
     }
 
     #[test]

@@ -305,6 +305,9 @@ fn supervise(
     }
     {
         let mut d = director.lock().unwrap_or_else(|p| p.into_inner());
+        for (key, up) in managed.verdicts() {
+            d.set_health(key, up);
+        }
         let commands = managed.commands(d.config());
         d.apply(&commands)?;
         info!(path = %path.display(), services = managed.config().services.len(), changes = commands.len(), "configuration applied");
@@ -359,7 +362,11 @@ fn supervise(
             .map_err(|e| e.to_string())?;
         let mut d = director.lock().unwrap_or_else(|p| p.into_inner());
         let commands = managed.commands(d.config());
-        d.retain_health(|_| true);
+        let verdicts = managed.verdicts();
+        d.retain_health(|key| verdicts.iter().any(|(k, _)| k == key));
+        for (key, up) in verdicts {
+            d.set_health(key, up);
+        }
         d.apply(&commands).map_err(|e| e.to_string())?;
         info!(changes = commands.len(), "configuration reloaded");
         Ok(())

@@ -3,6 +3,9 @@
 //!
 //! ```text
 //! cargo run -p lb-tests --bin lab -- dr            # seed 000's LVS/DR, then clean up
+//! cargo run -p lb-tests --bin lab -- tun           # seed 003's LVS/TUN, three real servers
+//! cargo run -p lb-tests --bin lab -- nat           # seed 001's LVS/NAT, two-NIC director
+//! cargo run -p lb-tests --bin lab -- nat --one-arm # LVS/NAT with a one-NIC director
 //! cargo run -p lb-tests --bin lab -- dr --keep     # ... and stay up until Ctrl-C
 //! cargo run -p lb-tests --bin lab -- clean         # remove what a killed lab left behind
 //! ```
@@ -12,7 +15,7 @@
 use std::{net::Ipv4Addr, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};
-use lb_tests::{SERVICE_PORT, Testbed, XdpMode, cmd, testbed, tools};
+use lb_tests::{SERVICE_PORT, Testbed, Topology, XdpMode, cmd, testbed, tools};
 
 #[derive(Parser)]
 #[command(
@@ -28,10 +31,19 @@ struct Cli {
 enum Kind {
     /// LVS/DR (seed 000): the director rewrites MAC addresses, real servers answer directly.
     Dr(LabArgs),
-    /// LVS/TUN (seeds 000, 003): IP-in-IP to the real servers. Not yet available.
+    /// LVS/TUN (seeds 000, 003): IP-in-IP to three real servers running `lbd decap`, which
+    /// answer the client directly.
     Tun(LabArgs),
-    /// LVS/NAT (seed 001): a two-legged director rewriting addresses. Not yet available.
-    Nat(LabArgs),
+    /// LVS/NAT (seed 001): a two-NIC director rewriting addresses both ways; weights 3:1,
+    /// `-E -s wrr`, a short `ab` and `-l -n --stats`.
+    Nat {
+        #[command(flatten)]
+        args: LabArgs,
+        /// A one-NIC director on the real servers' LAN, with the client behind a router,
+        /// instead of seed 001's two NICs.
+        #[arg(long)]
+        one_arm: bool,
+    },
     /// Remove the namespaces and files of a lab that was killed before cleaning up.
     Clean {
         /// The prefix the lab was started with.
@@ -45,20 +57,20 @@ struct LabArgs {
     /// Stay up after the demonstration, until Ctrl-C, to explore the namespaces.
     #[arg(long)]
     keep: bool,
-    /// How lbd attaches XDP to the director's eth0 (auto, native or skb).
+    /// How lbd attaches XDP to the director's interfaces (auto, native or skb).
     #[arg(long, default_value = "skb")]
     xdp_mode: XdpMode,
     /// The /24 the hosts are numbered in, as seed 000's 192.168.1.0/24: client .10,
-    /// director .11, real servers .12, .13, ..., VIP .99. The topology is isolated in its own
-    /// namespaces, so any range works.
+    /// director .11, real servers .12, .13, ..., VIP .99. NAT puts the real servers in the
+    /// next /24. The topology is isolated in its own namespaces, so any range works.
     #[arg(long, default_value = "10.0.1.0")]
     subnet: Ipv4Addr,
     /// Namespace names: <prefix>-client, <prefix>-director, <prefix>-rs1, ...
     #[arg(long, default_value = "lab")]
     prefix: String,
-    /// Number of real servers.
-    #[arg(long, default_value_t = 2)]
-    real_servers: usize,
+    /// Number of real servers (default: 3 for tun, as in seed 003; else 2).
+    #[arg(long)]
+    real_servers: Option<usize>,
     /// Print every command that builds the topology.
     #[arg(short, long)]
     verbose: bool,
@@ -71,9 +83,16 @@ fn main() -> ExitCode {
     let signals = Signals::block();
     let cli = Cli::parse();
     match cli.kind {
-        Kind::Dr(args) => dr(&args, &signals),
-        Kind::Tun(_) => not_yet("tun", "LVS/TUN (ipvsadm -i)"),
-        Kind::Nat(_) => not_yet("nat", "LVS/NAT (ipvsadm -m)"),
+        Kind::Dr(args) => lab(Topology::Dr, &args, &signals),
+        Kind::Tun(args) => lab(Topology::Tun, &args, &signals),
+        Kind::Nat { args, one_arm } => {
+            let topology = if one_arm {
+                Topology::NatOneArm
+            } else {
+                Topology::Nat
+            };
+            lab(topology, &args, &signals)
+        }
         Kind::Clean { prefix } => {
             let removed = testbed::remove_leftovers(&prefix);
             if removed.is_empty() {
@@ -86,29 +105,60 @@ fn main() -> ExitCode {
     }
 }
 
-fn not_yet(kind: &str, what: &str) -> ExitCode {
-    eprintln!("lab {kind}: the {what} lab is not yet available; `lab dr` is.");
-    ExitCode::from(2)
-}
-
 fn step(text: &str) {
     println!("\n==> {text}");
 }
 
-/// Prints `# lbadm ARGS` as seed 000 prints `# ipvsadm ARGS`, runs it, prints its output.
+/// Prints `# lbadm ARGS` as the seeds print `# ipvsadm ARGS`, runs it, prints its output.
 fn lbadm(tb: &Testbed, line: &str) {
     println!("# lbadm {line}");
     let args: Vec<&str> = line.split_whitespace().collect();
     print!("{}", tb.lbadm(&args));
 }
 
-fn dr(args: &LabArgs, signals: &Signals) -> ExitCode {
+/// `curl URL` from the client `n` times, printing each answer.
+fn curls(tb: &Testbed, n: usize) {
+    let url = format!("http://{}/", tb.vip());
+    for _ in 0..n {
+        println!("# curl {url}");
+        let ran = tb.curl_once(&url);
+        if ran.success() {
+            print!("{}", ran.stdout);
+        } else {
+            println!(
+                "(failed: {}) {}",
+                cmd::describe_status(ran.status),
+                ran.stderr.trim()
+            );
+        }
+    }
+}
+
+/// What each lab calls its seed and its set-up.
+fn title(topology: Topology) -> &'static str {
+    match topology {
+        Topology::Dr => "seed 000's LVS/DR",
+        Topology::Tun => "seed 003's LVS/TUN",
+        Topology::Nat => "seed 001's LVS/NAT (two-NIC director)",
+        Topology::NatOneArm => "LVS/NAT with a one-NIC director",
+    }
+}
+
+fn lab(topology: Topology, args: &LabArgs, signals: &Signals) -> ExitCode {
     cmd::set_echo(args.verbose);
-    step("building seed 000's LVS/DR topology in network namespaces");
+    let real_servers = args.real_servers.unwrap_or(match topology {
+        Topology::Tun => 3,
+        _ => 2,
+    });
+    step(&format!(
+        "building {} topology in network namespaces",
+        title(topology)
+    ));
     let mut tb = Testbed::builder()
+        .topology(topology)
         .prefix(&args.prefix)
         .subnet(args.subnet)
-        .real_servers(args.real_servers)
+        .real_servers(real_servers)
         .xdp_mode(args.xdp_mode)
         .build();
     print!("{}", tb.describe());
@@ -117,8 +167,9 @@ fn dr(args: &LabArgs, signals: &Signals) -> ExitCode {
     }
 
     step(&format!(
-        "starting lbd in {} on eth0 (--xdp-mode {})",
+        "starting lbd in {} on {} (--xdp-mode {})",
         tb.director.ns.name(),
+        tb.director_ifaces().join(" and "),
         args.xdp_mode.as_arg()
     ));
     tb.start_lbd();
@@ -132,41 +183,16 @@ fn dr(args: &LabArgs, signals: &Signals) -> ExitCode {
         return interrupted(tb);
     }
 
-    step("configuring the director as seed 000 does, with lbadm in place of ipvsadm");
-    let vip = tb.vip_port(SERVICE_PORT);
-    lbadm(&tb, "-C");
-    lbadm(&tb, &format!("-A -t {vip} -s rr"));
-    for i in 1..=args.real_servers {
-        lbadm(&tb, &format!("-a -t {vip} -r {} -g", tb.rip(i)));
+    match topology {
+        Topology::Dr => dr(&tb, real_servers),
+        Topology::Tun => tun(&tb, real_servers),
+        Topology::Nat | Topology::NatOneArm => nat(&tb, real_servers),
     }
-    lbadm(&tb, "-Ln");
-    if signals.pending() {
-        return interrupted(tb);
-    }
-
-    step(&format!(
-        "from the client ({}): curl the VIP 6 times, round-robin over the real servers",
-        tb.client.ip
-    ));
-    let url = format!("http://{}/", tb.vip());
-    for _ in 0..6 {
-        println!("# curl {url}");
-        let ran = tb.curl_once(&url);
-        if ran.success() {
-            print!("{}", ran.stdout);
-        } else {
-            println!(
-                "(failed: {}) {}",
-                cmd::describe_status(ran.status),
-                ran.stderr.trim()
-            );
-        }
-    }
-    lbadm(&tb, "-Ln");
 
     if args.keep && !signals.pending() {
         step("the lab stays up; press Ctrl-C to stop it and clean up");
         let bin = tools::bin_dir();
+        let url = format!("http://{}/", tb.vip());
         println!("Enter a machine with:");
         println!("  ip netns exec {} bash", tb.client.ns.name());
         println!("      then e.g.: curl {url}");
@@ -176,7 +202,13 @@ fn dr(args: &LabArgs, signals: &Signals) -> ExitCode {
             tb.lbd_files().socket.display(),
             bin.display()
         );
-        println!("      then e.g.: lbadm -Ln; lbadm -Sn; tcpdump -ni eth0 port 80");
+        println!(
+            "      then e.g.: lbadm -Ln; lbadm -Sn; lbadm -Ln --stats; tcpdump -ni {} port 80",
+            tb.director.iface()
+        );
+        if let Some(router) = &tb.router {
+            println!("  ip netns exec {} bash", router.ns.name());
+        }
         for rs in &tb.real_servers {
             println!("  ip netns exec {} bash", rs.ns.name());
         }
@@ -188,6 +220,122 @@ fn dr(args: &LabArgs, signals: &Signals) -> ExitCode {
     drop(tb);
     println!("done");
     ExitCode::SUCCESS
+}
+
+/// Seed 000's LVS/DR commands, then curl alternating.
+fn dr(tb: &Testbed, real_servers: usize) {
+    step("configuring the director as seed 000 does, with lbadm in place of ipvsadm");
+    let vip = tb.vip_port(SERVICE_PORT);
+    lbadm(tb, "-C");
+    lbadm(tb, &format!("-A -t {vip} -s rr"));
+    for i in 1..=real_servers {
+        lbadm(tb, &format!("-a -t {vip} -r {} -g", tb.rip(i)));
+    }
+    lbadm(tb, "-Ln");
+
+    step(&format!(
+        "from the client ({}): curl the VIP 6 times, round-robin over the real servers",
+        tb.client.ip
+    ));
+    curls(tb, 6);
+    lbadm(tb, "-Ln");
+}
+
+/// Seed 003's LVS/TUN commands, then curl going round the real servers, whose answers go
+/// to the client directly.
+fn tun(tb: &Testbed, real_servers: usize) {
+    println!(
+        "(each real server: VIP on lo, arp_ignore=1, arp_announce=2, rp_filter=0, and \
+         `lbd decap --iface eth0` in place of seed 003's tunl0: no ipip module here)"
+    );
+    step("configuring the director as seed 003 does, with lbadm in place of ipvsadm");
+    let vip = tb.vip_port(SERVICE_PORT);
+    lbadm(tb, "-C");
+    lbadm(tb, &format!("-A -t {vip} -s rr"));
+    for i in 1..=real_servers {
+        lbadm(tb, &format!("-a -t {vip} -r {}:80 -i", tb.rip(i)));
+    }
+    lbadm(tb, "-Ln");
+
+    let n = 2 * real_servers;
+    step(&format!(
+        "from the client ({}): curl the VIP {n} times, round-robin over the real servers; \
+         each answers the client directly, not through the director",
+        tb.client.ip
+    ));
+    curls(tb, n);
+    lbadm(tb, "-Ln --stats");
+    println!("(OutPkts stays 0: in TUN the replies never pass the director)");
+}
+
+/// Seed 001's LVS/NAT commands: rr with weights 3:1, `-E -s wrr`, `-Z`, a short `ab`, and
+/// `-l -n --stats`.
+fn nat(tb: &Testbed, real_servers: usize) {
+    let gateway = if tb.topology() == Topology::Nat {
+        format!(
+            "the director's {} {}",
+            tb.director.legs[1].iface, tb.director.legs[1].ip
+        )
+    } else {
+        format!("the director {}", tb.director.ip)
+    };
+    println!(
+        "(each real server: its own address only, default route via {gateway}, as seed \
+         001's `route add default gw 172.16.20.150`; ip_forward=1 on the director)"
+    );
+    step("configuring the director as seed 001 does, with lbadm in place of ipvsadm");
+    let vip = tb.vip_port(SERVICE_PORT);
+    lbadm(tb, "-C");
+    lbadm(tb, &format!("-A -t {vip} -s rr"));
+    for i in 1..=real_servers {
+        let weight = if i == 1 { 3 } else { 1 };
+        lbadm(
+            tb,
+            &format!("-a -t {vip} -r {}:80 -m -w {weight}", tb.rip(i)),
+        );
+    }
+    lbadm(tb, "-l -n");
+
+    step(&format!(
+        "from the client ({}): curl the VIP 4 times; rr ignores the weights",
+        tb.client.ip
+    ));
+    curls(tb, 4);
+
+    step("switching to wrr: weights 3:1 now count");
+    lbadm(tb, &format!("-E -t {vip} -s wrr"));
+    lbadm(tb, "-l -n");
+    curls(tb, 8);
+
+    step("clearing the counters, then a short ab from the client");
+    lbadm(tb, &format!("-Z -t {vip}"));
+    lbadm(tb, "-l -n --stats");
+    let url = format!("http://{vip}/index.html");
+    println!("# ab -n 1000 -c 10 {url}");
+    let ran = tb
+        .client
+        .ns
+        .try_run(&["ab", "-n", "1000", "-c", "10", &url], None);
+    for line in ran.stdout.lines() {
+        let shown = [
+            "Complete requests:",
+            "Failed requests:",
+            "Requests per second:",
+            "Time taken for tests:",
+        ];
+        if shown.iter().any(|s| line.starts_with(s)) {
+            println!("{line}");
+        }
+    }
+    if !ran.success() {
+        println!(
+            "(ab failed: {}) {}",
+            cmd::describe_status(ran.status),
+            ran.stderr.trim()
+        );
+    }
+    lbadm(tb, "-l -n --stats");
+    println!("(Conns split 3:1 by wrr; OutPkts/OutBytes are the replies NAT'd back)");
 }
 
 fn interrupted(tb: Testbed) -> ExitCode {

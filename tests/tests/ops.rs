@@ -1,0 +1,748 @@
+//! Operations end to end (issue #5): lbd's keepalived.conf (`--config`) with health checks,
+//! reloads and bad files, hitless restart (`--on-exit keep`), and Prometheus metrics.
+//! Each test builds its own DR topology (see `lb_tests::testbed`).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use lb_tests::cmd::Daemon;
+use lb_tests::{LoadGen, SERVICE_PORT, Testbed, http, tools, wait};
+
+/// Health-check verdicts (delay_loop 1, retry 1, delay_before_retry 1, connect_timeout 1)
+/// plus slack for a loaded machine.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(15);
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Starts lbd in the director like `Testbed::start_lbd` does, with `extra` arguments, and
+/// waits until `lbadm -Ln` answers.
+#[track_caller]
+fn start_lbd_with(tb: &Testbed, extra: &[&str]) -> Daemon {
+    let files = tb.lbd_files();
+    let lbd = tools::binary("lbd").display().to_string();
+    let socket = files.socket.display().to_string();
+    let state = files.state.display().to_string();
+    let mut args = vec![lbd.as_str()];
+    for iface in tb.director_ifaces() {
+        args.extend_from_slice(&["--iface", iface]);
+    }
+    args.extend_from_slice(&[
+        "--xdp-mode",
+        tb.xdp_mode().as_arg(),
+        "--socket",
+        &socket,
+        "--state",
+        &state,
+    ]);
+    args.extend_from_slice(extra);
+    let mut daemon = Daemon::spawn_with_env(
+        "lbd",
+        tb.director.ns.argv(&args),
+        &[("NO_COLOR", "1")],
+        &files.log,
+        &files.log,
+    );
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        daemon.assert_running();
+        if files.socket.exists() && tb.try_lbadm(&["-Ln"], None).success() {
+            return daemon;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lbd did not answer within {START_TIMEOUT:?}\n{}",
+            daemon.report()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Stops an lbd started by [`start_lbd_with`] with SIGTERM.
+fn stop_lbd(mut lbd: Daemon) {
+    let status = lbd.stop(libc::SIGTERM, Duration::from_secs(15));
+    assert!(
+        status.success(),
+        "lbd exited with {status:?}\n{}",
+        lbd.report()
+    );
+}
+
+/// `lbadm -Ln` in the director.
+fn list(tb: &Testbed) -> String {
+    tb.lbadm(&["-Ln"])
+}
+
+/// The `-Ln` line of real server `rip:port`, if listed.
+fn real_line(listing: &str, rip: &str) -> Option<String> {
+    let needle = format!("-> {rip}:{SERVICE_PORT} ");
+    listing
+        .lines()
+        .find(|l| l.contains(&needle))
+        .map(str::to_owned)
+}
+
+/// Weight column of a real server's `-Ln` line.
+fn weight_of(line: &str) -> u32 {
+    line.split_whitespace().nth(3).unwrap().parse().unwrap()
+}
+
+#[track_caller]
+fn wait_listing(tb: &Testbed, what: &str, mut ok: impl FnMut(&str) -> bool) -> String {
+    wait::wait_ok(what, HEALTH_TIMEOUT, || {
+        let l = list(tb);
+        if ok(&l) {
+            Ok(l)
+        } else {
+            Err(format!("-Ln:\n{l}"))
+        }
+    })
+}
+
+/// One `real_server` block with a fast HTTP_GET check.
+fn real_server_block(rip: &str, opts: &str) -> String {
+    format!(
+        "    real_server {rip} {SERVICE_PORT} {{
+        weight 1
+{opts}        HTTP_GET {{
+            url {{
+                path /health
+                status_code 200
+            }}
+            connect_timeout 1
+            retry 1
+            delay_before_retry 1
+        }}
+    }}
+"
+    )
+}
+
+/// A keepalived.conf: one DR rr service on the VIP with health-checked real servers.
+fn keepalived_conf(tb: &Testbed, reals: &[usize], rs_opts: &str, sorry: Option<String>) -> String {
+    let vip = tb.vip();
+    let mut s = format!(
+        "! lb ops test
+global_defs {{
+    router_id LB_TEST
+}}
+virtual_server {vip} {SERVICE_PORT} {{
+    delay_loop 1
+    lb_algo rr
+    lb_kind DR
+    protocol TCP
+"
+    );
+    if let Some(sorry) = sorry {
+        s += &format!("    sorry_server {sorry} {SERVICE_PORT}\n");
+    }
+    for &i in reals {
+        s += &real_server_block(&tb.rip(i), rs_opts);
+    }
+    s += "}\n";
+    s
+}
+
+fn write_conf(tb: &Testbed, name: &str, text: &str) -> PathBuf {
+    let path = tb.dir().join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Kills real server `i`'s nginx (master and workers) with SIGKILL.
+fn kill_nginx(tb: &Testbed, i: usize) {
+    let pidfile = tb.dir().join(format!("rs{i}")).join("nginx.pid");
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap_or_else(|e| panic!("{}: {e}", pidfile.display()))
+        .trim()
+        .parse()
+        .unwrap();
+    // Workers first (children of the master in the namespace), then the master.
+    for p in tb.rs(i).ns.pids() {
+        let comm = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+        if comm.trim() == "nginx" && p != pid {
+            unsafe { libc::kill(p, libc::SIGKILL) };
+        }
+    }
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    wait::wait_until(
+        format!("rs{i}'s nginx gone"),
+        Duration::from_secs(10),
+        || {
+            !tb.rs(i).ns.pids().iter().any(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/comm"))
+                    .is_ok_and(|c| c.trim() == "nginx")
+            })
+        },
+    );
+    let _ = std::fs::remove_file(&pidfile);
+}
+
+/// Starts a fresh nginx for real server `i` with the testbed's configuration.
+fn restart_nginx(tb: &Testbed, i: usize) -> Daemon {
+    let dir = tb.dir().join(format!("rs{i}"));
+    let daemon = http::start_nginx(&tb.rs(i).ns, &dir, &dir.join("nginx.conf"));
+    wait::wait_until(format!("rs{i}'s nginx answers"), HEALTH_TIMEOUT, || {
+        tb.rs(i)
+            .ns
+            .try_run(
+                &[
+                    "curl",
+                    "-sf",
+                    "--max-time",
+                    "1",
+                    &format!("http://{}/", tb.rip(i)),
+                ],
+                None,
+            )
+            .success()
+    });
+    daemon
+}
+
+/// 1. HTTP_GET health checks: a killed real server leaves the service within
+/// delay_loop × retry + slack while wrk runs, and comes back when it answers again.
+#[test]
+fn health_check_removes_and_restores_real_server() {
+    let mut tb = Testbed::builder().build();
+    let conf = write_conf(&tb, "lb.conf", &keepalived_conf(&tb, &[1, 2], "", None));
+    let lbd = start_lbd_with(&tb, &["--config", conf.to_str().unwrap()]);
+    let mut extra: Vec<Daemon> = Vec::new();
+    wait_listing(&tb, "both real servers listed", |l| {
+        real_line(l, &tb.rip(1)).is_some() && real_line(l, &tb.rip(2)).is_some()
+    });
+    tb.curl_vip(SERVICE_PORT, 10).assert_all_ok();
+
+    let url = format!("http://{}/", tb.vip_port(SERVICE_PORT));
+    let load = tb.start_load(LoadGen::Wrk { connections: 4 }, &url);
+    std::thread::sleep(Duration::from_secs(2));
+    kill_nginx(&tb, 1);
+    let killed = Instant::now();
+    let l = wait_listing(&tb, "rs1 removed after its nginx died", |l| {
+        real_line(l, &tb.rip(1)).is_none() && real_line(l, &tb.rip(2)).is_some()
+    });
+    println!("rs1 removed after {:?}:\n{l}", killed.elapsed());
+    std::thread::sleep(Duration::from_secs(2));
+    let report_down = load.stop();
+    println!("wrk across the kill: {report_down:?}");
+    assert!(report_down.requests > 0, "{}", report_down.output);
+    assert_eq!(report_down.non_2xx, 0, "{}", report_down.output);
+
+    // With rs1 out of the service, every request goes to rs2.
+    let tally = tb.curl_vip(SERVICE_PORT, 6);
+    tally.assert_all_ok();
+    assert_eq!(tally.count("rs2"), 6, "{tally}");
+
+    // rs1 comes back while the load runs: no request may fail.
+    let load = tb.start_load(LoadGen::Wrk { connections: 4 }, &url);
+    std::thread::sleep(Duration::from_secs(1));
+    extra.push(restart_nginx(&tb, 1));
+    wait_listing(&tb, "rs1 back after its nginx restarted", |l| {
+        real_line(l, &tb.rip(1)).is_some()
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let report_up = load.stop();
+    println!("wrk across the restore: {report_up:?}");
+    assert_eq!(report_up.failed, 0, "{}", report_up.output);
+    assert_eq!(report_up.non_2xx, 0, "{}", report_up.output);
+    assert!(report_up.requests > 0, "{}", report_up.output);
+    let tally = tb.curl_vip(SERVICE_PORT, 10);
+    tally.assert_all_ok();
+    assert_eq!(tally.count("rs1"), 5, "{tally}");
+
+    // The failures of the first run may only come from the moment of the kill.
+    assert!(
+        report_down.failed <= report_down.requests / 2,
+        "too many failures across the kill: {}",
+        report_down.output
+    );
+    stop_lbd(lbd);
+    drop(extra);
+}
+
+/// 2. inhibit_on_failure keeps a failed real server at weight 0; with every real server down
+/// the sorry_server (rs3) answers.
+#[test]
+fn inhibit_on_failure_and_sorry_server() {
+    let tb = Testbed::builder().real_servers(3).build();
+    let text = keepalived_conf(
+        &tb,
+        &[1, 2],
+        "        inhibit_on_failure\n",
+        Some(tb.rip(3)),
+    );
+    let conf = write_conf(&tb, "lb.conf", &text);
+    let lbd = start_lbd_with(&tb, &["--config", conf.to_str().unwrap()]);
+    let mut extra: Vec<Daemon> = Vec::new();
+    wait_listing(&tb, "rs1 and rs2 at weight 1", |l| {
+        [1, 2]
+            .iter()
+            .all(|&i| real_line(l, &tb.rip(i)).is_some_and(|r| weight_of(&r) == 1))
+    });
+    let tally = tb.curl_vip(SERVICE_PORT, 10);
+    tally.assert_all_ok();
+    assert_eq!(tally.count("rs3"), 0, "{tally}");
+
+    kill_nginx(&tb, 1);
+    let l = wait_listing(&tb, "rs1 at weight 0 (inhibited)", |l| {
+        real_line(l, &tb.rip(1)).is_some_and(|r| weight_of(&r) == 0)
+    });
+    assert_eq!(weight_of(&real_line(&l, &tb.rip(2)).unwrap()), 1, "{l}");
+    assert!(
+        real_line(&l, &tb.rip(3)).is_none(),
+        "sorry server in while rs2 is up:\n{l}"
+    );
+    let tally = tb.curl_vip(SERVICE_PORT, 6);
+    tally.assert_all_ok();
+    assert_eq!(tally.count("rs2"), 6, "{tally}");
+
+    kill_nginx(&tb, 2);
+    let l = wait_listing(&tb, "sorry server in with both real servers down", |l| {
+        real_line(l, &tb.rip(3)).is_some()
+    });
+    println!("{l}");
+    let tally = tb.curl_vip(SERVICE_PORT, 6);
+    tally.assert_all_ok();
+    assert_eq!(tally.count("rs3"), 6, "{tally}");
+
+    extra.push(restart_nginx(&tb, 1));
+    extra.push(restart_nginx(&tb, 2));
+    wait_listing(
+        &tb,
+        "rs1, rs2 back at weight 1 and the sorry server out",
+        |l| {
+            real_line(l, &tb.rip(3)).is_none()
+                && [1, 2]
+                    .iter()
+                    .all(|&i| real_line(l, &tb.rip(i)).is_some_and(|r| weight_of(&r) == 1))
+        },
+    );
+    let tally = tb.curl_vip(SERVICE_PORT, 10);
+    tally.assert_all_ok();
+    assert_eq!(tally.count("rs3"), 0, "{tally}");
+    stop_lbd(lbd);
+    drop(extra);
+}
+
+/// Runs `lbd reload` in the director.
+fn reload(tb: &Testbed) -> lb_tests::cmd::Ran {
+    let lbd = tools::binary("lbd").display().to_string();
+    let socket = tb.lbd_files().socket.display().to_string();
+    tb.director
+        .ns
+        .try_run(&[&lbd, "reload", "--socket", &socket], None)
+}
+
+/// The supported keywords (example.conf adapted to the topology).
+fn full_conf(tb: &Testbed) -> String {
+    let vip = tb.vip();
+    let (r1, r2, r3) = (tb.rip(1), tb.rip(2), tb.rip(3));
+    format!(
+        "! adapted from lb-user/src/keepalived/example.conf
+global_defs {{
+    router_id LVS_DIRECTOR1
+    notification_email {{
+        ops@example.com
+    }}
+    notification_email_from keepalived@director1.example.com
+    smtp_server 127.0.0.1
+    smtp_connect_timeout 30
+    lvs_timeouts tcp 900 tcpfin 120 udp 300
+}}
+vrrp_instance VI_1 {{
+    state MASTER
+    interface eth0
+    virtual_router_id 51
+    priority 100
+    advert_int 1
+    authentication {{
+        auth_type PASS
+        auth_pass s3cret
+    }}
+    virtual_ipaddress {{
+        {vip}/24 dev eth0
+    }}
+}}
+virtual_server {vip} {SERVICE_PORT} {{
+    delay_loop 1
+    lb_algo wlc
+    lb_kind DR
+    persistence_timeout 600
+    persistence_granularity 255.255.255.0
+    protocol TCP
+    sorry_server {r3} {SERVICE_PORT}
+    real_server {r1} {SERVICE_PORT} {{
+        weight 2
+        inhibit_on_failure
+        HTTP_GET {{
+            url {{
+                path /health
+                status_code 200
+            }}
+            connect_timeout 1
+            retry 1
+            delay_before_retry 1
+        }}
+    }}
+    real_server {r2} {SERVICE_PORT} {{
+        weight 1
+        uthreshold 5000
+        TCP_CHECK {{
+            connect_port {SERVICE_PORT}
+            connect_timeout 1
+        }}
+    }}
+}}
+virtual_server {vip} 53 {{
+    delay_loop 10
+    lb_algo rr
+    lb_kind DR
+    protocol UDP
+    real_server {r1} 53 {{
+        TCP_CHECK {{
+            connect_port {SERVICE_PORT}
+            connect_timeout 2
+        }}
+    }}
+}}
+"
+    )
+}
+
+#[track_caller]
+fn assert_file_line(text: &str, file: &Path, line: usize) {
+    let want = format!("{}:{line}", file.display());
+    assert!(text.contains(&want), "expected `{want}` in:\n{text}");
+}
+
+/// 3. A keepalived.conf with the supported keywords loads; bad files are rejected with
+/// FILE:LINE at startup (lbd exits non-zero) and at reload (nothing changes).
+#[test]
+fn config_loads_and_bad_files_are_rejected() {
+    let tb = Testbed::builder().real_servers(3).build();
+    let good = full_conf(&tb);
+    let conf = write_conf(&tb, "lb.conf", &good);
+    let unknown_line = good
+        .lines()
+        .position(|l| l.contains("lb_algo wlc"))
+        .unwrap()
+        + 1;
+    let bad_unknown = write_conf(
+        &tb,
+        "bad-unknown.conf",
+        &good.replacen(
+            "    lb_algo wlc\n",
+            "    lb_algo wlc\n    frobnicate yes\n",
+            1,
+        ),
+    );
+    let bad_ip_line = good
+        .lines()
+        .position(|l| l.contains("real_server"))
+        .unwrap()
+        + 1;
+    let bad_ip = write_conf(
+        &tb,
+        "bad-ip.conf",
+        &good.replacen(
+            &format!("real_server {} ", tb.rip(1)),
+            "real_server 10.0.0.300 ",
+            1,
+        ),
+    );
+
+    // Startup with a bad file: non-zero exit, FILE:LINE on stderr.
+    let lbd_bin = tools::binary("lbd").display().to_string();
+    for (file, line) in [(&bad_unknown, unknown_line + 1), (&bad_ip, bad_ip_line)] {
+        let socket = tb.dir().join("bad.sock").display().to_string();
+        let state = tb.dir().join("bad-state.json").display().to_string();
+        let ran = tb.director.ns.try_run(
+            &[
+                &lbd_bin,
+                "--iface",
+                tb.director_ifaces()[0],
+                "--xdp-mode",
+                tb.xdp_mode().as_arg(),
+                "--socket",
+                &socket,
+                "--state",
+                &state,
+                "--bpffs",
+                "/sys/fs/bpf/lb-opsc-bad",
+                "--config",
+                file.to_str().unwrap(),
+            ],
+            None,
+        );
+        println!("startup with {}: {ran}", file.display());
+        assert!(
+            !ran.success(),
+            "lbd started with {}:\n{ran}",
+            file.display()
+        );
+        assert_file_line(&format!("{}{}", ran.stdout, ran.stderr), file, line);
+    }
+
+    // The good file loads.
+    let lbd = start_lbd_with(&tb, &["--config", conf.to_str().unwrap()]);
+    let loaded = wait_listing(&tb, "both services with health verdicts", |l| {
+        l.contains(&format!(
+            "TCP  {}:{SERVICE_PORT} wlc persistent 600",
+            tb.vip()
+        )) && l.contains(&format!("UDP  {}:53 rr", tb.vip()))
+            && real_line(l, &tb.rip(1)).is_some_and(|r| weight_of(&r) == 2)
+            && real_line(l, &tb.rip(2)).is_some()
+    });
+    println!("loaded:\n{loaded}");
+    tb.curl_vip(SERVICE_PORT, 4).assert_all_ok();
+    let log = tb.lbd_log();
+    assert!(
+        log.contains("vrrp_instance") || log.contains("keepalived"),
+        "no note about the VRRP part:\n{log}"
+    );
+
+    // Reload with bad files: fails with FILE:LINE, nothing changes, lbd keeps running.
+    let before = list(&tb);
+    for (file, line) in [(&bad_unknown, unknown_line + 1), (&bad_ip, bad_ip_line)] {
+        std::fs::copy(file, &conf).unwrap();
+        let ran = reload(&tb);
+        println!("reload with {}: {ran}", file.display());
+        assert!(!ran.success(), "reload accepted {}:\n{ran}", file.display());
+        assert_file_line(&format!("{}{}", ran.stdout, ran.stderr), &conf, line);
+        assert_eq!(list(&tb), before);
+    }
+    // A good change applies.
+    std::fs::write(&conf, good.replace("lb_algo wlc", "lb_algo rr")).unwrap();
+    let ran = reload(&tb);
+    assert!(ran.success(), "{ran}");
+    wait_listing(&tb, "the scheduler changed by reload", |l| {
+        l.contains(&format!(
+            "TCP  {}:{SERVICE_PORT} rr persistent 600",
+            tb.vip()
+        ))
+    });
+    stop_lbd(lbd);
+}
+
+/// A bpffs mounted in the host namespace (pins survive `ip netns exec`'s /sys remount);
+/// cleans up lbd's leftovers and unmounts on drop.
+struct HostBpffs {
+    mount: PathBuf,
+    director_ns: String,
+}
+
+impl HostBpffs {
+    fn new(tb: &Testbed) -> Self {
+        let mount = tb.dir().join("bpffs");
+        std::fs::create_dir_all(&mount).unwrap();
+        lb_tests::cmd::run(&["mount", "-t", "bpf", "bpf", mount.to_str().unwrap()]);
+        HostBpffs {
+            mount,
+            director_ns: tb.director.ns.name().to_owned(),
+        }
+    }
+    fn dir(&self) -> String {
+        self.mount.join("lb").display().to_string()
+    }
+}
+
+impl Drop for HostBpffs {
+    fn drop(&mut self) {
+        let lbd = tools::binary("lbd").display().to_string();
+        let _ = lb_tests::cmd::try_run(
+            &[
+                "ip",
+                "netns",
+                "exec",
+                &self.director_ns,
+                &lbd,
+                "--cleanup",
+                "--bpffs",
+                &self.dir(),
+            ],
+            None,
+        );
+        let _ = lb_tests::cmd::try_run(&["umount", "-l", self.mount.to_str().unwrap()], None);
+    }
+}
+
+/// 4. Hitless restart: SIGTERM an lbd started with `--on-exit keep`, start it again; wrk sees
+/// no failure and a slow download opened before completes intact.
+#[test]
+fn hitless_restart() {
+    let mut tb = Testbed::builder().build();
+    let bpffs = HostBpffs::new(&tb);
+    let bpf_dir = bpffs.dir();
+    let keep = ["--on-exit", "keep", "--bpffs", bpf_dir.as_str()];
+    let lbd = start_lbd_with(&tb, &keep);
+    let vip = tb.vip_port(SERVICE_PORT);
+    tb.lbadm(&["-A", "-t", &vip, "-s", "rr"]);
+    tb.lbadm(&["-a", "-t", &vip, "-r", &tb.rip(1), "-g"]);
+    tb.lbadm(&["-a", "-t", &vip, "-r", &tb.rip(2), "-g"]);
+    tb.curl_vip(SERVICE_PORT, 4).assert_all_ok();
+
+    let big: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    tb.publish_file("big.bin", &big);
+    let out = tb.dir().join("big.out");
+    let dl_log = tb.dir().join("curl.log");
+    let mut download = Daemon::spawn(
+        "slow download",
+        tb.client.ns.argv(&[
+            "curl",
+            "-sS",
+            "--fail",
+            "--limit-rate",
+            "200k",
+            "--max-time",
+            "120",
+            "-o",
+            out.to_str().unwrap(),
+            &format!("http://{vip}/files/big.bin"),
+        ]),
+        &dl_log,
+        &dl_log,
+    );
+    let url = format!("http://{vip}/");
+    let load = tb.start_load(LoadGen::Wrk { connections: 4 }, &url);
+    std::thread::sleep(Duration::from_secs(2));
+
+    stop_lbd(lbd);
+    assert!(
+        tb.director_xdp_attached(),
+        "XDP detached despite --on-exit keep"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let lbd = start_lbd_with(&tb, &keep);
+    let l = list(&tb);
+    assert!(
+        real_line(&l, &tb.rip(1)).is_some() && real_line(&l, &tb.rip(2)).is_some(),
+        "{l}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let report = load.stop();
+    println!("wrk across the restart: {report:?}");
+    assert!(report.requests > 0, "{}", report.output);
+    assert_eq!(report.failed, 0, "{}", report.output);
+    assert_eq!(report.non_2xx, 0, "{}", report.output);
+    println!(
+        "download still running after the restart: {}",
+        download.is_running()
+    );
+    wait::wait_until(
+        "the slow download finished",
+        Duration::from_secs(90),
+        || !download.is_running(),
+    );
+    let status = download.exit_status().expect("exited");
+    assert!(status.success(), "download failed:\n{}", download.report());
+    let got = std::fs::read(&out).unwrap();
+    assert!(
+        got == big,
+        "download corrupted: {} bytes of {}",
+        got.len(),
+        big.len()
+    );
+    tb.curl_vip(SERVICE_PORT, 4).assert_all_ok();
+    stop_lbd(lbd);
+    drop(bpffs);
+}
+
+/// Scrapes lbd's metrics from inside the director.
+fn scrape(tb: &Testbed, addr: &str) -> String {
+    tb.director.ns.run(&[
+        "curl",
+        "-sf",
+        "--max-time",
+        "5",
+        &format!("http://{addr}/metrics"),
+    ])
+}
+
+/// The value of `name{labels}` where every `k="v"` in `want` is among the labels.
+fn metric(text: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (series, value) = l.rsplit_once(' ')?;
+        let (n, labels) = series.split_once('{').unwrap_or((series, ""));
+        (n == name
+            && want
+                .iter()
+                .all(|(k, v)| labels.contains(&format!("{k}=\"{v}\""))))
+        .then(|| value.parse().ok())
+        .flatten()
+    })
+}
+
+/// 5. Metrics: connections counted per service, health verdicts per real server.
+#[test]
+fn metrics_report_connections_and_health() {
+    let tb = Testbed::builder().build();
+    let conf = write_conf(&tb, "lb.conf", &keepalived_conf(&tb, &[1, 2], "", None));
+    let addr = "127.0.0.1:9317";
+    let lbd = start_lbd_with(
+        &tb,
+        &["--config", conf.to_str().unwrap(), "--metrics", addr],
+    );
+    let vip = tb.vip().to_string();
+    let port = SERVICE_PORT.to_string();
+    let svc = [
+        ("protocol", "tcp"),
+        ("vip", vip.as_str()),
+        ("port", port.as_str()),
+    ];
+    wait::wait_ok(
+        "both real servers up in the metrics",
+        HEALTH_TIMEOUT,
+        || {
+            let m = scrape(&tb, addr);
+            let up: Vec<_> = [1, 2]
+                .iter()
+                .map(|&i| {
+                    let rip = tb.rip(i);
+                    metric(
+                        &m,
+                        "lb_real_up",
+                        &[svc[0], svc[1], svc[2], ("real", rip.as_str())],
+                    )
+                })
+                .collect();
+            if up == [Some(1.0), Some(1.0)] {
+                Ok(())
+            } else {
+                Err(format!("{up:?}\n{m}"))
+            }
+        },
+    );
+    let before = metric(&scrape(&tb, addr), "lb_service_connections_total", &svc).unwrap_or(0.0);
+    assert_eq!(before, 0.0);
+    tb.curl_vip(SERVICE_PORT, 12).assert_all_ok();
+    let m = wait::wait_ok("12 connections counted", Duration::from_secs(10), || {
+        let m = scrape(&tb, addr);
+        match metric(&m, "lb_service_connections_total", &svc) {
+            Some(v) if v == 12.0 => Ok(m),
+            v => Err(format!("{v:?}\n{m}")),
+        }
+    });
+    println!("{m}");
+
+    let mut extra = Vec::new();
+    kill_nginx(&tb, 1);
+    let rip1 = tb.rip(1);
+    let rs1 = [svc[0], svc[1], svc[2], ("real", rip1.as_str())];
+    wait::wait_ok("rs1 down in the metrics", HEALTH_TIMEOUT, || {
+        let m = scrape(&tb, addr);
+        match metric(&m, "lb_real_up", &rs1) {
+            Some(v) if v == 0.0 => Ok(()),
+            v => Err(format!("{v:?}\n{m}")),
+        }
+    });
+    extra.push(restart_nginx(&tb, 1));
+    wait::wait_ok("rs1 up again in the metrics", HEALTH_TIMEOUT, || {
+        let m = scrape(&tb, addr);
+        match metric(&m, "lb_real_up", &rs1) {
+            Some(v) if v == 1.0 => Ok(()),
+            v => Err(format!("{v:?}\n{m}")),
+        }
+    });
+    stop_lbd(lbd);
+    drop(extra);
+}

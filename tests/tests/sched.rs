@@ -1,0 +1,725 @@
+//! IPVS's schedulers end to end (seed 001's experiments, in LVS-DR): `wrr` 3:1 exactly, `sh`
+//! keeping a client on one real server, `wlc` sharing long-lived connections by weight,
+//! persistence against plain `rr`, `-Z` and `--stats`, connections listed with `-L -c` and
+//! expiring by `--set` timeouts, and `-E -s` under traffic. Each test builds its own
+//! topology (see `lb_tests::testbed`) and waits for evidence, never for a fixed time.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{Shutdown, SocketAddr, SocketAddrV4, TcpStream},
+    time::Duration,
+};
+
+use lb_tests::{ECHO_PORT, LoadGen, SERVICE_PORT, Testbed, listing, wait};
+
+/// How long connections may take to expire with 5-second timeouts (plus lbd's one-second
+/// sweep, with room for a slow debug build on a busy machine).
+const EXPIRY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs one lbadm command written as on a shell line, returning its stdout.
+#[track_caller]
+fn adm(tb: &Testbed, line: &str) -> String {
+    let args: Vec<&str> = line.split_whitespace().collect();
+    tb.lbadm(&args)
+}
+
+/// A DR testbed with lbd running and `real_servers` real servers.
+fn testbed(real_servers: usize) -> Testbed {
+    let mut tb = Testbed::builder().real_servers(real_servers).build();
+    tb.start_lbd();
+    tb
+}
+
+/// `-A -t VIP:port OPTIONS` and `-a ... -g -w W` for real servers 1, 2, ... with `weights`.
+#[track_caller]
+fn service(tb: &Testbed, port: u16, options: &str, weights: &[u32]) {
+    let vip = tb.vip_port(port);
+    adm(tb, &format!("-A -t {vip} {options}"));
+    for (i, weight) in weights.iter().enumerate() {
+        adm(
+            tb,
+            &format!("-a -t {vip} -r {}:{port} -g -w {weight}", tb.rip(i + 1)),
+        );
+    }
+}
+
+/// One real-server row of `-Ln`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct RealRow {
+    /// `addr:port`.
+    addr: String,
+    forward: String,
+    weight: u32,
+    active: u64,
+    inactive: u64,
+}
+
+/// The real-server rows of service `proto addr` (`TCP`, `VIP:port`) in `-Ln`.
+#[track_caller]
+fn real_rows(tb: &Testbed, proto: &str, addr: &str) -> Vec<RealRow> {
+    let list = adm(tb, "-Ln");
+    let mut rows = Vec::new();
+    let mut inside = false;
+    for line in list.lines().skip(3) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.first() == Some(&"->") {
+            if inside {
+                let parse = |i: usize| -> u64 {
+                    fields
+                        .get(i)
+                        .and_then(|f| f.parse().ok())
+                        .unwrap_or_else(|| panic!("field {i} of {line:?} in:\n{list}"))
+                };
+                rows.push(RealRow {
+                    addr: fields[1].to_owned(),
+                    forward: fields[2].to_owned(),
+                    weight: parse(3) as u32,
+                    active: parse(4),
+                    inactive: parse(5),
+                });
+            }
+        } else {
+            inside = fields.first() == Some(&proto) && fields.get(1) == Some(&addr);
+        }
+    }
+    rows
+}
+
+/// `(active, inactive)` of every real server, summed over the service `TCP VIP:port`.
+fn conn_totals(tb: &Testbed, port: u16) -> (u64, u64) {
+    real_rows(tb, "TCP", &tb.vip_port(port))
+        .iter()
+        .fold((0, 0), |(a, i), r| (a + r.active, i + r.inactive))
+}
+
+/// The service `TCP VIP:port` in `-Ln --stats`.
+#[track_caller]
+fn stats(tb: &Testbed, port: u16) -> listing::ServiceStats {
+    let text = adm(tb, "-Ln --stats");
+    let services = listing::parse_stats(&text).unwrap_or_else(|e| panic!("{e}"));
+    listing::find(&services, "TCP", &tb.vip_port(port)).clone()
+}
+
+/// One row of `-L -n -c`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ConnRow {
+    proto: String,
+    expire: String,
+    state: String,
+    source: String,
+    virtual_addr: String,
+    destination: String,
+}
+
+/// The rows of `-L -n -c` (persistence templates included, state `NONE`).
+#[track_caller]
+fn connection_rows(tb: &Testbed) -> Vec<ConnRow> {
+    let text = adm(tb, "-L -n -c");
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("IPVS connection entries"), "{text}");
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["pro", "expire", "state", "source", "virtual", "destination"],
+        "-L -n -c header:\n{text}"
+    );
+    lines
+        .map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(f.len(), 6, "-L -n -c row {line:?} in:\n{text}");
+            ConnRow {
+                proto: f[0].to_owned(),
+                expire: f[1].to_owned(),
+                state: f[2].to_owned(),
+                source: f[3].to_owned(),
+                virtual_addr: f[4].to_owned(),
+                destination: f[5].to_owned(),
+            }
+        })
+        .collect()
+}
+
+/// A connection from the client to a real server's TCP echo through the VIP, held open.
+struct EchoConn {
+    stream: TcpStream,
+    /// The real server that greeted (`rs1`, ...).
+    server: String,
+    /// The client's end, as `-L -c` lists it.
+    local: SocketAddr,
+}
+
+impl EchoConn {
+    /// Connects to `VIP:ECHO_PORT` from the client and reads the real server's greeting.
+    #[track_caller]
+    fn open(tb: &Testbed) -> EchoConn {
+        let to = SocketAddr::V4(SocketAddrV4::new(tb.vip(), ECHO_PORT));
+        let stream = tb
+            .client
+            .ns
+            .enter(|| TcpStream::connect_timeout(&to, Duration::from_secs(5)))
+            .unwrap_or_else(|e| panic!("connecting to {to} from the client: {e}"));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("read timeout");
+        let local = stream.local_addr().expect("local address");
+        let mut conn = EchoConn {
+            stream,
+            server: String::new(),
+            local,
+        };
+        conn.server = conn.read_line();
+        conn
+    }
+
+    /// The next line the server sent, without its newline.
+    #[track_caller]
+    fn read_line(&mut self) -> String {
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        loop {
+            match self.stream.read(&mut byte) {
+                Ok(0) => panic!(
+                    "{} closed the connection from {} after {:?}",
+                    self.server,
+                    self.local,
+                    String::from_utf8_lossy(&line)
+                ),
+                Ok(_) if byte[0] == b'\n' => break,
+                Ok(_) => line.push(byte[0]),
+                Err(e) => panic!(
+                    "reading from the echo (connection from {}, server {:?}): {e}",
+                    self.local, self.server
+                ),
+            }
+        }
+        String::from_utf8_lossy(&line).into_owned()
+    }
+
+    /// Sends `text` and expects it echoed back: the connection still reaches its server.
+    #[track_caller]
+    fn echo(&mut self, text: &str) {
+        self.stream
+            .write_all(format!("{text}\n").as_bytes())
+            .unwrap_or_else(|e| panic!("writing on the connection from {}: {e}", self.local));
+        assert_eq!(self.read_line(), text, "echo from {}", self.server);
+    }
+
+    /// Half-closes and reads to the end: the server closes too (FIN both ways).
+    #[track_caller]
+    fn close(mut self) {
+        self.stream.shutdown(Shutdown::Write).expect("half-close");
+        let mut rest = Vec::new();
+        self.stream.read_to_end(&mut rest).unwrap_or_else(|e| {
+            panic!("reading the end of the connection from {}: {e}", self.local)
+        });
+    }
+}
+
+/// How many of `conns` each real server 1..=n greeted.
+fn greeted(conns: &[EchoConn], n: usize) -> Vec<usize> {
+    (1..=n)
+        .map(|i| {
+            conns
+                .iter()
+                .filter(|c| c.server == format!("rs{i}"))
+                .count()
+        })
+        .collect()
+}
+
+/// Seed 001's `wrr` experiment: weights 3:1 give exactly 3:1 over 400 new connections, in
+/// the replies, in the real servers' logs and in `--stats` after `-Z`.
+#[test]
+fn wrr_3_to_1_is_exact_over_400_connections() {
+    let tb = testbed(2);
+    service(&tb, SERVICE_PORT, "-s wrr", &[3, 1]);
+    let vip = tb.vip_port(SERVICE_PORT);
+    adm(&tb, &format!("-Z -t {vip}"));
+
+    let tally = tb.curl_vip(SERVICE_PORT, 400);
+    tally.assert_all_ok();
+    assert_eq!(
+        (tally.count("rs1"), tally.count("rs2")),
+        (300, 100),
+        "wrr 3:1 over 400 new connections:\n{tally}"
+    );
+    // IPVS's sequence for 3:1 is rs1 rs1 rs1 rs2, over and over.
+    let names = tally.names();
+    for (i, chunk) in names.chunks(4).enumerate() {
+        assert_eq!(
+            chunk,
+            ["rs1", "rs1", "rs1", "rs2"],
+            "connections {}..{} out of IPVS's wrr order:\n{tally}",
+            4 * i,
+            4 * i + 3
+        );
+    }
+
+    let s = stats(&tb, SERVICE_PORT);
+    let rip = |i: usize| format!("{}:{SERVICE_PORT}", tb.rip(i));
+    assert_eq!(
+        s.totals.conns, 400,
+        "--stats after -Z and 400 connections: {s:#?}"
+    );
+    assert_eq!(
+        (
+            s.real(&rip(1)).map(|c| c.conns),
+            s.real(&rip(2)).map(|c| c.conns)
+        ),
+        (Some(300), Some(100)),
+        "--stats Conns per real server: {s:#?}"
+    );
+}
+
+/// Seed 001's `sh` experiment: every connection of one client goes to one real server, the
+/// other gets none.
+#[test]
+fn sh_keeps_every_connection_of_a_client_on_one_real_server() {
+    let tb = testbed(2);
+    service(&tb, SERVICE_PORT, "-s sh", &[1, 3]);
+    let vip = tb.vip_port(SERVICE_PORT);
+    adm(&tb, &format!("-Z -t {vip}"));
+
+    let tally = tb.curl_vip(SERVICE_PORT, 20);
+    tally.assert_all_ok();
+    let counts = tally.counts();
+    assert_eq!(
+        counts.len(),
+        1,
+        "sh spread one client's connections:\n{tally}"
+    );
+    let (chosen, n) = counts.iter().next().expect("one server");
+    assert_eq!(*n, 20, "{tally}");
+
+    let s = stats(&tb, SERVICE_PORT);
+    let conns: Vec<u64> = (1..=2)
+        .map(|i| {
+            s.real(&format!("{}:{SERVICE_PORT}", tb.rip(i)))
+                .expect("real server row")
+                .conns
+        })
+        .collect();
+    let expected = if chosen == "rs1" { [20, 0] } else { [0, 20] };
+    assert_eq!(
+        conns, expected,
+        "--stats Conns per real server ({chosen} chosen)"
+    );
+}
+
+/// `wlc` with weights 3:1 shares 40 long-lived connections about 3:1 by ActiveConn while
+/// they are open, and the echo connections keep working.
+#[test]
+fn wlc_3_to_1_shares_long_lived_connections_by_weight() {
+    let tb = testbed(2);
+    service(&tb, ECHO_PORT, "-s wlc", &[3, 1]);
+
+    let mut conns: Vec<EchoConn> = (0..40).map(|_| EchoConn::open(&tb)).collect();
+    let by_greeting = greeted(&conns, 2);
+    let rows = real_rows(&tb, "TCP", &tb.vip_port(ECHO_PORT));
+    println!("-Ln rows while 40 connections are open: {rows:#?}; greeted by: {by_greeting:?}");
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    let (a1, a2) = (rows[0].active, rows[1].active);
+    assert_eq!(
+        a1 + a2,
+        40,
+        "ActiveConn should count the 40 open connections: {rows:#?}"
+    );
+    assert!(a2 > 0, "rs2 (weight 1) got no connection: {rows:#?}");
+    let ratio = a1 as f64 / a2 as f64;
+    assert!(
+        (2.2..=4.0).contains(&ratio),
+        "ActiveConn ratio rs1:rs2 = {a1}:{a2} = {ratio:.2}, expected about 3: {rows:#?}"
+    );
+    assert_eq!(
+        [a1 as usize, a2 as usize],
+        [by_greeting[0], by_greeting[1]],
+        "ActiveConn against the servers that greeted"
+    );
+
+    for (i, conn) in conns.iter_mut().enumerate() {
+        conn.echo(&format!("still there {i}"));
+    }
+    for conn in conns {
+        conn.close();
+    }
+}
+
+/// `-p 60` holds a client on one real server across 20 new connections, where plain `rr`
+/// alternates; `-L -c` shows the template.
+#[test]
+fn persistence_holds_a_client_where_rr_alternates() {
+    let tb = testbed(2);
+    service(&tb, SERVICE_PORT, "-s rr", &[1, 1]);
+    let vip = tb.vip_port(SERVICE_PORT);
+
+    let tally = tb.curl_vip(SERVICE_PORT, 20);
+    tally.assert_all_ok();
+    let names = tally.names();
+    for pair in names.windows(2) {
+        assert_ne!(pair[0], pair[1], "rr without -p should alternate:\n{tally}");
+    }
+    assert_eq!(
+        (tally.count("rs1"), tally.count("rs2")),
+        (10, 10),
+        "{tally}"
+    );
+
+    adm(&tb, &format!("-E -t {vip} -s rr -p 60"));
+    let tally = tb.curl_vip(SERVICE_PORT, 20);
+    tally.assert_all_ok();
+    let counts = tally.counts();
+    assert_eq!(
+        counts.len(),
+        1,
+        "-p 60 should keep the client on one real server:\n{tally}"
+    );
+    let chosen = counts.keys().next().expect("one server").clone();
+    let chosen_rip = format!(
+        "{}:{SERVICE_PORT}",
+        tb.rip(if chosen == "rs1" { 1 } else { 2 })
+    );
+
+    let client = tb.client.ip.to_string();
+    let templates: Vec<(String, String, String, String)> = connection_rows(&tb)
+        .into_iter()
+        .filter(|r| r.state == "NONE")
+        .map(|r| (r.proto, r.source, r.virtual_addr, r.destination))
+        .collect();
+    assert_eq!(
+        templates,
+        [(
+            "TCP".to_owned(),
+            format!("{client}:0"),
+            vip.clone(),
+            chosen_rip
+        )],
+        "-L -n -c persistence templates (state NONE): protocol, client, virtual, real"
+    );
+}
+
+/// `-Z -t VIP:80` zeroes that service's counters (and not another's); N new connections then
+/// show as exactly N in `--stats`.
+#[test]
+fn zeroed_counters_count_exactly_the_new_connections() {
+    let tb = testbed(2);
+    service(&tb, SERVICE_PORT, "-s rr", &[1, 1]);
+    service(&tb, ECHO_PORT, "-s rr", &[1, 1]);
+    tb.curl_vip(SERVICE_PORT, 10).assert_all_ok();
+    for _ in 0..3 {
+        EchoConn::open(&tb).close();
+    }
+    let before = stats(&tb, SERVICE_PORT);
+    assert_eq!(before.totals.conns, 10, "{before:#?}");
+
+    adm(&tb, &format!("-Z -t {}", tb.vip_port(SERVICE_PORT)));
+    let zeroed = stats(&tb, SERVICE_PORT);
+    assert_eq!(zeroed.totals, listing::Counts::default(), "{zeroed:#?}");
+    assert_eq!(
+        zeroed.reals_sum(),
+        listing::Counts::default(),
+        "{zeroed:#?}"
+    );
+    assert_eq!(
+        stats(&tb, ECHO_PORT).totals.conns,
+        3,
+        "-Z of another service zeroed the echo service"
+    );
+
+    let opens_before = tb.client_tcp_active_opens();
+    tb.curl_vip(SERVICE_PORT, 25).assert_all_ok();
+    let opened = tb.client_tcp_active_opens() - opens_before;
+    assert_eq!(opened, 25, "the client opened one connection per request");
+    let after = stats(&tb, SERVICE_PORT);
+    assert_eq!(
+        after.totals.conns, 25,
+        "--stats Conns after -Z and 25: {after:#?}"
+    );
+    assert_eq!(after.reals_sum().conns, 25, "{after:#?}");
+    assert!(
+        after.totals.in_pkts >= 25 * 3 && after.totals.in_bytes > 0,
+        "InPkts/InBytes count the client's packets: {after:#?}"
+    );
+    // DR: replies bypass the director.
+    assert_eq!((after.totals.out_pkts, after.totals.out_bytes), (0, 0));
+}
+
+/// `-L -n -c` lists open connections: the client's address and port, the VIP and the real
+/// server that answered, ESTABLISHED.
+#[test]
+fn listed_connections_are_the_open_ones() {
+    let tb = testbed(2);
+    service(&tb, ECHO_PORT, "-s rr", &[1, 1]);
+    let conns: Vec<EchoConn> = (0..3).map(|_| EchoConn::open(&tb)).collect();
+
+    let rows = connection_rows(&tb);
+    let vip = tb.vip_port(ECHO_PORT);
+    for conn in &conns {
+        let i: usize = conn.server.trim_start_matches("rs").parse().expect("rsN");
+        let row = rows
+            .iter()
+            .find(|r| r.source == conn.local.to_string())
+            .unwrap_or_else(|| panic!("no -L -c row for {}: {rows:#?}", conn.local));
+        assert_eq!(
+            (
+                row.proto.as_str(),
+                row.state.as_str(),
+                row.virtual_addr.as_str(),
+                row.destination.clone()
+            ),
+            (
+                "TCP",
+                "ESTABLISHED",
+                vip.as_str(),
+                format!("{}:{ECHO_PORT}", tb.rip(i))
+            ),
+            "-L -c row of {}: {rows:#?}",
+            conn.local
+        );
+        let (min, sec) = row.expire.split_once(':').expect("mm:ss");
+        let left = min.parse::<u32>().expect("minutes") * 60 + sec.parse::<u32>().expect("secs");
+        assert!(
+            (1..=900).contains(&left),
+            "ESTABLISHED expires within IPVS's default 900 s: {row:?}"
+        );
+    }
+    assert_eq!(rows.len(), 3, "only the open connections: {rows:#?}");
+    for conn in conns {
+        conn.close();
+    }
+}
+
+/// With `--set 5 5 5` connections expire: ActiveConn and InActConn go back to 0 and `-L -c`
+/// empties, for TCP that closed, TCP left open and idle, and UDP.
+#[test]
+fn connections_expire_and_counts_return_to_zero() {
+    let tb = testbed(2);
+    service(&tb, ECHO_PORT, "-s rr", &[1, 1]);
+    service(&tb, SERVICE_PORT, "-s rr", &[1, 1]);
+    let udp_vip = tb.vip_port(lb_tests::UDP_ECHO_PORT);
+    adm(&tb, &format!("-A -u {udp_vip} -s rr"));
+    for i in 1..=2 {
+        adm(&tb, &format!("-a -u {udp_vip} -r {} -g", tb.rip(i)));
+    }
+    adm(&tb, "--set 5 5 5");
+    assert_eq!(
+        adm(&tb, "-L --timeout"),
+        "Timeout (tcp tcpfin udp): 5 5 5\n"
+    );
+
+    let open: Vec<EchoConn> = (0..4).map(|_| EchoConn::open(&tb)).collect();
+    tb.curl_vip(SERVICE_PORT, 6).assert_all_ok();
+    for i in 0..2 {
+        tb.udp_echo_vip(lb_tests::UDP_ECHO_PORT, &format!("hello {i}"))
+            .unwrap_or_else(|e| panic!("UDP echo through the VIP: {e}"));
+    }
+    let (active, _) = conn_totals(&tb, ECHO_PORT);
+    assert_eq!(active, 4, "the 4 open echo connections are active");
+    let (_, closed) = conn_totals(&tb, SERVICE_PORT);
+    assert!(closed > 0, "closed HTTP connections count as inactive");
+    let listed = connection_rows(&tb);
+    assert!(
+        listed.iter().any(|r| r.proto == "UDP"),
+        "-L -c lists the UDP flows: {listed:#?}"
+    );
+
+    // Two of the echo connections close; two stay open and idle, longer than `tcp`.
+    let mut open = open.into_iter();
+    open.next().expect("conn").close();
+    open.next().expect("conn").close();
+    let _idle: Vec<EchoConn> = open.collect();
+
+    wait::wait_ok("every connection to expire", EXPIRY_TIMEOUT, || {
+        let rows: Vec<(String, Vec<RealRow>)> = [
+            ("TCP", tb.vip_port(ECHO_PORT)),
+            ("TCP", tb.vip_port(SERVICE_PORT)),
+            ("UDP", udp_vip.clone()),
+        ]
+        .into_iter()
+        .map(|(proto, addr)| {
+            let rows = real_rows(&tb, proto, &addr);
+            (format!("{proto} {addr}"), rows)
+        })
+        .collect();
+        let busy = rows
+            .iter()
+            .any(|(_, reals)| reals.iter().any(|r| r.active + r.inactive > 0));
+        let listed = connection_rows(&tb);
+        if busy || !listed.is_empty() {
+            Err(format!("-Ln: {rows:?}\n-L -c: {listed:?}"))
+        } else {
+            Ok(())
+        }
+    });
+}
+
+/// An HTTP download from the client through the VIP that the test reads at its own pace:
+/// while the test does not read, TCP flow control holds the real server back, so the download
+/// stays in the middle for as long as the test wants, with no clock involved.
+struct HeldDownload {
+    stream: TcpStream,
+    local: SocketAddr,
+    received: Vec<u8>,
+}
+
+impl HeldDownload {
+    /// Connects to `VIP:port` from the client and asks for `path` (HTTP/1.0: the server
+    /// closes when done).
+    #[track_caller]
+    fn start(tb: &Testbed, port: u16, path: &str) -> HeldDownload {
+        let to = SocketAddr::V4(SocketAddrV4::new(tb.vip(), port));
+        let mut stream = tb
+            .client
+            .ns
+            .enter(|| TcpStream::connect_timeout(&to, Duration::from_secs(5)))
+            .unwrap_or_else(|e| panic!("connecting to {to} from the client: {e}"));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("read timeout");
+        stream
+            .write_all(format!("GET {path} HTTP/1.0\r\nHost: {to}\r\n\r\n").as_bytes())
+            .expect("sending the request");
+        let local = stream.local_addr().expect("local address");
+        HeldDownload {
+            stream,
+            local,
+            received: Vec::new(),
+        }
+    }
+
+    /// Reads until at least `n` bytes (headers included) have arrived.
+    #[track_caller]
+    fn read_at_least(&mut self, n: usize) {
+        let mut buf = vec![0u8; 64 << 10];
+        while self.received.len() < n {
+            match self.stream.read(&mut buf) {
+                Ok(0) => panic!(
+                    "the download from {} ended after {} bytes",
+                    self.local,
+                    self.received.len()
+                ),
+                Ok(got) => self.received.extend_from_slice(&buf[..got]),
+                Err(e) => panic!(
+                    "reading the download from {} after {} bytes: {e}",
+                    self.local,
+                    self.received.len()
+                ),
+            }
+        }
+    }
+
+    /// Reads the rest and returns the status line and the body.
+    #[track_caller]
+    fn finish(mut self) -> (String, Vec<u8>) {
+        let mut rest = Vec::new();
+        self.stream.read_to_end(&mut rest).unwrap_or_else(|e| {
+            panic!(
+                "reading the rest of the download from {} after {} bytes: {e}",
+                self.local,
+                self.received.len() + rest.len()
+            )
+        });
+        self.received.extend_from_slice(&rest);
+        let end = self
+            .received
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("end of the HTTP headers");
+        let headers = String::from_utf8_lossy(&self.received[..end]).into_owned();
+        let status = headers.lines().next().unwrap_or_default().to_owned();
+        (status, self.received[end + 4..].to_vec())
+    }
+}
+
+/// `-E -s` under traffic: new connections follow the new scheduler at once; a long download
+/// and an open connection started before keep going to their real servers.
+#[test]
+fn switching_the_scheduler_under_traffic_keeps_existing_connections() {
+    let mut tb = testbed(2);
+    // The client's receive buffer stays small, so the real server cannot get far ahead of
+    // what the test has read (4 MiB at most in its send buffer, 256 KiB in the client's).
+    tb.client
+        .ns
+        .sysctl("net.ipv4.tcp_rmem", "4096 65536 262144");
+    service(&tb, SERVICE_PORT, "-s rr", &[1, 1]);
+    service(&tb, ECHO_PORT, "-s rr", &[1, 1]);
+    let vip = tb.vip_port(SERVICE_PORT);
+
+    const SIZE: usize = 16 << 20;
+    let contents: Vec<u8> = (0..SIZE as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    tb.publish_file("big.bin", &contents);
+    let mut download = HeldDownload::start(&tb, SERVICE_PORT, "/files/big.bin");
+    download.read_at_least(1 << 20);
+    let mut echo = EchoConn::open(&tb);
+    let load = tb.start_load(LoadGen::Wrk { connections: 4 }, &format!("http://{vip}/"));
+
+    let listed = |tb: &Testbed| -> ConnRow {
+        let rows = connection_rows(tb);
+        rows.iter()
+            .find(|r| r.source == download.local.to_string())
+            .cloned()
+            .unwrap_or_else(|| panic!("the download is not in -L -c: {rows:#?}"))
+    };
+    let before = listed(&tb);
+    assert_eq!(before.state, "ESTABLISHED", "{before:?}");
+    let list = adm(&tb, "-Ln");
+    assert!(list.contains(&format!("TCP  {vip} rr")), "{list}");
+
+    for scheduler in ["sh", "wlc", "wrr"] {
+        adm(&tb, &format!("-E -t {vip} -s {scheduler}"));
+        let list = adm(&tb, "-Ln");
+        assert!(
+            list.contains(&format!("TCP  {vip} {scheduler}")),
+            "-Ln after -E -s {scheduler}:\n{list}"
+        );
+        echo.echo(&format!("after -E -s {scheduler}"));
+        if scheduler == "sh" {
+            // New connections follow sh at once: one real server for the client.
+            let tally = tb.curl_vip(SERVICE_PORT, 6);
+            tally.assert_all_ok();
+            assert_eq!(tally.counts().len(), 1, "sh after -E:\n{tally}");
+        }
+        let now = listed(&tb);
+        assert_eq!(
+            (now.state.as_str(), &now.destination),
+            ("ESTABLISHED", &before.destination),
+            "the download's connection after -E -s {scheduler}"
+        );
+    }
+    // Whatever the real server could send ahead is at most its send buffer plus the
+    // client's receive buffer: most of the file is still to come, after the switches.
+    println!(
+        "read {} of {SIZE} bytes of the download before the switches",
+        download.received.len()
+    );
+    assert!(
+        download.received.len() < SIZE / 2,
+        "{} of {SIZE} bytes already read",
+        download.received.len()
+    );
+
+    let (status, body) = download.finish();
+    assert!(status.ends_with(" 200 OK"), "download status {status:?}");
+    assert!(
+        body.len() == contents.len() && body == contents,
+        "downloaded {} bytes, expected the published {}",
+        body.len(),
+        contents.len()
+    );
+
+    let report = load.stop();
+    assert!(report.requests > 0, "{}", report.output);
+    assert_eq!(
+        (report.failed, report.non_2xx),
+        (0, 0),
+        "requests failed while the scheduler changed:\n{}",
+        report.output
+    );
+    echo.echo("at the end");
+    echo.close();
+}
