@@ -376,6 +376,7 @@ impl Director {
         let table = sched::build(entry.spec.scheduler, entry.spec.sched_flags, &candidates);
         let key = service_key(&entry.spec.addr);
         let previous = self.published.get(&entry.id).cloned();
+        let previous_scheduler = previous.as_ref().map(|p| p.value.scheduler);
         let (offset, len) = match &previous {
             Some(p) if p.table == table => (p.value.table_offset, p.value.table_len),
             _ if table.is_empty() => (0, 0),
@@ -418,7 +419,12 @@ impl Director {
                 self.dataplane.zero_real_counters(real.id)?;
             }
         }
-        if table_changed {
+        // IPVS's wrr starts its weighted walk over when real servers change; rr keeps going
+        // from where it is (a new table is walked from the same position, modulo its length).
+        let scheduler_changed = previous_scheduler != Some(entry.spec.scheduler.code());
+        if table_changed
+            && (entry.spec.scheduler == crate::model::Scheduler::Wrr || scheduler_changed)
+        {
             self.dataplane.reset_service_state(entry.id)?;
         }
         self.dataplane.set_service(key, &value)?;

@@ -246,7 +246,9 @@ fn health_check_removes_and_restores_real_server() {
     assert!(report_up.requests > 0, "{}", report_up.output);
     let tally = tb.curl_vip(SERVICE_PORT, 10);
     tally.assert_all_ok();
-    assert_eq!(tally.count("rs1"), 5, "{tally}");
+    // Back in the rr rotation. (Not exactly 5/5: a health verdict landing among these requests
+    // may re-publish the table, which moves the rotation on.)
+    assert!((4..=6).contains(&tally.count("rs1")), "{tally}");
 
     // The failures of the first run may only come from the moment of the kill.
     assert!(
