@@ -77,24 +77,34 @@ fn run(args: &[String]) -> Result<(), Failure> {
                 },
                 ListWhat::Daemon => ipvsadm::format_daemon(),
             };
-            print!("{text}");
+            out(&text);
             Ok(())
         }
         Invocation::Save { numeric } => {
             let snapshot = expect_snapshot(ask(RequestBody::List)?)?;
             let names: &dyn ipvsadm::Names = if numeric { &NoNames } else { &SystemNames };
-            print!("{}", ipvsadm::format_save(&snapshot, numeric, names));
+            out(&ipvsadm::format_save(&snapshot, numeric, names));
             Ok(())
         }
         Invocation::Help => {
-            print!("{}", ipvsadm::help_text());
+            out(&ipvsadm::help_text());
             Ok(())
         }
         Invocation::Version => {
-            print!("{}", ipvsadm::version_text());
+            out(&ipvsadm::version_text());
             Ok(())
         }
     }
+}
+
+/// Writes to standard output; a reader that went away (`lbadm -Lnc | head`) ends the output
+/// quietly, as with ipvsadm, instead of a panic.
+fn out(text: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
 }
 
 fn apply(socket: &std::path::Path, commands: Vec<Command>) -> Result<(), Failure> {
