@@ -395,6 +395,7 @@ pub mod maps {
     pub const REAL_CONNS: &str = "REAL_CONNS";
     pub const PERSIST: &str = "PERSIST";
     pub const IFACES: &str = "IFACES";
+    pub const TX_PORTS: &str = "TX_PORTS";
     pub const SERVICE_STATS: &str = "SERVICE_STATS";
     pub const REAL_STATS: &str = "REAL_STATS";
     pub const DP_STATS: &str = "DP_STATS";

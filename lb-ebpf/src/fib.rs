@@ -3,13 +3,13 @@
 use aya_ebpf::{
     EbpfContext as _,
     bindings::{BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup, xdp_action},
-    helpers::{bpf_fib_lookup as fib_lookup, bpf_redirect},
+    helpers::bpf_fib_lookup as fib_lookup,
     programs::XdpContext,
 };
 use lb_common::Stat;
 use network_types::eth::EthHdr;
 
-use crate::{Verdict, drop, ptr, stats};
+use crate::{Verdict, drop, maps::TX_PORTS, ptr, stats};
 
 const AF_INET: u8 = 2;
 
@@ -51,7 +51,9 @@ pub fn forward_lookup(ctx: &XdpContext, ifindex: u32, src: u32, dst: u32) -> Opt
 }
 
 /// Writes the Ethernet addresses and sends the frame out of `ifindex`: back out of the
-/// interface it came in on (XDP_TX), or redirected to another.
+/// interface it came in on (XDP_TX), or redirected to another of the director's NICs (those
+/// lbd was started on, in `TX_PORTS`). A next hop behind any other interface is dropped and
+/// counted (`drop_no_iface`): every NIC the director forwards through must be given to lbd.
 #[inline(always)]
 pub fn emit(
     ctx: &XdpContext,
@@ -68,8 +70,10 @@ pub fn emit(
     if ifindex == ctx.ingress_ifindex() as u32 {
         Ok(xdp_action::XDP_TX)
     } else {
+        let verdict = TX_PORTS
+            .redirect(ifindex, 0)
+            .map_err(|_| drop(Stat::DropNoIface))?;
         stats::count(Stat::Redirect);
-        // SAFETY: helper call with plain integer arguments.
-        Ok(unsafe { bpf_redirect(ifindex, 0) } as Verdict)
+        Ok(verdict)
     }
 }

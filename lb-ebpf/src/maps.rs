@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
 };
 use lb_common::{
     Conn, Counters, DEFAULT_CONN_TABLE_SIZE, FlowKey, Iface, MAX_IFACES, MAX_REALS, MAX_SERVICES,
@@ -45,6 +45,11 @@ pub static PERSIST: LruHashMap<PersistKey, Persist> =
 /// The director's interfaces (own MAC and address), by ifindex.
 #[map]
 pub static IFACES: HashMap<u32, Iface> = HashMap::with_max_entries(MAX_IFACES, 0);
+
+/// The same interfaces as redirect targets (ifindex → itself): a frame leaves by another of
+/// the director's NICs through this devmap, which batches transmissions per NIC.
+#[map]
+pub static TX_PORTS: DevMapHash = DevMapHash::with_max_entries(MAX_IFACES, 0);
 
 #[map]
 pub static SERVICE_STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(MAX_SERVICES, 0);

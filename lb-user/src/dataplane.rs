@@ -3,7 +3,7 @@
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues},
+    maps::{Array, DevMapHash, HashMap, MapData, PerCpuArray, PerCpuValues, xdp::XdpMapError},
     programs::{
         Xdp, XdpMode,
         links::{FdLink, PinnedLink},
@@ -37,6 +37,8 @@ pub enum DataplaneError {
     Load(#[from] aya::EbpfError),
     #[error("XDP program: {0}")]
     Program(#[from] aya::programs::ProgramError),
+    #[error("redirect map: {0}")]
+    TxPort(#[from] XdpMapError),
     #[error("BPF map: {0}")]
     Map(#[from] aya::maps::MapError),
     #[error("attaching XDP to {iface} in {mode} mode failed: {source}{hint}")]
@@ -89,6 +91,7 @@ pub struct Dataplane {
     real_conns: Array<MapData, RealConns>,
     persist: HashMap<MapData, PersistKey, Persist>,
     ifaces: HashMap<MapData, u32, Iface>,
+    tx_ports: DevMapHash<MapData>,
     service_stats: PerCpuArray<MapData, Counters>,
     real_stats: PerCpuArray<MapData, Counters>,
     dp_stats: PerCpuArray<MapData, u64>,
@@ -119,6 +122,7 @@ impl Decap {
             maps::SERVICE_STATE,
             maps::CONNS,
             maps::IFACES,
+            maps::TX_PORTS,
             maps::SERVICE_STATS,
             maps::REAL_STATS,
         ] {
@@ -205,6 +209,7 @@ impl Dataplane {
             real_conns: take(&mut ebpf, maps::REAL_CONNS)?,
             persist: take(&mut ebpf, maps::PERSIST)?,
             ifaces: take(&mut ebpf, maps::IFACES)?,
+            tx_ports: take(&mut ebpf, maps::TX_PORTS)?,
             service_stats: take(&mut ebpf, maps::SERVICE_STATS)?,
             real_stats: take(&mut ebpf, maps::REAL_STATS)?,
             dp_stats: take(&mut ebpf, maps::DP_STATS)?,
@@ -299,8 +304,12 @@ impl Dataplane {
             .collect()
     }
 
+    /// Describes one of the director's NICs to the data path, which may then send frames out
+    /// of it (by XDP_TX, or redirected from another NIC).
     pub fn set_iface(&mut self, ifindex: u32, iface: Iface) -> Result<()> {
-        Ok(self.ifaces.insert(ifindex, iface, 0)?)
+        self.ifaces.insert(ifindex, iface, 0)?;
+        self.tx_ports.insert(ifindex, ifindex, None, 0)?;
+        Ok(())
     }
 
     pub fn set_real(&mut self, id: u32, real: &RealServer) -> Result<()> {

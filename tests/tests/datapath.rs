@@ -45,7 +45,7 @@ fn packets_not_balanced_pass_untouched() {
 
 #[test]
 fn direct_routing() {
-    run_table("dr", tables::dr::fixtures());
+    world::with_other_nic(|| run_table("dr", tables::dr::fixtures()));
 }
 
 #[test]
@@ -72,7 +72,7 @@ fn traffic_counters() {
 
 #[test]
 fn ip_in_ip_tunnelling() {
-    run_table("tun", tables::tun::fixtures());
+    world::with_other_nic(|| run_table("tun", tables::tun::fixtures()));
 }
 
 #[test]

@@ -18,7 +18,7 @@ use std::{
 use anyhow::{Context as _, Result, bail, ensure};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, MapInfo, PerCpuArray},
+    maps::{Array, DevMapHash, HashMap, MapData, MapInfo, PerCpuArray},
     programs::Xdp,
 };
 use lb_common::{
@@ -187,6 +187,7 @@ pub struct Lb {
     pub slots: Array<MapData, u32>,
     pub conns: HashMap<MapData, FlowKey, Conn>,
     pub ifaces: HashMap<MapData, u32, Iface>,
+    tx_ports: DevMapHash<MapData>,
     dp_stats: PerCpuArray<MapData, u64>,
 }
 
@@ -229,6 +230,7 @@ impl Lb {
             slots: take(&mut ebpf, maps::SCHED_TABLE)?,
             conns: take(&mut ebpf, maps::CONNS)?,
             ifaces: take(&mut ebpf, maps::IFACES)?,
+            tx_ports: take(&mut ebpf, maps::TX_PORTS)?,
             dp_stats: take(&mut ebpf, maps::DP_STATS)?,
             ebpf,
         })
@@ -289,6 +291,7 @@ impl Lb {
             ..Iface::default()
         };
         self.ifaces.insert(ifindex, iface, 0)?;
+        self.tx_ports.insert(ifindex, ifindex, None, 0)?;
         Ok(())
     }
 

@@ -14,7 +14,7 @@ use std::fmt;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, MapError, PerCpuArray},
+    maps::{Array, DevMapHash, HashMap, MapData, MapError, PerCpuArray, xdp::XdpMapError},
     programs::{ProgramError, TestRun as _, TestRunOptions, Xdp},
 };
 use lb_common::{
@@ -138,6 +138,8 @@ pub struct Director {
     real_conns: Array<MapData, RealConns>,
     persist: HashMap<MapData, PersistKey, Persist>,
     ifaces: HashMap<MapData, u32, Iface>,
+    /// The same NICs as redirect targets, as lbd fills them with each interface.
+    tx_ports: DevMapHash<MapData>,
     service_stats: PerCpuArray<MapData, Counters>,
     real_stats: PerCpuArray<MapData, Counters>,
     dp_stats: PerCpuArray<MapData, u64>,
@@ -187,6 +189,7 @@ impl Director {
             real_conns: take(&mut ebpf, maps::REAL_CONNS),
             persist: take(&mut ebpf, maps::PERSIST),
             ifaces: take(&mut ebpf, maps::IFACES),
+            tx_ports: take(&mut ebpf, maps::TX_PORTS),
             service_stats: take(&mut ebpf, maps::SERVICE_STATS),
             real_stats: take(&mut ebpf, maps::REAL_STATS),
             dp_stats: take(&mut ebpf, maps::DP_STATS),
@@ -264,8 +267,20 @@ impl Director {
 
     pub fn apply(&mut self, change: &Change) {
         let result = match change {
-            Change::Iface { ifindex, iface } => self.ifaces.insert(ifindex, iface, 0),
-            Change::RemoveIface(ifindex) => self.ifaces.remove(ifindex),
+            Change::Iface { ifindex, iface } => {
+                self.ifaces.insert(ifindex, iface, 0).and_then(|()| {
+                    self.tx_ports
+                        .insert(*ifindex, *ifindex, None, 0)
+                        .map_err(|e| match e {
+                            XdpMapError::MapError(e) => e,
+                            other => panic!("TX_PORTS[{ifindex}]: {other}"),
+                        })
+                })
+            }
+            Change::RemoveIface(ifindex) => self
+                .ifaces
+                .remove(ifindex)
+                .and_then(|()| self.tx_ports.remove(*ifindex)),
             Change::Service { key, service } => self.services.insert(key, service, 0),
             Change::RemoveService(key) => self.services.remove(key),
             Change::Real { id, real } => self.reals.set(*id, real, 0),

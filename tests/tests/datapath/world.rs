@@ -29,7 +29,9 @@ pub const DIRECTOR_MAC: Mac = [0x02, 0xd1, 0x00, 0x00, 0x00, 0x01];
 pub const DIRECTOR_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
 /// The upstream router that hands clients' packets to the director.
 pub const ROUTER_MAC: Mac = [0x02, 0xee, 0x00, 0x00, 0x00, 0xfe];
-/// A second NIC, for forwarding out of another interface (XDP_REDIRECT).
+/// A second NIC, for forwarding out of another interface (XDP_REDIRECT). The redirect goes
+/// through a devmap, which only takes interfaces that exist: tables that use it run in a
+/// fresh network namespace with a veth of this index ([`with_other_nic`]).
 pub const OTHER_IFINDEX: u32 = 7;
 pub const OTHER_NIC_MAC: Mac = [0x02, 0xd1, 0x00, 0x00, 0x00, 0x07];
 
@@ -366,6 +368,27 @@ fn ports_mut(ip: &mut Ipv4) -> (&mut u16, &mut u16) {
     }
 }
 
+/// Runs `f` in a fresh network namespace that has the second NIC, `other0` with index
+/// [`OTHER_IFINDEX`] (one end of a veth pair), and loopback up.
+pub fn with_other_nic<T: std::marker::Send + 'static>(f: impl FnOnce() -> T + std::marker::Send + 'static) -> T {
+    harness::in_fresh_netns(move || {
+        let index = OTHER_IFINDEX.to_string();
+        for argv in [
+            &["ip", "link", "set", "lo", "up"][..],
+            &[
+                "ip", "link", "add", "other0", "index", &index, "type", "veth", "peer", "name",
+                "other0p",
+            ],
+            &["ip", "link", "set", "other0", "up"],
+            &["ip", "link", "set", "other0p", "up"],
+        ] {
+            lb_tests::cmd::run(argv);
+        }
+        assert_eq!(harness::ifindex("other0"), OTHER_IFINDEX);
+        f()
+    })
+}
+
 // ---- NAT: a director with real interfaces ------------------------------------------------------
 //
 //  client 198.51.100.7 ── router 203.0.113.1 ─┬─ ext0 (DIRECTOR_MAC, 203.0.113.2/24 + VIP/32)
@@ -403,6 +426,21 @@ pub struct NatNet {
 }
 
 impl NatNet {
+    /// Both NICs described to the data path, as lbd does for each `--iface` (IFACES and the
+    /// TX_PORTS devmap that redirects between them).
+    pub fn nics(&self) -> Vec<Change> {
+        [(self.ext, DIRECTOR_MAC, DIRECTOR_IP), (self.int, OTHER_NIC_MAC, NAT_GATEWAY_IP)]
+            .map(|(ifindex, mac, ip)| Change::Iface {
+                ifindex,
+                iface: Iface {
+                    mac,
+                    addr: addr(ip),
+                    ..Iface::default()
+                },
+            })
+            .into()
+    }
+
     /// Builds the network above in the calling thread's network namespace, which must be a
     /// fresh one ([`harness::in_fresh_netns`]); `forwarding` is what the director's
     /// `net.ipv4.conf.all.forwarding` is set to.

@@ -46,15 +46,17 @@ fn masq(real: &RealDef, svc: &ServiceDef, port: u16) -> Change {
 
 /// HTTP on the VIP with NAT real servers A, B (inside), E (one-arm) and F (no neighbour), all
 /// on port 8080; its table is `table`.
-fn nat_world(table: &[&RealDef]) -> Vec<Change> {
-    let mut setup: Vec<Change> = [&A, &B, &E, &F].map(|r| masq(r, &HTTP, HTTP_RPORT)).into();
+fn nat_world(net: &NatNet, table: &[&RealDef]) -> Vec<Change> {
+    let mut setup = net.nics();
+    setup.extend([&A, &B, &E, &F].map(|r| masq(r, &HTTP, HTTP_RPORT)));
     setup.extend(service_with_table(&HTTP, table));
     setup
 }
 
 /// DNS on the VIP with D as its NAT real server on port 5353.
-fn dns_nat_world() -> Vec<Change> {
-    let mut setup = vec![masq(&D, &DNS, DNS_RPORT)];
+fn dns_nat_world(net: &NatNet) -> Vec<Change> {
+    let mut setup = net.nics();
+    setup.push(masq(&D, &DNS, DNS_RPORT));
     setup.extend(service_with_table(&DNS, &[&D]));
     setup
 }
@@ -223,7 +225,7 @@ pub fn fixtures(net: &NatNet) -> Vec<Fixture> {
             };
             Fixture {
                 name: "SYN to VIP:80 goes to A:8080 behind the inside NIC: readdressed, XDP_REDIRECT, client and reply entries",
-                setup: nat_world(&[&A]),
+                setup: nat_world(net, &[&A]),
                 steps: vec![
                     to_real("SYN", net, &syn, &A, &HTTP, HTTP_RPORT, true, SYN_RECV)
                         .expect([
@@ -267,7 +269,7 @@ pub fn fixtures(net: &NatNet) -> Vec<Fixture> {
             };
             Fixture {
                 name: "a NAT connection: handshake, odd-length data both ways, close; IPVS input/output states; in and out counters",
-                setup: nat_world(&[&A]),
+                setup: nat_world(net, &[&A]),
                 steps: vec![
                     to_real("SYN", net, &c_syn, &A, &HTTP, HTTP_RPORT, true, SYN_RECV).into(),
                     to_client("SYN-ACK", net, &r_synack, &A, &HTTP, flow, SYN_RECV).into(),
@@ -343,7 +345,7 @@ pub fn fixtures(net: &NatNet) -> Vec<Fixture> {
             );
             Fixture {
                 name: "UDP: query to VIP:53 goes to D:5353, the answer comes back from VIP:53",
-                setup: dns_nat_world(),
+                setup: dns_nat_world(net),
                 steps: vec![
                     to_real("query", net, &query, &D, &DNS, DNS_RPORT, true, UDP)
                         .expect([Expect::ConnEntry {
@@ -366,7 +368,7 @@ pub fn fixtures(net: &NatNet) -> Vec<Fixture> {
             let answer = reply(net, &D, datagram);
             Fixture {
                 name: "UDP without a checksum (0) keeps none, both ways",
-                setup: dns_nat_world(),
+                setup: dns_nat_world(net),
                 steps: vec![
                     to_real("query", net, &query, &D, &DNS, DNS_RPORT, true, UDP).into(),
                     to_client("answer", net, &answer, &D, &DNS, flow_of(&query), UDP).into(),
@@ -401,7 +403,7 @@ pub fn fixtures(net: &NatNet) -> Vec<Fixture> {
             assert_eq!(l4_checksum(&readdressed), 0xffff, "crafting went wrong");
             Fixture {
                 name: "UDP whose checksum computes to 0 after NAT is sent as 0xffff, not 0 (\"none\")",
-                setup: dns_nat_world(),
+                setup: dns_nat_world(net),
                 steps: vec![to_real("query", net, &query, &D, &DNS, DNS_RPORT, true, UDP).into()],
             }
         },
@@ -420,7 +422,7 @@ pub fn fixtures(net: &NatNet) -> Vec<Fixture> {
             assert_eq!(l4_checksum(&query.bytes()), 0xffff, "crafting went wrong");
             Fixture {
                 name: "UDP sent with checksum 0xffff (computed 0) is readdressed with the right checksum",
-                setup: dns_nat_world(),
+                setup: dns_nat_world(net),
                 steps: vec![to_real("query", net, &query, &D, &DNS, DNS_RPORT, true, UDP).into()],
             }
         },
@@ -455,7 +457,7 @@ pub fn fixtures(net: &NatNet) -> Vec<Fixture> {
             );
             Fixture {
                 name: "TCP checksum 0x0000 before NAT, and one that becomes 0x0000 after it",
-                setup: nat_world(&[&A]),
+                setup: nat_world(net, &[&A]),
                 steps: vec![
                     to_real(
                         "SYN",
@@ -499,7 +501,7 @@ pub fn fixtures(net: &NatNet) -> Vec<Fixture> {
             let synack = reply(net, &E, Tcp::new(HTTP_RPORT, port, SYN | ACK));
             Fixture {
                 name: "one-arm NAT: E on the clients' LAN, both directions XDP_TX from the NIC's MAC",
-                setup: nat_world(&[&E]),
+                setup: nat_world(net, &[&E]),
                 steps: vec![
                     to_real("SYN", net, &syn, &E, &HTTP, HTTP_RPORT, true, SYN_RECV).into(),
                     to_client("SYN-ACK", net, &synack, &E, &HTTP, flow_of(&syn), SYN_RECV).into(),
@@ -510,7 +512,7 @@ pub fn fixtures(net: &NatNet) -> Vec<Fixture> {
             let port = 43006;
             let syn = http(port, SYN);
             let synack = reply(net, &B, Tcp::new(HTTP.port, port, SYN | ACK));
-            let mut setup = nat_world(&[&B]);
+            let mut setup = nat_world(net, &[&B]);
             setup.push(masq(&B, &HTTP, HTTP.port));
             Fixture {
                 name: "no port mapping (real port = virtual port): only the addresses change",
@@ -536,7 +538,7 @@ pub fn fixtures(net: &NatNet) -> Vec<Fixture> {
             synack.ipv4_mut().options = vec![0x94, 0x04, 0x00, 0x00];
             Fixture {
                 name: "IP and TCP options both ways: ports found after the IP options, options untouched",
-                setup: nat_world(&[&A]),
+                setup: nat_world(net, &[&A]),
                 steps: vec![
                     to_real("SYN", net, &syn, &A, &HTTP, HTTP_RPORT, true, SYN_RECV).into(),
                     to_client("SYN-ACK", net, &synack, &A, &HTTP, flow_of(&syn), SYN_RECV).into(),
@@ -549,7 +551,7 @@ pub fn fixtures(net: &NatNet) -> Vec<Fixture> {
             let answer = reply(net, &F, Tcp::new(HTTP_RPORT, port, SYN | ACK));
             Fixture {
                 name: "real server without a neighbour entry: the FIB has no next hop, dropped (drop_fib); entries made",
-                setup: nat_world(&[&F]),
+                setup: nat_world(net, &[&F]),
                 steps: vec![
                     Send::drop("SYN", syn.bytes(), Stat::DropFib)
                         .on(net.ext)
@@ -569,11 +571,31 @@ pub fn fixtures(net: &NatNet) -> Vec<Fixture> {
             }
         },
         {
+            let port = 43020;
+            let syn = http(port, SYN);
+            let mut setup = nat_world(net, &[&A]);
+            setup.push(Change::RemoveIface(net.int));
+            Fixture {
+                name: "the FIB's next hop is behind a NIC lbd was not given (not in TX_PORTS): dropped (drop_no_iface), not redirected",
+                setup,
+                steps: vec![
+                    Send::drop("SYN", syn.bytes(), Stat::DropNoIface)
+                        .on(net.ext)
+                        .counts(&[Stat::ConnNew, Stat::TxNat])
+                        .expect([Expect::ConnEntry {
+                            flow: flow_of(&syn),
+                            conn: client_entry(&A, &HTTP, SYN_RECV),
+                        }])
+                        .into(),
+                ],
+            }
+        },
+        {
             // A's own connection out to the client's address, not one lb made.
             let own = reply(net, &A, Tcp::new(HTTP_RPORT, 43009, SYN | ACK));
             Fixture {
                 name: "a real server's packet that belongs to no connection is passed (pass_not_service)",
-                setup: nat_world(&[&A]),
+                setup: nat_world(net, &[&A]),
                 steps: vec![
                     Send::pass("SYN-ACK", own.bytes(), Stat::PassNotService)
                         .on(net.int)
@@ -587,7 +609,7 @@ pub fn fixtures(net: &NatNet) -> Vec<Fixture> {
             let wrong_port = reply(net, &A, Tcp::new(HTTP.port, port, SYN | ACK));
             Fixture {
                 name: "a reply from the unmapped port (A:80, not A:8080) matches no entry: passed",
-                setup: nat_world(&[&A]),
+                setup: nat_world(net, &[&A]),
                 steps: vec![
                     to_real("SYN", net, &syn, &A, &HTTP, HTTP_RPORT, true, SYN_RECV).into(),
                     Send::pass("SYN-ACK from :80", wrong_port.bytes(), Stat::PassNotService)
@@ -606,7 +628,7 @@ pub fn fixtures(net: &NatNet) -> Vec<Fixture> {
             let synack = reply(net, &A, Tcp::new(HTTP_RPORT, port, SYN | ACK));
             Fixture {
                 name: "a reply whose client entry is gone (LRU eviction) is still translated back",
-                setup: nat_world(&[&A]),
+                setup: nat_world(net, &[&A]),
                 steps: vec![
                     to_real("SYN", net, &syn, &A, &HTTP, HTTP_RPORT, true, SYN_RECV).into(),
                     Step::Apply {
@@ -643,7 +665,7 @@ pub fn fixtures(net: &NatNet) -> Vec<Fixture> {
             };
             Fixture {
                 name: "two clients on the same source port to one real server: separate entries, replies to the right client",
-                setup: nat_world(&[&A]),
+                setup: nat_world(net, &[&A]),
                 steps: vec![
                     to_real(
                         "client 1 SYN",
@@ -691,7 +713,7 @@ pub fn without_forwarding(net: &NatNet) -> Vec<Fixture> {
     let syn = http(43100, SYN);
     vec![Fixture {
         name: "forwarding off: the FIB refuses, the SYN is dropped (drop_fib)",
-        setup: nat_world(&[&A]),
+        setup: nat_world(net, &[&A]),
         steps: vec![
             Send::drop("SYN", syn.bytes(), Stat::DropFib)
                 .on(net.ext)
