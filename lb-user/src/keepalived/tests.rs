@@ -313,6 +313,10 @@ fn example_conf_from_disk() {
 /// The README's two-director sample: keepalived runs its VRRP part, lbd reads the rest.
 #[test]
 fn two_directors_conf() {
+    assert!(
+        include_str!("../../../README.md").contains(include_str!("two-directors.conf")),
+        "the README's copy of two-directors.conf differs from the file"
+    );
     let config = parse_files(
         &MemFiles::default(),
         include_str!("two-directors.conf"),
