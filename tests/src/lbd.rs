@@ -225,6 +225,18 @@ impl Lbd {
     /// is appended to `files.log` (restarts add to the same log).
     #[track_caller]
     pub fn start(ns: &Netns, ifaces: &[&str], mode: XdpMode, files: &LbdFiles) -> Lbd {
+        Self::start_with(ns, ifaces, mode, files, &[])
+    }
+
+    /// [`Lbd::start`] with `extra` arguments after the usual ones (`--config FILE`, ...).
+    #[track_caller]
+    pub fn start_with(
+        ns: &Netns,
+        ifaces: &[&str],
+        mode: XdpMode,
+        files: &LbdFiles,
+        extra: &[&str],
+    ) -> Lbd {
         let lbd = tools::binary("lbd").display().to_string();
         let socket = files.socket.display().to_string();
         let state = files.state.display().to_string();
@@ -240,9 +252,10 @@ impl Lbd {
             "--state",
             &state,
         ]);
+        args.extend_from_slice(extra);
         // NO_COLOR: plain text in the log that failure messages quote.
         let mut daemon = Daemon::spawn_with_env(
-            "lbd",
+            &format!("lbd in {}", ns.name()),
             ns.argv(&args),
             &[("NO_COLOR", "1")],
             &files.log,

@@ -6,6 +6,8 @@
 //! Dr, Tun (seeds 000, 003, 004): one LAN, bridge br0 in <prefix>-switch
 //!   client .10 -- director .11 (+ VIP .99/32 on eth0) -- rs1 .12, rs2 .13, ... (VIP on lo)
 //!   Tun: each real server runs `lbd decap --iface eth0` (no ipip module here).
+//!   With a backup director (seed 002): director2 .9 on the same LAN, and the VIP on neither
+//!   director: VRRP (keepalived, started by the test) puts it on the master's eth0.
 //!
 //! Nat (seed 001): a two-NIC director between two LANs
 //!   br0, subnet S:    client .10 -- director ext0 .11 (+ VIP S.99/32)
@@ -64,6 +66,8 @@ const ROUTER_INSIDE_IFACE: &str = "eth1";
 
 const CLIENT_HOST: u8 = 10;
 const DIRECTOR_HOST: u8 = 11;
+/// The second director of a pair (seed 002), below the real servers' numbers.
+const DIRECTOR2_HOST: u8 = 9;
 const FIRST_RS_HOST: u8 = 12;
 const VIP_HOST: u8 = 99;
 /// The gateway's host number: the two-NIC director's inside address, the one-arm router's.
@@ -188,6 +192,7 @@ pub struct TestbedBuilder {
     xdp_mode: XdpMode,
     prefix: Option<String>,
     subnet: Option<Ipv4Addr>,
+    backup_director: bool,
 }
 
 impl Default for TestbedBuilder {
@@ -198,6 +203,7 @@ impl Default for TestbedBuilder {
             xdp_mode: XdpMode::default(),
             prefix: None,
             subnet: None,
+            backup_director: false,
         }
     }
 }
@@ -228,6 +234,14 @@ impl TestbedBuilder {
     /// ports.
     pub fn xdp_mode(mut self, mode: XdpMode) -> Self {
         self.xdp_mode = mode;
+        self
+    }
+
+    /// Adds a second director, `director2`, on the same LAN as the first (seed 002's pair of
+    /// directors; DR and TUN only). Neither director then gets the VIP: whichever VRRP makes
+    /// master adds it (the test runs keepalived in both), and lbd runs on both.
+    pub fn backup_director(mut self) -> Self {
+        self.backup_director = true;
         self
     }
 
@@ -268,6 +282,10 @@ impl TestbedBuilder {
             .subnet
             .unwrap_or_else(|| Ipv4Addr::new(10, 100 + (id % 100) as u8, 0, 0));
         let topology = self.topology;
+        assert!(
+            !self.backup_director || matches!(topology, Topology::Dr | Topology::Tun),
+            "a backup director is for the one-LAN topologies (DR, TUN), not {topology:?}"
+        );
         let rs_subnet = if topology.separate_rs_network() {
             let o = subnet.octets();
             assert!(
@@ -421,16 +439,29 @@ impl TestbedBuilder {
                 (at(rs_subnet, VIP_HOST), Some(at(rs_subnet, DIRECTOR_HOST)))
             }
         };
-        // Seed 000: `ifconfig enp0s3:0 VIP netmask 255.255.255.255 up` on the director; seed
-        // 001's VIP is an address of the external NIC too.
-        director.ns.run(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{vip}/32"),
-            "dev",
-            director.iface(),
-        ]);
+        let director2 = self.backup_director.then(|| {
+            let mut d = Host::new("director2", &prefix);
+            plug(
+                &mut d,
+                client_bridge,
+                "director2",
+                HOST_IFACE,
+                at(subnet, DIRECTOR2_HOST),
+            );
+            d
+        });
+        if director2.is_none() {
+            // Seed 000: `ifconfig enp0s3:0 VIP netmask 255.255.255.255 up` on the director;
+            // seed 001's VIP is an address of the external NIC too. A pair's VIP is VRRP's.
+            director.ns.run(&[
+                "ip",
+                "addr",
+                "add",
+                &format!("{vip}/32"),
+                "dev",
+                director.iface(),
+            ]);
+        }
 
         let mut real_servers = Vec::new();
         for i in 1..=self.real_servers {
@@ -471,6 +502,7 @@ impl TestbedBuilder {
             director
                 .legs
                 .iter()
+                .chain(director2.iter().flat_map(|d| &d.legs))
                 .map(|leg| {
                     xdp_pass::attach(switch.name(), &leg.switch_port).unwrap_or_else(|e| {
                         panic!(
@@ -512,6 +544,7 @@ impl TestbedBuilder {
             servers,
             client,
             director,
+            director2,
             router,
             real_servers,
             peer_pass,
@@ -543,6 +576,8 @@ pub struct Testbed {
     servers: Vec<Daemon>,
     pub client: Host,
     pub director: Host,
+    /// The second director of a pair ([`TestbedBuilder::backup_director`]).
+    pub director2: Option<Host>,
     /// The router between the client's network and the director's (one-arm NAT only).
     pub router: Option<Host>,
     pub real_servers: Vec<Host>,
@@ -936,24 +971,29 @@ impl Testbed {
                 },
             );
         }
-        // The client reaches the director by plain routing: on its LAN, or through the
-        // router. This also leaves the director knowing the next hop back to the client.
-        let director_ip = self.director.ip;
-        wait::wait_ok(
-            format!("the client to reach the director at {director_ip}"),
-            READY_TIMEOUT,
-            || {
-                let ran = self.client.ns.try_run(
-                    &["ping", "-c", "1", "-W", "1", &director_ip.to_string()],
-                    None,
-                );
-                if ran.success() {
-                    Ok(())
-                } else {
-                    Err(ran.to_string())
-                }
-            },
-        );
+        // The client reaches the directors by plain routing: on its LAN, or through the
+        // router. This also leaves each director knowing the next hop back to the client.
+        let directors = std::iter::once(&self.director).chain(&self.director2);
+        for (name, ip) in directors
+            .map(|d| (d.name.clone(), d.ip))
+            .collect::<Vec<_>>()
+        {
+            wait::wait_ok(
+                format!("the client to reach the {name} at {ip}"),
+                READY_TIMEOUT,
+                || {
+                    let ran = self
+                        .client
+                        .ns
+                        .try_run(&["ping", "-c", "1", "-W", "1", &ip.to_string()], None);
+                    if ran.success() {
+                        Ok(())
+                    } else {
+                        Err(ran.to_string())
+                    }
+                },
+            );
+        }
     }
 
     /// A description of the topology: namespaces, addresses, files.
@@ -981,15 +1021,27 @@ impl Testbed {
         } else {
             ""
         };
-        text += &line(
-            &self.director,
-            &format!(
-                "VIP {}/32 on {}, lbd --xdp-mode {}{forward}",
-                self.vip,
-                self.director.iface(),
-                self.xdp_mode.as_arg()
-            ),
-        );
+        let mode = self.xdp_mode.as_arg();
+        match &self.director2 {
+            None => {
+                text += &line(
+                    &self.director,
+                    &format!(
+                        "VIP {}/32 on {}, lbd --xdp-mode {mode}{forward}",
+                        self.vip,
+                        self.director.iface()
+                    ),
+                );
+            }
+            Some(director2) => {
+                for d in [&self.director, director2] {
+                    text += &line(
+                        d,
+                        &format!("VIP {} when VRRP master, lbd --xdp-mode {mode}", self.vip),
+                    );
+                }
+            }
+        }
         for rs in &self.real_servers {
             let mut extra = String::new();
             if self.topology.vip_on_real_servers() {
@@ -1063,6 +1115,22 @@ impl Testbed {
                 ran.stdout,
                 ran.stderr
             );
+        }
+        if let Some(director2) = &self.director2 {
+            // Which director holds the VIP, and where the client sends it.
+            let argv = ["ip", "-brief", "address", "show"];
+            for host in [&self.director, director2] {
+                let ran = host.ns.try_run(&argv, None);
+                eprintln!(
+                    "{} $ {}\n{}{}",
+                    host.name,
+                    argv.join(" "),
+                    ran.stdout,
+                    ran.stderr
+                );
+            }
+            let ran = self.client.ns.try_run(&["ip", "neigh", "show"], None);
+            eprintln!("client $ ip neigh show\n{}{}", ran.stdout, ran.stderr);
         }
         for rs in &self.real_servers {
             let rs_dir = self.dir.path().join(&rs.name);

@@ -310,6 +310,54 @@ fn example_conf_from_disk() {
     );
 }
 
+/// The README's two-director sample: keepalived runs its VRRP part, lbd reads the rest.
+#[test]
+fn two_directors_conf() {
+    assert!(
+        include_str!("../../../README.md").contains(include_str!("two-directors.conf")),
+        "the README's copy of two-directors.conf differs from the file"
+    );
+    let config = parse_files(
+        &MemFiles::default(),
+        include_str!("two-directors.conf"),
+        ETC,
+    );
+    assert_eq!(
+        notes(&config),
+        [
+            "/etc/keepalived/keepalived.conf:10: global_defs ignored: it configures keepalived \
+             itself",
+            "/etc/keepalived/keepalived.conf:17: vrrp_script chk_lbd ignored: keepalived \
+             itself runs VRRP and its trackers",
+            "/etc/keepalived/keepalived.conf:25: vrrp_instance VI_1 ignored: keepalived itself \
+             runs VRRP",
+        ]
+    );
+    assert_eq!(
+        commands(&config),
+        [
+            "-A -t 192.168.1.99:80 -s mh",
+            "-a -t 192.168.1.99:80 -r 192.168.1.12:80 -g -w 1",
+            "-a -t 192.168.1.99:80 -r 192.168.1.13:80 -g -w 1",
+        ]
+    );
+    // mh-port: the client's port is hashed too (the commands' spelling leaves flags out).
+    assert_eq!(
+        config.services[0].spec.sched_flags,
+        SchedFlags {
+            fallback: false,
+            port: true,
+            flag3: false
+        }
+    );
+    let checks = &config.services[0].reals[1].checks;
+    assert_eq!(checks.len(), 1);
+    assert_eq!(
+        (checks[0].addr, checks[0].port, checks[0].delay_loop),
+        (ip("192.168.1.13"), 80, secs(3))
+    );
+}
+
 // ---- every keyword ------------------------------------------------------------------------
 
 const EVERY_KEYWORD: &str = r#"global_defs {
@@ -815,6 +863,78 @@ fn keepalived_sections_are_noted() {
         ]
     );
     assert!(config.services.is_empty());
+}
+
+/// What a director pair's VRRP part holds in practice: none of it is lb's business, and none
+/// of it stops lb from reading the virtual servers.
+#[test]
+fn vrrp_keywords_are_left_to_keepalived() {
+    let text = r#"global_defs {
+    router_id director1
+    vrrp_skip_check_adv_addr
+    vrrp_garp_master_delay 1
+    vrrp_garp_master_refresh 60
+    vrrp_version 2
+    enable_script_security
+    script_user root
+}
+vrrp_instance VI_1 {
+    @director1 state MASTER
+    @^director1 state BACKUP
+    interface eth0
+    track_interface {
+        eth1 weight -50
+    }
+    unicast_src_ip 192.168.1.11
+    unicast_peer {
+        192.168.1.10
+    }
+    virtual_router_id 51
+    @director1 priority 150
+    @^director1 priority 100
+    nopreempt
+    preempt_delay 30
+    advert_int 1
+    authentication {
+        auth_type PASS
+        auth_pass "s3cr#t!"
+    }
+    virtual_ipaddress {
+        192.168.1.99/24 brd 192.168.1.255 dev eth0 scope global label eth0:1
+    }
+    virtual_ipaddress_excluded {
+        192.168.1.98/32 dev eth0
+    }
+    virtual_routes {
+        10.9.0.0/16 via 192.168.1.1 dev eth0
+    }
+    notify_master "/etc/keepalived/notify.sh master # not a comment"
+    notify_backup '/etc/keepalived/notify.sh backup'
+    smtp_alert
+}
+virtual_server 192.168.1.99 80 {
+    lb_algo mh
+    lb_kind DR
+    protocol TCP
+    real_server 192.168.1.12 80 {
+    }
+}
+"#;
+    let config = parse(text);
+    assert_eq!(
+        notes(&config),
+        [
+            "k.conf:1: global_defs ignored: it configures keepalived itself",
+            "k.conf:10: vrrp_instance VI_1 ignored: keepalived itself runs VRRP",
+        ]
+    );
+    assert_eq!(
+        commands(&config),
+        [
+            "-A -t 192.168.1.99:80 -s mh",
+            "-a -t 192.168.1.99:80 -r 192.168.1.12:80 -g -w 1",
+        ]
+    );
 }
 
 #[test]
