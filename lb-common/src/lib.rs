@@ -18,7 +18,7 @@ use core::mem::size_of;
 /// Version of the map layout (names, key and value types). lbd keeps maps pinned across
 /// restarts and refuses pinned maps of another layout, so bump this with any change to a map
 /// type or meaning.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// Upper bound on virtual services (the per-service arrays are this long).
 pub const MAX_SERVICES: u32 = 16 * 1024;
@@ -324,10 +324,13 @@ pub enum Stat {
     DropUnsupported,
     /// The kernel's FIB has no usable route or neighbour for the next hop.
     DropFib,
+    /// Addressed to another host's MAC (flooded, or a promiscuous NIC): passed to the kernel,
+    /// which drops it, as it does before IPVS.
+    PassOtherHost,
 }
 
 impl Stat {
-    pub const COUNT: u32 = Stat::DropFib as u32 + 1;
+    pub const COUNT: u32 = Stat::PassOtherHost as u32 + 1;
 
     pub const ALL: [Stat; Stat::COUNT as usize] = [
         Stat::Rx,
@@ -353,6 +356,7 @@ impl Stat {
         Stat::DropConnTableFull,
         Stat::DropUnsupported,
         Stat::DropFib,
+        Stat::PassOtherHost,
     ];
 
     /// Stable snake_case name, used in logs and metrics.
@@ -381,6 +385,7 @@ impl Stat {
             Stat::DropConnTableFull => "drop_conn_table_full",
             Stat::DropUnsupported => "drop_unsupported",
             Stat::DropFib => "drop_fib",
+            Stat::PassOtherHost => "pass_other_host",
         }
     }
 }

@@ -1,6 +1,6 @@
 //! lb's XDP data path: IPVS-style layer-4 load balancing (LVS DR, TUN and NAT) on the
 //! director's NIC. One entry, [`lb_xdp`], reads as the packet's journey:
-//! parse → connection table → (new flow: service lookup → schedule) → forward.
+//! parse → for this host? → connection table → (new flow: service lookup → schedule) → forward.
 //!
 //! As in IPVS, the connection table is consulted before the service table, so established
 //! connections keep flowing while their service is edited, deleted and re-created
@@ -45,7 +45,9 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
 
 #[inline(always)]
 fn process(ctx: &XdpContext) -> Result<Verdict, Verdict> {
-    let packet = match parse::parse(ctx)? {
+    let parsed = parse::parse(ctx)?;
+    parse::for_this_host(ctx)?;
+    let packet = match parsed {
         parse::Parsed::Flow(packet) => packet,
         parse::Parsed::IcmpError(err) => return relay::relay(ctx, &err),
     };

@@ -9,7 +9,7 @@ use network_types::{
     ip::Ipv4Hdr,
 };
 
-use crate::{Verdict, pass, ptr};
+use crate::{Verdict, maps::IFACES, pass, ptr};
 
 /// Offset of the IPv4 header (no VLAN tags: lb attaches to the interface that carries them off).
 pub const L3_OFFSET: usize = EthHdr::LEN;
@@ -58,6 +58,27 @@ const IP_MF_OR_OFFSET: u16 = 0x3fff;
 const TCP_FLAGS_OFFSET: usize = 13;
 
 #[inline(always)]
+/// Whether the frame is for this host: addressed to the ingress NIC's MAC, or broadcast or
+/// multicast. The kernel drops other hosts' frames (`PACKET_OTHERHOST`) before IPVS sees
+/// them; XDP sees them too when a bridge or switch floods unknown unicast or the NIC is
+/// promiscuous, and two directors must not both forward such a frame. A NIC lbd does not
+/// describe is not checked.
+#[inline(always)]
+pub fn for_this_host(ctx: &XdpContext) -> Result<(), Verdict> {
+    let eth = ptr::at::<EthHdr>(ctx, 0).ok_or_else(|| pass(Stat::PassMalformed))?;
+    // SAFETY: `at` checked that a whole EthHdr lies within the packet.
+    let dst = unsafe { (*eth).dst_addr };
+    if dst[0] & 1 != 0 {
+        return Ok(());
+    }
+    let ingress = ctx.ingress_ifindex() as u32;
+    // SAFETY: plain-data value copied out at once.
+    match unsafe { IFACES.get(&ingress) } {
+        Some(iface) if iface.mac != dst => Err(pass(Stat::PassOtherHost)),
+        _ => Ok(()),
+    }
+}
+
 pub fn parse(ctx: &XdpContext) -> Result<Parsed, Verdict> {
     let eth = ptr::at::<EthHdr>(ctx, 0).ok_or_else(|| pass(Stat::PassMalformed))?;
     // SAFETY: `at` checked that a whole EthHdr lies within the packet.

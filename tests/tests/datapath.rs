@@ -119,7 +119,8 @@ fn ingress_interface_comes_from_ctx_in() {
                 ..Default::default()
             },
         });
-        let frame = world::http(44000, packet::SYN);
+        // Addressed to in0, as the kernel's stack (and so lb) requires.
+        let frame = world::http(44000, packet::SYN).with_macs(mac, world::ROUTER_MAC);
         let (verdict, out) = director
             .run_on(&frame.bytes(), Some(in0))
             .expect("test run");

@@ -12,7 +12,7 @@ use crate::{
     packet::{ACK, PSH, SYN, Tcp},
     world::{
         A, ALL_PORTS, ALL_PORTS_VIP, B, C, CLIENT, D, DIRECTOR_MAC, DNS, HTTP, OTHER_IFINDEX,
-        OTHER_NIC_MAC, ServiceDef, VIP, dns, dns_world, edit_real, flow_of, http, http_world,
+        OTHER_NIC_MAC, ROUTER_MAC, ServiceDef, VIP, dns, dns_world, edit_real, flow_of, http, http_world,
         ip_len, new_flow, service_with_table, tcp,
     },
 };
@@ -199,6 +199,39 @@ pub fn fixtures() -> Vec<Fixture> {
                     }])
                     .into(),
                 ],
+            }
+        },
+        {
+            let syn = http(40020, SYN);
+            let ack = http(40020, ACK);
+            let other_host = [0x02, 0xd2, 0x00, 0x00, 0x00, 0x09];
+            Fixture {
+                name: "frames for another host's MAC (flooded by a switch, or a promiscuous NIC) are the kernel's to drop: passed (pass_other_host), new or known flow",
+                setup: http_world(&[&A]),
+                steps: vec![
+                    Send::pass(
+                        "SYN to another MAC",
+                        syn.clone().with_macs(other_host, ROUTER_MAC).bytes(),
+                        Stat::PassOtherHost,
+                    )
+                    .expect([Expect::ConnCount(0)])
+                    .into(),
+                    new_flow("SYN to the director's MAC", &syn, &A, &HTTP, SYN_RECV).into(),
+                    Send::pass(
+                        "ACK of the flow, to another MAC",
+                        ack.clone().with_macs(other_host, ROUTER_MAC).bytes(),
+                        Stat::PassOtherHost,
+                    )
+                    .into(),
+                ],
+            }
+        },
+        {
+            let syn = http(40021, SYN).with_macs([0xff; 6], ROUTER_MAC);
+            Fixture {
+                name: "a broadcast frame to the VIP is for this host too (as the kernel's stack has it): balanced",
+                setup: http_world(&[&A]),
+                steps: vec![new_flow("SYN to ff:ff:ff:ff:ff:ff", &syn, &A, &HTTP, SYN_RECV).into()],
             }
         },
         {
