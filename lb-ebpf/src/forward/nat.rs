@@ -36,7 +36,7 @@ pub fn forward(ctx: &XdpContext, packet: &Packet, real: &RealServer) -> Result<V
         packet.flow.daddr,
         real.addr,
         packet.flow.dport,
-        real.port,
+        real.port_for(packet.flow.dport),
     )?;
     stats::count(Stat::TxNat);
     fib::emit(ctx, hop.ifindex, hop.smac, hop.dmac)

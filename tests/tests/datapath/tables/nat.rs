@@ -21,9 +21,9 @@ use crate::{
     packet::{ACK, FIN, Frame, Ipv4, L4, PSH, SYN, Tcp, Udp},
     wire::Mac,
     world::{
-        A, B, CLIENT, D, DIRECTOR_MAC, DNS, E, F, HTTP, NatNet, OTHER_NIC_MAC, ROUTER_MAC, RealDef,
-        ServiceDef, VIP, addr, dns, edit_real, flow_of, http, ip_len, service_with_table,
-        with_destination, with_source,
+        A, ALL_PORTS, ALL_PORTS_VIP, B, CLIENT, D, DIRECTOR_MAC, DNS, E, F, HTTP, NatNet,
+        OTHER_NIC_MAC, ROUTER_MAC, RealDef, ServiceDef, VIP, addr, dns, edit_real, flow_of, http,
+        ip_len, service_with_table, tcp, with_destination, with_source,
     },
 };
 
@@ -675,6 +675,41 @@ pub fn fixtures(net: &NatNet) -> Vec<Fixture> {
                         &A,
                         &HTTP,
                         flow_of(&other),
+                        SYN_RECV,
+                    )
+                    .into(),
+                ],
+            }
+        },
+        {
+            // `-t VIP:0` with a real server on port 0: the connection uses the port the client
+            // asked for, on the real server too (IPVS: `dest->port ? dest->port : vport`).
+            let (cport, vport) = (43016, 8443);
+            let conn_view = ServiceDef {
+                port: vport,
+                ..ALL_PORTS
+            };
+            let syn = tcp(CLIENT, ALL_PORTS_VIP, cport, vport, SYN);
+            let synack = reply(net, &A, Tcp::new(vport, cport, SYN | ACK));
+            let mut setup = vec![masq(&A, &ALL_PORTS, 0)];
+            setup.extend(service_with_table(&ALL_PORTS, &[&A]));
+            Fixture {
+                name: "port-0 service (-t VIP:0, real on port 0): a SYN to :8443 goes to A:8443, the SYN-ACK comes back from VIP:8443",
+                setup,
+                steps: vec![
+                    to_real("SYN", net, &syn, &A, &conn_view, vport, true, SYN_RECV)
+                        .expect([Expect::ConnEntry {
+                            flow: flow_of(&synack),
+                            conn: reply_entry(&A, &conn_view, SYN_RECV),
+                        }])
+                        .into(),
+                    to_client(
+                        "SYN-ACK",
+                        net,
+                        &synack,
+                        &A,
+                        &conn_view,
+                        flow_of(&syn),
                         SYN_RECV,
                     )
                     .into(),
