@@ -28,12 +28,12 @@ use crate::{
 };
 
 /// The real servers' port for HTTP (port mapping VIP:80 → RIP:8080).
-const HTTP_RPORT: u16 = 8080;
+pub const HTTP_RPORT: u16 = 8080;
 /// The real server's port for DNS (VIP:53 → RIP:5353).
-const DNS_RPORT: u16 = 5353;
+pub const DNS_RPORT: u16 = 5353;
 
 /// The real server's entry turned into a NAT one listening on `port`.
-fn masq(real: &RealDef, svc: &ServiceDef, port: u16) -> Change {
+pub fn masq(real: &RealDef, svc: &ServiceDef, port: u16) -> Change {
     edit_real(real, svc, |r| {
         r.method = method::MASQ;
         r.port = port.to_be();
@@ -46,21 +46,21 @@ fn masq(real: &RealDef, svc: &ServiceDef, port: u16) -> Change {
 
 /// HTTP on the VIP with NAT real servers A, B (inside), E (one-arm) and F (no neighbour), all
 /// on port 8080; its table is `table`.
-fn nat_world(table: &[&RealDef]) -> Vec<Change> {
+pub fn nat_world(table: &[&RealDef]) -> Vec<Change> {
     let mut setup: Vec<Change> = [&A, &B, &E, &F].map(|r| masq(r, &HTTP, HTTP_RPORT)).into();
     setup.extend(service_with_table(&HTTP, table));
     setup
 }
 
 /// DNS on the VIP with D as its NAT real server on port 5353.
-fn dns_nat_world() -> Vec<Change> {
+pub fn dns_nat_world() -> Vec<Change> {
     let mut setup = vec![masq(&D, &DNS, DNS_RPORT)];
     setup.extend(service_with_table(&DNS, &[&D]));
     setup
 }
 
 /// The director's interface towards `real`, and that interface's MAC.
-fn side(net: &NatNet, real: &RealDef) -> (u32, Mac) {
+pub fn side(net: &NatNet, real: &RealDef) -> (u32, Mac) {
     if real.id == E.id {
         (net.ext, DIRECTOR_MAC)
     } else {
@@ -69,7 +69,7 @@ fn side(net: &NatNet, real: &RealDef) -> (u32, Mac) {
 }
 
 /// The client-direction connection entry of a flow of `svc` on `real`.
-fn client_entry(real: &RealDef, svc: &ServiceDef, state: u8) -> Conn {
+pub fn client_entry(real: &RealDef, svc: &ServiceDef, state: u8) -> Conn {
     Conn {
         real: real.id,
         service: svc.id,
@@ -81,7 +81,7 @@ fn client_entry(real: &RealDef, svc: &ServiceDef, state: u8) -> Conn {
 }
 
 /// The reply-direction entry: the same, flagged, with the state the connection started in.
-fn reply_entry(real: &RealDef, svc: &ServiceDef, state: u8) -> Conn {
+pub fn reply_entry(real: &RealDef, svc: &ServiceDef, state: u8) -> Conn {
     Conn {
         flags: CONN_F_REPLY,
         ..client_entry(real, svc, state)
@@ -89,7 +89,7 @@ fn reply_entry(real: &RealDef, svc: &ServiceDef, state: u8) -> Conn {
 }
 
 /// The verdict and counters of a frame leaving through `egress` when it came in on `ingress`.
-fn leaving(ingress: u32, egress: u32, counts: &mut Vec<Stat>) -> Verdict {
+pub fn leaving(ingress: u32, egress: u32, counts: &mut Vec<Stat>) -> Verdict {
     if ingress == egress {
         Verdict::TX
     } else {
@@ -101,7 +101,7 @@ fn leaving(ingress: u32, egress: u32, counts: &mut Vec<Stat>) -> Verdict {
 /// A client's packet (arriving on ext0) readdressed to `real` on `rport` and sent to it; the
 /// client entry of its flow afterwards in `state`.
 #[expect(clippy::too_many_arguments, reason = "one step, spelled out")]
-fn to_real(
+pub fn to_real(
     what: &str,
     net: &NatNet,
     frame: &Frame,
@@ -127,7 +127,7 @@ fn to_real(
 }
 
 /// A reply of `real`, as it sends it to its gateway (the director's NIC on its side).
-fn reply(net: &NatNet, real: &RealDef, segment: impl Into<L4>) -> Frame {
+pub fn reply(net: &NatNet, real: &RealDef, segment: impl Into<L4>) -> Frame {
     let (_, nic_mac) = side(net, real);
     Frame::new(nic_mac, real.mac, Ipv4::new(real.addr, CLIENT, segment))
 }
@@ -171,7 +171,7 @@ fn client_data(sport: u16, flags: u8, len: usize) -> Frame {
 
 /// `ip` with the last two bytes of its TCP/UDP payload chosen so that its TCP/UDP checksum
 /// computes to 0 (which UDP sends as 0xffff, RFC 768). Those two bytes must be zero on entry.
-fn zeroing_checksum(mut ip: Ipv4) -> Ipv4 {
+pub fn zeroing_checksum(mut ip: Ipv4) -> Ipv4 {
     let header_len = ip.header_len();
     let (payload, check) = match &mut ip.payload {
         L4::Tcp(t) => (&mut t.payload, &mut t.checksum),
