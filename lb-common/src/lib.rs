@@ -145,6 +145,16 @@ pub struct RealServer {
 }
 const _: () = assert!(size_of::<RealServer>() == 40);
 
+impl RealServer {
+    /// The port a connection to virtual port `vport` uses on this real server: its own, or
+    /// with port 0 the virtual port itself, as IPVS does (`dest->port ? dest->port : vport`)
+    /// for the real servers of a port-0 ("all ports") service. Network order, as both are.
+    #[inline(always)]
+    pub const fn port_for(&self, vport: u16) -> u16 {
+        if self.port == 0 { vport } else { self.port }
+    }
+}
+
 /// The slot holds a configured real server (unset slots are all zero).
 pub const REAL_F_IN_USE: u8 = 1 << 0;
 /// The next hop's MAC address is known.
@@ -422,4 +432,21 @@ mod pod {
     unsafe impl aya::Pod for RealConns {}
     unsafe impl aya::Pod for PersistKey {}
     unsafe impl aya::Pod for Persist {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RealServer;
+
+    #[test]
+    fn port_zero_real_uses_the_connections_virtual_port() {
+        let vport = 8443u16.to_be();
+        let all_ports = RealServer::default();
+        assert_eq!(all_ports.port_for(vport), vport);
+        let mapped = RealServer {
+            port: 8080u16.to_be(),
+            ..RealServer::default()
+        };
+        assert_eq!(mapped.port_for(vport), 8080u16.to_be());
+    }
 }

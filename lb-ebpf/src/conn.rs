@@ -136,11 +136,7 @@ pub fn schedule(packet: &Packet, service: &Service) -> Result<(Conn, RealServer)
         let reply_key = FlowKey {
             saddr: real.addr,
             daddr: packet.flow.saddr,
-            sport: if real.port == 0 {
-                packet.flow.dport
-            } else {
-                real.port
-            },
+            sport: real.port_for(packet.flow.dport),
             dport: packet.flow.sport,
             proto: packet.flow.proto,
             _pad: [0; 3],

@@ -54,6 +54,8 @@ const ICMP_HEADER: usize = 8;
 
 /// Fragment offset mask and "more fragments" flag in the IPv4 flags/offset field.
 const IP_MF_OR_OFFSET: u16 = 0x3fff;
+/// Fragment offset mask alone.
+const IP_OFFSET: u16 = 0x1fff;
 /// Byte offset of the flags in the TCP header.
 const TCP_FLAGS_OFFSET: usize = 13;
 
@@ -140,7 +142,7 @@ pub fn parse(ctx: &XdpContext) -> Result<Parsed, Verdict> {
 }
 
 /// An ICMP error about a TCP or UDP packet; anything else (echo, errors about other
-/// protocols, truncated quotes) is passed.
+/// protocols or about later fragments, truncated quotes) is passed.
 #[inline(always)]
 fn icmp_error(ctx: &XdpContext, ip: &Ipv4Hdr, icmp_offset: usize) -> Result<IcmpError, Verdict> {
     // Type and code together: a one-byte check compiles to a comparison the verifier does not
@@ -163,6 +165,11 @@ fn icmp_error(ctx: &XdpContext, ip: &Ipv4Hdr, icmp_offset: usize) -> Result<Icmp
     }
     if quoted.proto != IPPROTO_TCP && quoted.proto != IPPROTO_UDP {
         return Err(pass(Stat::PassNotService));
+    }
+    // A later fragment starts with payload, not ports: nothing to match (IPVS ignores these
+    // errors too).
+    if u16::from_be_bytes(quoted.frags) & IP_OFFSET != 0 {
+        return Err(pass(Stat::PassFragment));
     }
     let quoted_l4_offset = quoted_ip_offset + quoted_ihl;
     // RFC 792 quotes at least 8 bytes of the payload: both ports and, for UDP, the checksum.

@@ -5,16 +5,19 @@
 //! - From the client's side, about our reply (quoting VIP:vport → client): DR and TUN send it
 //!   on to the real server (its reply was the one that did not get through, e.g. path MTU);
 //!   NAT readdresses it to the real server and rewrites the quote to RIP:rport → client.
-//! - From a NAT real server, about a packet we forwarded (quoting client → RIP:rport): the
-//!   client sees it from the VIP, quoting client → VIP:vport.
+//! - From a NAT real server or a router on its side, about a packet we forwarded (quoting
+//!   client → RIP:rport): the client sees it from the VIP, quoting client → VIP:vport.
+//!
+//! A real server on port 0 (a port-0 service) uses the connection's own port. Relayed errors
+//! count in the connection's traffic counters, as in IPVS (in from the client's side, out from
+//! the real server's), and NAT forwards them like its other packets: one hop less.
 
 use aya_ebpf::programs::XdpContext;
 use lb_common::{CONN_F_REPLY, FlowKey, IPPROTO_UDP, Stat, csum, method};
 use network_types::ip::Ipv4Hdr;
 
 use crate::{
-    Verdict, fib,
-    forward::{self},
+    Verdict, fib, forward, ip,
     maps::{self, CONNS},
     parse::{IcmpError, L3_OFFSET, Packet},
     pass, ptr, stats,
@@ -46,7 +49,8 @@ pub fn relay(ctx: &XdpContext, err: &IcmpError) -> Result<Verdict, Verdict> {
     };
     let ingress = ctx.ingress_ifindex() as u32;
     if conn.flags & CONN_F_REPLY != 0 {
-        // From the real server: make it about client → VIP:vport, from the VIP.
+        // From the real server's side: make it about client → VIP:vport, from the VIP.
+        stats::account_reply(conn.service, conn.real, err.ip_len);
         let hop = fib::forward_lookup(ctx, ingress, conn.vaddr, err.outer.daddr)
             .ok_or_else(|| crate::drop(Stat::DropFib))?;
         let rewrite = Rewrite {
@@ -65,7 +69,8 @@ pub fn relay(ctx: &XdpContext, err: &IcmpError) -> Result<Verdict, Verdict> {
     let Some(real) = maps::real(conn.real) else {
         return Err(pass(Stat::PassNotService));
     };
-    stats::count(Stat::IcmpRelayed);
+    // Counted in, as IPVS counts the errors it relays (ip_vs_in_stats).
+    stats::account(conn.service, conn.real, err.ip_len);
     if real.method != method::MASQ {
         // DR and TUN: the real server answered the client itself; the error is for it.
         let packet = Packet {
@@ -74,7 +79,9 @@ pub fn relay(ctx: &XdpContext, err: &IcmpError) -> Result<Verdict, Verdict> {
             ip_len: err.ip_len,
             tcp_flags: 0,
         };
-        return forward::to_real(ctx, &packet, &real);
+        let verdict = forward::to_real(ctx, &packet, &real)?;
+        stats::count(Stat::IcmpRelayed);
+        return Ok(verdict);
     }
     // NAT: make it about RIP:rport → client, to the real server.
     let hop = fib::forward_lookup(ctx, ingress, err.outer.saddr, real.addr)
@@ -86,13 +93,16 @@ pub fn relay(ctx: &XdpContext, err: &IcmpError) -> Result<Verdict, Verdict> {
         old_addr: q.saddr,
         new_addr: real.addr,
         old_port: q.sport,
-        new_port: real.port,
+        new_port: real.port_for(conn.vport),
     };
     translate(ctx, err, &rewrite)?;
+    stats::count(Stat::IcmpRelayed);
     fib::emit(ctx, hop.ifindex, hop.smac, hop.dmac)
 }
 
 /// One address (in the outer header and the quote) and one port (in the quote) to replace.
+/// The outer header's own address is replaced whatever it is (a router's, on the real
+/// server's side), as IPVS does; `old_addr` is the quoted one.
 struct Rewrite {
     outer_at: usize,
     quoted_addr_at: usize,
@@ -106,7 +116,8 @@ struct Rewrite {
 /// Rewrites the outer address, the quoted address and port, and every checksum they touch:
 /// the outer IP header's, the quoted IP header's, the quoted UDP checksum when present (TCP's
 /// lies beyond the eight quoted bytes RFC 792 guarantees; like IPVS we leave it), and the
-/// ICMP checksum over all the quoted bytes that changed.
+/// ICMP checksum over all the quoted bytes that changed. The error is forwarded like any NAT
+/// packet: one hop less ([`ip::forward_hop`]).
 #[inline(always)]
 fn translate(ctx: &XdpContext, err: &IcmpError, r: &Rewrite) -> Result<(), Verdict> {
     let bad = || crate::drop(Stat::PassMalformed);
@@ -119,10 +130,12 @@ fn translate(ctx: &XdpContext, err: &IcmpError, r: &Rewrite) -> Result<(), Verdi
     let quoted_port =
         ptr::at_mut::<u16>(ctx, err.quoted_l4_offset + r.quoted_port_at).ok_or_else(bad)?;
     let udp_check = ptr::at_mut::<u16>(ctx, err.quoted_l4_offset + UDP_CHECK).ok_or_else(bad)?;
+    // SAFETY: `at_mut` checked the outer header; no other reference to it is live.
+    ip::forward_hop(unsafe { &mut *outer })?;
     // SAFETY: every pointer was bounds-checked by `at_mut` just above.
     unsafe {
         let check = u16::from_ne_bytes((*outer).check);
-        (*outer).check = csum::replace32(check, r.old_addr, r.new_addr).to_ne_bytes();
+        (*outer).check = csum::replace32(check, *outer_addr, r.new_addr).to_ne_bytes();
         *outer_addr = r.new_addr;
 
         let mut icmp = *icmp_check;

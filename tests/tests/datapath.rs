@@ -88,6 +88,21 @@ fn nat() {
     });
 }
 
+/// ICMP errors about balanced connections: relayed to DR and TUN real servers.
+#[test]
+fn icmp_errors_relayed() {
+    run_table("relay", tables::relay::fixtures());
+}
+
+/// ICMP errors about NAT connections, translated both ways.
+#[test]
+fn icmp_errors_translated_for_nat() {
+    in_fresh_netns(|| {
+        let net = NatNet::build(true);
+        run_table("relay-nat", tables::relay::nat_fixtures(&net));
+    });
+}
+
 #[test]
 fn nat_needs_forwarding() {
     in_fresh_netns(|| {

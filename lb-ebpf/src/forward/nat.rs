@@ -11,7 +11,7 @@ use network_types::ip::Ipv4Hdr;
 use crate::{
     Verdict, drop, fib,
     parse::{L3_OFFSET, Packet},
-    pass, ptr, stats,
+    ptr, stats,
 };
 
 /// Offsets of the checksum field in the TCP and UDP headers.
@@ -36,7 +36,7 @@ pub fn forward(ctx: &XdpContext, packet: &Packet, real: &RealServer) -> Result<V
         packet.flow.daddr,
         real.addr,
         packet.flow.dport,
-        real.port,
+        real.port_for(packet.flow.dport),
     )?;
     stats::count(Stat::TxNat);
     fib::emit(ctx, hop.ifindex, hop.smac, hop.dmac)
@@ -68,8 +68,7 @@ fn route(ctx: &XdpContext, src: u32, dst: u32) -> Result<fib::NextHop, Verdict> 
 
 /// Replaces one address (at `addr_at` in the IP header) and one port (at `port_at` in the
 /// L4 header), fixing the IP and L4 checksums, and takes one off the TTL as the kernel's
-/// forwarding (which IPVS NAT goes through) does. A packet whose TTL would run out is left to
-/// the kernel, which answers it with ICMP "time exceeded".
+/// forwarding does ([`crate::ip::forward_hop`]).
 #[inline(always)]
 #[expect(clippy::too_many_arguments, reason = "one rewrite, spelled out")]
 fn rewrite(
@@ -90,20 +89,11 @@ fn rewrite(
     let is_tcp = packet.flow.proto == IPPROTO_TCP;
     let check_at = packet.l4_offset + if is_tcp { TCP_CHECK } else { UDP_CHECK };
     let l4_check = ptr::at_mut::<u16>(ctx, check_at).ok_or_else(|| drop(Stat::PassMalformed))?;
-    // SAFETY: `at_mut` checked the IPv4 header.
-    let (ttl, proto) = unsafe { ((*ip).ttl, (*ip).proto) };
-    if ttl <= 1 {
-        return Err(pass(Stat::PassTtlExpired));
-    }
+    // SAFETY: `at_mut` checked the IPv4 header; no other reference to it is live.
+    crate::ip::forward_hop(unsafe { &mut *ip })?;
     // SAFETY: every pointer was bounds-checked by `at_mut` just above.
     unsafe {
-        let mut ip_check = u16::from_ne_bytes((*ip).check);
-        ip_check = csum::replace16(
-            ip_check,
-            u16::from_ne_bytes([ttl, proto]),
-            u16::from_ne_bytes([ttl - 1, proto]),
-        );
-        (*ip).ttl = ttl - 1;
+        let ip_check = u16::from_ne_bytes((*ip).check);
         (*ip).check = csum::replace32(ip_check, old_addr, new_addr).to_ne_bytes();
         let old_l4 = *l4_check;
         // The L4 checksum covers the pseudo-header (addresses) and the ports.

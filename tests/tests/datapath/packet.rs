@@ -621,6 +621,37 @@ mod tests {
     }
 
     #[test]
+    fn checksum_problems_look_into_icmp_error_quotes() {
+        let answer = Ipv4::new(
+            [192, 0, 2, 53].into(),
+            [198, 51, 100, 7].into(),
+            Udp::new(53, 40000, b"answer"),
+        );
+        // The ICMP checksum is right in each: only the quote is at fault.
+        let error = |quoted: &Ipv4| {
+            let icmp = Icmp::frag_needed(1400, &quoted.bytes());
+            Frame::new(A, B, Ipv4::new([198, 51, 100, 1].into(), quoted.src, icmp)).bytes()
+        };
+        assert!(wire::checksum_problems(&error(&answer)).is_empty());
+        let mut bad_header = answer.clone();
+        bad_header.header_checksum = Some(0x1234);
+        let problems = wire::checksum_problems(&error(&bad_header));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("quoted IPv4 header"),
+            "{problems:?}"
+        );
+        let mut bad_udp = answer.clone();
+        let L4::Udp(udp) = &mut bad_udp.payload else {
+            unreachable!()
+        };
+        udp.checksum = Some(0x1234);
+        let problems = wire::checksum_problems(&error(&bad_udp));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("quoted UDP"), "{problems:?}");
+    }
+
+    #[test]
     fn ipip_and_ipv6_and_arp() {
         let inner = Ipv4::new(
             [1, 1, 1, 1].into(),

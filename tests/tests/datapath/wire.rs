@@ -358,7 +358,11 @@ fn describe_ipv4(out: &mut String, bytes: &[u8], depth: usize) {
         return;
     }
     let payload = ip.payload();
-    let pseudo = |len: usize| checksum::pseudo_v4(ip.src(), ip.dst(), ip.proto(), len as u16);
+    // A truncated packet (an ICMP error's quote) has no checksum to judge.
+    let pseudo = |len: usize| {
+        ip.is_complete()
+            .then(|| checksum::pseudo_v4(ip.src(), ip.dst(), ip.proto(), len as u16))
+    };
     match ip.proto() {
         IPPROTO_TCP => describe_tcp(out, payload, pseudo(payload.len()), &indent),
         IPPROTO_UDP => describe_udp(out, payload, pseudo(payload.len()), &indent),
@@ -376,6 +380,10 @@ fn describe_ipv4(out: &mut String, bytes: &[u8], depth: usize) {
                     " (BAD)"
                 }
             );
+            if ICMP_ERRORS.contains(&payload[field::icmp::TYPE]) {
+                let _ = write!(out, " rest {:02x?}, quoting:", &payload[field::icmp::REST]);
+                describe_ipv4(out, &payload[field::icmp::HEADER_LEN..], depth + 1);
+            }
         }
         _ => {}
     }
@@ -398,18 +406,26 @@ fn describe_ipv6(out: &mut String, bytes: &[u8]) {
     let payload = &bytes[field::ipv6::LEN..];
     let pseudo = checksum::pseudo_v6(src, dst, next, payload.len() as u32);
     match next {
-        IPPROTO_TCP => describe_tcp(out, payload, pseudo, "  "),
-        IPPROTO_UDP => describe_udp(out, payload, pseudo, "  "),
+        IPPROTO_TCP => describe_tcp(out, payload, Some(pseudo), "  "),
+        IPPROTO_UDP => describe_udp(out, payload, Some(pseudo), "  "),
         _ => {}
     }
 }
 
-fn describe_tcp(out: &mut String, bytes: &[u8], pseudo: u64, indent: &str) {
+fn describe_tcp(out: &mut String, bytes: &[u8], pseudo: Option<u64>, indent: &str) {
     let Some(tcp) = TcpSegment::new_checked(bytes) else {
         let _ = write!(out, "\n{indent}tcp: truncated ({} bytes)", bytes.len());
+        if bytes.len() >= 4 {
+            let _ = write!(
+                out,
+                " {} > {}",
+                be16(bytes, field::tcp::SPORT),
+                be16(bytes, field::tcp::DPORT)
+            );
+        }
         return;
     };
-    let ok = checksum::finish(checksum::sum(pseudo, bytes)) == 0;
+    let ok = pseudo.is_none_or(|p| checksum::finish(checksum::sum(p, bytes)) == 0);
     let _ = write!(
         out,
         "\n{indent}tcp {} > {} [{}] seq {} ack {} win {} hlen {} csum {:#06x}{} payload {}",
@@ -426,12 +442,13 @@ fn describe_tcp(out: &mut String, bytes: &[u8], pseudo: u64, indent: &str) {
     );
 }
 
-fn describe_udp(out: &mut String, bytes: &[u8], pseudo: u64, indent: &str) {
+fn describe_udp(out: &mut String, bytes: &[u8], pseudo: Option<u64>, indent: &str) {
     let Some(udp) = UdpDatagram::new_checked(bytes) else {
         let _ = write!(out, "\n{indent}udp: truncated ({} bytes)", bytes.len());
         return;
     };
-    let ok = udp.checksum() == 0 || checksum::finish(checksum::sum(pseudo, bytes)) == 0;
+    let ok = udp.checksum() == 0
+        || pseudo.is_none_or(|p| checksum::finish(checksum::sum(p, bytes)) == 0);
     let _ = write!(
         out,
         "\n{indent}udp {} > {} len {} csum {:#06x}{}",
@@ -462,8 +479,8 @@ fn describe_arp(out: &mut String, bytes: &[u8]) {
 }
 
 /// Checksum errors in an IPv4 frame: the header checksum, and the TCP/UDP/ICMP checksum when
-/// the packet is whole and not a fragment. Recurses into IP-in-IP. Empty when all is well (or
-/// when the frame is not IPv4, or too short to judge).
+/// the packet is whole and not a fragment. Recurses into IP-in-IP and into the packet an ICMP
+/// error quotes. Empty when all is well (or when the frame is not IPv4, or too short to judge).
 pub fn checksum_problems(frame: &[u8]) -> Vec<String> {
     let mut problems = Vec::new();
     if let Some(eth) = EthernetFrame::new_checked(frame)
@@ -478,15 +495,7 @@ fn ipv4_checksum_problems(bytes: &[u8], prefix: &str, problems: &mut Vec<String>
     let Some(ip) = Ipv4Packet::new_checked(bytes) else {
         return;
     };
-    if checksum::checksum(ip.header()) != 0 {
-        let mut zeroed = ip.header().to_vec();
-        zeroed[field::ipv4::CHECKSUM].fill(0);
-        problems.push(format!(
-            "{prefix}IPv4 header checksum is {:#06x}, should be {:#06x}",
-            ip.checksum(),
-            checksum::checksum(&zeroed)
-        ));
-    }
+    header_checksum_problems(&ip, prefix, problems);
     if ip.is_fragment() || !ip.is_complete() {
         return;
     }
@@ -504,6 +513,9 @@ fn ipv4_checksum_problems(bytes: &[u8], prefix: &str, problems: &mut Vec<String>
             if checksum::checksum(payload) != 0 {
                 problems.push(format!("{prefix}ICMP checksum is wrong"));
             }
+            if ICMP_ERRORS.contains(&payload[field::icmp::TYPE]) {
+                quote_checksum_problems(&payload[field::icmp::HEADER_LEN..], prefix, problems);
+            }
             return;
         }
         IPPROTO_IPIP => {
@@ -518,6 +530,34 @@ fn ipv4_checksum_problems(bytes: &[u8], prefix: &str, problems: &mut Vec<String>
             "{prefix}{name} checksum is {:#06x}, should be {:#06x}",
             be16(payload, at),
             checksum::finish(checksum::sum(pseudo, &zeroed))
+        ));
+    }
+}
+
+/// ICMP types whose message quotes the offending packet (RFC 792): destination unreachable,
+/// source quench, time exceeded, parameter problem.
+const ICMP_ERRORS: [u8; 4] = [3, 4, 11, 12];
+
+/// The packet an ICMP error quotes: its IP header checksum, and its UDP checksum when the quote
+/// holds the whole datagram. A quoted TCP checksum is not judged: when IPVS (and lb) translate
+/// a quote for NAT they leave it as the sender computed it.
+fn quote_checksum_problems(bytes: &[u8], prefix: &str, problems: &mut Vec<String>) {
+    let prefix = format!("{prefix}quoted ");
+    match Ipv4Packet::new_checked(bytes) {
+        Some(ip) if ip.proto() == IPPROTO_TCP => header_checksum_problems(&ip, &prefix, problems),
+        Some(_) => ipv4_checksum_problems(bytes, &prefix, problems),
+        None => {}
+    }
+}
+
+fn header_checksum_problems(ip: &Ipv4Packet, prefix: &str, problems: &mut Vec<String>) {
+    if checksum::checksum(ip.header()) != 0 {
+        let mut zeroed = ip.header().to_vec();
+        zeroed[field::ipv4::CHECKSUM].fill(0);
+        problems.push(format!(
+            "{prefix}IPv4 header checksum is {:#06x}, should be {:#06x}",
+            ip.checksum(),
+            checksum::checksum(&zeroed)
         ));
     }
 }

@@ -6,6 +6,7 @@ pub mod decap;
 pub mod dr;
 pub mod nat;
 pub mod parse;
+pub mod relay;
 pub mod sched;
 pub mod sched_counts;
 pub mod stats;

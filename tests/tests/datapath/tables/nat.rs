@@ -21,19 +21,19 @@ use crate::{
     packet::{ACK, FIN, Frame, Ipv4, L4, PSH, SYN, Tcp, Udp},
     wire::Mac,
     world::{
-        A, B, CLIENT, D, DIRECTOR_MAC, DNS, E, F, HTTP, NatNet, OTHER_NIC_MAC, ROUTER_MAC, RealDef,
-        ServiceDef, VIP, addr, dns, edit_real, flow_of, http, ip_len, service_with_table,
-        with_destination, with_source,
+        A, ALL_PORTS, ALL_PORTS_VIP, B, CLIENT, D, DIRECTOR_MAC, DNS, E, F, HTTP, NatNet,
+        OTHER_NIC_MAC, ROUTER_MAC, RealDef, ServiceDef, VIP, addr, dns, edit_real, flow_of, http,
+        ip_len, service_with_table, tcp, with_destination, with_source,
     },
 };
 
 /// The real servers' port for HTTP (port mapping VIP:80 → RIP:8080).
-const HTTP_RPORT: u16 = 8080;
+pub const HTTP_RPORT: u16 = 8080;
 /// The real server's port for DNS (VIP:53 → RIP:5353).
-const DNS_RPORT: u16 = 5353;
+pub const DNS_RPORT: u16 = 5353;
 
 /// The real server's entry turned into a NAT one listening on `port`.
-fn masq(real: &RealDef, svc: &ServiceDef, port: u16) -> Change {
+pub fn masq(real: &RealDef, svc: &ServiceDef, port: u16) -> Change {
     edit_real(real, svc, |r| {
         r.method = method::MASQ;
         r.port = port.to_be();
@@ -46,7 +46,7 @@ fn masq(real: &RealDef, svc: &ServiceDef, port: u16) -> Change {
 
 /// HTTP on the VIP with NAT real servers A, B (inside), E (one-arm) and F (no neighbour), all
 /// on port 8080; its table is `table`.
-fn nat_world(net: &NatNet, table: &[&RealDef]) -> Vec<Change> {
+pub fn nat_world(net: &NatNet, table: &[&RealDef]) -> Vec<Change> {
     let mut setup = net.nics();
     setup.extend([&A, &B, &E, &F].map(|r| masq(r, &HTTP, HTTP_RPORT)));
     setup.extend(service_with_table(&HTTP, table));
@@ -54,7 +54,7 @@ fn nat_world(net: &NatNet, table: &[&RealDef]) -> Vec<Change> {
 }
 
 /// DNS on the VIP with D as its NAT real server on port 5353.
-fn dns_nat_world(net: &NatNet) -> Vec<Change> {
+pub fn dns_nat_world(net: &NatNet) -> Vec<Change> {
     let mut setup = net.nics();
     setup.push(masq(&D, &DNS, DNS_RPORT));
     setup.extend(service_with_table(&DNS, &[&D]));
@@ -62,7 +62,7 @@ fn dns_nat_world(net: &NatNet) -> Vec<Change> {
 }
 
 /// The director's interface towards `real`, and that interface's MAC.
-fn side(net: &NatNet, real: &RealDef) -> (u32, Mac) {
+pub fn side(net: &NatNet, real: &RealDef) -> (u32, Mac) {
     if real.id == E.id {
         (net.ext, DIRECTOR_MAC)
     } else {
@@ -71,7 +71,7 @@ fn side(net: &NatNet, real: &RealDef) -> (u32, Mac) {
 }
 
 /// The client-direction connection entry of a flow of `svc` on `real`.
-fn client_entry(real: &RealDef, svc: &ServiceDef, state: u8) -> Conn {
+pub fn client_entry(real: &RealDef, svc: &ServiceDef, state: u8) -> Conn {
     Conn {
         real: real.id,
         service: svc.id,
@@ -83,7 +83,7 @@ fn client_entry(real: &RealDef, svc: &ServiceDef, state: u8) -> Conn {
 }
 
 /// The reply-direction entry: the same, flagged, with the state the connection started in.
-fn reply_entry(real: &RealDef, svc: &ServiceDef, state: u8) -> Conn {
+pub fn reply_entry(real: &RealDef, svc: &ServiceDef, state: u8) -> Conn {
     Conn {
         flags: CONN_F_REPLY,
         ..client_entry(real, svc, state)
@@ -91,7 +91,7 @@ fn reply_entry(real: &RealDef, svc: &ServiceDef, state: u8) -> Conn {
 }
 
 /// The verdict and counters of a frame leaving through `egress` when it came in on `ingress`.
-fn leaving(ingress: u32, egress: u32, counts: &mut Vec<Stat>) -> Verdict {
+pub fn leaving(ingress: u32, egress: u32, counts: &mut Vec<Stat>) -> Verdict {
     if ingress == egress {
         Verdict::TX
     } else {
@@ -103,7 +103,7 @@ fn leaving(ingress: u32, egress: u32, counts: &mut Vec<Stat>) -> Verdict {
 /// A client's packet (arriving on ext0) readdressed to `real` on `rport` and sent to it; the
 /// client entry of its flow afterwards in `state`.
 #[expect(clippy::too_many_arguments, reason = "one step, spelled out")]
-fn to_real(
+pub fn to_real(
     what: &str,
     net: &NatNet,
     frame: &Frame,
@@ -129,7 +129,7 @@ fn to_real(
 }
 
 /// A reply of `real`, as it sends it to its gateway (the director's NIC on its side).
-fn reply(net: &NatNet, real: &RealDef, segment: impl Into<L4>) -> Frame {
+pub fn reply(net: &NatNet, real: &RealDef, segment: impl Into<L4>) -> Frame {
     let (_, nic_mac) = side(net, real);
     Frame::new(nic_mac, real.mac, Ipv4::new(real.addr, CLIENT, segment))
 }
@@ -173,7 +173,7 @@ fn client_data(sport: u16, flags: u8, len: usize) -> Frame {
 
 /// `ip` with the last two bytes of its TCP/UDP payload chosen so that its TCP/UDP checksum
 /// computes to 0 (which UDP sends as 0xffff, RFC 768). Those two bytes must be zero on entry.
-fn zeroing_checksum(mut ip: Ipv4) -> Ipv4 {
+pub fn zeroing_checksum(mut ip: Ipv4) -> Ipv4 {
     let header_len = ip.header_len();
     let (payload, check) = match &mut ip.payload {
         L4::Tcp(t) => (&mut t.payload, &mut t.checksum),
@@ -697,6 +697,42 @@ pub fn fixtures(net: &NatNet) -> Vec<Fixture> {
                         &A,
                         &HTTP,
                         flow_of(&other),
+                        SYN_RECV,
+                    )
+                    .into(),
+                ],
+            }
+        },
+        {
+            // `-t VIP:0` with a real server on port 0: the connection uses the port the client
+            // asked for, on the real server too (IPVS: `dest->port ? dest->port : vport`).
+            let (cport, vport) = (43016, 8443);
+            let conn_view = ServiceDef {
+                port: vport,
+                ..ALL_PORTS
+            };
+            let syn = tcp(CLIENT, ALL_PORTS_VIP, cport, vport, SYN);
+            let synack = reply(net, &A, Tcp::new(vport, cport, SYN | ACK));
+            let mut setup = net.nics();
+            setup.push(masq(&A, &ALL_PORTS, 0));
+            setup.extend(service_with_table(&ALL_PORTS, &[&A]));
+            Fixture {
+                name: "port-0 service (-t VIP:0, real on port 0): a SYN to :8443 goes to A:8443, the SYN-ACK comes back from VIP:8443",
+                setup,
+                steps: vec![
+                    to_real("SYN", net, &syn, &A, &conn_view, vport, true, SYN_RECV)
+                        .expect([Expect::ConnEntry {
+                            flow: flow_of(&synack),
+                            conn: reply_entry(&A, &conn_view, SYN_RECV),
+                        }])
+                        .into(),
+                    to_client(
+                        "SYN-ACK",
+                        net,
+                        &synack,
+                        &A,
+                        &conn_view,
+                        flow_of(&syn),
                         SYN_RECV,
                     )
                     .into(),
