@@ -214,6 +214,26 @@ pub struct SchedFlags {
     pub flag3: bool,
 }
 
+impl SchedFlags {
+    /// The names of the flags that are set, as `-b` takes them: `sh` and `mh` name their own
+    /// two (`sh-fallback`, `sh-port`...), other schedulers get the generic `flag-N`.
+    pub fn names(self, scheduler: Scheduler) -> Vec<&'static str> {
+        let (fallback, port) = match scheduler {
+            Scheduler::Sh => ("sh-fallback", "sh-port"),
+            Scheduler::Mh => ("mh-fallback", "mh-port"),
+            _ => ("flag-1", "flag-2"),
+        };
+        [
+            (self.fallback, fallback),
+            (self.port, port),
+            (self.flag3, "flag-3"),
+        ]
+        .into_iter()
+        .filter_map(|(set, name)| set.then_some(name))
+        .collect()
+    }
+}
+
 /// Everything that defines a virtual service (`-A` / `-E`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceSpec {
@@ -369,6 +389,10 @@ impl fmt::Display for Command {
         let spec = |f: &mut fmt::Formatter<'_>, s: &ServiceSpec| {
             service(f, &s.addr)?;
             write!(f, " -s {}", s.scheduler)?;
+            let flags = s.sched_flags.names(s.scheduler);
+            if !flags.is_empty() {
+                write!(f, " -b {}", flags.join(","))?;
+            }
             if let Some(p) = s.persistence {
                 write!(f, " -p {}", p.timeout)?;
                 if p.netmask != Ipv4Addr::BROADCAST {
@@ -441,5 +465,46 @@ impl fmt::Display for Command {
                 write!(f, "--set {} {} {}", t.tcp, t.tcp_fin, t.udp)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(scheduler: Scheduler, sched_flags: SchedFlags) -> Command {
+        Command::AddService {
+            service: ServiceSpec {
+                addr: ServiceAddr {
+                    protocol: Protocol::Tcp,
+                    addr: Ipv4Addr::new(192, 168, 1, 99),
+                    port: 80,
+                },
+                scheduler,
+                persistence: None,
+                sched_flags,
+            },
+        }
+    }
+
+    #[test]
+    fn logged_commands_carry_the_scheduler_flags() {
+        let both = SchedFlags {
+            fallback: true,
+            port: true,
+            flag3: false,
+        };
+        assert_eq!(
+            service(Scheduler::Mh, both).to_string(),
+            "-A -t 192.168.1.99:80 -s mh -b mh-fallback,mh-port"
+        );
+        assert_eq!(
+            service(Scheduler::Wlc, SchedFlags { flag3: true, ..both }).to_string(),
+            "-A -t 192.168.1.99:80 -s wlc -b flag-1,flag-2,flag-3"
+        );
+        assert_eq!(
+            service(Scheduler::Rr, SchedFlags::default()).to_string(),
+            "-A -t 192.168.1.99:80 -s rr"
+        );
     }
 }

@@ -364,45 +364,18 @@ fn any_flag(flags: SchedFlags) -> bool {
 /// ipvsadm's `print_sched_flags` for `-L`: `sh`/`mh` name their own two flags (and show
 /// nothing for the third), other schedulers get the generic names.
 fn list_sched_flags(scheduler: Scheduler, flags: SchedFlags) -> String {
-    let names: [(bool, &str); 3] = match scheduler {
-        Scheduler::Sh => [
-            (flags.fallback, "sh-fallback"),
-            (flags.port, "sh-port"),
-            (false, ""),
-        ],
-        Scheduler::Mh => [
-            (flags.fallback, "mh-fallback"),
-            (flags.port, "mh-port"),
-            (false, ""),
-        ],
-        _ => [
-            (flags.fallback, "flag-1"),
-            (flags.port, "flag-2"),
-            (flags.flag3, "flag-3"),
-        ],
-    };
-    join_flags(&names)
+    let hide_flag3 = matches!(scheduler, Scheduler::Sh | Scheduler::Mh);
+    flags
+        .names(scheduler)
+        .into_iter()
+        .filter(|name| !(hide_flag3 && *name == "flag-3"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// As [`list_sched_flags`], but never drops a flag, so that `-R` restores it.
 fn save_sched_flags(scheduler: Scheduler, flags: SchedFlags) -> String {
-    let mut names = list_sched_flags(scheduler, flags);
-    if flags.flag3 && matches!(scheduler, Scheduler::Sh | Scheduler::Mh) {
-        if !names.is_empty() {
-            names.push(',');
-        }
-        names.push_str("flag-3");
-    }
-    names
-}
-
-fn join_flags(flags: &[(bool, &str)]) -> String {
-    flags
-        .iter()
-        .filter(|(set, _)| *set)
-        .map(|(_, name)| *name)
-        .collect::<Vec<_>>()
-        .join(",")
+    flags.names(scheduler).join(",")
 }
 
 /// ipvsadm's `addrport_to_anyname`: `host:port`, with names unless `numeric`.
