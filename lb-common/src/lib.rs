@@ -402,10 +402,7 @@ impl SetEdit {
             Some(index) => index as u32,
             None => Self::NONE,
         };
-        self.add = match add {
-            Some(id) => id,
-            None => 0,
-        };
+        self.add = add.unwrap_or_default();
         self.evict = evict as u32;
         // As if nothing changed, so that finishing without the pass is harmless; the pass
         // rewrites from 0.

@@ -1,7 +1,7 @@
 //! Where the data path's state lives between lbd runs: the BPF filesystem.
 //!
 //! Every map that holds state (services, real servers, scheduling tables, connections,
-//! persistence templates, counters) and the XDP link on each interface are pinned under
+//! persistence templates, lblc/lblcr locality tables, counters) and the XDP link on each interface are pinned under
 //! `<base>/v<LAYOUT_VERSION>/`. A restarted or upgraded lbd re-adopts them: its new program
 //! takes over the existing links atomically (`bpf_link_update`) and works on the same maps, so
 //! established connections keep flowing while lbd is down and after it is back. A pinned
@@ -14,15 +14,16 @@ use std::{
 
 use aya::maps::MapData;
 use lb_common::{
-    Conn, Counters, FlowKey, Iface, LAYOUT_VERSION, Persist, PersistKey, RealConns, RealServer,
-    Service, ServiceKey, ServiceState, maps,
+    Conn, Counters, FlowKey, Iface, LAYOUT_VERSION, Locality, LocalityKey, Persist, PersistKey,
+    RealConns, RealServer, Service, ServiceKey, ServiceState, maps,
 };
 
 /// Default base directory on the BPF filesystem.
 pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf/lb";
 
-/// The maps kept across restarts, with their key and value sizes.
-pub const PINNED_MAPS: [(&str, usize, usize); 11] = [
+/// The maps kept across restarts, with their key and value sizes. (lblcr's per-CPU scratch
+/// value holds nothing between packets and is not among them.)
+pub const PINNED_MAPS: [(&str, usize, usize); 12] = [
     (
         maps::SERVICES,
         size_of::<ServiceKey>(),
@@ -34,6 +35,11 @@ pub const PINNED_MAPS: [(&str, usize, usize); 11] = [
     (maps::CONNS, size_of::<FlowKey>(), size_of::<Conn>()),
     (maps::REAL_CONNS, 4, size_of::<RealConns>()),
     (maps::PERSIST, size_of::<PersistKey>(), size_of::<Persist>()),
+    (
+        maps::LOCALITY,
+        size_of::<LocalityKey>(),
+        size_of::<Locality>(),
+    ),
     (maps::IFACES, 4, size_of::<Iface>()),
     (maps::SERVICE_STATS, 4, size_of::<Counters>()),
     (maps::REAL_STATS, 4, size_of::<Counters>()),
