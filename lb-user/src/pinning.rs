@@ -245,3 +245,35 @@ fn mount_bpffs(at: &Path) -> Result<(), PinError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinned_state_of_another_layout_is_refused() {
+        let base = std::env::temp_dir().join(format!("lb-pin-test-{}", std::process::id()));
+        let pins = PinDir::new(&base);
+        // Nothing pinned: a first start.
+        assert!(!pins.check().unwrap());
+        // What an lbd of the layout before lblc/lblcr's locality table left.
+        fs::create_dir_all(base.join("v1")).unwrap();
+        let err = pins.check().unwrap_err();
+        fs::remove_dir_all(&base).unwrap();
+        assert!(
+            matches!(&err, PinError::OtherLayout { found, .. } if found == "v1"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("lbd --cleanup"), "{err}");
+        assert_eq!(pins.dir(), base.join(format!("v{LAYOUT_VERSION}")));
+    }
+
+    #[test]
+    fn the_locality_table_is_kept_across_restarts() {
+        assert!(PINNED_MAPS.contains(&(
+            maps::LOCALITY,
+            size_of::<LocalityKey>(),
+            size_of::<Locality>()
+        )));
+    }
+}
