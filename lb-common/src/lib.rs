@@ -667,8 +667,8 @@ mod tests {
         }
     }
 
-    /// `set_of(ids)` edited; the members after, whether it changed, and the slots past the
-    /// members (which must be cleared).
+    /// `set_of(ids)` edited, and whether it changed; the slots past the members must be
+    /// cleared.
     fn edit(
         ids: &[u32],
         remove: Option<usize>,
