@@ -38,6 +38,18 @@ pub const MAX_SCAN: u32 = 1024;
 pub const DEFAULT_CONN_TABLE_SIZE: u32 = 256 * 1024;
 /// Interfaces lbd can attach to.
 pub const MAX_IFACES: u32 = 64;
+/// Locality entries of lblc/lblcr (LRU hash entries, shared by all services). IPVS keeps up
+/// to 16,384 per service before its garbage collection starts; here the least recently used
+/// entry of any service makes room.
+pub const LOCALITY_TABLE_SIZE: u32 = 64 * 1024;
+/// Most real servers one destination's lblcr set holds. IPVS's sets are unbounded lists, but
+/// a set only grows while every member is overloaded, and shrinks again after
+/// [`LOCALITY_EXPIRATION_NS`]; a full set makes room by dropping its most loaded member.
+pub const LOCALITY_SET_SIZE: usize = 8;
+/// A locality entry unused this long is forgotten, and an lblcr set unchanged this long sheds
+/// its most loaded member: IPVS's sysctls `lblc_expiration` and `lblcr_expiration`, default
+/// 24 hours (not settable in lb).
+pub const LOCALITY_EXPIRATION_NS: u64 = 24 * 60 * 60 * 1_000_000_000;
 
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
@@ -275,6 +287,222 @@ impl Counters {
     }
 }
 
+/// Key of the locality table (lblc, lblcr): the service and the destination address of the
+/// packet, as IPVS keeps one table per service keyed by destination address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct LocalityKey {
+    /// Service id.
+    pub service: u32,
+    /// The packet's destination address, network order.
+    pub daddr: u32,
+}
+const _: () = assert!(size_of::<LocalityKey>() == 8);
+
+/// Where connections to one destination address go: lblc's real server (a set of one), or
+/// lblcr's set of real servers. Ids are only hints: the data path checks on every read that
+/// each still names an available real server of the service (ids are reused after deletion).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Locality {
+    /// Real-server ids, oldest first; the first `len` are members.
+    pub reals: [u32; LOCALITY_SET_SIZE],
+    /// Number of members (at most [`LOCALITY_SET_SIZE`]).
+    pub len: u32,
+    pub _pad: u32,
+    /// `bpf_ktime_get_coarse_ns` when a new connection last looked the entry up (IPVS's
+    /// `lastuse`), refreshed at most once a second.
+    pub last_use_ns: u64,
+    /// When a member was last added or dropped (IPVS's `set.lastmod`; lblcr).
+    pub last_mod_ns: u64,
+}
+const _: () = assert!(size_of::<Locality>() == 56);
+
+impl Locality {
+    /// An entry whose only member is `real`, used and made `now`.
+    #[inline(always)]
+    pub const fn single(real: u32, now: u64) -> Self {
+        let mut reals = [0; LOCALITY_SET_SIZE];
+        reals[0] = real;
+        Locality {
+            reals,
+            len: 1,
+            _pad: 0,
+            last_use_ns: now,
+            last_mod_ns: now,
+        }
+    }
+
+    /// Number of members (a corrupt `len` reads as full).
+    #[inline(always)]
+    pub const fn len(&self) -> usize {
+        let len = self.len as usize;
+        if len < LOCALITY_SET_SIZE {
+            len
+        } else {
+            LOCALITY_SET_SIZE
+        }
+    }
+
+    #[inline(always)]
+    pub const fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    #[inline(always)]
+    pub const fn is_full(&self) -> bool {
+        self.len() == LOCALITY_SET_SIZE
+    }
+
+    /// Whether `real` is a member.
+    pub fn contains(&self, real: u32) -> bool {
+        self.reals[..self.len()].contains(&real)
+    }
+}
+
+/// One change to a locality set, made in a single bounded pass so that the data path can run
+/// it as a `bpf_loop` (the verifier then checks one step, not every path through a loop):
+/// drop the member at `remove` (lblcr's shrink), then add `add` as the newest member unless it
+/// is one already. A full set first drops the member at `evict` to make room.
+///
+/// Run [`SetEdit::step`] for `i` in `0..SetEdit::STEPS` (stopping when it returns false), then
+/// [`SetEdit::finish`], and read the result from [`SetEdit::set`]; or [`SetEdit::apply`] to do
+/// it all at once. (Finishing without the pass is harmless when nothing is planned.)
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SetEdit {
+    /// The set, rewritten in place.
+    pub set: Locality,
+    /// Index to drop; [`SetEdit::NONE`] for none.
+    remove: u32,
+    /// Id to add; 0 for none.
+    add: u32,
+    /// Index to drop if `add` does not fit.
+    evict: u32,
+    /// Members before the edit.
+    len: u32,
+    /// Members written back so far.
+    out: u32,
+    /// `add` is a member already.
+    present: u32,
+}
+
+impl SetEdit {
+    /// "No index".
+    pub const NONE: u32 = u32::MAX;
+    /// Steps of the pass: one per slot to look for `add`, one to decide, one per slot to
+    /// rewrite.
+    pub const STEPS: u32 = 2 * LOCALITY_SET_SIZE as u32 + 1;
+
+    #[inline(always)]
+    pub fn new(set: Locality, remove: Option<usize>, add: Option<u32>, evict: usize) -> Self {
+        let mut edit = SetEdit {
+            set,
+            ..SetEdit::default()
+        };
+        edit.plan(remove, add, evict);
+        edit
+    }
+
+    /// Plans an edit of the set already in [`SetEdit::set`] (the data path edits in place).
+    #[inline(always)]
+    pub fn plan(&mut self, remove: Option<usize>, add: Option<u32>, evict: usize) {
+        self.len = self.set.len() as u32;
+        self.remove = match remove {
+            Some(index) => index as u32,
+            None => Self::NONE,
+        };
+        self.add = add.unwrap_or_default();
+        self.evict = evict as u32;
+        // As if nothing changed, so that finishing without the pass is harmless; the pass
+        // rewrites from 0.
+        self.out = self.len;
+        self.present = 0;
+    }
+
+    /// Step `i` of the pass; false once there is nothing left to do.
+    #[inline(always)]
+    pub fn step(&mut self, i: u32) -> bool {
+        let size = LOCALITY_SET_SIZE as u32;
+        if i < size {
+            // Is `add` a member (other than the one to drop)?
+            if i < self.len && i != self.remove && self.set.reals.get(i as usize) == Some(&self.add)
+            {
+                self.present = 1;
+            }
+            return true;
+        }
+        if i == size {
+            self.out = 0;
+            if self.add != 0 && self.present == 0 && self.remove == Self::NONE && self.len == size {
+                self.remove = self.evict;
+            }
+            return true;
+        }
+        // Rewrite slot `index`, closing the gap left by `remove`.
+        let index = i - size - 1;
+        if index >= size {
+            return false;
+        }
+        let member = if index < self.len {
+            self.set.reals.get(index as usize).copied()
+        } else {
+            None
+        };
+        if let Some(id) = member
+            && index != self.remove
+        {
+            if let Some(slot) = self.set.reals.get_mut(self.out as usize) {
+                *slot = id;
+            }
+            self.out += 1;
+        }
+        if index >= self.out
+            && let Some(slot) = self.set.reals.get_mut(index as usize)
+        {
+            *slot = 0;
+        }
+        true
+    }
+
+    /// Completes the edit; whether the set changed (`last_mod_ns` is the caller's to set).
+    #[inline(always)]
+    pub fn finish(&mut self) -> bool {
+        let removed = self.out != self.len;
+        let mut added = false;
+        if self.add != 0
+            && self.present == 0
+            && let Some(slot) = self.set.reals.get_mut(self.out as usize)
+        {
+            *slot = self.add;
+            self.out += 1;
+            added = true;
+        }
+        self.set.len = self.out;
+        removed || added
+    }
+
+    /// The whole pass at once (user space, tests).
+    pub fn apply(mut self) -> (Locality, bool) {
+        for i in 0..Self::STEPS {
+            if !self.step(i) {
+                break;
+            }
+        }
+        let changed = self.finish();
+        (self.set, changed)
+    }
+}
+
+/// Nanoseconds from `then` to `now` on the coarse monotonic clock; 0 when `then` is later
+/// (another CPU, or lbd, stamped it after `now` was read). Compared as a signed difference, so
+/// a stamp just ahead of `now` is "not idle" rather than "idle for 584 years".
+#[inline(always)]
+pub const fn elapsed_ns(now: u64, then: u64) -> u64 {
+    let diff = now.wrapping_sub(then) as i64;
+    if diff < 0 { 0 } else { diff as u64 }
+}
+
 /// Scheduler state of one service that the data path updates itself.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -414,6 +642,7 @@ pub mod maps {
     pub const SERVICE_STATS: &str = "SERVICE_STATS";
     pub const REAL_STATS: &str = "REAL_STATS";
     pub const DP_STATS: &str = "DP_STATS";
+    pub const LOCALITY: &str = "LOCALITY";
 }
 
 #[cfg(feature = "user")]
@@ -432,6 +661,120 @@ mod pod {
     unsafe impl aya::Pod for RealConns {}
     unsafe impl aya::Pod for PersistKey {}
     unsafe impl aya::Pod for Persist {}
+    unsafe impl aya::Pod for LocalityKey {}
+    unsafe impl aya::Pod for Locality {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(set: &Locality) -> &[u32] {
+        &set.reals[..set.len()]
+    }
+
+    fn set_of(ids: &[u32]) -> Locality {
+        let mut reals = [0; LOCALITY_SET_SIZE];
+        reals[..ids.len()].copy_from_slice(ids);
+        Locality {
+            reals,
+            len: ids.len() as u32,
+            ..Locality::default()
+        }
+    }
+
+    /// `set_of(ids)` edited, and whether it changed; the slots past the members must be
+    /// cleared.
+    fn edit(
+        ids: &[u32],
+        remove: Option<usize>,
+        add: Option<u32>,
+        evict: usize,
+    ) -> (Locality, bool) {
+        let (set, changed) = SetEdit::new(set_of(ids), remove, add, evict).apply();
+        assert!(
+            set.reals[set.len()..].iter().all(|&id| id == 0),
+            "slots past the members cleared: {set:?}"
+        );
+        (set, changed)
+    }
+
+    #[test]
+    fn a_new_entry_has_one_member() {
+        let set = Locality::single(7, 100);
+        assert_eq!(
+            (members(&set), set.last_use_ns, set.last_mod_ns),
+            (&[7][..], 100, 100)
+        );
+        assert!(set.contains(7) && !set.contains(0) && !set.is_empty() && !set.is_full());
+    }
+
+    #[test]
+    fn an_edit_adds_the_newest_member_last_unless_it_is_one() {
+        let (set, changed) = edit(&[7, 3], None, Some(9), 0);
+        assert_eq!((members(&set), changed), (&[7, 3, 9][..], true));
+        let (set, changed) = edit(&[7, 3], None, Some(3), 0);
+        assert_eq!((members(&set), changed), (&[7, 3][..], false));
+        let (set, changed) = edit(&[], None, Some(4), 0);
+        assert_eq!((members(&set), changed), (&[4][..], true));
+        let (set, changed) = edit(&[7, 3], None, None, 0);
+        assert_eq!((members(&set), changed), (&[7, 3][..], false));
+        // Nothing planned: finishing without the pass changes nothing either.
+        let mut unrun = SetEdit::new(set_of(&[7, 3]), None, None, 0);
+        assert!(!unrun.finish());
+        assert_eq!(members(&unrun.set), [7, 3]);
+    }
+
+    #[test]
+    fn an_edit_drops_a_member_keeping_the_others_in_order() {
+        let (set, changed) = edit(&[7, 3, 9, 5], Some(1), None, 0);
+        assert_eq!((members(&set), changed), (&[7, 9, 5][..], true));
+        let (set, _) = edit(&[7, 3, 9, 5], Some(3), None, 0);
+        assert_eq!(members(&set), [7, 3, 9]);
+        let (set, changed) = edit(&[7, 3], Some(5), None, 0);
+        assert_eq!(
+            (members(&set), changed),
+            (&[7, 3][..], false),
+            "no member there"
+        );
+        // Shrink and grow in one edit (lblcr: the set expired and its choice was overloaded).
+        let (set, _) = edit(&[7, 3, 9], Some(0), Some(4), 0);
+        assert_eq!(members(&set), [3, 9, 4]);
+        // The member dropped can come back as the newest.
+        let (set, _) = edit(&[7, 3, 9], Some(0), Some(7), 0);
+        assert_eq!(members(&set), [3, 9, 7]);
+    }
+
+    #[test]
+    fn a_full_set_evicts_only_to_add_a_new_member() {
+        let full: [u32; LOCALITY_SET_SIZE] = core::array::from_fn(|i| i as u32 + 1);
+        let (set, changed) = edit(&full, None, Some(99), 2);
+        assert!(changed && set.is_full());
+        assert_eq!(members(&set)[..3], [1, 2, 4]);
+        assert_eq!(set.reals[LOCALITY_SET_SIZE - 1], 99);
+        // A member already: nothing is evicted.
+        let (set, changed) = edit(&full, None, Some(5), 2);
+        assert_eq!((members(&set), changed), (&full[..], false));
+        // A shrink makes the room.
+        let (set, _) = edit(&full, Some(0), Some(99), 2);
+        assert_eq!(members(&set)[..2], [2, 3]);
+        assert_eq!(set.reals[LOCALITY_SET_SIZE - 1], 99);
+        // A corrupt length reads as a full set, never beyond the array.
+        let mut corrupt = set_of(&full);
+        corrupt.len = 1000;
+        assert_eq!(corrupt.len(), LOCALITY_SET_SIZE);
+    }
+
+    #[test]
+    fn elapsed_time_ignores_stamps_from_just_after_now() {
+        assert_eq!(elapsed_ns(1_000, 400), 600);
+        assert_eq!(elapsed_ns(1_000, 1_000), 0);
+        assert_eq!(elapsed_ns(1_000, 1_500), 0, "stamped after `now` was read");
+        // A stamp set back past the clock's start (a test ageing an entry on a machine up for
+        // less than that) still reads as that old.
+        let day = LOCALITY_EXPIRATION_NS;
+        assert_eq!(elapsed_ns(5, 5u64.wrapping_sub(day + 1)), day + 1);
+    }
 }
 
 #[cfg(test)]

@@ -180,7 +180,7 @@ fn choose(packet: &Packet, service: &Service, now: u64) -> Result<(u32, RealServ
             return Ok((template.real, real));
         }
     }
-    let Some(real_id) = sched::pick(service, &packet.flow) else {
+    let Some(real_id) = sched::pick(service, &packet.flow, now) else {
         return Err(drop(Stat::DropNoReal));
     };
     let Some(real) = maps::real(real_id) else {

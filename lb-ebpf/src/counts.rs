@@ -64,6 +64,12 @@ pub fn of(real: u32) -> RealConns {
     REAL_CONNS.get(real).copied().unwrap_or_default()
 }
 
+/// IPVS's `ip_vs_dest_conn_overhead`: an active connection weighs 256 inactive ones.
+#[inline(always)]
+pub fn overhead(conns: &RealConns) -> u64 {
+    ((conns.active.max(0) as u64) << 8) + conns.inactive.max(0) as u64
+}
+
 /// Whether `real` must not take new connections because of its thresholds (`-x`/`-y`),
 /// updating its overload flag with IPVS's hysteresis: overloaded at the upper threshold,
 /// available again under the lower one (three quarters of the upper when not set).

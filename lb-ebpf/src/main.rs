@@ -21,6 +21,7 @@ mod fib;
 mod forward;
 mod icmp;
 mod ip;
+mod locality;
 mod maps;
 mod parse;
 mod ptr;

@@ -5,9 +5,9 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
 };
 use lb_common::{
-    Conn, Counters, DEFAULT_CONN_TABLE_SIZE, FlowKey, Iface, MAX_IFACES, MAX_REALS, MAX_SERVICES,
-    PERSIST_TABLE_SIZE, Persist, PersistKey, RealConns, RealServer, SCHED_SLOTS, Service,
-    ServiceKey, ServiceState, Stat,
+    Conn, Counters, DEFAULT_CONN_TABLE_SIZE, FlowKey, Iface, LOCALITY_TABLE_SIZE, Locality,
+    LocalityKey, MAX_IFACES, MAX_REALS, MAX_SERVICES, PERSIST_TABLE_SIZE, Persist, PersistKey,
+    RealConns, RealServer, SCHED_SLOTS, Service, ServiceKey, ServiceState, Stat,
 };
 
 use crate::{Verdict, pass};
@@ -41,6 +41,12 @@ pub static REAL_CONNS: Array<RealConns> = Array::with_max_entries(MAX_REALS, 0);
 #[map]
 pub static PERSIST: LruHashMap<PersistKey, Persist> =
     LruHashMap::with_max_entries(PERSIST_TABLE_SIZE, 0);
+
+/// lblc/lblcr: (service, destination address) → real server(s), as IPVS's per-service
+/// locality tables. LRU, so the least recently used entry makes room when it is full.
+#[map]
+pub static LOCALITY: LruHashMap<LocalityKey, Locality> =
+    LruHashMap::with_max_entries(LOCALITY_TABLE_SIZE, 0);
 
 /// The director's interfaces (own MAC and address), by ifindex.
 #[map]

@@ -4,8 +4,10 @@
 //! round-robin sequence (rr, wrr), sh/dh buckets, the Maglev lookup table (mh), or simply the
 //! available real servers (the connection-count schedulers). The data path walks the first,
 //! indexes the hashing ones with the packet's hash, and for lc, wlc, sed, nq, fo and ovf
-//! compares the live connection counts of the listed real servers with IPVS's formulas.
-//! Real servers over their upper threshold (`-x`) are skipped everywhere.
+//! compares the live connection counts of the listed real servers with IPVS's formulas. lblc
+//! and lblcr remember per destination address where its connections went (`locality`) and
+//! fall back to wlc over the table. Real servers over their upper threshold (`-x`) are skipped
+//! everywhere.
 
 use core::{
     ffi::c_void,
@@ -18,13 +20,14 @@ use lb_common::{
 };
 
 use crate::{
-    counts,
+    counts, locality,
     maps::{self, SCHED_TABLE, SERVICE_STATE},
 };
 
-/// The real server id for a new flow of `service`, or `None` when none can take it.
+/// The real server id for a new flow of `service` (at `now`, the coarse clock), or `None`
+/// when none can take it.
 #[inline(always)]
-pub fn pick(service: &Service, flow: &FlowKey) -> Option<u32> {
+pub fn pick(service: &Service, flow: &FlowKey, now: u64) -> Option<u32> {
     if service.table_len == 0 {
         return None;
     }
@@ -34,7 +37,17 @@ pub fn pick(service: &Service, flow: &FlowKey) -> Option<u32> {
         scheduler::DH => hashed(service, hash::dh_bucket(flow.daddr)),
         scheduler::MH => hashed(service, hash::mh_index(flow.saddr, flow.sport, with_port)),
         scheduler::RR | scheduler::WRR => round_robin(service),
-        _ => least_loaded(service),
+        scheduler::LBLC | scheduler::LBLCR => {
+            // The locality table's suggestion, else wlc; the table learns the choice. (Ids, 0
+            // for none: see `locality` on Options.)
+            let mut id = locality::suggest(service, flow.daddr, now);
+            if id == 0 {
+                id = least_loaded_id(service, scheduler::WLC);
+            }
+            locality::learn(service, flow.daddr, now, id);
+            (id != 0).then_some(id)
+        }
+        _ => least_loaded(service, service.scheduler),
     }
 }
 
@@ -105,13 +118,19 @@ fn round_robin(service: &Service) -> Option<u32> {
     Some(scan.best)
 }
 
-/// lc, wlc, sed, nq, fo, ovf (and lblc, lblcr, which lb schedules as wlc): compare the listed
-/// real servers.
+/// lc, wlc, sed, nq, fo, ovf: compare the listed real servers by `scheduler`'s formula.
 #[inline(always)]
-fn least_loaded(service: &Service) -> Option<u32> {
-    let mut scan = Scan::new(service, service.scheduler, 0);
+fn least_loaded(service: &Service, scheduler: u32) -> Option<u32> {
+    let id = least_loaded_id(service, scheduler);
+    (id != 0).then_some(id)
+}
+
+/// [`least_loaded`]'s choice as an id, 0 for none.
+#[inline(always)]
+fn least_loaded_id(service: &Service, scheduler: u32) -> u32 {
+    let mut scan = Scan::new(service, scheduler, 0);
     run(&mut scan);
-    (scan.best != 0).then_some(scan.best)
+    scan.best
 }
 
 /// State of a walk over a service's table, shared with the `bpf_loop` callback.
@@ -183,10 +202,8 @@ extern "C" fn scan_step(i: u32, ctx: *mut c_void) -> i64 {
     }
     let conns = counts::of(id);
     let active = conns.active.max(0) as u64;
-    let inactive = conns.inactive.max(0) as u64;
     let weight = u64::from(real.weight);
-    // IPVS's ip_vs_dest_conn_overhead: active connections weigh 256 inactive ones.
-    let overhead = (active << 8) + inactive;
+    let overhead = counts::overhead(&conns);
     let better = match scan.scheduler {
         scheduler::RR | scheduler::WRR => {
             // First available one from the current position.
@@ -215,7 +232,7 @@ extern "C" fn scan_step(i: u32, ctx: *mut c_void) -> i64 {
         // IPVS (ip_vs_ovf.c) passes over a server only once its active connections exceed
         // its weight.
         scheduler::OVF => active <= weight && (scan.best == 0 || weight > scan.best_weight),
-        // wlc (and lblc, lblcr): overhead / weight, compared without division.
+        // wlc: overhead / weight, compared without division.
         _ => scan.best == 0 || overhead * scan.best_weight < scan.best_overhead * weight,
     };
     if better {

@@ -14,8 +14,8 @@ use aya::{
 
 use crate::pinning::{PINNED_MAPS, PinDir, PinError};
 use lb_common::{
-    Conn, Counters, FlowKey, Iface, Persist, PersistKey, RealConns, RealServer, Service,
-    ServiceKey, ServiceState, Stat, maps,
+    Conn, Counters, FlowKey, Iface, Locality, LocalityKey, Persist, PersistKey, RealConns,
+    RealServer, Service, ServiceKey, ServiceState, Stat, maps,
 };
 
 /// How to attach: `--xdp-mode`.
@@ -90,6 +90,7 @@ pub struct Dataplane {
     conns: HashMap<MapData, FlowKey, Conn>,
     real_conns: Array<MapData, RealConns>,
     persist: HashMap<MapData, PersistKey, Persist>,
+    locality: HashMap<MapData, LocalityKey, Locality>,
     ifaces: HashMap<MapData, u32, Iface>,
     tx_ports: DevMapHash<MapData>,
     service_stats: PerCpuArray<MapData, Counters>,
@@ -121,6 +122,7 @@ impl Decap {
             maps::SCHED_TABLE,
             maps::SERVICE_STATE,
             maps::CONNS,
+            maps::LOCALITY,
             maps::IFACES,
             maps::TX_PORTS,
             maps::SERVICE_STATS,
@@ -208,6 +210,7 @@ impl Dataplane {
             conns: take(&mut ebpf, maps::CONNS)?,
             real_conns: take(&mut ebpf, maps::REAL_CONNS)?,
             persist: take(&mut ebpf, maps::PERSIST)?,
+            locality: take(&mut ebpf, maps::LOCALITY)?,
             ifaces: take(&mut ebpf, maps::IFACES)?,
             tx_ports: take(&mut ebpf, maps::TX_PORTS)?,
             service_stats: take(&mut ebpf, maps::SERVICE_STATS)?,
@@ -424,6 +427,26 @@ impl Dataplane {
 
     pub fn remove_persistence_template(&mut self, key: &PersistKey) -> Result<()> {
         match self.persist.remove(key) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether the lblc/lblcr locality table has no entry (one lookup).
+    pub fn locality_is_empty(&self) -> bool {
+        self.locality.keys().next().is_none()
+    }
+
+    /// Every lblc/lblcr locality entry (entries that vanish while we walk are skipped).
+    pub fn locality_entries(&self) -> Vec<(LocalityKey, Locality)> {
+        self.locality
+            .iter()
+            .filter_map(|entry| entry.ok())
+            .collect()
+    }
+
+    pub fn remove_locality(&mut self, key: &LocalityKey) -> Result<()> {
+        match self.locality.remove(key) {
             Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
             Err(e) => Err(e.into()),
         }

@@ -5,7 +5,8 @@
 //! difference to the maps (a service's new scheduling table is written to a fresh run of slots
 //! and published by one update of its service entry), then persist the configuration.
 //! A periodic [`Director::tick`] follows neighbour changes, expires connections as IPVS would,
-//! counts active/inactive connections and frees ids that no connection uses any more.
+//! counts active/inactive connections, frees ids that no connection uses any more and clears
+//! stale lblc/lblcr locality entries.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -24,6 +25,7 @@ use tracing::{info, warn};
 use crate::{
     config::{Config, ConfigError, ServiceEntry},
     dataplane::{Dataplane, DataplaneError},
+    locality,
     model::{
         Command, ConnectionStatus, Rates, RealStatus, ServiceAddr, ServiceStatus, Snapshot, Stats,
         Timeouts,
@@ -139,7 +141,12 @@ pub struct Director {
     state_path: PathBuf,
     conn_table_size: u32,
     last_route_refresh: Instant,
+    /// Last sweep of the lblc/lblcr locality table (`None`: not yet).
+    last_locality_sweep: Option<Instant>,
 }
+
+/// How often lbd sweeps the locality table (IPVS checks its tables every minute).
+const LOCALITY_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Seconds of inactivity after which IPVS expires a TCP connection in `state`, given the
 /// configurable timeouts (ip_vs_proto_tcp.c `tcp_timeouts`).
@@ -227,6 +234,7 @@ impl Director {
             state_path,
             conn_table_size,
             last_route_refresh: Instant::now(),
+            last_locality_sweep: None,
         };
         if adopted {
             director.take_over_published()?;
@@ -330,6 +338,52 @@ impl Director {
                 && self.published.contains_key(&entry.id);
             if !unchanged {
                 self.publish(&entry)?;
+            }
+        }
+        // As IPVS frees an lblc/lblcr service's table when the service goes or changes
+        // scheduler. (The data path no longer reads them by then: the service entry changed
+        // first.)
+        let flush = locality::services_to_flush(&previous, &self.config);
+        if !flush.is_empty() {
+            self.flush_locality(&flush)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the locality entries of the services `ids`.
+    fn flush_locality(&mut self, ids: &HashSet<u32>) -> Result<()> {
+        let mut flushed = 0;
+        for (key, _) in self.dataplane.locality_entries() {
+            if ids.contains(&key.service) {
+                self.dataplane.remove_locality(&key)?;
+                flushed += 1;
+            }
+        }
+        if flushed > 0 {
+            info!(entries = flushed, "lblc/lblcr locality entries flushed");
+        }
+        Ok(())
+    }
+
+    /// Every [`LOCALITY_SWEEP_INTERVAL`]: deletes locality entries that are unused for the
+    /// expiration time or belong to no lblc/lblcr service (the data path already ignores
+    /// them; this frees their space).
+    fn sweep_locality(&mut self) -> Result<()> {
+        if self
+            .last_locality_sweep
+            .is_some_and(|last| last.elapsed() < LOCALITY_SWEEP_INTERVAL)
+        {
+            return Ok(());
+        }
+        self.last_locality_sweep = Some(Instant::now());
+        if self.dataplane.locality_is_empty() {
+            return Ok(());
+        }
+        let live = locality::services_with_locality(&self.config);
+        let now = coarse_now_ns();
+        for (key, entry) in self.dataplane.locality_entries() {
+            if locality::is_stale(&key, &entry, now, &live) {
+                self.dataplane.remove_locality(&key)?;
             }
         }
         Ok(())
@@ -543,6 +597,7 @@ impl Director {
         }
         self.refresh_next_hops()?;
         self.sweep_connections()?;
+        self.sweep_locality()?;
         self.estimate_rates()?;
         Ok(())
     }

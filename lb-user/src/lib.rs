@@ -9,6 +9,7 @@ pub mod director;
 pub mod health;
 pub mod ipvsadm;
 pub mod keepalived;
+pub mod locality;
 pub mod managed;
 pub mod metrics;
 pub mod model;

@@ -1,7 +1,7 @@
 //! Where the data path's state lives between lbd runs: the BPF filesystem.
 //!
 //! Every map that holds state (services, real servers, scheduling tables, connections,
-//! persistence templates, counters) and the XDP link on each interface are pinned under
+//! persistence templates, lblc/lblcr locality tables, counters) and the XDP link on each interface are pinned under
 //! `<base>/v<LAYOUT_VERSION>/`. A restarted or upgraded lbd re-adopts them: its new program
 //! takes over the existing links atomically (`bpf_link_update`) and works on the same maps, so
 //! established connections keep flowing while lbd is down and after it is back. A pinned
@@ -14,15 +14,16 @@ use std::{
 
 use aya::maps::MapData;
 use lb_common::{
-    Conn, Counters, FlowKey, Iface, LAYOUT_VERSION, Persist, PersistKey, RealConns, RealServer,
-    Service, ServiceKey, ServiceState, maps,
+    Conn, Counters, FlowKey, Iface, LAYOUT_VERSION, Locality, LocalityKey, Persist, PersistKey,
+    RealConns, RealServer, Service, ServiceKey, ServiceState, maps,
 };
 
 /// Default base directory on the BPF filesystem.
 pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf/lb";
 
-/// The maps kept across restarts, with their key and value sizes.
-pub const PINNED_MAPS: [(&str, usize, usize); 11] = [
+/// The maps kept across restarts, with their key and value sizes. (lblcr's per-CPU scratch
+/// value holds nothing between packets and is not among them.)
+pub const PINNED_MAPS: [(&str, usize, usize); 12] = [
     (
         maps::SERVICES,
         size_of::<ServiceKey>(),
@@ -34,6 +35,11 @@ pub const PINNED_MAPS: [(&str, usize, usize); 11] = [
     (maps::CONNS, size_of::<FlowKey>(), size_of::<Conn>()),
     (maps::REAL_CONNS, 4, size_of::<RealConns>()),
     (maps::PERSIST, size_of::<PersistKey>(), size_of::<Persist>()),
+    (
+        maps::LOCALITY,
+        size_of::<LocalityKey>(),
+        size_of::<Locality>(),
+    ),
     (maps::IFACES, 4, size_of::<Iface>()),
     (maps::SERVICE_STATS, 4, size_of::<Counters>()),
     (maps::REAL_STATS, 4, size_of::<Counters>()),
@@ -238,4 +244,36 @@ fn mount_bpffs(at: &Path) -> Result<(), PinError> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinned_state_of_another_layout_is_refused() {
+        let base = std::env::temp_dir().join(format!("lb-pin-test-{}", std::process::id()));
+        let pins = PinDir::new(&base);
+        // Nothing pinned: a first start.
+        assert!(!pins.check().unwrap());
+        // What an lbd of the layout before lblc/lblcr's locality table left.
+        fs::create_dir_all(base.join("v1")).unwrap();
+        let err = pins.check().unwrap_err();
+        fs::remove_dir_all(&base).unwrap();
+        assert!(
+            matches!(&err, PinError::OtherLayout { found, .. } if found == "v1"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("lbd --cleanup"), "{err}");
+        assert_eq!(pins.dir(), base.join(format!("v{LAYOUT_VERSION}")));
+    }
+
+    #[test]
+    fn the_locality_table_is_kept_across_restarts() {
+        assert!(PINNED_MAPS.contains(&(
+            maps::LOCALITY,
+            size_of::<LocalityKey>(),
+            size_of::<Locality>()
+        )));
+    }
 }

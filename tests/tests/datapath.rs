@@ -60,6 +60,12 @@ fn scheduling_by_connection_counts_thresholds_and_persistence() {
     run_table("sched_counts", tables::sched_counts::fixtures());
 }
 
+/// IPVS parity of lblc and lblcr: the locality table on top of wlc.
+#[test]
+fn scheduling_by_locality() {
+    run_table("locality", tables::locality::fixtures());
+}
+
 #[test]
 fn connection_table() {
     run_table("conns", tables::conns::fixtures());

@@ -1,5 +1,6 @@
 //! IPVS's schedulers end to end (seed 001's experiments, in LVS-DR): `wrr` 3:1 exactly, `sh`
 //! keeping a client on one real server, `wlc` sharing long-lived connections by weight,
+//! `lblc` and `lblcr` keeping the VIP on one real server (set) until it is overloaded,
 //! persistence against plain `rr`, `-Z` and `--stats`, connections listed with `-L -c` and
 //! expiring by `--set` timeouts, and `-E -s` under traffic. Each test builds its own
 //! topology (see `lb_tests::testbed`) and waits for evidence, never for a fixed time.
@@ -343,6 +344,65 @@ fn wlc_3_to_1_shares_long_lived_connections_by_weight() {
     for (i, conn) in conns.iter_mut().enumerate() {
         conn.echo(&format!("still there {i}"));
     }
+    for conn in conns {
+        conn.close();
+    }
+}
+
+/// Opens `n` echo connections one after the other (each is established, and so counted
+/// active, before the next is opened) and returns them with the real servers that greeted.
+fn open_in_turn(tb: &Testbed, n: usize) -> (Vec<EchoConn>, Vec<String>) {
+    let conns: Vec<EchoConn> = (0..n).map(|_| EchoConn::open(tb)).collect();
+    let order = conns.iter().map(|c| c.server.clone()).collect();
+    (conns, order)
+}
+
+/// `lblc` with weights 2:2 and long-lived connections to the VIP (one destination): rs1, wlc's
+/// first choice, keeps the VIP while it has no more than 2 active connections; with 3 it is
+/// overloaded in IPVS's sense (rs2 has fewer than half its weight), wlc moves the VIP to rs2,
+/// which keeps it from then on (with 3 or more, nobody is under half its weight). `wlc` would
+/// alternate from the second connection on. Changing the scheduler forgets the table.
+#[test]
+fn lblc_keeps_the_vip_on_one_real_server_until_it_is_overloaded() {
+    let tb = testbed(2);
+    service(&tb, ECHO_PORT, "-s lblc", &[2, 2]);
+    let (mut conns, order) = open_in_turn(&tb, 8);
+    assert_eq!(
+        order,
+        ["rs1", "rs1", "rs1", "rs2", "rs2", "rs2", "rs2", "rs2"],
+        "real servers that greeted, in order"
+    );
+    let rows = real_rows(&tb, "TCP", &tb.vip_port(ECHO_PORT));
+    let active: Vec<u64> = rows.iter().map(|r| r.active).collect();
+    assert_eq!(active, [3, 5], "ActiveConn: {rows:#?}");
+    // A new scheduler starts without the old one's table, as in IPVS: lblcr then asks wlc,
+    // which picks rs1 (3 active against 5); rs2 had the VIP under lblc.
+    adm(&tb, &format!("-E -t {} -s lblcr", tb.vip_port(ECHO_PORT)));
+    conns.push(EchoConn::open(&tb));
+    assert_eq!(conns[8].server, "rs1", "after -E -s lblcr");
+    for (i, conn) in conns.iter_mut().enumerate() {
+        conn.echo(&format!("still there {i}"));
+    }
+    for conn in conns {
+        conn.close();
+    }
+}
+
+/// `lblcr` in the same situation: rs2 joins the VIP's set instead of taking it over, and from
+/// then on the less loaded member takes each connection (the newer, rs2, on a tie).
+#[test]
+fn lblcr_adds_a_real_server_to_the_set_when_it_is_overloaded() {
+    let tb = testbed(2);
+    service(&tb, ECHO_PORT, "-s lblcr", &[2, 2]);
+    let (conns, order) = open_in_turn(&tb, 8);
+    assert_eq!(
+        order,
+        ["rs1", "rs1", "rs1", "rs2", "rs2", "rs2", "rs2", "rs1"],
+        "real servers that greeted, in order"
+    );
+    let rows = real_rows(&tb, "TCP", &tb.vip_port(ECHO_PORT));
+    let active: Vec<u64> = rows.iter().map(|r| r.active).collect();
+    assert_eq!(active, [4, 4], "ActiveConn: {rows:#?}");
     for conn in conns {
         conn.close();
     }

@@ -37,8 +37,9 @@ pub struct Candidate {
 /// `MH_TABLE_SIZE` slots (see [`lb_common::hash`]), where 0 means "no real server" (the data
 /// path drops, as IPVS does); `flags.fallback` is `sh-fallback` / `mh-fallback`. The
 /// connection-count schedulers (`lc`, `wlc`, `sed`, `nq`, `fo`, `ovf`, and `lblc`/`lblcr`,
-/// which lb schedules as `wlc`) get the list of available real servers, which the data path
-/// compares by their live connection counts with IPVS's formulas.
+/// whose locality tables the data path keeps and which fall back to `wlc`) get the list of
+/// available real servers, which the data path compares by their live connection counts with
+/// IPVS's formulas.
 ///
 /// Every table is empty when no real server can take a new connection.
 pub fn build(scheduler: Scheduler, flags: SchedFlags, candidates: &[Candidate]) -> Vec<u32> {

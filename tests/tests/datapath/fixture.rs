@@ -9,7 +9,7 @@
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
-use lb_common::{Conn, Counters, FlowKey, PersistKey, RealConns, Stat, tcp_state};
+use lb_common::{Conn, Counters, FlowKey, LocalityKey, PersistKey, RealConns, Stat, tcp_state};
 
 use super::{
     harness::{Change, DECAP_PROGRAM, Director, PROGRAM, Verdict, coarse_now_ns},
@@ -107,6 +107,15 @@ pub enum Expect {
         real: u32,
     },
     NoPersist(PersistKey),
+    /// The locality entry of `key` (lblc, lblcr) has exactly the real servers `reals`, oldest
+    /// first, and was used within the last [`FRESH_NS`]; its last change was within that time
+    /// if `modified_now`, else longer ago.
+    Locality {
+        key: LocalityKey,
+        reals: Vec<u32>,
+        modified_now: bool,
+    },
+    NoLocality(LocalityKey),
 }
 
 /// How recent a template's `last_seen_ns` must be for [`Expect::Persist`]: it was stamped by
@@ -514,6 +523,40 @@ fn check_expect(director: &Director, expect: &[Expect]) -> Vec<String> {
                     }
                 }
             },
+            Expect::Locality {
+                key,
+                reals,
+                modified_now,
+            } => match director.locality(key) {
+                None => problems.push(format!("LOCALITY: no entry for {}", fmt_locality(key))),
+                Some(entry) => {
+                    let members = &entry.reals[..entry.len()];
+                    let used = coarse_now_ns().wrapping_sub(entry.last_use_ns);
+                    let modified = coarse_now_ns().wrapping_sub(entry.last_mod_ns);
+                    if members != reals.as_slice()
+                        || used > FRESH_NS
+                        || (modified <= FRESH_NS) != *modified_now
+                    {
+                        problems.push(format!(
+                            "LOCALITY[{}]: expected real servers {reals:?} used just now, \
+                             changed {}; got {members:?} used {:.3} s ago, changed {:.3} s ago",
+                            fmt_locality(key),
+                            if *modified_now { "just now" } else { "earlier" },
+                            used as f64 / 1e9,
+                            modified as f64 / 1e9
+                        ));
+                    }
+                }
+            },
+            Expect::NoLocality(key) => {
+                if let Some(entry) = director.locality(key) {
+                    problems.push(format!(
+                        "LOCALITY[{}]: expected no entry, got {:?}",
+                        fmt_locality(key),
+                        &entry.reals[..entry.len()]
+                    ));
+                }
+            }
             Expect::NoPersist(key) => {
                 if let Some(template) = director.persist(key) {
                     problems.push(format!(
@@ -555,6 +598,14 @@ fn fmt_persist(key: &PersistKey) -> String {
         "service {} client {}",
         key.service,
         std::net::Ipv4Addr::from(key.client.to_ne_bytes())
+    )
+}
+
+fn fmt_locality(key: &LocalityKey) -> String {
+    format!(
+        "service {} destination {}",
+        key.service,
+        std::net::Ipv4Addr::from(key.daddr.to_ne_bytes())
     )
 }
 

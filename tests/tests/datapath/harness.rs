@@ -18,8 +18,8 @@ use aya::{
     programs::{ProgramError, TestRun as _, TestRunOptions, Xdp},
 };
 use lb_common::{
-    Conn, Counters, FlowKey, Iface, Persist, PersistKey, RealConns, RealServer, Service,
-    ServiceKey, ServiceState, Stat, maps,
+    Conn, Counters, FlowKey, Iface, LOCALITY_SET_SIZE, Locality, LocalityKey, Persist, PersistKey,
+    RealConns, RealServer, Service, ServiceKey, ServiceState, Stat, maps,
 };
 
 /// The name of the XDP entry point in the object.
@@ -44,6 +44,7 @@ const MAX_ENTRIES: &[(&str, u32)] = &[
     (maps::CONNS, 1024),
     (maps::REAL_CONNS, 256),
     (maps::PERSIST, 1024),
+    (maps::LOCALITY, 1024),
 ];
 
 /// An XDP action, shown by name.
@@ -123,6 +124,15 @@ pub enum Change {
         real: u32,
         age: std::time::Duration,
     },
+    /// A locality entry (lblc, lblcr) with real servers `reals` (oldest first), last used
+    /// `used` ago and last changed `modified` ago (on the data path's clock; a time before
+    /// the clock's start wraps, which the data path reads as that long ago).
+    Locality {
+        key: LocalityKey,
+        reals: Vec<u32>,
+        used: std::time::Duration,
+        modified: std::time::Duration,
+    },
 }
 
 /// The loaded program and its maps.
@@ -137,6 +147,7 @@ pub struct Director {
     conns: HashMap<MapData, FlowKey, Conn>,
     real_conns: Array<MapData, RealConns>,
     persist: HashMap<MapData, PersistKey, Persist>,
+    locality: HashMap<MapData, LocalityKey, Locality>,
     ifaces: HashMap<MapData, u32, Iface>,
     /// The same NICs as redirect targets, as lbd fills them with each interface.
     tx_ports: DevMapHash<MapData>,
@@ -188,6 +199,7 @@ impl Director {
             conns: take(&mut ebpf, maps::CONNS),
             real_conns: take(&mut ebpf, maps::REAL_CONNS),
             persist: take(&mut ebpf, maps::PERSIST),
+            locality: take(&mut ebpf, maps::LOCALITY),
             ifaces: take(&mut ebpf, maps::IFACES),
             tx_ports: take(&mut ebpf, maps::TX_PORTS),
             service_stats: take(&mut ebpf, maps::SERVICE_STATS),
@@ -311,6 +323,25 @@ impl Director {
                 };
                 self.persist.insert(key, template, 0)
             }
+            Change::Locality {
+                key,
+                reals,
+                used,
+                modified,
+            } => {
+                assert!(
+                    reals.len() <= LOCALITY_SET_SIZE,
+                    "{change:?}: too many members"
+                );
+                let mut entry = Locality {
+                    len: reals.len() as u32,
+                    last_use_ns: coarse_now_ns().wrapping_sub(used.as_nanos() as u64),
+                    last_mod_ns: coarse_now_ns().wrapping_sub(modified.as_nanos() as u64),
+                    ..Locality::default()
+                };
+                entry.reals[..reals.len()].copy_from_slice(reals);
+                self.locality.insert(key, entry, 0)
+            }
         };
         if let Err(e) = result {
             panic!("applying {change:?}: {e}");
@@ -343,6 +374,15 @@ impl Director {
             Ok(template) => Some(template),
             Err(MapError::KeyNotFound) => None,
             Err(e) => panic!("reading PERSIST: {e}"),
+        }
+    }
+
+    /// The locality entry of `key`, if any.
+    pub fn locality(&self, key: &LocalityKey) -> Option<Locality> {
+        match self.locality.get(key, 0) {
+            Ok(entry) => Some(entry),
+            Err(MapError::KeyNotFound) => None,
+            Err(e) => panic!("reading LOCALITY: {e}"),
         }
     }
 

@@ -1,5 +1,6 @@
 //! IPVS parity of the schedulers that compare live connection counts (lc, wlc, sed, nq, fo,
-//! ovf), of the thresholds (`-x`/`-y`) and of persistence (`-p`, `-M`).
+//! ovf), of the thresholds (`-x`/`-y`) and of persistence (`-p`, `-M`). (lblc and lblcr, which
+//! build on wlc, have their own table: `locality`.)
 //!
 //! Each fixture writes weights, thresholds and `REAL_CONNS` counts as lbd and its sweep would,
 //! sends new connections, and expects the real server IPVS would pick. The expected picks are
@@ -42,9 +43,9 @@ use crate::{
     harness::Change,
     packet::{ACK, FIN, Frame, RST, SYN},
     world::{
-        A, ALL_PORTS, ALL_PORTS_VIP, B, C, CLIENT, CLIENT_2, D, DNS, HTTP, HTTPS, RealDef,
-        ServiceDef, VIP, add_real, addr, director_iface, dns, flow_of, http, known_flow, new_flow,
-        real_server, service_key, tcp,
+        A, ALL_PORTS, ALL_PORTS_VIP, B, C, CLIENT, CLIENT_2, D, DNS, HTTP, RealDef, ServiceDef,
+        VIP, add_real, addr, director_iface, dns, flow_of, http, known_flow, new_flow, real_server,
+        service_key, tcp,
     },
 };
 
@@ -62,12 +63,15 @@ fn mask(octets: [u8; 4]) -> u32 {
 const HOST_MASK: [u8; 4] = [255, 255, 255, 255];
 const NET24_MASK: [u8; 4] = [255, 255, 255, 0];
 
-fn name(real: &RealDef) -> &'static str {
+pub(super) fn name(real: &RealDef) -> &'static str {
     match real.id {
         1 => "A",
         2 => "B",
         3 => "C",
         4 => "D",
+        5 => "E",
+        6 => "F",
+        11..=19 => ["R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8", "R9"][real.id as usize - 11],
         _ => "?",
     }
 }
@@ -75,7 +79,7 @@ fn name(real: &RealDef) -> &'static str {
 /// A real server of the fixture's service as lbd configured it, with the live counts its
 /// sweep last wrote.
 #[derive(Clone, Copy)]
-struct Rs {
+pub(super) struct Rs {
     def: &'static RealDef,
     weight: u32,
     active: i64,
@@ -85,7 +89,7 @@ struct Rs {
 }
 
 /// Real server `def` with `weight` and `active`/`inactive` connections.
-fn rs(def: &'static RealDef, weight: u32, active: i64, inactive: i64) -> Rs {
+pub(super) fn rs(def: &'static RealDef, weight: u32, active: i64, inactive: i64) -> Rs {
     Rs {
         def,
         weight,
@@ -98,7 +102,7 @@ fn rs(def: &'static RealDef, weight: u32, active: i64, inactive: i64) -> Rs {
 
 impl Rs {
     /// `-x upper -y lower` (lower 0: not given).
-    fn thresholds(self, upper: u32, lower: u32) -> Rs {
+    pub(super) fn thresholds(self, upper: u32, lower: u32) -> Rs {
         Rs {
             upper,
             lower,
@@ -106,7 +110,7 @@ impl Rs {
         }
     }
 
-    fn changes(&self, svc: &ServiceDef) -> Vec<Change> {
+    pub(super) fn changes(&self, svc: &ServiceDef) -> Vec<Change> {
         vec![
             Change::Real {
                 id: self.def.id,
@@ -131,7 +135,7 @@ impl Rs {
 
 /// How the service is persistent: `-p timeout -M netmask`.
 #[derive(Clone, Copy)]
-struct Persistence {
+pub(super) struct Persistence {
     timeout: u32,
     netmask: [u8; 4],
 }
@@ -169,7 +173,7 @@ fn service_entry(
 
 /// The director with `reals` as the real servers of `svc`, listed in its table in that order
 /// (as lbd lists the available real servers for the connection-count schedulers, and for rr).
-fn service_world(
+pub(super) fn service_world(
     svc: &ServiceDef,
     scheduler: u32,
     persistence: Option<Persistence>,
@@ -193,13 +197,13 @@ fn service_world(
 }
 
 /// [`service_world`] for HTTP, not persistent.
-fn world(scheduler: u32, reals: &[Rs]) -> Vec<Change> {
+pub(super) fn world(scheduler: u32, reals: &[Rs]) -> Vec<Change> {
     service_world(&HTTP, scheduler, None, reals)
 }
 
 /// A SYN from the client's port `port`, expected to open a connection at `real`, whose live
 /// counts are then `active`/`inactive` (overload flag clear).
-fn syn_to(port: u16, real: &RealDef, active: i64, inactive: i64) -> Step {
+pub(super) fn syn_to(port: u16, real: &RealDef, active: i64, inactive: i64) -> Step {
     new_flow(
         &format!("SYN :{port} goes to {}", name(real)),
         &http(port, SYN),
@@ -213,7 +217,7 @@ fn syn_to(port: u16, real: &RealDef, active: i64, inactive: i64) -> Step {
 
 /// SYNs from successive ports from `first_port`, each expected at the real server given,
 /// with its counts afterwards.
-fn syns_to(first_port: u16, picks: &[(&RealDef, i64, i64)]) -> Vec<Step> {
+pub(super) fn syns_to(first_port: u16, picks: &[(&RealDef, i64, i64)]) -> Vec<Step> {
     picks
         .iter()
         .enumerate()
@@ -222,7 +226,7 @@ fn syns_to(first_port: u16, picks: &[(&RealDef, i64, i64)]) -> Vec<Step> {
 }
 
 /// A SYN no real server can take: dropped as IPVS drops it, nothing remembered.
-fn syn_dropped(port: u16) -> Step {
+pub(super) fn syn_dropped(port: u16) -> Step {
     let frame = http(port, SYN);
     Send::drop(
         format!("SYN :{port} finds no real server"),
@@ -234,7 +238,7 @@ fn syn_dropped(port: u16) -> Step {
 }
 
 /// lbd's periodic sweep writing `real`'s exact counts (the overload flag is the data path's).
-fn sweep(what: &'static str, real: &RealDef, active: i64, inactive: i64) -> Step {
+pub(super) fn sweep(what: &'static str, real: &RealDef, active: i64, inactive: i64) -> Step {
     Step::Apply {
         what,
         changes: vec![Change::SweptConns {
@@ -342,31 +346,6 @@ fn weighted_least_connection() -> Vec<Fixture> {
             name: "wlc: B (256/2) and A (128/1) tie exactly: the first in the table (B) wins",
             setup: world(scheduler::WLC, &[rs(&B, 2, 1, 0), rs(&A, 1, 0, 128)]),
             steps: syns_to(2301, &[(&B, 2, 0)]),
-        },
-        Fixture {
-            name: "lblc and lblcr are scheduled as wlc",
-            setup: {
-                let mut setup = world(scheduler::LBLC, &[rs(&A, 3, 3, 0), rs(&B, 1, 0, 0)]);
-                setup.extend(service_world(
-                    &HTTPS,
-                    scheduler::LBLCR,
-                    None,
-                    &[rs(&C, 1, 0, 0)],
-                ));
-                setup
-            },
-            steps: vec![
-                syn_to(2401, &B, 1, 0),
-                syn_to(2402, &A, 4, 0),
-                new_flow(
-                    "HTTPS (lblcr) SYN",
-                    &tcp(CLIENT, VIP, 2403, HTTPS.port, SYN),
-                    &C,
-                    &HTTPS,
-                    SYN_RECV,
-                )
-                .into(),
-            ],
         },
     ]
 }
