@@ -19,16 +19,18 @@ use lb_common::{
     REAL_F_RESOLVED, RealServer, SCHED_SLOTS, SERVICE_F_HASH_FALLBACK, SERVICE_F_HASH_PORT,
     SERVICE_F_PERSISTENT, Service, ServiceKey, Stat, tcp_state,
 };
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
-    config::{Config, ConfigError, ServiceEntry},
+    config::{Config, ConfigError, ServiceEntry, TrashedReal},
     dataplane::{Dataplane, DataplaneError},
     model::{
         Command, ConnectionStatus, Rates, RealStatus, ServiceAddr, ServiceStatus, Snapshot, Stats,
         Timeouts,
     },
-    netlink, sched,
+    netlink::{self, NeighbourEvent},
+    resolution::{self, RESOLUTION_WAIT, Resolution},
+    sched,
     slots::SlotAllocator,
     state,
 };
@@ -49,6 +51,9 @@ pub enum DirectorError {
 }
 
 type Result<T, E = DirectorError> = std::result::Result<T, E>;
+
+/// Publishing more services than this at once (a restore) logs one line, not one each.
+const LOG_EACH_UP_TO: usize = 20;
 
 /// How a real server's address is reached: the interface and the next hop's MAC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -233,7 +238,11 @@ impl Director {
         }
         if let Some(saved) = saved {
             let services = saved.services.len();
-            director.adopt(saved)?;
+            let resolution = director.adopt(saved)?;
+            // Nothing else runs yet: wait here, so the first packets find the real servers.
+            resolution::wait_with(resolution, RESOLUTION_WAIT, |events, resolution| {
+                director.learn(events, resolution)
+            });
             info!(
                 services,
                 path = %director.state_path.display(),
@@ -282,21 +291,25 @@ impl Director {
         Ok(())
     }
 
-    /// Applies a batch of commands, all or nothing.
-    pub fn apply(&mut self, commands: &[Command]) -> Result<()> {
+    /// Applies a batch of commands, all or nothing. Never waits for ARP: real servers whose
+    /// MAC is not known yet are published unresolved (they take no new connections) and the
+    /// kernel is asked to resolve them; the returned [`Resolution`] follows the answers, for a
+    /// caller that wants to wait for them without holding the director (see
+    /// [`wait_for_resolution`]). The periodic tick picks them up anyway.
+    pub fn apply(&mut self, commands: &[Command]) -> Result<Resolution> {
         let next = self.config.apply_all(commands)?;
         for command in commands {
             if let Command::Zero { service } = command {
                 self.zero(service.as_ref(), &next)?;
             }
         }
-        self.adopt(next)?;
+        let resolution = self.adopt(next)?;
         state::save(&self.state_path, &self.config)?;
-        Ok(())
+        Ok(resolution)
     }
 
     /// Makes `next` the running configuration in the data path.
-    fn adopt(&mut self, next: Config) -> Result<()> {
+    fn adopt(&mut self, next: Config) -> Result<Resolution> {
         let new_addrs: Vec<Ipv4Addr> = next
             .services
             .iter()
@@ -305,7 +318,7 @@ impl Director {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        self.resolve(&new_addrs, Duration::from_millis(500));
+        let resolution = self.resolve(&new_addrs, true);
 
         let previous = std::mem::replace(&mut self.config, next);
         let live: HashMap<u32, ServiceAddr> = self
@@ -320,17 +333,40 @@ impl Director {
                 info!(service = %old.spec.addr, "service removed");
             }
         }
-        for trashed in self.config.trash.clone() {
-            let mut real = self.real_entry(trashed.service_id, &trashed.spec);
+        // Real servers trashed by this change (those trashed as they are before are marked
+        // already).
+        let trashed_before: HashMap<u32, &TrashedReal> =
+            previous.trash.iter().map(|t| (t.id, t)).collect();
+        let newly_trashed: Vec<TrashedReal> = self
+            .config
+            .trash
+            .iter()
+            .filter(|t| trashed_before.get(&t.id) != Some(t))
+            .cloned()
+            .collect();
+        self.mark_removed(&newly_trashed)?;
+        let before: HashMap<u32, &ServiceEntry> =
+            previous.services.iter().map(|s| (s.id, s)).collect();
+        let changed: Vec<ServiceEntry> = self
+            .config
+            .services
+            .iter()
+            .filter(|entry| {
+                before.get(&entry.id) != Some(entry) || !self.published.contains_key(&entry.id)
+            })
+            .cloned()
+            .collect();
+        self.publish_all(&changed)?;
+        Ok(resolution)
+    }
+
+    /// Writes trashed real servers as removed: their connections go on, new ones never reach
+    /// them.
+    fn mark_removed(&mut self, trashed: &[TrashedReal]) -> Result<()> {
+        for t in trashed {
+            let mut real = self.real_entry(t.service_id, &t.spec);
             real.flags |= REAL_F_REMOVED;
-            self.dataplane.set_real(trashed.id, &real)?;
-        }
-        for entry in self.config.services.clone() {
-            let unchanged = previous.services.iter().any(|old| *old == entry)
-                && self.published.contains_key(&entry.id);
-            if !unchanged {
-                self.publish(&entry)?;
-            }
+            self.dataplane.set_real(t.id, &real)?;
         }
         Ok(())
     }
@@ -358,8 +394,21 @@ impl Director {
         }
     }
 
-    /// Writes a service, its real servers and its scheduling table.
-    fn publish(&mut self, entry: &ServiceEntry) -> Result<()> {
+    /// Publishes services; a long list (a restore) is logged in one line.
+    fn publish_all(&mut self, entries: &[ServiceEntry]) -> Result<()> {
+        let announce = entries.len() <= LOG_EACH_UP_TO;
+        for entry in entries {
+            self.publish(entry, announce)?;
+        }
+        if !announce {
+            info!(services = entries.len(), "scheduling tables published");
+        }
+        Ok(())
+    }
+
+    /// Writes a service, its real servers and its scheduling table; `announce` logs a new
+    /// table at info level (else debug).
+    fn publish(&mut self, entry: &ServiceEntry, announce: bool) -> Result<()> {
         let mut candidates = Vec::with_capacity(entry.reals.len());
         for real in &entry.reals {
             let value = self.real_entry(entry.id, &real.spec);
@@ -435,14 +484,13 @@ impl Director {
             self.retired.push((p.value.table_offset, p.value.table_len));
         }
         if table_changed {
-            info!(
-                service = %entry.spec.addr,
-                scheduler = %entry.spec.scheduler,
-                slots = len,
-                reals = entry.reals.len(),
-                available = candidates.len(),
-                "scheduling table published"
-            );
+            let (service, scheduler) = (&entry.spec.addr, &entry.spec.scheduler);
+            let (reals, available) = (entry.reals.len(), candidates.len());
+            if announce {
+                info!(%service, %scheduler, slots = len, reals, available, "scheduling table published");
+            } else {
+                debug!(%service, %scheduler, slots = len, reals, available, "scheduling table published");
+            }
         }
         self.published
             .insert(entry.id, Published { key, value, table });
@@ -474,66 +522,111 @@ impl Director {
         Ok(())
     }
 
-    /// Looks up how to reach `addrs`, asks the kernel to resolve the unknown ones and waits up
-    /// to `wait` for the answers.
-    fn resolve(&mut self, addrs: &[Ipv4Addr], wait: Duration) {
-        let mut pending = Vec::new();
+    /// Looks up how to reach `addrs` (a route each, their MACs from one read of the
+    /// neighbour table) and asks the kernel to resolve the unknown ones, without waiting.
+    /// With `follow`, the returned [`Resolution`] hears the answers (it subscribes before
+    /// anything is read, so none is missed).
+    fn resolve(&mut self, addrs: &[Ipv4Addr], follow: bool) -> Resolution {
+        if addrs.is_empty() {
+            return Resolution::default();
+        }
+        let mut resolution = Resolution::follow(follow);
+        let known: HashMap<(u32, Ipv4Addr), [u8; 6]> = match netlink::neighbours(None) {
+            Ok(table) => table
+                .into_iter()
+                .map(|(ifindex, addr, n)| ((ifindex, addr), n.mac))
+                .collect(),
+            Err(e) => {
+                warn!("reading the neighbour table: {e}");
+                HashMap::new()
+            }
+        };
+        let mut mtus: HashMap<u32, u32> = HashMap::new();
+        let mut unknown = 0usize;
         for &addr in addrs {
-            match netlink::route_to(addr) {
-                Ok(route) => {
-                    let via = route.gateway.unwrap_or(addr);
-                    if route.gateway.is_some() {
-                        warn!(%addr, gateway = %via, "real server is not directly connected; \
-                              direct routing needs it on the director's LAN");
-                    }
-                    let mac = match netlink::neighbour(route.ifindex, via) {
-                        Ok(n) => n.map(|n| n.mac),
-                        Err(e) => {
-                            warn!(%addr, "neighbour lookup failed: {e}");
-                            None
-                        }
-                    };
-                    if mac.is_none() {
-                        if let Err(e) = netlink::request_resolution(route.ifindex, via) {
-                            warn!(%addr, "cannot request ARP resolution: {e}");
-                        }
-                        pending.push(addr);
-                    }
-                    let mtu = netlink::link_by_index(route.ifindex)
-                        .map(|l| l.mtu)
-                        .unwrap_or(0);
-                    self.next_hops.insert(
-                        addr,
-                        NextHop {
-                            ifindex: route.ifindex,
-                            mtu,
-                            via,
-                            mac,
-                        },
-                    );
+            let route = match netlink::route_to(addr) {
+                Ok(route) => route,
+                Err(e) => {
+                    warn!(%addr, "no route to real server: {e}");
+                    continue;
                 }
-                Err(e) => warn!(%addr, "no route to real server: {e}"),
+            };
+            let via = route.gateway.unwrap_or(addr);
+            if route.gateway.is_some() {
+                warn!(%addr, gateway = %via, "real server is not directly connected; \
+                      direct routing needs it on the director's LAN");
+            }
+            let mac = known.get(&(route.ifindex, via)).copied();
+            if mac.is_none() {
+                if let Err(e) = netlink::request_resolution(route.ifindex, via) {
+                    warn!(%addr, "cannot request ARP resolution: {e}");
+                }
+                resolution.awaits(route.ifindex, via);
+                unknown += 1;
+                if unknown <= LOG_EACH_UP_TO {
+                    info!(%addr, "resolving the real server's MAC; it takes connections once resolved");
+                }
+            }
+            let mtu = *mtus.entry(route.ifindex).or_insert_with(|| {
+                netlink::link_by_index(route.ifindex)
+                    .map(|l| l.mtu)
+                    .unwrap_or(0)
+            });
+            self.next_hops.insert(
+                addr,
+                NextHop {
+                    ifindex: route.ifindex,
+                    mtu,
+                    via,
+                    mac,
+                },
+            );
+        }
+        if unknown > LOG_EACH_UP_TO {
+            info!(
+                real_servers = unknown,
+                "resolving real servers' MACs; each takes connections once resolved"
+            );
+        }
+        resolution
+    }
+
+    /// Takes in neighbour announcements heard by a [`Resolution`]: real servers resolved
+    /// are published at once. After lost announcements the whole table is read again.
+    pub fn learn(&mut self, events: &[NeighbourEvent], resolution: &mut Resolution) -> Result<()> {
+        if events.contains(&NeighbourEvent::Lost) {
+            self.follow_neighbours()?;
+            let resolved: HashSet<(u32, Ipv4Addr)> = self
+                .next_hops
+                .values()
+                .filter(|h| h.mac.is_some())
+                .map(|h| (h.ifindex, h.via))
+                .collect();
+            resolution.retain(|ifindex, via| !resolved.contains(&(ifindex, via)));
+        }
+        // Only resolutions: a MAC lost or changed is left to the tick, which re-resolves.
+        let macs: HashMap<(u32, Ipv4Addr), [u8; 6]> = events
+            .iter()
+            .filter_map(|event| match *event {
+                NeighbourEvent::Changed {
+                    ifindex,
+                    addr,
+                    neighbour: Some(n),
+                } => Some(((ifindex, addr), n.mac)),
+                _ => None,
+            })
+            .collect();
+        let mut changed = HashSet::new();
+        for (addr, hop) in self.next_hops.iter_mut() {
+            if hop.mac.is_none()
+                && let Some(&mac) = macs.get(&(hop.ifindex, hop.via))
+            {
+                info!(%addr, mac = %fmt_mac(&mac), "real server resolved");
+                hop.mac = Some(mac);
+                changed.insert(*addr);
             }
         }
-        let deadline = Instant::now() + wait;
-        while !pending.is_empty() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-            pending.retain(|addr| {
-                let Some(hop) = self.next_hops.get_mut(addr) else {
-                    return false;
-                };
-                match netlink::neighbour(hop.ifindex, hop.via) {
-                    Ok(Some(n)) => {
-                        hop.mac = Some(n.mac);
-                        false
-                    }
-                    _ => true,
-                }
-            });
-        }
-        for addr in pending {
-            info!(%addr, "real server's MAC not known yet; it takes connections once resolved");
-        }
+        self.republish(&changed)
     }
 
     /// Periodic upkeep; call about once a second.
@@ -555,8 +648,14 @@ impl Director {
             self.last_route_refresh = Instant::now();
             let addrs: Vec<Ipv4Addr> = self.next_hops.keys().copied().collect();
             self.next_hops.clear();
-            self.resolve(&addrs, Duration::ZERO);
+            self.resolve(&addrs, false);
         }
+        self.follow_neighbours()
+    }
+
+    /// Reads the neighbour table and publishes what changed for real servers; asks the kernel
+    /// again for those still unknown.
+    fn follow_neighbours(&mut self) -> Result<()> {
         let table = netlink::neighbours(None)?;
         let known: HashMap<(u32, Ipv4Addr), [u8; 6]> = table
             .into_iter()
@@ -585,14 +684,31 @@ impl Director {
                 warn!(%addr, "cannot request ARP resolution: {e}");
             }
         }
+        self.republish(&changed)
+    }
+
+    /// Publishes again the services (and removed real servers) whose next hops changed.
+    fn republish(&mut self, changed: &HashSet<Ipv4Addr>) -> Result<()> {
         if changed.is_empty() {
             return Ok(());
         }
-        for entry in self.config.services.clone() {
-            if entry.reals.iter().any(|r| changed.contains(&r.spec.addr)) {
-                self.publish(&entry)?;
-            }
-        }
+        let affected: Vec<ServiceEntry> = self
+            .config
+            .services
+            .iter()
+            .filter(|entry| entry.reals.iter().any(|r| changed.contains(&r.spec.addr)))
+            .cloned()
+            .collect();
+        self.publish_all(&affected)?;
+        // Connections to removed real servers go on: they follow the new MAC too.
+        let trashed: Vec<TrashedReal> = self
+            .config
+            .trash
+            .iter()
+            .filter(|t| changed.contains(&t.spec.addr))
+            .cloned()
+            .collect();
+        self.mark_removed(&trashed)?;
         Ok(())
     }
 
