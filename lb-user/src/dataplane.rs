@@ -1,9 +1,11 @@
 //! The loaded XDP program and typed access to its maps. This is the only module that talks
 //! to the kernel's BPF side; what to write is decided elsewhere.
 
+use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
+
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues},
+    maps::{Array, HashMap, Map, MapData, PerCpuArray, PerCpuValues},
     programs::{
         Xdp, XdpMode,
         links::{FdLink, PinnedLink},
@@ -12,7 +14,10 @@ use aya::{
     util::nr_cpus,
 };
 
-use crate::pinning::{PINNED_MAPS, PinDir, PinError};
+use crate::{
+    bpf_batch::{self, Cursor, Reader},
+    pinning::{PINNED_MAPS, PinDir, PinError},
+};
 use lb_common::{
     Conn, Counters, FlowKey, Iface, Persist, PersistKey, RealConns, RealServer, Service,
     ServiceKey, ServiceState, Stat, maps,
@@ -60,6 +65,11 @@ pub enum DataplaneError {
     },
     #[error("interface {0} not found")]
     NoInterface(String),
+    #[error("{what}: {source}")]
+    Batch {
+        what: &'static str,
+        source: std::io::Error,
+    },
 }
 
 /// What happens to the data path when lbd exits.
@@ -86,13 +96,45 @@ pub struct Dataplane {
     sched_table: Array<MapData, u32>,
     service_state: Array<MapData, ServiceState>,
     conns: HashMap<MapData, FlowKey, Conn>,
-    real_conns: Array<MapData, RealConns>,
-    persist: HashMap<MapData, PersistKey, Persist>,
     ifaces: HashMap<MapData, u32, Iface>,
     service_stats: PerCpuArray<MapData, Counters>,
     real_stats: PerCpuArray<MapData, Counters>,
     dp_stats: PerCpuArray<MapData, u64>,
+    /// Descriptors of the maps read and written in batches (`bpf_batch`).
+    fds: BatchFds,
     cpus: usize,
+}
+
+/// The maps lbd reads or writes many entries of at once.
+struct BatchFds {
+    conns: OwnedFd,
+    persist: OwnedFd,
+    real_conns: OwnedFd,
+    service_stats: OwnedFd,
+    real_stats: OwnedFd,
+    sched_table: OwnedFd,
+}
+
+/// A descriptor of its own for map `name` (aya's typed maps do not lend theirs).
+fn map_fd(ebpf: &Ebpf, name: &'static str) -> Result<OwnedFd> {
+    let data = match ebpf.map(name).ok_or(DataplaneError::MissingMap(name))? {
+        Map::Array(d) | Map::PerCpuArray(d) | Map::HashMap(d) | Map::LruHashMap(d) => d,
+        _ => return Err(DataplaneError::MissingMap(name)),
+    };
+    data.fd()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|source| DataplaneError::Batch {
+            what: "duplicating a map descriptor",
+            source,
+        })
+}
+
+/// Entries per batch call when walking a map.
+const CHUNK: usize = 8192;
+
+fn batch_err(what: &'static str) -> impl FnOnce(std::io::Error) -> DataplaneError {
+    move |source| DataplaneError::Batch { what, source }
 }
 
 const PROGRAM: &str = "lb_xdp";
@@ -196,14 +238,21 @@ impl Dataplane {
                 .ok_or(DataplaneError::MissingMap(name))?;
             Ok(T::try_from(map)?)
         }
+        let fds = BatchFds {
+            conns: map_fd(&ebpf, maps::CONNS)?,
+            persist: map_fd(&ebpf, maps::PERSIST)?,
+            real_conns: map_fd(&ebpf, maps::REAL_CONNS)?,
+            service_stats: map_fd(&ebpf, maps::SERVICE_STATS)?,
+            real_stats: map_fd(&ebpf, maps::REAL_STATS)?,
+            sched_table: map_fd(&ebpf, maps::SCHED_TABLE)?,
+        };
         Ok(Dataplane {
+            fds,
             services: take(&mut ebpf, maps::SERVICES)?,
             reals: take(&mut ebpf, maps::REALS)?,
             sched_table: take(&mut ebpf, maps::SCHED_TABLE)?,
             service_state: take(&mut ebpf, maps::SERVICE_STATE)?,
             conns: take(&mut ebpf, maps::CONNS)?,
-            real_conns: take(&mut ebpf, maps::REAL_CONNS)?,
-            persist: take(&mut ebpf, maps::PERSIST)?,
             ifaces: take(&mut ebpf, maps::IFACES)?,
             service_stats: take(&mut ebpf, maps::SERVICE_STATS)?,
             real_stats: take(&mut ebpf, maps::REAL_STATS)?,
@@ -307,12 +356,12 @@ impl Dataplane {
         Ok(self.reals.set(id, real, 0)?)
     }
 
-    /// Writes a scheduling table run starting at `offset`.
+    /// Writes a scheduling table run starting at `offset` (one call: a Maglev table has
+    /// 65,537 slots).
     pub fn write_table(&mut self, offset: u32, ids: &[u32]) -> Result<()> {
-        for (i, id) in ids.iter().enumerate() {
-            self.sched_table.set(offset + i as u32, id, 0)?;
-        }
-        Ok(())
+        let slots: Vec<u32> = (offset..offset + ids.len() as u32).collect();
+        bpf_batch::update(self.fds.sched_table.as_fd(), &slots, ids)
+            .map_err(batch_err("writing a scheduling table"))
     }
 
     pub fn set_service(&mut self, key: ServiceKey, service: &Service) -> Result<()> {
@@ -347,6 +396,31 @@ impl Dataplane {
         Self::sum(&self.real_stats, id)
     }
 
+    /// The counters of every service id below `limit` (summed over CPUs), by id.
+    pub fn all_service_counters(&self, limit: u32) -> Result<Vec<Counters>> {
+        self.all_counters(self.fds.service_stats.as_fd(), limit)
+    }
+
+    /// The counters of every real server id below `limit` (summed over CPUs), by id.
+    pub fn all_real_counters(&self, limit: u32) -> Result<Vec<Counters>> {
+        self.all_counters(self.fds.real_stats.as_fd(), limit)
+    }
+
+    fn all_counters(&self, fd: BorrowedFd<'_>, limit: u32) -> Result<Vec<Counters>> {
+        let mut totals = vec![Counters::default(); limit as usize];
+        let mut reader = Reader::<u32, Counters>::new(CHUNK.min(limit.max(1) as usize), self.cpus);
+        reader
+            .read(fd, limit as usize, |ids, values| {
+                for (&id, per_cpu) in ids.iter().zip(values.chunks(self.cpus)) {
+                    if let Some(total) = totals.get_mut(id as usize) {
+                        per_cpu.iter().for_each(|c| total.add(c));
+                    }
+                }
+            })
+            .map_err(batch_err("reading traffic counters"))?;
+        Ok(totals)
+    }
+
     fn zeroes(&self) -> Result<PerCpuValues<Counters>> {
         PerCpuValues::try_from(vec![Counters::default(); self.cpus]).map_err(DataplaneError::Cpus)
     }
@@ -372,9 +446,35 @@ impl Dataplane {
             .collect()
     }
 
-    /// Every connection-table entry (entries that vanish while we walk are skipped).
-    pub fn connections(&self) -> Vec<(FlowKey, Conn)> {
-        self.conns.iter().filter_map(|entry| entry.ok()).collect()
+    /// Reads the whole connection table a chunk at a time into `reader`, handing each chunk
+    /// to `each` (entries added or removed meanwhile may or may not be seen).
+    pub fn read_connections(
+        &self,
+        reader: &mut Reader<FlowKey, Conn>,
+        each: impl FnMut(&[FlowKey], &[Conn]),
+    ) -> Result<usize> {
+        reader
+            .read(self.fds.conns.as_fd(), usize::MAX, each)
+            .map_err(batch_err("reading the connection table"))
+    }
+
+    /// As [`Dataplane::read_connections`], up to `limit` entries from where `cursor` stands;
+    /// returns how many were read and whether the table's end was reached.
+    pub fn read_connections_on(
+        &self,
+        reader: &mut Reader<FlowKey, Conn>,
+        cursor: &mut Cursor,
+        limit: usize,
+        each: impl FnMut(&[FlowKey], &[Conn]),
+    ) -> Result<(usize, bool)> {
+        reader
+            .read_on(self.fds.conns.as_fd(), cursor, limit, each)
+            .map_err(batch_err("reading the connection table"))
+    }
+
+    /// A reader for [`Dataplane::read_connections`].
+    pub fn connection_reader() -> Reader<FlowKey, Conn> {
+        Reader::new(CHUNK, 1)
     }
 
     /// Whether the connection table has an entry for `key` now.
@@ -382,41 +482,78 @@ impl Dataplane {
         self.conns.get(key, 0).is_ok()
     }
 
-    pub fn remove_connection(&mut self, key: &FlowKey) -> Result<()> {
-        match self.conns.remove(key) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+    /// Removes connection-table entries (those already gone are skipped).
+    pub fn remove_connections(&mut self, keys: &[FlowKey]) -> Result<usize> {
+        bpf_batch::delete(self.fds.conns.as_fd(), keys).map_err(batch_err("expiring connections"))
     }
 
-    /// Sets a real server's connection counts to the exact figures (keeping its overload
-    /// flag, which the data path manages).
-    pub fn set_real_conns(&mut self, id: u32, active: i64, inactive: i64) -> Result<()> {
-        let current = self.real_conns.get(&id, 0)?;
-        if current.active == active && current.inactive == inactive {
-            return Ok(());
-        }
-        let value = RealConns {
-            active,
-            inactive,
-            ..current
-        };
-        Ok(self.real_conns.set(id, value, 0)?)
+    /// The connection counts of every real server id below `limit`, by id.
+    pub fn all_real_conns(&self, limit: u32) -> Result<Vec<RealConns>> {
+        let mut all = vec![RealConns::default(); limit as usize];
+        let mut reader = Reader::<u32, RealConns>::new(CHUNK.min(limit.max(1) as usize), 1);
+        reader
+            .read(
+                self.fds.real_conns.as_fd(),
+                limit as usize,
+                |ids, values| {
+                    for (&id, value) in ids.iter().zip(values) {
+                        if let Some(slot) = all.get_mut(id as usize) {
+                            *slot = *value;
+                        }
+                    }
+                },
+            )
+            .map_err(batch_err("reading connection counts"))?;
+        Ok(all)
+    }
+
+    /// Writes real servers' connection counts.
+    pub fn set_all_real_conns(&mut self, ids: &[u32], values: &[RealConns]) -> Result<()> {
+        bpf_batch::update(self.fds.real_conns.as_fd(), ids, values)
+            .map_err(batch_err("writing connection counts"))
+    }
+
+    /// Reads every persistence template a chunk at a time, as
+    /// [`Dataplane::read_connections`].
+    pub fn read_templates(
+        &self,
+        reader: &mut Reader<PersistKey, Persist>,
+        each: impl FnMut(&[PersistKey], &[Persist]),
+    ) -> Result<usize> {
+        reader
+            .read(self.fds.persist.as_fd(), usize::MAX, each)
+            .map_err(batch_err("reading persistence templates"))
+    }
+
+    /// A reader for [`Dataplane::read_templates`].
+    pub fn template_reader() -> Reader<PersistKey, Persist> {
+        Reader::new(CHUNK, 1)
     }
 
     /// Every persistence template.
-    pub fn persistence_templates(&self) -> Vec<(PersistKey, Persist)> {
-        self.persist.iter().filter_map(|entry| entry.ok()).collect()
+    pub fn persistence_templates(&self) -> Result<Vec<(PersistKey, Persist)>> {
+        let mut all = Vec::new();
+        Reader::<PersistKey, Persist>::new(CHUNK, 1)
+            .read(self.fds.persist.as_fd(), usize::MAX, |keys, values| {
+                all.extend(keys.iter().copied().zip(values.iter().copied()));
+            })
+            .map_err(batch_err("reading persistence templates"))?;
+        Ok(all)
     }
 
-    pub fn set_persistence_template(&mut self, key: PersistKey, value: Persist) -> Result<()> {
-        Ok(self.persist.insert(key, value, 0)?)
+    /// Writes persistence templates back.
+    pub fn set_persistence_templates(
+        &mut self,
+        keys: &[PersistKey],
+        values: &[Persist],
+    ) -> Result<()> {
+        bpf_batch::update(self.fds.persist.as_fd(), keys, values)
+            .map_err(batch_err("refreshing persistence templates"))
     }
 
-    pub fn remove_persistence_template(&mut self, key: &PersistKey) -> Result<()> {
-        match self.persist.remove(key) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+    /// Removes persistence templates (those already gone are skipped).
+    pub fn remove_persistence_templates(&mut self, keys: &[PersistKey]) -> Result<usize> {
+        bpf_batch::delete(self.fds.persist.as_fd(), keys)
+            .map_err(batch_err("expiring persistence templates"))
     }
 }

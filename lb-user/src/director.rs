@@ -15,24 +15,26 @@ use std::{
 };
 
 use lb_common::{
-    CONN_F_REPLY, Counters, FlowKey, Iface, Persist, PersistKey, REAL_F_IN_USE, REAL_F_REMOVED,
-    REAL_F_RESOLVED, RealServer, SCHED_SLOTS, SERVICE_F_HASH_FALLBACK, SERVICE_F_HASH_PORT,
-    SERVICE_F_PERSISTENT, Service, ServiceKey, Stat, tcp_state,
+    CONN_F_REPLY, Conn, Counters, FlowKey, Iface, Persist, PersistKey, REAL_F_IN_USE,
+    REAL_F_REMOVED, REAL_F_RESOLVED, RealConns, RealServer, SCHED_SLOTS, SERVICE_F_HASH_FALLBACK,
+    SERVICE_F_HASH_PORT, SERVICE_F_PERSISTENT, Service, ServiceKey, Stat, tcp_state,
 };
 use tracing::{debug, info, warn};
 
 use crate::{
+    bpf_batch::{Cursor, Reader},
     config::{Config, ConfigError, ServiceEntry, TrashedReal},
     dataplane::{Dataplane, DataplaneError},
     model::{
-        Command, ConnectionStatus, Rates, RealStatus, ServiceAddr, ServiceStatus, Snapshot, Stats,
-        Timeouts,
+        Command, ConnectionStatus, Forward, Rates, RealStatus, ServiceAddr, ServiceStatus,
+        Snapshot, Stats, Timeouts,
     },
     netlink::{self, NeighbourEvent},
     resolution::{self, RESOLUTION_WAIT, Resolution},
     sched,
     slots::SlotAllocator,
     state,
+    sweep::{self, Sweep, Template},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -72,15 +74,6 @@ struct Published {
     key: ServiceKey,
     value: Service,
     table: Vec<u32>,
-}
-
-/// Per-real-server connection counts from the last sweep of the connection table.
-#[derive(Clone, Copy, Debug, Default)]
-struct ConnCounts {
-    active: u32,
-    inactive: u32,
-    /// Live persistence templates pointing at the real server.
-    persistent: u32,
 }
 
 /// IPVS's rate estimator (`ip_vs_est.c`): every two seconds the rates move a quarter of the
@@ -125,6 +118,73 @@ impl Estimator {
     }
 }
 
+/// Map readers kept from one sweep to the next.
+struct Readers {
+    conns: Reader<FlowKey, Conn>,
+    templates: Reader<PersistKey, Persist>,
+}
+
+/// A pass over the connection table: where it stands, and how many ticks it has taken.
+#[derive(Debug, Default)]
+struct Pass {
+    cursor: Cursor,
+    ticks: u32,
+}
+
+/// Connection-table entries read per tick at most: about 60 ms of CPU at a million
+/// connections; a bigger table is swept over several ticks.
+const SWEEP_BUDGET: usize = 131_072;
+
+/// One past the highest ids in use.
+#[derive(Clone, Copy, Debug, Default)]
+struct Limits {
+    services: u32,
+    reals: u32,
+}
+
+impl Limits {
+    fn of(config: &Config) -> Self {
+        let reals = config
+            .services
+            .iter()
+            .flat_map(|s| s.reals.iter().map(|r| r.id))
+            .chain(config.trash.iter().map(|t| t.id))
+            .max();
+        Limits {
+            services: config.services.iter().map(|s| s.id + 1).max().unwrap_or(0),
+            reals: reals.map_or(0, |id| id + 1),
+        }
+    }
+}
+
+/// What the sweep needs of `config`.
+fn sweep_rules(config: &Config) -> sweep::Rules {
+    let persistence = config
+        .services
+        .iter()
+        .filter_map(|s| {
+            let p = s.spec.persistence?;
+            Some((
+                s.id,
+                (u32::from_ne_bytes(p.netmask.octets()), u64::from(p.timeout)),
+            ))
+        })
+        .collect();
+    let masq = config
+        .services
+        .iter()
+        .flat_map(|s| s.reals.iter().map(|r| (r.id, &r.spec)))
+        .chain(config.trash.iter().map(|t| (t.id, &t.spec)))
+        .filter(|(_, spec)| spec.forward == Forward::Masq)
+        .map(|(id, _)| id)
+        .collect();
+    sweep::Rules {
+        timeouts: config.timeouts,
+        persistence,
+        masq,
+    }
+}
+
 pub struct Director {
     config: Config,
     dataplane: Dataplane,
@@ -134,7 +194,15 @@ pub struct Director {
     /// old table never reads slots already given to someone else.
     retired: Vec<(u32, u32)>,
     next_hops: HashMap<Ipv4Addr, NextHop>,
-    counts: HashMap<u32, ConnCounts>,
+    /// The last sweep of the connection table (counts by real server), its buffers, what it
+    /// needs of the configuration, and the readers it walks the maps with.
+    sweep: Sweep,
+    rules: sweep::Rules,
+    readers: Readers,
+    /// Where the pass over the connection table stands.
+    pass: Pass,
+    /// One past the highest service and real server ids in use (to read counters up to).
+    limits: Limits,
     /// Rate estimators by service id and by real server id.
     service_rates: HashMap<u32, Estimator>,
     real_rates: HashMap<u32, Estimator>,
@@ -144,21 +212,6 @@ pub struct Director {
     state_path: PathBuf,
     conn_table_size: u32,
     last_route_refresh: Instant,
-}
-
-/// Seconds of inactivity after which IPVS expires a TCP connection in `state`, given the
-/// configurable timeouts (ip_vs_proto_tcp.c `tcp_timeouts`).
-fn tcp_timeout(state: u8, t: &Timeouts) -> u64 {
-    u64::from(match state {
-        tcp_state::ESTABLISHED => t.tcp,
-        tcp_state::FIN_WAIT => t.tcp_fin,
-        tcp_state::SYN_SENT | tcp_state::TIME_WAIT | tcp_state::LISTEN | tcp_state::SYNACK => 120,
-        tcp_state::SYN_RECV | tcp_state::CLOSE_WAIT => 60,
-        tcp_state::LAST_ACK => 30,
-        tcp_state::CLOSE => 10,
-        tcp_state::UDP => t.udp,
-        _ => 2,
-    })
 }
 
 /// CLOCK_MONOTONIC_COARSE in nanoseconds: the clock `bpf_ktime_get_coarse_ns` reads.
@@ -224,7 +277,14 @@ impl Director {
             published: HashMap::new(),
             retired: Vec::new(),
             next_hops: HashMap::new(),
-            counts: HashMap::new(),
+            sweep: Sweep::default(),
+            rules: sweep::Rules::default(),
+            readers: Readers {
+                conns: Dataplane::connection_reader(),
+                templates: Dataplane::template_reader(),
+            },
+            limits: Limits::default(),
+            pass: Pass::default(),
             service_rates: HashMap::new(),
             real_rates: HashMap::new(),
             last_estimate: Instant::now(),
@@ -357,6 +417,8 @@ impl Director {
             .cloned()
             .collect();
         self.publish_all(&changed)?;
+        self.rules = sweep_rules(&self.config);
+        self.limits = Limits::of(&self.config);
         Ok(resolution)
     }
 
@@ -713,117 +775,142 @@ impl Director {
     }
 
     /// Expires idle connections by IPVS's per-state timeouts, counts active and inactive
-    /// connections per real server (and sets the data path's live counts to the exact
-    /// figures), keeps persistence templates alive while their client has connections, expires
-    /// the others, and frees removed real servers no connection uses.
+    /// connections per real server, keeps persistence templates alive while their client has
+    /// connections, expires the others, and frees removed real servers no connection uses.
+    ///
+    /// The maps are read and written in batches, into buffers kept from tick to tick. A table
+    /// of more than [`SWEEP_BUDGET`] entries is read a part per tick (the kernel's walk costs
+    /// about half a microsecond an entry at a million): a connection then expires up to a pass
+    /// later than its timeout, and the data path's live counts lose each tick's expired
+    /// connections instead of being set to a pass's figures (which would be stale by the
+    /// time a long pass ends).
     fn sweep_connections(&mut self) -> Result<()> {
-        let now = coarse_now_ns();
-        let mut counts: HashMap<u32, ConnCounts> = HashMap::new();
-        let mut expired = Vec::new();
-        let mut live = HashSet::new();
-        let mut replies = Vec::new();
-        let persistence: HashMap<u32, (u32, u64)> = self
-            .config
-            .services
-            .iter()
-            .filter_map(|s| {
-                let p = s.spec.persistence?;
-                Some((
-                    s.id,
-                    (u32::from_ne_bytes(p.netmask.octets()), u64::from(p.timeout)),
-                ))
-            })
-            .collect();
-        let mut clients_with_conns = HashSet::new();
-        for (key, conn) in self.dataplane.connections() {
-            if conn.flags & CONN_F_REPLY != 0 {
-                replies.push((key, conn));
-                continue;
-            }
-            let idle = now.saturating_sub(conn.last_seen_ns) / 1_000_000_000;
-            if idle >= tcp_timeout(conn.state, &self.config.timeouts) {
-                expired.push(key);
-                continue;
-            }
-            live.insert(key);
-            if let Some(&(mask, _)) = persistence.get(&conn.service) {
-                clients_with_conns.insert(PersistKey {
-                    service: conn.service,
-                    client: key.saddr & mask,
-                });
-            }
-            let c = counts.entry(conn.real).or_default();
-            if tcp_state::is_active(conn.state) {
-                c.active += 1;
-            } else {
-                c.inactive += 1;
-            }
+        if self.pass.cursor.at_start() {
+            self.sweep.begin_pass();
+            self.pass.ticks = 0;
         }
-        // A NAT reply entry lives as long as its client-direction entry.
-        for (key, reply) in replies {
-            let forward = FlowKey {
-                saddr: key.daddr,
-                daddr: reply.vaddr,
-                sport: key.dport,
-                dport: reply.vport,
-                proto: key.proto,
-                _pad: [0; 3],
-            };
-            // The walk is no snapshot: a connection opened meanwhile may show its reply entry
-            // (inserted first) without its client entry. Ask the map before deleting.
-            if !live.contains(&forward) && !self.dataplane.has_connection(&forward) {
-                expired.push(key);
-            }
+        self.pass.ticks += 1;
+        self.sweep.tick(coarse_now_ns());
+        let (rules, sweep) = (&self.rules, &mut self.sweep);
+        let (_, ended) = self.dataplane.read_connections_on(
+            &mut self.readers.conns,
+            &mut self.pass.cursor,
+            SWEEP_BUDGET,
+            |keys, conns| {
+                for (key, conn) in keys.iter().zip(conns) {
+                    sweep.connection(rules, key, conn);
+                }
+            },
+        )?;
+        if ended {
+            let dataplane = &self.dataplane;
+            self.sweep
+                .end_connections(|key| dataplane.has_connection(key));
         }
-        for key in &expired {
-            self.dataplane.remove_connection(key)?;
+        if !self.sweep.expired.is_empty() {
+            self.dataplane.remove_connections(&self.sweep.expired)?;
         }
-        // Templates: as in IPVS, one outlives its timeout while connections it placed remain.
-        for (key, template) in self.dataplane.persistence_templates() {
-            let Some(&(_, timeout)) = persistence.get(&key.service) else {
-                self.dataplane.remove_persistence_template(&key)?;
-                continue;
-            };
-            let idle = now.saturating_sub(template.last_seen_ns) / 1_000_000_000;
-            if idle < timeout {
-                counts.entry(template.real).or_default().persistent += 1;
-            } else if clients_with_conns.contains(&key) {
-                let refreshed = Persist {
-                    last_seen_ns: now,
-                    ..template
-                };
-                self.dataplane.set_persistence_template(key, refreshed)?;
-                counts.entry(template.real).or_default().persistent += 1;
-            } else {
-                self.dataplane.remove_persistence_template(&key)?;
-            }
+        if !ended {
+            return self.subtract_gone();
         }
-        let ids: Vec<u32> = self
-            .config
-            .services
-            .iter()
-            .flat_map(|s| s.reals.iter().map(|r| r.id))
-            .chain(self.config.trash.iter().map(|t| t.id))
-            .collect();
-        for id in ids {
-            let c = counts.get(&id).copied().unwrap_or_default();
-            self.dataplane
-                .set_real_conns(id, i64::from(c.active), i64::from(c.inactive))?;
+        self.sweep_templates()?;
+        self.sweep.end_pass();
+        if self.pass.ticks == 1 {
+            self.set_exact_counts()?;
+        } else {
+            self.subtract_gone()?;
         }
-        self.counts = counts;
+
+        let sweep = &self.sweep;
         let freed = self.config.purge_trash(|id| {
-            self.counts
-                .get(&id)
-                .is_some_and(|c| c.active + c.inactive + c.persistent > 0)
+            let c = sweep.counts(id);
+            c.active + c.inactive + c.persistent > 0
         });
         if !freed.is_empty() {
             for &id in &freed {
                 self.dataplane.set_real(id, &RealServer::default())?;
-                self.dataplane.set_real_conns(id, 0, 0)?;
             }
+            let zeroes = vec![RealConns::default(); freed.len()];
+            self.dataplane.set_all_real_conns(&freed, &zeroes)?;
             state::save(&self.state_path, &self.config)?;
         }
         Ok(())
+    }
+
+    /// Persistence templates, at the end of a pass: as in IPVS, one outlives its timeout
+    /// while connections it placed remain.
+    fn sweep_templates(&mut self) -> Result<()> {
+        let (mut refresh_keys, mut refreshed, mut expired) = (Vec::new(), Vec::new(), Vec::new());
+        let now = coarse_now_ns();
+        let (rules, sweep) = (&self.rules, &mut self.sweep);
+        self.dataplane
+            .read_templates(&mut self.readers.templates, |keys, templates| {
+                for (key, template) in keys.iter().zip(templates) {
+                    match sweep.template(rules, key, template) {
+                        Template::Keep => {}
+                        Template::Refresh => {
+                            refresh_keys.push(*key);
+                            refreshed.push(Persist {
+                                last_seen_ns: now,
+                                ..*template
+                            });
+                        }
+                        Template::Expire => expired.push(*key),
+                    }
+                }
+            })?;
+        self.dataplane
+            .set_persistence_templates(&refresh_keys, &refreshed)?;
+        if !expired.is_empty() {
+            self.dataplane.remove_persistence_templates(&expired)?;
+        }
+        Ok(())
+    }
+
+    /// Sets the data path's live counts to the figures of a pass read in one tick, where they
+    /// drifted.
+    fn set_exact_counts(&mut self) -> Result<()> {
+        let current = self.dataplane.all_real_conns(self.limits.reals)?;
+        let (mut ids, mut values) = (Vec::new(), Vec::new());
+        let configured = self
+            .config
+            .services
+            .iter()
+            .flat_map(|s| s.reals.iter().map(|r| r.id))
+            .chain(self.config.trash.iter().map(|t| t.id));
+        for id in configured {
+            let counts = self.sweep.counts(id);
+            let now = current.get(id as usize).copied().unwrap_or_default();
+            let (active, inactive) = (i64::from(counts.active), i64::from(counts.inactive));
+            if (now.active, now.inactive) != (active, inactive) {
+                ids.push(id);
+                values.push(RealConns {
+                    active,
+                    inactive,
+                    ..now
+                });
+            }
+        }
+        Ok(self.dataplane.set_all_real_conns(&ids, &values)?)
+    }
+
+    /// Takes this tick's expired connections off the data path's live counts.
+    fn subtract_gone(&mut self) -> Result<()> {
+        if self.sweep.gone().next().is_none() {
+            return Ok(());
+        }
+        let current = self.dataplane.all_real_conns(self.limits.reals)?;
+        let (mut ids, mut values) = (Vec::new(), Vec::new());
+        for (id, gone) in self.sweep.gone() {
+            let now = current.get(id as usize).copied().unwrap_or_default();
+            ids.push(id);
+            values.push(RealConns {
+                active: (now.active - i64::from(gone.active)).max(0),
+                inactive: (now.inactive - i64::from(gone.inactive)).max(0),
+                ..now
+            });
+        }
+        Ok(self.dataplane.set_all_real_conns(&ids, &values)?)
     }
 
     /// Moves the rate estimators on, every [`Estimator::INTERVAL`].
@@ -833,12 +920,18 @@ impl Director {
             return Ok(());
         }
         self.last_estimate = Instant::now();
+        let services = self.dataplane.all_service_counters(self.limits.services)?;
+        let reals = self.dataplane.all_real_counters(self.limits.reals)?;
+        let of = |all: &[Counters], id: u32| all.get(id as usize).copied().unwrap_or_default();
         for entry in &self.config.services {
-            let now = self.dataplane.service_counters(entry.id)?;
-            estimate(&mut self.service_rates, entry.id, now, elapsed);
+            estimate(
+                &mut self.service_rates,
+                entry.id,
+                of(&services, entry.id),
+                elapsed,
+            );
             for real in &entry.reals {
-                let now = self.dataplane.real_counters(real.id)?;
-                estimate(&mut self.real_rates, real.id, now, elapsed);
+                estimate(&mut self.real_rates, real.id, of(&reals, real.id), elapsed);
             }
         }
         Ok(())
@@ -846,37 +939,25 @@ impl Director {
 
     /// The configuration with live counters, as `-L` shows it.
     pub fn snapshot(&self) -> Result<Snapshot> {
-        // Counted afresh so a listing right after traffic shows it (the tick's counts may be
-        // up to a second old).
-        let now = coarse_now_ns();
-        let mut live: HashMap<u32, ConnCounts> = HashMap::new();
-        for (_, conn) in self.dataplane.connections() {
-            if conn.flags & CONN_F_REPLY != 0 {
-                continue;
-            }
-            let idle = now.saturating_sub(conn.last_seen_ns) / 1_000_000_000;
-            if idle >= tcp_timeout(conn.state, &self.config.timeouts) {
-                continue;
-            }
-            let c = live.entry(conn.real).or_default();
-            if tcp_state::is_active(conn.state) {
-                c.active += 1;
-            } else {
-                c.inactive += 1;
-            }
-        }
+        // The data path's live counts, as IPVS lists its own: they follow every connection
+        // as it opens and changes state (connections past their timeout count until the sweep
+        // expires them). Walking the connection table instead took seconds at a million.
+        let live = self.dataplane.all_real_conns(self.limits.reals)?;
+        let service_counters = self.dataplane.all_service_counters(self.limits.services)?;
+        let real_counters = self.dataplane.all_real_counters(self.limits.reals)?;
+        let of = |all: &[Counters], id: u32| all.get(id as usize).copied().unwrap_or_default();
         let mut services = Vec::with_capacity(self.config.services.len());
         for entry in &self.config.services {
             let mut reals = Vec::with_capacity(entry.reals.len());
             for real in &entry.reals {
-                let counts = live.get(&real.id).copied().unwrap_or_default();
-                let persistent = self.counts.get(&real.id).map_or(0, |c| c.persistent);
+                let counts = live.get(real.id as usize).copied().unwrap_or_default();
+                let count = |n: i64| u32::try_from(n.max(0)).unwrap_or(u32::MAX);
                 reals.push(RealStatus {
                     spec: real.spec.clone(),
-                    active_conns: counts.active,
-                    inactive_conns: counts.inactive,
-                    persistent_conns: persistent,
-                    stats: stats_of(self.dataplane.real_counters(real.id)?),
+                    active_conns: count(counts.active),
+                    inactive_conns: count(counts.inactive),
+                    persistent_conns: self.sweep.counts(real.id).persistent,
+                    stats: stats_of(of(&real_counters, real.id)),
                     rates: self
                         .real_rates
                         .get(&real.id)
@@ -886,7 +967,7 @@ impl Director {
             }
             services.push(ServiceStatus {
                 spec: entry.spec.clone(),
-                stats: stats_of(self.dataplane.service_counters(entry.id)?),
+                stats: stats_of(of(&service_counters, entry.id)),
                 rates: self
                     .service_rates
                     .get(&entry.id)
@@ -908,49 +989,61 @@ impl Director {
         let now = coarse_now_ns();
         let services: HashMap<u32, &ServiceEntry> =
             self.config.services.iter().map(|s| (s.id, s)).collect();
-        let real_of = |id: u32| {
-            self.config
-                .services
-                .iter()
-                .flat_map(|s| s.reals.iter().map(|r| (r.id, &r.spec)))
-                .chain(self.config.trash.iter().map(|t| (t.id, &t.spec)))
-                .find(|(rid, _)| *rid == id)
-                .map(|(_, spec)| spec)
-        };
-        let mut list: Vec<ConnectionStatus> = self
-            .dataplane
-            .connections()
-            .into_iter()
-            .filter(|(_, conn)| conn.flags & CONN_F_REPLY == 0)
-            .filter_map(|(key, conn)| {
-                let service = services.get(&conn.service)?;
-                let real = real_of(conn.real)?;
-                let idle = now.saturating_sub(conn.last_seen_ns) / 1_000_000_000;
-                let timeout = tcp_timeout(conn.state, &self.config.timeouts);
-                Some(ConnectionStatus {
-                    protocol: service.spec.addr.protocol,
-                    expires_in: timeout.saturating_sub(idle) as u32,
-                    state: tcp_state::name(conn.state).to_owned(),
-                    client: (
-                        Ipv4Addr::from(key.saddr.to_ne_bytes()),
-                        u16::from_be(key.sport),
-                    ),
-                    virtual_addr: (
-                        Ipv4Addr::from(key.daddr.to_ne_bytes()),
-                        u16::from_be(key.dport),
-                    ),
-                    real: (real.addr, real.port),
-                })
-            })
+        let reals: HashMap<u32, &crate::model::RealSpec> = self
+            .config
+            .services
+            .iter()
+            .flat_map(|s| s.reals.iter().map(|r| (r.id, &r.spec)))
+            .chain(self.config.trash.iter().map(|t| (t.id, &t.spec)))
             .collect();
-        for (key, template) in self.dataplane.persistence_templates() {
+        let timeouts = self.config.timeouts;
+        let mut list = Vec::new();
+        let read =
+            self.dataplane
+                .read_connections(&mut Dataplane::connection_reader(), |keys, conns| {
+                    for (key, conn) in keys.iter().zip(conns) {
+                        if conn.flags & CONN_F_REPLY != 0 {
+                            continue;
+                        }
+                        let (Some(service), Some(real)) =
+                            (services.get(&conn.service), reals.get(&conn.real))
+                        else {
+                            continue;
+                        };
+                        let idle = sweep::idle_secs(now, conn.last_seen_ns);
+                        let timeout = sweep::tcp_timeout(conn.state, &timeouts);
+                        list.push(ConnectionStatus {
+                            protocol: service.spec.addr.protocol,
+                            expires_in: timeout.saturating_sub(idle) as u32,
+                            state: tcp_state::name(conn.state).to_owned(),
+                            client: (
+                                Ipv4Addr::from(key.saddr.to_ne_bytes()),
+                                u16::from_be(key.sport),
+                            ),
+                            virtual_addr: (
+                                Ipv4Addr::from(key.daddr.to_ne_bytes()),
+                                u16::from_be(key.dport),
+                            ),
+                            real: (real.addr, real.port),
+                        });
+                    }
+                });
+        if let Err(e) = read {
+            warn!("listing connections: {e}");
+        }
+        let templates = self.dataplane.persistence_templates().unwrap_or_else(|e| {
+            warn!("listing persistence templates: {e}");
+            Vec::new()
+        });
+        for (key, template) in templates {
             let Some(service) = services.get(&key.service) else {
                 continue;
             };
-            let (Some(real), Some(p)) = (real_of(template.real), service.spec.persistence) else {
+            let (Some(real), Some(p)) = (reals.get(&template.real), service.spec.persistence)
+            else {
                 continue;
             };
-            let idle = now.saturating_sub(template.last_seen_ns) / 1_000_000_000;
+            let idle = sweep::idle_secs(now, template.last_seen_ns);
             list.push(ConnectionStatus {
                 protocol: service.spec.addr.protocol,
                 expires_in: u64::from(p.timeout).saturating_sub(idle) as u32,

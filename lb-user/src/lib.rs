@@ -2,6 +2,7 @@
 //! (configuration rules, schedulers, ipvsadm syntax and layouts) kept pure and unit-tested
 //! apart from the parts that touch the kernel.
 
+pub mod bpf_batch;
 pub mod config;
 pub mod control;
 pub mod dataplane;
@@ -20,3 +21,4 @@ pub mod resolution;
 pub mod sched;
 pub mod slots;
 pub mod state;
+pub mod sweep;
