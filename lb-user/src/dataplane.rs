@@ -94,7 +94,6 @@ pub struct Dataplane {
     services: HashMap<MapData, ServiceKey, Service>,
     reals: Array<MapData, RealServer>,
     sched_table: Array<MapData, u32>,
-    service_state: Array<MapData, ServiceState>,
     conns: HashMap<MapData, FlowKey, Conn>,
     ifaces: HashMap<MapData, u32, Iface>,
     service_stats: PerCpuArray<MapData, Counters>,
@@ -113,6 +112,9 @@ struct BatchFds {
     service_stats: OwnedFd,
     real_stats: OwnedFd,
     sched_table: OwnedFd,
+    reals: OwnedFd,
+    services: OwnedFd,
+    service_state: OwnedFd,
 }
 
 /// A descriptor of its own for map `name` (aya's typed maps do not lend theirs).
@@ -245,13 +247,15 @@ impl Dataplane {
             service_stats: map_fd(&ebpf, maps::SERVICE_STATS)?,
             real_stats: map_fd(&ebpf, maps::REAL_STATS)?,
             sched_table: map_fd(&ebpf, maps::SCHED_TABLE)?,
+            reals: map_fd(&ebpf, maps::REALS)?,
+            services: map_fd(&ebpf, maps::SERVICES)?,
+            service_state: map_fd(&ebpf, maps::SERVICE_STATE)?,
         };
         Ok(Dataplane {
             fds,
             services: take(&mut ebpf, maps::SERVICES)?,
             reals: take(&mut ebpf, maps::REALS)?,
             sched_table: take(&mut ebpf, maps::SCHED_TABLE)?,
-            service_state: take(&mut ebpf, maps::SERVICE_STATE)?,
             conns: take(&mut ebpf, maps::CONNS)?,
             ifaces: take(&mut ebpf, maps::IFACES)?,
             service_stats: take(&mut ebpf, maps::SERVICE_STATS)?,
@@ -364,8 +368,35 @@ impl Dataplane {
             .map_err(batch_err("writing a scheduling table"))
     }
 
-    pub fn set_service(&mut self, key: ServiceKey, service: &Service) -> Result<()> {
-        Ok(self.services.insert(key, service, 0)?)
+    /// Writes real servers' entries.
+    pub fn set_reals(&mut self, ids: &[u32], reals: &[RealServer]) -> Result<()> {
+        bpf_batch::update(self.fds.reals.as_fd(), ids, reals)
+            .map_err(batch_err("writing real servers"))
+    }
+
+    /// Writes service entries (publishing their tables).
+    pub fn set_services(&mut self, keys: &[ServiceKey], services: &[Service]) -> Result<()> {
+        bpf_batch::update(self.fds.services.as_fd(), keys, services)
+            .map_err(batch_err("writing services"))
+    }
+
+    /// Restarts services' round-robin walks at the start of their tables.
+    pub fn reset_service_states(&mut self, ids: &[u32]) -> Result<()> {
+        let states = vec![ServiceState::default(); ids.len()];
+        bpf_batch::update(self.fds.service_state.as_fd(), ids, &states)
+            .map_err(batch_err("resetting round-robin positions"))
+    }
+
+    /// Zeroes the traffic counters of services and real servers.
+    pub fn zero_counters(&mut self, services: &[u32], reals: &[u32]) -> Result<()> {
+        for (fd, ids) in [
+            (self.fds.service_stats.as_fd(), services),
+            (self.fds.real_stats.as_fd(), reals),
+        ] {
+            let zeroes = vec![Counters::default(); ids.len() * self.cpus];
+            bpf_batch::update(fd, ids, &zeroes).map_err(batch_err("zeroing counters"))?;
+        }
+        Ok(())
     }
 
     pub fn remove_service(&mut self, key: &ServiceKey) -> Result<()> {
@@ -373,27 +404,6 @@ impl Dataplane {
             Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
             Err(e) => Err(e.into()),
         }
-    }
-
-    /// Restarts a service's round-robin walk at the start of its table.
-    pub fn reset_service_state(&mut self, id: u32) -> Result<()> {
-        Ok(self.service_state.set(id, ServiceState::default(), 0)?)
-    }
-
-    fn sum(map: &PerCpuArray<MapData, Counters>, id: u32) -> Result<Counters> {
-        let mut total = Counters::default();
-        for c in map.get(&id, 0)?.iter() {
-            total.add(c);
-        }
-        Ok(total)
-    }
-
-    pub fn service_counters(&self, id: u32) -> Result<Counters> {
-        Self::sum(&self.service_stats, id)
-    }
-
-    pub fn real_counters(&self, id: u32) -> Result<Counters> {
-        Self::sum(&self.real_stats, id)
     }
 
     /// The counters of every service id below `limit` (summed over CPUs), by id.

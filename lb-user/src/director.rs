@@ -124,6 +124,30 @@ struct Readers {
     templates: Reader<PersistKey, Persist>,
 }
 
+/// Data-path writes of a publication, made in batches in an order that keeps what a packet
+/// sees consistent: real servers first, then fresh counters and round-robin positions, then
+/// the service entries that point at them (and at their tables, written before).
+#[derive(Default)]
+struct Writes {
+    reals: Vec<(u32, RealServer)>,
+    zero_services: Vec<u32>,
+    zero_reals: Vec<u32>,
+    reset_states: Vec<u32>,
+    services: Vec<(ServiceKey, Service)>,
+}
+
+impl Writes {
+    fn flush(self, dataplane: &mut Dataplane) -> Result<()> {
+        let (ids, reals): (Vec<u32>, Vec<RealServer>) = self.reals.into_iter().unzip();
+        dataplane.set_reals(&ids, &reals)?;
+        dataplane.zero_counters(&self.zero_services, &self.zero_reals)?;
+        dataplane.reset_service_states(&self.reset_states)?;
+        let (keys, services): (Vec<ServiceKey>, Vec<Service>) = self.services.into_iter().unzip();
+        dataplane.set_services(&keys, &services)?;
+        Ok(())
+    }
+}
+
 /// A pass over the connection table: where it stands, and how many ticks it has taken.
 #[derive(Debug, Default)]
 struct Pass {
@@ -425,12 +449,13 @@ impl Director {
     /// Writes trashed real servers as removed: their connections go on, new ones never reach
     /// them.
     fn mark_removed(&mut self, trashed: &[TrashedReal]) -> Result<()> {
+        let mut writes = Writes::default();
         for t in trashed {
             let mut real = self.real_entry(t.service_id, &t.spec);
             real.flags |= REAL_F_REMOVED;
-            self.dataplane.set_real(t.id, &real)?;
+            writes.reals.push((t.id, real));
         }
-        Ok(())
+        writes.flush(&mut self.dataplane)
     }
 
     /// The data-path entry of a real server.
@@ -456,25 +481,29 @@ impl Director {
         }
     }
 
-    /// Publishes services; a long list (a restore) is logged in one line.
+    /// Publishes services, their data-path writes made in batches; a long list (a restore)
+    /// is logged in one line.
     fn publish_all(&mut self, entries: &[ServiceEntry]) -> Result<()> {
         let announce = entries.len() <= LOG_EACH_UP_TO;
+        let mut writes = Writes::default();
         for entry in entries {
-            self.publish(entry, announce)?;
+            self.publish(entry, announce, &mut writes)?;
         }
+        writes.flush(&mut self.dataplane)?;
         if !announce {
             info!(services = entries.len(), "scheduling tables published");
         }
         Ok(())
     }
 
-    /// Writes a service, its real servers and its scheduling table; `announce` logs a new
-    /// table at info level (else debug).
-    fn publish(&mut self, entry: &ServiceEntry, announce: bool) -> Result<()> {
+    /// Prepares a service, its real servers and its scheduling table for publication in
+    /// `writes` (the table itself is written at once, to slots nothing points to yet);
+    /// `announce` logs a new table at info level (else debug).
+    fn publish(&mut self, entry: &ServiceEntry, announce: bool, writes: &mut Writes) -> Result<()> {
         let mut candidates = Vec::with_capacity(entry.reals.len());
         for real in &entry.reals {
             let value = self.real_entry(entry.id, &real.spec);
-            self.dataplane.set_real(real.id, &value)?;
+            writes.reals.push((real.id, value));
             if value.flags & REAL_F_RESOLVED != 0 {
                 candidates.push(sched::Candidate {
                     id: real.id,
@@ -525,10 +554,8 @@ impl Director {
         let table_changed = previous.as_ref().is_none_or(|p| p.table != table);
         if previous.is_none() {
             // A new service (or a re-used id): start its counters and walk from scratch.
-            self.dataplane.zero_service_counters(entry.id)?;
-            for real in &entry.reals {
-                self.dataplane.zero_real_counters(real.id)?;
-            }
+            writes.zero_services.push(entry.id);
+            writes.zero_reals.extend(entry.reals.iter().map(|r| r.id));
         }
         // IPVS's wrr starts its weighted walk over when real servers change; rr keeps going
         // from where it is (a new table is walked from the same position, modulo its length).
@@ -536,9 +563,9 @@ impl Director {
         if table_changed
             && (entry.spec.scheduler == crate::model::Scheduler::Wrr || scheduler_changed)
         {
-            self.dataplane.reset_service_state(entry.id)?;
+            writes.reset_states.push(entry.id);
         }
-        self.dataplane.set_service(key, &value)?;
+        writes.services.push((key, value));
         if let Some(p) = previous
             && p.value.table_len > 0
             && (p.value.table_offset, p.value.table_len) != (offset, len)
