@@ -1,9 +1,11 @@
 //! The loaded XDP program and typed access to its maps. This is the only module that talks
 //! to the kernel's BPF side; what to write is decided elsewhere.
 
+use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
+
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, DevMapHash, HashMap, MapData, PerCpuArray, PerCpuValues, xdp::XdpMapError},
+    maps::{Array, DevMapHash, HashMap, Map, MapData, PerCpuArray, PerCpuValues, xdp::XdpMapError},
     programs::{
         Xdp, XdpMode,
         links::{FdLink, PinnedLink},
@@ -12,7 +14,10 @@ use aya::{
     util::nr_cpus,
 };
 
-use crate::pinning::{PINNED_MAPS, PinDir, PinError};
+use crate::{
+    bpf_batch::{self, Cursor, Reader},
+    pinning::{PINNED_MAPS, PinDir, PinError},
+};
 use lb_common::{
     Conn, Counters, FlowKey, Iface, Locality, LocalityKey, Persist, PersistKey, RealConns,
     RealServer, Service, ServiceKey, ServiceState, Stat, maps,
@@ -62,6 +67,11 @@ pub enum DataplaneError {
     },
     #[error("interface {0} not found")]
     NoInterface(String),
+    #[error("{what}: {source}")]
+    Batch {
+        what: &'static str,
+        source: std::io::Error,
+    },
 }
 
 /// What happens to the data path when lbd exits.
@@ -86,17 +96,51 @@ pub struct Dataplane {
     services: HashMap<MapData, ServiceKey, Service>,
     reals: Array<MapData, RealServer>,
     sched_table: Array<MapData, u32>,
-    service_state: Array<MapData, ServiceState>,
     conns: HashMap<MapData, FlowKey, Conn>,
-    real_conns: Array<MapData, RealConns>,
-    persist: HashMap<MapData, PersistKey, Persist>,
     locality: HashMap<MapData, LocalityKey, Locality>,
     ifaces: HashMap<MapData, u32, Iface>,
     tx_ports: DevMapHash<MapData>,
     service_stats: PerCpuArray<MapData, Counters>,
     real_stats: PerCpuArray<MapData, Counters>,
     dp_stats: PerCpuArray<MapData, u64>,
+    /// Descriptors of the maps read and written in batches (`bpf_batch`).
+    fds: BatchFds,
     cpus: usize,
+}
+
+/// The maps lbd reads or writes many entries of at once.
+struct BatchFds {
+    conns: OwnedFd,
+    persist: OwnedFd,
+    real_conns: OwnedFd,
+    service_stats: OwnedFd,
+    real_stats: OwnedFd,
+    sched_table: OwnedFd,
+    reals: OwnedFd,
+    services: OwnedFd,
+    service_state: OwnedFd,
+}
+
+/// A descriptor of its own for map `name` (aya's typed maps do not lend theirs).
+fn map_fd(ebpf: &Ebpf, name: &'static str) -> Result<OwnedFd> {
+    let data = match ebpf.map(name).ok_or(DataplaneError::MissingMap(name))? {
+        Map::Array(d) | Map::PerCpuArray(d) | Map::HashMap(d) | Map::LruHashMap(d) => d,
+        _ => return Err(DataplaneError::MissingMap(name)),
+    };
+    data.fd()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|source| DataplaneError::Batch {
+            what: "duplicating a map descriptor",
+            source,
+        })
+}
+
+/// Entries per batch call when walking a map.
+const CHUNK: usize = 8192;
+
+fn batch_err(what: &'static str) -> impl FnOnce(std::io::Error) -> DataplaneError {
+    move |source| DataplaneError::Batch { what, source }
 }
 
 const PROGRAM: &str = "lb_xdp";
@@ -202,14 +246,23 @@ impl Dataplane {
                 .ok_or(DataplaneError::MissingMap(name))?;
             Ok(T::try_from(map)?)
         }
+        let fds = BatchFds {
+            conns: map_fd(&ebpf, maps::CONNS)?,
+            persist: map_fd(&ebpf, maps::PERSIST)?,
+            real_conns: map_fd(&ebpf, maps::REAL_CONNS)?,
+            service_stats: map_fd(&ebpf, maps::SERVICE_STATS)?,
+            real_stats: map_fd(&ebpf, maps::REAL_STATS)?,
+            sched_table: map_fd(&ebpf, maps::SCHED_TABLE)?,
+            reals: map_fd(&ebpf, maps::REALS)?,
+            services: map_fd(&ebpf, maps::SERVICES)?,
+            service_state: map_fd(&ebpf, maps::SERVICE_STATE)?,
+        };
         Ok(Dataplane {
+            fds,
             services: take(&mut ebpf, maps::SERVICES)?,
             reals: take(&mut ebpf, maps::REALS)?,
             sched_table: take(&mut ebpf, maps::SCHED_TABLE)?,
-            service_state: take(&mut ebpf, maps::SERVICE_STATE)?,
             conns: take(&mut ebpf, maps::CONNS)?,
-            real_conns: take(&mut ebpf, maps::REAL_CONNS)?,
-            persist: take(&mut ebpf, maps::PERSIST)?,
             locality: take(&mut ebpf, maps::LOCALITY)?,
             ifaces: take(&mut ebpf, maps::IFACES)?,
             tx_ports: take(&mut ebpf, maps::TX_PORTS)?,
@@ -319,16 +372,43 @@ impl Dataplane {
         Ok(self.reals.set(id, real, 0)?)
     }
 
-    /// Writes a scheduling table run starting at `offset`.
+    /// Writes a scheduling table run starting at `offset` (one call: a Maglev table has
+    /// 65,537 slots).
     pub fn write_table(&mut self, offset: u32, ids: &[u32]) -> Result<()> {
-        for (i, id) in ids.iter().enumerate() {
-            self.sched_table.set(offset + i as u32, id, 0)?;
-        }
-        Ok(())
+        let slots: Vec<u32> = (offset..offset + ids.len() as u32).collect();
+        bpf_batch::update(self.fds.sched_table.as_fd(), &slots, ids)
+            .map_err(batch_err("writing a scheduling table"))
     }
 
-    pub fn set_service(&mut self, key: ServiceKey, service: &Service) -> Result<()> {
-        Ok(self.services.insert(key, service, 0)?)
+    /// Writes real servers' entries.
+    pub fn set_reals(&mut self, ids: &[u32], reals: &[RealServer]) -> Result<()> {
+        bpf_batch::update(self.fds.reals.as_fd(), ids, reals)
+            .map_err(batch_err("writing real servers"))
+    }
+
+    /// Writes service entries (publishing their tables).
+    pub fn set_services(&mut self, keys: &[ServiceKey], services: &[Service]) -> Result<()> {
+        bpf_batch::update(self.fds.services.as_fd(), keys, services)
+            .map_err(batch_err("writing services"))
+    }
+
+    /// Restarts services' round-robin walks at the start of their tables.
+    pub fn reset_service_states(&mut self, ids: &[u32]) -> Result<()> {
+        let states = vec![ServiceState::default(); ids.len()];
+        bpf_batch::update(self.fds.service_state.as_fd(), ids, &states)
+            .map_err(batch_err("resetting round-robin positions"))
+    }
+
+    /// Zeroes the traffic counters of services and real servers.
+    pub fn zero_counters(&mut self, services: &[u32], reals: &[u32]) -> Result<()> {
+        for (fd, ids) in [
+            (self.fds.service_stats.as_fd(), services),
+            (self.fds.real_stats.as_fd(), reals),
+        ] {
+            let zeroes = vec![Counters::default(); ids.len() * self.cpus];
+            bpf_batch::update(fd, ids, &zeroes).map_err(batch_err("zeroing counters"))?;
+        }
+        Ok(())
     }
 
     pub fn remove_service(&mut self, key: &ServiceKey) -> Result<()> {
@@ -338,25 +418,29 @@ impl Dataplane {
         }
     }
 
-    /// Restarts a service's round-robin walk at the start of its table.
-    pub fn reset_service_state(&mut self, id: u32) -> Result<()> {
-        Ok(self.service_state.set(id, ServiceState::default(), 0)?)
+    /// The counters of every service id below `limit` (summed over CPUs), by id.
+    pub fn all_service_counters(&self, limit: u32) -> Result<Vec<Counters>> {
+        self.all_counters(self.fds.service_stats.as_fd(), limit)
     }
 
-    fn sum(map: &PerCpuArray<MapData, Counters>, id: u32) -> Result<Counters> {
-        let mut total = Counters::default();
-        for c in map.get(&id, 0)?.iter() {
-            total.add(c);
-        }
-        Ok(total)
+    /// The counters of every real server id below `limit` (summed over CPUs), by id.
+    pub fn all_real_counters(&self, limit: u32) -> Result<Vec<Counters>> {
+        self.all_counters(self.fds.real_stats.as_fd(), limit)
     }
 
-    pub fn service_counters(&self, id: u32) -> Result<Counters> {
-        Self::sum(&self.service_stats, id)
-    }
-
-    pub fn real_counters(&self, id: u32) -> Result<Counters> {
-        Self::sum(&self.real_stats, id)
+    fn all_counters(&self, fd: BorrowedFd<'_>, limit: u32) -> Result<Vec<Counters>> {
+        let mut totals = vec![Counters::default(); limit as usize];
+        let mut reader = Reader::<u32, Counters>::new(CHUNK.min(limit.max(1) as usize), self.cpus);
+        reader
+            .read(fd, limit as usize, |ids, values| {
+                for (&id, per_cpu) in ids.iter().zip(values.chunks(self.cpus)) {
+                    if let Some(total) = totals.get_mut(id as usize) {
+                        per_cpu.iter().for_each(|c| total.add(c));
+                    }
+                }
+            })
+            .map_err(batch_err("reading traffic counters"))?;
+        Ok(totals)
     }
 
     fn zeroes(&self) -> Result<PerCpuValues<Counters>> {
@@ -384,9 +468,35 @@ impl Dataplane {
             .collect()
     }
 
-    /// Every connection-table entry (entries that vanish while we walk are skipped).
-    pub fn connections(&self) -> Vec<(FlowKey, Conn)> {
-        self.conns.iter().filter_map(|entry| entry.ok()).collect()
+    /// Reads the whole connection table a chunk at a time into `reader`, handing each chunk
+    /// to `each` (entries added or removed meanwhile may or may not be seen).
+    pub fn read_connections(
+        &self,
+        reader: &mut Reader<FlowKey, Conn>,
+        each: impl FnMut(&[FlowKey], &[Conn]),
+    ) -> Result<usize> {
+        reader
+            .read(self.fds.conns.as_fd(), usize::MAX, each)
+            .map_err(batch_err("reading the connection table"))
+    }
+
+    /// As [`Dataplane::read_connections`], up to `limit` entries from where `cursor` stands;
+    /// returns how many were read and whether the table's end was reached.
+    pub fn read_connections_on(
+        &self,
+        reader: &mut Reader<FlowKey, Conn>,
+        cursor: &mut Cursor,
+        limit: usize,
+        each: impl FnMut(&[FlowKey], &[Conn]),
+    ) -> Result<(usize, bool)> {
+        reader
+            .read_on(self.fds.conns.as_fd(), cursor, limit, each)
+            .map_err(batch_err("reading the connection table"))
+    }
+
+    /// A reader for [`Dataplane::read_connections`].
+    pub fn connection_reader() -> Reader<FlowKey, Conn> {
+        Reader::new(CHUNK, 1)
     }
 
     /// Whether the connection table has an entry for `key` now.
@@ -394,42 +504,79 @@ impl Dataplane {
         self.conns.get(key, 0).is_ok()
     }
 
-    pub fn remove_connection(&mut self, key: &FlowKey) -> Result<()> {
-        match self.conns.remove(key) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+    /// Removes connection-table entries (those already gone are skipped).
+    pub fn remove_connections(&mut self, keys: &[FlowKey]) -> Result<usize> {
+        bpf_batch::delete(self.fds.conns.as_fd(), keys).map_err(batch_err("expiring connections"))
     }
 
-    /// Sets a real server's connection counts to the exact figures (keeping its overload
-    /// flag, which the data path manages).
-    pub fn set_real_conns(&mut self, id: u32, active: i64, inactive: i64) -> Result<()> {
-        let current = self.real_conns.get(&id, 0)?;
-        if current.active == active && current.inactive == inactive {
-            return Ok(());
-        }
-        let value = RealConns {
-            active,
-            inactive,
-            ..current
-        };
-        Ok(self.real_conns.set(id, value, 0)?)
+    /// The connection counts of every real server id below `limit`, by id.
+    pub fn all_real_conns(&self, limit: u32) -> Result<Vec<RealConns>> {
+        let mut all = vec![RealConns::default(); limit as usize];
+        let mut reader = Reader::<u32, RealConns>::new(CHUNK.min(limit.max(1) as usize), 1);
+        reader
+            .read(
+                self.fds.real_conns.as_fd(),
+                limit as usize,
+                |ids, values| {
+                    for (&id, value) in ids.iter().zip(values) {
+                        if let Some(slot) = all.get_mut(id as usize) {
+                            *slot = *value;
+                        }
+                    }
+                },
+            )
+            .map_err(batch_err("reading connection counts"))?;
+        Ok(all)
+    }
+
+    /// Writes real servers' connection counts.
+    pub fn set_all_real_conns(&mut self, ids: &[u32], values: &[RealConns]) -> Result<()> {
+        bpf_batch::update(self.fds.real_conns.as_fd(), ids, values)
+            .map_err(batch_err("writing connection counts"))
+    }
+
+    /// Reads every persistence template a chunk at a time, as
+    /// [`Dataplane::read_connections`].
+    pub fn read_templates(
+        &self,
+        reader: &mut Reader<PersistKey, Persist>,
+        each: impl FnMut(&[PersistKey], &[Persist]),
+    ) -> Result<usize> {
+        reader
+            .read(self.fds.persist.as_fd(), usize::MAX, each)
+            .map_err(batch_err("reading persistence templates"))
+    }
+
+    /// A reader for [`Dataplane::read_templates`].
+    pub fn template_reader() -> Reader<PersistKey, Persist> {
+        Reader::new(CHUNK, 1)
     }
 
     /// Every persistence template.
-    pub fn persistence_templates(&self) -> Vec<(PersistKey, Persist)> {
-        self.persist.iter().filter_map(|entry| entry.ok()).collect()
+    pub fn persistence_templates(&self) -> Result<Vec<(PersistKey, Persist)>> {
+        let mut all = Vec::new();
+        Reader::<PersistKey, Persist>::new(CHUNK, 1)
+            .read(self.fds.persist.as_fd(), usize::MAX, |keys, values| {
+                all.extend(keys.iter().copied().zip(values.iter().copied()));
+            })
+            .map_err(batch_err("reading persistence templates"))?;
+        Ok(all)
     }
 
-    pub fn set_persistence_template(&mut self, key: PersistKey, value: Persist) -> Result<()> {
-        Ok(self.persist.insert(key, value, 0)?)
+    /// Writes persistence templates back.
+    pub fn set_persistence_templates(
+        &mut self,
+        keys: &[PersistKey],
+        values: &[Persist],
+    ) -> Result<()> {
+        bpf_batch::update(self.fds.persist.as_fd(), keys, values)
+            .map_err(batch_err("refreshing persistence templates"))
     }
 
-    pub fn remove_persistence_template(&mut self, key: &PersistKey) -> Result<()> {
-        match self.persist.remove(key) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+    /// Removes persistence templates (those already gone are skipped).
+    pub fn remove_persistence_templates(&mut self, keys: &[PersistKey]) -> Result<usize> {
+        bpf_batch::delete(self.fds.persist.as_fd(), keys)
+            .map_err(batch_err("expiring persistence templates"))
     }
 
     /// Whether the lblc/lblcr locality table has no entry (one lookup).

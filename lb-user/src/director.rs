@@ -16,23 +16,27 @@ use std::{
 };
 
 use lb_common::{
-    CONN_F_REPLY, Counters, FlowKey, Iface, Persist, PersistKey, REAL_F_IN_USE, REAL_F_REMOVED,
-    REAL_F_RESOLVED, RealServer, SCHED_SLOTS, SERVICE_F_HASH_FALLBACK, SERVICE_F_HASH_PORT,
-    SERVICE_F_PERSISTENT, Service, ServiceKey, Stat, tcp_state,
+    CONN_F_REPLY, Conn, Counters, FlowKey, Iface, Persist, PersistKey, REAL_F_IN_USE,
+    REAL_F_REMOVED, REAL_F_RESOLVED, RealConns, RealServer, SCHED_SLOTS, SERVICE_F_HASH_FALLBACK,
+    SERVICE_F_HASH_PORT, SERVICE_F_PERSISTENT, Service, ServiceKey, Stat, tcp_state,
 };
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
-    config::{Config, ConfigError, ServiceEntry},
+    bpf_batch::{Cursor, Reader},
+    config::{Config, ConfigError, ServiceEntry, TrashedReal},
     dataplane::{Dataplane, DataplaneError},
     locality,
     model::{
-        Command, ConnectionStatus, Rates, RealStatus, ServiceAddr, ServiceStatus, Snapshot, Stats,
-        Timeouts,
+        Command, ConnectionStatus, Forward, Rates, RealStatus, ServiceAddr, ServiceStatus,
+        Snapshot, Stats, Timeouts,
     },
-    netlink, sched,
+    netlink::{self, NeighbourEvent},
+    resolution::{self, RESOLUTION_WAIT, Resolution},
+    sched,
     slots::SlotAllocator,
     state,
+    sweep::{self, Sweep, Template},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +56,9 @@ pub enum DirectorError {
 
 type Result<T, E = DirectorError> = std::result::Result<T, E>;
 
+/// Publishing more services than this at once (a restore) logs one line, not one each.
+const LOG_EACH_UP_TO: usize = 20;
+
 /// How a real server's address is reached: the interface and the next hop's MAC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct NextHop {
@@ -69,15 +76,6 @@ struct Published {
     key: ServiceKey,
     value: Service,
     table: Vec<u32>,
-}
-
-/// Per-real-server connection counts from the last sweep of the connection table.
-#[derive(Clone, Copy, Debug, Default)]
-struct ConnCounts {
-    active: u32,
-    inactive: u32,
-    /// Live persistence templates pointing at the real server.
-    persistent: u32,
 }
 
 /// IPVS's rate estimator (`ip_vs_est.c`): every two seconds the rates move a quarter of the
@@ -122,6 +120,97 @@ impl Estimator {
     }
 }
 
+/// Map readers kept from one sweep to the next.
+struct Readers {
+    conns: Reader<FlowKey, Conn>,
+    templates: Reader<PersistKey, Persist>,
+}
+
+/// Data-path writes of a publication, made in batches in an order that keeps what a packet
+/// sees consistent: real servers first, then fresh counters and round-robin positions, then
+/// the service entries that point at them (and at their tables, written before).
+#[derive(Default)]
+struct Writes {
+    reals: Vec<(u32, RealServer)>,
+    zero_services: Vec<u32>,
+    zero_reals: Vec<u32>,
+    reset_states: Vec<u32>,
+    services: Vec<(ServiceKey, Service)>,
+}
+
+impl Writes {
+    fn flush(self, dataplane: &mut Dataplane) -> Result<()> {
+        let (ids, reals): (Vec<u32>, Vec<RealServer>) = self.reals.into_iter().unzip();
+        dataplane.set_reals(&ids, &reals)?;
+        dataplane.zero_counters(&self.zero_services, &self.zero_reals)?;
+        dataplane.reset_service_states(&self.reset_states)?;
+        let (keys, services): (Vec<ServiceKey>, Vec<Service>) = self.services.into_iter().unzip();
+        dataplane.set_services(&keys, &services)?;
+        Ok(())
+    }
+}
+
+/// A pass over the connection table: where it stands, and how many ticks it has taken.
+#[derive(Debug, Default)]
+struct Pass {
+    cursor: Cursor,
+    ticks: u32,
+}
+
+/// Connection-table entries read per tick at most: about 60 ms of CPU at a million
+/// connections; a bigger table is swept over several ticks.
+const SWEEP_BUDGET: usize = 131_072;
+
+/// One past the highest ids in use.
+#[derive(Clone, Copy, Debug, Default)]
+struct Limits {
+    services: u32,
+    reals: u32,
+}
+
+impl Limits {
+    fn of(config: &Config) -> Self {
+        let reals = config
+            .services
+            .iter()
+            .flat_map(|s| s.reals.iter().map(|r| r.id))
+            .chain(config.trash.iter().map(|t| t.id))
+            .max();
+        Limits {
+            services: config.services.iter().map(|s| s.id + 1).max().unwrap_or(0),
+            reals: reals.map_or(0, |id| id + 1),
+        }
+    }
+}
+
+/// What the sweep needs of `config`.
+fn sweep_rules(config: &Config) -> sweep::Rules {
+    let persistence = config
+        .services
+        .iter()
+        .filter_map(|s| {
+            let p = s.spec.persistence?;
+            Some((
+                s.id,
+                (u32::from_ne_bytes(p.netmask.octets()), u64::from(p.timeout)),
+            ))
+        })
+        .collect();
+    let masq = config
+        .services
+        .iter()
+        .flat_map(|s| s.reals.iter().map(|r| (r.id, &r.spec)))
+        .chain(config.trash.iter().map(|t| (t.id, &t.spec)))
+        .filter(|(_, spec)| spec.forward == Forward::Masq)
+        .map(|(id, _)| id)
+        .collect();
+    sweep::Rules {
+        timeouts: config.timeouts,
+        persistence,
+        masq,
+    }
+}
+
 pub struct Director {
     config: Config,
     dataplane: Dataplane,
@@ -131,7 +220,15 @@ pub struct Director {
     /// old table never reads slots already given to someone else.
     retired: Vec<(u32, u32)>,
     next_hops: HashMap<Ipv4Addr, NextHop>,
-    counts: HashMap<u32, ConnCounts>,
+    /// The last sweep of the connection table (counts by real server), its buffers, what it
+    /// needs of the configuration, and the readers it walks the maps with.
+    sweep: Sweep,
+    rules: sweep::Rules,
+    readers: Readers,
+    /// Where the pass over the connection table stands.
+    pass: Pass,
+    /// One past the highest service and real server ids in use (to read counters up to).
+    limits: Limits,
     /// Rate estimators by service id and by real server id.
     service_rates: HashMap<u32, Estimator>,
     real_rates: HashMap<u32, Estimator>,
@@ -147,21 +244,6 @@ pub struct Director {
 
 /// How often lbd sweeps the locality table (IPVS checks its tables every minute).
 const LOCALITY_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
-
-/// Seconds of inactivity after which IPVS expires a TCP connection in `state`, given the
-/// configurable timeouts (ip_vs_proto_tcp.c `tcp_timeouts`).
-fn tcp_timeout(state: u8, t: &Timeouts) -> u64 {
-    u64::from(match state {
-        tcp_state::ESTABLISHED => t.tcp,
-        tcp_state::FIN_WAIT => t.tcp_fin,
-        tcp_state::SYN_SENT | tcp_state::TIME_WAIT | tcp_state::LISTEN | tcp_state::SYNACK => 120,
-        tcp_state::SYN_RECV | tcp_state::CLOSE_WAIT => 60,
-        tcp_state::LAST_ACK => 30,
-        tcp_state::CLOSE => 10,
-        tcp_state::UDP => t.udp,
-        _ => 2,
-    })
-}
 
 /// CLOCK_MONOTONIC_COARSE in nanoseconds: the clock `bpf_ktime_get_coarse_ns` reads.
 fn coarse_now_ns() -> u64 {
@@ -226,7 +308,14 @@ impl Director {
             published: HashMap::new(),
             retired: Vec::new(),
             next_hops: HashMap::new(),
-            counts: HashMap::new(),
+            sweep: Sweep::default(),
+            rules: sweep::Rules::default(),
+            readers: Readers {
+                conns: Dataplane::connection_reader(),
+                templates: Dataplane::template_reader(),
+            },
+            limits: Limits::default(),
+            pass: Pass::default(),
             service_rates: HashMap::new(),
             real_rates: HashMap::new(),
             last_estimate: Instant::now(),
@@ -241,7 +330,11 @@ impl Director {
         }
         if let Some(saved) = saved {
             let services = saved.services.len();
-            director.adopt(saved)?;
+            let resolution = director.adopt(saved)?;
+            // Nothing else runs yet: wait here, so the first packets find the real servers.
+            resolution::wait_with(resolution, RESOLUTION_WAIT, |events, resolution| {
+                director.learn(events, resolution)
+            });
             info!(
                 services,
                 path = %director.state_path.display(),
@@ -290,21 +383,25 @@ impl Director {
         Ok(())
     }
 
-    /// Applies a batch of commands, all or nothing.
-    pub fn apply(&mut self, commands: &[Command]) -> Result<()> {
+    /// Applies a batch of commands, all or nothing. Never waits for ARP: real servers whose
+    /// MAC is not known yet are published unresolved (they take no new connections) and the
+    /// kernel is asked to resolve them; the returned [`Resolution`] follows the answers, for a
+    /// caller that wants to wait for them without holding the director (see
+    /// [`wait_for_resolution`]). The periodic tick picks them up anyway.
+    pub fn apply(&mut self, commands: &[Command]) -> Result<Resolution> {
         let next = self.config.apply_all(commands)?;
         for command in commands {
             if let Command::Zero { service } = command {
                 self.zero(service.as_ref(), &next)?;
             }
         }
-        self.adopt(next)?;
+        let resolution = self.adopt(next)?;
         state::save(&self.state_path, &self.config)?;
-        Ok(())
+        Ok(resolution)
     }
 
     /// Makes `next` the running configuration in the data path.
-    fn adopt(&mut self, next: Config) -> Result<()> {
+    fn adopt(&mut self, next: Config) -> Result<Resolution> {
         let new_addrs: Vec<Ipv4Addr> = next
             .services
             .iter()
@@ -313,7 +410,7 @@ impl Director {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        self.resolve(&new_addrs, Duration::from_millis(500));
+        let resolution = self.resolve(&new_addrs, true);
 
         let previous = std::mem::replace(&mut self.config, next);
         let live: HashMap<u32, ServiceAddr> = self
@@ -328,18 +425,30 @@ impl Director {
                 info!(service = %old.spec.addr, "service removed");
             }
         }
-        for trashed in self.config.trash.clone() {
-            let mut real = self.real_entry(trashed.service_id, &trashed.spec);
-            real.flags |= REAL_F_REMOVED;
-            self.dataplane.set_real(trashed.id, &real)?;
-        }
-        for entry in self.config.services.clone() {
-            let unchanged = previous.services.iter().any(|old| *old == entry)
-                && self.published.contains_key(&entry.id);
-            if !unchanged {
-                self.publish(&entry)?;
-            }
-        }
+        // Real servers trashed by this change (those trashed as they are before are marked
+        // already).
+        let trashed_before: HashMap<u32, &TrashedReal> =
+            previous.trash.iter().map(|t| (t.id, t)).collect();
+        let newly_trashed: Vec<TrashedReal> = self
+            .config
+            .trash
+            .iter()
+            .filter(|t| trashed_before.get(&t.id) != Some(t))
+            .cloned()
+            .collect();
+        self.mark_removed(&newly_trashed)?;
+        let before: HashMap<u32, &ServiceEntry> =
+            previous.services.iter().map(|s| (s.id, s)).collect();
+        let changed: Vec<ServiceEntry> = self
+            .config
+            .services
+            .iter()
+            .filter(|entry| {
+                before.get(&entry.id) != Some(entry) || !self.published.contains_key(&entry.id)
+            })
+            .cloned()
+            .collect();
+        self.publish_all(&changed)?;
         // As IPVS frees an lblc/lblcr service's table when the service goes or changes
         // scheduler. (The data path no longer reads them by then: the service entry changed
         // first.)
@@ -347,7 +456,21 @@ impl Director {
         if !flush.is_empty() {
             self.flush_locality(&flush)?;
         }
-        Ok(())
+        self.rules = sweep_rules(&self.config);
+        self.limits = Limits::of(&self.config);
+        Ok(resolution)
+    }
+
+    /// Writes trashed real servers as removed: their connections go on, new ones never reach
+    /// them.
+    fn mark_removed(&mut self, trashed: &[TrashedReal]) -> Result<()> {
+        let mut writes = Writes::default();
+        for t in trashed {
+            let mut real = self.real_entry(t.service_id, &t.spec);
+            real.flags |= REAL_F_REMOVED;
+            writes.reals.push((t.id, real));
+        }
+        writes.flush(&mut self.dataplane)
     }
 
     /// Deletes the locality entries of the services `ids`.
@@ -412,12 +535,29 @@ impl Director {
         }
     }
 
-    /// Writes a service, its real servers and its scheduling table.
-    fn publish(&mut self, entry: &ServiceEntry) -> Result<()> {
+    /// Publishes services, their data-path writes made in batches; a long list (a restore)
+    /// is logged in one line.
+    fn publish_all(&mut self, entries: &[ServiceEntry]) -> Result<()> {
+        let announce = entries.len() <= LOG_EACH_UP_TO;
+        let mut writes = Writes::default();
+        for entry in entries {
+            self.publish(entry, announce, &mut writes)?;
+        }
+        writes.flush(&mut self.dataplane)?;
+        if !announce {
+            info!(services = entries.len(), "scheduling tables published");
+        }
+        Ok(())
+    }
+
+    /// Prepares a service, its real servers and its scheduling table for publication in
+    /// `writes` (the table itself is written at once, to slots nothing points to yet);
+    /// `announce` logs a new table at info level (else debug).
+    fn publish(&mut self, entry: &ServiceEntry, announce: bool, writes: &mut Writes) -> Result<()> {
         let mut candidates = Vec::with_capacity(entry.reals.len());
         for real in &entry.reals {
             let value = self.real_entry(entry.id, &real.spec);
-            self.dataplane.set_real(real.id, &value)?;
+            writes.reals.push((real.id, value));
             if value.flags & REAL_F_RESOLVED != 0 {
                 candidates.push(sched::Candidate {
                     id: real.id,
@@ -468,10 +608,8 @@ impl Director {
         let table_changed = previous.as_ref().is_none_or(|p| p.table != table);
         if previous.is_none() {
             // A new service (or a re-used id): start its counters and walk from scratch.
-            self.dataplane.zero_service_counters(entry.id)?;
-            for real in &entry.reals {
-                self.dataplane.zero_real_counters(real.id)?;
-            }
+            writes.zero_services.push(entry.id);
+            writes.zero_reals.extend(entry.reals.iter().map(|r| r.id));
         }
         // IPVS's wrr starts its weighted walk over when real servers change; rr keeps going
         // from where it is (a new table is walked from the same position, modulo its length).
@@ -479,9 +617,9 @@ impl Director {
         if table_changed
             && (entry.spec.scheduler == crate::model::Scheduler::Wrr || scheduler_changed)
         {
-            self.dataplane.reset_service_state(entry.id)?;
+            writes.reset_states.push(entry.id);
         }
-        self.dataplane.set_service(key, &value)?;
+        writes.services.push((key, value));
         if let Some(p) = previous
             && p.value.table_len > 0
             && (p.value.table_offset, p.value.table_len) != (offset, len)
@@ -489,14 +627,13 @@ impl Director {
             self.retired.push((p.value.table_offset, p.value.table_len));
         }
         if table_changed {
-            info!(
-                service = %entry.spec.addr,
-                scheduler = %entry.spec.scheduler,
-                slots = len,
-                reals = entry.reals.len(),
-                available = candidates.len(),
-                "scheduling table published"
-            );
+            let (service, scheduler) = (&entry.spec.addr, &entry.spec.scheduler);
+            let (reals, available) = (entry.reals.len(), candidates.len());
+            if announce {
+                info!(%service, %scheduler, slots = len, reals, available, "scheduling table published");
+            } else {
+                debug!(%service, %scheduler, slots = len, reals, available, "scheduling table published");
+            }
         }
         self.published
             .insert(entry.id, Published { key, value, table });
@@ -528,66 +665,111 @@ impl Director {
         Ok(())
     }
 
-    /// Looks up how to reach `addrs`, asks the kernel to resolve the unknown ones and waits up
-    /// to `wait` for the answers.
-    fn resolve(&mut self, addrs: &[Ipv4Addr], wait: Duration) {
-        let mut pending = Vec::new();
+    /// Looks up how to reach `addrs` (a route each, their MACs from one read of the
+    /// neighbour table) and asks the kernel to resolve the unknown ones, without waiting.
+    /// With `follow`, the returned [`Resolution`] hears the answers (it subscribes before
+    /// anything is read, so none is missed).
+    fn resolve(&mut self, addrs: &[Ipv4Addr], follow: bool) -> Resolution {
+        if addrs.is_empty() {
+            return Resolution::default();
+        }
+        let mut resolution = Resolution::follow(follow);
+        let known: HashMap<(u32, Ipv4Addr), [u8; 6]> = match netlink::neighbours(None) {
+            Ok(table) => table
+                .into_iter()
+                .map(|(ifindex, addr, n)| ((ifindex, addr), n.mac))
+                .collect(),
+            Err(e) => {
+                warn!("reading the neighbour table: {e}");
+                HashMap::new()
+            }
+        };
+        let mut mtus: HashMap<u32, u32> = HashMap::new();
+        let mut unknown = 0usize;
         for &addr in addrs {
-            match netlink::route_to(addr) {
-                Ok(route) => {
-                    let via = route.gateway.unwrap_or(addr);
-                    if route.gateway.is_some() {
-                        warn!(%addr, gateway = %via, "real server is not directly connected; \
-                              direct routing needs it on the director's LAN");
-                    }
-                    let mac = match netlink::neighbour(route.ifindex, via) {
-                        Ok(n) => n.map(|n| n.mac),
-                        Err(e) => {
-                            warn!(%addr, "neighbour lookup failed: {e}");
-                            None
-                        }
-                    };
-                    if mac.is_none() {
-                        if let Err(e) = netlink::request_resolution(route.ifindex, via) {
-                            warn!(%addr, "cannot request ARP resolution: {e}");
-                        }
-                        pending.push(addr);
-                    }
-                    let mtu = netlink::link_by_index(route.ifindex)
-                        .map(|l| l.mtu)
-                        .unwrap_or(0);
-                    self.next_hops.insert(
-                        addr,
-                        NextHop {
-                            ifindex: route.ifindex,
-                            mtu,
-                            via,
-                            mac,
-                        },
-                    );
+            let route = match netlink::route_to(addr) {
+                Ok(route) => route,
+                Err(e) => {
+                    warn!(%addr, "no route to real server: {e}");
+                    continue;
                 }
-                Err(e) => warn!(%addr, "no route to real server: {e}"),
+            };
+            let via = route.gateway.unwrap_or(addr);
+            if route.gateway.is_some() {
+                warn!(%addr, gateway = %via, "real server is not directly connected; \
+                      direct routing needs it on the director's LAN");
+            }
+            let mac = known.get(&(route.ifindex, via)).copied();
+            if mac.is_none() {
+                if let Err(e) = netlink::request_resolution(route.ifindex, via) {
+                    warn!(%addr, "cannot request ARP resolution: {e}");
+                }
+                resolution.awaits(route.ifindex, via);
+                unknown += 1;
+                if unknown <= LOG_EACH_UP_TO {
+                    info!(%addr, "resolving the real server's MAC; it takes connections once resolved");
+                }
+            }
+            let mtu = *mtus.entry(route.ifindex).or_insert_with(|| {
+                netlink::link_by_index(route.ifindex)
+                    .map(|l| l.mtu)
+                    .unwrap_or(0)
+            });
+            self.next_hops.insert(
+                addr,
+                NextHop {
+                    ifindex: route.ifindex,
+                    mtu,
+                    via,
+                    mac,
+                },
+            );
+        }
+        if unknown > LOG_EACH_UP_TO {
+            info!(
+                real_servers = unknown,
+                "resolving real servers' MACs; each takes connections once resolved"
+            );
+        }
+        resolution
+    }
+
+    /// Takes in neighbour announcements heard by a [`Resolution`]: real servers resolved
+    /// are published at once. After lost announcements the whole table is read again.
+    pub fn learn(&mut self, events: &[NeighbourEvent], resolution: &mut Resolution) -> Result<()> {
+        if events.contains(&NeighbourEvent::Lost) {
+            self.follow_neighbours()?;
+            let resolved: HashSet<(u32, Ipv4Addr)> = self
+                .next_hops
+                .values()
+                .filter(|h| h.mac.is_some())
+                .map(|h| (h.ifindex, h.via))
+                .collect();
+            resolution.retain(|ifindex, via| !resolved.contains(&(ifindex, via)));
+        }
+        // Only resolutions: a MAC lost or changed is left to the tick, which re-resolves.
+        let macs: HashMap<(u32, Ipv4Addr), [u8; 6]> = events
+            .iter()
+            .filter_map(|event| match *event {
+                NeighbourEvent::Changed {
+                    ifindex,
+                    addr,
+                    neighbour: Some(n),
+                } => Some(((ifindex, addr), n.mac)),
+                _ => None,
+            })
+            .collect();
+        let mut changed = HashSet::new();
+        for (addr, hop) in self.next_hops.iter_mut() {
+            if hop.mac.is_none()
+                && let Some(&mac) = macs.get(&(hop.ifindex, hop.via))
+            {
+                info!(%addr, mac = %fmt_mac(&mac), "real server resolved");
+                hop.mac = Some(mac);
+                changed.insert(*addr);
             }
         }
-        let deadline = Instant::now() + wait;
-        while !pending.is_empty() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-            pending.retain(|addr| {
-                let Some(hop) = self.next_hops.get_mut(addr) else {
-                    return false;
-                };
-                match netlink::neighbour(hop.ifindex, hop.via) {
-                    Ok(Some(n)) => {
-                        hop.mac = Some(n.mac);
-                        false
-                    }
-                    _ => true,
-                }
-            });
-        }
-        for addr in pending {
-            info!(%addr, "real server's MAC not known yet; it takes connections once resolved");
-        }
+        self.republish(&changed)
     }
 
     /// Periodic upkeep; call about once a second.
@@ -610,8 +792,14 @@ impl Director {
             self.last_route_refresh = Instant::now();
             let addrs: Vec<Ipv4Addr> = self.next_hops.keys().copied().collect();
             self.next_hops.clear();
-            self.resolve(&addrs, Duration::ZERO);
+            self.resolve(&addrs, false);
         }
+        self.follow_neighbours()
+    }
+
+    /// Reads the neighbour table and publishes what changed for real servers; asks the kernel
+    /// again for those still unknown.
+    fn follow_neighbours(&mut self) -> Result<()> {
         let table = netlink::neighbours(None)?;
         let known: HashMap<(u32, Ipv4Addr), [u8; 6]> = table
             .into_iter()
@@ -640,129 +828,171 @@ impl Director {
                 warn!(%addr, "cannot request ARP resolution: {e}");
             }
         }
+        self.republish(&changed)
+    }
+
+    /// Publishes again the services (and removed real servers) whose next hops changed.
+    fn republish(&mut self, changed: &HashSet<Ipv4Addr>) -> Result<()> {
         if changed.is_empty() {
             return Ok(());
         }
-        for entry in self.config.services.clone() {
-            if entry.reals.iter().any(|r| changed.contains(&r.spec.addr)) {
-                self.publish(&entry)?;
-            }
-        }
+        let affected: Vec<ServiceEntry> = self
+            .config
+            .services
+            .iter()
+            .filter(|entry| entry.reals.iter().any(|r| changed.contains(&r.spec.addr)))
+            .cloned()
+            .collect();
+        self.publish_all(&affected)?;
+        // Connections to removed real servers go on: they follow the new MAC too.
+        let trashed: Vec<TrashedReal> = self
+            .config
+            .trash
+            .iter()
+            .filter(|t| changed.contains(&t.spec.addr))
+            .cloned()
+            .collect();
+        self.mark_removed(&trashed)?;
         Ok(())
     }
 
     /// Expires idle connections by IPVS's per-state timeouts, counts active and inactive
-    /// connections per real server (and sets the data path's live counts to the exact
-    /// figures), keeps persistence templates alive while their client has connections, expires
-    /// the others, and frees removed real servers no connection uses.
+    /// connections per real server, keeps persistence templates alive while their client has
+    /// connections, expires the others, and frees removed real servers no connection uses.
+    ///
+    /// The maps are read and written in batches, into buffers kept from tick to tick. A table
+    /// of more than [`SWEEP_BUDGET`] entries is read a part per tick (the kernel's walk costs
+    /// about half a microsecond an entry at a million): a connection then expires up to a pass
+    /// later than its timeout, and the data path's live counts lose each tick's expired
+    /// connections instead of being set to a pass's figures (which would be stale by the
+    /// time a long pass ends).
     fn sweep_connections(&mut self) -> Result<()> {
-        let now = coarse_now_ns();
-        let mut counts: HashMap<u32, ConnCounts> = HashMap::new();
-        let mut expired = Vec::new();
-        let mut live = HashSet::new();
-        let mut replies = Vec::new();
-        let persistence: HashMap<u32, (u32, u64)> = self
-            .config
-            .services
-            .iter()
-            .filter_map(|s| {
-                let p = s.spec.persistence?;
-                Some((
-                    s.id,
-                    (u32::from_ne_bytes(p.netmask.octets()), u64::from(p.timeout)),
-                ))
-            })
-            .collect();
-        let mut clients_with_conns = HashSet::new();
-        for (key, conn) in self.dataplane.connections() {
-            if conn.flags & CONN_F_REPLY != 0 {
-                replies.push((key, conn));
-                continue;
-            }
-            let idle = now.saturating_sub(conn.last_seen_ns) / 1_000_000_000;
-            if idle >= tcp_timeout(conn.state, &self.config.timeouts) {
-                expired.push(key);
-                continue;
-            }
-            live.insert(key);
-            if let Some(&(mask, _)) = persistence.get(&conn.service) {
-                clients_with_conns.insert(PersistKey {
-                    service: conn.service,
-                    client: key.saddr & mask,
-                });
-            }
-            let c = counts.entry(conn.real).or_default();
-            if tcp_state::is_active(conn.state) {
-                c.active += 1;
-            } else {
-                c.inactive += 1;
-            }
+        if self.pass.cursor.at_start() {
+            self.sweep.begin_pass();
+            self.pass.ticks = 0;
         }
-        // A NAT reply entry lives as long as its client-direction entry.
-        for (key, reply) in replies {
-            let forward = FlowKey {
-                saddr: key.daddr,
-                daddr: reply.vaddr,
-                sport: key.dport,
-                dport: reply.vport,
-                proto: key.proto,
-                _pad: [0; 3],
-            };
-            // The walk is no snapshot: a connection opened meanwhile may show its reply entry
-            // (inserted first) without its client entry. Ask the map before deleting.
-            if !live.contains(&forward) && !self.dataplane.has_connection(&forward) {
-                expired.push(key);
-            }
+        self.pass.ticks += 1;
+        self.sweep.tick(coarse_now_ns());
+        let (rules, sweep) = (&self.rules, &mut self.sweep);
+        let (_, ended) = self.dataplane.read_connections_on(
+            &mut self.readers.conns,
+            &mut self.pass.cursor,
+            SWEEP_BUDGET,
+            |keys, conns| {
+                for (key, conn) in keys.iter().zip(conns) {
+                    sweep.connection(rules, key, conn);
+                }
+            },
+        )?;
+        if ended {
+            let dataplane = &self.dataplane;
+            self.sweep
+                .end_connections(|key| dataplane.has_connection(key));
         }
-        for key in &expired {
-            self.dataplane.remove_connection(key)?;
+        if !self.sweep.expired.is_empty() {
+            self.dataplane.remove_connections(&self.sweep.expired)?;
         }
-        // Templates: as in IPVS, one outlives its timeout while connections it placed remain.
-        for (key, template) in self.dataplane.persistence_templates() {
-            let Some(&(_, timeout)) = persistence.get(&key.service) else {
-                self.dataplane.remove_persistence_template(&key)?;
-                continue;
-            };
-            let idle = now.saturating_sub(template.last_seen_ns) / 1_000_000_000;
-            if idle < timeout {
-                counts.entry(template.real).or_default().persistent += 1;
-            } else if clients_with_conns.contains(&key) {
-                let refreshed = Persist {
-                    last_seen_ns: now,
-                    ..template
-                };
-                self.dataplane.set_persistence_template(key, refreshed)?;
-                counts.entry(template.real).or_default().persistent += 1;
-            } else {
-                self.dataplane.remove_persistence_template(&key)?;
-            }
+        if !ended {
+            return self.subtract_gone();
         }
-        let ids: Vec<u32> = self
-            .config
-            .services
-            .iter()
-            .flat_map(|s| s.reals.iter().map(|r| r.id))
-            .chain(self.config.trash.iter().map(|t| t.id))
-            .collect();
-        for id in ids {
-            let c = counts.get(&id).copied().unwrap_or_default();
-            self.dataplane
-                .set_real_conns(id, i64::from(c.active), i64::from(c.inactive))?;
+        self.sweep_templates()?;
+        self.sweep.end_pass();
+        if self.pass.ticks == 1 {
+            self.set_exact_counts()?;
+        } else {
+            self.subtract_gone()?;
         }
-        self.counts = counts;
+
+        let sweep = &self.sweep;
         let freed = self.config.purge_trash(|id| {
-            self.counts
-                .get(&id)
-                .is_some_and(|c| c.active + c.inactive + c.persistent > 0)
+            let c = sweep.counts(id);
+            c.active + c.inactive + c.persistent > 0
         });
         if !freed.is_empty() {
             for &id in &freed {
                 self.dataplane.set_real(id, &RealServer::default())?;
-                self.dataplane.set_real_conns(id, 0, 0)?;
             }
+            let zeroes = vec![RealConns::default(); freed.len()];
+            self.dataplane.set_all_real_conns(&freed, &zeroes)?;
             state::save(&self.state_path, &self.config)?;
         }
         Ok(())
+    }
+
+    /// Persistence templates, at the end of a pass: as in IPVS, one outlives its timeout
+    /// while connections it placed remain.
+    fn sweep_templates(&mut self) -> Result<()> {
+        let (mut refresh_keys, mut refreshed, mut expired) = (Vec::new(), Vec::new(), Vec::new());
+        let now = coarse_now_ns();
+        let (rules, sweep) = (&self.rules, &mut self.sweep);
+        self.dataplane
+            .read_templates(&mut self.readers.templates, |keys, templates| {
+                for (key, template) in keys.iter().zip(templates) {
+                    match sweep.template(rules, key, template) {
+                        Template::Keep => {}
+                        Template::Refresh => {
+                            refresh_keys.push(*key);
+                            refreshed.push(Persist {
+                                last_seen_ns: now,
+                                ..*template
+                            });
+                        }
+                        Template::Expire => expired.push(*key),
+                    }
+                }
+            })?;
+        self.dataplane
+            .set_persistence_templates(&refresh_keys, &refreshed)?;
+        if !expired.is_empty() {
+            self.dataplane.remove_persistence_templates(&expired)?;
+        }
+        Ok(())
+    }
+
+    /// Sets the data path's live counts to the figures of a pass read in one tick, where they
+    /// drifted.
+    fn set_exact_counts(&mut self) -> Result<()> {
+        let current = self.dataplane.all_real_conns(self.limits.reals)?;
+        let (mut ids, mut values) = (Vec::new(), Vec::new());
+        let configured = self
+            .config
+            .services
+            .iter()
+            .flat_map(|s| s.reals.iter().map(|r| r.id))
+            .chain(self.config.trash.iter().map(|t| t.id));
+        for id in configured {
+            let counts = self.sweep.counts(id);
+            let now = current.get(id as usize).copied().unwrap_or_default();
+            let (active, inactive) = (i64::from(counts.active), i64::from(counts.inactive));
+            if (now.active, now.inactive) != (active, inactive) {
+                ids.push(id);
+                values.push(RealConns {
+                    active,
+                    inactive,
+                    ..now
+                });
+            }
+        }
+        Ok(self.dataplane.set_all_real_conns(&ids, &values)?)
+    }
+
+    /// Takes this tick's expired connections off the data path's live counts.
+    fn subtract_gone(&mut self) -> Result<()> {
+        if self.sweep.gone().next().is_none() {
+            return Ok(());
+        }
+        let current = self.dataplane.all_real_conns(self.limits.reals)?;
+        let (mut ids, mut values) = (Vec::new(), Vec::new());
+        for (id, gone) in self.sweep.gone() {
+            let now = current.get(id as usize).copied().unwrap_or_default();
+            ids.push(id);
+            values.push(RealConns {
+                active: (now.active - i64::from(gone.active)).max(0),
+                inactive: (now.inactive - i64::from(gone.inactive)).max(0),
+                ..now
+            });
+        }
+        Ok(self.dataplane.set_all_real_conns(&ids, &values)?)
     }
 
     /// Moves the rate estimators on, every [`Estimator::INTERVAL`].
@@ -772,12 +1002,18 @@ impl Director {
             return Ok(());
         }
         self.last_estimate = Instant::now();
+        let services = self.dataplane.all_service_counters(self.limits.services)?;
+        let reals = self.dataplane.all_real_counters(self.limits.reals)?;
+        let of = |all: &[Counters], id: u32| all.get(id as usize).copied().unwrap_or_default();
         for entry in &self.config.services {
-            let now = self.dataplane.service_counters(entry.id)?;
-            estimate(&mut self.service_rates, entry.id, now, elapsed);
+            estimate(
+                &mut self.service_rates,
+                entry.id,
+                of(&services, entry.id),
+                elapsed,
+            );
             for real in &entry.reals {
-                let now = self.dataplane.real_counters(real.id)?;
-                estimate(&mut self.real_rates, real.id, now, elapsed);
+                estimate(&mut self.real_rates, real.id, of(&reals, real.id), elapsed);
             }
         }
         Ok(())
@@ -785,37 +1021,25 @@ impl Director {
 
     /// The configuration with live counters, as `-L` shows it.
     pub fn snapshot(&self) -> Result<Snapshot> {
-        // Counted afresh so a listing right after traffic shows it (the tick's counts may be
-        // up to a second old).
-        let now = coarse_now_ns();
-        let mut live: HashMap<u32, ConnCounts> = HashMap::new();
-        for (_, conn) in self.dataplane.connections() {
-            if conn.flags & CONN_F_REPLY != 0 {
-                continue;
-            }
-            let idle = now.saturating_sub(conn.last_seen_ns) / 1_000_000_000;
-            if idle >= tcp_timeout(conn.state, &self.config.timeouts) {
-                continue;
-            }
-            let c = live.entry(conn.real).or_default();
-            if tcp_state::is_active(conn.state) {
-                c.active += 1;
-            } else {
-                c.inactive += 1;
-            }
-        }
+        // The data path's live counts, as IPVS lists its own: they follow every connection
+        // as it opens and changes state (connections past their timeout count until the sweep
+        // expires them). Walking the connection table instead took seconds at a million.
+        let live = self.dataplane.all_real_conns(self.limits.reals)?;
+        let service_counters = self.dataplane.all_service_counters(self.limits.services)?;
+        let real_counters = self.dataplane.all_real_counters(self.limits.reals)?;
+        let of = |all: &[Counters], id: u32| all.get(id as usize).copied().unwrap_or_default();
         let mut services = Vec::with_capacity(self.config.services.len());
         for entry in &self.config.services {
             let mut reals = Vec::with_capacity(entry.reals.len());
             for real in &entry.reals {
-                let counts = live.get(&real.id).copied().unwrap_or_default();
-                let persistent = self.counts.get(&real.id).map_or(0, |c| c.persistent);
+                let counts = live.get(real.id as usize).copied().unwrap_or_default();
+                let count = |n: i64| u32::try_from(n.max(0)).unwrap_or(u32::MAX);
                 reals.push(RealStatus {
                     spec: real.spec.clone(),
-                    active_conns: counts.active,
-                    inactive_conns: counts.inactive,
-                    persistent_conns: persistent,
-                    stats: stats_of(self.dataplane.real_counters(real.id)?),
+                    active_conns: count(counts.active),
+                    inactive_conns: count(counts.inactive),
+                    persistent_conns: self.sweep.counts(real.id).persistent,
+                    stats: stats_of(of(&real_counters, real.id)),
                     rates: self
                         .real_rates
                         .get(&real.id)
@@ -825,7 +1049,7 @@ impl Director {
             }
             services.push(ServiceStatus {
                 spec: entry.spec.clone(),
-                stats: stats_of(self.dataplane.service_counters(entry.id)?),
+                stats: stats_of(of(&service_counters, entry.id)),
                 rates: self
                     .service_rates
                     .get(&entry.id)
@@ -847,49 +1071,61 @@ impl Director {
         let now = coarse_now_ns();
         let services: HashMap<u32, &ServiceEntry> =
             self.config.services.iter().map(|s| (s.id, s)).collect();
-        let real_of = |id: u32| {
-            self.config
-                .services
-                .iter()
-                .flat_map(|s| s.reals.iter().map(|r| (r.id, &r.spec)))
-                .chain(self.config.trash.iter().map(|t| (t.id, &t.spec)))
-                .find(|(rid, _)| *rid == id)
-                .map(|(_, spec)| spec)
-        };
-        let mut list: Vec<ConnectionStatus> = self
-            .dataplane
-            .connections()
-            .into_iter()
-            .filter(|(_, conn)| conn.flags & CONN_F_REPLY == 0)
-            .filter_map(|(key, conn)| {
-                let service = services.get(&conn.service)?;
-                let real = real_of(conn.real)?;
-                let idle = now.saturating_sub(conn.last_seen_ns) / 1_000_000_000;
-                let timeout = tcp_timeout(conn.state, &self.config.timeouts);
-                Some(ConnectionStatus {
-                    protocol: service.spec.addr.protocol,
-                    expires_in: timeout.saturating_sub(idle) as u32,
-                    state: tcp_state::name(conn.state).to_owned(),
-                    client: (
-                        Ipv4Addr::from(key.saddr.to_ne_bytes()),
-                        u16::from_be(key.sport),
-                    ),
-                    virtual_addr: (
-                        Ipv4Addr::from(key.daddr.to_ne_bytes()),
-                        u16::from_be(key.dport),
-                    ),
-                    real: (real.addr, real.port),
-                })
-            })
+        let reals: HashMap<u32, &crate::model::RealSpec> = self
+            .config
+            .services
+            .iter()
+            .flat_map(|s| s.reals.iter().map(|r| (r.id, &r.spec)))
+            .chain(self.config.trash.iter().map(|t| (t.id, &t.spec)))
             .collect();
-        for (key, template) in self.dataplane.persistence_templates() {
+        let timeouts = self.config.timeouts;
+        let mut list = Vec::new();
+        let read =
+            self.dataplane
+                .read_connections(&mut Dataplane::connection_reader(), |keys, conns| {
+                    for (key, conn) in keys.iter().zip(conns) {
+                        if conn.flags & CONN_F_REPLY != 0 {
+                            continue;
+                        }
+                        let (Some(service), Some(real)) =
+                            (services.get(&conn.service), reals.get(&conn.real))
+                        else {
+                            continue;
+                        };
+                        let idle = sweep::idle_secs(now, conn.last_seen_ns);
+                        let timeout = sweep::tcp_timeout(conn.state, &timeouts);
+                        list.push(ConnectionStatus {
+                            protocol: service.spec.addr.protocol,
+                            expires_in: timeout.saturating_sub(idle) as u32,
+                            state: tcp_state::name(conn.state).to_owned(),
+                            client: (
+                                Ipv4Addr::from(key.saddr.to_ne_bytes()),
+                                u16::from_be(key.sport),
+                            ),
+                            virtual_addr: (
+                                Ipv4Addr::from(key.daddr.to_ne_bytes()),
+                                u16::from_be(key.dport),
+                            ),
+                            real: (real.addr, real.port),
+                        });
+                    }
+                });
+        if let Err(e) = read {
+            warn!("listing connections: {e}");
+        }
+        let templates = self.dataplane.persistence_templates().unwrap_or_else(|e| {
+            warn!("listing persistence templates: {e}");
+            Vec::new()
+        });
+        for (key, template) in templates {
             let Some(service) = services.get(&key.service) else {
                 continue;
             };
-            let (Some(real), Some(p)) = (real_of(template.real), service.spec.persistence) else {
+            let (Some(real), Some(p)) = (reals.get(&template.real), service.spec.persistence)
+            else {
                 continue;
             };
-            let idle = now.saturating_sub(template.last_seen_ns) / 1_000_000_000;
+            let idle = sweep::idle_secs(now, template.last_seen_ns);
             list.push(ConnectionStatus {
                 protocol: service.spec.addr.protocol,
                 expires_in: u64::from(p.timeout).saturating_sub(idle) as u32,

@@ -2,11 +2,13 @@
 //! (configuration rules, schedulers, ipvsadm syntax and layouts) kept pure and unit-tested
 //! apart from the parts that touch the kernel.
 
+pub mod bpf_batch;
 pub mod config;
 pub mod control;
 pub mod dataplane;
 pub mod director;
 pub mod health;
+pub mod ids;
 pub mod ipvsadm;
 pub mod keepalived;
 pub mod locality;
@@ -16,6 +18,8 @@ pub mod model;
 pub mod netlink;
 pub mod object;
 pub mod pinning;
+pub mod resolution;
 pub mod sched;
 pub mod slots;
 pub mod state;
+pub mod sweep;

@@ -163,13 +163,22 @@ fn kill_nginx(tb: &Testbed, i: usize) {
         }
     }
     unsafe { libc::kill(pid, libc::SIGKILL) };
+    // The master is the testbed's child: until the testbed reaps it, it stays a zombie that
+    // still reads as nginx, so zombies count as gone.
+    let zombie = |p: &i32| {
+        std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
+            s.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z'))
+        })
+    };
     wait::wait_until(
         format!("rs{i}'s nginx gone"),
         Duration::from_secs(10),
         || {
             !tb.rs(i).ns.pids().iter().any(|p| {
-                std::fs::read_to_string(format!("/proc/{p}/comm"))
-                    .is_ok_and(|c| c.trim() == "nginx")
+                !zombie(p)
+                    && std::fs::read_to_string(format!("/proc/{p}/comm"))
+                        .is_ok_and(|c| c.trim() == "nginx")
             })
         },
     );

@@ -19,6 +19,7 @@ use lb_user::{
     managed::Managed,
     metrics, netlink,
     pinning::{DEFAULT_BPFFS, PinDir},
+    resolution::{RESOLUTION_WAIT, wait_for_resolution},
     state::DEFAULT_STATE,
 };
 use tokio::signal::unix::{SignalKind, signal};
@@ -309,8 +310,10 @@ fn supervise(
             d.set_health(key, up);
         }
         let commands = managed.commands(d.config());
-        d.apply(&commands)?;
+        let resolution = d.apply(&commands)?;
+        drop(d);
         info!(path = %path.display(), services = managed.config().services.len(), changes = commands.len(), "configuration applied");
+        wait_for_resolution(director, resolution, RESOLUTION_WAIT);
     }
     let (checker, mut events) = lb_user::health::spawn(managed.targets())?;
     let managed = Arc::new(Mutex::new((managed, checker)));
@@ -332,6 +335,7 @@ fn supervise(
                     let mut d = director.lock().unwrap_or_else(|p| p.into_inner());
                     d.set_health(event.key, event.up);
                     let commands = managed.commands(d.config());
+                    // Health changes touch known real servers: nothing to wait for.
                     if let Err(e) = d.apply(&commands) {
                         warn!("applying a health change failed: {e}");
                     }
@@ -367,8 +371,10 @@ fn supervise(
         for (key, up) in verdicts {
             d.set_health(key, up);
         }
-        d.apply(&commands).map_err(|e| e.to_string())?;
+        let resolution = d.apply(&commands).map_err(|e| e.to_string())?;
+        drop(d);
         info!(changes = commands.len(), "configuration reloaded");
+        wait_for_resolution(&director, resolution, RESOLUTION_WAIT);
         Ok(())
     }))
 }

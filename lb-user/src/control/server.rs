@@ -14,7 +14,11 @@ use tokio::{
 use tracing::{debug, info, warn};
 
 use super::{PROTOCOL_VERSION, Request, RequestBody, Response, ResponseBody};
-use crate::director::Director;
+use crate::{
+    director::Director,
+    model::Command,
+    resolution::{RESOLUTION_WAIT, wait_for_resolution},
+};
 
 /// Re-reads `lbd --config`'s file and applies it; the error says why nothing changed.
 pub type ReloadHook = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
@@ -116,14 +120,11 @@ async fn session(
             }
             Ok(request) => {
                 let director = Arc::clone(&director);
-                tokio::task::spawn_blocking(move || {
-                    let mut director = director.lock().unwrap_or_else(|p| p.into_inner());
-                    handle(&mut director, request.body)
-                })
-                .await
-                .unwrap_or_else(|e| ResponseBody::Error {
-                    message: format!("internal error: {e}"),
-                })
+                tokio::task::spawn_blocking(move || handle(&director, request.body))
+                    .await
+                    .unwrap_or_else(|e| ResponseBody::Error {
+                        message: format!("internal error: {e}"),
+                    })
             }
             Err(e) => ResponseBody::Error {
                 message: format!("malformed request: {e}"),
@@ -142,33 +143,56 @@ async fn session(
 
 use tokio::io::AsyncReadExt as _;
 
-/// Carries out one request.
-pub fn handle(director: &mut Director, body: RequestBody) -> ResponseBody {
+/// Batches longer than this (a restore) are logged in one line, each command at debug level:
+/// tens of thousands of log lines cost lbd more than applying the commands.
+const LOG_EACH_UP_TO: usize = 20;
+
+fn log_applied(commands: &[Command]) {
+    if commands.len() <= LOG_EACH_UP_TO {
+        for command in commands {
+            info!(command = %command, "applied");
+        }
+        return;
+    }
+    for command in commands {
+        debug!(command = %command, "applied");
+    }
+    if let (Some(first), Some(last)) = (commands.first(), commands.last()) {
+        info!(commands = commands.len(), %first, %last, "applied a batch");
+    }
+}
+
+/// Carries out one request. A change is answered once the real servers it added are
+/// resolved (or [`RESOLUTION_WAIT`] has passed), without holding the director meanwhile.
+pub fn handle(director: &Mutex<Director>, body: RequestBody) -> ResponseBody {
+    let lock = || director.lock().unwrap_or_else(|p| p.into_inner());
     let error = |e: &dyn std::fmt::Display| ResponseBody::Error {
         message: e.to_string(),
     };
     match body {
-        RequestBody::Apply { commands } => match director.apply(&commands) {
-            Ok(()) => {
-                for command in &commands {
-                    info!(command = %command, "applied");
+        RequestBody::Apply { commands } => {
+            let applied = lock().apply(&commands);
+            match applied {
+                Ok(resolution) => {
+                    log_applied(&commands);
+                    wait_for_resolution(director, resolution, RESOLUTION_WAIT);
+                    ResponseBody::Done
                 }
-                ResponseBody::Done
+                Err(e) => {
+                    info!(error = %e, commands = commands.len(), "refused");
+                    error(&e)
+                }
             }
-            Err(e) => {
-                info!(error = %e, commands = commands.len(), "refused");
-                error(&e)
-            }
-        },
-        RequestBody::List => match director.snapshot() {
+        }
+        RequestBody::List => match lock().snapshot() {
             Ok(snapshot) => ResponseBody::Snapshot { snapshot },
             Err(e) => error(&e),
         },
         RequestBody::Connections => ResponseBody::Connections {
-            connections: director.connections(),
+            connections: lock().connections(),
         },
         RequestBody::Timeouts => ResponseBody::Timeouts {
-            timeouts: director.timeouts(),
+            timeouts: lock().timeouts(),
         },
         RequestBody::Reload => ResponseBody::Error {
             message: "reload is handled by the session".to_owned(),

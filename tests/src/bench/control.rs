@@ -3,9 +3,9 @@
 //! - Restoring a large configuration: `lbadm -R` of up to 10,000 services with 4 real servers
 //!   each (ipvsadm's save format), then listing it (`lbadm -Ln`) and clearing it (`lbadm -C`).
 //!   The first restore runs against a freshly started lbd with an empty neighbour table (it
-//!   asks the kernel to resolve the real servers and waits up to 500 ms for the answers); the
-//!   next ones find the real servers known. Once with real servers that answer ARP, once with
-//!   addresses nobody answers for.
+//!   asks the kernel to resolve the real servers and answers lbadm once they are resolved, or
+//!   after 500 ms); the next ones find the real servers known. Once with real servers that
+//!   answer ARP, once with addresses nobody answers for.
 //! - Following a weight change: while a client opens connection after connection, real
 //!   server 1's weight goes to 0 (`lbadm -e ... -w 0`); how long until no new connection goes
 //!   to it any more. Every connection has a source port of its own: a SYN that reuses the

@@ -26,6 +26,7 @@ pub mod frames;
 pub mod http_load;
 pub mod live;
 pub mod machine;
+pub mod merge;
 pub mod packet_cost;
 pub mod report;
 pub mod scaling;

@@ -39,7 +39,14 @@ pub fn write(results: &Results) -> Result<Vec<String>> {
     doc.control(&results.control);
     doc.live(&results.live, results.packet_cost.done());
     doc.problems_section();
-    std::fs::write(out, &doc.text).with_context(|| format!("writing {}", out.display()))?;
+    // A run of some sections updates the report it is written over.
+    let text = match std::fs::read_to_string(out) {
+        Ok(old) if !results.opts.only.is_empty() => {
+            super::merge::carry_over(&old, &doc.text, &results.opts.only)
+        }
+        _ => doc.text,
+    };
+    std::fs::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("==> bench: wrote {}", out.display());
     for file in &doc.files {
         eprintln!("    and {}", file);
@@ -735,8 +742,9 @@ impl Doc {
             "Against a running lbd (release build) in the testbed's director, through `lbadm` in \
              the director's namespace (each command's time includes starting lbadm). `-R` reads \
              ipvsadm's save format (`-A -t VIP:80 -s wlc`, then `-a ... -g -w 1` per real \
-             server) and lbd applies it as one batch; before the batch lbd asks the kernel to \
-             resolve real servers it does not know and waits up to 500 ms for the answers.\n"
+             server) and lbd applies it as one batch. It does not wait for ARP: it asks the \
+             kernel to resolve real servers it does not know and answers lbadm once they are \
+             resolved or 500 ms have passed, holding nothing meanwhile.\n"
         );
         let rows: Vec<Vec<String>> = c
             .restores
@@ -774,8 +782,8 @@ impl Doc {
         w!(
             self,
             "*First* is the first restore after lbd started, with the director's neighbour table \
-             flushed: lbd asks the kernel to resolve every real server and waits for the \
-             answers (up to 500 ms). *Again* restores the same rules after `lbadm -C`; lbd then \
+             flushed: lbd asks the kernel to resolve every real server and answers lbadm once \
+             they are resolved (or after 500 ms). *Again* restores the same rules after `lbadm -C`; lbd then \
              knows the real servers. *lbd CPU* is the daemon's own CPU time during the \
              restore.\n"
         );

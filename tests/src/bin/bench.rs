@@ -5,7 +5,7 @@
 //! ```text
 //! cargo xtask bench                           # everything, into docs/bench.md
 //! cargo xtask bench --quick                   # a short version of everything (CI smoke test)
-//! cargo xtask bench -- --only packet-cost     # one section
+//! cargo xtask bench -- --only packet-cost     # one section (the others are kept)
 //! ```
 //!
 //! It exits non-zero when a benchmark could not run or produced no numbers (the report is
@@ -29,7 +29,8 @@ struct Cli {
     /// Where to write the report (the plots go next to it).
     #[arg(long, default_value = "docs/bench.md")]
     out: PathBuf,
-    /// Run only this section (packet-cost, http, scaling, control, live); repeatable.
+    /// Run only this section (packet-cost, http, scaling, control, live); repeatable. The
+    /// report at --out keeps its other sections, from the run that measured them.
     #[arg(long, value_name = "SECTION", value_parser = ["packet-cost", "http", "scaling", "control", "live"])]
     only: Vec<String>,
 }
