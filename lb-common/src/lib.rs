@@ -775,11 +775,6 @@ mod tests {
         let day = LOCALITY_EXPIRATION_NS;
         assert_eq!(elapsed_ns(5, 5u64.wrapping_sub(day + 1)), day + 1);
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::RealServer;
 
     #[test]
     fn port_zero_real_uses_the_connections_virtual_port() {

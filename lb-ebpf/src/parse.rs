@@ -59,7 +59,6 @@ const IP_OFFSET: u16 = 0x1fff;
 /// Byte offset of the flags in the TCP header.
 const TCP_FLAGS_OFFSET: usize = 13;
 
-#[inline(always)]
 /// Whether the frame is for this host: addressed to the ingress NIC's MAC, or broadcast or
 /// multicast. The kernel drops other hosts' frames (`PACKET_OTHERHOST`) before IPVS sees
 /// them; XDP sees them too when a bridge or switch floods unknown unicast or the NIC is
@@ -81,6 +80,7 @@ pub fn for_this_host(ctx: &XdpContext) -> Result<(), Verdict> {
     }
 }
 
+#[inline(always)]
 pub fn parse(ctx: &XdpContext) -> Result<Parsed, Verdict> {
     let eth = ptr::at::<EthHdr>(ctx, 0).ok_or_else(|| pass(Stat::PassMalformed))?;
     // SAFETY: `at` checked that a whole EthHdr lies within the packet.

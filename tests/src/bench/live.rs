@@ -84,7 +84,7 @@ fn run_in_netns(frames_per_round: u32, rounds: usize) -> Result<Live> {
             1,
             method::ROUTE,
             *ip,
-            datapath::real_mac(0x10 + i as u8),
+            datapath::DR_REAL_MAC,
             0,
         )?;
     }

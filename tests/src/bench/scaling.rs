@@ -246,13 +246,13 @@ fn services_point(
 ) -> Result<()> {
     let mut lb = Lb::load(&[])?;
     lb.set_iface(net.ext, DIRECTOR_MAC, DIRECTOR_IP)?;
-    for (i, last) in [(1u32, 0x10u8), (2, 0x11)] {
+    for i in [1u32, 2] {
         lb.set_real(
             i,
             1,
             method::ROUTE,
             Ipv4Addr::new(203, 0, 113, 20 + i as u8),
-            datapath::real_mac(last),
+            datapath::DR_REAL_MAC,
             0,
         )?;
     }
@@ -327,7 +327,7 @@ fn reals_point(
                 service,
                 method::ROUTE,
                 ip,
-                datapath::real_mac(*id as u8),
+                datapath::DR_REAL_MAC,
                 0,
             )?;
         }
@@ -375,13 +375,13 @@ fn conns_point(
     let max_entries = (n + n / 4) as u32;
     let mut lb = Lb::load(&[(maps::CONNS, max_entries)])?;
     lb.set_iface(net.ext, DIRECTOR_MAC, DIRECTOR_IP)?;
-    for (i, last) in [(1u32, 0x10u8), (2, 0x11)] {
+    for i in [1u32, 2] {
         lb.set_real(
             i,
             1,
             method::ROUTE,
             Ipv4Addr::new(203, 0, 113, 20 + i as u8),
-            datapath::real_mac(last),
+            datapath::DR_REAL_MAC,
             0,
         )?;
     }
