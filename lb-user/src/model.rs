@@ -499,7 +499,14 @@ mod tests {
             "-A -t 192.168.1.99:80 -s mh -b mh-fallback,mh-port"
         );
         assert_eq!(
-            service(Scheduler::Wlc, SchedFlags { flag3: true, ..both }).to_string(),
+            service(
+                Scheduler::Wlc,
+                SchedFlags {
+                    flag3: true,
+                    ..both
+                }
+            )
+            .to_string(),
             "-A -t 192.168.1.99:80 -s wlc -b flag-1,flag-2,flag-3"
         );
         assert_eq!(

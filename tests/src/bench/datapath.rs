@@ -495,7 +495,13 @@ fn counter_growth(before: &[u64], after: &[u64]) -> String {
     Stat::ALL
         .iter()
         .filter(|s| after[**s as usize] != before[**s as usize])
-        .map(|s| format!("{} +{}", s.name(), after[*s as usize].wrapping_sub(before[*s as usize])))
+        .map(|s| {
+            format!(
+                "{} +{}",
+                s.name(),
+                after[*s as usize].wrapping_sub(before[*s as usize])
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -322,14 +322,7 @@ fn reals_point(
         let ids: Vec<u32> = (first..first + n).collect();
         for id in &ids {
             let ip = Ipv4Addr::new(10, 50 + service as u8, (id >> 8) as u8, *id as u8);
-            lb.set_real(
-                *id,
-                service,
-                method::ROUTE,
-                ip,
-                datapath::DR_REAL_MAC,
-                0,
-            )?;
+            lb.set_real(*id, service, method::ROUTE, ip, datapath::DR_REAL_MAC, 0)?;
         }
         // IPVS's wrr sequence for equal weights is the real servers in order; wlc's table
         // lists the real servers it compares.

@@ -370,7 +370,9 @@ fn ports_mut(ip: &mut Ipv4) -> (&mut u16, &mut u16) {
 
 /// Runs `f` in a fresh network namespace that has the second NIC, `other0` with index
 /// [`OTHER_IFINDEX`] (one end of a veth pair), and loopback up.
-pub fn with_other_nic<T: std::marker::Send + 'static>(f: impl FnOnce() -> T + std::marker::Send + 'static) -> T {
+pub fn with_other_nic<T: std::marker::Send + 'static>(
+    f: impl FnOnce() -> T + std::marker::Send + 'static,
+) -> T {
     harness::in_fresh_netns(move || {
         let index = OTHER_IFINDEX.to_string();
         for argv in [
@@ -429,16 +431,19 @@ impl NatNet {
     /// Both NICs described to the data path, as lbd does for each `--iface` (IFACES and the
     /// TX_PORTS devmap that redirects between them).
     pub fn nics(&self) -> Vec<Change> {
-        [(self.ext, DIRECTOR_MAC, DIRECTOR_IP), (self.int, OTHER_NIC_MAC, NAT_GATEWAY_IP)]
-            .map(|(ifindex, mac, ip)| Change::Iface {
-                ifindex,
-                iface: Iface {
-                    mac,
-                    addr: addr(ip),
-                    ..Iface::default()
-                },
-            })
-            .into()
+        [
+            (self.ext, DIRECTOR_MAC, DIRECTOR_IP),
+            (self.int, OTHER_NIC_MAC, NAT_GATEWAY_IP),
+        ]
+        .map(|(ifindex, mac, ip)| Change::Iface {
+            ifindex,
+            iface: Iface {
+                mac,
+                addr: addr(ip),
+                ..Iface::default()
+            },
+        })
+        .into()
     }
 
     /// Builds the network above in the calling thread's network namespace, which must be a

@@ -12,8 +12,8 @@ use crate::{
     packet::{ACK, PSH, SYN, Tcp},
     world::{
         A, ALL_PORTS, ALL_PORTS_VIP, B, C, CLIENT, D, DIRECTOR_MAC, DNS, HTTP, OTHER_IFINDEX,
-        OTHER_NIC_MAC, ROUTER_MAC, ServiceDef, VIP, dns, dns_world, edit_real, flow_of, http, http_world,
-        ip_len, new_flow, service_with_table, tcp,
+        OTHER_NIC_MAC, ROUTER_MAC, ServiceDef, VIP, dns, dns_world, edit_real, flow_of, http,
+        http_world, ip_len, new_flow, service_with_table, tcp,
     },
 };
 
