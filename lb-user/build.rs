@@ -41,6 +41,11 @@ fn main() -> anyhow::Result<()> {
         "-Cdebuginfo=2".to_owned(),
         "-Clink-arg=--btf".to_owned(),
         "-Ctarget-cpu=v3".to_owned(),
+        // bpf-linker asks LLVM to keep memcpy's loads and stores in order by default, which
+        // turns every memset and memmove (a struct zeroed or copied between map values) into a
+        // call to compiler_builtins' byte-at-a-time loop: thousands of verifier steps each.
+        // Without it LLVM expands them inline as word stores.
+        "-Clink-arg=--disable-expand-memcpy-in-order".to_owned(),
         format!("--cfg=bpf_target_arch=\"{arch}\""),
     ]
     .join("\x1f");

@@ -18,7 +18,7 @@ use core::mem::size_of;
 /// Version of the map layout (names, key and value types). lbd keeps maps pinned across
 /// restarts and refuses pinned maps of another layout, so bump this with any change to a map
 /// type or meaning.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// Upper bound on virtual services (the per-service arrays are this long).
 pub const MAX_SERVICES: u32 = 16 * 1024;
@@ -565,10 +565,12 @@ pub enum Stat {
     /// Addressed to another host's MAC (flooded, or a promiscuous NIC): passed to the kernel,
     /// which drops it, as it does before IPVS.
     PassOtherHost,
+    /// A stage of the data path was missing from the jump table (see [`stage`]): dropped.
+    DropNoStage,
 }
 
 impl Stat {
-    pub const COUNT: u32 = Stat::PassOtherHost as u32 + 1;
+    pub const COUNT: u32 = Stat::DropNoStage as u32 + 1;
 
     pub const ALL: [Stat; Stat::COUNT as usize] = [
         Stat::Rx,
@@ -595,6 +597,7 @@ impl Stat {
         Stat::DropUnsupported,
         Stat::DropFib,
         Stat::PassOtherHost,
+        Stat::DropNoStage,
     ];
 
     /// Stable snake_case name, used in logs and metrics.
@@ -624,6 +627,7 @@ impl Stat {
             Stat::DropUnsupported => "drop_unsupported",
             Stat::DropFib => "drop_fib",
             Stat::PassOtherHost => "pass_other_host",
+            Stat::DropNoStage => "drop_no_stage",
         }
     }
 }
@@ -643,6 +647,48 @@ pub mod maps {
     pub const REAL_STATS: &str = "REAL_STATS";
     pub const DP_STATS: &str = "DP_STATS";
     pub const LOCALITY: &str = "LOCALITY";
+    pub const JUMP: &str = "JUMP";
+}
+
+/// The data path as separate XDP programs, each verified on its own (the kernel's verifier
+/// walks every path through a program; one program doing everything came within a hair of its
+/// limit). [`stage::ENTRY`] is attached to the NIC: it parses the packet, looks up the
+/// connection table and tail-calls the stage that finishes the job through the `JUMP` program
+/// array, handing over what it learnt in a per-CPU value. lbd (and the tests) load every
+/// program of [`stage::PROGRAMS`] and put each at its index.
+pub mod stage {
+    /// The program attached to the director's NICs.
+    pub const ENTRY: &str = "lb_xdp";
+    /// The real-server side program (`lbd decap`), not a stage.
+    pub const DECAP: &str = "lb_decap";
+
+    /// A new connection: choose a real server (scheduler, persistence), remember it.
+    pub const SCHEDULE: u32 = 0;
+    /// Forward by direct routing (`-g`).
+    pub const ROUTE: u32 = 1;
+    /// Forward by IP-in-IP tunnel (`-i`).
+    pub const TUNNEL: u32 = 2;
+    /// Forward by NAT (`-m`).
+    pub const MASQ: u32 = 3;
+    /// A NAT real server's reply, back to the client.
+    pub const MASQ_REPLY: u32 = 4;
+    /// An ICMP error about a connection: relayed, translated for NAT.
+    pub const ICMP: u32 = 5;
+    /// A new connection of an lblc or lblcr service (their locality tables).
+    pub const SCHEDULE_LOCALITY: u32 = 6;
+    /// Slots of the jump table.
+    pub const COUNT: u32 = 7;
+
+    /// Each stage's slot and program name in the object.
+    pub const PROGRAMS: [(u32, &str); COUNT as usize] = [
+        (SCHEDULE, "lb_schedule"),
+        (ROUTE, "lb_route"),
+        (TUNNEL, "lb_tunnel"),
+        (MASQ, "lb_masq"),
+        (MASQ_REPLY, "lb_masq_reply"),
+        (ICMP, "lb_icmp"),
+        (SCHEDULE_LOCALITY, "lb_schedule_locality"),
+    ];
 }
 
 #[cfg(feature = "user")]

@@ -13,8 +13,8 @@ use lb_common::{
 use crate::{
     Verdict, counts, drop,
     maps::{self, CONNS, PERSIST},
-    parse::Packet,
-    sched, stats,
+    stage::Packet,
+    stats,
 };
 
 /// `last_seen_ns` is refreshed at most this often, to keep established flows from writing
@@ -22,11 +22,15 @@ use crate::{
 const TOUCH_INTERVAL_NS: u64 = 1_000_000_000;
 
 /// What the connection table knows about a packet.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Hit {
-    /// A packet from the client: send it to this real server.
-    Forward(Conn, RealServer),
-    /// A NAT real server's reply: rewrite it back to the virtual service.
-    Reply(Conn),
+    /// A packet from the client: send it to the real server written out.
+    Forward,
+    /// A NAT real server's reply: rewrite it back to the virtual service (its reply entry
+    /// written out).
+    Reply,
+    /// A new flow, including a SYN that reuses the ports of a finished connection.
+    Miss,
 }
 
 #[inline(always)]
@@ -63,23 +67,24 @@ fn input_direction(real_method: u8) -> Direction {
     }
 }
 
-/// The connection this packet belongs to. `None` for a new flow, including a SYN that reuses
-/// the ports of a finished connection.
+/// The connection this packet belongs to, written to `conn` (and its real server to `real`).
 #[inline(always)]
-pub fn lookup(packet: &Packet) -> Option<Hit> {
-    let entry = CONNS.get_ptr_mut(&packet.flow)?;
+pub fn lookup(packet: &Packet, conn_out: &mut Conn, real_out: &mut RealServer) -> Hit {
+    let Some(entry) = CONNS.get_ptr_mut(&packet.flow) else {
+        return Hit::Miss;
+    };
     // SAFETY: LRU hash values stay valid for the program's run (RCU); concurrent writers of
     // the same flow race benignly on plain stores of state and timestamp.
     let conn = unsafe { &mut *entry };
     let is_tcp = packet.flow.proto == IPPROTO_TCP;
     if conn.flags & CONN_F_REPLY != 0 {
-        let reply = *conn;
+        *conn_out = *conn;
         // The state lives in the client-direction entry.
         let key = FlowKey {
             saddr: packet.flow.daddr,
-            daddr: reply.vaddr,
+            daddr: conn_out.vaddr,
             sport: packet.flow.dport,
-            dport: reply.vport,
+            dport: conn_out.vport,
             proto: packet.flow.proto,
             _pad: [0; 3],
         };
@@ -93,26 +98,40 @@ pub fn lookup(packet: &Packet) -> Option<Hit> {
             );
         }
         stats::count(Stat::ConnHit);
-        return Some(Hit::Reply(reply));
+        return Hit::Reply;
     }
     let real = maps::real(conn.real);
     let gone = real.is_none_or(|r| r.flags & REAL_F_REMOVED != 0);
     if is_tcp && is_new_syn(conn.state, packet.tcp_flags, gone) {
         // Scheduled afresh; the new entry replaces this one.
         counts::closed(conn.real, conn.state);
-        return None;
+        return Hit::Miss;
     }
-    let real = real?;
+    let Some(real) = real else {
+        return Hit::Miss;
+    };
     touch(conn, is_tcp, packet.tcp_flags, input_direction(real.method));
     stats::count(Stat::ConnHit);
-    Some(Hit::Forward(*conn, real))
+    *conn_out = *conn;
+    *real_out = *real;
+    Hit::Forward
 }
 
-/// Schedules a new flow of `service` to a real server and remembers the choice.
+/// A scheduler: the real server for a new flow of a service at a time, if any (`sched`).
+pub type Picker = fn(&Service, &FlowKey, u64) -> Option<u32>;
+
+/// Schedules a new flow of `service` to a real server and remembers the choice, written to
+/// `conn_out` and `real_out`.
 #[inline(always)]
-pub fn schedule(packet: &Packet, service: &Service) -> Result<(Conn, RealServer), Verdict> {
+pub fn schedule(
+    packet: &Packet,
+    service: &Service,
+    conn_out: &mut Conn,
+    real_out: &mut RealServer,
+    pick: Picker,
+) -> Result<(), Verdict> {
     let now = now();
-    let (real_id, real) = choose(packet, service, now)?;
+    let (real_id, real) = choose(packet, service, now, pick)?;
     let state = if packet.flow.proto == IPPROTO_TCP {
         tcp_state::next(
             tcp_state::NONE,
@@ -154,14 +173,21 @@ pub fn schedule(packet: &Packet, service: &Service) -> Result<(Conn, RealServer)
     }
     counts::opened(real_id, state);
     stats::new_connection(service.id, real_id);
-    Ok((conn, real))
+    *conn_out = conn;
+    *real_out = *real;
+    Ok(())
 }
 
 /// The real server for a new connection: the client's persistence template if the service
 /// is persistent and the template is live, else the scheduler's choice (remembered in a new
 /// template for persistent services).
 #[inline(always)]
-fn choose(packet: &Packet, service: &Service, now: u64) -> Result<(u32, RealServer), Verdict> {
+fn choose(
+    packet: &Packet,
+    service: &Service,
+    now: u64,
+    pick: Picker,
+) -> Result<(u32, &'static RealServer), Verdict> {
     let persistent = service.flags & SERVICE_F_PERSISTENT != 0;
     let key = PersistKey {
         service: service.id,
@@ -180,7 +206,7 @@ fn choose(packet: &Packet, service: &Service, now: u64) -> Result<(u32, RealServ
             return Ok((template.real, real));
         }
     }
-    let Some(real_id) = sched::pick(service, &packet.flow, now) else {
+    let Some(real_id) = pick(service, &packet.flow, now) else {
         return Err(drop(Stat::DropNoReal));
     };
     let Some(real) = maps::real(real_id) else {

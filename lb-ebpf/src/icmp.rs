@@ -11,7 +11,7 @@ use aya_ebpf::{
 use lb_common::{Stat, csum};
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
-use crate::{Verdict, drop, ip, parse::Packet, ptr, stats};
+use crate::{Verdict, drop, ip, ptr, stage::Packet, stats};
 
 const IPPROTO_ICMP: u8 = 1;
 const ICMP_DEST_UNREACH: u8 = 3;
@@ -26,10 +26,17 @@ pub fn frag_needed(ctx: &XdpContext, packet: &Packet, mtu: u16) -> Result<Verdic
     let orig_eth = ptr::at::<EthHdr>(ctx, 0).ok_or_else(|| drop(Stat::PassMalformed))?;
     // SAFETY: `at` checked the Ethernet header.
     let (client_mac, our_mac) = unsafe { ((*orig_eth).src_addr, (*orig_eth).dst_addr) };
-    let ihl = packet.l4_offset - EthHdr::LEN;
-    // The quoted L4 bytes: already checked by the parser (TCP/UDP headers are >= 8 bytes).
+    // The header length again from the packet (the parser checked it; this stage only has
+    // its offsets as numbers), so that the sizes below are bounded for the verifier.
+    let orig_ip = ptr::at::<Ipv4Hdr>(ctx, EthHdr::LEN).ok_or_else(|| drop(Stat::PassMalformed))?;
+    // SAFETY: `at` checked the IPv4 header.
+    let ihl = usize::from(unsafe { (*orig_ip).vihl } & 0x0f) * 4;
+    if ihl < Ipv4Hdr::LEN {
+        return Err(drop(Stat::PassMalformed));
+    }
+    // The quoted L4 bytes (TCP/UDP headers are >= 8 bytes).
     let quoted =
-        ptr::at::<[u16; 4]>(ctx, packet.l4_offset).ok_or_else(|| drop(Stat::PassMalformed))?;
+        ptr::at::<[u16; 4]>(ctx, EthHdr::LEN + ihl).ok_or_else(|| drop(Stat::PassMalformed))?;
     // SAFETY: `at` checked the eight bytes.
     let quoted = unsafe { *quoted };
 

@@ -286,7 +286,7 @@ fn live_entry(key: &LocalityKey, now: u64) -> Option<*mut Locality> {
 
 /// Real server `id` if it is one of `service`'s and can take a new connection.
 #[inline(always)]
-fn usable(service: &Service, id: u32) -> Option<RealServer> {
+fn usable(service: &Service, id: u32) -> Option<&'static RealServer> {
     maps::real(id).filter(|real| real.service == service.id && available(id, real))
 }
 

@@ -1,10 +1,29 @@
 //! lb's XDP data path: IPVS-style layer-4 load balancing (LVS DR, TUN and NAT) on the
-//! director's NIC. One entry, [`lb_xdp`], reads as the packet's journey:
-//! parse → for this host? → connection table → (new flow: service lookup → schedule) → forward.
+//! director's NIC. The entry, [`lb_xdp`], reads as the packet's journey:
+//! parse → for this host? → connection table → (new flow: service lookup) → next stage, and
+//! each stage finishes it: [`lb_schedule`] (a new connection), [`lb_route`], [`lb_tunnel`],
+//! [`lb_masq`] (forwarding by method), [`lb_masq_reply`] (NAT replies), [`lb_icmp`] (ICMP
+//! errors about connections). Stages are tail-called through a program array and hand over
+//! through a per-CPU value (`stage`).
 //!
 //! As in IPVS, the connection table is consulted before the service table, so established
 //! connections keep flowing while their service is edited, deleted and re-created
 //! (`ipvsadm -C` followed by `ipvsadm -R`).
+//!
+//! # The verifier's budget
+//! Every program must verify in at most 1/8 of the kernel's limit of a million processed
+//! instructions, on every supported kernel (6.1 up), with every feature on; the `verifier`
+//! fixture test reads the kernel's own count per program and fails over budget. The verifier
+//! walks every path through a program, so its work multiplies with the branches a path
+//! carries state across. To keep it small as the data path grows:
+//! - a new concern is a new stage (a program of its own in `lb_common::stage`), not more
+//!   branches in an existing one; stages hand over numbers through the carry, not pointers;
+//! - loops are `bpf_loop` callbacks over small state (as `sched` and `locality` do), never
+//!   unrolled, and never byte loops: initialise structs field by field (a `Default` or
+//!   `mem::zeroed` may compile to a `memset` loop walked byte by byte);
+//! - everything read is written first, padding included: kernels before 6.3 refuse reads of
+//!   stack slots never written, and an enum with payloads shares slots between variants;
+//! - run the fixtures on the kernel matrix (`cargo xtask test` does) and watch the counts.
 #![no_std]
 #![no_main]
 // The BPF target's core has no atomic read-modify-write methods; see `sched`.
@@ -27,44 +46,137 @@ mod parse;
 mod ptr;
 mod relay;
 mod sched;
+mod stage;
 mod stats;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use lb_common::Stat;
+use lb_common::{Stat, stage::ICMP};
+
+use crate::{conn::Hit, parse::IPPROTO_ICMP, parse::Kind, stage::jump};
 
 /// What to do with the packet: an `xdp_action` value. Helpers return `Result<_, Verdict>` so
 /// that `?` carries an early decision (pass to the kernel, drop) straight to the entry.
 pub type Verdict = u32;
 
-#[xdp]
-pub fn lb_xdp(ctx: XdpContext) -> u32 {
-    stats::count(Stat::Rx);
-    match process(&ctx) {
+#[inline(always)]
+fn verdict(result: Result<Verdict, Verdict>) -> u32 {
+    match result {
         Ok(verdict) | Err(verdict) => verdict,
     }
 }
 
+/// The entry, attached to the director's NICs.
+#[xdp]
+pub fn lb_xdp(ctx: XdpContext) -> u32 {
+    stats::count(Stat::Rx);
+    verdict(process(&ctx))
+}
+
 #[inline(always)]
 fn process(ctx: &XdpContext) -> Result<Verdict, Verdict> {
-    let parsed = parse::parse(ctx)?;
+    let carry = stage::carry()?;
+    let kind = parse::parse(ctx, &mut carry.packet, &mut carry.quote)?;
     parse::for_this_host(ctx)?;
-    let packet = match parsed {
-        parse::Parsed::Flow(packet) => packet,
-        parse::Parsed::IcmpError(err) => return relay::relay(ctx, &err),
-    };
-    let (conn, real) = match conn::lookup(&packet) {
-        Some(conn::Hit::Forward(conn, real)) => (conn, real),
-        Some(conn::Hit::Reply(conn)) => {
-            stats::account_reply(conn.service, conn.real, packet.ip_len);
-            return forward::nat::reply(ctx, &packet, &conn);
+    if kind == Kind::IcmpError {
+        return Ok(jump(ctx, ICMP));
+    }
+    let packet = &carry.packet;
+    match conn::lookup(packet, &mut carry.conn, &mut carry.real) {
+        Hit::Forward => {
+            stats::account(carry.conn.service, carry.conn.real, packet.ip_len);
+            Ok(forward::to_real(ctx, carry.real.method))
         }
-        None => {
-            let service = maps::lookup_service(&packet.flow)?;
-            conn::schedule(&packet, &service)?
+        Hit::Reply => {
+            stats::account_reply(carry.conn.service, carry.conn.real, packet.ip_len);
+            Ok(jump(ctx, lb_common::stage::MASQ_REPLY))
         }
-    };
-    stats::account(conn.service, conn.real, packet.ip_len);
-    forward::to_real(ctx, &packet, &real)
+        Hit::Miss => {
+            carry.service = maps::lookup_service(&packet.flow)?;
+            Ok(jump(
+                ctx,
+                if sched::by_locality(carry.service.scheduler) {
+                    lb_common::stage::SCHEDULE_LOCALITY
+                } else {
+                    lb_common::stage::SCHEDULE
+                },
+            ))
+        }
+    }
+}
+
+/// A new connection: a real server for it, remembered in the connection table.
+#[xdp]
+pub fn lb_schedule(ctx: XdpContext) -> u32 {
+    verdict(schedule(&ctx, sched::pick))
+}
+
+/// A new connection of an lblc or lblcr service.
+#[xdp]
+pub fn lb_schedule_locality(ctx: XdpContext) -> u32 {
+    verdict(schedule(&ctx, sched::pick_by_locality))
+}
+
+#[inline(always)]
+fn schedule(ctx: &XdpContext, pick: conn::Picker) -> Result<Verdict, Verdict> {
+    let carry = stage::carry()?;
+    conn::schedule(
+        &carry.packet,
+        &carry.service,
+        &mut carry.conn,
+        &mut carry.real,
+        pick,
+    )?;
+    stats::account(carry.conn.service, carry.conn.real, carry.packet.ip_len);
+    Ok(forward::to_real(ctx, carry.real.method))
+}
+
+/// Direct routing (`-g`).
+#[xdp]
+pub fn lb_route(ctx: XdpContext) -> u32 {
+    verdict(stage::carry().and_then(|carry| {
+        let verdict = forward::route::forward(&ctx, &carry.real)?;
+        relayed(&carry.packet);
+        Ok(verdict)
+    }))
+}
+
+/// IP-in-IP tunnelling (`-i`).
+#[xdp]
+pub fn lb_tunnel(ctx: XdpContext) -> u32 {
+    verdict(stage::carry().and_then(|carry| {
+        let verdict = forward::tunnel::forward(&ctx, &carry.packet, &carry.real)?;
+        relayed(&carry.packet);
+        Ok(verdict)
+    }))
+}
+
+/// NAT (`-m`), client to real server.
+#[xdp]
+pub fn lb_masq(ctx: XdpContext) -> u32 {
+    verdict(
+        stage::carry().and_then(|carry| forward::nat::forward(&ctx, &carry.packet, &carry.real)),
+    )
+}
+
+/// NAT, the real server's reply back to the client.
+#[xdp]
+pub fn lb_masq_reply(ctx: XdpContext) -> u32 {
+    verdict(stage::carry().and_then(|carry| forward::nat::reply(&ctx, &carry.packet, &carry.conn)))
+}
+
+/// An ICMP error about a connection.
+#[xdp]
+pub fn lb_icmp(ctx: XdpContext) -> u32 {
+    verdict(stage::carry().and_then(|carry| relay::relay(&ctx, carry)))
+}
+
+/// DR and TUN also carry ICMP errors relayed to a real server (`lb_icmp`): counted once they
+/// are on their way.
+#[inline(always)]
+fn relayed(packet: &stage::Packet) {
+    if packet.flow.proto == IPPROTO_ICMP {
+        stats::count(Stat::IcmpRelayed);
+    }
 }
 
 /// Hand the packet to the kernel untouched, counting why.

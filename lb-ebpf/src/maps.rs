@@ -88,12 +88,12 @@ pub fn lookup_service(flow: &FlowKey) -> Result<Service, Verdict> {
     }
 }
 
-/// A configured real server by id.
+/// A configured real server by id (a reference into the array: copied only where needed).
 #[inline(always)]
-pub fn real(id: u32) -> Option<RealServer> {
+pub fn real(id: u32) -> Option<&'static RealServer> {
     let real = REALS.get(id)?;
     if real.flags & lb_common::REAL_F_IN_USE == 0 {
         return None;
     }
-    Some(*real)
+    Some(real)
 }

@@ -1,5 +1,8 @@
 //! Header parsing: Ethernet → IPv4 → TCP/UDP ports, into a [`Packet`] summary, or an ICMP
-//! error quoting a TCP/UDP packet, into an [`IcmpError`]. Anything we do not balance (ARP,
+//! error quoting a TCP/UDP packet, into a [`Packet`] and its [`Quote`]. Both are written into
+//! the carry (a map value) field by field, never built on the stack as an enum: the compiler
+//! would share stack slots between the variants, and older verifiers refuse reads of slots a
+//! path never wrote. Anything we do not balance (ARP,
 //! IPv6, fragments, other protocols, malformed headers) is handed to the kernel untouched.
 
 use aya_ebpf::programs::XdpContext;
@@ -9,41 +12,23 @@ use network_types::{
     ip::Ipv4Hdr,
 };
 
-use crate::{Verdict, maps::IFACES, pass, ptr};
+use crate::{
+    Verdict,
+    maps::IFACES,
+    pass, ptr,
+    stage::{Packet, Quote},
+};
 
 /// Offset of the IPv4 header (no VLAN tags: lb attaches to the interface that carries them off).
 pub const L3_OFFSET: usize = EthHdr::LEN;
 
-/// What the rest of the journey needs to know about a packet.
-pub struct Packet {
-    /// The 5-tuple, addresses and ports in network order.
-    pub flow: FlowKey,
-    /// Offset of the TCP/UDP header (after IP options).
-    pub l4_offset: usize,
-    /// IPv4 total length (what IPVS counts as the packet's bytes).
-    pub ip_len: u16,
-    /// TCP flags byte (0 for UDP).
-    pub tcp_flags: u8,
-}
-
-/// An ICMP error (destination unreachable, time exceeded, ...) quoting a TCP/UDP packet.
-pub struct IcmpError {
-    /// The ICMP packet's own addresses; `ports` zero, `proto` ICMP.
-    pub outer: FlowKey,
-    /// Offset of the ICMP header.
-    pub icmp_offset: usize,
-    /// IPv4 total length of the ICMP packet.
-    pub ip_len: u16,
-    /// The quoted packet's 5-tuple, as the quoted header has it.
-    pub quoted: FlowKey,
-    /// Offset of the quoted IPv4 header and of its L4 header.
-    pub quoted_ip_offset: usize,
-    pub quoted_l4_offset: usize,
-}
-
-pub enum Parsed {
-    Flow(Packet),
-    IcmpError(IcmpError),
+/// What a frame turned out to be.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A TCP or UDP packet, summarised in the carry's `packet`.
+    Flow,
+    /// An ICMP error quoting a TCP/UDP packet: the error in `packet`, the quote in `quote`.
+    IcmpError,
 }
 
 pub const IPPROTO_ICMP: u8 = 1;
@@ -81,7 +66,7 @@ pub fn for_this_host(ctx: &XdpContext) -> Result<(), Verdict> {
 }
 
 #[inline(always)]
-pub fn parse(ctx: &XdpContext) -> Result<Parsed, Verdict> {
+pub fn parse(ctx: &XdpContext, packet: &mut Packet, quote: &mut Quote) -> Result<Kind, Verdict> {
     let eth = ptr::at::<EthHdr>(ctx, 0).ok_or_else(|| pass(Stat::PassMalformed))?;
     // SAFETY: `at` checked that a whole EthHdr lies within the packet.
     let ether_type = unsafe { (*eth).ether_type };
@@ -106,7 +91,8 @@ pub fn parse(ctx: &XdpContext) -> Result<Parsed, Verdict> {
     let proto = ip.proto;
     let l4_offset = L3_OFFSET + ihl;
     if proto == IPPROTO_ICMP {
-        return icmp_error(ctx, ip, l4_offset).map(Parsed::IcmpError);
+        icmp_error(ctx, ip, l4_offset, packet, quote)?;
+        return Ok(Kind::IcmpError);
     }
     if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
         return Err(pass(Stat::PassNotService));
@@ -126,25 +112,31 @@ pub fn parse(ctx: &XdpContext) -> Result<Parsed, Verdict> {
         0
     };
 
-    Ok(Parsed::Flow(Packet {
-        flow: FlowKey {
-            saddr: u32::from_ne_bytes(ip.src_addr),
-            daddr: u32::from_ne_bytes(ip.dst_addr),
-            sport: u16::from_ne_bytes([ports[0], ports[1]]),
-            dport: u16::from_ne_bytes([ports[2], ports[3]]),
-            proto,
-            _pad: [0; 3],
-        },
-        l4_offset,
-        ip_len: u16::from_be_bytes(ip.tot_len),
-        tcp_flags,
-    }))
+    packet.flow = FlowKey {
+        saddr: u32::from_ne_bytes(ip.src_addr),
+        daddr: u32::from_ne_bytes(ip.dst_addr),
+        sport: u16::from_ne_bytes([ports[0], ports[1]]),
+        dport: u16::from_ne_bytes([ports[2], ports[3]]),
+        proto,
+        _pad: [0; 3],
+    };
+    packet.l4_offset = l4_offset as u32;
+    packet.ip_len = u16::from_be_bytes(ip.tot_len);
+    packet.tcp_flags = tcp_flags;
+    packet._pad = 0;
+    Ok(Kind::Flow)
 }
 
 /// An ICMP error about a TCP or UDP packet; anything else (echo, errors about other
 /// protocols or about later fragments, truncated quotes) is passed.
 #[inline(always)]
-fn icmp_error(ctx: &XdpContext, ip: &Ipv4Hdr, icmp_offset: usize) -> Result<IcmpError, Verdict> {
+fn icmp_error(
+    ctx: &XdpContext,
+    ip: &Ipv4Hdr,
+    icmp_offset: usize,
+    packet: &mut Packet,
+    quote: &mut Quote,
+) -> Result<(), Verdict> {
     // Type and code together: a one-byte check compiles to a comparison the verifier does not
     // learn a readable range from.
     let type_code =
@@ -177,26 +169,27 @@ fn icmp_error(ctx: &XdpContext, ip: &Ipv4Hdr, icmp_offset: usize) -> Result<Icmp
         ptr::at::<[u8; 8]>(ctx, quoted_l4_offset).ok_or_else(|| pass(Stat::PassMalformed))?;
     // SAFETY: `at` checked the eight bytes.
     let ports = unsafe { *ports };
-    Ok(IcmpError {
-        outer: FlowKey {
-            saddr: u32::from_ne_bytes(ip.src_addr),
-            daddr: u32::from_ne_bytes(ip.dst_addr),
-            sport: 0,
-            dport: 0,
-            proto: IPPROTO_ICMP,
-            _pad: [0; 3],
-        },
-        icmp_offset,
-        ip_len: u16::from_be_bytes(ip.tot_len),
-        quoted: FlowKey {
-            saddr: u32::from_ne_bytes(quoted.src_addr),
-            daddr: u32::from_ne_bytes(quoted.dst_addr),
-            sport: u16::from_ne_bytes([ports[0], ports[1]]),
-            dport: u16::from_ne_bytes([ports[2], ports[3]]),
-            proto: quoted.proto,
-            _pad: [0; 3],
-        },
-        quoted_ip_offset,
-        quoted_l4_offset,
-    })
+    packet.flow = FlowKey {
+        saddr: u32::from_ne_bytes(ip.src_addr),
+        daddr: u32::from_ne_bytes(ip.dst_addr),
+        sport: 0,
+        dport: 0,
+        proto: IPPROTO_ICMP,
+        _pad: [0; 3],
+    };
+    packet.l4_offset = icmp_offset as u32;
+    packet.ip_len = u16::from_be_bytes(ip.tot_len);
+    packet.tcp_flags = 0;
+    packet._pad = 0;
+    quote.flow = FlowKey {
+        saddr: u32::from_ne_bytes(quoted.src_addr),
+        daddr: u32::from_ne_bytes(quoted.dst_addr),
+        sport: u16::from_ne_bytes([ports[0], ports[1]]),
+        dport: u16::from_ne_bytes([ports[2], ports[3]]),
+        proto: quoted.proto,
+        _pad: [0; 3],
+    };
+    quote.ip_offset = quoted_ip_offset as u32;
+    quote.l4_offset = quoted_l4_offset as u32;
+    Ok(())
 }

@@ -19,8 +19,10 @@ use network_types::ip::Ipv4Hdr;
 use crate::{
     Verdict, fib, forward, ip,
     maps::{self, CONNS},
-    parse::{IcmpError, L3_OFFSET, Packet},
-    pass, ptr, stats,
+    parse::L3_OFFSET,
+    pass, ptr,
+    stage::{Carry, Packet, Quote},
+    stats,
 };
 
 const SADDR: usize = 12;
@@ -31,9 +33,13 @@ const IP_CHECK: usize = 10;
 const ICMP_CHECK: usize = 2;
 const UDP_CHECK: usize = 6;
 
+/// The ICMP error in `carry` (its `packet` and `quote`), relayed or translated; DR and TUN go
+/// on to their forwarding stage with `carry.real` set.
 #[inline(always)]
-pub fn relay(ctx: &XdpContext, err: &IcmpError) -> Result<Verdict, Verdict> {
-    let q = &err.quoted;
+pub fn relay(ctx: &XdpContext, carry: &mut Carry) -> Result<Verdict, Verdict> {
+    let err = carry.packet;
+    let quote = carry.quote;
+    let q = &quote.flow;
     // The quoted packet went the other way: its reverse is our table's key.
     let key = FlowKey {
         saddr: q.daddr,
@@ -51,7 +57,7 @@ pub fn relay(ctx: &XdpContext, err: &IcmpError) -> Result<Verdict, Verdict> {
     if conn.flags & CONN_F_REPLY != 0 {
         // From the real server's side: make it about client → VIP:vport, from the VIP.
         stats::account_reply(conn.service, conn.real, err.ip_len);
-        let hop = fib::forward_lookup(ctx, ingress, conn.vaddr, err.outer.daddr)
+        let hop = fib::forward_lookup(ctx, ingress, conn.vaddr, err.flow.daddr)
             .ok_or_else(|| crate::drop(Stat::DropFib))?;
         let rewrite = Rewrite {
             outer_at: SADDR,
@@ -62,7 +68,7 @@ pub fn relay(ctx: &XdpContext, err: &IcmpError) -> Result<Verdict, Verdict> {
             old_port: q.dport,
             new_port: conn.vport,
         };
-        translate(ctx, err, &rewrite)?;
+        translate(ctx, &err, &quote, &rewrite)?;
         stats::count(Stat::IcmpRelayed);
         return fib::emit(ctx, hop.ifindex, hop.smac, hop.dmac);
     }
@@ -72,19 +78,14 @@ pub fn relay(ctx: &XdpContext, err: &IcmpError) -> Result<Verdict, Verdict> {
     // Counted in, as IPVS counts the errors it relays (ip_vs_in_stats).
     stats::account(conn.service, conn.real, err.ip_len);
     if real.method != method::MASQ {
-        // DR and TUN: the real server answered the client itself; the error is for it.
-        let packet = Packet {
-            flow: err.outer,
-            l4_offset: err.icmp_offset,
-            ip_len: err.ip_len,
-            tcp_flags: 0,
-        };
-        let verdict = forward::to_real(ctx, &packet, &real)?;
-        stats::count(Stat::IcmpRelayed);
-        return Ok(verdict);
+        // DR and TUN: the real server answered the client itself; the error is for it. (The
+        // forwarding stage sees the error as its packet: `carry.packet` already is; it counts
+        // the relay once the error is on its way.)
+        carry.real = *real;
+        return Ok(forward::to_real(ctx, real.method));
     }
     // NAT: make it about RIP:rport → client, to the real server.
-    let hop = fib::forward_lookup(ctx, ingress, err.outer.saddr, real.addr)
+    let hop = fib::forward_lookup(ctx, ingress, err.flow.saddr, real.addr)
         .ok_or_else(|| crate::drop(Stat::DropFib))?;
     let rewrite = Rewrite {
         outer_at: DADDR,
@@ -95,7 +96,7 @@ pub fn relay(ctx: &XdpContext, err: &IcmpError) -> Result<Verdict, Verdict> {
         old_port: q.sport,
         new_port: real.port_for(conn.vport),
     };
-    translate(ctx, err, &rewrite)?;
+    translate(ctx, &err, &quote, &rewrite)?;
     stats::count(Stat::IcmpRelayed);
     fib::emit(ctx, hop.ifindex, hop.smac, hop.dmac)
 }
@@ -119,17 +120,20 @@ struct Rewrite {
 /// ICMP checksum over all the quoted bytes that changed. The error is forwarded like any NAT
 /// packet: one hop less ([`ip::forward_hop`]).
 #[inline(always)]
-fn translate(ctx: &XdpContext, err: &IcmpError, r: &Rewrite) -> Result<(), Verdict> {
+fn translate(ctx: &XdpContext, err: &Packet, quote: &Quote, r: &Rewrite) -> Result<(), Verdict> {
     let bad = || crate::drop(Stat::PassMalformed);
     let outer = ptr::at_mut::<Ipv4Hdr>(ctx, L3_OFFSET).ok_or_else(bad)?;
     let outer_addr = ptr::at_mut::<u32>(ctx, L3_OFFSET + r.outer_at).ok_or_else(bad)?;
-    let icmp_check = ptr::at_mut::<u16>(ctx, err.icmp_offset + ICMP_CHECK).ok_or_else(bad)?;
-    let quoted_check = ptr::at_mut::<u16>(ctx, err.quoted_ip_offset + IP_CHECK).ok_or_else(bad)?;
+    let icmp_check =
+        ptr::at_mut::<u16>(ctx, err.l4_offset as usize + ICMP_CHECK).ok_or_else(bad)?;
+    let quoted_check =
+        ptr::at_mut::<u16>(ctx, quote.ip_offset as usize + IP_CHECK).ok_or_else(bad)?;
     let quoted_addr =
-        ptr::at_mut::<u32>(ctx, err.quoted_ip_offset + r.quoted_addr_at).ok_or_else(bad)?;
+        ptr::at_mut::<u32>(ctx, quote.ip_offset as usize + r.quoted_addr_at).ok_or_else(bad)?;
     let quoted_port =
-        ptr::at_mut::<u16>(ctx, err.quoted_l4_offset + r.quoted_port_at).ok_or_else(bad)?;
-    let udp_check = ptr::at_mut::<u16>(ctx, err.quoted_l4_offset + UDP_CHECK).ok_or_else(bad)?;
+        ptr::at_mut::<u16>(ctx, quote.l4_offset as usize + r.quoted_port_at).ok_or_else(bad)?;
+    let udp_check =
+        ptr::at_mut::<u16>(ctx, quote.l4_offset as usize + UDP_CHECK).ok_or_else(bad)?;
     // SAFETY: `at_mut` checked the outer header; no other reference to it is live.
     ip::forward_hop(unsafe { &mut *outer })?;
     // SAFETY: every pointer was bounds-checked by `at_mut` just above.
@@ -144,7 +148,7 @@ fn translate(ctx: &XdpContext, err: &IcmpError, r: &Rewrite) -> Result<(), Verdi
         icmp = csum::replace32(icmp, r.old_addr, r.new_addr);
         icmp = csum::replace16(icmp, old_quoted_check, new_quoted_check);
         icmp = csum::replace16(icmp, r.old_port, r.new_port);
-        if err.quoted.proto == IPPROTO_UDP && *udp_check != 0 {
+        if quote.flow.proto == IPPROTO_UDP && *udp_check != 0 {
             let old_udp = *udp_check;
             let new_udp = csum::udp_fixup(
                 old_udp,

@@ -25,9 +25,9 @@ use crate::{
 };
 
 /// The real server id for a new flow of `service` (at `now`, the coarse clock), or `None`
-/// when none can take it.
+/// when none can take it. lblc and lblcr are [`pick_by_locality`]'s, in a stage of their own.
 #[inline(always)]
-pub fn pick(service: &Service, flow: &FlowKey, now: u64) -> Option<u32> {
+pub fn pick(service: &Service, flow: &FlowKey, _now: u64) -> Option<u32> {
     if service.table_len == 0 {
         return None;
     }
@@ -37,24 +37,35 @@ pub fn pick(service: &Service, flow: &FlowKey, now: u64) -> Option<u32> {
         scheduler::DH => hashed(service, hash::dh_bucket(flow.daddr)),
         scheduler::MH => hashed(service, hash::mh_index(flow.saddr, flow.sport, with_port)),
         scheduler::RR | scheduler::WRR => round_robin(service),
-        scheduler::LBLC | scheduler::LBLCR => {
-            // The locality table's suggestion, else wlc; the table learns the choice. (Ids, 0
-            // for none: see `locality` on Options.)
-            let mut id = locality::suggest(service, flow.daddr, now);
-            if id == 0 {
-                id = least_loaded_id(service, scheduler::WLC);
-            }
-            locality::learn(service, flow.daddr, now, id);
-            (id != 0).then_some(id)
-        }
         _ => least_loaded(service, service.scheduler),
     }
+}
+
+/// lblc, lblcr: the locality table's suggestion, else wlc; the table learns the choice. (Ids,
+/// 0 for none: see `locality` on Options.)
+#[inline(always)]
+pub fn pick_by_locality(service: &Service, flow: &FlowKey, now: u64) -> Option<u32> {
+    if service.table_len == 0 {
+        return None;
+    }
+    let mut id = locality::suggest(service, flow.daddr, now);
+    if id == 0 {
+        id = least_loaded_id(service, scheduler::WLC);
+    }
+    locality::learn(service, flow.daddr, now, id);
+    (id != 0).then_some(id)
+}
+
+/// Whether a service's scheduler is [`pick_by_locality`]'s.
+#[inline(always)]
+pub fn by_locality(scheduler: u32) -> bool {
+    scheduler == scheduler::LBLC || scheduler == scheduler::LBLCR
 }
 
 /// The id in slot `index` of the service's table (0 = empty).
 #[inline(always)]
 fn slot(service: &Service, index: u32) -> u32 {
-    let slot = service.table_offset + index % service.table_len;
+    let slot = service.table_offset + index.checked_rem(service.table_len).unwrap_or(0);
     SCHED_TABLE.get(slot).copied().unwrap_or(0)
 }
 
@@ -79,7 +90,8 @@ fn hashed(service: &Service, index: u32) -> Option<u32> {
     if service.flags & SERVICE_F_HASH_FALLBACK == 0 {
         return None;
     }
-    let mut scan = Scan::new(service, scheduler::RR, index % service.table_len);
+    let start = index.checked_rem(service.table_len).unwrap_or(0);
+    let mut scan = Scan::new(service, scheduler::RR, start);
     run(&mut scan);
     (scan.best != 0).then_some(scan.best)
 }
@@ -96,7 +108,10 @@ fn round_robin(service: &Service) -> Option<u32> {
     let position = unsafe {
         atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(&raw mut (*state).rr_position, 1)
     };
-    let start = (position % u64::from(service.table_len)) as u32;
+    // (Checked: the service lives in a map value, re-read after the atomic add.)
+    let start = position
+        .checked_rem(u64::from(service.table_len))
+        .unwrap_or(0) as u32;
     let first = slot(service, start);
     if first != 0 && available(first) {
         return Some(first);
@@ -190,7 +205,7 @@ extern "C" fn scan_step(i: u32, ctx: *mut c_void) -> i64 {
     if scan.len == 0 {
         return 1;
     }
-    let index = (scan.start + i) % scan.len;
+    let index = (scan.start + i).checked_rem(scan.len).unwrap_or(0);
     let Some(&id) = SCHED_TABLE.get(scan.offset + index) else {
         return 1;
     };

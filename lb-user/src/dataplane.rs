@@ -5,7 +5,10 @@ use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, DevMapHash, HashMap, Map, MapData, PerCpuArray, PerCpuValues, xdp::XdpMapError},
+    maps::{
+        Array, DevMapHash, HashMap, Map, MapData, PerCpuArray, PerCpuValues, ProgramArray,
+        xdp::XdpMapError,
+    },
     programs::{
         Xdp, XdpMode,
         links::{FdLink, PinnedLink},
@@ -20,7 +23,7 @@ use crate::{
 };
 use lb_common::{
     Conn, Counters, FlowKey, Iface, Locality, LocalityKey, Persist, PersistKey, RealConns,
-    RealServer, Service, ServiceKey, ServiceState, Stat, maps,
+    RealServer, Service, ServiceKey, ServiceState, Stat, maps, stage,
 };
 
 /// How to attach: `--xdp-mode`.
@@ -55,6 +58,8 @@ pub enum DataplaneError {
     },
     #[error("map {0} missing from the eBPF object")]
     MissingMap(&'static str),
+    #[error("program {0} missing from the eBPF object")]
+    MissingProgram(&'static str),
     #[error("per-CPU values: {0}")]
     Cpus(std::io::Error),
     #[error("{0}")]
@@ -86,10 +91,15 @@ pub enum OnExit {
 
 type Result<T, E = DataplaneError> = std::result::Result<T, E>;
 
+/// Pins of jump tables are named this, then the id of the entry program that uses them.
+const JUMP_PIN_PREFIX: &str = "jump-";
+
 /// The XDP program, its attachments and its maps.
 pub struct Dataplane {
     ebpf: Ebpf,
     links: Vec<(String, XdpLinkId)>,
+    /// Where this lbd's jump table is pinned.
+    jump_pin: std::path::PathBuf,
     pins: PinDir,
     /// State was found pinned at load: this lbd took over from a previous one.
     adopted: bool,
@@ -143,8 +153,60 @@ fn batch_err(what: &'static str) -> impl FnOnce(std::io::Error) -> DataplaneErro
     move |source| DataplaneError::Batch { what, source }
 }
 
-const PROGRAM: &str = "lb_xdp";
-const DECAP_PROGRAM: &str = "lb_decap";
+const PROGRAM: &str = stage::ENTRY;
+const DECAP_PROGRAM: &str = stage::DECAP;
+
+/// Loads the director's programs into the kernel (the verifier runs here): the entry and every
+/// stage, each stage put at its index of the `JUMP` program array the entry tail-calls
+/// through. lbd and the tests load the data path through this one function.
+pub fn load_director_programs(ebpf: &mut Ebpf) -> Result<()> {
+    xdp_program(ebpf, PROGRAM)?.load()?;
+    let mut fds = Vec::new();
+    for (index, name) in stage::PROGRAMS {
+        let program = xdp_program(ebpf, name)?;
+        program.load()?;
+        fds.push((
+            index,
+            program
+                .fd()?
+                .try_clone()
+                .map_err(|e| DataplaneError::Program(e.into()))?,
+        ));
+    }
+    let mut jump: ProgramArray<&mut MapData> = ProgramArray::try_from(
+        ebpf.map_mut(maps::JUMP)
+            .ok_or(DataplaneError::MissingMap(maps::JUMP))?,
+    )?;
+    for (index, fd) in &fds {
+        jump.set(*index, fd, 0)?;
+    }
+    Ok(())
+}
+
+/// The XDP program `name` of the object.
+fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp> {
+    Ok(ebpf
+        .program_mut(name)
+        .ok_or(DataplaneError::MissingProgram(name))?
+        .try_into()?)
+}
+
+/// How hard the kernel's verifier worked on each loaded XDP program of `ebpf`: its own count
+/// of processed instructions (`bpf_prog_info.verified_insns`, Linux 5.16+), by program name.
+pub fn verified_instructions(ebpf: &Ebpf) -> Result<Vec<(String, u32)>> {
+    let mut counts = Vec::new();
+    for (name, program) in ebpf.programs() {
+        let Ok(info) = program.info() else {
+            continue;
+        };
+        counts.push((
+            name.to_owned(),
+            info.verified_instruction_count().unwrap_or(0),
+        ));
+    }
+    counts.sort();
+    Ok(counts)
+}
 
 /// The real-server side of LVS-TUN (`lbd decap`): strips IP-in-IP headers in XDP on kernels
 /// without the `ipip` module. Detached when dropped.
@@ -232,11 +294,25 @@ impl Dataplane {
             loader.map_pin_path(name, pins.map(name));
         }
         let mut ebpf = loader.load(object)?;
-        let program: &mut Xdp = ebpf
-            .program_mut(PROGRAM)
-            .ok_or(DataplaneError::MissingMap(PROGRAM))?
-            .try_into()?;
-        program.load()?;
+        load_director_programs(&mut ebpf)?;
+        // The jump table is pinned too, under a name of this lbd's own: a program array drops
+        // its programs when no descriptor or pin holds it, which would leave an entry kept
+        // attached by `--on-exit keep` with no stages. The previous lbd's table stays until
+        // this one has taken over every link (`retire_previous_stages`).
+        let jump_pin = pins.dir().join(format!(
+            "{JUMP_PIN_PREFIX}{}",
+            xdp_program(&mut ebpf, PROGRAM)?.info()?.id()
+        ));
+        ProgramArray::<&MapData>::try_from(
+            ebpf.map(maps::JUMP)
+                .ok_or(DataplaneError::MissingMap(maps::JUMP))?,
+        )?
+        .pin(&jump_pin)
+        .map_err(|e| DataplaneError::PinLink {
+            iface: "(jump table)".to_owned(),
+            path: jump_pin.clone(),
+            detail: e.to_string(),
+        })?;
         fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
             ebpf: &mut Ebpf,
             name: &'static str,
@@ -271,10 +347,32 @@ impl Dataplane {
             dp_stats: take(&mut ebpf, maps::DP_STATS)?,
             cpus: nr_cpus().map_err(|(_, e)| DataplaneError::Cpus(e))?,
             links: Vec::new(),
+            jump_pin,
             pins,
             adopted,
             ebpf,
         })
+    }
+
+    /// Removes the jump tables previous lbds pinned (once this one's entry is attached
+    /// everywhere, nothing tail-calls through them any more).
+    pub fn retire_previous_stages(&self) -> Result<()> {
+        let ours = self.jump_pin.file_name().map(|n| n.to_owned());
+        let Ok(entries) = std::fs::read_dir(self.pins.dir()) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with(JUMP_PIN_PREFIX) && Some(&name) != ours.as_ref() {
+                std::fs::remove_file(entry.path()).map_err(|source| {
+                    DataplaneError::Pin(PinError::Io {
+                        path: entry.path(),
+                        source,
+                    })
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// Whether this lbd took over pinned state from a previous one.

@@ -1191,6 +1191,11 @@ impl Director {
         Ok(self.dataplane.attach(iface, mode)?)
     }
 
+    /// Once attached everywhere: forgets what a previous lbd left for its own programs.
+    pub fn attached_everywhere(&mut self) -> Result<()> {
+        Ok(self.dataplane.retire_previous_stages()?)
+    }
+
     /// Stops: detaches and frees the data path, or leaves it running for the next lbd.
     pub fn shutdown(&mut self, on_exit: crate::dataplane::OnExit) -> Result<()> {
         Ok(self.dataplane.finish(on_exit)?)

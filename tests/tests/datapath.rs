@@ -38,6 +38,49 @@ use fixture::{run_table, run_table_of};
 use harness::{DECAP_PROGRAM, in_fresh_netns};
 use world::NatNet;
 
+/// The verifier's budget: every program of the data path verifies in at most 1/8 of the
+/// kernel's limit of 1,000,000 processed instructions, by the kernel's own count
+/// (`verified_insns`) on the kernel this runs on (`cargo xtask test` runs it on each of the
+/// kernel matrix). Printed, so a log shows how close each program is.
+#[test]
+fn every_program_verifies_within_budget() {
+    const BUDGET: u32 = 1_000_000 / 8;
+    let director = harness::Director::load();
+    let decap = harness::Director::load_program(DECAP_PROGRAM);
+    let mut counts = director.verified_instructions();
+    counts.extend(
+        decap
+            .verified_instructions()
+            .into_iter()
+            .filter(|(name, _)| name == DECAP_PROGRAM),
+    );
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    println!(
+        "verified instructions on {} (budget {BUDGET}):",
+        release.trim()
+    );
+    for (name, count) in &counts {
+        println!("    {name:<16} {count:>8}");
+    }
+    let mut expected: Vec<&str> = lb_common::stage::PROGRAMS.iter().map(|(_, n)| *n).collect();
+    expected.extend([lb_common::stage::ENTRY, DECAP_PROGRAM]);
+    for name in expected {
+        let count = counts
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("program {name} was not loaded"))
+            .1;
+        assert!(
+            count > 0,
+            "{name}: the kernel reported no verified instructions"
+        );
+        assert!(
+            count <= BUDGET,
+            "{name}: {count} verified instructions, over the budget of {BUDGET}"
+        );
+    }
+}
+
 #[test]
 fn packets_not_balanced_pass_untouched() {
     run_table("parse", tables::parse::fixtures());

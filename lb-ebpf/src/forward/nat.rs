@@ -8,11 +8,7 @@ use aya_ebpf::programs::XdpContext;
 use lb_common::{Conn, IPPROTO_TCP, RealServer, Stat, csum};
 use network_types::ip::Ipv4Hdr;
 
-use crate::{
-    Verdict, drop, fib,
-    parse::{L3_OFFSET, Packet},
-    ptr, stats,
-};
+use crate::{Verdict, drop, fib, parse::L3_OFFSET, ptr, stage::Packet, stats};
 
 /// Offsets of the checksum field in the TCP and UDP headers.
 const TCP_CHECK: usize = 16;
@@ -84,10 +80,10 @@ fn rewrite(
     let ip = ptr::at_mut::<Ipv4Hdr>(ctx, L3_OFFSET).ok_or_else(|| drop(Stat::PassMalformed))?;
     let addr =
         ptr::at_mut::<u32>(ctx, L3_OFFSET + addr_at).ok_or_else(|| drop(Stat::PassMalformed))?;
-    let port = ptr::at_mut::<u16>(ctx, packet.l4_offset + port_at)
+    let port = ptr::at_mut::<u16>(ctx, packet.l4_offset as usize + port_at)
         .ok_or_else(|| drop(Stat::PassMalformed))?;
     let is_tcp = packet.flow.proto == IPPROTO_TCP;
-    let check_at = packet.l4_offset + if is_tcp { TCP_CHECK } else { UDP_CHECK };
+    let check_at = packet.l4_offset as usize + if is_tcp { TCP_CHECK } else { UDP_CHECK };
     let l4_check = ptr::at_mut::<u16>(ctx, check_at).ok_or_else(|| drop(Stat::PassMalformed))?;
     // SAFETY: `at_mut` checked the IPv4 header; no other reference to it is live.
     crate::ip::forward_hop(unsafe { &mut *ip })?;

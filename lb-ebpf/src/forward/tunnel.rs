@@ -18,10 +18,7 @@ use lb_common::{REAL_F_RESOLVED, RealServer, Stat};
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
 use crate::{
-    Verdict, drop, fib, icmp, ip,
-    maps::IFACES,
-    parse::{L3_OFFSET, Packet},
-    ptr, stats,
+    Verdict, drop, fib, icmp, ip, maps::IFACES, parse::L3_OFFSET, ptr, stage::Packet, stats,
 };
 
 const IPPROTO_IPIP: u8 = 4;

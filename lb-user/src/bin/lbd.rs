@@ -199,6 +199,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let mode = d.attach(name, args.xdp_mode)?;
             info!(iface = %name, mode, "XDP program attached");
         }
+        d.attached_everywhere()?;
     }
     let reload = match &args.config {
         Some(path) => Some(supervise(path, &director)?),

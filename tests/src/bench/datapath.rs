@@ -221,15 +221,16 @@ impl Lb {
             loader.map_max_entries(name, *size);
         }
         let mut ebpf = loader.load(object).context("loading lb's eBPF object")?;
-        for name in [PROGRAM, DECAP_PROGRAM] {
-            let prog: &mut Xdp = ebpf
-                .program_mut(name)
-                .with_context(|| format!("program {name} not in the object"))?
-                .try_into()
-                .with_context(|| format!("{name} is not an XDP program"))?;
-            prog.load()
-                .with_context(|| format!("the verifier rejected {name}"))?;
-        }
+        lb_user::dataplane::load_director_programs(&mut ebpf)
+            .context("the verifier rejected the data path")?;
+        let decap: &mut Xdp = ebpf
+            .program_mut(DECAP_PROGRAM)
+            .with_context(|| format!("program {DECAP_PROGRAM} not in the object"))?
+            .try_into()
+            .with_context(|| format!("{DECAP_PROGRAM} is not an XDP program"))?;
+        decap
+            .load()
+            .with_context(|| format!("the verifier rejected {DECAP_PROGRAM}"))?;
         Ok(Lb {
             services: take(&mut ebpf, maps::SERVICES)?,
             reals: take(&mut ebpf, maps::REALS)?,
@@ -266,8 +267,7 @@ impl Lb {
     /// Every map either program uses, with the kernel's figure for its memory.
     pub fn maps_memory(&self) -> Result<Vec<MapMemory>> {
         let mut ids = BTreeSet::new();
-        for name in [PROGRAM, DECAP_PROGRAM] {
-            let prog: &Xdp = self.ebpf.program(name).context("program")?.try_into()?;
+        for (_, prog) in self.ebpf.programs() {
             ids.extend(prog.info()?.map_ids()?.unwrap_or_default());
         }
         let mut out = Vec::new();

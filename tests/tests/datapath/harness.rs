@@ -182,13 +182,20 @@ impl Director {
             loader.map_max_entries(name, *size);
         }
         let mut ebpf = loader.load(object).expect("loading the eBPF object");
-        let prog: &mut Xdp = ebpf
-            .program_mut(program)
-            .unwrap_or_else(|| panic!("program {program} not in the object"))
-            .try_into()
-            .unwrap_or_else(|e| panic!("{program} is not an XDP program: {e}"));
-        if let Err(e) = prog.load() {
-            panic!("the verifier rejected {program}: {e:#}\n{e:?}");
+        if program == PROGRAM {
+            // The entry and its stages, linked through the jump table, as lbd loads them.
+            if let Err(e) = lb_user::dataplane::load_director_programs(&mut ebpf) {
+                panic!("the verifier rejected the data path: {e:#}\n{e:?}");
+            }
+        } else {
+            let prog: &mut Xdp = ebpf
+                .program_mut(program)
+                .unwrap_or_else(|| panic!("program {program} not in the object"))
+                .try_into()
+                .unwrap_or_else(|e| panic!("{program} is not an XDP program: {e}"));
+            if let Err(e) = prog.load() {
+                panic!("the verifier rejected {program}: {e:#}\n{e:?}");
+            }
         }
         Self {
             program,
@@ -207,6 +214,11 @@ impl Director {
             dp_stats: take(&mut ebpf, maps::DP_STATS),
             ebpf,
         }
+    }
+
+    /// The kernel's count of instructions its verifier processed, per loaded program.
+    pub fn verified_instructions(&self) -> Vec<(String, u32)> {
+        lb_user::dataplane::verified_instructions(&self.ebpf).expect("program info")
     }
 
     fn program(&self) -> &Xdp {

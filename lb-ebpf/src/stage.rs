@@ -1,0 +1,88 @@
+//! The hand-over between the data path's programs (see `lb_common::stage`): the `JUMP` program
+//! array the entry tail-calls through, and the per-CPU [`Carry`] that tells the next stage what
+//! the previous ones learnt.
+//!
+//! An XDP run, tail calls included, keeps its CPU to itself, so one per-CPU value is enough and
+//! needs no locking. Each stage re-derives its packet pointers through `ptr::at`: what crosses
+//! a tail call is offsets and map values, never pointers. Everything in [`Carry`] is written
+//! before it is read on every path (older verifiers refuse reads of stack slots never written,
+//! and a map value read before it is written would be the previous packet's).
+
+use aya_ebpf::{
+    macros::map,
+    maps::{PerCpuArray, ProgramArray},
+    programs::XdpContext,
+};
+use lb_common::{Conn, FlowKey, RealServer, Service, Stat, stage};
+
+use crate::{Verdict, drop};
+
+/// The stages, by `lb_common::stage` index; lbd fills it with the programs it loaded.
+#[map]
+static JUMP: ProgramArray = ProgramArray::with_max_entries(stage::COUNT, 0);
+
+/// What one stage hands the next (one per CPU).
+#[map]
+static CARRY: PerCpuArray<Carry> = PerCpuArray::with_max_entries(1, 0);
+
+/// A packet of a flow, as the parser summarised it.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Packet {
+    /// The 5-tuple, addresses and ports in network order. For an ICMP error: its own
+    /// addresses, ports zero, protocol ICMP.
+    pub flow: FlowKey,
+    /// Offset of the TCP/UDP header (after IP options); of the ICMP header for an error.
+    pub l4_offset: u32,
+    /// IPv4 total length (what IPVS counts as the packet's bytes).
+    pub ip_len: u16,
+    /// TCP flags byte (0 for UDP and ICMP).
+    pub tcp_flags: u8,
+    pub _pad: u8,
+}
+
+/// The packet an ICMP error quotes.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Quote {
+    /// Its 5-tuple, as the quoted header has it.
+    pub flow: FlowKey,
+    /// Offsets of the quoted IPv4 header and of its TCP/UDP header.
+    pub ip_offset: u32,
+    pub l4_offset: u32,
+}
+
+/// Everything the stages pass on.
+#[repr(C)]
+pub struct Carry {
+    pub packet: Packet,
+    /// Set for ICMP errors only.
+    pub quote: Quote,
+    /// The service of a new flow (entry → schedule).
+    pub service: Service,
+    /// The connection (NAT replies: its reply entry).
+    pub conn: Conn,
+    /// The real server the packet goes to.
+    pub real: RealServer,
+}
+
+/// This CPU's carry value.
+#[inline(always)]
+pub fn carry() -> Result<&'static mut Carry, Verdict> {
+    match CARRY.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot of a live per-CPU array; an XDP run (tail calls included)
+        // has the CPU to itself, and each program takes this reference once.
+        Some(ptr) => Ok(unsafe { &mut *ptr }),
+        None => Err(drop(Stat::DropNoStage)),
+    }
+}
+
+/// Continues with stage `index`; only comes back if the stage is missing, which is counted
+/// and the packet dropped (a half-loaded data path must not pass traffic to the kernel that
+/// it would have balanced).
+#[inline(always)]
+pub fn jump(ctx: &XdpContext, index: u32) -> Verdict {
+    // SAFETY: a tail call on our own context; on success control never returns here.
+    unsafe { JUMP.tail_call(ctx, index) };
+    drop(Stat::DropNoStage)
+}
