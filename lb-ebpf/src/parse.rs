@@ -120,10 +120,9 @@ pub fn parse(ctx: &XdpContext, packet: &mut Packet, quote: &mut Quote) -> Result
         proto,
         _pad: [0; 3],
     };
-    packet.l4_offset = l4_offset as u32;
+    packet.l4_offset = l4_offset as u8;
     packet.ip_len = u16::from_be_bytes(ip.tot_len);
     packet.tcp_flags = tcp_flags;
-    packet._pad = 0;
     Ok(Kind::Flow)
 }
 
@@ -177,10 +176,9 @@ fn icmp_error(
         proto: IPPROTO_ICMP,
         _pad: [0; 3],
     };
-    packet.l4_offset = icmp_offset as u32;
+    packet.l4_offset = icmp_offset as u8;
     packet.ip_len = u16::from_be_bytes(ip.tot_len);
     packet.tcp_flags = 0;
-    packet._pad = 0;
     quote.flow = FlowKey {
         saddr: u32::from_ne_bytes(quoted.src_addr),
         daddr: u32::from_ne_bytes(quoted.dst_addr),
@@ -189,7 +187,8 @@ fn icmp_error(
         proto: quoted.proto,
         _pad: [0; 3],
     };
-    quote.ip_offset = quoted_ip_offset as u32;
-    quote.l4_offset = quoted_l4_offset as u32;
+    quote.ip_offset = quoted_ip_offset as u8;
+    quote.l4_offset = quoted_l4_offset as u8;
+    quote._pad = 0;
     Ok(())
 }

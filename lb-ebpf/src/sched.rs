@@ -16,7 +16,8 @@ use core::{
 
 use aya_ebpf::helpers::bpf_loop;
 use lb_common::{
-    FlowKey, MAX_SCAN, SERVICE_F_HASH_FALLBACK, SERVICE_F_HASH_PORT, Service, hash, scheduler,
+    FlowKey, MAX_SCAN, SERVICE_F_HASH_FALLBACK, SERVICE_F_HASH_PORT, Service, ServiceState, hash,
+    scheduler,
 };
 
 use crate::{
@@ -26,19 +27,85 @@ use crate::{
 
 /// The real server id for a new flow of `service` (at `now`, the coarse clock), or `None`
 /// when none can take it. lblc and lblcr are [`pick_by_locality`]'s, in a stage of their own.
+///
+/// The table schedulers point at one slot first: rr and wrr the next position of the sequence,
+/// sh, dh and mh the packet's bucket. If its real server cannot take the connection, rr and
+/// wrr walk on to the next one that can, and so do sh and mh with `-b sh-fallback` /
+/// `mh-fallback` (IPVS finds none otherwise; the table already carries the fallback for
+/// servers that are down or quiescent). The connection-count schedulers walk the whole table.
+/// There is one walk in the program, whichever scheduler asks for it: the verifier checks a
+/// `bpf_loop` callback once per call site.
 #[inline(always)]
 pub fn pick(service: &Service, flow: &FlowKey, _now: u64) -> Option<u32> {
-    if service.table_len == 0 {
+    let len = service.table_len;
+    if len == 0 {
         return None;
     }
     let with_port = service.flags & SERVICE_F_HASH_PORT != 0;
-    match service.scheduler {
-        scheduler::SH => hashed(service, hash::sh_bucket(flow.saddr, flow.sport, with_port)),
-        scheduler::DH => hashed(service, hash::dh_bucket(flow.daddr)),
-        scheduler::MH => hashed(service, hash::mh_index(flow.saddr, flow.sport, with_port)),
-        scheduler::RR | scheduler::WRR => round_robin(service),
-        _ => least_loaded(service, service.scheduler),
+    let fallback = if service.flags & SERVICE_F_HASH_FALLBACK != 0 {
+        scheduler::RR
+    } else {
+        NO_WALK
+    };
+    let mut rr_state = core::ptr::null_mut::<ServiceState>();
+    // The slot to try first (or to start the walk at), and the walk if that one cannot.
+    let (index, walk) = match service.scheduler {
+        scheduler::SH => (hash::sh_bucket(flow.saddr, flow.sport, with_port), fallback),
+        scheduler::DH => (hash::dh_bucket(flow.daddr), fallback),
+        scheduler::MH => (hash::mh_index(flow.saddr, flow.sport, with_port), fallback),
+        scheduler::RR | scheduler::WRR => {
+            rr_state = SERVICE_STATE.get_ptr_mut(service.id)?;
+            (next_position(rr_state, len), scheduler::RR)
+        }
+        other => (0, other),
+    };
+    let start = index.checked_rem(len).unwrap_or(0);
+    if matches!(
+        service.scheduler,
+        scheduler::SH | scheduler::DH | scheduler::MH | scheduler::RR | scheduler::WRR
+    ) {
+        let id = slot(service, start);
+        if id != 0 && available(id) {
+            return Some(id);
+        }
+        if walk == NO_WALK {
+            return None;
+        }
     }
+    let mut scan = Scan::new(service, walk, start);
+    run(&mut scan);
+    if scan.best == 0 {
+        return None;
+    }
+    if !rr_state.is_null() {
+        // IPVS continues after the server it picked: move on past the ones skipped as well,
+        // so the next server does not get a double share while one is overloaded.
+        // SAFETY: a live array element (see `next_position`).
+        unsafe {
+            atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(
+                &raw mut (*rr_state).rr_position,
+                u64::from(scan.found_at),
+            );
+        }
+    }
+    Some(scan.best)
+}
+
+/// "No walk": the scheduler's slot or nothing.
+const NO_WALK: u32 = u32::MAX;
+
+/// rr, wrr: the service's next position in its sequence.
+#[inline(always)]
+fn next_position(state: *mut ServiceState, len: u32) -> u32 {
+    // SAFETY: `state` points to a live array element; the shared round-robin position is
+    // advanced atomically so concurrent CPUs take consecutive slots, as IPVS's locked walk does.
+    // (core's AtomicU64 has no fetch_add on the BPF target, so the intrinsic is used. It must
+    // be SeqCst: with Relaxed, LLVM's BPF backend emits a plain locked add without FETCH and
+    // the "old value" we read back is just the addend.)
+    let position = unsafe {
+        atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(&raw mut (*state).rr_position, 1)
+    };
+    position.checked_rem(u64::from(len)).unwrap_or(0) as u32
 }
 
 /// lblc, lblcr: the locality table's suggestion, else wlc; the table learns the choice. (Ids,
@@ -78,69 +145,8 @@ fn available(id: u32) -> bool {
     }
 }
 
-/// sh, dh, mh: the bucket's real server. If it is overloaded, IPVS finds none, unless the
-/// service has `sh-fallback`/`mh-fallback`: then the next available one in the table. (The
-/// table already carries the fallback for servers that are down or quiescent.)
-#[inline(always)]
-fn hashed(service: &Service, index: u32) -> Option<u32> {
-    let id = slot(service, index);
-    if id != 0 && available(id) {
-        return Some(id);
-    }
-    if service.flags & SERVICE_F_HASH_FALLBACK == 0 {
-        return None;
-    }
-    let start = index.checked_rem(service.table_len).unwrap_or(0);
-    let mut scan = Scan::new(service, scheduler::RR, start);
-    run(&mut scan);
-    (scan.best != 0).then_some(scan.best)
-}
-
-/// rr, wrr: the next position in the sequence, skipping overloaded real servers.
-#[inline(always)]
-fn round_robin(service: &Service) -> Option<u32> {
-    let state = SERVICE_STATE.get_ptr_mut(service.id)?;
-    // SAFETY: the pointer is to a live array element; the shared round-robin position is
-    // advanced atomically so concurrent CPUs take consecutive slots, as IPVS's locked walk does.
-    // (core's AtomicU64 has no fetch_add on the BPF target, so the intrinsic is used. It must
-    // be SeqCst: with Relaxed, LLVM's BPF backend emits a plain locked add without FETCH and
-    // the "old value" we read back is just the addend.)
-    let position = unsafe {
-        atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(&raw mut (*state).rr_position, 1)
-    };
-    // (Checked: the service lives in a map value, re-read after the atomic add.)
-    let start = position
-        .checked_rem(u64::from(service.table_len))
-        .unwrap_or(0) as u32;
-    let first = slot(service, start);
-    if first != 0 && available(first) {
-        return Some(first);
-    }
-    let mut scan = Scan::new(service, scheduler::RR, start);
-    run(&mut scan);
-    if scan.best == 0 {
-        return None;
-    }
-    // IPVS continues after the server it picked: move on past the ones skipped as well, so
-    // the next server does not get a double share while one is overloaded.
-    // SAFETY: as above.
-    unsafe {
-        atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(
-            &raw mut (*state).rr_position,
-            u64::from(scan.found_at),
-        );
-    }
-    Some(scan.best)
-}
-
-/// lc, wlc, sed, nq, fo, ovf: compare the listed real servers by `scheduler`'s formula.
-#[inline(always)]
-fn least_loaded(service: &Service, scheduler: u32) -> Option<u32> {
-    let id = least_loaded_id(service, scheduler);
-    (id != 0).then_some(id)
-}
-
-/// [`least_loaded`]'s choice as an id, 0 for none.
+/// lc, wlc, sed, nq, fo, ovf: the listed real server that `scheduler`'s formula prefers, 0
+/// for none.
 #[inline(always)]
 fn least_loaded_id(service: &Service, scheduler: u32) -> u32 {
     let mut scan = Scan::new(service, scheduler, 0);

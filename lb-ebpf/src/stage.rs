@@ -32,13 +32,15 @@ pub struct Packet {
     /// The 5-tuple, addresses and ports in network order. For an ICMP error: its own
     /// addresses, ports zero, protocol ICMP.
     pub flow: FlowKey,
-    /// Offset of the TCP/UDP header (after IP options); of the ICMP header for an error.
-    pub l4_offset: u32,
     /// IPv4 total length (what IPVS counts as the packet's bytes).
     pub ip_len: u16,
+    /// Offset of the TCP/UDP header (after IP options); of the ICMP header for an error. A
+    /// byte, as every offset here: loaded from the map, its width is the bound the verifier
+    /// knows it by (kernels before 6.3 do not learn a packet range from a check against
+    /// `data_end` for an offset that may exceed 64 KiB).
+    pub l4_offset: u8,
     /// TCP flags byte (0 for UDP and ICMP).
     pub tcp_flags: u8,
-    pub _pad: u8,
 }
 
 /// The packet an ICMP error quotes.
@@ -47,9 +49,10 @@ pub struct Packet {
 pub struct Quote {
     /// Its 5-tuple, as the quoted header has it.
     pub flow: FlowKey,
-    /// Offsets of the quoted IPv4 header and of its TCP/UDP header.
-    pub ip_offset: u32,
-    pub l4_offset: u32,
+    /// Offsets of the quoted IPv4 header and of its TCP/UDP header (at most 82 and 142).
+    pub ip_offset: u8,
+    pub l4_offset: u8,
+    pub _pad: u16,
 }
 
 /// Everything the stages pass on.
