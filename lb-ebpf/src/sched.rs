@@ -14,7 +14,7 @@ use core::{
     intrinsics::{AtomicOrdering, atomic_xadd},
 };
 
-use aya_ebpf::helpers::bpf_loop;
+use aya_ebpf::{helpers::bpf_loop, macros::map, maps::PerCpuArray};
 use lb_common::{
     FlowKey, MAX_SCAN, SERVICE_F_HASH_FALLBACK, SERVICE_F_HASH_PORT, Service, ServiceState, hash,
     scheduler,
@@ -154,7 +154,11 @@ fn least_loaded_id(service: &Service, scheduler: u32) -> u32 {
     scan.best
 }
 
-/// State of a walk over a service's table, shared with the `bpf_loop` callback.
+/// State of a walk over a service's table, shared with the `bpf_loop` callback through a
+/// per-CPU map value ([`WALK`]) rather than the stack: kernels before 6.7 verify a callback
+/// as if it ran once, from the caller's exact state, and rewrite the branches that state
+/// decides (`best == 0` would then hold on every step). Read from a map, the state is unknown
+/// to the verifier and every branch stays.
 #[repr(C)]
 struct Scan {
     offset: u32,
@@ -184,30 +188,39 @@ impl Scan {
     }
 }
 
+/// This CPU's walk (an XDP run has its CPU to itself).
+#[map]
+static WALK: PerCpuArray<Scan> = PerCpuArray::with_max_entries(1, 0);
+
+/// Runs the walk `scan` describes, and leaves its outcome in it.
 #[inline(always)]
 fn run(scan: &mut Scan) {
+    let Some(slot) = WALK.get_ptr_mut(0) else {
+        scan.best = 0;
+        return;
+    };
     let steps = if scan.len < MAX_SCAN {
         scan.len
     } else {
         MAX_SCAN
     };
-    // SAFETY: the callback only dereferences `ctx` as the `Scan` we pass, which outlives the
-    // call; bpf_loop bounds the iterations.
+    // SAFETY: this CPU's slot; the callback finds it itself (no context), bpf_loop bounds the
+    // iterations, and no reference to the slot lives across the call.
     unsafe {
-        bpf_loop(
-            steps,
-            scan_step as *mut c_void,
-            (scan as *mut Scan).cast(),
-            0,
-        );
+        slot.write(Scan { ..*scan });
+        bpf_loop(steps, scan_step as *mut c_void, core::ptr::null_mut(), 0);
+        *scan = slot.read();
     }
 }
 
 /// One real server of the walk; returns 1 to stop.
 #[inline(never)]
-extern "C" fn scan_step(i: u32, ctx: *mut c_void) -> i64 {
-    // SAFETY: `ctx` is the `Scan` passed to bpf_loop by `run`.
-    let scan = unsafe { &mut *(ctx as *mut Scan) };
+extern "C" fn scan_step(i: u32, _ctx: *mut c_void) -> i64 {
+    let Some(slot) = WALK.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: this CPU's slot, written by `run` before the loop.
+    let scan = unsafe { &mut *slot };
     if scan.len == 0 {
         return 1;
     }

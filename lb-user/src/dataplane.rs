@@ -41,6 +41,12 @@ pub enum AttachMode {
 pub enum DataplaneError {
     #[error("the embedded eBPF object is empty (built with AYA_BUILD_SKIP); rebuild without it")]
     NoObject,
+    #[error(
+        "this kernel ({0}) is too old: lb's XDP data path needs Linux {major}.{minor} or newer",
+        major = MIN_KERNEL.0,
+        minor = MIN_KERNEL.1
+    )]
+    OldKernel(String),
     #[error("loading the eBPF object: {0}")]
     Load(#[from] aya::EbpfError),
     #[error("XDP program: {0}")]
@@ -90,6 +96,34 @@ pub enum OnExit {
 }
 
 type Result<T, E = DataplaneError> = std::result::Result<T, E>;
+
+/// The oldest kernel the data path is built and tested for (Debian 12's): older verifiers
+/// refuse it, or accept it only by chance.
+pub const MIN_KERNEL: (u32, u32) = (6, 1);
+
+/// Refuses a kernel older than [`MIN_KERNEL`], by its release string (`uname -r`, e.g.
+/// `6.1.0-57-amd64`), with a message that says what is needed. An unreadable release is let
+/// through: the verifier then has the last word.
+pub fn check_kernel(release: &str) -> Result<()> {
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().ok());
+    let (Some(Some(major)), Some(Some(minor))) = (parts.next(), parts.next()) else {
+        return Ok(());
+    };
+    if (major, minor) < MIN_KERNEL {
+        return Err(DataplaneError::OldKernel(release.to_owned()));
+    }
+    Ok(())
+}
+
+/// [`check_kernel`] on the running kernel.
+fn check_running_kernel() -> Result<()> {
+    match std::fs::read_to_string("/proc/sys/kernel/osrelease") {
+        Ok(release) => check_kernel(release.trim()),
+        Err(_) => Ok(()),
+    }
+}
 
 /// Pins of jump tables are named this, then the id of the entry program that uses them.
 const JUMP_PIN_PREFIX: &str = "jump-";
@@ -216,6 +250,7 @@ pub struct Decap {
 
 impl Decap {
     pub fn attach(iface: &str, mode: AttachMode) -> Result<(Self, &'static str)> {
+        check_running_kernel()?;
         let object = crate::object::ebpf_object();
         if object.is_empty() {
             return Err(DataplaneError::NoObject);
@@ -282,6 +317,7 @@ impl Dataplane {
     /// Loads the embedded program with a connection table of `conn_table_size` entries, its
     /// maps pinned under `pins` (re-adopting what a previous lbd left there).
     pub fn load(conn_table_size: u32, pins: PinDir) -> Result<Self> {
+        check_running_kernel()?;
         let object = crate::object::ebpf_object();
         if object.is_empty() {
             return Err(DataplaneError::NoObject);
@@ -694,6 +730,31 @@ impl Dataplane {
         match self.locality.remove(key) {
             Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
             Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernels_older_than_6_1_are_refused_by_release() {
+        for ok in [
+            "6.1.0-57-amd64",
+            "6.12.118+deb12-amd64",
+            "6.18.44-fc-v1252",
+            "7.0",
+            "garbage",
+        ] {
+            assert!(check_kernel(ok).is_ok(), "{ok}");
+        }
+        for old in ["5.15.0-91-generic", "5.10.0-28-amd64", "6.0.12", "4.19.0"] {
+            let err = check_kernel(old).unwrap_err().to_string();
+            assert!(
+                err.contains(old) && err.contains("Linux 6.1 or newer"),
+                "{err}"
+            );
         }
     }
 }
