@@ -252,6 +252,11 @@ impl Lb {
             .try_into()?)
     }
 
+    /// The kernel's count of instructions its verifier processed, per loaded program.
+    pub fn verified_instructions(&self) -> Result<Vec<(String, u32)>> {
+        Ok(lb_user::dataplane::verified_instructions(&self.ebpf)?)
+    }
+
     /// The descriptor of program `name`.
     pub fn prog_fd(&self, name: &str) -> Result<BorrowedFd<'_>> {
         Ok(self.program(name)?.fd()?.as_fd())

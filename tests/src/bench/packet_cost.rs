@@ -31,9 +31,19 @@ pub struct PacketCost {
     pub memory: Vec<MapMemory>,
     pub repeat: u32,
     pub rounds: usize,
-    /// Size of lb_xdp as loaded: BPF instructions after the verifier's rewrites.
-    pub program_insns: Option<u32>,
+    /// Every loaded program: its size and the verifier's work on it.
+    pub programs: Vec<ProgramSize>,
     pub cpu: Option<usize>,
+}
+
+/// One XDP program of lb's object as this kernel loaded it.
+pub struct ProgramSize {
+    pub name: String,
+    /// BPF instructions after the verifier's rewrites.
+    pub insns: Option<u32>,
+    /// Instructions the verifier processed (the kernel's `verified_insns`): the figure the
+    /// verifier's limit of 1,000,000 applies to.
+    pub verified: u32,
 }
 
 impl PacketCost {
@@ -370,18 +380,26 @@ fn measure_all(repeat: u32, rounds: usize) -> Result<PacketCost> {
     }
     let repeats = vec![repeat; cases.len()];
     let measured = datapath::measure(&cases, &repeats, Some(&lb), rounds, &super::interrupted);
-    let program_insns = lb
-        .program(PROGRAM)?
-        .info()
-        .ok()
-        .and_then(|i| i.size_translated())
-        .map(|bytes| bytes / 8);
+    let programs = lb
+        .verified_instructions()?
+        .into_iter()
+        .map(|(name, verified)| ProgramSize {
+            insns: lb
+                .program(&name)
+                .ok()
+                .and_then(|p| p.info().ok())
+                .and_then(|i| i.size_translated())
+                .map(|bytes| bytes / 8),
+            name,
+            verified,
+        })
+        .collect();
     Ok(PacketCost {
         measured,
         memory,
         repeat,
         rounds,
-        program_insns,
+        programs,
         cpu: pinned,
     })
 }

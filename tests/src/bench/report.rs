@@ -402,10 +402,36 @@ impl Doc {
              next run's SYN finds a closed entry and is scheduled afresh (as IPVS reschedules a \
              SYN on a closed connection), every run; it therefore also includes one \
              connection-table hit. *Established* is an ACK on an entry opened by a SYN just \
-             before. The data path's own loop (`lb_xdp`) is {} BPF instructions after \
-             verification.\n",
-            pc.program_insns
-                .map_or("–".into(), |n| thousands(u64::from(n)))
+             before.\n"
+        );
+        w!(
+            self,
+            "The data path's programs on this kernel: size after verification, and the \
+             instructions the verifier processed (its limit is 1,000,000; lb's budget, \
+             enforced by the `every_program_verifies_within_budget` fixture on every kernel \
+             of the test matrix, is 1/8 of it):\n"
+        );
+        let rows: Vec<Vec<String>> = pc
+            .programs
+            .iter()
+            .map(|p| {
+                vec![
+                    format!("`{}`", p.name),
+                    p.insns.map_or("–".into(), |n| thousands(u64::from(n))),
+                    thousands(u64::from(p.verified)),
+                    format!("{:.1}%", f64::from(p.verified) / 1_000_000.0 * 100.0),
+                ]
+            })
+            .collect();
+        table(
+            self,
+            &[
+                "program",
+                "BPF instructions",
+                "verified instructions",
+                "of the limit",
+            ],
+            &rows,
         );
         let name = self.svg(
             "bench-packet-cost.svg",
