@@ -76,7 +76,7 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
 fn process(ctx: &XdpContext) -> Result<Verdict, Verdict> {
     let carry = stage::carry()?;
     let kind = parse::parse(ctx, &mut carry.packet, &mut carry.quote)?;
-    parse::for_this_host(ctx)?;
+    parse::for_this_host(ctx, &mut carry.ingress)?;
     if kind == Kind::IcmpError {
         return Ok(jump(ctx, ICMP));
     }
@@ -84,6 +84,11 @@ fn process(ctx: &XdpContext) -> Result<Verdict, Verdict> {
     match conn::lookup(packet, &mut carry.conn, &mut carry.real) {
         Hit::Forward => {
             stats::account(carry.conn.service, carry.conn.real, packet.ip_len);
+            if carry.real.method == lb_common::method::ROUTE {
+                // The hot path: an established DR connection, finished here (a MAC rewrite
+                // costs less than the tail call).
+                return forward::route::forward(ctx, &carry.real, &carry.ingress);
+            }
             Ok(forward::to_real(ctx, carry.real.method))
         }
         Hit::Reply => {
@@ -134,7 +139,7 @@ fn schedule(ctx: &XdpContext, pick: conn::Picker) -> Result<Verdict, Verdict> {
 #[xdp]
 pub fn lb_route(ctx: XdpContext) -> u32 {
     verdict(stage::carry().and_then(|carry| {
-        let verdict = forward::route::forward(&ctx, &carry.real)?;
+        let verdict = forward::route::forward(&ctx, &carry.real, &carry.ingress)?;
         relayed(&carry.packet);
         Ok(verdict)
     }))
@@ -144,7 +149,7 @@ pub fn lb_route(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn lb_tunnel(ctx: XdpContext) -> u32 {
     verdict(stage::carry().and_then(|carry| {
-        let verdict = forward::tunnel::forward(&ctx, &carry.packet, &carry.real)?;
+        let verdict = forward::tunnel::forward(&ctx, &carry.packet, &carry.real, &carry.ingress)?;
         relayed(&carry.packet);
         Ok(verdict)
     }))

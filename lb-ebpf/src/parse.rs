@@ -6,7 +6,7 @@
 //! IPv6, fragments, other protocols, malformed headers) is handed to the kernel untouched.
 
 use aya_ebpf::programs::XdpContext;
-use lb_common::{FlowKey, IPPROTO_TCP, IPPROTO_UDP, Stat};
+use lb_common::{FlowKey, IPPROTO_TCP, IPPROTO_UDP, Iface, Stat};
 use network_types::{
     eth::{EthHdr, EtherType},
     ip::Ipv4Hdr,
@@ -50,19 +50,28 @@ const TCP_FLAGS_OFFSET: usize = 13;
 /// promiscuous, and two directors must not both forward such a frame. A NIC lbd does not
 /// describe is not checked.
 #[inline(always)]
-pub fn for_this_host(ctx: &XdpContext) -> Result<(), Verdict> {
+pub fn for_this_host(ctx: &XdpContext, ingress: &mut Iface) -> Result<(), Verdict> {
     let eth = ptr::at::<EthHdr>(ctx, 0).ok_or_else(|| pass(Stat::PassMalformed))?;
     // SAFETY: `at` checked that a whole EthHdr lies within the packet.
     let dst = unsafe { (*eth).dst_addr };
-    if dst[0] & 1 != 0 {
-        return Ok(());
-    }
-    let ingress = ctx.ingress_ifindex() as u32;
+    let ifindex = ctx.ingress_ifindex() as u32;
+    // The ingress NIC's entry is kept for the way out: DR and TUN usually leave by it.
     // SAFETY: plain-data value copied out at once.
-    match unsafe { IFACES.get(&ingress) } {
-        Some(iface) if iface.mac != dst => Err(pass(Stat::PassOtherHost)),
-        _ => Ok(()),
+    match unsafe { IFACES.get(&ifindex) } {
+        Some(iface) => {
+            ingress.mac = iface.mac;
+            ingress.addr = iface.addr;
+            if dst[0] & 1 == 0 && iface.mac != dst {
+                return Err(pass(Stat::PassOtherHost));
+            }
+        }
+        None => {
+            ingress.mac = [0; 6];
+            ingress.addr = 0;
+        }
     }
+    ingress._pad = [0; 2];
+    Ok(())
 }
 
 #[inline(always)]

@@ -13,7 +13,7 @@ use aya_ebpf::{
     maps::{PerCpuArray, ProgramArray},
     programs::XdpContext,
 };
-use lb_common::{Conn, FlowKey, RealServer, Service, Stat, stage};
+use lb_common::{Conn, FlowKey, Iface, RealServer, Service, Stat, stage};
 
 use crate::{Verdict, drop};
 
@@ -67,6 +67,8 @@ pub struct Carry {
     pub conn: Conn,
     /// The real server the packet goes to.
     pub real: RealServer,
+    /// The NIC the packet came in by, as lbd described it (MAC all zero: not described).
+    pub ingress: Iface,
 }
 
 /// This CPU's carry value.

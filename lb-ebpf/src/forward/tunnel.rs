@@ -14,33 +14,30 @@ use aya_ebpf::{
     helpers::{bpf_get_prandom_u32, bpf_xdp_adjust_head},
     programs::XdpContext,
 };
-use lb_common::{REAL_F_RESOLVED, RealServer, Stat};
+use lb_common::{Iface, REAL_F_RESOLVED, RealServer, Stat};
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
-use crate::{
-    Verdict, drop, fib, icmp, ip, maps::IFACES, parse::L3_OFFSET, ptr, stage::Packet, stats,
-};
+use crate::{Verdict, drop, fib, icmp, ip, parse::L3_OFFSET, ptr, stage::Packet, stats};
 
 const IPPROTO_IPIP: u8 = 4;
 const OUTER_TTL: u8 = 64;
 const IP_DF: u16 = 0x4000;
 
 #[inline(always)]
-pub fn forward(ctx: &XdpContext, packet: &Packet, real: &RealServer) -> Result<Verdict, Verdict> {
+pub fn forward(
+    ctx: &XdpContext,
+    packet: &Packet,
+    real: &RealServer,
+    ingress: &Iface,
+) -> Result<Verdict, Verdict> {
     if real.flags & REAL_F_RESOLVED == 0 {
         return Err(drop(Stat::DropNoNeigh));
     }
-    let ingress = ctx.ingress_ifindex() as u32;
-    let egress = if real.ifindex == 0 {
-        ingress
-    } else {
-        real.ifindex
-    };
-    // SAFETY: plain-data value copied out at once.
-    let (src, smac) = match unsafe { IFACES.get(&egress) } {
-        Some(iface) if iface.addr != 0 => (iface.addr, iface.mac),
-        _ => return Err(drop(Stat::DropNoIface)),
-    };
+    let (egress, iface) = super::route::egress(ctx, real, ingress)?;
+    if iface.addr == 0 {
+        return Err(drop(Stat::DropNoIface));
+    }
+    let (src, smac) = (iface.addr, iface.mac);
     let inner = ptr::at::<Ipv4Hdr>(ctx, L3_OFFSET).ok_or_else(|| drop(Stat::PassMalformed))?;
     // SAFETY: `at` checked the inner IPv4 header.
     let (tos, frags) = unsafe { ((*inner).tos, u16::from_be_bytes((*inner).frags)) };
