@@ -17,6 +17,7 @@ mod interrupt;
 mod run;
 mod setup;
 mod test;
+mod vm;
 mod workspace;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -63,8 +64,16 @@ enum Command {
         args: Vec<String>,
     },
     /// Set up, build, then run every test: unit and doc tests of the default members, then
-    /// lb-tests' data-path fixtures and end-to-end tests one at a time.
+    /// lb-tests' data-path fixtures and end-to-end tests one at a time, then the data-path
+    /// fixtures in a VM per kernel of the matrix (Debian 12's 6.1 and 6.12; `LB_VM_KERNELS`
+    /// picks some: `6.12`, `none`).
     Test {
+        /// Skip the VM phases (a quick local run); the same as `LB_VM_KERNELS=none`.
+        #[arg(long, conflicts_with = "vm_only")]
+        no_vm: bool,
+        /// Only the VM phases.
+        #[arg(long)]
+        vm_only: bool,
         /// Extra arguments for the test harness (e.g. a test name filter).
         #[arg(
             trailing_var_arg = true,
@@ -136,9 +145,17 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             setup::run()?;
             run::lbd(&Workspace::load()?, release, &args)
         }
-        Command::Test { args } => {
+        Command::Test {
+            no_vm,
+            vm_only,
+            args,
+        } => {
             setup::run()?;
-            test::run(&Workspace::load()?, &args)
+            let phases = test::Phases {
+                host: !vm_only,
+                vm: !no_vm,
+            };
+            test::run(&Workspace::load()?, &args, phases)
         }
         Command::Bench { quick, out, args } => {
             setup::run()?;
@@ -215,6 +232,30 @@ mod tests {
         assert!(quick);
         assert_eq!(out, Some(PathBuf::from("/tmp/b.md")));
         assert_eq!(args, ["--only", "http"]);
+    }
+
+    #[test]
+    fn test_takes_vm_flags_and_passes_the_rest_through() {
+        let Command::Test {
+            no_vm,
+            vm_only,
+            args,
+        } = parse(&["test", "--", "nat", "--nocapture"])
+        else {
+            panic!("not test");
+        };
+        assert!(!no_vm && !vm_only);
+        assert_eq!(args, ["nat", "--nocapture"]);
+        let Command::Test { no_vm, args, .. } = parse(&["test", "--no-vm", "nat"]) else {
+            panic!("not test");
+        };
+        assert!(no_vm);
+        assert_eq!(args, ["nat"]);
+        let Command::Test { vm_only, .. } = parse(&["test", "--vm-only"]) else {
+            panic!("not test");
+        };
+        assert!(vm_only);
+        assert!(Cli::try_parse_from(["xtask", "test", "--no-vm", "--vm-only"]).is_err());
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! 2. The nightly toolchain's `rust-src` component (`-Z build-std=core` for the BPF target).
 //! 3. bpf-linker, built from crates.io against the nightly toolchain's own libLLVM (no prebuilt
 //!    binary or system LLVM of the right version is available).
+//! 4. The kernel matrix's VMs: a Debian kernel per series of [`vm::KERNEL_MATRIX`] (the newest
+//!    one apt offers, unless one is in /boot already) and virtme-ng from PyPI, which boots them
+//!    (QEMU and busybox come with the Debian packages above).
 
 use std::{
     collections::HashMap,
@@ -12,12 +15,14 @@ use std::{
     os::unix::fs::{PermissionsExt as _, symlink},
     path::{Path, PathBuf},
     process::{Command, Stdio},
+    sync::atomic::{AtomicBool, Ordering},
 };
 
 use anyhow::{Context as _, Result, bail};
 
 use crate::{
     run::is_root,
+    vm::{self, KernelSeries},
     workspace::{self, output, run_checked},
 };
 
@@ -28,6 +33,10 @@ pub fn run() -> Result<()> {
     rust_src()?;
     step!("setup: bpf-linker {BPF_LINKER_VERSION}");
     bpf_linker()?;
+    step!("setup: kernels for the VM test phases");
+    vm_kernels()?;
+    step!("setup: virtme-ng {VIRTME_NG_VERSION} (vng, boots them)");
+    virtme_ng()?;
     step!("setup: done");
     Ok(())
 }
@@ -69,6 +78,8 @@ const APT_PACKAGES: &[AptPackage] = &[
     pkg("socat", "TCP/UDP test clients and servers"),
     pkg("netcat-openbsd", "nc"),
     pkg("python3", "helper scripts"),
+    pkg("qemu-system-x86", "the VMs of the kernel matrix"),
+    pkg("busybox-static", "virtme-ng's guest tools"),
 ];
 
 /// Services that the packages above may start system-wide; the tests and labs start their own
@@ -101,8 +112,7 @@ fn apt_packages() -> Result<()> {
                 missing.join(" ")
             );
         }
-        step!("apt-get update");
-        run_checked(apt_get().arg("update"))?;
+        apt_get_update()?;
         step!("apt-get install {}", missing.join(" "));
         {
             let _guard = ServiceStartGuard::install()?;
@@ -124,6 +134,18 @@ fn apt_packages() -> Result<()> {
     for service in SERVICES {
         quiesce_service(service);
     }
+    Ok(())
+}
+
+/// `apt-get update`, at most once per run.
+fn apt_get_update() -> Result<()> {
+    static DONE: AtomicBool = AtomicBool::new(false);
+    if DONE.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    step!("apt-get update");
+    run_checked(apt_get().arg("update"))?;
+    DONE.store(true, Ordering::SeqCst);
     Ok(())
 }
 
@@ -513,6 +535,145 @@ fn cargo_home() -> Result<PathBuf> {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The kernel matrix: Debian kernels and virtme-ng
+
+/// Installs, for each series of the matrix without a kernel in /boot, the newest kernel apt
+/// offers. Not a fixed version: Debian drops a kernel's packages from its archive once a newer
+/// update is out. Installing also builds an initramfs per kernel (about a minute each), which
+/// vng does not use but the packages insist on.
+fn vm_kernels() -> Result<()> {
+    let releases = vm::boot_releases()?;
+    let mut missing = Vec::new();
+    for series in vm::KERNEL_MATRIX {
+        match series.newest(releases.iter().map(String::as_str)) {
+            Some(release) => println!("    Linux {}: present ({release})", series.name),
+            None => {
+                println!("    Linux {}: missing", series.name);
+                missing.push(series);
+            }
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!("installing kernels for the VM tests needs root; run this as root");
+    }
+    apt_get_update()?;
+    let mut packages = Vec::new();
+    for series in missing {
+        let package = newest_kernel_package(series)?;
+        println!("    Linux {}: installing {package}", series.name);
+        packages.push(package);
+    }
+    step!(
+        "apt-get install {} (a few minutes: initramfs)",
+        packages.join(" ")
+    );
+    run_checked(
+        apt_get()
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&packages),
+    )?;
+    let releases = vm::boot_releases()?;
+    for series in vm::KERNEL_MATRIX {
+        if series.newest(releases.iter().map(String::as_str)).is_none() {
+            bail!(
+                "no Linux {} kernel in /boot after installing it",
+                series.name
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The newest package of `series` that apt can install.
+fn newest_kernel_package(series: &KernelSeries) -> Result<String> {
+    let regex = series.package_regex();
+    let out = output(Command::new("apt-cache").args(["search", "--names-only", &regex]))?;
+    let mut releases: Vec<&str> = Vec::new();
+    let listing = String::from_utf8_lossy(&out.stdout);
+    for package in search_result_names(&listing) {
+        releases.extend(series.release_of_package(package));
+    }
+    // Newest first; the first with an installation candidate wins.
+    while let Some(release) = series.newest(releases.iter().copied()) {
+        let package = KernelSeries::package(release);
+        let policy = output(Command::new("apt-cache").args(["policy", &package]))?;
+        if has_candidate(&String::from_utf8_lossy(&policy.stdout)) {
+            return Ok(package);
+        }
+        releases.retain(|r| *r != release);
+    }
+    bail!(
+        "apt offers no Linux {} kernel package (`apt-cache search --names-only '{regex}'`)",
+        series.name
+    )
+}
+
+/// The package names in `apt-cache search` output (`name - description`).
+fn search_result_names(text: &str) -> impl Iterator<Item = &str> {
+    text.lines()
+        .filter_map(|line| line.split_once(" - ").map(|(name, _)| name.trim()))
+}
+
+/// Whether `apt-cache policy` output shows a version to install (`Candidate: (none)` when the
+/// package is known but no archive has it).
+fn has_candidate(policy: &str) -> bool {
+    policy
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Candidate:"))
+        .is_some_and(|candidate| {
+            let candidate = candidate.trim();
+            !candidate.is_empty() && candidate != "(none)"
+        })
+}
+
+/// The virtme-ng release checked with lb's VM phases (how it hands back output and exit
+/// status is what `vm.rs` relies on).
+const VIRTME_NG_VERSION: &str = "1.42";
+
+/// Installs virtme-ng with the pip of the `python3` on PATH (a pyenv one on CI machines, so
+/// `--break-system-packages` only matters for Debian's own Python), unless `vng` starts.
+fn virtme_ng() -> Result<()> {
+    if let Some(vng) = vm::vng() {
+        let version = vm::vng_version(&vng).unwrap_or_default();
+        println!("    vng: present ({version}, {})", vng.display());
+        return Ok(());
+    }
+    println!("    vng: missing (boots the kernels of the VM test phases)");
+    if !is_root() {
+        bail!("installing virtme-ng needs root; run this as root");
+    }
+    if !quiet(Command::new("python3").args(["-m", "pip", "--version"])) {
+        apt_get_update()?;
+        step!("apt-get install python3-pip");
+        run_checked(apt_get().args(["install", "-y", "--no-install-recommends", "python3-pip"]))?;
+    }
+    let mut cmd = Command::new("python3");
+    cmd.args([
+        "-m",
+        "pip",
+        "install",
+        "--break-system-packages",
+        &format!("virtme-ng=={VIRTME_NG_VERSION}"),
+    ]);
+    step!("{}", workspace::display(&cmd));
+    run_checked(&mut cmd)?;
+    // A pyenv Python gets its shim for the new program from a rehash.
+    if has_program("pyenv") {
+        quiet(Command::new("pyenv").arg("rehash"));
+    }
+    match vm::vng() {
+        Some(vng) => {
+            println!("    vng: installed ({})", vng.display());
+            Ok(())
+        }
+        None => bail!("`vng` does not start after installing virtme-ng"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -557,6 +718,39 @@ mod tests {
         assert!(version_in_series("0.13.12", "0.13"));
         assert!(!version_in_series("0.130.0", "0.13"));
         assert!(!version_in_series("0.12.9", "0.13"));
+    }
+
+    #[test]
+    fn apt_search_results_name_packages() {
+        let text = "linux-image-6.1.0-56-amd64-unsigned - Linux 6.1 for 64-bit PCs\n\
+                    linux-image-6.1.0-57-amd64-unsigned - Linux 6.1 for 64-bit PCs\n\
+                    linux-image-6.1.0-57-cloud-amd64-unsigned - Linux 6.1 for x86-64 cloud\n";
+        let names: Vec<&str> = search_result_names(text).collect();
+        assert_eq!(
+            names,
+            [
+                "linux-image-6.1.0-56-amd64-unsigned",
+                "linux-image-6.1.0-57-amd64-unsigned",
+                "linux-image-6.1.0-57-cloud-amd64-unsigned"
+            ]
+        );
+        let series = &vm::KERNEL_MATRIX[0];
+        let releases: Vec<&str> = names
+            .iter()
+            .filter_map(|n| series.release_of_package(n))
+            .collect();
+        assert_eq!(series.newest(releases), Some("6.1.0-57-amd64"));
+    }
+
+    #[test]
+    fn apt_policy_shows_whether_a_package_can_be_installed() {
+        let available = "linux-image-6.1.0-57-amd64-unsigned:\n  Installed: (none)\n  \
+                         Candidate: 6.1.192-3\n  Version table:\n     6.1.192-3 500\n";
+        assert!(has_candidate(available));
+        let gone = "linux-image-6.1.0-9-amd64-unsigned:\n  Installed: (none)\n  \
+                    Candidate: (none)\n  Version table:\n";
+        assert!(!has_candidate(gone));
+        assert!(!has_candidate(""));
     }
 
     #[test]

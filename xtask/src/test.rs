@@ -1,22 +1,93 @@
 //! `cargo xtask test`: every test of the default members, with lb-tests (data-path fixtures and
-//! end-to-end tests in network namespaces) run one test at a time.
+//! end-to-end tests in network namespaces) run one test at a time, on the host's kernel; then
+//! the data-path fixtures again in a VM per kernel of the matrix ([`vm::KERNEL_MATRIX`]).
 
 use std::{
-    io::{BufRead as _, BufReader, Write as _},
+    io::{BufRead as _, BufReader, Read, Write as _},
+    path::{Path, PathBuf},
     process::{Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, bail};
 
 use crate::{
-    interrupt,
+    interrupt, vm,
     workspace::{self, TESTS_PACKAGE, Workspace},
 };
 
-pub fn run(ws: &Workspace, harness_args: &[String]) -> Result<()> {
+/// Which phases `cargo xtask test` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Phases {
+    /// Every test on the host's kernel.
+    pub host: bool,
+    /// The data-path fixtures in a VM per kernel of the matrix (those `LB_VM_KERNELS` selects).
+    pub vm: bool,
+}
+
+pub fn run(ws: &Workspace, harness_args: &[String], phases: Phases) -> Result<()> {
     ws.build_user_space(false)?;
     let bin_dir = ws.bin_dir(false);
+    // Checked before the long host phases, so that a typo does not cost their run.
+    let kernels = if phases.vm {
+        vm::selected_series(std::env::var("LB_VM_KERNELS").ok().as_deref())?
+    } else {
+        Vec::new()
+    };
 
+    let mut results = Vec::new();
+    if phases.host {
+        host_phases(ws, &bin_dir, harness_args, &mut results)?;
+    }
+    if !kernels.is_empty() && !interrupt::interrupted() {
+        vm_phases(ws, &bin_dir, harness_args, &kernels, &mut results)?;
+    } else if phases.vm && kernels.is_empty() {
+        step!("data-path fixtures in VMs: skipped (LB_VM_KERNELS=none)");
+    }
+
+    step!("summary");
+    let mut total = Counts::default();
+    let mut failed_phases = 0;
+    for result in &results {
+        let counts = &result.counts;
+        total.add(counts);
+        let verdict = match &result.failure {
+            None => "ok",
+            Some(failure) => {
+                failed_phases += 1;
+                failure
+            }
+        };
+        println!(
+            "    {}: {verdict}: {} passed, {} failed, {} ignored ({})",
+            result.label,
+            counts.passed,
+            counts.failed,
+            counts.ignored,
+            minutes_and_seconds(result.elapsed)
+        );
+    }
+    println!("    binaries under test: {}", bin_dir.display());
+    // One plain closing line that any CI log reader can count.
+    println!(
+        "tests: {} passed, {} failed, {} skipped",
+        total.passed, total.failed, total.ignored
+    );
+    interrupt::check()?;
+    if failed_phases > 0 {
+        bail!("{failed_phases} of {} test runs failed", results.len());
+    }
+    Ok(())
+}
+
+/// The unit and doc tests of the default members, then lb-tests one test at a time, on the
+/// host's kernel.
+fn host_phases(
+    ws: &Workspace,
+    bin_dir: &Path,
+    harness_args: &[String],
+    results: &mut Vec<PhaseResult>,
+) -> Result<()> {
     let others: Vec<&str> = ws
         .default_members
         .iter()
@@ -35,56 +106,256 @@ pub fn run(ws: &Workspace, harness_args: &[String]) -> Result<()> {
         let mut cmd = cargo_test(ws, &[TESTS_PACKAGE]);
         // Root-needing fixture and end-to-end tests share the kernel: one at a time.
         cmd.args(["--", "--test-threads=1"]).args(harness_args);
-        cmd.env("LB_BIN_DIR", &bin_dir);
+        cmd.env("LB_BIN_DIR", bin_dir);
         phases.push((
             format!("{TESTS_PACKAGE}: fixtures and end-to-end, one at a time"),
             cmd,
         ));
     }
 
-    let mut results = Vec::new();
     for (label, mut cmd) in phases {
         if interrupt::interrupted() {
             break;
         }
         step!("{label}: {}", workspace::display(&cmd));
-        let result = run_counting(&mut cmd)?;
-        results.push((label, result));
-    }
-
-    step!("summary");
-    let mut total = Counts::default();
-    let mut failed_phases = 0;
-    for (label, PhaseResult { status, counts }) in &results {
-        total.add(counts);
-        let verdict = if status.success() {
-            "ok".to_owned()
-        } else {
-            failed_phases += 1;
-            if status.code().is_none() && interrupt::interrupted() {
-                "interrupted".to_owned()
-            } else if counts.failed == 0 {
-                format!("FAILED ({status}; the build or the runner failed, see above)")
-            } else {
-                "FAILED".to_owned()
-            }
-        };
-        println!(
-            "    {label}: {verdict}: {} passed, {} failed, {} ignored",
-            counts.passed, counts.failed, counts.ignored
-        );
-    }
-    println!("    binaries under test: {}", bin_dir.display());
-    // One plain closing line that any CI log reader can count.
-    println!(
-        "tests: {} passed, {} failed, {} skipped",
-        total.passed, total.failed, total.ignored
-    );
-    interrupt::check()?;
-    if failed_phases > 0 {
-        bail!("{failed_phases} of {} test runs failed", results.len());
+        let start = Instant::now();
+        let (status, counts) = run_counting(&mut cmd)?;
+        results.push(PhaseResult {
+            label,
+            counts,
+            failure: cargo_failure(status, &counts),
+            elapsed: start.elapsed(),
+        });
     }
     Ok(())
+}
+
+/// Why a `cargo test` phase failed, if it did.
+fn cargo_failure(status: ExitStatus, counts: &Counts) -> Option<String> {
+    if status.success() {
+        None
+    } else if status.code().is_none() && interrupt::interrupted() {
+        Some("interrupted".to_owned())
+    } else if counts.failed == 0 {
+        Some(format!(
+            "FAILED ({status}; the build or the runner failed, see above)"
+        ))
+    } else {
+        Some("FAILED".to_owned())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The kernel matrix
+
+/// The data-path fixture binary of lb-tests (`tests/tests/datapath.rs`), which the VMs run.
+const DATAPATH_TEST: &str = "datapath";
+
+/// Longest a VM may take, boot included, before it is ended and its phase fails. The whole
+/// fixture binary took under 4 minutes per kernel (at 0dc31d4, boot included): every fixture
+/// loads the object again, and the verifier is slow under emulation, but the data path's
+/// programs are small. The limit leaves room for slower machines; if the VMs come close to
+/// it, run a documented subset rather than raise it (CI's budget is 90 minutes in all).
+const VM_TIME_LIMIT: Duration = Duration::from_secs(20 * 60);
+
+/// One phase per kernel of the matrix: the data-path fixtures, built for the host phase, run
+/// in a VM booted with that kernel.
+fn vm_phases(
+    ws: &Workspace,
+    bin_dir: &Path,
+    harness_args: &[String],
+    kernels: &[&'static vm::KernelSeries],
+    results: &mut Vec<PhaseResult>,
+) -> Result<()> {
+    step!("data-path fixtures in VMs: finding the `{DATAPATH_TEST}` test binary");
+    let start = Instant::now();
+    let args = vm_harness_args(harness_args);
+    let prepared = datapath_binary(ws).and_then(|binary| Ok((binary, vm::require_vng()?)));
+    let (binary, vng) = match prepared {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            results.push(PhaseResult {
+                label: "datapath fixtures in VMs".to_owned(),
+                counts: Counts::default(),
+                failure: Some(format!("FAILED (not started: {e:#})")),
+                elapsed: start.elapsed(),
+            });
+            return Ok(());
+        }
+    };
+    let dir = ws.root.join("tests");
+    let mut env = vm::passed_env();
+    env.retain(|(name, _)| name != "LB_BIN_DIR");
+    env.push(("LB_BIN_DIR".to_owned(), bin_dir.into()));
+    let cmd = vm::GuestCommand {
+        dir: &dir,
+        env,
+        program: &binary,
+        args: args.iter().map(Into::into).collect(),
+    };
+
+    let filtered = has_filter(harness_args);
+    for series in kernels {
+        if interrupt::interrupted() {
+            break;
+        }
+        let start = Instant::now();
+        let mut label = format!("datapath fixtures on Linux {} (VM)", series.name);
+        let outcome = vm::Kernel::find(series).and_then(|kernel| {
+            let kernel = kernel.with_context(|| {
+                format!(
+                    "no Linux {} kernel in /boot (`cargo xtask setup` installs one)",
+                    series.name
+                )
+            })?;
+            label = format!("datapath fixtures on {} (VM)", kernel.release);
+            step!(
+                "{label}: booting {}, then {} {}",
+                kernel.image.display(),
+                binary.display(),
+                args.join(" ")
+            );
+            let mut guest = vm::Guest::start(&vng, &kernel, &cmd, VM_TIME_LIMIT)?;
+            let output = echo_and_count(guest.stdout().expect("stdout is piped"))?;
+            let exit = guest.wait()?;
+            step!(
+                "{label}: took {} ({})",
+                minutes_and_seconds(start.elapsed()),
+                exit.status
+            );
+            Ok((exit, output))
+        });
+        let (counts, failure) = match outcome {
+            Ok((exit, output)) => (output.counts, vm_failure(&exit, &output, filtered)),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                (Counts::default(), Some(format!("FAILED ({e:#})")))
+            }
+        };
+        results.push(PhaseResult {
+            label,
+            counts,
+            failure,
+            elapsed: start.elapsed(),
+        });
+    }
+    Ok(())
+}
+
+/// The data-path test binary, as the host phase built it: the same cargo, profile and
+/// features, so this only builds it when the host phase did not run (`--vm-only`).
+fn datapath_binary(ws: &Workspace) -> Result<PathBuf> {
+    let mut cmd = ws.cargo();
+    cmd.args([
+        "test",
+        "--package",
+        TESTS_PACKAGE,
+        "--test",
+        DATAPATH_TEST,
+        "--no-run",
+        "--message-format=json-render-diagnostics",
+    ])
+    .stderr(Stdio::inherit());
+    let out = workspace::output(&mut cmd)?;
+    test_executable(&String::from_utf8_lossy(&out.stdout), DATAPATH_TEST).with_context(|| {
+        format!(
+            "`{}` reported no executable for test target {DATAPATH_TEST}",
+            workspace::display(&cmd)
+        )
+    })
+}
+
+/// The executable of test target `name` among cargo's JSON messages.
+fn test_executable(messages: &str, name: &str) -> Option<PathBuf> {
+    messages
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
+        .filter(|m| {
+            m["target"]["kind"]
+                .as_array()
+                .is_some_and(|kinds| kinds.iter().any(|k| k == "test"))
+        })
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+}
+
+/// The harness arguments in a VM: one test at a time, as on the host, unless the user says
+/// otherwise (libtest refuses the option twice), then the user's.
+fn vm_harness_args(harness_args: &[String]) -> Vec<String> {
+    let mut args = Vec::new();
+    if !harness_args.iter().any(|a| a.starts_with("--test-threads")) {
+        args.push("--test-threads=1".to_owned());
+    }
+    args.extend(harness_args.iter().cloned());
+    args
+}
+
+/// Whether libtest arguments hold a test name filter: a word that is neither an option nor
+/// the value of one.
+fn has_filter(harness_args: &[String]) -> bool {
+    /// libtest's options that take their value as the next argument.
+    const TAKE_VALUE: &[&str] = &[
+        "--skip",
+        "--test-threads",
+        "--format",
+        "--logfile",
+        "--color",
+        "--shuffle-seed",
+        "-Z",
+    ];
+    let mut value_next = false;
+    for arg in harness_args {
+        if value_next {
+            value_next = false;
+        } else if arg.starts_with('-') {
+            value_next = TAKE_VALUE.contains(&arg.as_str());
+        } else {
+            return true;
+        }
+    }
+    false
+}
+
+/// Why a VM phase failed, if it did. Beyond the exit status: a VM that did not boot, or a
+/// binary that never reported, must not pass as "0 tests"; nor may a run in which no test ran,
+/// unless the user's filter chose none.
+fn vm_failure(exit: &vm::GuestExit, output: &TestOutput, user_filter: bool) -> Option<String> {
+    if exit.timed_out {
+        return Some(format!(
+            "FAILED (ended after {} min)",
+            VM_TIME_LIMIT.as_secs() / 60
+        ));
+    }
+    if exit.status.code().is_none() && interrupt::interrupted() {
+        return Some("interrupted".to_owned());
+    }
+    if output.reports == 0 {
+        return Some(format!(
+            "FAILED ({}; no test ran: the VM did not boot or the binary did not start, see above)",
+            exit.status
+        ));
+    }
+    if !exit.status.success() {
+        return Some(if output.counts.failed == 0 {
+            format!("FAILED ({}; see above)", exit.status)
+        } else {
+            "FAILED".to_owned()
+        });
+    }
+    if output.counts.passed + output.counts.failed == 0 && !user_filter {
+        return Some("FAILED (no test ran)".to_owned());
+    }
+    None
+}
+
+fn minutes_and_seconds(d: Duration) -> String {
+    let s = d.as_secs();
+    if s < 60 {
+        format!("{s} s")
+    } else {
+        format!("{} min {:02} s", s / 60, s % 60)
+    }
 }
 
 fn cargo_test(ws: &Workspace, packages: &[&str]) -> Command {
@@ -97,9 +368,13 @@ fn cargo_test(ws: &Workspace, packages: &[&str]) -> Command {
     cmd
 }
 
+/// How one phase (a `cargo test` run, or one VM) went.
 struct PhaseResult {
-    status: ExitStatus,
+    label: String,
     counts: Counts,
+    /// Why it failed, as the summary shows it; `None` when it passed.
+    failure: Option<String>,
+    elapsed: Duration,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -118,24 +393,37 @@ impl Counts {
 }
 
 /// Runs `cmd`, echoing its stdout line by line and adding up libtest's `test result:` lines.
-fn run_counting(cmd: &mut Command) -> Result<PhaseResult> {
+fn run_counting(cmd: &mut Command) -> Result<(ExitStatus, Counts)> {
     let mut child = cmd
         .stdout(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting `{}`", workspace::display(cmd)))?;
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let mut counts = Counts::default();
+    let output = echo_and_count(child.stdout.take().expect("stdout is piped"))?;
+    let status = child.wait().context("waiting for cargo test")?;
+    Ok((status, output.counts))
+}
+
+/// What a test run's stdout said.
+#[derive(Debug, Default)]
+struct TestOutput {
+    counts: Counts,
+    /// How many `test result:` lines (one per test binary that ran to its end).
+    reports: u64,
+}
+
+/// Echoes `stdout` line by line, adding up libtest's `test result:` lines.
+fn echo_and_count(stdout: impl Read) -> Result<TestOutput> {
+    let mut output = TestOutput::default();
     let mut out = std::io::stdout().lock();
     for line in BufReader::new(stdout).lines() {
         let line = line.context("reading test output")?;
         writeln!(out, "{line}")?;
         if let Some(c) = parse_test_result(&line) {
-            counts.add(&c);
+            output.counts.add(&c);
+            output.reports += 1;
         }
     }
-    drop(out);
-    let status = child.wait().context("waiting for cargo test")?;
-    Ok(PhaseResult { status, counts })
+    Ok(output)
 }
 
 /// Reads libtest's closing line, e.g.
@@ -184,6 +472,90 @@ mod tests {
                 ignored: 0
             })
         );
+    }
+
+    #[test]
+    fn the_datapath_executable_comes_from_cargos_messages() {
+        let messages = r#"{"reason":"compiler-artifact","target":{"kind":["bin"],"name":"lab"},"executable":"/t/debug/lab"}
+{"reason":"compiler-artifact","target":{"kind":["lib"],"name":"lb_tests"},"executable":null}
+{"reason":"compiler-artifact","target":{"kind":["bin"],"name":"datapath"},"executable":"/t/debug/datapath"}
+{"reason":"compiler-artifact","target":{"kind":["test"],"name":"datapath"},"executable":"/t/debug/deps/datapath-0123"}
+{"reason":"build-finished","success":true}"#;
+        assert_eq!(
+            test_executable(messages, "datapath"),
+            Some(PathBuf::from("/t/debug/deps/datapath-0123"))
+        );
+        assert_eq!(test_executable(messages, "nat"), None);
+    }
+
+    #[test]
+    fn vms_run_one_test_at_a_time_with_the_users_arguments() {
+        let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(vm_harness_args(&[]), ["--test-threads=1"]);
+        assert_eq!(
+            vm_harness_args(&args(&["nat", "--nocapture"])),
+            ["--test-threads=1", "nat", "--nocapture"]
+        );
+        assert_eq!(
+            vm_harness_args(&args(&["--test-threads=2"])),
+            ["--test-threads=2"]
+        );
+    }
+
+    #[test]
+    fn filters_are_told_from_options_and_their_values() {
+        let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert!(!has_filter(&[]));
+        assert!(has_filter(&args(&["nat"])));
+        assert!(has_filter(&args(&["--nocapture", "nat"])));
+        assert!(!has_filter(&args(&["--nocapture"])));
+        assert!(!has_filter(&args(&[
+            "--skip",
+            "nat",
+            "--test-threads",
+            "2"
+        ])));
+        assert!(has_filter(&args(&["--skip=nat", "dr"])));
+        assert!(has_filter(&args(&["--exact", "nat"])));
+    }
+
+    #[test]
+    fn a_vm_phase_fails_unless_tests_ran_and_passed() {
+        use std::os::unix::process::ExitStatusExt as _;
+        let exit = |code: i32| vm::GuestExit {
+            status: ExitStatus::from_raw(code << 8),
+            timed_out: false,
+        };
+        let output = |passed, failed, reports| TestOutput {
+            counts: Counts {
+                passed,
+                failed,
+                ignored: 0,
+            },
+            reports,
+        };
+        assert_eq!(vm_failure(&exit(0), &output(9, 0, 1), false), None);
+        // No VM, no test binary: no report at all, whatever vng's exit status.
+        assert!(vm_failure(&exit(0), &output(0, 0, 0), false).is_some());
+        assert!(vm_failure(&exit(1), &output(0, 0, 0), true).is_some());
+        // Everything filtered out: a failure unless the user's filter did it.
+        assert!(vm_failure(&exit(0), &output(0, 0, 1), false).is_some());
+        assert_eq!(vm_failure(&exit(0), &output(0, 0, 1), true), None);
+        assert_eq!(
+            vm_failure(&exit(101), &output(3, 2, 1), false).as_deref(),
+            Some("FAILED")
+        );
+        let timed_out = vm::GuestExit {
+            timed_out: true,
+            ..exit(0)
+        };
+        assert!(vm_failure(&timed_out, &output(9, 0, 1), false).is_some());
+    }
+
+    #[test]
+    fn durations_read_as_minutes_and_seconds() {
+        assert_eq!(minutes_and_seconds(Duration::from_secs(42)), "42 s");
+        assert_eq!(minutes_and_seconds(Duration::from_secs(605)), "10 min 05 s");
     }
 
     #[test]
