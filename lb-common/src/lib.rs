@@ -567,10 +567,13 @@ pub enum Stat {
     PassOtherHost,
     /// A stage of the data path was missing from the jump table (see [`stage`]): dropped.
     DropNoStage,
+    /// A broadcast or multicast frame: passed to the kernel, as IPVS balances only packets
+    /// addressed to this host (`PACKET_HOST`).
+    PassBroadcast,
 }
 
 impl Stat {
-    pub const COUNT: u32 = Stat::DropNoStage as u32 + 1;
+    pub const COUNT: u32 = Stat::PassBroadcast as u32 + 1;
 
     pub const ALL: [Stat; Stat::COUNT as usize] = [
         Stat::Rx,
@@ -598,6 +601,7 @@ impl Stat {
         Stat::DropFib,
         Stat::PassOtherHost,
         Stat::DropNoStage,
+        Stat::PassBroadcast,
     ];
 
     /// Stable snake_case name, used in logs and metrics.
@@ -628,6 +632,7 @@ impl Stat {
             Stat::DropFib => "drop_fib",
             Stat::PassOtherHost => "pass_other_host",
             Stat::DropNoStage => "drop_no_stage",
+            Stat::PassBroadcast => "pass_broadcast",
         }
     }
 }

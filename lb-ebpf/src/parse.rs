@@ -44,9 +44,9 @@ const IP_OFFSET: u16 = 0x1fff;
 /// Byte offset of the flags in the TCP header.
 const TCP_FLAGS_OFFSET: usize = 13;
 
-/// Whether the frame is for this host: addressed to the ingress NIC's MAC, or broadcast or
-/// multicast. The kernel drops other hosts' frames (`PACKET_OTHERHOST`) before IPVS sees
-/// them; XDP sees them too when a bridge or switch floods unknown unicast or the NIC is
+/// Whether the frame is for this host: addressed to the ingress NIC's MAC. IPVS balances only
+/// such frames (`PACKET_HOST`): broadcast and multicast ones are the stack's, and the kernel
+/// drops other hosts' frames (`PACKET_OTHERHOST`) before IPVS sees them; XDP sees them too when a bridge or switch floods unknown unicast or the NIC is
 /// promiscuous, and two directors must not both forward such a frame. A NIC lbd does not
 /// describe is not checked.
 #[inline(always)]
@@ -54,6 +54,9 @@ pub fn for_this_host(ctx: &XdpContext, ingress: &mut Iface) -> Result<(), Verdic
     let eth = ptr::at::<EthHdr>(ctx, 0).ok_or_else(|| pass(Stat::PassMalformed))?;
     // SAFETY: `at` checked that a whole EthHdr lies within the packet.
     let dst = unsafe { (*eth).dst_addr };
+    if dst[0] & 1 != 0 {
+        return Err(pass(Stat::PassBroadcast));
+    }
     let ifindex = ctx.ingress_ifindex() as u32;
     // The ingress NIC's entry is kept for the way out: DR and TUN usually leave by it.
     // SAFETY: plain-data value copied out at once.
@@ -61,7 +64,7 @@ pub fn for_this_host(ctx: &XdpContext, ingress: &mut Iface) -> Result<(), Verdic
         Some(iface) => {
             ingress.mac = iface.mac;
             ingress.addr = iface.addr;
-            if dst[0] & 1 == 0 && iface.mac != dst {
+            if iface.mac != dst {
                 return Err(pass(Stat::PassOtherHost));
             }
         }

@@ -227,11 +227,27 @@ pub fn fixtures() -> Vec<Fixture> {
             }
         },
         {
-            let syn = http(40021, SYN).with_macs([0xff; 6], ROUTER_MAC);
+            let broadcast = http(40021, SYN).with_macs([0xff; 6], ROUTER_MAC);
+            let multicast = http(40022, SYN).with_macs([0x01, 0x00, 0x5e, 0, 0, 1], ROUTER_MAC);
             Fixture {
-                name: "a broadcast frame to the VIP is for this host too (as the kernel's stack has it): balanced",
+                name: "broadcast and multicast frames to the VIP are the stack's, as IPVS balances only PACKET_HOST: passed (pass_broadcast), no connection",
                 setup: http_world(&[&A]),
-                steps: vec![new_flow("SYN to ff:ff:ff:ff:ff:ff", &syn, &A, &HTTP, SYN_RECV).into()],
+                steps: vec![
+                    Send::pass(
+                        "SYN to ff:ff:ff:ff:ff:ff",
+                        broadcast.bytes(),
+                        Stat::PassBroadcast,
+                    )
+                    .expect([Expect::ConnCount(0)])
+                    .into(),
+                    Send::pass(
+                        "SYN to 01:00:5e:00:00:01",
+                        multicast.bytes(),
+                        Stat::PassBroadcast,
+                    )
+                    .expect([Expect::ConnCount(0)])
+                    .into(),
+                ],
             }
         },
         {
