@@ -12,10 +12,10 @@
 //!
 //! # The verifier's budget
 //! Every program must verify in at most 1/8 of the kernel's limit of a million processed
-//! instructions, on every supported kernel (6.1 up), with every feature on; the `verifier`
-//! fixture test reads the kernel's own count per program and fails over budget. The verifier
-//! walks every path through a program, so its work multiplies with the branches a path
-//! carries state across. To keep it small as the data path grows:
+//! instructions, on every supported kernel (6.1 up), with every feature on; the
+//! `every_program_verifies_within_budget` fixture test reads the kernel's own count per
+//! program and fails over budget. The verifier walks every path through a program, so its
+//! work multiplies with the branches a path carries state across. To keep it small as the data path grows:
 //! - a new concern is a new stage (a program of its own in `lb_common::stage`), not more
 //!   branches in an existing one; stages hand over numbers through the carry, not pointers;
 //! - loops are `bpf_loop` callbacks over small state (as `sched` and `locality` do), never

@@ -350,13 +350,13 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 fn bpf_linker() -> Result<()> {
     let series = BPF_LINKER_VERSION.rsplit_once('.').expect("x.y.z").0;
     let cargo_bin = cargo_home()?.join("bin");
-    match bpf_linker_version(Path::new("bpf-linker")) {
+    match tool_version(Path::new("bpf-linker")) {
         Some(v) if version_in_series(&v, series) => {
             println!("    bpf-linker: present ({v})");
             return Ok(());
         }
         Some(v) => println!("    bpf-linker: found {v}, want {series}.x: reinstalling"),
-        None => match bpf_linker_version(&cargo_bin.join("bpf-linker")) {
+        None => match tool_version(&cargo_bin.join("bpf-linker")) {
             Some(v) if version_in_series(&v, series) => {
                 println!("    bpf-linker: present ({v}) in {}", cargo_bin.display());
                 println!(
@@ -408,14 +408,14 @@ fn bpf_linker() -> Result<()> {
     })?;
 
     let installed = cargo_bin.join("bpf-linker");
-    match bpf_linker_version(&installed) {
+    match tool_version(&installed) {
         Some(v) if version_in_series(&v, series) => println!("    bpf-linker: installed ({v})"),
         other => bail!(
             "{} does not run after installing it (reports {other:?})",
             installed.display()
         ),
     }
-    if bpf_linker_version(Path::new("bpf-linker")).is_none() {
+    if tool_version(Path::new("bpf-linker")).is_none() {
         println!(
             "warning: {} is not on PATH; the eBPF build will not find bpf-linker",
             cargo_bin.display()
@@ -424,20 +424,22 @@ fn bpf_linker() -> Result<()> {
     Ok(())
 }
 
-/// `bpf-linker --version`'s version, if the program starts (it links libLLVM dynamically).
-fn bpf_linker_version(program: &Path) -> Option<String> {
+/// The version a tool prints as the last word of `--version` (`bpf-linker 0.13.0`,
+/// `virtme-ng 1.42`), if it starts: bpf-linker links libLLVM dynamically, vng is a Python
+/// script, and either may be installed but broken.
+pub fn tool_version(program: &Path) -> Option<String> {
     let out = Command::new(program)
         .arg("--version")
+        .stdin(Stdio::null())
         .stderr(Stdio::null())
         .output()
         .ok()?;
     if !out.status.success() {
         return None;
     }
-    // "bpf-linker 0.13.0"
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
-        .nth(1)
+        .last()
         .map(str::to_owned)
 }
 
@@ -638,7 +640,7 @@ const VIRTME_NG_VERSION: &str = "1.42";
 /// `--break-system-packages` only matters for Debian's own Python), unless `vng` starts.
 fn virtme_ng() -> Result<()> {
     if let Some(vng) = vm::vng() {
-        let version = vm::vng_version(&vng).unwrap_or_default();
+        let version = tool_version(&vng).unwrap_or_default();
         println!("    vng: present ({version}, {})", vng.display());
         return Ok(());
     }

@@ -201,7 +201,9 @@ pub fn vng() -> Option<PathBuf> {
             candidates.push(Path::new(&dir).join("vng"));
         }
     }
-    candidates.into_iter().find(|c| vng_version(c).is_some())
+    candidates
+        .into_iter()
+        .find(|c| crate::setup::tool_version(c).is_some())
 }
 
 /// vng, or an error saying how to get it.
@@ -210,23 +212,6 @@ pub fn require_vng() -> Result<PathBuf> {
         Some(vng) => Ok(vng),
         None => bail!("virtme-ng's `vng` is not installed (`cargo xtask setup` installs it)"),
     }
-}
-
-/// `vng --version`'s version (`virtme-ng 1.42`), if it starts.
-pub fn vng_version(program: &Path) -> Option<String> {
-    let out = Command::new(program)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .last()
-        .map(str::to_owned)
 }
 
 /// What the guest runs: `program ARGS` in `dir`, with `env`.
