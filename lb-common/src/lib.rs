@@ -10,6 +10,7 @@
 #![no_std]
 
 pub mod csum;
+pub mod filter;
 pub mod hash;
 pub mod tcp_state;
 
@@ -18,7 +19,7 @@ use core::mem::size_of;
 /// Version of the map layout (names, key and value types). lbd keeps maps pinned across
 /// restarts and refuses pinned maps of another layout, so bump this with any change to a map
 /// type or meaning.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// Upper bound on virtual services (the per-service arrays are this long).
 pub const MAX_SERVICES: u32 = 16 * 1024;
@@ -183,7 +184,11 @@ pub struct FlowKey {
     pub sport: u16,
     pub dport: u16,
     pub proto: u8,
-    pub _pad: [u8; 3],
+    // Padding in naturally aligned pieces: the data path builds keys on the stack, and the
+    // verifier refuses a misaligned stack store (a `[u8; 3]` here became a 2-byte store at
+    // an odd offset).
+    pub _pad: u8,
+    pub _pad16: u16,
 }
 const _: () = assert!(size_of::<FlowKey>() == 16);
 
@@ -653,6 +658,8 @@ pub mod maps {
     pub const DP_STATS: &str = "DP_STATS";
     pub const LOCALITY: &str = "LOCALITY";
     pub const JUMP: &str = "JUMP";
+    pub const FILTER: &str = "FILTER";
+    pub const IFACES_VERSION: &str = "IFACES_VERSION";
 }
 
 /// The data path as separate XDP programs, each verified on its own (the kernel's verifier

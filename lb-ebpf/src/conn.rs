@@ -86,7 +86,8 @@ pub fn lookup(packet: &Packet, conn_out: &mut Conn, real_out: &mut RealServer) -
             sport: packet.flow.dport,
             dport: conn_out.vport,
             proto: packet.flow.proto,
-            _pad: [0; 3],
+            _pad: 0,
+            _pad16: 0,
         };
         if let Some(forward) = CONNS.get_ptr_mut(&key) {
             // SAFETY: as above.
@@ -158,7 +159,8 @@ pub fn schedule(
             sport: real.port_for(packet.flow.dport),
             dport: packet.flow.sport,
             proto: packet.flow.proto,
-            _pad: [0; 3],
+            _pad: 0,
+            _pad16: 0,
         };
         let reply = Conn {
             flags: CONN_F_REPLY,

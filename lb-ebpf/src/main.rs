@@ -1,7 +1,7 @@
 //! lb's XDP data path: IPVS-style layer-4 load balancing (LVS DR, TUN and NAT) on the
-//! director's NIC. The entry, [`lb_xdp`], reads as the packet's journey:
-//! parse → for this host? → connection table → (new flow: service lookup) → next stage, and
-//! each stage finishes it: [`lb_schedule`] (a new connection), [`lb_route`], [`lb_tunnel`],
+//! director's NIC. The entry, [`lb_xdp`], reads as the packet's journey: parse → maybe ours
+//! (the pre-filter)? → for this host? → connection table → (new flow: service lookup) → next
+//! stage, and each stage finishes it: [`lb_schedule`] (a new connection), [`lb_route`], [`lb_tunnel`],
 //! [`lb_masq`] (forwarding by method), [`lb_masq_reply`] (NAT replies), [`lb_icmp`] (ICMP
 //! errors about connections). Stages are tail-called through a program array and hand over
 //! through a per-CPU value (`stage`).
@@ -76,7 +76,12 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
 fn process(ctx: &XdpContext) -> Result<Verdict, Verdict> {
     let carry = stage::carry()?;
     let kind = parse::parse(ctx, &mut carry.packet, &mut carry.quote)?;
-    parse::for_this_host(ctx, &mut carry.ingress)?;
+    // Most traffic that is not ours leaves here, at the cost of two bit tests. (ICMP errors
+    // are looked at by what they quote, not by their own addresses.)
+    if kind == Kind::Flow && !maps::maybe_ours(&carry.packet.flow) {
+        return Err(pass(Stat::PassNotService));
+    }
+    parse::for_this_host(ctx, carry)?;
     if kind == Kind::IcmpError {
         return Ok(jump(ctx, ICMP));
     }

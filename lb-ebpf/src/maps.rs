@@ -48,9 +48,32 @@ pub static PERSIST: LruHashMap<PersistKey, Persist> =
 pub static LOCALITY: LruHashMap<LocalityKey, Locality> =
     LruHashMap::with_max_entries(LOCALITY_TABLE_SIZE, 0);
 
+/// The pre-filter's bit sets (`lb_common::filter`): addresses that may be virtual or NAT
+/// real servers'.
+#[map]
+pub static FILTER: Array<u64> = Array::with_max_entries(lb_common::filter::LEN, 0);
+
+/// Whether a flow may be ours: its destination may be a virtual address or its source a NAT
+/// real server (false: certainly not).
+#[inline(always)]
+pub fn maybe_ours(flow: &FlowKey) -> bool {
+    admits(lb_common::filter::VIP, flow.daddr) || admits(lb_common::filter::NAT_REAL, flow.saddr)
+}
+
+#[inline(always)]
+fn admits(set: u32, addr: u32) -> bool {
+    let (word, bit) = lb_common::filter::slot(addr);
+    FILTER.get(set + word).is_some_and(|w| *w & bit != 0)
+}
+
 /// The director's interfaces (own MAC and address), by ifindex.
 #[map]
 pub static IFACES: HashMap<u32, Iface> = HashMap::with_max_entries(MAX_IFACES, 0);
+
+/// Bumped by lbd after each change to `IFACES`: the entry's per-CPU copy of the ingress NIC's
+/// entry is then looked up afresh.
+#[map]
+pub static IFACES_VERSION: Array<u32> = Array::with_max_entries(1, 0);
 
 /// The same interfaces as redirect targets (ifindex → itself): a frame leaves by another of
 /// the director's NICs through this devmap, which batches transmissions per NIC.

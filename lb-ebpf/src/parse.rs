@@ -6,7 +6,7 @@
 //! IPv6, fragments, other protocols, malformed headers) is handed to the kernel untouched.
 
 use aya_ebpf::programs::XdpContext;
-use lb_common::{FlowKey, IPPROTO_TCP, IPPROTO_UDP, Iface, Stat};
+use lb_common::{FlowKey, IPPROTO_TCP, IPPROTO_UDP, Stat};
 use network_types::{
     eth::{EthHdr, EtherType},
     ip::Ipv4Hdr,
@@ -14,9 +14,9 @@ use network_types::{
 
 use crate::{
     Verdict,
-    maps::IFACES,
+    maps::{IFACES, IFACES_VERSION},
     pass, ptr,
-    stage::{Packet, Quote},
+    stage::{Carry, Packet, Quote},
 };
 
 /// Offset of the IPv4 header (no VLAN tags: lb attaches to the interface that carries them off).
@@ -46,11 +46,15 @@ const TCP_FLAGS_OFFSET: usize = 13;
 
 /// Whether the frame is for this host: addressed to the ingress NIC's MAC. IPVS balances only
 /// such frames (`PACKET_HOST`): broadcast and multicast ones are the stack's, and the kernel
-/// drops other hosts' frames (`PACKET_OTHERHOST`) before IPVS sees them; XDP sees them too when a bridge or switch floods unknown unicast or the NIC is
-/// promiscuous, and two directors must not both forward such a frame. A NIC lbd does not
-/// describe is not checked.
+/// drops other hosts' frames (`PACKET_OTHERHOST`) before IPVS sees them; XDP sees them too
+/// when a bridge or switch floods unknown unicast or the NIC is promiscuous, and two
+/// directors must not both forward such a frame. A NIC lbd does not describe is not checked.
+///
+/// The ingress NIC's entry is kept in the carry for the way out (DR and TUN usually leave by
+/// it) and for the next packet: it is looked up again only when the NIC differs or lbd has
+/// changed `IFACES` since (it bumps `IFACES_VERSION` after each change).
 #[inline(always)]
-pub fn for_this_host(ctx: &XdpContext, ingress: &mut Iface) -> Result<(), Verdict> {
+pub fn for_this_host(ctx: &XdpContext, carry: &mut Carry) -> Result<(), Verdict> {
     let eth = ptr::at::<EthHdr>(ctx, 0).ok_or_else(|| pass(Stat::PassMalformed))?;
     // SAFETY: `at` checked that a whole EthHdr lies within the packet.
     let dst = unsafe { (*eth).dst_addr };
@@ -58,22 +62,28 @@ pub fn for_this_host(ctx: &XdpContext, ingress: &mut Iface) -> Result<(), Verdic
         return Err(pass(Stat::PassBroadcast));
     }
     let ifindex = ctx.ingress_ifindex() as u32;
-    // The ingress NIC's entry is kept for the way out: DR and TUN usually leave by it.
-    // SAFETY: plain-data value copied out at once.
-    match unsafe { IFACES.get(&ifindex) } {
-        Some(iface) => {
-            ingress.mac = iface.mac;
-            ingress.addr = iface.addr;
-            if iface.mac != dst {
-                return Err(pass(Stat::PassOtherHost));
+    let version = IFACES_VERSION.get(0).copied().unwrap_or(0);
+    if carry.ingress_ifindex != ifindex || carry.ingress_version != version {
+        let ingress = &mut carry.ingress;
+        // SAFETY: plain-data value copied out at once.
+        match unsafe { IFACES.get(&ifindex) } {
+            Some(iface) => {
+                ingress.mac = iface.mac;
+                ingress.addr = iface.addr;
+            }
+            None => {
+                ingress.mac = [0; 6];
+                ingress.addr = 0;
             }
         }
-        None => {
-            ingress.mac = [0; 6];
-            ingress.addr = 0;
-        }
+        ingress._pad = [0; 2];
+        carry.ingress_ifindex = ifindex;
+        carry.ingress_version = version;
     }
-    ingress._pad = [0; 2];
+    let mac = carry.ingress.mac;
+    if mac != [0; 6] && mac != dst {
+        return Err(pass(Stat::PassOtherHost));
+    }
     Ok(())
 }
 
@@ -130,7 +140,8 @@ pub fn parse(ctx: &XdpContext, packet: &mut Packet, quote: &mut Quote) -> Result
         sport: u16::from_ne_bytes([ports[0], ports[1]]),
         dport: u16::from_ne_bytes([ports[2], ports[3]]),
         proto,
-        _pad: [0; 3],
+        _pad: 0,
+        _pad16: 0,
     };
     packet.l4_offset = l4_offset as u8;
     packet.ip_len = u16::from_be_bytes(ip.tot_len);
@@ -186,7 +197,8 @@ fn icmp_error(
         sport: 0,
         dport: 0,
         proto: IPPROTO_ICMP,
-        _pad: [0; 3],
+        _pad: 0,
+        _pad16: 0,
     };
     packet.l4_offset = icmp_offset as u8;
     packet.ip_len = u16::from_be_bytes(ip.tot_len);
@@ -197,7 +209,8 @@ fn icmp_error(
         sport: u16::from_ne_bytes([ports[0], ports[1]]),
         dport: u16::from_ne_bytes([ports[2], ports[3]]),
         proto: quoted.proto,
-        _pad: [0; 3],
+        _pad: 0,
+        _pad16: 0,
     };
     quote.ip_offset = quoted_ip_offset as u8;
     quote.l4_offset = quoted_l4_offset as u8;

@@ -47,7 +47,8 @@ pub fn relay(ctx: &XdpContext, carry: &mut Carry) -> Result<Verdict, Verdict> {
         sport: q.dport,
         dport: q.sport,
         proto: q.proto,
-        _pad: [0; 3],
+        _pad: 0,
+        _pad16: 0,
     };
     // SAFETY: plain-data value copied out at once.
     let Some(conn) = (unsafe { CONNS.get(&key) }).copied() else {

@@ -69,6 +69,10 @@ pub struct Carry {
     pub real: RealServer,
     /// The NIC the packet came in by, as lbd described it (MAC all zero: not described).
     pub ingress: Iface,
+    /// Which NIC `ingress` describes, and as of which version of `IFACES`: the next packet
+    /// by the same NIC reuses it (the entry is kept from packet to packet, per CPU).
+    pub ingress_ifindex: u32,
+    pub ingress_version: u32,
 }
 
 /// This CPU's carry value.

@@ -23,7 +23,7 @@ use crate::{
 };
 use lb_common::{
     Conn, Counters, FlowKey, Iface, Locality, LocalityKey, Persist, PersistKey, RealConns,
-    RealServer, Service, ServiceKey, ServiceState, Stat, maps, stage,
+    RealServer, Service, ServiceKey, ServiceState, Stat, filter::Filter, maps, stage,
 };
 
 /// How to attach: `--xdp-mode`.
@@ -143,10 +143,14 @@ pub struct Dataplane {
     conns: HashMap<MapData, FlowKey, Conn>,
     locality: HashMap<MapData, LocalityKey, Locality>,
     ifaces: HashMap<MapData, u32, Iface>,
+    ifaces_version: Array<MapData, u32>,
     tx_ports: DevMapHash<MapData>,
     service_stats: PerCpuArray<MapData, Counters>,
     real_stats: PerCpuArray<MapData, Counters>,
     dp_stats: PerCpuArray<MapData, u64>,
+    /// The pre-filter's bit sets, and what they hold (only ever added to).
+    filter: Array<MapData, u64>,
+    admitted: Box<Filter>,
     /// Descriptors of the maps read and written in batches (`bpf_batch`).
     fds: BatchFds,
     cpus: usize,
@@ -369,7 +373,14 @@ impl Dataplane {
             services: map_fd(&ebpf, maps::SERVICES)?,
             service_state: map_fd(&ebpf, maps::SERVICE_STATE)?,
         };
+        let filter: Array<MapData, u64> = take(&mut ebpf, maps::FILTER)?;
+        // A restarted lbd goes on from what the pinned sets hold.
+        let admitted = Box::new(Filter::from_words(
+            (0..lb_common::filter::LEN).map(|i| filter.get(&i, 0).unwrap_or(0)),
+        ));
         Ok(Dataplane {
+            filter,
+            admitted,
             fds,
             services: take(&mut ebpf, maps::SERVICES)?,
             reals: take(&mut ebpf, maps::REALS)?,
@@ -377,6 +388,7 @@ impl Dataplane {
             conns: take(&mut ebpf, maps::CONNS)?,
             locality: take(&mut ebpf, maps::LOCALITY)?,
             ifaces: take(&mut ebpf, maps::IFACES)?,
+            ifaces_version: take(&mut ebpf, maps::IFACES_VERSION)?,
             tx_ports: take(&mut ebpf, maps::TX_PORTS)?,
             service_stats: take(&mut ebpf, maps::SERVICE_STATS)?,
             real_stats: take(&mut ebpf, maps::REAL_STATS)?,
@@ -499,6 +511,20 @@ impl Dataplane {
     pub fn set_iface(&mut self, ifindex: u32, iface: Iface) -> Result<()> {
         self.ifaces.insert(ifindex, iface, 0)?;
         self.tx_ports.insert(ifindex, ifindex, None, 0)?;
+        // The data path keeps each CPU's last ingress entry until this changes.
+        let version = self.ifaces_version.get(&0, 0)?;
+        self.ifaces_version.set(0, version.wrapping_add(1), 0)?;
+        Ok(())
+    }
+
+    /// Admits addresses into the pre-filter's sets: (set, address) pairs, addresses in
+    /// network order (`lb_common::filter`). Only words that change are written.
+    pub fn admit(&mut self, addrs: &[(u32, u32)]) -> Result<()> {
+        for &(set, addr) in addrs {
+            if let Some((index, word)) = self.admitted.admit(set, addr) {
+                self.filter.set(index, word, 0)?;
+            }
+        }
         Ok(())
     }
 

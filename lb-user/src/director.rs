@@ -18,7 +18,7 @@ use std::{
 use lb_common::{
     CONN_F_REPLY, Conn, Counters, FlowKey, Iface, Persist, PersistKey, REAL_F_IN_USE,
     REAL_F_REMOVED, REAL_F_RESOLVED, RealConns, RealServer, SCHED_SLOTS, SERVICE_F_HASH_FALLBACK,
-    SERVICE_F_HASH_PORT, SERVICE_F_PERSISTENT, Service, ServiceKey, Stat, tcp_state,
+    SERVICE_F_HASH_PORT, SERVICE_F_PERSISTENT, Service, ServiceKey, Stat, filter, tcp_state,
 };
 use tracing::{debug, info, warn};
 
@@ -131,6 +131,8 @@ struct Readers {
 /// the service entries that point at them (and at their tables, written before).
 #[derive(Default)]
 struct Writes {
+    /// Addresses for the pre-filter (`lb_common::filter`): (set, address).
+    admit: Vec<(u32, u32)>,
     reals: Vec<(u32, RealServer)>,
     zero_services: Vec<u32>,
     zero_reals: Vec<u32>,
@@ -140,6 +142,9 @@ struct Writes {
 
 impl Writes {
     fn flush(self, dataplane: &mut Dataplane) -> Result<()> {
+        // Admitted before the services that need them exist: a packet for a new service is
+        // never filtered out.
+        dataplane.admit(&self.admit)?;
         let (ids, reals): (Vec<u32>, Vec<RealServer>) = self.reals.into_iter().unzip();
         dataplane.set_reals(&ids, &reals)?;
         dataplane.zero_counters(&self.zero_services, &self.zero_reals)?;
@@ -555,9 +560,15 @@ impl Director {
     /// `announce` logs a new table at info level (else debug).
     fn publish(&mut self, entry: &ServiceEntry, announce: bool, writes: &mut Writes) -> Result<()> {
         let mut candidates = Vec::with_capacity(entry.reals.len());
+        writes
+            .admit
+            .push((filter::VIP, service_key(&entry.spec.addr).addr));
         for real in &entry.reals {
             let value = self.real_entry(entry.id, &real.spec);
             writes.reals.push((real.id, value));
+            if value.method == lb_common::method::MASQ {
+                writes.admit.push((filter::NAT_REAL, value.addr));
+            }
             if value.flags & REAL_F_RESOLVED != 0 {
                 candidates.push(sched::Candidate {
                     id: real.id,

@@ -1,8 +1,8 @@
 //! Where the data path's state lives between lbd runs: the BPF filesystem.
 //!
 //! Every map that holds state (services, real servers, scheduling tables, connections,
-//! persistence templates, lblc/lblcr locality tables, counters) and the XDP link on each interface are pinned under
-//! `<base>/v<LAYOUT_VERSION>/`. A restarted or upgraded lbd re-adopts them: its new program
+//! persistence templates, lblc/lblcr locality tables, counters, the pre-filter's sets) and
+//! the XDP link on each interface are pinned under `<base>/v<LAYOUT_VERSION>/`. A restarted or upgraded lbd re-adopts them: its new program
 //! takes over the existing links atomically (`bpf_link_update`) and works on the same maps, so
 //! established connections keep flowing while lbd is down and after it is back. A pinned
 //! state with another map layout is refused with a clear message instead of being misread.
@@ -23,7 +23,7 @@ pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf/lb";
 
 /// The maps kept across restarts, with their key and value sizes. (lblcr's per-CPU scratch
 /// value holds nothing between packets and is not among them.)
-pub const PINNED_MAPS: [(&str, usize, usize); 12] = [
+pub const PINNED_MAPS: [(&str, usize, usize); 13] = [
     (
         maps::SERVICES,
         size_of::<ServiceKey>(),
@@ -44,6 +44,7 @@ pub const PINNED_MAPS: [(&str, usize, usize); 12] = [
     (maps::SERVICE_STATS, 4, size_of::<Counters>()),
     (maps::REAL_STATS, 4, size_of::<Counters>()),
     (maps::DP_STATS, 4, 8),
+    (maps::FILTER, 4, 8),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -55,7 +55,8 @@ pub fn forward_key(reply_key: &FlowKey, reply: &Conn) -> FlowKey {
         sport: reply_key.dport,
         dport: reply.vport,
         proto: reply_key.proto,
-        _pad: [0; 3],
+        _pad: 0,
+        _pad16: 0,
     }
 }
 
@@ -234,7 +235,8 @@ mod tests {
             sport: port,
             dport: 80,
             proto: 6,
-            _pad: [0; 3],
+            _pad: 0,
+            _pad16: 0,
         }
     }
 
@@ -258,7 +260,8 @@ mod tests {
             sport: 80,
             dport: key.sport,
             proto: key.proto,
-            _pad: [0; 3],
+            _pad: 0,
+            _pad16: 0,
         };
         (
             reply_key,

@@ -23,7 +23,9 @@ use aya::{
 };
 use lb_common::{
     Conn, FlowKey, IPPROTO_TCP, Iface, REAL_F_IN_USE, REAL_F_RESOLVED, RealServer, Service,
-    ServiceKey, Stat, maps, method,
+    ServiceKey, Stat,
+    filter::{self, Filter},
+    maps, method,
 };
 
 use super::{
@@ -193,8 +195,12 @@ pub struct Lb {
     pub slots: Array<MapData, u32>,
     pub conns: HashMap<MapData, FlowKey, Conn>,
     pub ifaces: HashMap<MapData, u32, Iface>,
+    ifaces_version: Array<MapData, u32>,
     tx_ports: DevMapHash<MapData>,
     dp_stats: PerCpuArray<MapData, u64>,
+    /// The pre-filter's sets, filled as lbd fills them.
+    filter: Array<MapData, u64>,
+    admitted: Box<Filter>,
 }
 
 fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
@@ -237,8 +243,11 @@ impl Lb {
             slots: take(&mut ebpf, maps::SCHED_TABLE)?,
             conns: take(&mut ebpf, maps::CONNS)?,
             ifaces: take(&mut ebpf, maps::IFACES)?,
+            ifaces_version: take(&mut ebpf, maps::IFACES_VERSION)?,
             tx_ports: take(&mut ebpf, maps::TX_PORTS)?,
             dp_stats: take(&mut ebpf, maps::DP_STATS)?,
+            filter: take(&mut ebpf, maps::FILTER)?,
+            admitted: Box::default(),
             ebpf,
         })
     }
@@ -303,6 +312,17 @@ impl Lb {
         };
         self.ifaces.insert(ifindex, iface, 0)?;
         self.tx_ports.insert(ifindex, ifindex, None, 0)?;
+        // As lbd does: the data path's per-CPU copy of the ingress entry is then refreshed.
+        let version = self.ifaces_version.get(&0, 0)?;
+        self.ifaces_version.set(0, version.wrapping_add(1), 0)?;
+        Ok(())
+    }
+
+    /// Admits `addr` into a pre-filter set, as lbd does when it publishes a service.
+    fn admit(&mut self, set: u32, addr: u32) -> Result<()> {
+        if let Some((index, word)) = self.admitted.admit(set, addr) {
+            self.filter.set(index, word, 0)?;
+        }
         Ok(())
     }
 
@@ -327,6 +347,9 @@ impl Lb {
             service,
             ..RealServer::default()
         };
+        if how == method::MASQ {
+            self.admit(filter::NAT_REAL, real.addr)?;
+        }
         self.reals.set(id, real, 0)?;
         Ok(())
     }
@@ -352,6 +375,7 @@ impl Lb {
             table_len: ids.len() as u32,
             ..Service::default()
         };
+        self.admit(filter::VIP, key.addr)?;
         self.services.insert(key, service, 0)?;
         Ok(())
     }
@@ -404,7 +428,8 @@ pub fn flow_key(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> FlowKey
         sport: sport.to_be(),
         dport: dport.to_be(),
         proto: IPPROTO_TCP,
-        _pad: [0; 3],
+        _pad: 0,
+        _pad16: 0,
     }
 }
 

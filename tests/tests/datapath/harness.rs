@@ -19,7 +19,9 @@ use aya::{
 };
 use lb_common::{
     Conn, Counters, FlowKey, Iface, LOCALITY_SET_SIZE, Locality, LocalityKey, Persist, PersistKey,
-    RealConns, RealServer, Service, ServiceKey, ServiceState, Stat, maps,
+    RealConns, RealServer, Service, ServiceKey, ServiceState, Stat,
+    filter::{self, Filter},
+    maps, method,
 };
 
 /// The name of the XDP entry point in the object.
@@ -149,11 +151,17 @@ pub struct Director {
     persist: HashMap<MapData, PersistKey, Persist>,
     locality: HashMap<MapData, LocalityKey, Locality>,
     ifaces: HashMap<MapData, u32, Iface>,
+    /// Bumped after each change to `ifaces`, as lbd does.
+    ifaces_version: Array<MapData, u32>,
     /// The same NICs as redirect targets, as lbd fills them with each interface.
     tx_ports: DevMapHash<MapData>,
     service_stats: PerCpuArray<MapData, Counters>,
     real_stats: PerCpuArray<MapData, Counters>,
     dp_stats: PerCpuArray<MapData, u64>,
+    /// The pre-filter's sets, filled as lbd fills them: every service's address and every
+    /// NAT real server's, never removed.
+    filter: Array<MapData, u64>,
+    admitted: Box<Filter>,
 }
 
 fn take<T: TryFrom<aya::maps::Map, Error = MapError>>(ebpf: &mut Ebpf, name: &str) -> T {
@@ -208,10 +216,13 @@ impl Director {
             persist: take(&mut ebpf, maps::PERSIST),
             locality: take(&mut ebpf, maps::LOCALITY),
             ifaces: take(&mut ebpf, maps::IFACES),
+            ifaces_version: take(&mut ebpf, maps::IFACES_VERSION),
             tx_ports: take(&mut ebpf, maps::TX_PORTS),
             service_stats: take(&mut ebpf, maps::SERVICE_STATS),
             real_stats: take(&mut ebpf, maps::REAL_STATS),
             dp_stats: take(&mut ebpf, maps::DP_STATS),
+            filter: take(&mut ebpf, maps::FILTER),
+            admitted: Box::default(),
             ebpf,
         }
     }
@@ -305,9 +316,18 @@ impl Director {
                 .ifaces
                 .remove(ifindex)
                 .and_then(|()| self.tx_ports.remove(*ifindex)),
-            Change::Service { key, service } => self.services.insert(key, service, 0),
+            Change::Service { key, service } => self
+                .admit(filter::VIP, key.addr)
+                .and_then(|()| self.services.insert(key, service, 0)),
             Change::RemoveService(key) => self.services.remove(key),
-            Change::Real { id, real } => self.reals.set(*id, real, 0),
+            Change::Real { id, real } => {
+                let admitted = if real.method == method::MASQ {
+                    self.admit(filter::NAT_REAL, real.addr)
+                } else {
+                    Ok(())
+                };
+                admitted.and_then(|()| self.reals.set(*id, real, 0))
+            }
             Change::Slots { offset, ids } => ids
                 .iter()
                 .enumerate()
@@ -357,6 +377,20 @@ impl Director {
         };
         if let Err(e) = result {
             panic!("applying {change:?}: {e}");
+        }
+        if matches!(change, Change::Iface { .. } | Change::RemoveIface(_)) {
+            let version = self.ifaces_version.get(&0, 0).expect("IFACES_VERSION");
+            self.ifaces_version
+                .set(0, version.wrapping_add(1), 0)
+                .expect("IFACES_VERSION");
+        }
+    }
+
+    /// Admits `addr` into a pre-filter set, as lbd does when it publishes a service.
+    fn admit(&mut self, set: u32, addr: u32) -> Result<(), MapError> {
+        match self.admitted.admit(set, addr) {
+            Some((index, word)) => self.filter.set(index, word, 0),
+            None => Ok(()),
         }
     }
 

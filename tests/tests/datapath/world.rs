@@ -278,7 +278,8 @@ pub fn flow_of(frame: &Frame) -> FlowKey {
         sport: sport.to_be(),
         dport: dport.to_be(),
         proto: ip.payload.proto(),
-        _pad: [0; 3],
+        _pad: 0,
+        _pad16: 0,
     }
 }
 

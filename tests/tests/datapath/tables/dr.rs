@@ -2,7 +2,7 @@
 //! director's as source; every IP and TCP/UDP byte is untouched. Failure paths drop and count.
 
 use lb_common::{
-    IPPROTO_TCP, REAL_F_IN_USE, Stat,
+    IPPROTO_TCP, Iface, REAL_F_IN_USE, Stat,
     tcp_state::{ESTABLISHED, SYN_RECV, UDP},
 };
 
@@ -11,9 +11,9 @@ use crate::{
     harness::{Change, TEST_RUN_IFINDEX, Verdict},
     packet::{ACK, PSH, SYN, Tcp},
     world::{
-        A, ALL_PORTS, ALL_PORTS_VIP, B, C, CLIENT, D, DIRECTOR_MAC, DNS, HTTP, OTHER_IFINDEX,
-        OTHER_NIC_MAC, ROUTER_MAC, ServiceDef, VIP, dns, dns_world, edit_real, flow_of, http,
-        http_world, ip_len, new_flow, service_with_table, tcp,
+        A, ALL_PORTS, ALL_PORTS_VIP, B, C, CLIENT, D, DIRECTOR_IP, DIRECTOR_MAC, DNS, HTTP,
+        OTHER_IFINDEX, OTHER_NIC_MAC, ROUTER_MAC, ServiceDef, VIP, addr, dns, dns_world, edit_real,
+        flow_of, http, http_world, ip_len, new_flow, service_with_table, tcp,
     },
 };
 
@@ -220,6 +220,25 @@ pub fn fixtures() -> Vec<Fixture> {
                     Send::pass(
                         "ACK of the flow, to another MAC",
                         ack.clone().with_macs(other_host, ROUTER_MAC).bytes(),
+                        Stat::PassOtherHost,
+                    )
+                    .into(),
+                    // The entry keeps the ingress NIC's description from packet to packet:
+                    // a change by lbd must reach the next packet.
+                    Step::Apply {
+                        what: "the director's NIC takes the other MAC",
+                        changes: vec![Change::Iface {
+                            ifindex: TEST_RUN_IFINDEX,
+                            iface: Iface {
+                                mac: other_host,
+                                addr: addr(DIRECTOR_IP),
+                                ..Iface::default()
+                            },
+                        }],
+                    },
+                    Send::pass(
+                        "ACK of the flow, to the old MAC",
+                        ack.bytes(),
                         Stat::PassOtherHost,
                     )
                     .into(),
