@@ -517,6 +517,20 @@ pub struct ServiceState {
 }
 const _: () = assert!(size_of::<ServiceState>() == 8);
 
+/// Settings IPVS keeps as sysctls (`net.ipv4.vs.*`) that the data path reads: one value,
+/// written by lbd.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Settings {
+    /// `SETTINGS_F_*` bits.
+    pub flags: u32,
+}
+const _: () = assert!(size_of::<Settings>() == 4);
+
+/// `sloppy_tcp`: any TCP packet but a RST may start a connection, not only a SYN (a director
+/// taking over flows mid-stream after a failover).
+pub const SETTINGS_F_SLOPPY_TCP: u32 = 1 << 0;
+
 /// Data-path event counters, indexed by reason (per CPU, summed by lbd).
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -575,10 +589,13 @@ pub enum Stat {
     /// A broadcast or multicast frame: passed to the kernel, as IPVS balances only packets
     /// addressed to this host (`PACKET_HOST`).
     PassBroadcast,
+    /// A TCP packet for a service that is not a SYN (or is a RST) and belongs to no
+    /// connection: passed to the kernel, as IPVS does unless `sloppy_tcp` is set.
+    PassNotSyn,
 }
 
 impl Stat {
-    pub const COUNT: u32 = Stat::PassBroadcast as u32 + 1;
+    pub const COUNT: u32 = Stat::PassNotSyn as u32 + 1;
 
     pub const ALL: [Stat; Stat::COUNT as usize] = [
         Stat::Rx,
@@ -607,6 +624,7 @@ impl Stat {
         Stat::PassOtherHost,
         Stat::DropNoStage,
         Stat::PassBroadcast,
+        Stat::PassNotSyn,
     ];
 
     /// Stable snake_case name, used in logs and metrics.
@@ -638,6 +656,7 @@ impl Stat {
             Stat::PassOtherHost => "pass_other_host",
             Stat::DropNoStage => "drop_no_stage",
             Stat::PassBroadcast => "pass_broadcast",
+            Stat::PassNotSyn => "pass_not_syn",
         }
     }
 }
@@ -660,6 +679,7 @@ pub mod maps {
     pub const JUMP: &str = "JUMP";
     pub const FILTER: &str = "FILTER";
     pub const IFACES_VERSION: &str = "IFACES_VERSION";
+    pub const SETTINGS: &str = "SETTINGS";
 }
 
 /// The data path as separate XDP programs, each verified on its own (the kernel's verifier
@@ -716,6 +736,7 @@ mod pod {
     unsafe impl aya::Pod for Iface {}
     unsafe impl aya::Pod for Counters {}
     unsafe impl aya::Pod for ServiceState {}
+    unsafe impl aya::Pod for Settings {}
     unsafe impl aya::Pod for RealConns {}
     unsafe impl aya::Pod for PersistKey {}
     unsafe impl aya::Pod for Persist {}

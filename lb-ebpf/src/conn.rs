@@ -6,7 +6,7 @@
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use lb_common::{
     CONN_F_REPLY, Conn, FlowKey, IPPROTO_TCP, Persist, PersistKey, REAL_F_REMOVED, RealServer,
-    SERVICE_F_PERSISTENT, Service, Stat, method,
+    SERVICE_F_PERSISTENT, SETTINGS_F_SLOPPY_TCP, Service, Stat, method,
     tcp_state::{self, Direction},
 };
 
@@ -116,6 +116,25 @@ pub fn lookup(packet: &Packet, conn_out: &mut Conn, real_out: &mut RealServer) -
     *conn_out = *conn;
     *real_out = *real;
     Hit::Forward
+}
+
+/// Whether a packet that belongs to no connection may open one, as IPVS decides
+/// (`tcp_conn_schedule`): any UDP datagram; for TCP a SYN without RST, or with `sloppy_tcp`
+/// any segment without RST. Others go to the kernel, as IPVS accepts them to the local stack
+/// (which answers a stray ACK to its own VIP with a reset): a spoofed ACK flood creates no
+/// connections.
+#[inline(always)]
+pub fn may_open(packet: &Packet) -> Result<(), Verdict> {
+    if packet.flow.proto != IPPROTO_TCP {
+        return Ok(());
+    }
+    let flags = packet.tcp_flags;
+    if flags & tcp_state::TCP_RST == 0
+        && (flags & tcp_state::TCP_SYN != 0 || maps::setting(SETTINGS_F_SLOPPY_TCP))
+    {
+        return Ok(());
+    }
+    Err(crate::pass(Stat::PassNotSyn))
 }
 
 /// A scheduler: the real server for a new flow of a service at a time, if any (`sched`).

@@ -102,6 +102,7 @@ fn process(ctx: &XdpContext) -> Result<Verdict, Verdict> {
         }
         Hit::Miss => {
             carry.service = maps::lookup_service(&packet.flow)?;
+            conn::may_open(packet)?;
             Ok(jump(
                 ctx,
                 if sched::by_locality(carry.service.scheduler) {

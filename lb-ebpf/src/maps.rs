@@ -48,6 +48,16 @@ pub static PERSIST: LruHashMap<PersistKey, Persist> =
 pub static LOCALITY: LruHashMap<LocalityKey, Locality> =
     LruHashMap::with_max_entries(LOCALITY_TABLE_SIZE, 0);
 
+/// IPVS's sysctls that the data path reads (`lb_common::Settings`), written by lbd.
+#[map]
+pub static SETTINGS: Array<lb_common::Settings> = Array::with_max_entries(1, 0);
+
+/// Whether `setting` (a `SETTINGS_F_*` bit) is on.
+#[inline(always)]
+pub fn setting(flag: u32) -> bool {
+    SETTINGS.get(0).is_some_and(|s| s.flags & flag != 0)
+}
+
 /// The pre-filter's bit sets (`lb_common::filter`): addresses that may be virtual or NAT
 /// real servers'.
 #[map]

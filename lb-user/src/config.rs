@@ -68,6 +68,9 @@ pub struct Config {
     pub trash: Vec<TrashedReal>,
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// IPVS's sysctls that apply (`lbadm --sysctl`).
+    #[serde(default)]
+    pub sysctls: crate::sysctl::Sysctls,
 }
 
 impl Config {
@@ -269,6 +272,7 @@ impl Edit {
                     udp: keep(timeouts.udp, old.udp),
                 };
             }
+            Command::SetSysctl { name, value } => self.config.sysctls.set(*name, *value),
         }
         Ok(())
     }

@@ -144,6 +144,7 @@ pub struct Dataplane {
     locality: HashMap<MapData, LocalityKey, Locality>,
     ifaces: HashMap<MapData, u32, Iface>,
     ifaces_version: Array<MapData, u32>,
+    settings: Array<MapData, lb_common::Settings>,
     tx_ports: DevMapHash<MapData>,
     service_stats: PerCpuArray<MapData, Counters>,
     real_stats: PerCpuArray<MapData, Counters>,
@@ -389,6 +390,7 @@ impl Dataplane {
             locality: take(&mut ebpf, maps::LOCALITY)?,
             ifaces: take(&mut ebpf, maps::IFACES)?,
             ifaces_version: take(&mut ebpf, maps::IFACES_VERSION)?,
+            settings: take(&mut ebpf, maps::SETTINGS)?,
             tx_ports: take(&mut ebpf, maps::TX_PORTS)?,
             service_stats: take(&mut ebpf, maps::SERVICE_STATS)?,
             real_stats: take(&mut ebpf, maps::REAL_STATS)?,
@@ -515,6 +517,11 @@ impl Dataplane {
         let version = self.ifaces_version.get(&0, 0)?;
         self.ifaces_version.set(0, version.wrapping_add(1), 0)?;
         Ok(())
+    }
+
+    /// Writes IPVS's sysctls for the data path.
+    pub fn set_settings(&mut self, settings: lb_common::Settings) -> Result<()> {
+        Ok(self.settings.set(0, settings, 0)?)
     }
 
     /// Admits addresses into the pre-filter's sets: (set, address) pairs, addresses in

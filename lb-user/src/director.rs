@@ -245,6 +245,8 @@ pub struct Director {
     last_route_refresh: Instant,
     /// Last sweep of the lblc/lblcr locality table (`None`: not yet).
     last_locality_sweep: Option<Instant>,
+    /// The sysctls have been written to the data path since this lbd started.
+    sysctls_written: bool,
 }
 
 /// How often lbd sweeps the locality table (IPVS checks its tables every minute).
@@ -329,6 +331,7 @@ impl Director {
             conn_table_size,
             last_route_refresh: Instant::now(),
             last_locality_sweep: None,
+            sysctls_written: false,
         };
         if adopted {
             director.take_over_published()?;
@@ -460,6 +463,14 @@ impl Director {
         let flush = locality::services_to_flush(&previous, &self.config);
         if !flush.is_empty() {
             self.flush_locality(&flush)?;
+        }
+        if previous.sysctls != self.config.sysctls || !self.sysctls_written {
+            self.dataplane
+                .set_settings(self.config.sysctls.to_data_path())?;
+            self.sysctls_written = true;
+            if previous.sysctls != self.config.sysctls {
+                info!(sysctls = ?self.config.sysctls, "sysctls changed");
+            }
         }
         self.rules = sweep_rules(&self.config);
         self.limits = Limits::of(&self.config);
@@ -1156,6 +1167,10 @@ impl Director {
 
     pub fn timeouts(&self) -> Timeouts {
         self.config.timeouts
+    }
+
+    pub fn sysctls(&self) -> crate::sysctl::Sysctls {
+        self.config.sysctls
     }
 
     /// Everything the metrics endpoint shows.

@@ -23,3 +23,4 @@ pub mod sched;
 pub mod slots;
 pub mod state;
 pub mod sweep;
+pub mod sysctl;

@@ -316,6 +316,11 @@ pub enum Command {
     Zero { service: Option<ServiceAddr> },
     /// `--set tcp tcpfin udp`
     SetTimeouts { timeouts: Timeouts },
+    /// `--sysctl NAME=VALUE` (lb's; IPVS's `sysctl -w net.ipv4.vs.NAME=VALUE`)
+    SetSysctl {
+        name: crate::sysctl::Sysctl,
+        value: u32,
+    },
 }
 
 /// Traffic counters of a service or real server (ipvsadm `--stats`).
@@ -464,6 +469,7 @@ impl fmt::Display for Command {
             Command::SetTimeouts { timeouts: t } => {
                 write!(f, "--set {} {} {}", t.tcp, t.tcp_fin, t.udp)
             }
+            Command::SetSysctl { name, value } => write!(f, "--sysctl {name}={value}"),
         }
     }
 }

@@ -23,7 +23,7 @@ pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf/lb";
 
 /// The maps kept across restarts, with their key and value sizes. (lblcr's per-CPU scratch
 /// value holds nothing between packets and is not among them.)
-pub const PINNED_MAPS: [(&str, usize, usize); 13] = [
+pub const PINNED_MAPS: [(&str, usize, usize); 14] = [
     (
         maps::SERVICES,
         size_of::<ServiceKey>(),
@@ -45,6 +45,7 @@ pub const PINNED_MAPS: [(&str, usize, usize); 13] = [
     (maps::REAL_STATS, 4, size_of::<Counters>()),
     (maps::DP_STATS, 4, 8),
     (maps::FILTER, 4, 8),
+    (maps::SETTINGS, 4, 4),
 ];
 
 #[derive(Debug, thiserror::Error)]

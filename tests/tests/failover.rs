@@ -3,9 +3,11 @@
 //! directors and reads the virtual_server part of the same keepalived.conf (`lbd --config`).
 //!
 //! With `lb_algo mh` both directors send a flow to the same real server (Maglev hashing of
-//! the client's address and port over the same real servers), and lb's data path schedules a
-//! mid-flow TCP packet that has no connection entry, as IPVS's sloppy TCP does. So the backup
-//! carries on the connections the master had opened, with no connection synchronisation.
+//! the client's address and port over the same real servers), and with
+//! `--sysctl net.ipv4.vs.sloppy_tcp=1` lb's data path schedules a mid-flow TCP packet that has
+//! no connection entry, as IPVS does with that sysctl (without it, only a SYN opens a
+//! connection and these tests fail). So the backup carries on the connections the master had
+//! opened, with no connection synchronisation.
 //!
 //! The topology is the DR LAN with a backup director (see `lb_tests::testbed`):
 //!
@@ -211,7 +213,8 @@ impl Pair {
                 pair.tb.director_ifaces(),
                 pair.tb.xdp_mode(),
                 &pair.files[i],
-                &["--config", &conf],
+                // As the README's set-up: the new master picks up connections mid-flow.
+                &["--config", &conf, "--sysctl", "net.ipv4.vs.sloppy_tcp=1"],
             ));
         }
         for i in [A, B] {

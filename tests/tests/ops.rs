@@ -757,3 +757,121 @@ fn metrics_report_connections_and_health() {
     stop_lbd(lbd);
     drop(extra);
 }
+
+/// Sends `count` TCP segments with `flags` and no payload from the client to `vip:port`
+/// through a raw socket, from source ports `first_port..`: what a spoofed ACK flood, or a
+/// connection the director has never seen, looks like to it.
+fn send_raw_segments(
+    tb: &Testbed,
+    vip: std::net::Ipv4Addr,
+    port: u16,
+    flags: u8,
+    first_port: u16,
+    count: u16,
+) {
+    tb.client.ns.enter(|| {
+        // SAFETY: plain socket calls on a descriptor we own and close.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_TCP);
+            assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+            let dst = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: 0,
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(vip.octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            for i in 0..count {
+                let mut tcp = [0u8; 20];
+                tcp[0..2].copy_from_slice(&(first_port + i).to_be_bytes());
+                tcp[2..4].copy_from_slice(&port.to_be_bytes());
+                tcp[4..8].copy_from_slice(&0x1000_0000u32.to_be_bytes());
+                tcp[12] = 5 << 4;
+                tcp[13] = flags;
+                tcp[14..16].copy_from_slice(&1024u16.to_be_bytes());
+                let sent = libc::sendto(
+                    fd,
+                    tcp.as_ptr().cast(),
+                    tcp.len(),
+                    0,
+                    (&raw const dst).cast(),
+                    size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                );
+                assert_eq!(sent, 20, "sendto: {}", std::io::Error::last_os_error());
+            }
+            libc::close(fd);
+        }
+    });
+}
+
+/// Connection entries `lbadm -Lnc` lists.
+fn listed_connections(tb: &Testbed) -> usize {
+    tb.lbadm(&["-Lnc"])
+        .lines()
+        .filter(|l| l.starts_with("TCP") || l.starts_with("UDP"))
+        .count()
+}
+
+#[test]
+fn only_a_syn_opens_a_connection_unless_sloppy_tcp() {
+    const ACK: u8 = 0x10;
+    let tb = Testbed::builder().build();
+    let lbd = start_lbd_with(&tb, &[]);
+    let vip = tb.vip_port(SERVICE_PORT);
+    tb.lbadm(&["-A", "-t", &vip, "-s", "rr"]);
+    tb.lbadm(&["-a", "-t", &vip, "-r", &tb.rip(1), "-g"]);
+    tb.lbadm(&["-a", "-t", &vip, "-r", &tb.rip(2), "-g"]);
+    assert_eq!(
+        tb.lbadm(&["--sysctl"]),
+        "net.ipv4.vs.sloppy_tcp = 0\n",
+        "IPVS's default"
+    );
+
+    // As IPVS by default: ACKs of connections the director never saw open none (the
+    // director's kernel, which has no VIP here, forwards or drops them).
+    send_raw_segments(&tb, tb.vip(), SERVICE_PORT, ACK, 20000, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(listed_connections(&tb), 0, "{}", tb.lbadm(&["-Lnc"]));
+
+    // A value out of range changes nothing.
+    let refused = tb.try_lbadm(&["--sysctl", "net.ipv4.vs.sloppy_tcp=2"], None);
+    assert!(!refused.success(), "{refused}");
+    assert!(refused.stderr.contains("sloppy_tcp"), "{refused}");
+    let unknown = tb.try_lbadm(&["--sysctl", "net.ipv4.vs.no_such_thing=1"], None);
+    assert!(!unknown.success(), "{unknown}");
+
+    // sloppy_tcp: a mid-flow segment opens a connection (a director taking over).
+    assert_eq!(
+        tb.lbadm(&["--sysctl", "net.ipv4.vs.sloppy_tcp=1"]),
+        "net.ipv4.vs.sloppy_tcp = 1\n"
+    );
+    assert_eq!(
+        tb.lbadm(&["--sysctl", "sloppy_tcp"]),
+        "net.ipv4.vs.sloppy_tcp = 1\n"
+    );
+    send_raw_segments(&tb, tb.vip(), SERVICE_PORT, ACK, 21000, 5);
+    wait::wait_ok(
+        "5 connections listed",
+        Duration::from_secs(5),
+        || match listed_connections(&tb) {
+            5 => Ok(()),
+            n => Err(format!("{n} listed:\n{}", tb.lbadm(&["-Lnc"]))),
+        },
+    );
+    // A RST never opens one, sloppy or not.
+    send_raw_segments(&tb, tb.vip(), SERVICE_PORT, 0x04, 22000, 5);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(listed_connections(&tb), 5, "{}", tb.lbadm(&["-Lnc"]));
+    tb.curl_vip(SERVICE_PORT, 4).assert_all_ok();
+
+    // The setting is kept with the configuration across a restart.
+    stop_lbd(lbd);
+    let lbd = start_lbd_with(&tb, &[]);
+    assert_eq!(tb.lbadm(&["--sysctl"]), "net.ipv4.vs.sloppy_tcp = 1\n");
+    stop_lbd(lbd);
+    // And `lbd --sysctl` sets it at start.
+    let lbd = start_lbd_with(&tb, &["--sysctl", "sloppy_tcp=0"]);
+    assert_eq!(tb.lbadm(&["--sysctl"]), "net.ipv4.vs.sloppy_tcp = 0\n");
+    stop_lbd(lbd);
+}

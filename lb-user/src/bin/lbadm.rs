@@ -42,6 +42,9 @@ impl From<client::ClientError> for Failure {
 }
 
 fn run(args: &[String]) -> Result<(), Failure> {
+    if let Some((socket, rest)) = sysctl_args(args) {
+        return sysctl(socket, rest);
+    }
     let parsed = ipvsadm::parse(args)?;
     let socket = parsed
         .socket
@@ -95,6 +98,67 @@ fn run(args: &[String]) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// `[--socket PATH] --sysctl [NAME[=VALUE]]...` (lb's own option, so not part of ipvsadm's
+/// syntax): the socket given, if any, and the arguments after `--sysctl`.
+fn sysctl_args(args: &[String]) -> Option<(Option<PathBuf>, &[String])> {
+    match args {
+        [first, rest @ ..] if first == "--sysctl" => Some((None, rest)),
+        [flag, path, first, rest @ ..] if flag == "--socket" && first == "--sysctl" => {
+            Some((Some(PathBuf::from(path)), rest))
+        }
+        [flag, first, rest @ ..] if flag.starts_with("--socket=") && first == "--sysctl" => {
+            Some((Some(PathBuf::from(&flag["--socket=".len()..])), rest))
+        }
+        _ => None,
+    }
+}
+
+/// Lists IPVS's sysctls as lbd has them (`sysctl` layout), or sets them: `NAME=VALUE` sets,
+/// a bare `NAME` prints one. Settings are checked before any is sent, and sent together.
+fn sysctl(socket: Option<PathBuf>, args: &[String]) -> Result<(), Failure> {
+    use lb_user::sysctl;
+    let socket = socket
+        .or_else(|| std::env::var_os(SOCKET_ENV).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+    let mut commands = Vec::new();
+    let mut show = Vec::new();
+    for arg in args {
+        let parsed = if arg.contains('=') {
+            sysctl::parse_assignment(arg)
+                .map(|(name, value)| commands.push(Command::SetSysctl { name, value }))
+        } else {
+            sysctl::parse_name(arg).map(|name| show.push(name))
+        };
+        parsed.map_err(|e| Failure::Other(e.to_string()))?;
+    }
+    apply(&socket, commands.clone())?;
+    if commands.is_empty() || !show.is_empty() {
+        let values = match client::request(&socket, RequestBody::Sysctls)? {
+            ResponseBody::Sysctls { sysctls } => sysctls,
+            other => return Err(unexpected(other)),
+        };
+        let text = if show.is_empty() {
+            sysctl::format(&values, None)
+        } else {
+            show.iter()
+                .map(|name| sysctl::format(&values, Some(*name)))
+                .collect()
+        };
+        out(&text);
+    } else {
+        // As `sysctl -w` echoes what it set.
+        let text: String = commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::SetSysctl { name, value } => Some(format!("{name} = {value}\n")),
+                _ => None,
+            })
+            .collect();
+        out(&text);
+    }
+    Ok(())
 }
 
 /// Writes to standard output; a reader that went away (`lbadm -Lnc | head`) ends the output

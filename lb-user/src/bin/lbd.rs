@@ -17,7 +17,9 @@ use lb_user::{
     dataplane::{AttachMode, Dataplane, Decap, OnExit},
     director::Director,
     managed::Managed,
-    metrics, netlink,
+    metrics,
+    model::Command,
+    netlink,
     pinning::{DEFAULT_BPFFS, PinDir},
     resolution::{RESOLUTION_WAIT, wait_for_resolution},
     state::DEFAULT_STATE,
@@ -64,6 +66,15 @@ struct Args {
     /// is no authentication: keep it on loopback or behind a firewall.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
+    /// Set one of IPVS's sysctls that lb implements, as `sysctl -w` would on LVS (repeat for
+    /// several), e.g. `net.ipv4.vs.sloppy_tcp=1`; kept with the configuration, and changed at
+    /// run time with `lbadm --sysctl NAME=VALUE`.
+    #[arg(long = "sysctl", value_name = "NAME=VALUE", value_parser = parse_sysctl)]
+    sysctls: Vec<(lb_user::sysctl::Sysctl, u32)>,
+}
+
+fn parse_sysctl(text: &str) -> Result<(lb_user::sysctl::Sysctl, u32), String> {
+    lb_user::sysctl::parse_assignment(text).map_err(|e| e.to_string())
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -191,6 +202,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let director = Director::new(dataplane, &links, args.state.clone(), args.conn_table_size)
         .context("restoring the configuration")?;
     let director = Arc::new(Mutex::new(director));
+    if !args.sysctls.is_empty() {
+        let commands: Vec<Command> = args
+            .sysctls
+            .iter()
+            .map(|&(name, value)| Command::SetSysctl { name, value })
+            .collect();
+        let mut d = director.lock().unwrap_or_else(|p| p.into_inner());
+        d.apply(&commands).context("setting --sysctl")?;
+        info!(sysctls = ?d.sysctls(), "sysctls set from the command line");
+    }
     let socket = ControlSocket::bind(&args.socket)
         .with_context(|| format!("control socket {}", args.socket.display()))?;
     {

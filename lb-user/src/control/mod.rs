@@ -34,6 +34,8 @@ pub enum RequestBody {
     Connections,
     /// Current timeouts.
     Timeouts,
+    /// IPVS's sysctls as lbd has them (`lbadm --sysctl`).
+    Sysctls,
     /// Re-read the configuration file (`lbd --config`) and apply what changed.
     Reload,
 }
@@ -56,6 +58,9 @@ pub enum ResponseBody {
     },
     Timeouts {
         timeouts: Timeouts,
+    },
+    Sysctls {
+        sysctls: crate::sysctl::Sysctls,
     },
     /// The request was refused; `message` is what ipvsadm would print.
     Error {

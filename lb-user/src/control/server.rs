@@ -194,6 +194,9 @@ pub fn handle(director: &Mutex<Director>, body: RequestBody) -> ResponseBody {
         RequestBody::Timeouts => ResponseBody::Timeouts {
             timeouts: lock().timeouts(),
         },
+        RequestBody::Sysctls => ResponseBody::Sysctls {
+            sysctls: lock().sysctls(),
+        },
         RequestBody::Reload => ResponseBody::Error {
             message: "reload is handled by the session".to_owned(),
         },

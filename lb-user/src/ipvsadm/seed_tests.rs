@@ -103,6 +103,7 @@ impl Director {
                 }
             }
             Command::SetTimeouts { timeouts } => self.snapshot.timeouts = timeouts,
+            Command::SetSysctl { .. } => {}
         }
     }
 

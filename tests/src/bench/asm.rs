@@ -6,7 +6,8 @@
 //! rewrite (DR) is the same every time, but IP-in-IP encapsulation, NAT and decapsulation are
 //! not: from the second run on they would measure some other path. The wrapper restores the
 //! original length and bytes, then tail-calls the program; it costs the same in front of the
-//! floor program, so such paths are compared with "wrapper + floor".
+//! floor program, so such paths are compared with "wrapper + floor". For new connections the
+//! wrapper also writes a counter into the source address, so that every run is a new flow.
 //!
 //! Encoding (`struct bpf_insn`, little-endian): opcode, dst and src registers in one byte,
 //! a 16-bit offset and a 32-bit immediate.
@@ -40,6 +41,7 @@ const LD_IMM64: u8 = 0x18;
 /// `src` of LD_IMM64 when the immediate is a map's file descriptor.
 const PSEUDO_MAP_FD: u8 = 1;
 
+const HELPER_MAP_LOOKUP_ELEM: i32 = 1;
 const HELPER_TAIL_CALL: i32 = 12;
 const HELPER_XDP_ADJUST_HEAD: i32 = 44;
 const HELPER_XDP_GET_BUFF_LEN: i32 = 188;
@@ -78,9 +80,26 @@ pub fn mac_swap_tx() -> Vec<u64> {
     ]
 }
 
+/// A new flow every run: the wrapper writes a counter it keeps (in a one-`u32` array map) into
+/// the frame at `offset` after restoring it, so that each run carries another source address.
+#[derive(Clone, Copy)]
+pub struct Vary {
+    pub counter_map_fd: i32,
+    pub offset: i16,
+}
+
 /// Restores the frame to `original` (its length with `bpf_xdp_adjust_head`, then every byte),
 /// then tail-calls slot 0 of the program array `prog_array_fd`. Aborts if either fails.
 pub fn restore_then_tail_call(original: &[u8], prog_array_fd: i32) -> Vec<u64> {
+    restore_vary_then_tail_call(original, prog_array_fd, None)
+}
+
+/// [`restore_then_tail_call`], and with `vary` a new flow each run (see [`Vary`]).
+pub fn restore_vary_then_tail_call(
+    original: &[u8],
+    prog_array_fd: i32,
+    vary: Option<Vary>,
+) -> Vec<u64> {
     let len = original.len() as i32;
     let mut p = vec![
         insn(MOV_X, 6, 1, 0, 0), // r6 = ctx
@@ -115,9 +134,31 @@ pub fn restore_then_tail_call(original: &[u8], prog_array_fd: i32) -> Vec<u64> {
         }
         v
     };
-    // if r9 > r8 goto abort (skipping the stores and the 5-instruction tail call).
-    p.push(insn(JGT_X, 9, 8, (stores.len() + 5) as i16, 0));
+    // The counter: r1 = ++counter, written into the frame (r7 and its checked range survive
+    // the map lookup, which does not change the packet).
+    let bump: Vec<u64> = match vary {
+        None => Vec::new(),
+        Some(Vary {
+            counter_map_fd,
+            offset,
+        }) => vec![
+            insn(ST_W, 10, 0, -4, 0), // key 0 on the stack
+            insn(LD_IMM64, 1, PSEUDO_MAP_FD, 0, counter_map_fd),
+            insn(0, 0, 0, 0, 0),
+            insn(MOV_X, 2, 10, 0, 0),
+            insn(ADD_K, 2, 0, 0, -4),
+            insn(CALL, 0, 0, 0, HELPER_MAP_LOOKUP_ELEM),
+            insn(JEQ_K, 0, 0, 9, 0), // no value: abort (skipping 4 + the 5-insn tail call)
+            insn(LDX_W, 1, 0, 0, 0),
+            insn(ADD_K, 1, 0, 0, 1),
+            insn(STX_W, 0, 1, 0, 0),
+            insn(STX_W, 7, 1, offset, 0),
+        ],
+    };
+    // if r9 > r8 goto abort (skipping the stores, the bump and the 5-instruction tail call).
+    p.push(insn(JGT_X, 9, 8, (stores.len() + bump.len() + 5) as i16, 0));
     p.extend(stores);
+    p.extend(bump);
     p.extend([
         insn(MOV_X, 1, 6, 0, 0),
         insn(LD_IMM64, 2, PSEUDO_MAP_FD, 0, prog_array_fd),

@@ -17,6 +17,7 @@ const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 
 const BPF_MAP_TYPE_PROG_ARRAY: u32 = 3;
+const BPF_MAP_TYPE_ARRAY: u32 = 2;
 pub const BPF_PROG_TYPE_XDP: u32 = 6;
 const BPF_XDP: u32 = 37;
 /// `BPF_F_TEST_XDP_LIVE_FRAMES`: XDP_TX and XDP_REDIRECT really send the frames.
@@ -102,6 +103,16 @@ pub fn load_xdp(name: &str, insns: &[u64]) -> io::Result<OwnedFd> {
 pub fn prog_array() -> io::Result<OwnedFd> {
     let mut attr = Attr::new();
     attr.u32(0, BPF_MAP_TYPE_PROG_ARRAY) // map_type
+        .u32(4, 4) // key_size
+        .u32(8, 4) // value_size
+        .u32(12, 1); // max_entries
+    sys_bpf(BPF_MAP_CREATE, &mut attr).map(new_fd)
+}
+
+/// An array of one `u32` (a counter a hand-assembled program keeps).
+pub fn counter_array() -> io::Result<OwnedFd> {
+    let mut attr = Attr::new();
+    attr.u32(0, BPF_MAP_TYPE_ARRAY) // map_type
         .u32(4, 4) // key_size
         .u32(8, 4) // value_size
         .u32(12, 1); // max_entries

@@ -12,7 +12,7 @@
 use std::{
     collections::BTreeSet,
     net::Ipv4Addr,
-    os::fd::{AsFd as _, BorrowedFd},
+    os::fd::{AsFd as _, BorrowedFd, OwnedFd},
 };
 
 use anyhow::{Context as _, Result, bail, ensure};
@@ -172,6 +172,48 @@ impl Net {
             ext: ifindex("ext0")?,
             int: ifindex("int0")?,
         })
+    }
+}
+
+/// A program behind the new-flow wrapper (`asm::restore_vary_then_tail_call`): every run puts
+/// the frame back and writes a new source address into it, so every run is a new connection
+/// (a SYN from another client), and the connection table fills as it would under load.
+pub struct NewFlows {
+    wrapper: OwnedFd,
+    _slot: OwnedFd,
+    _counter: OwnedFd,
+}
+
+/// Where the IPv4 source address sits in an Ethernet frame.
+pub const SOURCE_ADDRESS: i16 = 14 + 12;
+
+impl NewFlows {
+    pub fn wrap(target: BorrowedFd<'_>, frame: &[u8]) -> Result<NewFlows> {
+        use std::os::fd::AsRawFd as _;
+        let counter = bpf::counter_array().context("the new-flow wrapper's counter")?;
+        let slot = bpf::prog_array()?;
+        let wrapper = bpf::load_xdp(
+            "bench_new_flows",
+            &super::asm::restore_vary_then_tail_call(
+                frame,
+                slot.as_raw_fd(),
+                Some(super::asm::Vary {
+                    counter_map_fd: counter.as_raw_fd(),
+                    offset: SOURCE_ADDRESS,
+                }),
+            ),
+        )?;
+        bpf::set_tail_call(slot.as_fd(), target)
+            .context("putting the program in the tail-call slot")?;
+        Ok(NewFlows {
+            wrapper,
+            _slot: slot,
+            _counter: counter,
+        })
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.wrapper.as_fd()
     }
 }
 

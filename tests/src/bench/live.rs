@@ -17,7 +17,7 @@ use super::{
     asm::{self, XDP_DROP, XDP_TX},
     bpf::{self, F_TEST_XDP_LIVE_FRAMES, TestRun},
     datapath::{self, CLIENT, DIRECTOR_IP, DIRECTOR_MAC, DR_REALS, Lb, PROGRAM, ROUTER_MAC, VIP},
-    frames::{self, ACK, RST, SYN},
+    frames::{self, ACK, SYN},
     packet_cost::last_cpu,
     stats::Summary,
 };
@@ -109,6 +109,8 @@ fn run_in_netns(frames_per_round: u32, rounds: usize) -> Result<Live> {
         opened.verdict
     );
 
+    let new_frame = frame(40001, SYN);
+    let new_flows = datapath::NewFlows::wrap(lb_fd, &new_frame)?;
     let cases = [
         (
             "floor: swap MACs, XDP_TX",
@@ -123,9 +125,9 @@ fn run_in_netns(frames_per_round: u32, rounds: usize) -> Result<Live> {
             Some(Stat::ConnHit),
         ),
         (
-            "lb DR: new connection",
-            lb_fd,
-            frame(40001, SYN | RST),
+            "lb DR: new connection (behind the new-flow wrapper)",
+            new_flows.fd(),
+            new_frame.clone(),
             Some(Stat::ConnNew),
         ),
     ];

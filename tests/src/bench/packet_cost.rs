@@ -19,7 +19,7 @@ use super::{
         self, CLIENT, Case, DECAP_PROGRAM, DIRECTOR_IP, DIRECTOR_MAC, INT_MAC, Lb, MapMemory,
         Measured, NAT_REALS, Net, OTHER_VIP, PROGRAM, ROUTER_MAC, TUN_REALS, VIP,
     },
-    frames::{self, ACK, RST, SYN},
+    frames::{self, ACK, SYN},
 };
 
 const XDP_REDIRECT: u32 = 4;
@@ -61,8 +61,19 @@ struct Spec {
     ingress: u32,
     verdict: u32,
     counts: Vec<Stat>,
-    /// Run behind the restore wrapper.
-    wrapped: bool,
+    /// Run behind the restore wrapper, or behind the one that makes every run a new flow.
+    wrapped: Wrap,
+}
+
+/// What runs in front of a measured program.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Wrap {
+    None,
+    /// The restore wrapper.
+    Restore,
+    /// The restore wrapper that also writes a new source address every run: each run is a new
+    /// connection, and the connection table fills as it would under load.
+    NewFlows,
 }
 
 #[derive(Clone, Copy)]
@@ -184,7 +195,7 @@ fn measure_all(repeat: u32, rounds: usize) -> Result<PacketCost> {
             net.ext,
             XDP_PASS,
             vec![],
-            false,
+            Wrap::None,
         ),
         spec(
             "floor",
@@ -194,7 +205,7 @@ fn measure_all(repeat: u32, rounds: usize) -> Result<PacketCost> {
             net.ext,
             XDP_TX,
             vec![],
-            false,
+            Wrap::None,
         ),
         spec(
             "miss",
@@ -204,17 +215,17 @@ fn measure_all(repeat: u32, rounds: usize) -> Result<PacketCost> {
             net.ext,
             XDP_PASS,
             vec![Rx, PassNotService],
-            false,
+            Wrap::None,
         ),
         spec(
             "dr-new",
             "lb DR: new connection",
             Target::Lb,
-            client(80, 40001, SYN | RST),
+            client(80, 40001, SYN),
             net.ext,
             XDP_TX,
             vec![Rx, ConnNew, TxRoute],
-            false,
+            Wrap::NewFlows,
         ),
         spec(
             "dr-est",
@@ -224,17 +235,17 @@ fn measure_all(repeat: u32, rounds: usize) -> Result<PacketCost> {
             net.ext,
             XDP_TX,
             vec![Rx, ConnHit, TxRoute],
-            false,
+            Wrap::None,
         ),
         spec(
             "tun-new",
             "lb TUN: new connection",
             Target::Lb,
-            client(81, 40004, SYN | RST),
+            client(81, 40004, SYN),
             net.ext,
             XDP_TX,
             vec![Rx, ConnNew, TxTunnel],
-            true,
+            Wrap::NewFlows,
         ),
         spec(
             "tun-est",
@@ -244,17 +255,17 @@ fn measure_all(repeat: u32, rounds: usize) -> Result<PacketCost> {
             net.ext,
             XDP_TX,
             vec![Rx, ConnHit, TxTunnel],
-            true,
+            Wrap::Restore,
         ),
         spec(
             "nat-new",
             "lb NAT: new connection",
             Target::Lb,
-            client(82, 40006, SYN | RST),
+            client(82, 40006, SYN),
             net.ext,
             XDP_REDIRECT,
             vec![Rx, ConnNew, TxNat, Redirect],
-            true,
+            Wrap::NewFlows,
         ),
         spec(
             "nat-est",
@@ -264,7 +275,7 @@ fn measure_all(repeat: u32, rounds: usize) -> Result<PacketCost> {
             net.ext,
             XDP_REDIRECT,
             vec![Rx, ConnHit, TxNat, Redirect],
-            true,
+            Wrap::Restore,
         ),
         spec(
             "nat-reply",
@@ -274,7 +285,7 @@ fn measure_all(repeat: u32, rounds: usize) -> Result<PacketCost> {
             net.int,
             XDP_REDIRECT,
             vec![Rx, ConnHit, TxNatReply, Redirect],
-            true,
+            Wrap::Restore,
         ),
         spec(
             "decap",
@@ -284,7 +295,7 @@ fn measure_all(repeat: u32, rounds: usize) -> Result<PacketCost> {
             net.ext,
             XDP_PASS,
             vec![Decap],
-            true,
+            Wrap::Restore,
         ),
         spec(
             "dr-est-w",
@@ -294,25 +305,31 @@ fn measure_all(repeat: u32, rounds: usize) -> Result<PacketCost> {
             net.ext,
             XDP_TX,
             vec![Rx, ConnHit, TxRoute],
-            true,
+            Wrap::Restore,
         ),
     ];
 
     // The restore wrappers, and the wrapper in front of the floor for each frame length.
-    let mut lengths: Vec<usize> = specs
+    let mut lengths: Vec<(Wrap, usize)> = specs
         .iter()
-        .filter(|s| s.wrapped)
-        .map(|s| s.frame.len())
+        .filter(|s| s.wrapped != Wrap::None)
+        .map(|s| (s.wrapped, s.frame.len()))
         .collect();
     lengths.sort_unstable();
     lengths.dedup();
+    // The new-flow wrappers share one counter: every run of any of them is a new source.
+    let counter = bpf::counter_array().context("the new-flow wrapper's counter")?;
     let mut wrappers: Vec<(OwnedFd, OwnedFd)> = Vec::new();
-    let mut wrap = |target: BorrowedFd<'_>, frame: &[u8]| -> Result<usize> {
+    let mut wrap = |target: BorrowedFd<'_>, frame: &[u8], how: Wrap| -> Result<usize> {
         let array = bpf::prog_array()?;
         use std::os::fd::AsRawFd as _;
+        let vary = (how == Wrap::NewFlows).then(|| asm::Vary {
+            counter_map_fd: counter.as_raw_fd(),
+            offset: datapath::SOURCE_ADDRESS,
+        });
         let wrapper = bpf::load_xdp(
             "bench_restore",
-            &asm::restore_then_tail_call(frame, array.as_raw_fd()),
+            &asm::restore_vary_then_tail_call(frame, array.as_raw_fd(), vary),
         )?;
         bpf::set_tail_call(array.as_fd(), target)
             .context("putting the program in the tail-call slot")?;
@@ -321,20 +338,22 @@ fn measure_all(repeat: u32, rounds: usize) -> Result<PacketCost> {
     };
     let mut wrapper_of_spec = Vec::new();
     for s in &specs {
-        wrapper_of_spec.push(if s.wrapped {
-            Some(wrap(fd_of(s.target), &s.frame)?)
-        } else {
-            None
+        wrapper_of_spec.push(match s.wrapped {
+            Wrap::None => None,
+            how => Some(wrap(fd_of(s.target), &s.frame, how)?),
         });
     }
     let mut floor_wrappers = Vec::new();
-    for len in &lengths {
+    for (how, len) in &lengths {
         let frame = client(80, 40000, ACK);
         let mut padded = frame.clone();
         padded.resize(*len, 0);
-        floor_wrappers.push((*len, wrap(floor.as_fd(), &padded)?, padded));
+        floor_wrappers.push((*how, *len, wrap(floor.as_fd(), &padded, *how)?, padded));
     }
-    let wrapped_floor_key = |len: usize| format!("floor-w{len}");
+    let wrapped_floor_key = |how: Wrap, len: usize| match how {
+        Wrap::NewFlows => format!("floor-wn{len}"),
+        _ => format!("floor-w{len}"),
+    };
 
     let mut cases: Vec<Case<'_>> = Vec::new();
     for (s, w) in specs.iter().zip(&wrapper_of_spec) {
@@ -350,17 +369,21 @@ fn measure_all(repeat: u32, rounds: usize) -> Result<PacketCost> {
             ingress: s.ingress,
             verdict: s.verdict,
             counts: s.counts.clone(),
-            baseline: Some(if s.wrapped {
-                wrapped_floor_key(s.frame.len())
-            } else {
-                "floor".to_owned()
+            baseline: Some(match s.wrapped {
+                Wrap::None => "floor".to_owned(),
+                how => wrapped_floor_key(how, s.frame.len()),
             }),
         });
     }
-    for (len, i, frame) in &floor_wrappers {
+    for (how, len, i, frame) in &floor_wrappers {
         cases.push(Case {
-            key: wrapped_floor_key(*len),
-            label: format!("floor behind the restore wrapper ({len}-byte frame)"),
+            key: wrapped_floor_key(*how, *len),
+            label: match how {
+                Wrap::NewFlows => {
+                    format!("floor behind the new-flow wrapper ({len}-byte frame)")
+                }
+                _ => format!("floor behind the restore wrapper ({len}-byte frame)"),
+            },
             prog: wrappers[*i].0.as_fd(),
             frame: frame.clone(),
             ingress: net.ext,
@@ -413,7 +436,7 @@ fn spec(
     ingress: u32,
     verdict: u32,
     counts: Vec<Stat>,
-    wrapped: bool,
+    wrapped: Wrap,
 ) -> Spec {
     Spec {
         key,

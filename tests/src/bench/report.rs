@@ -398,11 +398,10 @@ impl Doc {
         );
         w!(
             self,
-            "A *new connection* is a SYN+RST: the RST closes the connection it opens, so the \
-             next run's SYN finds a closed entry and is scheduled afresh (as IPVS reschedules a \
-             SYN on a closed connection), every run; it therefore also includes one \
-             connection-table hit. *Established* is an ACK on an entry opened by a SYN just \
-             before.\n"
+            "A *new connection* is a SYN from another client every run: the new-flow wrapper \
+             (the restore wrapper that also writes a counter into the source address) runs in \
+             front of it and of its floor, so the connection table fills up and then evicts, \
+             as under load. *Established* is an ACK on an entry opened by a SYN just before.\n"
         );
         w!(
             self,
@@ -636,7 +635,10 @@ impl Doc {
             self,
             "Each size is a fresh load of the object, filled from user space and measured next \
              to the floor in the same load (the repeat count calibrated so that one run takes \
-             tens of milliseconds). A new connection is a SYN+RST as in section 1.\n"
+             tens of milliseconds). A new connection is a SYN from another client every run, \
+             behind the new-flow wrapper of section 1 (compared with the plain floor here, so \
+             the wrapper's cost is in the figure); the connection-count series measures \
+             established connections only, as new ones would grow the table it measures.\n"
         );
         for (i, e) in [&sc.services, &sc.reals, &sc.conns].into_iter().enumerate() {
             w!(self, "### {}\n", capitalise(&e.title));

@@ -19,7 +19,7 @@ use aya::{
 };
 use lb_common::{
     Conn, Counters, FlowKey, Iface, LOCALITY_SET_SIZE, Locality, LocalityKey, Persist, PersistKey,
-    RealConns, RealServer, Service, ServiceKey, ServiceState, Stat,
+    RealConns, RealServer, Service, ServiceKey, ServiceState, Settings, Stat,
     filter::{self, Filter},
     maps, method,
 };
@@ -107,6 +107,8 @@ pub enum Change {
         conn: Conn,
     },
     RemoveConn(FlowKey),
+    /// IPVS's sysctls as lbd writes them (`lbadm --sysctl`).
+    Settings(Settings),
     /// A real server's live connection counts and overload flag, written whole.
     RealConns {
         id: u32,
@@ -158,6 +160,7 @@ pub struct Director {
     service_stats: PerCpuArray<MapData, Counters>,
     real_stats: PerCpuArray<MapData, Counters>,
     dp_stats: PerCpuArray<MapData, u64>,
+    settings: Array<MapData, Settings>,
     /// The pre-filter's sets, filled as lbd fills them: every service's address and every
     /// NAT real server's, never removed.
     filter: Array<MapData, u64>,
@@ -222,6 +225,7 @@ impl Director {
             real_stats: take(&mut ebpf, maps::REAL_STATS),
             dp_stats: take(&mut ebpf, maps::DP_STATS),
             filter: take(&mut ebpf, maps::FILTER),
+            settings: take(&mut ebpf, maps::SETTINGS),
             admitted: Box::default(),
             ebpf,
         }
@@ -334,6 +338,7 @@ impl Director {
                 .try_for_each(|(i, id)| self.slots.set(offset + i as u32, id, 0)),
             Change::Conn { flow, conn } => self.conns.insert(flow, conn, 0),
             Change::RemoveConn(flow) => self.conns.remove(flow),
+            Change::Settings(settings) => self.settings.set(0, settings, 0),
             Change::RealConns { id, conns } => self.real_conns.set(*id, conns, 0),
             Change::SweptConns {
                 id,

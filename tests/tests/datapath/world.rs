@@ -181,6 +181,13 @@ pub fn edit_real(real: &RealDef, svc: &ServiceDef, edit: impl FnOnce(&mut RealSe
     }
 }
 
+/// `net.ipv4.vs.sloppy_tcp = 1`: any TCP segment but a RST may open a connection.
+pub fn sloppy_tcp() -> Change {
+    Change::Settings(lb_common::Settings {
+        flags: lb_common::SETTINGS_F_SLOPPY_TCP,
+    })
+}
+
 pub fn director_iface() -> Change {
     Change::Iface {
         ifindex: TEST_RUN_IFINDEX,

@@ -13,12 +13,19 @@ use crate::{
     packet::{ACK, FIN, PSH, RST, SYN, Tcp},
     world::{
         A, B, C, CLIENT_2, D, DNS, HTTP, VIP, add_real, conn_entry, dns, dns_world, edit_real,
-        flow_of, http, http_world, known_flow, new_flow, service_key, service_with_table, tcp,
+        flow_of, http, http_world, known_flow, new_flow, service_key, service_with_table,
+        sloppy_tcp, tcp,
     },
 };
 
 fn apply(what: &'static str, changes: Vec<Change>) -> Step {
     Step::Apply { what, changes }
+}
+
+/// `setup` with `net.ipv4.vs.sloppy_tcp = 1`.
+fn with_sloppy_tcp(mut setup: Vec<Change>) -> Vec<Change> {
+    setup.push(sloppy_tcp());
+    setup
 }
 
 /// A data segment of the flow from `sport`.
@@ -191,7 +198,7 @@ pub fn fixtures() -> Vec<Fixture> {
             ],
         },
         Fixture {
-            name: "a flow whose entry expired (deleted by user space) is scheduled afresh",
+            name: "a flow whose entry expired (deleted by user space): its next segment is the kernel's (pass_not_syn), as in IPVS without sloppy_tcp",
             setup: http_world(&[&A, &B]),
             steps: vec![
                 new_flow("SYN", &http(7301, SYN), &A, &HTTP, SYN_RECV).into(),
@@ -200,13 +207,66 @@ pub fn fixtures() -> Vec<Fixture> {
                     "entry expired",
                     vec![Change::RemoveConn(flow_of(&http(7301, ACK)))],
                 ),
-                new_flow("data after expiry", &data(7301, 20), &B, &HTTP, ESTABLISHED).into(),
+                Send::pass(
+                    "data after expiry",
+                    data(7301, 20).bytes(),
+                    Stat::PassNotSyn,
+                )
+                .expect([Expect::ConnCount(0)])
+                .into(),
             ],
         },
         Fixture {
-            name: "an ACK of an unknown connection is scheduled and starts ESTABLISHED",
+            name: "sloppy_tcp: a flow whose entry expired is scheduled afresh by its next segment",
+            setup: with_sloppy_tcp(http_world(&[&A, &B])),
+            steps: vec![
+                new_flow("SYN", &http(7311, SYN), &A, &HTTP, SYN_RECV).into(),
+                known_flow("ACK", &http(7311, ACK), &A, &HTTP, ESTABLISHED).into(),
+                apply(
+                    "entry expired",
+                    vec![Change::RemoveConn(flow_of(&http(7311, ACK)))],
+                ),
+                new_flow("data after expiry", &data(7311, 20), &B, &HTTP, ESTABLISHED).into(),
+            ],
+        },
+        Fixture {
+            name: "segments of unknown connections other than a SYN are the kernel's (pass_not_syn), no connection: ACK, FIN, RST, SYN+RST, no flags (IPVS schedules only th->syn && !th->rst)",
             setup: http_world(&[&B]),
-            steps: vec![new_flow("ACK", &http(8001, ACK), &B, &HTTP, ESTABLISHED).into()],
+            steps: [
+                ("ACK", ACK),
+                ("FIN+ACK", FIN | ACK),
+                ("RST", RST),
+                ("SYN+RST", SYN | RST),
+                ("no flags", 0),
+                ("PSH+ACK", PSH | ACK),
+            ]
+            .into_iter()
+            .map(|(what, flags)| {
+                Send::pass(what, http(8001, flags).bytes(), Stat::PassNotSyn)
+                    .expect([Expect::ConnCount(0)])
+                    .into()
+            })
+            .collect(),
+        },
+        Fixture {
+            name: "a SYN+ACK of an unknown connection is scheduled (IPVS schedules any SYN without RST: active FTP)",
+            setup: http_world(&[&B]),
+            steps: vec![new_flow("SYN+ACK", &http(8011, SYN | ACK), &B, &HTTP, SYN_RECV).into()],
+        },
+        Fixture {
+            name: "sloppy_tcp: an ACK of an unknown connection is scheduled and starts ESTABLISHED",
+            setup: with_sloppy_tcp(http_world(&[&B])),
+            steps: vec![new_flow("ACK", &http(8021, ACK), &B, &HTTP, ESTABLISHED).into()],
+        },
+        Fixture {
+            name: "sloppy_tcp: a RST of an unknown connection is still the kernel's (pass_not_syn)",
+            setup: with_sloppy_tcp(http_world(&[&B])),
+            steps: vec![
+                Send::pass("RST", http(8031, RST).bytes(), Stat::PassNotSyn)
+                    .expect([Expect::ConnCount(0)])
+                    .into(),
+                Send::pass("RST+ACK", http(8031, RST | ACK).bytes(), Stat::PassNotSyn).into(),
+            ],
         },
         Fixture {
             name: "a UDP flow sticks to its real server after the table changes",
@@ -250,8 +310,8 @@ pub fn fixtures() -> Vec<Fixture> {
             ],
         },
         Fixture {
-            name: "an entry whose real server was deleted outright is scheduled afresh",
-            setup: http_world(&[&A]),
+            name: "sloppy_tcp: an entry whose real server was deleted outright is scheduled afresh",
+            setup: with_sloppy_tcp(http_world(&[&A])),
             steps: vec![
                 new_flow("SYN", &http(10001, SYN), &A, &HTTP, SYN_RECV).into(),
                 apply("A deleted, table [B]", {

@@ -135,8 +135,12 @@ pub fn fixtures() -> Vec<Fixture> {
             let mut frame = http(40006, PSH | ACK);
             frame.ipv4_mut().payload = tcp.into();
             Fixture {
-                name: "full-size data segment of an unknown flow: scheduled, ESTABLISHED",
-                setup: http_world(&[&A]),
+                name: "sloppy_tcp: full-size data segment of an unknown flow: scheduled, ESTABLISHED",
+                setup: {
+                    let mut setup = http_world(&[&A]);
+                    setup.push(crate::world::sloppy_tcp());
+                    setup
+                },
                 steps: vec![new_flow("data", &frame, &A, &HTTP, ESTABLISHED).into()],
             }
         },

@@ -527,8 +527,12 @@ fn counts_follow_connections() -> Vec<Fixture> {
             },
         },
         Fixture {
-            name: "counts: an ACK of an unknown connection starts ESTABLISHED, counted active",
-            setup: world(scheduler::WLC, &[rs(&A, 1, 0, 0)]),
+            name: "counts: sloppy_tcp: an ACK of an unknown connection starts ESTABLISHED, counted active",
+            setup: {
+                let mut setup = world(scheduler::WLC, &[rs(&A, 1, 0, 0)]);
+                setup.push(crate::world::sloppy_tcp());
+                setup
+            },
             steps: vec![
                 new_flow("ACK", &http(7201, ACK), &A, &HTTP, ESTABLISHED)
                     .expect([real_conns(A.id, 1, 0)])

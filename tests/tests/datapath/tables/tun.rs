@@ -22,7 +22,7 @@ use crate::{
     world::{
         A, B, C, CLIENT, D, DIRECTOR_IP, DIRECTOR_MAC, DNS, HTTP, OTHER_IFINDEX, OTHER_NIC_MAC,
         RealDef, ServiceDef, VIP, addr, dns, edit_real, flow_of, frag_needed, http, http_world,
-        ip_len, service_with_table, tunnelled, via_dr, via_tun,
+        ip_len, service_with_table, sloppy_tcp, tunnelled, via_dr, via_tun,
     },
 };
 
@@ -94,13 +94,20 @@ fn answered_frag_needed(what: &str, frame: &Frame, next_hop_mtu: u16, new: bool)
     .counts(&[conn, Stat::IcmpFragNeeded])
 }
 
-/// One new flow to A, tunnelled, in a world of TUN servers with path MTU `mtu`.
+/// One new flow to A, tunnelled, in a world of TUN servers with path MTU `mtu` (and
+/// `sloppy_tcp`, so that a data segment may open the flow, as after a failover).
 fn one_packet(name: &'static str, mtu: u32, frame: Frame, state: u8) -> Fixture {
     Fixture {
         name,
-        setup: tun_world(&[&A], mtu),
+        setup: sloppy(tun_world(&[&A], mtu)),
         steps: vec![tunnelled_to("packet", &frame, &A, true, state).into()],
     }
+}
+
+/// `setup` with `sloppy_tcp`: the fixtures below open flows with large data segments.
+fn sloppy(mut setup: Vec<Change>) -> Vec<Change> {
+    setup.push(sloppy_tcp());
+    setup
 }
 
 pub fn fixtures() -> Vec<Fixture> {
@@ -246,7 +253,7 @@ pub fn fixtures() -> Vec<Fixture> {
             let bytes = ip_len(&frame);
             Fixture {
                 name: "inner 1481 bytes with DF on a 1500 path: ICMP frag-needed with MTU 1480, back to the client",
-                setup: tun_world(&[&A], MTU),
+                setup: sloppy(tun_world(&[&A], MTU)),
                 steps: vec![
                     answered_frag_needed("1481-byte segment", &frame, 1480, true)
                         .expect([
@@ -295,7 +302,7 @@ pub fn fixtures() -> Vec<Fixture> {
             frame.ipv4_mut().options = vec![0x01, 0x01, 0x01, 0x00, 0x94, 0x04, 0x00, 0x00];
             Fixture {
                 name: "frag-needed quotes the whole IP header with options, to the MAC the packet came from",
-                setup: tun_world(&[&A], 1200),
+                setup: sloppy(tun_world(&[&A], 1200)),
                 steps: vec![answered_frag_needed("1248-byte segment", &frame, 1180, true).into()],
             }
         },
@@ -322,7 +329,7 @@ pub fn fixtures() -> Vec<Fixture> {
             frame.ipv4_mut().dont_fragment = false;
             Fixture {
                 name: "too big without DF: dropped (drop_fib), XDP cannot fragment",
-                setup: tun_world(&[&A], MTU),
+                setup: sloppy(tun_world(&[&A], MTU)),
                 steps: vec![
                     Send::drop("1481-byte segment", frame.bytes(), Stat::DropFib)
                         .counts(&[Stat::ConnNew])
