@@ -172,7 +172,9 @@ impl RealServer {
 pub const REAL_F_IN_USE: u8 = 1 << 0;
 /// The next hop's MAC address is known.
 pub const REAL_F_RESOLVED: u8 = 1 << 1;
-/// Removed with `-d`: existing connections continue, as in IPVS, until they expire.
+/// Removed with `-d`: no new connections; packets of existing ones are dropped until they
+/// expire (as in IPVS, whose destination is then no longer available), or expire them with
+/// `expire_nodest_conn`. The slot stays reserved while connections refer to it.
 pub const REAL_F_REMOVED: u8 = 1 << 2;
 
 /// A directional 5-tuple, as seen on the wire (network order).
@@ -219,6 +221,10 @@ const _: () = assert!(size_of::<Conn>() == 24);
 
 /// The entry is the reply direction of a NAT connection.
 pub const CONN_F_REPLY: u8 = 1 << 0;
+/// A connection of a persistent service: IPVS creates it under the client's persistence
+/// template, which controls it, and never reschedules such a connection when a SYN reuses
+/// its ports (`is_new_conn_expected`).
+pub const CONN_F_TEMPLATED: u8 = 1 << 1;
 
 /// Per-interface facts the data path needs (keyed by ifindex).
 #[repr(C)]
@@ -530,6 +536,19 @@ const _: () = assert!(size_of::<Settings>() == 4);
 /// `sloppy_tcp`: any TCP packet but a RST may start a connection, not only a SYN (a director
 /// taking over flows mid-stream after a failover).
 pub const SETTINGS_F_SLOPPY_TCP: u32 = 1 << 0;
+/// `expire_nodest_conn`: a packet of a connection whose real server was deleted expires the
+/// connection (and may open a new one) instead of being dropped; a SYN reusing the ports of
+/// a connection to a real server of weight 0 is scheduled afresh.
+pub const SETTINGS_F_EXPIRE_NODEST_CONN: u32 = 1 << 1;
+/// `expire_quiescent_template`: a persistence template whose real server has weight 0 is
+/// not used (the client is scheduled afresh).
+pub const SETTINGS_F_EXPIRE_QUIESCENT_TEMPLATE: u32 = 1 << 2;
+/// `conn_reuse_mode = 0`: a SYN reusing a connection's ports never reschedules it. (Zero
+/// flags mean IPVS's default, 1.)
+pub const SETTINGS_F_CONN_REUSE_OFF: u32 = 1 << 3;
+/// `conn_reuse_mode & 2`: a SYN on a DR or TUN connection in FIN_WAIT (the last state a
+/// director that sees one direction knows) reschedules it too.
+pub const SETTINGS_F_CONN_REUSE_FIN_WAIT: u32 = 1 << 4;
 
 /// Data-path event counters, indexed by reason (per CPU, summed by lbd).
 #[repr(u32)]
@@ -592,10 +611,16 @@ pub enum Stat {
     /// A TCP packet for a service that is not a SYN (or is a RST) and belongs to no
     /// connection: passed to the kernel, as IPVS does unless `sloppy_tcp` is set.
     PassNotSyn,
+    /// A packet of a connection whose real server was deleted (`-d`): dropped, as IPVS does
+    /// (its destination is no longer available), unless `expire_nodest_conn` is set.
+    DropNoDest,
+    /// A header the parser checked was found short when a stage came to rewrite it (a bug
+    /// if it ever counts): dropped.
+    DropMalformed,
 }
 
 impl Stat {
-    pub const COUNT: u32 = Stat::PassNotSyn as u32 + 1;
+    pub const COUNT: u32 = Stat::DropMalformed as u32 + 1;
 
     pub const ALL: [Stat; Stat::COUNT as usize] = [
         Stat::Rx,
@@ -625,6 +650,8 @@ impl Stat {
         Stat::DropNoStage,
         Stat::PassBroadcast,
         Stat::PassNotSyn,
+        Stat::DropNoDest,
+        Stat::DropMalformed,
     ];
 
     /// Stable snake_case name, used in logs and metrics.
@@ -657,6 +684,8 @@ impl Stat {
             Stat::DropNoStage => "drop_no_stage",
             Stat::PassBroadcast => "pass_broadcast",
             Stat::PassNotSyn => "pass_not_syn",
+            Stat::DropNoDest => "drop_no_dest",
+            Stat::DropMalformed => "drop_malformed",
         }
     }
 }

@@ -5,8 +5,10 @@
 
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use lb_common::{
-    CONN_F_REPLY, Conn, FlowKey, IPPROTO_TCP, Persist, PersistKey, REAL_F_REMOVED, RealServer,
-    SERVICE_F_PERSISTENT, SETTINGS_F_SLOPPY_TCP, Service, Stat, method,
+    CONN_F_REPLY, CONN_F_TEMPLATED, Conn, FlowKey, IPPROTO_TCP, Persist, PersistKey,
+    REAL_F_REMOVED, RealServer, SERVICE_F_PERSISTENT, SETTINGS_F_CONN_REUSE_FIN_WAIT,
+    SETTINGS_F_CONN_REUSE_OFF, SETTINGS_F_EXPIRE_NODEST_CONN, SETTINGS_F_EXPIRE_QUIESCENT_TEMPLATE,
+    SETTINGS_F_SLOPPY_TCP, Service, Stat, method,
     tcp_state::{self, Direction},
 };
 
@@ -69,9 +71,13 @@ fn input_direction(real_method: u8) -> Direction {
 
 /// The connection this packet belongs to, written to `conn` (and its real server to `real`).
 #[inline(always)]
-pub fn lookup(packet: &Packet, conn_out: &mut Conn, real_out: &mut RealServer) -> Hit {
+pub fn lookup(
+    packet: &Packet,
+    conn_out: &mut Conn,
+    real_out: &mut RealServer,
+) -> Result<Hit, Verdict> {
     let Some(entry) = CONNS.get_ptr_mut(&packet.flow) else {
-        return Hit::Miss;
+        return Ok(Hit::Miss);
     };
     // SAFETY: LRU hash values stay valid for the program's run (RCU); concurrent writers of
     // the same flow race benignly on plain stores of state and timestamp.
@@ -99,23 +105,83 @@ pub fn lookup(packet: &Packet, conn_out: &mut Conn, real_out: &mut RealServer) -
             );
         }
         stats::count(Stat::ConnHit);
-        return Hit::Reply;
+        return Ok(Hit::Reply);
     }
-    let real = maps::real(conn.real);
-    let gone = real.is_none_or(|r| r.flags & REAL_F_REMOVED != 0);
-    if is_tcp && is_new_syn(conn.state, packet.tcp_flags, gone) {
-        // Scheduled afresh; the new entry replaces this one.
-        counts::closed(conn.real, conn.state);
-        return Hit::Miss;
-    }
-    let Some(real) = real else {
-        return Hit::Miss;
+    let Some(real) = maps::real(conn.real) else {
+        // Its slot was freed: a stale entry, as if it were not there.
+        return Ok(Hit::Miss);
     };
+    if is_tcp && packet.tcp_flags & tcp_state::TCP_SYN != 0 && reusable(conn, real) {
+        // A new connection on the ports of a finished one: scheduled afresh, and the new
+        // entry replaces this one.
+        counts::closed(conn.real, conn.state);
+        return Ok(Hit::Miss);
+    }
+    if real.flags & REAL_F_REMOVED != 0 {
+        // IPVS: the destination is no longer available.
+        if !maps::setting(SETTINGS_F_EXPIRE_NODEST_CONN) {
+            return Err(drop(Stat::DropNoDest));
+        }
+        expire(&packet.flow, conn, real);
+        return Ok(Hit::Miss);
+    }
     touch(conn, is_tcp, packet.tcp_flags, input_direction(real.method));
     stats::count(Stat::ConnHit);
     *conn_out = *conn;
     *real_out = *real;
-    Hit::Forward
+    Ok(Hit::Forward)
+}
+
+/// Whether a SYN on `conn`'s ports starts a new connection rather than continuing it, as
+/// IPVS decides with its `conn_reuse_mode` (default 1) and `expire_nodest_conn` sysctls: the
+/// connection is finished (TIME_WAIT, CLOSE; with mode bit 2 also FIN_WAIT of DR and TUN,
+/// which see one direction only) and not under a persistence template, or its real server
+/// has weight 0 and `expire_nodest_conn` is set.
+#[inline(always)]
+fn reusable(conn: &Conn, real: &RealServer) -> bool {
+    let settings = maps::settings();
+    if settings & SETTINGS_F_CONN_REUSE_OFF != 0 {
+        return false;
+    }
+    if settings & SETTINGS_F_EXPIRE_NODEST_CONN != 0 && real.weight == 0 {
+        return true;
+    }
+    if conn.flags & CONN_F_TEMPLATED != 0 {
+        return false;
+    }
+    match conn.state {
+        tcp_state::TIME_WAIT | tcp_state::CLOSE => true,
+        tcp_state::FIN_WAIT => {
+            settings & SETTINGS_F_CONN_REUSE_FIN_WAIT != 0 && real.method != method::MASQ
+        }
+        _ => false,
+    }
+}
+
+/// Expires `conn` now (`expire_nodest_conn`): both of its entries go, and its real server's
+/// counts with them.
+#[inline(always)]
+fn expire(flow: &FlowKey, conn: &Conn, real: &RealServer) {
+    counts::closed(conn.real, conn.state);
+    if real.method == method::MASQ {
+        let _ = CONNS.remove(&reply_key(flow, real));
+    }
+    let _ = CONNS.remove(flow);
+}
+
+/// The key of a NAT connection's reply entry: the real server's address and port to the
+/// client.
+#[inline(always)]
+fn reply_key(flow: &FlowKey, real: &RealServer) -> FlowKey {
+    FlowKey {
+        saddr: real.addr,
+        daddr: flow.saddr,
+        sport: real.port_for(flow.dport),
+        dport: flow.sport,
+        proto: flow.proto,
+        _pad: 0,
+        _pad16: 0,
+    }
 }
 
 /// Whether a packet that belongs to no connection may open one, as IPVS decides
@@ -167,20 +233,16 @@ pub fn schedule(
         vaddr: packet.flow.daddr,
         vport: packet.flow.dport,
         state,
-        flags: 0,
+        flags: if service.flags & SERVICE_F_PERSISTENT != 0 {
+            CONN_F_TEMPLATED
+        } else {
+            0
+        },
         last_seen_ns: now,
     };
     if real.method == method::MASQ {
         // Replies come from the real server's address and port to the client.
-        let reply_key = FlowKey {
-            saddr: real.addr,
-            daddr: packet.flow.saddr,
-            sport: real.port_for(packet.flow.dport),
-            dport: packet.flow.sport,
-            proto: packet.flow.proto,
-            _pad: 0,
-            _pad16: 0,
-        };
+        let reply_key = reply_key(&packet.flow, real);
         let reply = Conn {
             flags: CONN_F_REPLY,
             ..conn
@@ -218,9 +280,12 @@ fn choose(
         // SAFETY: LRU hash value, valid for this run; benign races on the timestamp.
         let template = unsafe { &mut *template };
         let timeout_ns = u64::from(service.persist_timeout) * 1_000_000_000;
+        // IPVS's ip_vs_check_template: a template to a deleted real server is stale, and so
+        // is one to a quiesced (weight 0) one with `expire_quiescent_template`.
         if now.wrapping_sub(template.last_seen_ns) < timeout_ns
             && let Some(real) = maps::real(template.real)
             && real.flags & REAL_F_REMOVED == 0
+            && (real.weight != 0 || !maps::setting(SETTINGS_F_EXPIRE_QUIESCENT_TEMPLATE))
         {
             template.last_seen_ns = now;
             stats::count(Stat::PersistHit);
@@ -243,23 +308,4 @@ fn choose(
         let _ = PERSIST.insert(&key, &template, 0);
     }
     Ok((real_id, real))
-}
-
-/// A SYN on a connection that is closing or closed starts a new connection (the client reused
-/// its port), which is scheduled afresh rather than pinned to the old real server; so is one
-/// whose real server was removed (IPVS's `conn_reuse_mode` and `expire_nodest_conn`: a client
-/// must not keep landing on a server that is gone because its ports come round again).
-#[inline(always)]
-fn is_new_syn(state: u8, flags: u8, real_gone: bool) -> bool {
-    flags & tcp_state::TCP_SYN != 0
-        && flags & tcp_state::TCP_ACK == 0
-        && (real_gone
-            || matches!(
-                state,
-                tcp_state::TIME_WAIT
-                    | tcp_state::CLOSE
-                    | tcp_state::FIN_WAIT
-                    | tcp_state::CLOSE_WAIT
-                    | tcp_state::LAST_ACK
-            ))
 }

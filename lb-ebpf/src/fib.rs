@@ -61,7 +61,7 @@ pub fn emit(
     smac: [u8; 6],
     dmac: [u8; 6],
 ) -> Result<Verdict, Verdict> {
-    let eth = ptr::at_mut::<EthHdr>(ctx, 0).ok_or_else(|| drop(Stat::PassMalformed))?;
+    let eth = ptr::at_mut::<EthHdr>(ctx, 0).ok_or_else(|| drop(Stat::DropMalformed))?;
     // SAFETY: `at_mut` checked that the Ethernet header lies within the packet.
     unsafe {
         (*eth).dst_addr = dmac;

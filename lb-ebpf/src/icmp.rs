@@ -23,22 +23,22 @@ const QUOTED_PAYLOAD: usize = 8;
 /// Turns the packet into the ICMP error for the client and sends it back out.
 #[inline(always)]
 pub fn frag_needed(ctx: &XdpContext, packet: &Packet, mtu: u16) -> Result<Verdict, Verdict> {
-    let orig_eth = ptr::at::<EthHdr>(ctx, 0).ok_or_else(|| drop(Stat::PassMalformed))?;
+    let orig_eth = ptr::at::<EthHdr>(ctx, 0).ok_or_else(|| drop(Stat::DropMalformed))?;
     // SAFETY: `at` checked the Ethernet header.
     let (client_mac, our_mac) = unsafe { ((*orig_eth).src_addr, (*orig_eth).dst_addr) };
     // The header length again from the packet (the parser checked it; this stage only has
     // its offsets as numbers), so that the sizes below are bounded for the verifier.
-    let orig_ip = ptr::at::<Ipv4Hdr>(ctx, EthHdr::LEN).ok_or_else(|| drop(Stat::PassMalformed))?;
+    let orig_ip = ptr::at::<Ipv4Hdr>(ctx, EthHdr::LEN).ok_or_else(|| drop(Stat::DropMalformed))?;
     // SAFETY: `at` checked the IPv4 header.
     let ihl = usize::from(unsafe { (*orig_ip).vihl } & 0x0f) * 4;
     if ihl < Ipv4Hdr::LEN {
-        return Err(drop(Stat::PassMalformed));
+        return Err(drop(Stat::DropMalformed));
     }
     // The quoted L4 bytes (TCP/UDP headers are >= 8 bytes).
     let quoted =
-        ptr::at::<[u16; 4]>(ctx, EthHdr::LEN + ihl).ok_or_else(|| drop(Stat::PassMalformed))?;
-    // SAFETY: `at` checked the eight bytes.
-    let quoted = unsafe { *quoted };
+        ptr::at::<[u16; 4]>(ctx, EthHdr::LEN + ihl).ok_or_else(|| drop(Stat::DropMalformed))?;
+    // SAFETY: `at` checked the eight bytes (read unaligned: packet fields need not be).
+    let quoted = unsafe { quoted.read_unaligned() };
 
     // New frame: Ethernet | IPv4 (20) | ICMP (8) | original IP header | 8 bytes, where the
     // original IP header stays where it is once the head grows by IPv4 + ICMP headers.
@@ -56,10 +56,10 @@ pub fn frag_needed(ctx: &XdpContext, packet: &Packet, mtu: u16) -> Result<Verdic
         return Err(drop(Stat::DropFib));
     }
 
-    let eth = ptr::at_mut::<EthHdr>(ctx, 0).ok_or_else(|| drop(Stat::PassMalformed))?;
-    let ip = ptr::at_mut::<Ipv4Hdr>(ctx, EthHdr::LEN).ok_or_else(|| drop(Stat::PassMalformed))?;
+    let eth = ptr::at_mut::<EthHdr>(ctx, 0).ok_or_else(|| drop(Stat::DropMalformed))?;
+    let ip = ptr::at_mut::<Ipv4Hdr>(ctx, EthHdr::LEN).ok_or_else(|| drop(Stat::DropMalformed))?;
     let icmp = ptr::at_mut::<[u16; 4]>(ctx, EthHdr::LEN + Ipv4Hdr::LEN)
-        .ok_or_else(|| drop(Stat::PassMalformed))?;
+        .ok_or_else(|| drop(Stat::DropMalformed))?;
     let total = (Ipv4Hdr::LEN + ICMP_HEADER + ihl + QUOTED_PAYLOAD) as u16;
     let mut header = Ipv4Hdr {
         vihl: 0x45,
@@ -92,7 +92,7 @@ pub fn frag_needed(ctx: &XdpContext, packet: &Packet, mtu: u16) -> Result<Verdic
         (*eth).src_addr = our_mac;
         (*eth).ether_type = network_types::eth::EtherType::Ipv4 as u16;
         *ip = header;
-        *icmp = [type_code, check, 0, mtu_word];
+        icmp.write_unaligned([type_code, check, 0, mtu_word]);
     }
     stats::count(Stat::IcmpFragNeeded);
     Ok(xdp_action::XDP_TX)

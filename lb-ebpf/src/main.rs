@@ -86,7 +86,7 @@ fn process(ctx: &XdpContext) -> Result<Verdict, Verdict> {
         return Ok(jump(ctx, ICMP));
     }
     let packet = &carry.packet;
-    match conn::lookup(packet, &mut carry.conn, &mut carry.real) {
+    match conn::lookup(packet, &mut carry.conn, &mut carry.real)? {
         Hit::Forward => {
             stats::account(carry.conn.service, carry.conn.real, packet.ip_len);
             if carry.real.method == lb_common::method::ROUTE {

@@ -52,10 +52,16 @@ pub static LOCALITY: LruHashMap<LocalityKey, Locality> =
 #[map]
 pub static SETTINGS: Array<lb_common::Settings> = Array::with_max_entries(1, 0);
 
+/// The `SETTINGS_F_*` bits (all clear: IPVS's defaults).
+#[inline(always)]
+pub fn settings() -> u32 {
+    SETTINGS.get(0).map_or(0, |s| s.flags)
+}
+
 /// Whether `setting` (a `SETTINGS_F_*` bit) is on.
 #[inline(always)]
 pub fn setting(flag: u32) -> bool {
-    SETTINGS.get(0).is_some_and(|s| s.flags & flag != 0)
+    settings() & flag != 0
 }
 
 /// The pre-filter's bit sets (`lb_common::filter`): addresses that may be virtual or NAT

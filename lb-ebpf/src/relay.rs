@@ -122,7 +122,7 @@ struct Rewrite {
 /// packet: one hop less ([`ip::forward_hop`]).
 #[inline(always)]
 fn translate(ctx: &XdpContext, err: &Packet, quote: &Quote, r: &Rewrite) -> Result<(), Verdict> {
-    let bad = || crate::drop(Stat::PassMalformed);
+    let bad = || crate::drop(Stat::DropMalformed);
     let outer = ptr::at_mut::<Ipv4Hdr>(ctx, L3_OFFSET).ok_or_else(bad)?;
     let outer_addr = ptr::at_mut::<u32>(ctx, L3_OFFSET + r.outer_at).ok_or_else(bad)?;
     let icmp_check =
@@ -137,20 +137,22 @@ fn translate(ctx: &XdpContext, err: &Packet, quote: &Quote, r: &Rewrite) -> Resu
         ptr::at_mut::<u16>(ctx, quote.l4_offset as usize + UDP_CHECK).ok_or_else(bad)?;
     // SAFETY: `at_mut` checked the outer header; no other reference to it is live.
     ip::forward_hop(unsafe { &mut *outer })?;
-    // SAFETY: every pointer was bounds-checked by `at_mut` just above.
+    // SAFETY: every pointer was bounds-checked by `at_mut` just above; header fields in a
+    // packet need not be aligned, so they are read and written unaligned.
     unsafe {
         let check = u16::from_ne_bytes((*outer).check);
-        (*outer).check = csum::replace32(check, *outer_addr, r.new_addr).to_ne_bytes();
-        *outer_addr = r.new_addr;
+        (*outer).check =
+            csum::replace32(check, outer_addr.read_unaligned(), r.new_addr).to_ne_bytes();
+        outer_addr.write_unaligned(r.new_addr);
 
-        let mut icmp = *icmp_check;
-        let old_quoted_check = *quoted_check;
+        let mut icmp = icmp_check.read_unaligned();
+        let old_quoted_check = quoted_check.read_unaligned();
         let new_quoted_check = csum::replace32(old_quoted_check, r.old_addr, r.new_addr);
         icmp = csum::replace32(icmp, r.old_addr, r.new_addr);
         icmp = csum::replace16(icmp, old_quoted_check, new_quoted_check);
         icmp = csum::replace16(icmp, r.old_port, r.new_port);
-        if quote.flow.proto == IPPROTO_UDP && *udp_check != 0 {
-            let old_udp = *udp_check;
+        if quote.flow.proto == IPPROTO_UDP && udp_check.read_unaligned() != 0 {
+            let old_udp = udp_check.read_unaligned();
             let new_udp = csum::udp_fixup(
                 old_udp,
                 csum::replace16(
@@ -160,12 +162,12 @@ fn translate(ctx: &XdpContext, err: &Packet, quote: &Quote, r: &Rewrite) -> Resu
                 ),
             );
             icmp = csum::replace16(icmp, old_udp, new_udp);
-            *udp_check = new_udp;
+            udp_check.write_unaligned(new_udp);
         }
-        *quoted_check = new_quoted_check;
-        *quoted_addr = r.new_addr;
-        *quoted_port = r.new_port;
-        *icmp_check = icmp;
+        quoted_check.write_unaligned(new_quoted_check);
+        quoted_addr.write_unaligned(r.new_addr);
+        quoted_port.write_unaligned(r.new_port);
+        icmp_check.write_unaligned(icmp);
     }
     Ok(())
 }

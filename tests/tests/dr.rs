@@ -212,7 +212,26 @@ fn reconfiguring_under_load_loses_no_request() {
         d[1]
     );
 
-    // Deleted: no new connections either.
+    // Deleted: no new connections either. As with IPVS, packets of connections still open to
+    // a deleted real server are dropped, so an operator drains it first (weight 0) and
+    // deletes it once it has no active connection: then nothing is lost.
+    adm(&tb, &format!("-e -t {vip} -r {rip1} -g -w 0"));
+    wait::wait_ok(
+        "rs1 drained (no active connection)",
+        Duration::from_secs(20),
+        || {
+            let listing = adm(&tb, "-Ln");
+            let active = listing
+                .lines()
+                .find(|l| l.contains(&format!("-> {rip1}:")))
+                .and_then(|l| l.split_whitespace().nth(4))
+                .and_then(|n| n.parse::<u32>().ok());
+            match active {
+                Some(0) => Ok(()),
+                _ => Err(listing),
+            }
+        },
+    );
     adm(&tb, &format!("-d -t {vip} -r {rip1}"));
     let base = served_all();
     let d = wait_served(&tb, "600 requests after `-d`", &base, |d| d[2] >= 600);

@@ -824,8 +824,11 @@ fn only_a_syn_opens_a_connection_unless_sloppy_tcp() {
     tb.lbadm(&["-a", "-t", &vip, "-r", &tb.rip(2), "-g"]);
     assert_eq!(
         tb.lbadm(&["--sysctl"]),
-        "net.ipv4.vs.sloppy_tcp = 0\n",
-        "IPVS's default"
+        "net.ipv4.vs.conn_reuse_mode = 1\n\
+         net.ipv4.vs.expire_nodest_conn = 0\n\
+         net.ipv4.vs.expire_quiescent_template = 0\n\
+         net.ipv4.vs.sloppy_tcp = 0\n",
+        "IPVS's defaults"
     );
 
     // As IPVS by default: ACKs of connections the director never saw open none (the
@@ -868,10 +871,16 @@ fn only_a_syn_opens_a_connection_unless_sloppy_tcp() {
     // The setting is kept with the configuration across a restart.
     stop_lbd(lbd);
     let lbd = start_lbd_with(&tb, &[]);
-    assert_eq!(tb.lbadm(&["--sysctl"]), "net.ipv4.vs.sloppy_tcp = 1\n");
+    assert_eq!(
+        tb.lbadm(&["--sysctl", "sloppy_tcp"]),
+        "net.ipv4.vs.sloppy_tcp = 1\n"
+    );
     stop_lbd(lbd);
     // And `lbd --sysctl` sets it at start.
     let lbd = start_lbd_with(&tb, &["--sysctl", "sloppy_tcp=0"]);
-    assert_eq!(tb.lbadm(&["--sysctl"]), "net.ipv4.vs.sloppy_tcp = 0\n");
+    assert_eq!(
+        tb.lbadm(&["--sysctl", "sloppy_tcp"]),
+        "net.ipv4.vs.sloppy_tcp = 0\n"
+    );
     stop_lbd(lbd);
 }

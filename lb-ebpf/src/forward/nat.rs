@@ -77,34 +77,35 @@ fn rewrite(
     old_port: u16,
     new_port: u16,
 ) -> Result<(), Verdict> {
-    let ip = ptr::at_mut::<Ipv4Hdr>(ctx, L3_OFFSET).ok_or_else(|| drop(Stat::PassMalformed))?;
+    let ip = ptr::at_mut::<Ipv4Hdr>(ctx, L3_OFFSET).ok_or_else(|| drop(Stat::DropMalformed))?;
     let addr =
-        ptr::at_mut::<u32>(ctx, L3_OFFSET + addr_at).ok_or_else(|| drop(Stat::PassMalformed))?;
+        ptr::at_mut::<u32>(ctx, L3_OFFSET + addr_at).ok_or_else(|| drop(Stat::DropMalformed))?;
     let port = ptr::at_mut::<u16>(ctx, packet.l4_offset as usize + port_at)
-        .ok_or_else(|| drop(Stat::PassMalformed))?;
+        .ok_or_else(|| drop(Stat::DropMalformed))?;
     let is_tcp = packet.flow.proto == IPPROTO_TCP;
     let check_at = packet.l4_offset as usize + if is_tcp { TCP_CHECK } else { UDP_CHECK };
-    let l4_check = ptr::at_mut::<u16>(ctx, check_at).ok_or_else(|| drop(Stat::PassMalformed))?;
+    let l4_check = ptr::at_mut::<u16>(ctx, check_at).ok_or_else(|| drop(Stat::DropMalformed))?;
     // SAFETY: `at_mut` checked the IPv4 header; no other reference to it is live.
     crate::ip::forward_hop(unsafe { &mut *ip })?;
-    // SAFETY: every pointer was bounds-checked by `at_mut` just above.
+    // SAFETY: every pointer was bounds-checked by `at_mut` just above; header fields in a
+    // packet need not be aligned, so they are read and written unaligned.
     unsafe {
         let ip_check = u16::from_ne_bytes((*ip).check);
         (*ip).check = csum::replace32(ip_check, old_addr, new_addr).to_ne_bytes();
-        let old_l4 = *l4_check;
+        let old_l4 = l4_check.read_unaligned();
         // The L4 checksum covers the pseudo-header (addresses) and the ports.
         let updated = csum::replace16(
             csum::replace32(old_l4, old_addr, new_addr),
             old_port,
             new_port,
         );
-        *l4_check = if is_tcp {
+        l4_check.write_unaligned(if is_tcp {
             updated
         } else {
             csum::udp_fixup(old_l4, updated)
-        };
-        *addr = new_addr;
-        *port = new_port;
+        });
+        addr.write_unaligned(new_addr);
+        port.write_unaligned(new_port);
     }
     Ok(())
 }

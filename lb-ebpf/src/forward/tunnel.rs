@@ -38,7 +38,7 @@ pub fn forward(
         return Err(drop(Stat::DropNoIface));
     }
     let (src, smac) = (iface.addr, iface.mac);
-    let inner = ptr::at::<Ipv4Hdr>(ctx, L3_OFFSET).ok_or_else(|| drop(Stat::PassMalformed))?;
+    let inner = ptr::at::<Ipv4Hdr>(ctx, L3_OFFSET).ok_or_else(|| drop(Stat::DropMalformed))?;
     // SAFETY: `at` checked the inner IPv4 header.
     let (tos, frags) = unsafe { ((*inner).tos, u16::from_be_bytes((*inner).frags)) };
     let df = frags & IP_DF;
@@ -62,8 +62,8 @@ pub fn forward(
     if unsafe { bpf_xdp_adjust_head(ctx.as_ptr() as *mut _, -(Ipv4Hdr::LEN as i32)) } != 0 {
         return Err(drop(Stat::DropFib));
     }
-    let eth = ptr::at_mut::<EthHdr>(ctx, 0).ok_or_else(|| drop(Stat::PassMalformed))?;
-    let outer = ptr::at_mut::<Ipv4Hdr>(ctx, L3_OFFSET).ok_or_else(|| drop(Stat::PassMalformed))?;
+    let eth = ptr::at_mut::<EthHdr>(ctx, 0).ok_or_else(|| drop(Stat::DropMalformed))?;
+    let outer = ptr::at_mut::<Ipv4Hdr>(ctx, L3_OFFSET).ok_or_else(|| drop(Stat::DropMalformed))?;
     // RFC 6864: with DF set the ID carries no meaning. Without DF the outer packet may be
     // fragmented on the way, so its ID must not repeat soon between the director and this
     // real server: a random one, as the kernel picks for tunnels, without a shared counter.

@@ -3,7 +3,8 @@
 //! state follows IPVS's input-only table. A SYN on a finished connection starts a new one.
 
 use lb_common::{
-    REAL_F_REMOVED, RealServer, Stat,
+    REAL_F_REMOVED, RealServer, SETTINGS_F_CONN_REUSE_FIN_WAIT, SETTINGS_F_CONN_REUSE_OFF,
+    SETTINGS_F_EXPIRE_NODEST_CONN, Settings, Stat,
     tcp_state::{CLOSE, ESTABLISHED, FIN_WAIT, SYN_RECV, TIME_WAIT, UDP},
 };
 
@@ -26,6 +27,22 @@ fn apply(what: &'static str, changes: Vec<Change>) -> Step {
 fn with_sloppy_tcp(mut setup: Vec<Change>) -> Vec<Change> {
     setup.push(sloppy_tcp());
     setup
+}
+
+/// `setup` with the sysctls `flags` (`SETTINGS_F_*`).
+fn with_settings(mut setup: Vec<Change>, flags: u32) -> Vec<Change> {
+    setup.push(Change::Settings(Settings { flags }));
+    setup
+}
+
+/// `real` deleted with `-d` (marked removed, out of the table), as lbd writes it.
+fn removed(real: &crate::world::RealDef) -> Vec<Change> {
+    let mut changes = vec![edit_real(real, &HTTP, |r| r.flags |= REAL_F_REMOVED)];
+    changes.extend(service_with_table(
+        &HTTP,
+        &[if real.id == A.id { &B } else { &A }],
+    ));
+    changes
 }
 
 /// A data segment of the flow from `sport`.
@@ -51,19 +68,70 @@ pub fn fixtures() -> Vec<Fixture> {
             ],
         },
         Fixture {
-            name: "a flow keeps its real server after the real is removed (-d: REAL_F_REMOVED, out of the table)",
+            name: "a flow whose real server was deleted (-d: REAL_F_REMOVED, out of the table): its packets are dropped (drop_no_dest) and its entry kept, as IPVS drops packets to a destination no longer available",
             setup: http_world(&[&A, &B]),
             steps: vec![
                 new_flow("SYN", &http(2001, SYN), &A, &HTTP, SYN_RECV).into(),
                 known_flow("ACK", &http(2001, ACK), &A, &HTTP, ESTABLISHED).into(),
-                apply("A removed", {
-                    let mut changes = vec![edit_real(&A, &HTTP, |r| r.flags |= REAL_F_REMOVED)];
+                apply("A removed", removed(&A)),
+                Send::drop("data", data(2001, 10).bytes(), Stat::DropNoDest)
+                    .expect([Expect::Conn {
+                        flow: flow_of(&http(2001, ACK)),
+                        real: A.id,
+                        service: HTTP.id,
+                        state: ESTABLISHED,
+                    }])
+                    .into(),
+                Send::drop(
+                    "a SYN on its ports",
+                    http(2001, SYN).bytes(),
+                    Stat::DropNoDest,
+                )
+                .into(),
+                new_flow("new flow", &http(2002, SYN), &B, &HTTP, SYN_RECV).into(),
+                new_flow("another new flow", &http(2003, SYN), &B, &HTTP, SYN_RECV).into(),
+            ],
+        },
+        Fixture {
+            name: "expire_nodest_conn: a packet of a flow whose real server was deleted expires the entry; a data segment is then the kernel's, a SYN is scheduled afresh",
+            setup: with_settings(http_world(&[&A, &B]), SETTINGS_F_EXPIRE_NODEST_CONN),
+            steps: vec![
+                new_flow("SYN", &http(2011, SYN), &A, &HTTP, SYN_RECV).into(),
+                known_flow("ACK", &http(2011, ACK), &A, &HTTP, ESTABLISHED).into(),
+                apply("A removed", removed(&A)),
+                Send::pass("data", data(2011, 10).bytes(), Stat::PassNotSyn)
+                    .expect([Expect::ConnCount(0)])
+                    .into(),
+                new_flow(
+                    "SYN again, same ports",
+                    &http(2011, SYN),
+                    &B,
+                    &HTTP,
+                    SYN_RECV,
+                )
+                .into(),
+            ],
+        },
+        Fixture {
+            name: "expire_nodest_conn: a SYN on the ports of an ESTABLISHED flow to a real server of weight 0 is scheduled afresh (without it, it stays)",
+            setup: with_settings(http_world(&[&A, &B]), SETTINGS_F_EXPIRE_NODEST_CONN),
+            steps: vec![
+                new_flow("SYN", &http(2021, SYN), &A, &HTTP, SYN_RECV).into(),
+                known_flow("ACK", &http(2021, ACK), &A, &HTTP, ESTABLISHED).into(),
+                apply("A weight 0", {
+                    let mut changes = vec![edit_real(&A, &HTTP, |r| r.weight = 0)];
                     changes.extend(service_with_table(&HTTP, &[&B]));
                     changes
                 }),
-                known_flow("data", &data(2001, 10), &A, &HTTP, ESTABLISHED).into(),
-                new_flow("new flow", &http(2002, SYN), &B, &HTTP, SYN_RECV).into(),
-                new_flow("another new flow", &http(2003, SYN), &B, &HTTP, SYN_RECV).into(),
+                known_flow("data", &data(2021, 10), &A, &HTTP, ESTABLISHED).into(),
+                new_flow(
+                    "SYN again, same ports",
+                    &http(2021, SYN),
+                    &B,
+                    &HTTP,
+                    SYN_RECV,
+                )
+                .into(),
             ],
         },
         Fixture {
@@ -152,6 +220,57 @@ pub fn fixtures() -> Vec<Fixture> {
                     "SYN again, same ports",
                     &http(6001, SYN),
                     &B,
+                    &HTTP,
+                    SYN_RECV,
+                )
+                .into(),
+            ],
+        },
+        Fixture {
+            name: "conn_reuse_mode 1 (IPVS's default): a SYN on a FIN_WAIT entry of a DR flow stays with its real server",
+            setup: http_world(&[&A, &B]),
+            steps: vec![
+                new_flow("SYN", &http(6101, SYN), &A, &HTTP, SYN_RECV).into(),
+                known_flow("ACK", &http(6101, ACK), &A, &HTTP, ESTABLISHED).into(),
+                known_flow("FIN", &http(6101, FIN | ACK), &A, &HTTP, FIN_WAIT).into(),
+                known_flow(
+                    "SYN again, same ports",
+                    &http(6101, SYN),
+                    &A,
+                    &HTTP,
+                    SYN_RECV,
+                )
+                .into(),
+            ],
+        },
+        Fixture {
+            name: "conn_reuse_mode 2: a SYN on a FIN_WAIT entry of a DR flow is a new connection, scheduled afresh",
+            setup: with_settings(http_world(&[&A, &B]), SETTINGS_F_CONN_REUSE_FIN_WAIT),
+            steps: vec![
+                new_flow("SYN", &http(6111, SYN), &A, &HTTP, SYN_RECV).into(),
+                known_flow("ACK", &http(6111, ACK), &A, &HTTP, ESTABLISHED).into(),
+                known_flow("FIN", &http(6111, FIN | ACK), &A, &HTTP, FIN_WAIT).into(),
+                new_flow(
+                    "SYN again, same ports",
+                    &http(6111, SYN),
+                    &B,
+                    &HTTP,
+                    SYN_RECV,
+                )
+                .into(),
+            ],
+        },
+        Fixture {
+            name: "conn_reuse_mode 0: a SYN on a CLOSE entry continues it",
+            setup: with_settings(http_world(&[&A, &B]), SETTINGS_F_CONN_REUSE_OFF),
+            steps: vec![
+                new_flow("SYN", &http(6121, SYN), &A, &HTTP, SYN_RECV).into(),
+                known_flow("ACK", &http(6121, ACK), &A, &HTTP, ESTABLISHED).into(),
+                known_flow("RST", &http(6121, RST | ACK), &A, &HTTP, CLOSE).into(),
+                known_flow(
+                    "SYN again, same ports",
+                    &http(6121, SYN),
+                    &A,
                     &HTTP,
                     SYN_RECV,
                 )

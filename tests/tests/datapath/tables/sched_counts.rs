@@ -725,6 +725,26 @@ fn thresholds() -> Vec<Fixture> {
     ]
 }
 
+/// A persistent rr service with A in its table, B quiesced (weight 0, out of the table) and
+/// a live template sending the client to B; the sysctls `settings`.
+fn quiesced_template(key: PersistKey, settings: u32) -> Vec<Change> {
+    let mut setup = service_world(&HTTP, scheduler::RR, Some(PERSIST_HOST), &[rs(&A, 1, 0, 0)]);
+    setup.push(Change::Real {
+        id: B.id,
+        real: RealServer {
+            weight: 0,
+            ..real_server(&B, &HTTP)
+        },
+    });
+    setup.push(Change::Persist {
+        key,
+        real: B.id,
+        age: Duration::from_secs(1),
+    });
+    setup.push(Change::Settings(lb_common::Settings { flags: settings }));
+    setup
+}
+
 fn persistence() -> Vec<Fixture> {
     let key = |client| persist_key(&HTTP, client, HOST_MASK);
     let rr_ab = |persistence| {
@@ -890,6 +910,40 @@ fn persistence() -> Vec<Fixture> {
                     .expect([Expect::Persist {
                         key: key(CLIENT),
                         real: B.id,
+                    }])
+                    .into(),
+            ],
+        },
+        Fixture {
+            name: "-p: a SYN on the ports of a CLOSE'd connection continues it (IPVS never reschedules a connection its persistence template controls)",
+            setup: rr_ab(PERSIST_HOST),
+            steps: vec![
+                new_flow("SYN", &http(9601, SYN), &A, &HTTP, SYN_RECV).into(),
+                known_flow("ACK", &http(9601, ACK), &A, &HTTP, ESTABLISHED).into(),
+                known_flow("RST", &http(9601, RST | ACK), &A, &HTTP, CLOSE).into(),
+                known_flow(
+                    "SYN again, same ports",
+                    &http(9601, SYN),
+                    &A,
+                    &HTTP,
+                    SYN_RECV,
+                )
+                .into(),
+            ],
+        },
+        Fixture {
+            name: "-p: a template naming a real server of weight 0 is still used (expire_quiescent_template 0, IPVS's default)",
+            setup: quiesced_template(key(CLIENT), 0),
+            steps: vec![persist_hit("SYN", &http(9611, SYN), &B, &HTTP).into()],
+        },
+        Fixture {
+            name: "-p, expire_quiescent_template: a template naming a real server of weight 0 is not used",
+            setup: quiesced_template(key(CLIENT), lb_common::SETTINGS_F_EXPIRE_QUIESCENT_TEMPLATE),
+            steps: vec![
+                new_flow("SYN", &http(9621, SYN), &A, &HTTP, SYN_RECV)
+                    .expect([Expect::Persist {
+                        key: key(CLIENT),
+                        real: A.id,
                     }])
                     .into(),
             ],
