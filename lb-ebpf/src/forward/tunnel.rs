@@ -17,7 +17,13 @@ use aya_ebpf::{
 use lb_common::{Iface, REAL_F_RESOLVED, RealServer, Stat};
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
-use crate::{Verdict, drop, fib, icmp, ip, parse::L3_OFFSET, ptr, stage::Packet, stats};
+use crate::{
+    Verdict, drop, fib, icmp, ip,
+    parse::{IPPROTO_ICMP, L3_OFFSET},
+    ptr,
+    stage::Packet,
+    stats,
+};
 
 const IPPROTO_IPIP: u8 = 4;
 const OUTER_TTL: u8 = 64;
@@ -48,8 +54,10 @@ pub fn forward(
         .ok_or_else(|| drop(Stat::DropFib))?;
 
     if real.mtu != 0 && u32::from(outer_len) > real.mtu {
-        if df == 0 {
-            // XDP cannot fragment; the kernel would. Count it rather than lose it silently.
+        // XDP cannot fragment (IPVS would fragment the outer packet): count it rather than
+        // lose it silently. Nor is an ICMP error we relay ever answered with one (RFC 1122
+        // 3.2.2: no ICMP error about an ICMP error).
+        if df == 0 || packet.flow.proto == IPPROTO_ICMP {
             return Err(drop(Stat::DropFib));
         }
         // The client's packet must shrink by our header for the path to carry it.

@@ -401,6 +401,39 @@ pub fn fixtures() -> Vec<Fixture> {
                 steps: vec![relayed_tun("frag-needed", &error, &A).into()],
             }
         },
+        {
+            let port = 45006;
+            let mut error = from_client_side(
+                CLIENT_PATH_ROUTER,
+                VIP,
+                frag_needed(OTHER_MTU, quote(&http_reply(port), 0)),
+            );
+            error.ipv4_mut().dont_fragment = true;
+            Fixture {
+                name: "TUN: an error too big for the tunnel (DF set) is dropped (drop_fib), never answered with frag-needed: no ICMP error about an ICMP error (RFC 1122)",
+                setup: {
+                    let mut setup = tun_world();
+                    // 76 bytes in IP-in-IP: more than this path carries.
+                    setup.push(edit_real(&A, &HTTP, |e| {
+                        e.method = method::TUNNEL;
+                        e.mtu = 70;
+                    }));
+                    setup.push(Change::Conn {
+                        flow: flow_of(&http(port, ACK)),
+                        conn: Conn {
+                            real: A.id,
+                            service: HTTP.id,
+                            vaddr: addr(VIP),
+                            vport: HTTP.port.to_be(),
+                            state: ESTABLISHED,
+                            ..Conn::default()
+                        },
+                    });
+                    setup
+                },
+                steps: vec![Send::drop("frag-needed", error.bytes(), Stat::DropFib).into()],
+            }
+        },
     ];
     fixtures.extend(passed());
     fixtures
