@@ -193,6 +193,7 @@ pub struct TestbedBuilder {
     prefix: Option<String>,
     subnet: Option<Ipv4Addr>,
     backup_director: bool,
+    vip_is_director_address: bool,
 }
 
 impl Default for TestbedBuilder {
@@ -204,6 +205,7 @@ impl Default for TestbedBuilder {
             prefix: None,
             subnet: None,
             backup_director: false,
+            vip_is_director_address: false,
         }
     }
 }
@@ -234,6 +236,14 @@ impl TestbedBuilder {
     /// ports.
     pub fn xdp_mode(mut self, mode: XdpMode) -> Self {
         self.xdp_mode = mode;
+        self
+    }
+
+    /// NAT only: the VIP is the director's own external address, as in seed 001 (the
+    /// director's kernel owns it: what lb does not balance, it answers itself), instead of
+    /// an address of its own.
+    pub fn vip_is_director_address(mut self) -> Self {
+        self.vip_is_director_address = true;
         self
     }
 
@@ -406,7 +416,12 @@ impl TestbedBuilder {
                     at(rs_subnet, GATEWAY_HOST),
                 );
                 director.ns.sysctl("net.ipv4.ip_forward", "1");
-                (at(subnet, VIP_HOST), Some(at(rs_subnet, GATEWAY_HOST)))
+                let vip = if self.vip_is_director_address {
+                    at(subnet, DIRECTOR_HOST)
+                } else {
+                    at(subnet, VIP_HOST)
+                };
+                (vip, Some(at(rs_subnet, GATEWAY_HOST)))
             }
             Topology::NatOneArm => {
                 let mut r = Host::new("router", &prefix);
@@ -450,7 +465,11 @@ impl TestbedBuilder {
             );
             d
         });
-        if director2.is_none() {
+        assert!(
+            !self.vip_is_director_address || self.topology == Topology::Nat,
+            "vip_is_director_address is for the NAT topology"
+        );
+        if director2.is_none() && !self.vip_is_director_address {
             // Seed 000: `ifconfig enp0s3:0 VIP netmask 255.255.255.255 up` on the director;
             // seed 001's VIP is an address of the external NIC too. A pair's VIP is VRRP's.
             director.ns.run(&[

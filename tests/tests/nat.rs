@@ -232,7 +232,42 @@ fn rr_with_native_xdp_redirects_between_the_two_nics() {
 /// counted on their way back through the director (OutPkts, OutBytes).
 #[test]
 fn ab_5000_requests_100_concurrent_all_succeed_and_are_counted() {
-    let mut tb = nat_testbed(Topology::Nat);
+    let tb = nat_testbed(Topology::Nat);
+    ab_5000_with_wrr_3_to_1(tb);
+}
+
+/// Seed 001 exactly: the VIP is the director's own external address (its kernel owns it, so
+/// whatever lb does not balance reaches the director's stack), generic XDP (`--xdp-mode
+/// skb`), `-E -s wrr` over weights 3:1, `ab -n 5000 -c 100`.
+#[test]
+fn seed_001_exact_vip_is_the_directors_own_address() {
+    let mut tb = Testbed::builder()
+        .topology(Topology::Nat)
+        .real_servers(2)
+        .vip_is_director_address()
+        .xdp_mode(XdpMode::Skb)
+        .build();
+    tb.start_lbd();
+    ab_5000_with_wrr_3_to_1(tb);
+}
+
+/// [`seed_001_exact_vip_is_the_directors_own_address`] with native XDP.
+#[test]
+fn seed_001_exact_vip_is_the_directors_own_address_native() {
+    let mut tb = Testbed::builder()
+        .topology(Topology::Nat)
+        .real_servers(2)
+        .vip_is_director_address()
+        .xdp_mode(XdpMode::Native)
+        .build();
+    tb.start_lbd();
+    ab_5000_with_wrr_3_to_1(tb);
+}
+
+/// Seed 001's service with `-E -s wrr`, then `ab -n 5000 -c 100` through it: every request
+/// succeeds, every packet the client sees comes from the VIP, and the counters split the
+/// connections exactly as wrr's 3:1 sequence says.
+fn ab_5000_with_wrr_3_to_1(mut tb: Testbed) {
     configure_seed_001(&tb);
     let vip = tb.vip_port(SERVICE_PORT);
     adm(&tb, &format!("-E -t {vip} -s wrr"));
