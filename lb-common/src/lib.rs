@@ -617,10 +617,13 @@ pub enum Stat {
     /// A header the parser checked was found short when a stage came to rewrite it (a bug
     /// if it ever counts): dropped.
     DropMalformed,
+    /// A NAT connection's reply entry, evicted apart from the client's, put back by the
+    /// client's next packet.
+    ReplyRestored,
 }
 
 impl Stat {
-    pub const COUNT: u32 = Stat::DropMalformed as u32 + 1;
+    pub const COUNT: u32 = Stat::ReplyRestored as u32 + 1;
 
     pub const ALL: [Stat; Stat::COUNT as usize] = [
         Stat::Rx,
@@ -652,6 +655,7 @@ impl Stat {
         Stat::PassNotSyn,
         Stat::DropNoDest,
         Stat::DropMalformed,
+        Stat::ReplyRestored,
     ];
 
     /// Stable snake_case name, used in logs and metrics.
@@ -686,6 +690,7 @@ impl Stat {
             Stat::PassNotSyn => "pass_not_syn",
             Stat::DropNoDest => "drop_no_dest",
             Stat::DropMalformed => "drop_malformed",
+            Stat::ReplyRestored => "reply_restored",
         }
     }
 }

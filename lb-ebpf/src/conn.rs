@@ -15,6 +15,7 @@ use lb_common::{
 use crate::{
     Verdict, counts, drop,
     maps::{self, CONNS, PERSIST},
+    parse::IPPROTO_ICMP,
     stage::Packet,
     stats,
 };
@@ -167,6 +168,30 @@ fn expire(flow: &FlowKey, conn: &Conn, real: &RealServer) {
         let _ = CONNS.remove(&reply_key(flow, real));
     }
     let _ = CONNS.remove(flow);
+}
+
+/// A NAT connection's two entries live in one LRU table and may be evicted apart: when the
+/// reply entry has gone while the client's is still used, the client's packet puts it back
+/// before the real server answers (otherwise the answer would reach the kernel unrewritten,
+/// and the client would see the real server's own address).
+#[inline(always)]
+pub fn keep_reply_entry(packet: &Packet, conn: &Conn, real: &RealServer) {
+    if packet.flow.proto == IPPROTO_ICMP {
+        // A relayed ICMP error: its `flow` is the error's, not the connection's.
+        return;
+    }
+    let key = reply_key(&packet.flow, real);
+    // SAFETY: read only to test presence.
+    if unsafe { CONNS.get(&key) }.is_some() {
+        return;
+    }
+    let reply = Conn {
+        flags: CONN_F_REPLY,
+        ..*conn
+    };
+    if CONNS.insert(&key, &reply, 0).is_ok() {
+        stats::count(Stat::ReplyRestored);
+    }
 }
 
 /// The key of a NAT connection's reply entry: the real server's address and port to the

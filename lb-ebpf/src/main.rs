@@ -164,9 +164,10 @@ pub fn lb_tunnel(ctx: XdpContext) -> u32 {
 /// NAT (`-m`), client to real server.
 #[xdp]
 pub fn lb_masq(ctx: XdpContext) -> u32 {
-    verdict(
-        stage::carry().and_then(|carry| forward::nat::forward(&ctx, &carry.packet, &carry.real)),
-    )
+    verdict(stage::carry().and_then(|carry| {
+        conn::keep_reply_entry(&carry.packet, &carry.conn, &carry.real);
+        forward::nat::forward(&ctx, &carry.packet, &carry.real)
+    }))
 }
 
 /// NAT, the real server's reply back to the client.

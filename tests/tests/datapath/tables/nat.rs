@@ -654,6 +654,41 @@ pub fn fixtures(net: &NatNet) -> Vec<Fixture> {
             }
         },
         {
+            let port = 43013;
+            let syn = http(port, SYN);
+            let ack = http(port, ACK);
+            let synack = reply(net, &A, Tcp::new(HTTP_RPORT, port, SYN | ACK));
+            let reply_flow = flow_of(&synack);
+            Fixture {
+                name: "a reply entry evicted apart from the client's is put back by the client's next packet (reply_restored), so the real server's answer is still translated, never leaked",
+                setup: nat_world(net, &[&A]),
+                steps: vec![
+                    to_real("SYN", net, &syn, &A, &HTTP, HTTP_RPORT, true, SYN_RECV).into(),
+                    Step::Apply {
+                        what: "reply entry evicted",
+                        changes: vec![Change::RemoveConn(reply_flow)],
+                    },
+                    to_real("ACK", net, &ack, &A, &HTTP, HTTP_RPORT, false, ESTABLISHED)
+                        .counts(&[Stat::ReplyRestored])
+                        .expect([Expect::ConnEntry {
+                            flow: reply_flow,
+                            conn: reply_entry(&A, &HTTP, ESTABLISHED),
+                        }])
+                        .into(),
+                    to_client(
+                        "SYN-ACK",
+                        net,
+                        &synack,
+                        &A,
+                        &HTTP,
+                        flow_of(&syn),
+                        ESTABLISHED,
+                    )
+                    .into(),
+                ],
+            }
+        },
+        {
             // Two clients, the same source port, one real server: four entries, no crosstalk.
             let mut other = http(43012, SYN);
             other.ipv4_mut().src = crate::world::CLIENT_2;
