@@ -194,6 +194,24 @@ pub struct FlowKey {
 }
 const _: () = assert!(size_of::<FlowKey>() == 16);
 
+/// An IPv4 datagram's fragments, as IP reassembly tells them apart (RFC 791): source,
+/// destination, identification and protocol, in network order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FragKey {
+    pub saddr: u32,
+    pub daddr: u32,
+    pub id: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+const _: () = assert!(size_of::<FragKey>() == 12);
+
+/// Datagrams whose later fragments the data path can follow at once (LRU hash entries): the
+/// first fragment, which carries the ports, records its flow; the later ones, which do not,
+/// go where it went.
+pub const FRAG_TABLE_SIZE: u32 = 16 * 1024;
+
 /// Connection-table entry: where a flow goes.
 ///
 /// A NAT connection has two entries: the client's direction (`flags` without
@@ -558,7 +576,8 @@ pub enum Stat {
     Rx = 0,
     /// Not IPv4 (ARP, IPv6, ...): passed to the kernel.
     PassNotIpv4,
-    /// IPv4 fragment: passed to the kernel.
+    /// An IPv4 fragment lb cannot place: a later fragment whose first one was not seen (or
+    /// not balanced), a fragmented ICMP message: passed to the kernel.
     PassFragment,
     /// Not TCP/UDP, or not to a configured service: passed.
     PassNotService,
@@ -620,10 +639,13 @@ pub enum Stat {
     /// A NAT connection's reply entry, evicted apart from the client's, put back by the
     /// client's next packet.
     ReplyRestored,
+    /// A later fragment (no ports) matched to its datagram's first fragment, whose flow it
+    /// then follows (to the same real server, if that flow has a connection).
+    Fragment,
 }
 
 impl Stat {
-    pub const COUNT: u32 = Stat::ReplyRestored as u32 + 1;
+    pub const COUNT: u32 = Stat::Fragment as u32 + 1;
 
     pub const ALL: [Stat; Stat::COUNT as usize] = [
         Stat::Rx,
@@ -656,6 +678,7 @@ impl Stat {
         Stat::DropNoDest,
         Stat::DropMalformed,
         Stat::ReplyRestored,
+        Stat::Fragment,
     ];
 
     /// Stable snake_case name, used in logs and metrics.
@@ -691,6 +714,7 @@ impl Stat {
             Stat::DropNoDest => "drop_no_dest",
             Stat::DropMalformed => "drop_malformed",
             Stat::ReplyRestored => "reply_restored",
+            Stat::Fragment => "fragment",
         }
     }
 }
@@ -714,6 +738,7 @@ pub mod maps {
     pub const FILTER: &str = "FILTER";
     pub const IFACES_VERSION: &str = "IFACES_VERSION";
     pub const SETTINGS: &str = "SETTINGS";
+    pub const FRAGS: &str = "FRAGS";
 }
 
 /// The data path as separate XDP programs, each verified on its own (the kernel's verifier
@@ -766,6 +791,7 @@ mod pod {
     unsafe impl aya::Pod for Service {}
     unsafe impl aya::Pod for RealServer {}
     unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for FragKey {}
     unsafe impl aya::Pod for Conn {}
     unsafe impl aya::Pod for Iface {}
     unsafe impl aya::Pod for Counters {}

@@ -16,7 +16,7 @@ use crate::{
     Verdict, counts, drop,
     maps::{self, CONNS, PERSIST},
     parse::IPPROTO_ICMP,
-    stage::Packet,
+    stage::{LATER_FRAGMENT, Packet},
     stats,
 };
 
@@ -216,6 +216,10 @@ fn reply_key(flow: &FlowKey, real: &RealServer) -> FlowKey {
 /// connections.
 #[inline(always)]
 pub fn may_open(packet: &Packet) -> Result<(), Verdict> {
+    if packet.fragment == LATER_FRAGMENT {
+        // Its first fragment opened no connection (or it was evicted): nothing to follow.
+        return Err(crate::pass(Stat::PassFragment));
+    }
     if packet.flow.proto != IPPROTO_TCP {
         return Ok(());
     }

@@ -38,6 +38,7 @@ mod counts;
 mod decap;
 mod fib;
 mod forward;
+mod frag;
 mod icmp;
 mod ip;
 mod locality;
@@ -76,14 +77,23 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
 fn process(ctx: &XdpContext) -> Result<Verdict, Verdict> {
     let carry = stage::carry()?;
     let kind = parse::parse(ctx, &mut carry.packet, &mut carry.quote)?;
-    // Most traffic that is not ours leaves here, at the cost of two bit tests. (ICMP errors
-    // are looked at by what they quote, not by their own addresses.)
-    if kind == Kind::Flow && !maps::maybe_ours(&carry.packet.flow) {
-        return Err(pass(Stat::PassNotService));
+    match kind {
+        // Most traffic that is not ours leaves here, at the cost of two bit tests.
+        Kind::Flow if !maps::maybe_ours(&carry.packet.flow) => {
+            return Err(pass(Stat::PassNotService));
+        }
+        Kind::Flow => {}
+        // Only fragments of datagrams whose first fragment was ours are placed.
+        Kind::LaterFragment => frag::resolve(&mut carry.packet)?,
+        // ICMP errors are looked at by what they quote, not by their own addresses.
+        Kind::IcmpError => {}
     }
     parse::for_this_host(ctx, carry)?;
     if kind == Kind::IcmpError {
         return Ok(jump(ctx, ICMP));
+    }
+    if carry.packet.fragment == stage::FIRST_FRAGMENT {
+        frag::remember(&carry.packet);
     }
     let packet = &carry.packet;
     match conn::lookup(packet, &mut carry.conn, &mut carry.real)? {

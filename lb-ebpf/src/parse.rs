@@ -3,7 +3,8 @@
 //! the carry (a map value) field by field, never built on the stack as an enum: the compiler
 //! would share stack slots between the variants, and older verifiers refuse reads of slots a
 //! path never wrote. Anything we do not balance (ARP,
-//! IPv6, fragments, other protocols, malformed headers) is handed to the kernel untouched.
+//! IPv6, fragments we cannot place, other protocols, malformed headers) is handed to the
+//! kernel untouched.
 
 use aya_ebpf::programs::XdpContext;
 use lb_common::{FlowKey, IPPROTO_TCP, IPPROTO_UDP, Stat};
@@ -16,7 +17,7 @@ use crate::{
     Verdict,
     maps::{IFACES, IFACES_VERSION},
     pass, ptr,
-    stage::{Carry, Packet, Quote},
+    stage::{Carry, FIRST_FRAGMENT, LATER_FRAGMENT, Packet, Quote, WHOLE},
 };
 
 /// Offset of the IPv4 header (no VLAN tags: lb attaches to the interface that carries them off).
@@ -25,8 +26,11 @@ pub const L3_OFFSET: usize = EthHdr::LEN;
 /// What a frame turned out to be.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// A TCP or UDP packet, summarised in the carry's `packet`.
+    /// A TCP or UDP packet, summarised in the carry's `packet` (its first fragment, too).
     Flow,
+    /// A later fragment of a TCP or UDP datagram: addresses, protocol and IP ID in the
+    /// carry's `packet`, ports unknown until its first fragment's flow is found (`frag`).
+    LaterFragment,
     /// An ICMP error quoting a TCP/UDP packet: the error in `packet`, the quote in `quote`.
     IcmpError,
 }
@@ -41,6 +45,8 @@ const ICMP_HEADER: usize = 8;
 const IP_MF_OR_OFFSET: u16 = 0x3fff;
 /// Fragment offset mask alone.
 const IP_OFFSET: u16 = 0x1fff;
+/// "More fragments" flag.
+const IP_MF: u16 = 0x2000;
 /// Byte offset of the flags in the TCP header.
 const TCP_FLAGS_OFFSET: usize = 13;
 
@@ -107,18 +113,43 @@ pub fn parse(ctx: &XdpContext, packet: &mut Packet, quote: &mut Quote) -> Result
     if usize::from(u16::from_be_bytes(ip.tot_len)) > ctx.data_end() - ctx.data() - L3_OFFSET {
         return Err(pass(Stat::PassMalformed));
     }
-    if u16::from_be_bytes(ip.frags) & IP_MF_OR_OFFSET != 0 {
-        return Err(pass(Stat::PassFragment));
-    }
+    let frags = u16::from_be_bytes(ip.frags);
     let proto = ip.proto;
     let l4_offset = L3_OFFSET + ihl;
     if proto == IPPROTO_ICMP {
+        if frags & IP_MF_OR_OFFSET != 0 {
+            return Err(pass(Stat::PassFragment));
+        }
         icmp_error(ctx, ip, l4_offset, packet, quote)?;
         return Ok(Kind::IcmpError);
     }
     if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
         return Err(pass(Stat::PassNotService));
     }
+    packet.ip_len = u16::from_be_bytes(ip.tot_len);
+    packet.ip_id = u16::from_ne_bytes(ip.id);
+    packet.l4_offset = l4_offset as u8;
+    packet._pad = 0;
+    if frags & IP_OFFSET != 0 {
+        // Payload only: the ports are in the first fragment.
+        packet.flow = FlowKey {
+            saddr: u32::from_ne_bytes(ip.src_addr),
+            daddr: u32::from_ne_bytes(ip.dst_addr),
+            sport: 0,
+            dport: 0,
+            proto,
+            _pad: 0,
+            _pad16: 0,
+        };
+        packet.tcp_flags = 0;
+        packet.fragment = LATER_FRAGMENT;
+        return Ok(Kind::LaterFragment);
+    }
+    packet.fragment = if frags & IP_MF != 0 {
+        FIRST_FRAGMENT
+    } else {
+        WHOLE
+    };
 
     // Source and destination ports are the first four bytes of both TCP and UDP headers.
     let ports = ptr::at::<[u8; 4]>(ctx, l4_offset).ok_or_else(|| pass(Stat::PassMalformed))?;
@@ -143,8 +174,6 @@ pub fn parse(ctx: &XdpContext, packet: &mut Packet, quote: &mut Quote) -> Result
         _pad: 0,
         _pad16: 0,
     };
-    packet.l4_offset = l4_offset as u8;
-    packet.ip_len = u16::from_be_bytes(ip.tot_len);
     packet.tcp_flags = tcp_flags;
     Ok(Kind::Flow)
 }
@@ -203,6 +232,9 @@ fn icmp_error(
     packet.l4_offset = icmp_offset as u8;
     packet.ip_len = u16::from_be_bytes(ip.tot_len);
     packet.tcp_flags = 0;
+    packet.ip_id = u16::from_ne_bytes(ip.id);
+    packet.fragment = WHOLE;
+    packet._pad = 0;
     quote.flow = FlowKey {
         saddr: u32::from_ne_bytes(quoted.src_addr),
         daddr: u32::from_ne_bytes(quoted.dst_addr),

@@ -39,9 +39,23 @@ pub struct Packet {
     /// knows it by (kernels before 6.3 do not learn a packet range from a check against
     /// `data_end` for an offset that may exceed 64 KiB).
     pub l4_offset: u8,
-    /// TCP flags byte (0 for UDP and ICMP).
+    /// TCP flags byte (0 for UDP and ICMP, and for a later fragment, which has no header).
     pub tcp_flags: u8,
+    /// The IP identification (network order): with the addresses and protocol, what a
+    /// datagram's fragments share.
+    pub ip_id: u16,
+    /// [`WHOLE`], [`FIRST_FRAGMENT`] (has the ports, more follow) or [`LATER_FRAGMENT`] (no
+    /// ports: `flow` is its first fragment's).
+    pub fragment: u8,
+    pub _pad: u8,
 }
+
+/// A datagram in one piece.
+pub const WHOLE: u8 = 0;
+/// The first fragment of a datagram (offset 0, more fragments).
+pub const FIRST_FRAGMENT: u8 = 1;
+/// A fragment after the first: payload only.
+pub const LATER_FRAGMENT: u8 = 2;
 
 /// The packet an ICMP error quotes.
 #[repr(C)]

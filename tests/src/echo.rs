@@ -103,7 +103,7 @@ pub fn udp_exchange(
     socket
         .set_read_timeout(Some(Duration::from_secs(2)))
         .map_err(|e| format!("setting a timeout: {e}"))?;
-    let mut buf = [0u8; 2048];
+    let mut buf = vec![0u8; 65536];
     let mut last = String::new();
     for _ in 0..attempts.max(1) {
         socket

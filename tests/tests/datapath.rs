@@ -137,6 +137,16 @@ fn nat() {
     });
 }
 
+/// Fragments of balanced datagrams follow their first fragment.
+#[test]
+fn fragments() {
+    run_table("frags", tables::frags::fixtures());
+    in_fresh_netns(|| {
+        let net = NatNet::build(true);
+        run_table("frags-nat", tables::frags::nat_fixtures(&net));
+    });
+}
+
 /// ICMP errors about balanced connections: relayed to DR and TUN real servers.
 #[test]
 fn icmp_errors_relayed() {

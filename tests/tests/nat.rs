@@ -594,3 +594,34 @@ fn one_arm_nat_serves_a_client_behind_a_router() {
         .unwrap_or_else(|e| panic!("{vip23}: {e}"));
     assert_eq!(answer, "rs1\nhello\n", "the echo through {vip23}");
 }
+
+/// Datagrams larger than the path MTU travel in fragments: the first carries the ports and
+/// is balanced, the later ones follow it to the same real server; the real server's answer,
+/// fragmented too, comes back from the VIP. (IPVS answers these; before, lb passed every
+/// fragment to the director's kernel and no answer came.)
+#[test]
+fn large_udp_datagrams_travel_in_fragments_both_ways() {
+    let tb = nat_testbed(Topology::Nat);
+    let vip = tb.vip_port(UDP_ECHO_PORT);
+    adm(&tb, "-C");
+    adm(&tb, &format!("-A -u {vip} -s rr"));
+    for i in 1..=2 {
+        adm(
+            &tb,
+            &format!("-a -u {vip} -r {}:{UDP_ECHO_PORT} -m", tb.rip(i)),
+        );
+    }
+    let expected_from: SocketAddr = vip.parse().expect("VIP:port");
+    for size in [3000, 6000] {
+        let query: String = (0..size).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+        let answer = tb
+            .udp_echo_vip(UDP_ECHO_PORT, &query)
+            .unwrap_or_else(|e| panic!("a {size}-byte query to {vip}: {e}"));
+        assert_eq!(answer.from, expected_from, "{size} bytes: {answer:?}");
+        assert!(
+            answer.text.ends_with(&format!(" {query}\n")),
+            "{size} bytes: the whole query echoed, got {} bytes",
+            answer.text.len()
+        );
+    }
+}

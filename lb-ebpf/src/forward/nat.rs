@@ -8,7 +8,13 @@ use aya_ebpf::programs::XdpContext;
 use lb_common::{Conn, IPPROTO_TCP, RealServer, Stat, csum};
 use network_types::ip::Ipv4Hdr;
 
-use crate::{Verdict, drop, fib, parse::L3_OFFSET, ptr, stage::Packet, stats};
+use crate::{
+    Verdict, drop, fib,
+    parse::L3_OFFSET,
+    ptr,
+    stage::{LATER_FRAGMENT, Packet},
+    stats,
+};
 
 /// Offsets of the checksum field in the TCP and UDP headers.
 const TCP_CHECK: usize = 16;
@@ -64,7 +70,8 @@ fn route(ctx: &XdpContext, src: u32, dst: u32) -> Result<fib::NextHop, Verdict> 
 
 /// Replaces one address (at `addr_at` in the IP header) and one port (at `port_at` in the
 /// L4 header), fixing the IP and L4 checksums, and takes one off the TTL as the kernel's
-/// forwarding does ([`crate::ip::forward_hop`]).
+/// forwarding does ([`crate::ip::forward_hop`]). A later fragment has no L4 header: only its
+/// address changes (the first fragment's L4 checksum covers the whole datagram's).
 #[inline(always)]
 #[expect(clippy::too_many_arguments, reason = "one rewrite, spelled out")]
 fn rewrite(
@@ -80,18 +87,25 @@ fn rewrite(
     let ip = ptr::at_mut::<Ipv4Hdr>(ctx, L3_OFFSET).ok_or_else(|| drop(Stat::DropMalformed))?;
     let addr =
         ptr::at_mut::<u32>(ctx, L3_OFFSET + addr_at).ok_or_else(|| drop(Stat::DropMalformed))?;
+    // SAFETY: `at_mut` checked the IPv4 header; no other reference to it is live.
+    crate::ip::forward_hop(unsafe { &mut *ip })?;
+    // SAFETY: both pointers were bounds-checked by `at_mut` just above; header fields in a
+    // packet need not be aligned, so they are read and written unaligned.
+    unsafe {
+        let ip_check = u16::from_ne_bytes((*ip).check);
+        (*ip).check = csum::replace32(ip_check, old_addr, new_addr).to_ne_bytes();
+        addr.write_unaligned(new_addr);
+    }
+    if packet.fragment == LATER_FRAGMENT {
+        return Ok(());
+    }
     let port = ptr::at_mut::<u16>(ctx, packet.l4_offset as usize + port_at)
         .ok_or_else(|| drop(Stat::DropMalformed))?;
     let is_tcp = packet.flow.proto == IPPROTO_TCP;
     let check_at = packet.l4_offset as usize + if is_tcp { TCP_CHECK } else { UDP_CHECK };
     let l4_check = ptr::at_mut::<u16>(ctx, check_at).ok_or_else(|| drop(Stat::DropMalformed))?;
-    // SAFETY: `at_mut` checked the IPv4 header; no other reference to it is live.
-    crate::ip::forward_hop(unsafe { &mut *ip })?;
-    // SAFETY: every pointer was bounds-checked by `at_mut` just above; header fields in a
-    // packet need not be aligned, so they are read and written unaligned.
+    // SAFETY: as above.
     unsafe {
-        let ip_check = u16::from_ne_bytes((*ip).check);
-        (*ip).check = csum::replace32(ip_check, old_addr, new_addr).to_ne_bytes();
         let old_l4 = l4_check.read_unaligned();
         // The L4 checksum covers the pseudo-header (addresses) and the ports.
         let updated = csum::replace16(
@@ -104,7 +118,6 @@ fn rewrite(
         } else {
             csum::udp_fixup(old_l4, updated)
         });
-        addr.write_unaligned(new_addr);
         port.write_unaligned(new_port);
     }
     Ok(())

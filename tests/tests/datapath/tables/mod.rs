@@ -4,6 +4,7 @@
 pub mod conns;
 pub mod decap;
 pub mod dr;
+pub mod frags;
 pub mod locality;
 pub mod nat;
 pub mod parse;
