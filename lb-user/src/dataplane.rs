@@ -273,6 +273,7 @@ impl Decap {
             maps::TX_PORTS,
             maps::SERVICE_STATS,
             maps::REAL_STATS,
+            maps::FRAGS,
         ] {
             loader.map_max_entries(name, 1);
         }
