@@ -59,7 +59,7 @@ pub enum DataplaneError {
     Attach {
         iface: String,
         mode: &'static str,
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
         hint: &'static str,
     },
     #[error("map {0} missing from the eBPF object")]
@@ -310,7 +310,7 @@ fn attach_with_fallback(
     Err(DataplaneError::Attach {
         iface: iface.to_owned(),
         mode: name,
-        source,
+        source: Box::new(source),
         hint: if name == "native" {
             " (the driver may lack native XDP: try --xdp-mode skb)"
         } else {

@@ -208,7 +208,7 @@ fn restart_nginx(tb: &Testbed, i: usize) -> Daemon {
 }
 
 /// 1. HTTP_GET health checks: a killed real server leaves the service within
-/// delay_loop × retry + slack while wrk runs, and comes back when it answers again.
+///    delay_loop × retry + slack while wrk runs, and comes back when it answers again.
 #[test]
 fn health_check_removes_and_restores_real_server() {
     let mut tb = Testbed::builder().build();
@@ -270,7 +270,7 @@ fn health_check_removes_and_restores_real_server() {
 }
 
 /// 2. inhibit_on_failure keeps a failed real server at weight 0; with every real server down
-/// the sorry_server (rs3) answers.
+///    the sorry_server (rs3) answers.
 #[test]
 fn inhibit_on_failure_and_sorry_server() {
     let tb = Testbed::builder().real_servers(3).build();
@@ -425,7 +425,7 @@ fn assert_file_line(text: &str, file: &Path, line: usize) {
 }
 
 /// 3. A keepalived.conf with the supported keywords loads; bad files are rejected with
-/// FILE:LINE at startup (lbd exits non-zero) and at reload (nothing changes).
+///    FILE:LINE at startup (lbd exits non-zero) and at reload (nothing changes).
 #[test]
 fn config_loads_and_bad_files_are_rejected() {
     let tb = Testbed::builder().real_servers(3).build();
@@ -576,7 +576,7 @@ impl Drop for HostBpffs {
 }
 
 /// 4. Hitless restart: SIGTERM an lbd started with `--on-exit keep`, start it again; wrk sees
-/// no failure and a slow download opened before completes intact.
+///    no failure and a slow download opened before completes intact.
 #[test]
 fn hitless_restart() {
     let mut tb = Testbed::builder().build();
@@ -729,7 +729,7 @@ fn metrics_report_connections_and_health() {
     let m = wait::wait_ok("12 connections counted", Duration::from_secs(10), || {
         let m = scrape(&tb, addr);
         match metric(&m, "lb_service_connections_total", &svc) {
-            Some(v) if v == 12.0 => Ok(m),
+            Some(12.0) => Ok(m),
             v => Err(format!("{v:?}\n{m}")),
         }
     });
@@ -742,7 +742,7 @@ fn metrics_report_connections_and_health() {
     wait::wait_ok("rs1 down in the metrics", HEALTH_TIMEOUT, || {
         let m = scrape(&tb, addr);
         match metric(&m, "lb_real_up", &rs1) {
-            Some(v) if v == 0.0 => Ok(()),
+            Some(0.0) => Ok(()),
             v => Err(format!("{v:?}\n{m}")),
         }
     });
@@ -750,7 +750,7 @@ fn metrics_report_connections_and_health() {
     wait::wait_ok("rs1 up again in the metrics", HEALTH_TIMEOUT, || {
         let m = scrape(&tb, addr);
         match metric(&m, "lb_real_up", &rs1) {
-            Some(v) if v == 1.0 => Ok(()),
+            Some(1.0) => Ok(()),
             v => Err(format!("{v:?}\n{m}")),
         }
     });

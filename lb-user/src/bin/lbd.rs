@@ -119,7 +119,7 @@ fn lbd_main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let result = match args.command {
+    match args.command {
         Some(Sub::Decap { ifaces, xdp_mode }) => runtime.block_on(decap(ifaces, xdp_mode)),
         Some(Sub::Reload { socket }) => {
             match lb_user::control::client::request(&socket, RequestBody::Reload)? {
@@ -132,8 +132,7 @@ fn lbd_main() -> anyhow::Result<()> {
             }
         }
         None => runtime.block_on(run(args)),
-    };
-    result
+    }
 }
 
 async fn decap(ifaces: Vec<String>, mode: AttachMode) -> anyhow::Result<()> {
