@@ -583,7 +583,8 @@ pub enum Stat {
     PassNotService,
     /// Headers shorter than they claim: passed to the kernel to deal with.
     PassMalformed,
-    /// A NAT packet whose TTL runs out here: passed to the kernel, which sends "time exceeded".
+    /// A NAT reply whose TTL runs out here: passed to the kernel, whose forwarding answers it
+    /// with "time exceeded" (as behind IPVS, which sees replies after the kernel's forwarding).
     PassTtlExpired,
     /// Forwarded to a real server by direct routing (`-g`), on any interface.
     TxRoute,
@@ -642,10 +643,15 @@ pub enum Stat {
     /// A later fragment (no ports) matched to its datagram's first fragment, whose flow it
     /// then follows (to the same real server, if that flow has a connection).
     Fragment,
+    /// A client's packet whose TTL runs out here: answered with ICMP "time exceeded", as IPVS
+    /// does for every method.
+    IcmpTimeExceeded,
+    /// A relayed ICMP error whose TTL runs out here: dropped (no ICMP error about an error).
+    DropTtlExpired,
 }
 
 impl Stat {
-    pub const COUNT: u32 = Stat::Fragment as u32 + 1;
+    pub const COUNT: u32 = Stat::DropTtlExpired as u32 + 1;
 
     pub const ALL: [Stat; Stat::COUNT as usize] = [
         Stat::Rx,
@@ -679,6 +685,8 @@ impl Stat {
         Stat::DropMalformed,
         Stat::ReplyRestored,
         Stat::Fragment,
+        Stat::IcmpTimeExceeded,
+        Stat::DropTtlExpired,
     ];
 
     /// Stable snake_case name, used in logs and metrics.
@@ -715,6 +723,8 @@ impl Stat {
             Stat::DropMalformed => "drop_malformed",
             Stat::ReplyRestored => "reply_restored",
             Stat::Fragment => "fragment",
+            Stat::IcmpTimeExceeded => "icmp_time_exceeded",
+            Stat::DropTtlExpired => "drop_ttl_expired",
         }
     }
 }

@@ -1,6 +1,9 @@
-//! ICMP "fragmentation needed" (type 3, code 4) back to the client, built in place from the
-//! packet that did not fit: RFC 792 asks for the original IP header and the first 8 bytes of
-//! its payload, which is what we keep.
+//! ICMP errors back to the client, built in place from the packet they are about: RFC 792
+//! asks for the original IP header and the first 8 bytes of its payload, which is what we
+//! keep. "Fragmentation needed" (type 3, code 4) for a packet too big for a tunnel, "time
+//! exceeded" (type 11, code 0) for one whose TTL runs out here, as IPVS sends them
+//! (`ensure_mtu_is_adequate`, `decrement_ttl`). Never about an ICMP error (RFC 1122): callers
+//! drop those instead.
 
 use aya_ebpf::{
     EbpfContext as _,
@@ -20,9 +23,35 @@ const ICMP_HEADER: usize = 8;
 /// Bytes of the original datagram's payload quoted after its header.
 const QUOTED_PAYLOAD: usize = 8;
 
-/// Turns the packet into the ICMP error for the client and sends it back out.
+const ICMP_TIME_EXCEEDED: u8 = 11;
+const ICMP_EXC_TTL: u8 = 0;
+
+/// "Fragmentation needed", with the MTU the path can carry.
 #[inline(always)]
 pub fn frag_needed(ctx: &XdpContext, packet: &Packet, mtu: u16) -> Result<Verdict, Verdict> {
+    error(ctx, packet, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, mtu)?;
+    stats::count(Stat::IcmpFragNeeded);
+    Ok(xdp_action::XDP_TX)
+}
+
+/// "Time exceeded in transit".
+#[inline(always)]
+pub fn time_exceeded(ctx: &XdpContext, packet: &Packet) -> Result<Verdict, Verdict> {
+    error(ctx, packet, ICMP_TIME_EXCEEDED, ICMP_EXC_TTL, 0)?;
+    stats::count(Stat::IcmpTimeExceeded);
+    Ok(xdp_action::XDP_TX)
+}
+
+/// Turns the packet into the ICMP error `icmp_type`/`code` (with `word` as the second half of
+/// its "rest of header": the MTU for frag-needed) for the client, ready to go back out.
+#[inline(always)]
+fn error(
+    ctx: &XdpContext,
+    packet: &Packet,
+    icmp_type: u8,
+    code: u8,
+    word: u16,
+) -> Result<(), Verdict> {
     let orig_eth = ptr::at::<EthHdr>(ctx, 0).ok_or_else(|| drop(Stat::DropMalformed))?;
     // SAFETY: `at` checked the Ethernet header.
     let (client_mac, our_mac) = unsafe { ((*orig_eth).src_addr, (*orig_eth).dst_addr) };
@@ -49,7 +78,7 @@ pub fn frag_needed(ctx: &XdpContext, packet: &Packet, mtu: u16) -> Result<Verdic
     }
     let keep = EthHdr::LEN + Ipv4Hdr::LEN + ICMP_HEADER + ihl + QUOTED_PAYLOAD;
     let len = ctx.data_end() - ctx.data();
-    // SAFETY: helper call; shrinking only (keep < len since the packet was too big to tunnel).
+    // SAFETY: helper call; shrinking only (a TCP/UDP packet has at least the 8 bytes quoted).
     if keep < len
         && unsafe { bpf_xdp_adjust_tail(ctx.as_ptr() as *mut _, -((len - keep) as i32)) } != 0
     {
@@ -75,8 +104,8 @@ pub fn frag_needed(ctx: &XdpContext, packet: &Packet, mtu: u16) -> Result<Verdic
         dst_addr: packet.flow.saddr.to_ne_bytes(),
     };
     header.check = ip::checksum(&header);
-    let type_code = u16::from_ne_bytes([ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED]);
-    let mtu_word = u16::from_ne_bytes(mtu.to_be_bytes());
+    let type_code = u16::from_ne_bytes([icmp_type, code]);
+    let mtu_word = u16::from_ne_bytes(word.to_be_bytes());
     // The quoted IP header has a valid checksum, so its words sum to 0xffff (zero in one's
     // complement): only our header and the quoted payload need summing.
     let mut sum = u32::from(type_code) + u32::from(mtu_word) + 0xffff;
@@ -94,6 +123,5 @@ pub fn frag_needed(ctx: &XdpContext, packet: &Packet, mtu: u16) -> Result<Verdic
         *ip = header;
         icmp.write_unaligned([type_code, check, 0, mtu_word]);
     }
-    stats::count(Stat::IcmpFragNeeded);
-    Ok(xdp_action::XDP_TX)
+    Ok(())
 }

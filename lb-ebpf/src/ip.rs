@@ -25,15 +25,15 @@ pub fn checksum(h: &Ipv4Hdr) -> [u8; 2] {
     csum::ipv4_header(&words).to_ne_bytes()
 }
 
-/// One hop forwarded, as the kernel's IP forwarding (which IPVS NAT goes through) does: the TTL
-/// goes down by one and the header checksum with it (RFC 1624). A packet whose TTL would run
-/// out here is left to the kernel untouched, which answers it with ICMP "time exceeded" (an
-/// ICMP error it just drops).
+/// One hop forwarded: the TTL goes down by one and the header checksum with it (RFC 1624), as
+/// IPVS does for every method (`decrement_ttl` in `ip_vs_xmit.c`) and the kernel's IP
+/// forwarding for what it routes. False, and the header untouched, when the TTL would run out
+/// here.
 #[inline(always)]
-pub fn forward_hop(h: &mut Ipv4Hdr) -> Result<(), Verdict> {
+pub fn decrement_ttl(h: &mut Ipv4Hdr) -> bool {
     let (ttl, proto) = (h.ttl, h.proto);
     if ttl <= 1 {
-        return Err(pass(Stat::PassTtlExpired));
+        return false;
     }
     let check = u16::from_ne_bytes(h.check);
     let check = csum::replace16(
@@ -43,5 +43,17 @@ pub fn forward_hop(h: &mut Ipv4Hdr) -> Result<(), Verdict> {
     );
     h.check = check.to_ne_bytes();
     h.ttl = ttl - 1;
-    Ok(())
+    true
+}
+
+/// A NAT reply's hop: one off the TTL; a reply whose TTL runs out here is left to the kernel
+/// untouched, whose forwarding answers it with ICMP "time exceeded" (IPVS sees replies after
+/// the kernel's forwarding has done so).
+#[inline(always)]
+pub fn reply_hop(h: &mut Ipv4Hdr) -> Result<(), Verdict> {
+    if decrement_ttl(h) {
+        Ok(())
+    } else {
+        Err(pass(Stat::PassTtlExpired))
+    }
 }

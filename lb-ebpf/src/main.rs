@@ -102,7 +102,7 @@ fn process(ctx: &XdpContext) -> Result<Verdict, Verdict> {
             if carry.real.method == lb_common::method::ROUTE {
                 // The hot path: an established DR connection, finished here (a MAC rewrite
                 // costs less than the tail call).
-                return forward::route::forward(ctx, &carry.real, &carry.ingress);
+                return forward::route::forward(ctx, &carry.packet, &carry.real, &carry.ingress);
             }
             Ok(forward::to_real(ctx, carry.real.method))
         }
@@ -155,7 +155,7 @@ fn schedule(ctx: &XdpContext, pick: conn::Picker) -> Result<Verdict, Verdict> {
 #[xdp]
 pub fn lb_route(ctx: XdpContext) -> u32 {
     verdict(stage::carry().and_then(|carry| {
-        let verdict = forward::route::forward(&ctx, &carry.real, &carry.ingress)?;
+        let verdict = forward::route::forward(&ctx, &carry.packet, &carry.real, &carry.ingress)?;
         relayed(&carry.packet);
         Ok(verdict)
     }))

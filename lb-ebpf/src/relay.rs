@@ -136,7 +136,10 @@ fn translate(ctx: &XdpContext, err: &Packet, quote: &Quote, r: &Rewrite) -> Resu
     let udp_check =
         ptr::at_mut::<u16>(ctx, quote.l4_offset as usize + UDP_CHECK).ok_or_else(bad)?;
     // SAFETY: `at_mut` checked the outer header; no other reference to it is live.
-    ip::forward_hop(unsafe { &mut *outer })?;
+    // One hop less; an error whose TTL runs out here is dropped (no error about an error).
+    if !ip::decrement_ttl(unsafe { &mut *outer }) {
+        return Err(crate::drop(Stat::DropTtlExpired));
+    }
     // SAFETY: every pointer was bounds-checked by `at_mut` just above; header fields in a
     // packet need not be aligned, so they are read and written unaligned.
     unsafe {

@@ -8,8 +8,32 @@ pub mod tunnel;
 
 use aya_ebpf::programs::XdpContext;
 use lb_common::{Stat, method, stage};
+use network_types::ip::Ipv4Hdr;
 
-use crate::{Verdict, drop, stage::jump};
+use crate::{
+    Verdict, drop, icmp, ip,
+    parse::{IPPROTO_ICMP, L3_OFFSET},
+    ptr,
+    stage::{Packet, jump},
+};
+
+/// One hop towards the real server, as IPVS's `decrement_ttl` does for every method: the
+/// client's packet loses one from its TTL; one whose TTL runs out here is answered with ICMP
+/// "time exceeded" (a relayed ICMP error is dropped instead: no error about an error).
+#[inline(always)]
+pub fn hop(ctx: &XdpContext, packet: &Packet) -> Result<(), Verdict> {
+    let ip = ptr::at_mut::<Ipv4Hdr>(ctx, L3_OFFSET).ok_or_else(|| drop(Stat::DropMalformed))?;
+    // SAFETY: `at_mut` checked the IPv4 header; no other reference to it is live.
+    if ip::decrement_ttl(unsafe { &mut *ip }) {
+        return Ok(());
+    }
+    if packet.flow.proto == IPPROTO_ICMP {
+        return Err(drop(Stat::DropTtlExpired));
+    }
+    Err(match icmp::time_exceeded(ctx, packet) {
+        Ok(verdict) | Err(verdict) => verdict,
+    })
+}
 
 /// Continues with the stage of forwarding `method` (the carry holds the real server).
 #[inline(always)]

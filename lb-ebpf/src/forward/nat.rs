@@ -30,6 +30,7 @@ const DADDR: usize = 16;
 #[inline(always)]
 pub fn forward(ctx: &XdpContext, packet: &Packet, real: &RealServer) -> Result<Verdict, Verdict> {
     let hop = route(ctx, packet.flow.saddr, real.addr)?;
+    super::hop(ctx, packet)?;
     rewrite(
         ctx,
         packet,
@@ -48,6 +49,9 @@ pub fn forward(ctx: &XdpContext, packet: &Packet, real: &RealServer) -> Result<V
 #[inline(always)]
 pub fn reply(ctx: &XdpContext, packet: &Packet, conn: &Conn) -> Result<Verdict, Verdict> {
     let hop = route(ctx, conn.vaddr, packet.flow.daddr)?;
+    let ip = ptr::at_mut::<Ipv4Hdr>(ctx, L3_OFFSET).ok_or_else(|| drop(Stat::DropMalformed))?;
+    // SAFETY: `at_mut` checked the IPv4 header; no other reference to it is live.
+    crate::ip::reply_hop(unsafe { &mut *ip })?;
     rewrite(
         ctx,
         packet,
@@ -69,8 +73,7 @@ fn route(ctx: &XdpContext, src: u32, dst: u32) -> Result<fib::NextHop, Verdict> 
 }
 
 /// Replaces one address (at `addr_at` in the IP header) and one port (at `port_at` in the
-/// L4 header), fixing the IP and L4 checksums, and takes one off the TTL as the kernel's
-/// forwarding does ([`crate::ip::forward_hop`]). A later fragment has no L4 header: only its
+/// L4 header), fixing the IP and L4 checksums (the caller has taken one off the TTL). A later fragment has no L4 header: only its
 /// address changes (the first fragment's L4 checksum covers the whole datagram's).
 #[inline(always)]
 #[expect(clippy::too_many_arguments, reason = "one rewrite, spelled out")]
@@ -87,8 +90,6 @@ fn rewrite(
     let ip = ptr::at_mut::<Ipv4Hdr>(ctx, L3_OFFSET).ok_or_else(|| drop(Stat::DropMalformed))?;
     let addr =
         ptr::at_mut::<u32>(ctx, L3_OFFSET + addr_at).ok_or_else(|| drop(Stat::DropMalformed))?;
-    // SAFETY: `at_mut` checked the IPv4 header; no other reference to it is live.
-    crate::ip::forward_hop(unsafe { &mut *ip })?;
     // SAFETY: both pointers were bounds-checked by `at_mut` just above; header fields in a
     // packet need not be aligned, so they are read and written unaligned.
     unsafe {

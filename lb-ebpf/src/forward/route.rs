@@ -1,20 +1,26 @@
-//! LVS-DR ("Route", `-g`): the IP packet is untouched; only the Ethernet header changes. The
-//! destination MAC becomes the real server's (which owns the VIP on a non-ARPing interface),
-//! the source MAC becomes the director's own (so switches and bridges keep learning the
-//! client's MAC on the right port), and the frame leaves again. lbd keeps the real server's
+//! LVS-DR ("Route", `-g`): only the Ethernet header and the TTL change (one hop less, as
+//! IPVS forwards it). The destination MAC becomes the real server's (which owns the VIP on a
+//! non-ARPing interface), the source MAC becomes the director's own (so switches and bridges
+//! keep learning the client's MAC on the right port), and the frame leaves again. lbd keeps the real server's
 //! MAC in its entry (from the kernel's neighbour table), so no lookup is needed per packet.
 
 use aya_ebpf::programs::XdpContext;
 use lb_common::{Iface, REAL_F_RESOLVED, RealServer, Stat};
 
-use crate::{Verdict, drop, fib, maps::IFACES, stats};
+use crate::{Verdict, drop, fib, maps::IFACES, stage::Packet, stats};
 
 #[inline(always)]
-pub fn forward(ctx: &XdpContext, real: &RealServer, ingress: &Iface) -> Result<Verdict, Verdict> {
+pub fn forward(
+    ctx: &XdpContext,
+    packet: &Packet,
+    real: &RealServer,
+    ingress: &Iface,
+) -> Result<Verdict, Verdict> {
     if real.flags & REAL_F_RESOLVED == 0 {
         return Err(drop(Stat::DropNoNeigh));
     }
     let (egress, iface) = egress(ctx, real, ingress)?;
+    super::hop(ctx, packet)?;
     stats::count(Stat::TxRoute);
     fib::emit(ctx, egress, iface.mac, real.mac)
 }

@@ -26,7 +26,6 @@ use crate::{
 };
 
 const IPPROTO_IPIP: u8 = 4;
-const OUTER_TTL: u8 = 64;
 const IP_DF: u16 = 0x4000;
 
 #[inline(always)]
@@ -44,9 +43,18 @@ pub fn forward(
         return Err(drop(Stat::DropNoIface));
     }
     let (src, smac) = (iface.addr, iface.mac);
+    // One hop less before it goes in the tunnel, as IPVS does; the outer header inherits the
+    // TTL (ip_vs_tunnel_xmit).
+    super::hop(ctx, packet)?;
     let inner = ptr::at::<Ipv4Hdr>(ctx, L3_OFFSET).ok_or_else(|| drop(Stat::DropMalformed))?;
     // SAFETY: `at` checked the inner IPv4 header.
-    let (tos, frags) = unsafe { ((*inner).tos, u16::from_be_bytes((*inner).frags)) };
+    let (tos, frags, ttl) = unsafe {
+        (
+            (*inner).tos,
+            u16::from_be_bytes((*inner).frags),
+            (*inner).ttl,
+        )
+    };
     let df = frags & IP_DF;
     let outer_len = packet
         .ip_len
@@ -87,7 +95,7 @@ pub fn forward(
         tot_len: outer_len.to_be_bytes(),
         id: id.to_be_bytes(),
         frags: df.to_be_bytes(),
-        ttl: OUTER_TTL,
+        ttl,
         proto: IPPROTO_IPIP,
         check: [0; 2],
         src_addr: src.to_ne_bytes(),

@@ -457,6 +457,16 @@ impl Icmp {
         }
     }
 
+    /// Time exceeded in transit (11/0) quoting `quoted`.
+    pub fn time_exceeded(quoted: &[u8]) -> Self {
+        Self {
+            ty: 11,
+            code: 0,
+            rest: [0; 4],
+            payload: quoted.to_vec(),
+        }
+    }
+
     fn bytes(&self) -> Vec<u8> {
         let mut m = vec![0u8; field::icmp::HEADER_LEN];
         m[field::icmp::TYPE] = self.ty;

@@ -298,21 +298,38 @@ pub fn ip_len(frame: &Frame) -> u64 {
     u64::from(ip.total_len.unwrap_or(ip.bytes().len() as u16))
 }
 
-/// What DR sends to `real`: the same frame, to the real server's MAC, from the director's.
-pub fn via_dr(frame: &Frame, real: &RealDef) -> Vec<u8> {
-    frame.clone().with_macs(real.mac, DIRECTOR_MAC).bytes()
+/// `frame` one hop on: its TTL one less, as the director forwards every packet (IPVS's
+/// `decrement_ttl`, for every method).
+pub fn hopped(frame: &Frame) -> Frame {
+    let mut frame = frame.clone();
+    frame.ipv4_mut().ttl -= 1;
+    frame
 }
 
-/// What TUN sends to `real` through the director's NIC: see [`tunnelled`].
+/// What DR sends to `real`: the same frame one hop on ([`hopped`]), to the real server's MAC,
+/// from the director's.
+pub fn via_dr(frame: &Frame, real: &RealDef) -> Vec<u8> {
+    hopped(frame).with_macs(real.mac, DIRECTOR_MAC).bytes()
+}
+
+/// What TUN sends to `real` through the director's NIC: the frame one hop on ([`hopped`]),
+/// [`tunnelled`].
 pub fn via_tun(frame: &Frame, real: &RealDef) -> Vec<u8> {
-    tunnelled(frame, real.addr, real.mac, DIRECTOR_MAC, DIRECTOR_IP)
+    tunnelled(
+        &hopped(frame),
+        real.addr,
+        real.mac,
+        DIRECTOR_MAC,
+        DIRECTOR_IP,
+    )
 }
 
 /// What TUN sends: `frame`'s IP packet, byte for byte, inside an outer IPv4 header from `src`
 /// (the egress NIC's address) to the real server at `real_addr`, in a frame to `next_hop`
-/// from `smac`. The outer header is 20 bytes, copies TOS and DF, carries the inner ID only
-/// without DF (RFC 6864: 0 otherwise), TTL 64, protocol 4. Ethernet padding of the input stays
-/// at the end of the frame, after the inner packet.
+/// from `smac`. The outer header is 20 bytes, copies TOS, DF and TTL (as IPVS's
+/// `ip_vs_tunnel_xmit`), carries the inner ID only without DF (RFC 6864: 0 otherwise),
+/// protocol 4. Ethernet padding of the input stays at the end of the frame, after the inner
+/// packet.
 pub fn tunnelled(
     frame: &Frame,
     real_addr: Ipv4Addr,
@@ -325,7 +342,7 @@ pub fn tunnelled(
     outer.tos = inner.tos;
     outer.dont_fragment = inner.dont_fragment;
     outer.ident = if inner.dont_fragment { 0 } else { inner.ident };
-    outer.ttl = 64;
+    outer.ttl = inner.ttl;
     // The input's padding (if any) ends `min_len` bytes in; the outer header moves it by 20.
     let padded = if frame.min_len == 0 {
         0
@@ -338,12 +355,29 @@ pub fn tunnelled(
 /// The director's answer to a packet too big for the tunnel with DF set: ICMP "fragmentation
 /// needed" (3/4) with `next_hop_mtu`, from the address the client sent to (the VIP), TTL 64,
 /// ID 0, no DF, TOS 0; back to the MAC the frame came from, from the MAC it was sent to;
-/// quoting the client's IP header (options too) and the first 8 bytes of its payload.
+/// quoting the client's IP header (options too, and the TTL it has once one hop less: IPVS
+/// checks the MTU after `decrement_ttl`) and the first 8 bytes of its payload.
 pub fn frag_needed(frame: &Frame, next_hop_mtu: u16) -> Vec<u8> {
-    let ip = frame.ipv4();
+    let hopped = hopped(frame);
+    let ip = hopped.ipv4();
     let original = ip.bytes();
     let quoted = &original[..ip.header_len() + 8];
     let mut reply = Ipv4::new(ip.dst, ip.src, Icmp::frag_needed(next_hop_mtu, quoted));
+    reply.ident = 0;
+    reply.dont_fragment = false;
+    reply.ttl = 64;
+    Frame::new(frame.src, frame.dst, reply).bytes()
+}
+
+/// The director's answer to a client's packet whose TTL runs out at it: ICMP "time exceeded"
+/// (11/0), from the address the client sent to, TTL 64, ID 0, no DF, TOS 0; back to the MAC
+/// the frame came from, from the MAC it was sent to; quoting the client's IP header as it
+/// came and the first 8 bytes of its payload.
+pub fn time_exceeded(frame: &Frame) -> Vec<u8> {
+    let ip = frame.ipv4();
+    let original = ip.bytes();
+    let quoted = &original[..ip.header_len() + 8];
+    let mut reply = Ipv4::new(ip.dst, ip.src, Icmp::time_exceeded(quoted));
     reply.ident = 0;
     reply.dont_fragment = false;
     reply.ttl = 64;

@@ -11,7 +11,7 @@ use crate::{
     fixture::{Fixture, Output, Send},
     harness::Verdict,
     packet::{Arp, Frame, Icmp, Ipv4, Ipv6, L3, L4, SYN, Tcp, Udp, cut},
-    world::{A, CLIENT, DIRECTOR_IP, DIRECTOR_MAC, VIP, http, via_tun},
+    world::{A, CLIENT, DIRECTOR_IP, DIRECTOR_MAC, VIP, hopped, http, via_tun},
 };
 
 /// The client's SYN as the real server must see it: to the VIP, from the client.
@@ -67,9 +67,9 @@ pub fn fixtures() -> Vec<Fixture> {
     vec![
         {
             // The director's own output (the TUN table pins it) goes in; the client's frame,
-            // as DR would have delivered it, comes out.
+            // as DR would have delivered it (one hop on), comes out.
             let syn = http(42000, SYN);
-            let expected = syn.clone().with_macs(A.mac, DIRECTOR_MAC).bytes();
+            let expected = hopped(&syn).with_macs(A.mac, DIRECTOR_MAC).bytes();
             Fixture {
                 name: "what TUN sends to A comes out as the client's SYN under the same Ethernet header",
                 setup: Vec::new(),
@@ -87,7 +87,7 @@ pub fn fixtures() -> Vec<Fixture> {
         },
         {
             let syn = http(42001, SYN).padded_to(60);
-            let expected = syn.clone().with_macs(A.mac, DIRECTOR_MAC).bytes();
+            let expected = hopped(&syn).with_macs(A.mac, DIRECTOR_MAC).bytes();
             Fixture {
                 name: "a tunnelled padded frame: the padding stays after the inner packet",
                 setup: Vec::new(),

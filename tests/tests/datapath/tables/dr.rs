@@ -58,6 +58,27 @@ pub fn fixtures() -> Vec<Fixture> {
             http(40000, SYN),
         ),
         {
+            let mut frame = http(40030, SYN);
+            frame.ipv4_mut().ttl = 1;
+            let mut two = http(40031, SYN);
+            two.ipv4_mut().ttl = 2;
+            Fixture {
+                name: "TTL: one less on the way to the real server (IPVS's decrement_ttl, for DR too); TTL 1 is answered with ICMP time exceeded from the VIP",
+                setup: http_world(&[&A]),
+                steps: vec![
+                    Send::new(
+                        "SYN, TTL 1",
+                        frame.bytes(),
+                        Verdict::TX,
+                        Output::Exact(crate::world::time_exceeded(&frame)),
+                    )
+                    .counts(&[Stat::ConnNew, Stat::IcmpTimeExceeded])
+                    .into(),
+                    new_flow("SYN, TTL 2 (leaves with 1)", &two, &A, &HTTP, SYN_RECV).into(),
+                ],
+            }
+        },
+        {
             let frame = dns(5353);
             let bytes = ip_len(&frame);
             Fixture {
@@ -192,7 +213,11 @@ pub fn fixtures() -> Vec<Fixture> {
                         "SYN",
                         frame.bytes(),
                         Verdict::REDIRECT,
-                        Output::Exact(frame.clone().with_macs(A.mac, OTHER_NIC_MAC).bytes()),
+                        Output::Exact(
+                            crate::world::hopped(&frame)
+                                .with_macs(A.mac, OTHER_NIC_MAC)
+                                .bytes(),
+                        ),
                     )
                     .counts(&[Stat::ConnNew, Stat::TxRoute, Stat::Redirect])
                     .expect([Expect::Conn {

@@ -214,6 +214,33 @@ fn l4_checksum(frame: &[u8]) -> u16 {
 pub fn fixtures(net: &NatNet) -> Vec<Fixture> {
     vec![
         {
+            let mut syn = http(43050, SYN);
+            syn.ipv4_mut().ttl = 1;
+            let ok = http(43051, SYN);
+            let mut answer = reply(net, &A, Tcp::new(HTTP_RPORT, 43051, SYN | ACK));
+            answer.ipv4_mut().ttl = 1;
+            Fixture {
+                name: "TTL 1: a client's packet is answered with ICMP time exceeded from the VIP (IPVS's decrement_ttl); a reply with TTL 1 is left to the kernel's forwarding, which answers it (pass_ttl_expired)",
+                setup: nat_world(net, &[&A]),
+                steps: vec![
+                    Send::new(
+                        "SYN, TTL 1",
+                        syn.bytes(),
+                        Verdict::TX,
+                        Output::Exact(crate::world::time_exceeded(&syn)),
+                    )
+                    .on(net.ext)
+                    .counts(&[Stat::ConnNew, Stat::IcmpTimeExceeded])
+                    .into(),
+                    to_real("SYN", net, &ok, &A, &HTTP, HTTP_RPORT, true, SYN_RECV).into(),
+                    Send::pass("SYN-ACK, TTL 1", answer.bytes(), Stat::PassTtlExpired)
+                        .on(net.int)
+                        .counts(&[Stat::ConnHit])
+                        .into(),
+                ],
+            }
+        },
+        {
             let syn = http(43000, SYN);
             let answer = reply(net, &A, Tcp::new(HTTP_RPORT, 43000, SYN | ACK));
             let bytes = ip_len(&syn);

@@ -251,6 +251,23 @@ fn tun_world() -> Vec<Change> {
 pub fn fixtures() -> Vec<Fixture> {
     let mut fixtures = vec![
         {
+            let port = 45010;
+            let mut error = from_client_side(
+                CLIENT_PATH_ROUTER,
+                VIP,
+                frag_needed(MTU, quote(&http_reply(port), 0)),
+            );
+            error.ipv4_mut().ttl = 1;
+            Fixture {
+                name: "DR: an error whose TTL runs out at the director is dropped (drop_ttl_expired): no ICMP error about an ICMP error",
+                setup: http_world(&[&A]),
+                steps: vec![
+                    new_flow("SYN", &http(port, SYN), &A, &HTTP, SYN_RECV).into(),
+                    Send::drop("frag-needed, TTL 1", error.bytes(), Stat::DropTtlExpired).into(),
+                ],
+            }
+        },
+        {
             let port = 45000;
             let syn = http(port, SYN);
             let error = from_client_side(
@@ -259,7 +276,7 @@ pub fn fixtures() -> Vec<Fixture> {
                 frag_needed(MTU, quote(&http_reply(port), 0)),
             );
             Fixture {
-                name: "DR: frag-needed (MTU 1400) from a router on the client's path, quoting a reply VIP:80 → client, goes to the connection's real server; only the MACs change",
+                name: "DR: frag-needed (MTU 1400) from a router on the client's path, quoting a reply VIP:80 → client, goes to the connection's real server; only the MACs and the TTL change",
                 setup: http_world(&[&A]),
                 steps: vec![
                     new_flow("SYN", &syn, &A, &HTTP, SYN_RECV).into(),
@@ -964,7 +981,7 @@ pub fn nat_fixtures(net: &NatNet) -> Vec<Fixture> {
                 from_client_side(CLIENT_PATH_ROUTER, VIP, frag_needed(MTU, quote(&reply, 0)));
             error.ipv4_mut().ttl = 1;
             Fixture {
-                name: "NAT: an error whose TTL runs out at the director is left to the kernel (pass_ttl_expired)",
+                name: "NAT: an error whose TTL runs out at the director is dropped (drop_ttl_expired): no ICMP error about an ICMP error",
                 setup: nat_world(net, &[&A]),
                 steps: vec![
                     to_real(
@@ -978,7 +995,7 @@ pub fn nat_fixtures(net: &NatNet) -> Vec<Fixture> {
                         SYN_RECV,
                     )
                     .into(),
-                    Send::pass("frag-needed, TTL 1", error.bytes(), Stat::PassTtlExpired)
+                    Send::drop("frag-needed, TTL 1", error.bytes(), Stat::DropTtlExpired)
                         .on(net.ext)
                         .into(),
                 ],

@@ -22,7 +22,7 @@ use crate::{
     world::{
         A, B, C, CLIENT, D, DIRECTOR_IP, DIRECTOR_MAC, DNS, HTTP, OTHER_IFINDEX, OTHER_NIC_MAC,
         RealDef, ServiceDef, VIP, addr, dns, edit_real, flow_of, frag_needed, http, http_world,
-        ip_len, service_with_table, sloppy_tcp, tunnelled, via_dr, via_tun,
+        ip_len, service_with_table, sloppy_tcp, time_exceeded, tunnelled, via_dr, via_tun,
     },
 };
 
@@ -220,12 +220,30 @@ pub fn fixtures() -> Vec<Fixture> {
             },
             SYN_RECV,
         ),
+        {
+            let mut frame = http(41008, SYN);
+            frame.ipv4_mut().ttl = 1;
+            Fixture {
+                name: "TTL 1: answered with ICMP time exceeded from the VIP, quoting the client's header, as IPVS does for every method (decrement_ttl); the connection was scheduled first",
+                setup: tun_world(&[&A], MTU),
+                steps: vec![
+                    Send::new(
+                        "SYN, TTL 1",
+                        frame.bytes(),
+                        Verdict::TX,
+                        Output::Exact(time_exceeded(&frame)),
+                    )
+                    .counts(&[Stat::ConnNew, Stat::IcmpTimeExceeded])
+                    .into(),
+                ],
+            }
+        },
         one_packet(
-            "inner TTL 1 tunnelled as it is (the director is not a router hop for it)",
+            "TTL 2: tunnelled with TTL 1 inside and out",
             MTU,
             {
-                let mut frame = http(41008, SYN);
-                frame.ipv4_mut().ttl = 1;
+                let mut frame = http(41018, SYN);
+                frame.ipv4_mut().ttl = 2;
                 frame
             },
             SYN_RECV,
@@ -362,7 +380,7 @@ pub fn fixtures() -> Vec<Fixture> {
                         frame.bytes(),
                         Verdict::REDIRECT,
                         Output::Exact(tunnelled(
-                            &frame,
+                            &crate::world::hopped(&frame),
                             A.addr,
                             A.mac,
                             OTHER_NIC_MAC,
@@ -392,7 +410,7 @@ pub fn fixtures() -> Vec<Fixture> {
                         frame.bytes(),
                         Verdict::TX,
                         Output::Exact(tunnelled(
-                            &frame,
+                            &crate::world::hopped(&frame),
                             FAR_REAL,
                             GATEWAY_MAC,
                             DIRECTOR_MAC,
