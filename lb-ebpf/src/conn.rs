@@ -112,9 +112,14 @@ pub fn lookup(
         // Its slot was freed: a stale entry, as if it were not there.
         return Ok(Hit::Miss);
     };
-    if is_tcp && packet.tcp_flags & tcp_state::TCP_SYN != 0 && reusable(conn, real) {
+    if is_tcp
+        && packet.tcp_flags & tcp_state::TCP_SYN != 0
+        && (reusable(conn, real) || real.flags & REAL_F_REMOVED != 0)
+    {
         // A new connection on the ports of a finished one: scheduled afresh, and the new
-        // entry replaces this one.
+        // entry replaces this one. (On the ports of a connection to a deleted real server
+        // too: IPVS drops such a SYN unless `expire_nodest_conn` is set, which stalls a
+        // client that reuses its port until the old connection expires; lb does not.)
         counts::closed(conn.real, conn.state);
         return Ok(Hit::Miss);
     }

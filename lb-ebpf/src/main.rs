@@ -1,10 +1,11 @@
 //! lb's XDP data path: IPVS-style layer-4 load balancing (LVS DR, TUN and NAT) on the
 //! director's NIC. The entry, [`lb_xdp`], reads as the packet's journey: parse → maybe ours
-//! (the pre-filter)? → for this host? → connection table → (new flow: service lookup) → next
-//! stage, and each stage finishes it: [`lb_schedule`] (a new connection), [`lb_route`], [`lb_tunnel`],
-//! [`lb_masq`] (forwarding by method), [`lb_masq_reply`] (NAT replies), [`lb_icmp`] (ICMP
-//! errors about connections). Stages are tail-called through a program array and hand over
-//! through a per-CPU value (`stage`).
+//! (the pre-filter; a later fragment: its first fragment's flow, `frag`)? → for this host? →
+//! connection table → (new flow: service lookup, may it open one?) → next stage, and each
+//! stage finishes it: [`lb_schedule`] (a new connection), [`lb_route`], [`lb_tunnel`],
+//! [`lb_masq`] (forwarding by method, one hop less), [`lb_masq_reply`] (NAT replies),
+//! [`lb_icmp`] (ICMP errors about connections). Stages are tail-called through a program
+//! array and hand over through a per-CPU value (`stage`).
 //!
 //! As in IPVS, the connection table is consulted before the service table, so established
 //! connections keep flowing while their service is edited, deleted and re-created

@@ -175,37 +175,54 @@ impl Net {
     }
 }
 
-/// A program behind the new-flow wrapper (`asm::restore_vary_then_tail_call`): every run puts
-/// the frame back and writes a new source address into it, so every run is a new connection
-/// (a SYN from another client), and the connection table fills as it would under load.
-pub struct NewFlows {
+/// A program behind a hand-assembled wrapper (`asm::restore_vary_then_tail_call`) that puts
+/// the frame back before every run: BPF_PROG_TEST_RUN (and live-frames mode) runs the program
+/// again on the buffer it has just changed, and every forwarding method changes it (DR takes
+/// one off the TTL). [`Wrapped::new_flows`] also writes a new source address into the frame
+/// every run, so every run is a new connection (a SYN from another client), and the
+/// connection table fills as it would under load.
+pub struct Wrapped {
     wrapper: OwnedFd,
     _slot: OwnedFd,
-    _counter: OwnedFd,
+    _counter: Option<OwnedFd>,
 }
 
 /// Where the IPv4 source address sits in an Ethernet frame.
 pub const SOURCE_ADDRESS: i16 = 14 + 12;
 
-impl NewFlows {
-    pub fn wrap(target: BorrowedFd<'_>, frame: &[u8]) -> Result<NewFlows> {
+impl Wrapped {
+    /// `target` run on `frame` as it is, every time.
+    pub fn restoring(target: BorrowedFd<'_>, frame: &[u8]) -> Result<Wrapped> {
+        Self::wrap(target, frame, false)
+    }
+
+    /// `target` run on `frame` from another source address every time.
+    pub fn new_flows(target: BorrowedFd<'_>, frame: &[u8]) -> Result<Wrapped> {
+        Self::wrap(target, frame, true)
+    }
+
+    fn wrap(target: BorrowedFd<'_>, frame: &[u8], vary: bool) -> Result<Wrapped> {
         use std::os::fd::AsRawFd as _;
-        let counter = bpf::counter_array().context("the new-flow wrapper's counter")?;
+        let counter = if vary {
+            Some(bpf::counter_array().context("the new-flow wrapper's counter")?)
+        } else {
+            None
+        };
         let slot = bpf::prog_array()?;
         let wrapper = bpf::load_xdp(
-            "bench_new_flows",
+            "bench_wrapper",
             &super::asm::restore_vary_then_tail_call(
                 frame,
                 slot.as_raw_fd(),
-                Some(super::asm::Vary {
-                    counter_map_fd: counter.as_raw_fd(),
+                counter.as_ref().map(|c| super::asm::Vary {
+                    counter_map_fd: c.as_raw_fd(),
                     offset: SOURCE_ADDRESS,
                 }),
             ),
         )?;
         bpf::set_tail_call(slot.as_fd(), target)
             .context("putting the program in the tail-call slot")?;
-        Ok(NewFlows {
+        Ok(Wrapped {
             wrapper,
             _slot: slot,
             _counter: counter,

@@ -235,7 +235,7 @@ fn measure_all(repeat: u32, rounds: usize) -> Result<PacketCost> {
             net.ext,
             XDP_TX,
             vec![Rx, ConnHit, TxRoute],
-            Wrap::None,
+            Wrap::Restore,
         ),
         spec(
             "tun-new",
@@ -295,16 +295,6 @@ fn measure_all(repeat: u32, rounds: usize) -> Result<PacketCost> {
             net.ext,
             XDP_PASS,
             vec![Decap],
-            Wrap::Restore,
-        ),
-        spec(
-            "dr-est-w",
-            "lb DR: established, behind the wrapper (cross-check)",
-            Target::Lb,
-            client(80, 40002, ACK),
-            net.ext,
-            XDP_TX,
-            vec![Rx, ConnHit, TxRoute],
             Wrap::Restore,
         ),
     ];

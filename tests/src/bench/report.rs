@@ -358,9 +358,7 @@ impl Doc {
                 },
                 extra.map_or("–".into(), |s| s.show(1)),
             ]);
-            if let Some(s) = m.summary()
-                && m.key != "dr-est-w"
-            {
+            if let Some(s) = m.summary() {
                 bars.push(Bar {
                     label: strip_md(&m.label),
                     value: s,
@@ -388,12 +386,12 @@ impl Doc {
         w!(
             self,
             "† Run behind a restore wrapper: BPF_PROG_TEST_RUN runs the program again on the \
-             buffer it has just changed, so encapsulation, NAT and decapsulation would see their \
-             own output from the second run on. A hand-assembled wrapper puts the frame back \
+             buffer it has just changed, and every path that forwards changes it (DR takes one \
+             off the TTL; encapsulation, NAT and decapsulation more), so from the second run on \
+             it would measure some other path. A hand-assembled wrapper puts the frame back \
              (length and bytes) and tail-calls the program; the same wrapper in front of the \
              floor costs {}. For these paths \"above floor\" is the cost above the wrapped \
-             floor, and the ratio is (floor + that) / floor. The DR cross-check row shows the \
-             two methods agree.\n",
+             floor, and the ratio is (floor + that) / floor.\n",
             wrappers.join(", ")
         );
         w!(
@@ -636,8 +634,9 @@ impl Doc {
             "Each size is a fresh load of the object, filled from user space and measured next \
              to the floor in the same load (the repeat count calibrated so that one run takes \
              tens of milliseconds). A new connection is a SYN from another client every run, \
-             behind the new-flow wrapper of section 1 (compared with the plain floor here, so \
-             the wrapper's cost is in the figure); the connection-count series measures \
+             behind the new-flow wrapper of section 1, and an established connection runs \
+             behind the restore wrapper (both compared with the plain floor here, so the \
+             wrapper's cost is in the figure); the connection-count series measures \
              established connections only, as new ones would grow the table it measures.\n"
         );
         for (i, e) in [&sc.services, &sc.reals, &sc.conns].into_iter().enumerate() {

@@ -19,8 +19,8 @@ use super::{
     asm::{self, XDP_PASS, XDP_TX},
     bpf,
     datapath::{
-        self, CLIENT, Case, DIRECTOR_IP, DIRECTOR_MAC, Lb, Measured, Net, NewFlows, PROGRAM,
-        ROUTER_MAC, VIP,
+        self, CLIENT, Case, DIRECTOR_IP, DIRECTOR_MAC, Lb, Measured, Net, PROGRAM, ROUTER_MAC, VIP,
+        Wrapped,
     },
     frames::{self, ACK, SYN},
     packet_cost::last_cpu,
@@ -167,20 +167,35 @@ fn open(lb: &Lb, net: &Net, dst: Ipv4Addr, sport: u16) -> Result<()> {
 
 /// A new connection every run: `frame` (a SYN) behind the new-flow wrapper, which `flows`
 /// keeps alive for as long as the case is measured.
-fn lb_new_case<'a>(
-    flows: &'a NewFlows,
+fn lb_new_case<'a>(flows: &'a Wrapped, net: &Net, label: &str, frame: Vec<u8>) -> Result<Case<'a>> {
+    wrapped_case(
+        flows,
+        net,
+        label,
+        frame,
+        XDP_TX,
+        vec![Stat::Rx, Stat::ConnNew, Stat::TxRoute],
+    )
+}
+
+/// `frame` through lb behind `wrapped` (which puts the frame back before every run: DR takes
+/// one off the TTL).
+fn wrapped_case<'a>(
+    wrapped: &'a Wrapped,
     net: &Net,
     label: &str,
     frame: Vec<u8>,
+    verdict: u32,
+    counts: Vec<Stat>,
 ) -> Result<Case<'a>> {
     Ok(Case {
         key: label.to_owned(),
         label: label.to_owned(),
-        prog: flows.fd(),
+        prog: wrapped.fd(),
         frame,
         ingress: net.ext,
-        verdict: XDP_TX,
-        counts: vec![Stat::Rx, Stat::ConnNew, Stat::TxRoute],
+        verdict,
+        counts,
         baseline: Some("floor".into()),
     })
 }
@@ -285,7 +300,9 @@ fn services_point(
     let last = vip(n - 1);
     open(&lb, net, last, 40002)?;
     let new_frame = client(last, 40001, SYN);
-    let new_flows = NewFlows::wrap(lb.prog_fd(PROGRAM)?, &new_frame)?;
+    let new_flows = Wrapped::new_flows(lb.prog_fd(PROGRAM)?, &new_frame)?;
+    let established_frame = client(last, 40002, ACK);
+    let established = Wrapped::restoring(lb.prog_fd(PROGRAM)?, &established_frame)?;
     let other = Ipv4Addr::new(10, 201, 0, 1);
     use Stat::*;
     let series = vec![
@@ -306,11 +323,11 @@ fn services_point(
         ),
         (
             "DR established".to_owned(),
-            lb_case(
-                &lb,
+            wrapped_case(
+                &established,
                 net,
                 "established",
-                client(last, 40002, ACK),
+                established_frame,
                 XDP_TX,
                 vec![Rx, ConnHit, TxRoute],
             )?,
@@ -346,8 +363,8 @@ fn reals_point(
     }
     let wrr_frame = client(VIP, 40001, SYN);
     let wlc_frame = client(vip_wlc, 40001, SYN);
-    let wrr_flows = NewFlows::wrap(lb.prog_fd(PROGRAM)?, &wrr_frame)?;
-    let wlc_flows = NewFlows::wrap(lb.prog_fd(PROGRAM)?, &wlc_frame)?;
+    let wrr_flows = Wrapped::new_flows(lb.prog_fd(PROGRAM)?, &wrr_frame)?;
+    let wlc_flows = Wrapped::new_flows(lb.prog_fd(PROGRAM)?, &wlc_frame)?;
     let series = vec![
         (
             "wrr new connection".to_owned(),
@@ -428,10 +445,11 @@ fn conns_point(
         .find(|m| m.name == maps::CONNS)
         .map_or(0, |m| m.memlock);
     use Stat::*;
+    let established = Wrapped::restoring(lb.prog_fd(PROGRAM)?, &mid_frame)?;
     let series = vec![(
         "DR established".to_owned(),
-        lb_case(
-            &lb,
+        wrapped_case(
+            &established,
             net,
             "established",
             mid_frame,

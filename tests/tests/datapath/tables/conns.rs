@@ -82,12 +82,9 @@ pub fn fixtures() -> Vec<Fixture> {
                         state: ESTABLISHED,
                     }])
                     .into(),
-                Send::drop(
-                    "a SYN on its ports",
-                    http(2001, SYN).bytes(),
-                    Stat::DropNoDest,
-                )
-                .into(),
+                // Unlike IPVS without expire_nodest_conn: a client reusing its port is not
+                // stalled until the old connection expires.
+                new_flow("a SYN on its ports", &http(2001, SYN), &B, &HTTP, SYN_RECV).into(),
                 new_flow("new flow", &http(2002, SYN), &B, &HTTP, SYN_RECV).into(),
                 new_flow("another new flow", &http(2003, SYN), &B, &HTTP, SYN_RECV).into(),
             ],
