@@ -1,8 +1,9 @@
 //! Services managed from a keepalived.conf (`lbd --config FILE`): the file's virtual servers
 //! kept in the running configuration with their real servers' health applied, as keepalived's
 //! checker keeps IPVS's table. A failed real server is removed, or kept with weight 0 with
-//! `inhibit_on_failure`; the sorry server stands in while too few are up; a reload applies
-//! only what changed, so no established flow is disturbed.
+//! `inhibit_on_failure`; the sorry server stands in while the quorum is lost; a reload applies
+//! only what changed, so no established flow is disturbed. It also says which of keepalived's
+//! scripts (`notify_*`, `quorum_*`) a change calls for.
 //!
 //! Pure: the daemon feeds it health verdicts and asks for the commands to apply.
 
@@ -13,8 +14,10 @@ use std::{
 
 use crate::{
     config::{self, Config, Desired},
-    health::{CheckSpec, Target, TargetKey},
-    keepalived::{self, CheckKind, ConfigErrors, LvsConfig, RealServerConf, VirtualServer},
+    health::{CheckSpec, HttpProbe, MiscProbe, Probe, ScriptSpec, Target, TargetKey, UrlProbe},
+    keepalived::{
+        self, CheckKind, ConfigErrors, HealthCheck, LvsConfig, RealServerConf, VirtualServer,
+    },
     model::{Command, RealSpec, ServiceAddr},
 };
 
@@ -23,20 +26,41 @@ pub struct Managed {
     conf: LvsConfig,
     /// Services the file defined when last applied: removed from the file, they go.
     owned: Vec<ServiceAddr>,
-    /// Health verdicts by real server; a real server without one is as it starts (up, unless
-    /// a check has `alpha`).
-    health: HashMap<TargetKey, bool>,
+    /// Health verdicts by real server, with the weight the checks give it; a real server
+    /// without one is as it starts (up with its weight, unless a check has `alpha`).
+    health: HashMap<TargetKey, (bool, u32)>,
+    /// keepalived's `quorum_state_up` by virtual server.
+    quorum: HashMap<ServiceAddr, bool>,
+}
+
+/// A script to run because of a change, as keepalived runs it (`notify_up`, `notify_down`,
+/// `quorum_up`, `quorum_down`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notification {
+    /// Which keyword's script, e.g. `notify_down`.
+    pub what: &'static str,
+    /// For whom: `TCP 10.0.0.1:80 -> 10.0.0.12:80`, `TCP 10.0.0.1:80`.
+    pub subject: String,
+    pub script: ScriptSpec,
 }
 
 impl Managed {
     /// Reads and validates `path`; nothing is applied yet.
     pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
-        Ok(Managed {
+        Self::from_config(path, keepalived::parse_file(path)?)
+    }
+
+    /// [`load`](Self::load) of a configuration already read.
+    pub fn from_config(path: &Path, conf: LvsConfig) -> Result<Self, ConfigErrors> {
+        let mut managed = Managed {
             path: path.to_owned(),
-            conf: keepalived::parse_file(path)?,
+            conf,
             owned: Vec::new(),
             health: HashMap::new(),
-        })
+            quorum: HashMap::new(),
+        };
+        managed.init_quorum(&HashMap::new());
+        Ok(managed)
     }
 
     pub fn path(&self) -> &Path {
@@ -47,17 +71,145 @@ impl Managed {
         &self.conf
     }
 
-    /// Re-reads the file. An invalid file changes nothing and says why.
-    pub fn reload(&mut self) -> Result<(), ConfigErrors> {
+    /// The scripts keepalived runs at start (`update_quorum_state(init)`): `quorum_down` of a
+    /// virtual server with a sorry server that starts without its quorum.
+    pub fn startup_notifications(&self) -> Vec<Notification> {
+        let mut out = Vec::new();
+        for vs in &self.conf.services {
+            if vs.sorry_server.is_some() && !self.quorum_up(vs) {
+                out.extend(quorum_notification(vs, false));
+            }
+        }
+        out
+    }
+
+    /// Re-reads the file. An invalid file changes nothing and says why. Real servers keep
+    /// their verdicts; quorum states are worked out afresh as keepalived does on a reload
+    /// (`set_quorum_states`). Returns the scripts to run: those of new virtual servers that
+    /// start without their quorum and have a sorry server.
+    pub fn reload(&mut self) -> Result<Vec<Notification>, ConfigErrors> {
         self.conf = keepalived::parse_file(&self.path)?;
         let keys: Vec<TargetKey> = self.targets().into_iter().map(|t| t.key).collect();
         self.health.retain(|k, _| keys.contains(k));
-        Ok(())
+        let before = std::mem::take(&mut self.quorum);
+        self.init_quorum(&before);
+        Ok(self
+            .conf
+            .services
+            .iter()
+            .filter(|vs| !before.contains_key(&vs.spec.addr))
+            .filter(|vs| vs.sorry_server.is_some() && !self.quorum_up(vs))
+            .flat_map(|vs| quorum_notification(vs, false))
+            .collect())
     }
 
-    /// Records a health verdict. Returns whether it changed anything.
-    pub fn set_health(&mut self, key: TargetKey, up: bool) -> bool {
-        self.health.insert(key, up) != Some(up)
+    fn init_quorum(&mut self, _before: &HashMap<ServiceAddr, bool>) {
+        for vs in &self.conf.services {
+            let live = self.live_weight(vs);
+            let up = live >= u64::from(vs.quorum) + u64::from(vs.hysteresis);
+            self.quorum.insert(vs.spec.addr, up);
+        }
+    }
+
+    fn quorum_up(&self, vs: &VirtualServer) -> bool {
+        self.quorum.get(&vs.spec.addr).copied().unwrap_or(true)
+    }
+
+    /// Records a health verdict and the weight the checks give. Returns whether it changed
+    /// anything, and the scripts keepalived would run for it: the real server's `notify_up`
+    /// or `notify_down` when it comes up or goes down (or, with `alpha`, fails its first
+    /// check), then the virtual server's `quorum_up` or `quorum_down` when its live weight
+    /// crosses `quorum + hysteresis` upwards or `quorum - hysteresis` downwards.
+    pub fn set_health(
+        &mut self,
+        key: TargetKey,
+        up: bool,
+        weight: u32,
+    ) -> (bool, Vec<Notification>) {
+        let Some(vs) = self
+            .conf
+            .services
+            .iter()
+            .find(|vs| vs.spec.addr == key.service)
+        else {
+            return (false, Vec::new());
+        };
+        let Some(rs) = vs
+            .reals
+            .iter()
+            .find(|rs| rs.spec.addr == key.real && rs.spec.port == key.port)
+        else {
+            return (false, Vec::new());
+        };
+        let was_up = self.is_up(vs.spec.addr, rs);
+        let previous = self.health.insert(key, (up, weight));
+        if previous == Some((up, weight)) {
+            return (false, Vec::new());
+        }
+        let mut notes = Vec::new();
+        // update_svr_checker_state(): a change of state, or an alpha real server's first
+        // verdict of failure.
+        if was_up != up || (previous.is_none() && !up) {
+            let (what, script) = match up {
+                true => ("notify_up", &rs.notify_up),
+                false => ("notify_down", &rs.notify_down),
+            };
+            if let Some(script) = script {
+                notes.push(Notification {
+                    what,
+                    subject: key.to_string(),
+                    script: script.spec.clone(),
+                });
+            }
+        }
+        // update_quorum_state().
+        let live = self.live_weight(vs);
+        let quorum_up = self.quorum_up(vs);
+        let (quorum, hysteresis) = (i64::from(vs.quorum), i64::from(vs.hysteresis));
+        let threshold = if quorum_up {
+            quorum - hysteresis
+        } else {
+            quorum + hysteresis
+        };
+        let live = i64::try_from(live).unwrap_or(i64::MAX);
+        let new_state = if !quorum_up && live >= threshold {
+            Some(true)
+        } else if quorum_up && (live == 0 || live < threshold) {
+            Some(false)
+        } else {
+            None
+        };
+        if let Some(state) = new_state {
+            self.quorum.insert(vs.spec.addr, state);
+            notes.extend(quorum_notification(vs, state));
+        }
+        (true, notes)
+    }
+
+    /// What keepalived runs when it stops (`clear_services` with `omega`): the `notify_down`
+    /// of each live real server and the `quorum_down` of each virtual server that has `omega`.
+    pub fn shutdown_notifications(&self) -> Vec<Notification> {
+        let mut out = Vec::new();
+        for vs in self.conf.services.iter().filter(|vs| vs.omega) {
+            for rs in &vs.reals {
+                if self.is_up(vs.spec.addr, rs)
+                    && let Some(script) = &rs.notify_down
+                {
+                    let key = TargetKey {
+                        service: vs.spec.addr,
+                        real: rs.spec.addr,
+                        port: rs.spec.port,
+                    };
+                    out.push(Notification {
+                        what: "notify_down",
+                        subject: key.to_string(),
+                        script: script.spec.clone(),
+                    });
+                }
+            }
+            out.extend(quorum_notification(vs, false));
+        }
+        out
     }
 
     /// The services the file wants, health applied.
@@ -67,21 +219,41 @@ impl Managed {
             .iter()
             .map(|vs| Desired {
                 spec: vs.spec.clone(),
-                reals: reals_given(vs, |rs| self.is_up(vs.spec.addr, rs)),
+                reals: reals_given(vs, |rs| self.weight(vs.spec.addr, rs), self.quorum_up(vs)),
             })
             .collect()
     }
 
-    fn is_up(&self, service: ServiceAddr, rs: &RealServerConf) -> bool {
-        let key = TargetKey {
+    fn key(service: ServiceAddr, rs: &RealServerConf) -> TargetKey {
+        TargetKey {
             service,
             real: rs.spec.addr,
             port: rs.spec.port,
-        };
-        match self.health.get(&key) {
-            Some(&up) => up,
+        }
+    }
+
+    fn is_up(&self, service: ServiceAddr, rs: &RealServerConf) -> bool {
+        match self.health.get(&Self::key(service, rs)) {
+            Some(&(up, _)) => up,
             None => !rs.checks.iter().any(|c| c.alpha),
         }
+    }
+
+    /// The weight of a live real server, `None` for a failed one.
+    fn weight(&self, service: ServiceAddr, rs: &RealServerConf) -> Option<u32> {
+        match self.health.get(&Self::key(service, rs)) {
+            Some(&(up, weight)) => up.then_some(weight),
+            None => (!rs.checks.iter().any(|c| c.alpha)).then_some(rs.spec.weight),
+        }
+    }
+
+    /// keepalived's `weigh_live_realservers()`.
+    fn live_weight(&self, vs: &VirtualServer) -> u64 {
+        vs.reals
+            .iter()
+            .filter_map(|rs| self.weight(vs.spec.addr, rs))
+            .map(u64::from)
+            .sum()
     }
 
     /// The commands that bring `current` to what the file wants now, and remembers which
@@ -105,12 +277,7 @@ impl Managed {
         let mut out = Vec::new();
         for vs in &self.conf.services {
             for rs in vs.reals.iter().filter(|rs| !rs.checks.is_empty()) {
-                let key = TargetKey {
-                    service: vs.spec.addr,
-                    real: rs.spec.addr,
-                    port: rs.spec.port,
-                };
-                out.push((key, self.is_up(vs.spec.addr, rs)));
+                out.push((Self::key(vs.spec.addr, rs), self.is_up(vs.spec.addr, rs)));
             }
         }
         out
@@ -124,46 +291,11 @@ impl Managed {
                 if rs.checks.is_empty() {
                     continue;
                 }
-                let mut checks = Vec::new();
-                let mut addr = rs.spec.addr;
-                for check in &rs.checks {
-                    addr = check.addr;
-                    match &check.kind {
-                        CheckKind::Tcp => checks.push(CheckSpec::Tcp {
-                            port: check.port,
-                            connect_timeout: check.connect_timeout,
-                            retry: check.retry,
-                            delay_before_retry: check.delay_before_retry,
-                            delay_loop: check.delay_loop,
-                        }),
-                        CheckKind::Http(http) => {
-                            for url in &http.urls {
-                                // The checker matches one code or any 2xx.
-                                let status_code = match url.status_codes.ranges() {
-                                    [(lo, hi)] if lo == hi => Some(*lo),
-                                    _ => None,
-                                };
-                                checks.push(CheckSpec::Http {
-                                    port: check.port,
-                                    path: url.path.clone(),
-                                    status_code,
-                                    connect_timeout: check.connect_timeout,
-                                    retry: check.retry,
-                                    delay_before_retry: check.delay_before_retry,
-                                    delay_loop: check.delay_loop,
-                                });
-                            }
-                        }
-                    }
-                }
                 targets.push(Target {
-                    key: TargetKey {
-                        service: vs.spec.addr,
-                        real: rs.spec.addr,
-                        port: rs.spec.port,
-                    },
-                    addr,
-                    checks,
+                    key: Self::key(vs.spec.addr, rs),
+                    weight: rs.spec.weight,
+                    checks: rs.checks.iter().map(check_spec).collect(),
+                    suspend_unless_local: vs.ha_suspend.then_some(vs.spec.addr.addr),
                 });
             }
         }
@@ -171,34 +303,91 @@ impl Managed {
     }
 }
 
-/// The real servers a virtual server has in IPVS's table when `up` says which are alive, as
-/// keepalived's checker keeps them (`ipwrapper.c`):
+/// A check as the health checker runs it.
+fn check_spec(check: &HealthCheck) -> CheckSpec {
+    let probe = match &check.kind {
+        CheckKind::Tcp => Probe::Tcp,
+        CheckKind::Http(http) => Probe::Http(HttpProbe {
+            urls: http
+                .urls
+                .iter()
+                .map(|url| UrlProbe {
+                    path: url.path.clone(),
+                    status_codes: url.status_codes.clone(),
+                    host: url.virtualhost.clone(),
+                })
+                .collect(),
+            protocol: http.protocol,
+            fast_recovery: http.fast_recovery,
+        }),
+        CheckKind::Misc(misc) => Probe::Misc(MiscProbe {
+            script: misc.script.clone(),
+            timeout: misc.timeout,
+            dynamic: misc.dynamic,
+        }),
+    };
+    CheckSpec {
+        probe,
+        addr: check.addr,
+        port: check.port,
+        bindto: check.bindto,
+        bind_port: check.bind_port,
+        connect_timeout: check.connect_timeout,
+        retry: check.retry,
+        delay_before_retry: check.delay_before_retry,
+        delay_loop: check.delay_loop,
+        warmup: check.warmup,
+        alpha: check.alpha,
+        log_all_failures: check.log_all_failures,
+    }
+}
+
+/// A virtual server's `quorum_up` or `quorum_down` script, if it has one.
+fn quorum_notification(vs: &VirtualServer, up: bool) -> Option<Notification> {
+    let (what, script) = match up {
+        true => ("quorum_up", &vs.quorum_up),
+        false => ("quorum_down", &vs.quorum_down),
+    };
+    script.as_ref().map(|script| Notification {
+        what,
+        subject: vs.spec.addr.to_string(),
+        script: script.spec.clone(),
+    })
+}
+
+/// The real servers a virtual server has in IPVS's table, given the weight of each live one
+/// (`None`: failed) and whether the virtual server has its quorum, as keepalived's checker
+/// keeps them (`ipwrapper.c`):
 ///
 /// - a live real server is in with its weight; a failed one is out, or in with weight 0 if
 ///   `inhibit_on_failure`;
-/// - while the live weight is under `quorum + hysteresis` and there is a sorry server, it
-///   takes their place (the inhibited ones stay, with weight 0);
+/// - without the quorum, a sorry server takes their place (the inhibited ones stay, with
+///   weight 0);
 /// - otherwise a sorry server with `sorry_server_inhibit` waits in with weight 0.
-pub fn reals_given(vs: &VirtualServer, up: impl Fn(&RealServerConf) -> bool) -> Vec<RealSpec> {
+pub fn reals_given(
+    vs: &VirtualServer,
+    weight: impl Fn(&RealServerConf) -> Option<u32>,
+    quorum_up: bool,
+) -> Vec<RealSpec> {
     let quiesced = |spec: &RealSpec| RealSpec {
         weight: 0,
         ..spec.clone()
     };
     let same = |a: &RealSpec, b: &RealSpec| a.addr == b.addr && a.port == b.port;
-    let mut live_weight = 0u64;
     let mut out = Vec::new();
     let mut standing_in = Vec::new();
     for rs in &vs.reals {
-        if up(rs) {
-            live_weight += u64::from(rs.spec.weight);
-            out.push(rs.spec.clone());
+        if let Some(weight) = weight(rs) {
+            out.push(RealSpec {
+                weight,
+                ..rs.spec.clone()
+            });
             standing_in.push(rs.inhibit_on_failure);
         } else if rs.inhibit_on_failure {
             out.push(quiesced(&rs.spec));
             standing_in.push(true);
         }
     }
-    let quorum_up = live_weight >= u64::from(vs.quorum) + u64::from(vs.hysteresis);
     match &vs.sorry_server {
         Some(sorry) if !quorum_up => {
             // Live ones step aside (inhibited ones stay at weight 0), the sorry server comes in.

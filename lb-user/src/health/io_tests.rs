@@ -39,32 +39,35 @@ fn key(n: u16) -> TargetKey {
 }
 
 fn tcp_check(port: u16, retry: u32) -> CheckSpec {
-    CheckSpec::Tcp {
-        port,
+    CheckSpec {
         connect_timeout: Duration::from_secs(2),
         retry,
         delay_before_retry: 10 * MS,
         delay_loop: 20 * MS,
+        ..CheckSpec::tcp(LOCALHOST, port)
     }
 }
 
 fn http_check(port: u16, status_code: Option<u16>, connect_timeout: Duration) -> CheckSpec {
-    CheckSpec::Http {
-        port,
-        path: "/health".into(),
-        status_code,
+    let mut check = CheckSpec {
         connect_timeout,
         retry: 1,
         delay_before_retry: 10 * MS,
         delay_loop: 20 * MS,
+        ..CheckSpec::http(LOCALHOST, port, "/health")
+    };
+    if let (Probe::Http(http), Some(code)) = (&mut check.probe, status_code) {
+        http.urls[0].status_codes = StatusCodes::new(vec![(code, code)]);
     }
+    check
 }
 
 fn target(n: u16, checks: Vec<CheckSpec>) -> Target {
     Target {
         key: key(n),
-        addr: LOCALHOST,
+        weight: 1,
         checks,
+        suspend_unless_local: None,
     }
 }
 
@@ -221,14 +224,11 @@ async fn tcp_check_of_an_open_port_stays_up() {
 #[tokio::test]
 async fn real_server_dead_at_start_goes_down_on_the_first_failure() {
     let port = closed_port().await;
-    let mut check = tcp_check(port, 3);
-    if let CheckSpec::Tcp {
-        delay_before_retry, ..
-    } = &mut check
-    {
+    let check = CheckSpec {
         // Were it retried, the event would come too late.
-        *delay_before_retry = Duration::from_secs(3600);
-    }
+        delay_before_retry: Duration::from_secs(3600),
+        ..tcp_check(port, 3)
+    };
     let (_checker, mut events) = spawn(vec![target(1, vec![check])]).unwrap();
     let event = next_event(&mut events).await;
     assert_eq!(
@@ -236,6 +236,7 @@ async fn real_server_dead_at_start_goes_down_on_the_first_failure() {
         Event {
             key: key(1),
             up: false,
+            weight: 1,
             reason: format!("TCP_CHECK 127.0.0.1:{port}: connection refused"),
         }
     );
@@ -288,7 +289,7 @@ async fn http_check_goes_down_on_503_and_up_on_200() {
     assert!(!down.up);
     assert_eq!(
         down.reason,
-        format!("HTTP_GET http://127.0.0.1:{port}/health returned 503")
+        format!("HTTP_GET http://127.0.0.1:{port}/health returned 503 (expected 200-299)")
     );
 
     server.set_status(204);
@@ -447,7 +448,7 @@ async fn invalid_target_sets_change_nothing() {
         checker.replace(twice),
         Err(TargetError::DuplicateKey(key(2)))
     );
-    let bad = vec![target(3, vec![CheckSpec::http(80, "health")])];
+    let bad = vec![target(3, vec![CheckSpec::http(LOCALHOST, 80, "health")])];
     assert_eq!(
         checker.replace(bad),
         Err(TargetError::Check {
@@ -456,7 +457,7 @@ async fn invalid_target_sets_change_nothing() {
         })
     );
     assert_eq!(checker.targets().cloned().collect::<Vec<_>>(), before);
-    assert!(spawn(vec![target(4, vec![CheckSpec::tcp(0)])]).is_err());
+    assert!(spawn(vec![target(4, vec![CheckSpec::tcp(LOCALHOST, 0)])]).is_err());
 }
 
 #[tokio::test]

@@ -1,78 +1,90 @@
 //! One attempt of a check: the network I/O, each step bounded by the check's
-//! `connect_timeout` as keepalived bounds each of its steps by `connection_to`.
+//! `connect_timeout` as keepalived bounds each of its steps by `connection_to`; or a run of a
+//! `MISC_CHECK` program.
 
 use std::{
     io,
-    net::{Ipv4Addr, SocketAddrV4},
-    time::Duration,
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
 };
 
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
-    net::TcpStream,
+    net::{TcpSocket, TcpStream},
     time::timeout,
 };
 
-use super::CheckSpec;
+use super::{
+    CheckSpec, HttpProbe, HttpVersion, MiscProbe, Probe, UrlProbe,
+    script::{self, Exit},
+};
 
 /// How an attempt went, and in words for the logs and events.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Outcome {
     pub success: bool,
+    /// A `misc_dynamic` MISC_CHECK that passed: its exit status (0, or 2-255).
+    pub dynamic_status: Option<u8>,
     /// `TCP_CHECK 10.0.0.12:80: connection refused`, `HTTP_GET http://10.0.0.12:80/ returned 200`.
     pub reason: String,
+}
+
+impl Outcome {
+    fn new(success: bool, reason: String) -> Self {
+        Outcome {
+            success,
+            dynamic_status: None,
+            reason,
+        }
+    }
 }
 
 /// A status line longer than this is not one.
 const MAX_STATUS_LINE: usize = 1024;
 
-/// Runs one attempt of `check` against `addr`.
-pub(crate) async fn attempt(addr: Ipv4Addr, check: &CheckSpec) -> Outcome {
-    match check {
-        CheckSpec::Tcp {
-            port,
-            connect_timeout,
-            ..
-        } => tcp_check(addr, *port, *connect_timeout).await,
-        CheckSpec::Http {
-            port,
-            path,
-            status_code,
-            connect_timeout,
-            ..
-        } => http_get(addr, *port, path, *status_code, *connect_timeout).await,
+/// Runs one attempt of `check`; for an HTTP_GET, of its url `url`.
+pub(crate) async fn attempt(check: &CheckSpec, url: usize) -> Outcome {
+    match &check.probe {
+        Probe::Tcp => tcp_check(check).await,
+        Probe::Http(http) => {
+            let url = &http.urls[url.min(http.urls.len().saturating_sub(1))];
+            http_get(check, http, url).await
+        }
+        Probe::Misc(misc) => misc_check(misc).await,
     }
 }
 
-async fn tcp_check(addr: Ipv4Addr, port: u16, limit: Duration) -> Outcome {
-    let label = format!("TCP_CHECK {addr}:{port}");
+async fn tcp_check(check: &CheckSpec) -> Outcome {
+    let label = format!("TCP_CHECK {}:{}", check.addr, check.port);
     // As keepalived, the connection is closed as soon as it is established.
-    match connect(addr, port, limit).await {
-        Ok(_) => Outcome {
-            success: true,
-            reason: format!("{label}: connected"),
-        },
-        Err(e) => Outcome {
-            success: false,
-            reason: format!("{label}: {e}"),
-        },
+    match connect(check).await {
+        Ok(_) => Outcome::new(true, format!("{label}: connected")),
+        Err(e) => Outcome::new(false, format!("{label}: {e}")),
     }
 }
 
-async fn http_get(
-    addr: Ipv4Addr,
-    port: u16,
-    path: &str,
-    expected: Option<u16>,
-    limit: Duration,
-) -> Outcome {
-    let label = format!("HTTP_GET http://{addr}:{port}{path}");
+/// keepalived's request (`request_template` of check_http.c).
+pub(crate) fn request(check: &CheckSpec, http: &HttpProbe, url: &UrlProbe) -> String {
+    let host = match &url.host {
+        Some(host) => host.clone(),
+        None => format!("{}:{}", check.addr, check.port),
+    };
+    let (minor, close) = match http.protocol {
+        HttpVersion::V1_0 => (0, ""),
+        HttpVersion::V1_0Close => (0, "Connection: close\r\n"),
+        HttpVersion::V1_1 => (1, "Connection: close\r\n"),
+    };
+    format!(
+        "GET {} HTTP/1.{minor}\r\nUser-Agent: KeepAliveClient\r\n{close}Host: {host}\r\n\r\n",
+        url.path
+    )
+}
+
+async fn http_get(check: &CheckSpec, http: &HttpProbe, url: &UrlProbe) -> Outcome {
+    let label = format!("HTTP_GET http://{}:{}{}", check.addr, check.port, url.path);
+    let limit = check.connect_timeout;
     let status = async {
-        let mut stream = connect(addr, port, limit).await?;
-        // keepalived's request (HTTP/1.0, its User-Agent, Host with the port).
-        let request = format!(
-            "GET {path} HTTP/1.0\r\nUser-Agent: KeepAliveClient\r\nHost: {addr}:{port}\r\n\r\n"
-        );
+        let mut stream = connect(check).await?;
+        let request = request(check, http, url);
         let line = timeout(limit, status_line(&mut stream, request.as_bytes()))
             .await
             .map_err(|_| format!("no response within {limit:?}"))??;
@@ -84,26 +96,50 @@ async fn http_get(
     .await;
     match status {
         Ok(code) => {
-            let success = match expected {
-                Some(want) => code == want,
-                // keepalived's default when no status_code is configured.
-                None => (200..=299).contains(&code),
+            let success = url.status_codes.contains(code);
+            let reason = match success {
+                true => format!("{label} returned {code}"),
+                false => format!("{label} returned {code} (expected {})", url.status_codes),
             };
-            let reason = match expected {
-                Some(want) if !success => format!("{label} returned {code} (expected {want})"),
-                _ => format!("{label} returned {code}"),
-            };
-            Outcome { success, reason }
+            Outcome::new(success, reason)
         }
-        Err(e) => Outcome {
-            success: false,
-            reason: format!("{label}: {e}"),
-        },
+        Err(e) => Outcome::new(false, format!("{label}: {e}")),
     }
 }
 
-async fn connect(addr: Ipv4Addr, port: u16, limit: Duration) -> Result<TcpStream, String> {
-    match timeout(limit, TcpStream::connect(SocketAddrV4::new(addr, port))).await {
+async fn misc_check(misc: &MiscProbe) -> Outcome {
+    let label = format!("MISC_CHECK {}", misc.script.display());
+    let (exit, said) = script::run(&misc.script, misc.timeout).await;
+    let (success, dynamic_status) = match exit {
+        Exit::Status(0) => (true, misc.dynamic.then_some(0)),
+        Exit::Status(code @ 2..) if misc.dynamic => (true, Some(code)),
+        _ => (false, None),
+    };
+    Outcome {
+        success,
+        dynamic_status,
+        reason: format!("{label}: {said}"),
+    }
+}
+
+async fn connect(check: &CheckSpec) -> Result<TcpStream, String> {
+    let limit = check.connect_timeout;
+    let socket = TcpSocket::new_v4().map_err(|e| describe(&e))?;
+    if check.bindto.is_some() || check.bind_port.is_some() {
+        let source = SocketAddrV4::new(
+            check.bindto.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            check.bind_port.unwrap_or(0),
+        );
+        // A fixed source port is reused from one attempt to the next.
+        if check.bind_port.is_some() {
+            socket.set_reuseaddr(true).map_err(|e| describe(&e))?;
+        }
+        socket
+            .bind(SocketAddr::V4(source))
+            .map_err(|e| format!("binding to {source}: {}", describe(&e)))?;
+    }
+    let peer = SocketAddr::V4(SocketAddrV4::new(check.addr, check.port));
+    match timeout(limit, socket.connect(peer)).await {
         Ok(Ok(stream)) => Ok(stream),
         Ok(Err(e)) => Err(describe(&e)),
         Err(_) => Err(format!("connect timed out after {limit:?}")),
@@ -204,6 +240,40 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn requests_are_keepalived_s() {
+        use crate::keepalived::StatusCodes;
+        let addr = Ipv4Addr::new(10, 0, 0, 12);
+        let mut check = CheckSpec::http(addr, 8080, "/a");
+        let Probe::Http(mut http) = check.probe.clone() else {
+            unreachable!()
+        };
+        let url = http.urls[0].clone();
+        assert_eq!(
+            request(&check, &http, &url),
+            "GET /a HTTP/1.0\r\nUser-Agent: KeepAliveClient\r\nHost: 10.0.0.12:8080\r\n\r\n"
+        );
+        http.protocol = HttpVersion::V1_1;
+        let url = UrlProbe {
+            host: Some("www.example.com".into()),
+            status_codes: StatusCodes::success(),
+            ..url
+        };
+        assert_eq!(
+            request(&check, &http, &url),
+            "GET /a HTTP/1.1\r\nUser-Agent: KeepAliveClient\r\nConnection: close\r\n\
+             Host: www.example.com\r\n\r\n"
+        );
+        http.protocol = HttpVersion::V1_0Close;
+        check.port = 80;
+        let url = UrlProbe { host: None, ..url };
+        assert_eq!(
+            request(&check, &http, &url),
+            "GET /a HTTP/1.0\r\nUser-Agent: KeepAliveClient\r\nConnection: close\r\n\
+             Host: 10.0.0.12:80\r\n\r\n"
+        );
     }
 
     #[test]

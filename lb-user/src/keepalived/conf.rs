@@ -4,7 +4,10 @@
 use std::{net::Ipv4Addr, time::Duration};
 
 use super::error::{Location, Note};
-use crate::model::{RealSpec, ServiceSpec, Timeouts};
+use crate::{
+    health::ScriptSpec,
+    model::{RealSpec, ServiceSpec, Timeouts},
+};
 
 /// The LVS configuration of a keepalived.conf.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,6 +122,20 @@ pub enum CheckKind {
     Tcp,
     /// `HTTP_GET`.
     Http(HttpGet),
+    /// `MISC_CHECK`: a program's exit status.
+    Misc(MiscCheck),
+}
+
+/// The program side of a `MISC_CHECK`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MiscCheck {
+    /// `misc_path` split into words, run as `user` (else `global_defs`' `script_user`, else
+    /// the `keepalived_script` user if there is one, else lbd's own user).
+    pub script: ScriptSpec,
+    /// `misc_timeout`, default the virtual server's `delay_loop`.
+    pub timeout: Duration,
+    /// `misc_dynamic`: exit status 2-255 passes and sets the weight to status - 2.
+    pub dynamic: bool,
 }
 
 /// The HTTP side of an `HTTP_GET` check.
@@ -145,7 +162,7 @@ pub struct HttpUrl {
 }
 
 /// `http_protocol`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum HttpVersion {
     /// `1.0`
     #[default]
@@ -157,10 +174,28 @@ pub enum HttpVersion {
 }
 
 /// The status codes an `HTTP_GET` url accepts: ranges within 100-599.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct StatusCodes(pub(super) Vec<(u16, u16)>);
 
+impl std::fmt::Display for StatusCodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, &(lo, hi)) in self.0.iter().enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            match lo == hi {
+                true => write!(f, "{sep}{lo}")?,
+                false => write!(f, "{sep}{lo}-{hi}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
 impl StatusCodes {
+    /// Codes and inclusive ranges of codes.
+    pub fn new(ranges: Vec<(u16, u16)>) -> Self {
+        StatusCodes(ranges)
+    }
+
     /// keepalived's default: any 2xx.
     pub fn success() -> Self {
         StatusCodes(vec![(200, 299)])
@@ -183,4 +218,6 @@ pub struct Script {
     pub command: String,
     pub user: Option<String>,
     pub group: Option<String>,
+    /// What runs: the command split into words, and the user resolved as for `MISC_CHECK`.
+    pub spec: ScriptSpec,
 }

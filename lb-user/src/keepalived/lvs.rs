@@ -14,16 +14,19 @@ use std::{
 
 use super::{
     conf::{
-        CheckKind, HealthCheck, HttpGet, HttpUrl, HttpVersion, LvsConfig, RealServerConf, Script,
-        SorryServer, StatusCodes, VirtualServer,
+        CheckKind, HealthCheck, HttpGet, HttpUrl, HttpVersion, LvsConfig, MiscCheck,
+        RealServerConf, Script, SorryServer, StatusCodes, VirtualServer,
     },
     error::{ErrorKind, Location, Report},
     tree::Stmt,
     values::{self, Problem},
 };
-use crate::model::{
-    Forward, MAX_WEIGHT, Persistence, Protocol, RealSpec, SchedFlags, Scheduler, ServiceAddr,
-    ServiceSpec, Timeouts,
+use crate::{
+    health::{ScriptSpec, script},
+    model::{
+        Forward, MAX_WEIGHT, Persistence, Protocol, RealSpec, SchedFlags, Scheduler, ServiceAddr,
+        ServiceSpec, Timeouts,
+    },
 };
 
 /// keepalived's `KEEPALIVED_DEFAULT_DELAY`.
@@ -47,7 +50,9 @@ pub(super) fn read(stmts: &[Stmt], report: &mut Report) -> LvsConfig {
         service_locations: HashMap::new(),
         timeouts: None,
         flush: false,
+        script_user: None,
     };
+    reader.script_user = reader.default_script_user(stmts);
     reader.root(stmts);
     LvsConfig {
         services: reader.services,
@@ -63,6 +68,8 @@ struct Reader<'r> {
     service_locations: HashMap<ServiceAddr, Location>,
     timeouts: Option<Timeouts>,
     flush: bool,
+    /// Whom scripts run as when they do not say: (uid, gid), `None` for lbd's own user.
+    script_user: Option<(u32, u32)>,
 }
 
 /// Top-level sections that are keepalived's own business, and why lb leaves them alone.
@@ -100,7 +107,6 @@ fn unsupported_checker(keyword: &str) -> Option<&'static str> {
             "SSL_GET health checks are not supported by lb: use TCP_CHECK on the TLS port, or \
              HTTP_GET on a plain HTTP port"
         }
-        "MISC_CHECK" => "MISC_CHECK health checks (scripts) are not supported by lb",
         "SMTP_CHECK" | "DNS_CHECK" | "UDP_CHECK" | "PING_CHECK" | "BFD_CHECK" | "FILE_CHECK" => {
             "this health check is not supported by lb (it runs TCP_CHECK and HTTP_GET)"
         }
@@ -178,6 +184,7 @@ struct RsDraft {
 struct CheckDraft {
     keyword: String,
     http: Option<HttpDraft>,
+    misc: Option<MiscDraft>,
     connect_ip: Option<Ipv4Addr>,
     connect_port: Option<u16>,
     bindto: Option<Ipv4Addr>,
@@ -186,6 +193,14 @@ struct CheckDraft {
     alpha: Option<bool>,
     log_all_failures: bool,
     location: Location,
+}
+
+#[derive(Default)]
+struct MiscDraft {
+    script: Option<Vec<String>>,
+    timeout: Option<Duration>,
+    dynamic: bool,
+    user: Option<(u32, u32)>,
 }
 
 #[derive(Default)]
@@ -230,7 +245,9 @@ impl Seen {
 /// The name under which a keyword counts for [`Seen`]; `None` for keywords that may repeat.
 fn canonical(keyword: &str) -> Option<&str> {
     Some(match keyword {
-        "real_server" | "url" | "status_code" | "TCP_CHECK" | "HTTP_GET" => return None,
+        "real_server" | "url" | "status_code" | "TCP_CHECK" | "HTTP_GET" | "MISC_CHECK" => {
+            return None;
+        }
         "lb_algo" | "lvs_sched" => "lb_algo",
         "lb_kind" | "lvs_method" => "lb_kind",
         "retry" | "nb_get_retry" => "retry",
@@ -346,11 +363,75 @@ impl Reader<'_> {
     /// `notify_up "/path/script args" [user [group]]`.
     fn script(&mut self, stmt: &Stmt) -> Option<Script> {
         let args = self.values(stmt, 1, 3)?;
+        let argv = self.words(stmt, &args[0])?;
+        let ids = match args.get(1) {
+            Some(user) => Some(self.user(stmt, user, args.get(2).map(String::as_str))?),
+            None => self.script_user,
+        };
         Some(Script {
             command: args[0].clone(),
             user: args.get(1).cloned(),
             group: args.get(2).cloned(),
+            spec: ScriptSpec {
+                argv,
+                uid: ids.map(|i| i.0),
+                gid: ids.map(|i| i.1),
+            },
         })
+    }
+
+    /// A script's command line in words.
+    fn words(&mut self, stmt: &Stmt, line: &str) -> Option<Vec<String>> {
+        match script::split_words(line) {
+            Some(words) if !words.is_empty() => Some(words),
+            Some(_) => {
+                let message = format!("'{}' needs a program to run", stmt.keyword());
+                self.error(ErrorKind::Invalid, stmt, message);
+                None
+            }
+            None => {
+                let message = format!("'{}': a quote is not closed in {line:?}", stmt.keyword());
+                self.error(ErrorKind::Syntax, stmt, message);
+                None
+            }
+        }
+    }
+
+    /// A user (and group) to run a script as, which must exist here, as keepalived checks.
+    fn user(&mut self, stmt: &Stmt, user: &str, group: Option<&str>) -> Option<(u32, u32)> {
+        // keepalived also takes "user:group".
+        let (user, group) = match (user.split_once(':'), group) {
+            (Some((u, g)), None) if !g.is_empty() => (u, Some(g)),
+            (Some((u, _)), _) => (u, group),
+            (None, _) => (user, group),
+        };
+        match script::resolve_user(user, group) {
+            Ok(ids) => Some(ids),
+            Err(e) => {
+                let message = format!(
+                    "'{}': {e}: create it, or name a user and group that exist",
+                    stmt.keyword()
+                );
+                self.error(ErrorKind::Invalid, stmt, message);
+                None
+            }
+        }
+    }
+
+    /// keepalived's default script user: `global_defs { script_user USER [GROUP] }`, else the
+    /// user `keepalived_script` if it exists, else keepalived's own (here lbd's).
+    fn default_script_user(&mut self, stmts: &[Stmt]) -> Option<(u32, u32)> {
+        let global = stmts
+            .iter()
+            .filter(|s| s.keyword() == "global_defs")
+            .filter_map(|s| s.block.as_deref())
+            .flatten()
+            .rfind(|s| s.keyword() == "script_user");
+        if let Some(stmt) = global {
+            let args = self.values(stmt, 1, 2)?;
+            return self.user(stmt, &args[0], args.get(1).map(String::as_str));
+        }
+        script::resolve_user("keepalived_script", None).ok()
     }
 
     /// `IP [PORT]` after `virtual_server`, `real_server`, `sorry_server`; port 0 when none.
@@ -543,6 +624,8 @@ impl Reader<'_> {
                     self.flush = true;
                     read.push("lvs_flush");
                 }
+                // Read up front, by default_script_user.
+                "script_user" => read.push("script_user"),
                 "lvs_sync_daemon" => self.report.note(
                     &s.location,
                     "lvs_sync_daemon ignored: lb has no connection synchronisation, so \
@@ -1162,7 +1245,7 @@ impl Reader<'_> {
                         .note(&s.location, "snmp_name ignored: lb has no SNMP agent");
                 }
             }
-            "TCP_CHECK" | "HTTP_GET" => {
+            "TCP_CHECK" | "HTTP_GET" | "MISC_CHECK" => {
                 if let Some(check) = self.checker(s) {
                     rs.checks.push(check);
                 }
@@ -1178,6 +1261,7 @@ impl Reader<'_> {
 
     fn checker(&mut self, stmt: &Stmt) -> Option<CheckDraft> {
         let http = stmt.keyword() == "HTTP_GET";
+        let misc = stmt.keyword() == "MISC_CHECK";
         if !stmt.args().is_empty() {
             let message = format!("'{}' takes no value before its {{ }} block", stmt.keyword());
             self.error(ErrorKind::Syntax, stmt, message);
@@ -1187,6 +1271,7 @@ impl Reader<'_> {
         let mut check = CheckDraft {
             keyword: stmt.keyword().to_owned(),
             http: http.then(HttpDraft::default),
+            misc: misc.then(MiscDraft::default),
             connect_ip: None,
             connect_port: None,
             bindto: None,
@@ -1211,14 +1296,63 @@ impl Reader<'_> {
             self.error(ErrorKind::Invalid, stmt, message);
             return None;
         }
+        if let Some(m) = &check.misc
+            && m.script.is_none()
+            && self.report.errors.len() == errors_before
+        {
+            let message = "MISC_CHECK needs a misc_path (keepalived would drop the check)";
+            self.error(ErrorKind::Invalid, stmt, message);
+            return None;
+        }
         Some(check)
     }
 
+    /// The keywords of a MISC_CHECK besides the timing ones.
+    fn misc_keyword(&mut self, s: &Stmt, misc: &mut MiscDraft) {
+        match s.keyword() {
+            "misc_path" => {
+                if let Some(line) = self.value(s) {
+                    misc.script = self.words(s, line).or(misc.script.take());
+                }
+            }
+            "misc_timeout" => {
+                if let Some(n) = self.unsigned(s, 0, u32::MAX / 1_000_000) {
+                    // keepalived: 0 means the default.
+                    misc.timeout = (n > 0).then(|| Duration::from_secs(u64::from(n)));
+                }
+            }
+            "misc_dynamic" => misc.dynamic |= self.flag(s),
+            "user" => {
+                if let Some(args) = self.values(s, 1, 2) {
+                    misc.user = self.user(s, &args[0], args.get(1).map(String::as_str));
+                }
+            }
+            "connect_ip" | "connect_port" | "bindto" | "bind_port" | "bind_if"
+            | "connect_timeout" | "fwmark" => {
+                let message = format!(
+                    "{} does not apply to MISC_CHECK (its program does the connecting)",
+                    s.keyword()
+                );
+                self.error(ErrorKind::Invalid, s, message);
+            }
+            _ => self.unknown(s),
+        }
+    }
+
     fn check_keyword(&mut self, s: &Stmt, check: &mut CheckDraft) {
-        if self.timing(s, &mut check.timing, 0) {
+        let misc_connect_timeout = check.misc.is_some() && s.keyword() == "connect_timeout";
+        if !misc_connect_timeout && self.timing(s, &mut check.timing, 0) {
             return;
         }
         let keyword = s.keyword();
+        if let Some(misc) = &mut check.misc
+            && !matches!(keyword, "alpha" | "log_all_failures")
+        {
+            let mut m = std::mem::take(misc);
+            self.misc_keyword(s, &mut m);
+            check.misc = Some(m);
+            return;
+        }
         match keyword {
             "connect_ip" => {
                 if let Some(text) = self.value(s) {
@@ -1399,7 +1533,7 @@ impl Reader<'_> {
     ) -> Option<HealthCheck> {
         let timing = check.timing.or(&rs.timing).or(&vs.timing);
         let port = check.connect_port.unwrap_or(rs.port);
-        if port == 0 {
+        if port == 0 && check.misc.is_none() {
             let message = format!(
                 "{} has no port to connect to: real_server {} has none; give the real_server a \
                  port or the check a connect_port",
@@ -1410,9 +1544,21 @@ impl Reader<'_> {
             return None;
         }
         let delay_loop = timing.delay_loop.unwrap_or(DEFAULT_DELAY_LOOP);
-        let kind = match &check.http {
-            None => CheckKind::Tcp,
-            Some(http) => {
+        let kind = match (&check.http, &check.misc) {
+            (None, Some(misc)) => CheckKind::Misc(MiscCheck {
+                script: ScriptSpec {
+                    argv: misc.script.clone().unwrap_or_default(),
+                    uid: misc.user.or(self.script_user).map(|i| i.0),
+                    gid: misc.user.or(self.script_user).map(|i| i.1),
+                },
+                // check_misc.c: the virtual server's delay_loop, not the check's.
+                timeout: misc
+                    .timeout
+                    .unwrap_or(vs.timing.delay_loop.unwrap_or(DEFAULT_DELAY_LOOP)),
+                dynamic: misc.dynamic,
+            }),
+            (None, None) => CheckKind::Tcp,
+            (Some(http), _) => {
                 let outer_host = http
                     .virtualhost
                     .as_ref()
@@ -1439,7 +1585,12 @@ impl Reader<'_> {
         };
         let default_delay_before_retry = match kind {
             CheckKind::Http(_) => Duration::from_secs(3),
-            CheckKind::Tcp => Duration::from_secs(1),
+            CheckKind::Tcp | CheckKind::Misc(_) => Duration::from_secs(1),
+        };
+        // MISC_CHECK's default retry is 0 (misc_check_handler), the others' 1.
+        let default_retry = match kind {
+            CheckKind::Misc(_) => 0,
+            _ => 1,
         };
         Some(HealthCheck {
             kind,
@@ -1448,7 +1599,7 @@ impl Reader<'_> {
             bindto: check.bindto,
             bind_port: check.bind_port,
             connect_timeout: timing.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
-            retry: timing.retry.unwrap_or(1),
+            retry: timing.retry.unwrap_or(default_retry),
             delay_before_retry: timing
                 .delay_before_retry
                 .unwrap_or(default_delay_before_retry),

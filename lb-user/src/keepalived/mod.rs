@@ -45,8 +45,8 @@ mod tests;
 use std::path::Path;
 
 pub use conf::{
-    CheckKind, HealthCheck, HttpGet, HttpUrl, HttpVersion, LvsConfig, RealServerConf, Script,
-    SorryServer, StatusCodes, VirtualServer,
+    CheckKind, HealthCheck, HttpGet, HttpUrl, HttpVersion, LvsConfig, MiscCheck, RealServerConf,
+    Script, SorryServer, StatusCodes, VirtualServer,
 };
 use error::Report;
 pub use error::{ConfigError, ConfigErrors, ErrorKind, Location, Note};

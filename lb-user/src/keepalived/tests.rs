@@ -6,8 +6,11 @@ use super::{
     CheckKind, HealthCheck, HttpGet, HttpUrl, HttpVersion, LvsConfig, RealServerConf, Script,
     SorryServer, StatusCodes, files::mem::MemFiles, parse_with, read_file,
 };
-use crate::model::{
-    Forward, Persistence, Protocol, RealSpec, SchedFlags, Scheduler, ServiceAddr, Timeouts,
+use crate::{
+    health::ScriptSpec,
+    model::{
+        Forward, Persistence, Protocol, RealSpec, SchedFlags, Scheduler, ServiceAddr, Timeouts,
+    },
 };
 
 const ETC: &str = "/etc/keepalived/keepalived.conf";
@@ -284,6 +287,11 @@ fn example_conf() {
             command: "/usr/local/bin/page-oncall 'web2 down'".into(),
             user: None,
             group: None,
+            spec: ScriptSpec {
+                argv: vec!["/usr/local/bin/page-oncall".into(), "web2 down".into()],
+                uid: None,
+                gid: None,
+            },
         })
     );
     let dns_check = &config.services[1].reals[0].checks[0];
@@ -325,8 +333,8 @@ fn two_directors_conf() {
     assert_eq!(
         notes(&config),
         [
-            "/etc/keepalived/keepalived.conf:10: global_defs ignored: it configures keepalived \
-             itself",
+            "/etc/keepalived/keepalived.conf:10: global_defs ignored but for script_user: the \
+             rest configures keepalived itself",
             "/etc/keepalived/keepalived.conf:17: vrrp_script chk_lbd ignored: keepalived \
              itself runs VRRP and its trackers",
             "/etc/keepalived/keepalived.conf:25: vrrp_instance VI_1 ignored: keepalived itself \
@@ -383,7 +391,7 @@ virtual_server 10.0.0.1 80 {
     ip_family inet
     quorum 2
     hysteresis 1
-    quorum_up "/bin/quorum up" keepalived_script
+    quorum_up "/bin/quorum up" nobody
     quorum_down /bin/quorum-down
     virtualhost www.example.com
     weight 3
@@ -548,8 +556,13 @@ fn every_supported_keyword() {
         a.quorum_up,
         Some(Script {
             command: "/bin/quorum up".into(),
-            user: Some("keepalived_script".into()),
-            group: None
+            user: Some("nobody".into()),
+            group: None,
+            spec: ScriptSpec {
+                argv: vec!["/bin/quorum".into(), "up".into()],
+                uid: Some(65534),
+                gid: Some(65534),
+            },
         })
     );
     assert_eq!(
@@ -557,7 +570,12 @@ fn every_supported_keyword() {
         Some(Script {
             command: "/bin/quorum-down".into(),
             user: None,
-            group: None
+            group: None,
+            spec: ScriptSpec {
+                argv: vec!["/bin/quorum-down".into()],
+                uid: None,
+                gid: None,
+            },
         })
     );
     assert_eq!(a.delay_loop, Duration::from_millis(2500));
@@ -596,7 +614,12 @@ fn every_supported_keyword() {
         Some(Script {
             command: "/bin/up 10.0.1.1".into(),
             user: Some("nobody".into()),
-            group: Some("nogroup".into())
+            group: Some("nogroup".into()),
+            spec: ScriptSpec {
+                argv: vec!["/bin/up".into(), "10.0.1.1".into()],
+                uid: Some(65534),
+                gid: Some(65534),
+            },
         })
     );
     assert_eq!(r1.notify_down.as_ref().unwrap().command, "/bin/down");
@@ -924,7 +947,8 @@ virtual_server 192.168.1.99 80 {
     assert_eq!(
         notes(&config),
         [
-            "k.conf:1: global_defs ignored: it configures keepalived itself",
+            "k.conf:1: global_defs ignored but for script_user: the rest configures keepalived \
+             itself",
             "k.conf:10: vrrp_instance VI_1 ignored: keepalived itself runs VRRP",
         ]
     );
@@ -1128,8 +1152,9 @@ fn errors_name_file_and_line() {
         ),
         (
             "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  MISC_CHECK {\n   \
-             misc_path /bin/true\n  }\n }\n}\n",
-            "MISC_CHECK health checks (scripts) are not supported by lb at k.conf:3",
+             misc_path /bin/true\n   connect_port 80\n  }\n }\n}\n",
+            "connect_port does not apply to MISC_CHECK (its program does the connecting) at \
+             k.conf:5",
         ),
         (
             "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  SSL_GET {\n  }\n \
@@ -1343,7 +1368,7 @@ fn every_error_is_reported_and_no_configuration() {
              at k.conf:3",
             "invalid weight '-1': not a whole number at k.conf:6",
             "invalid connect_port '0': must be 1-65535 at k.conf:8",
-            "MISC_CHECK health checks (scripts) are not supported by lb at k.conf:12",
+            "MISC_CHECK needs a misc_path (keepalived would drop the check) at k.conf:12",
             "unknown keyword 'bogus' at k.conf:18",
         ]
     );
