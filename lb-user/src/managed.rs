@@ -414,3 +414,136 @@ pub fn reals_given(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::model::Protocol;
+
+    const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+
+    /// A service with real servers .11 (weight 2), .12 (weight 2), .13 (weight 1), all
+    /// TCP-checked, with the given virtual-server lines.
+    fn managed(vs_lines: &str) -> Managed {
+        let mut text = format!(
+            "virtual_server {VIP} 80 {{\n protocol TCP\n lb_algo rr\n lb_kind DR\n{vs_lines}\n"
+        );
+        for (n, weight) in [(11, 2), (12, 2), (13, 1)] {
+            text += &format!(
+                " real_server 10.0.0.{n} 80 {{\n  weight {weight}\n  \
+                 notify_up \"/bin/up {n}\"\n  notify_down \"/bin/down {n}\"\n  TCP_CHECK {{\n  }}\n }}\n"
+            );
+        }
+        text += "}\n";
+        let conf = keepalived::parse_str(&text, "t.conf").unwrap_or_else(|e| panic!("{e}"));
+        Managed::from_config(Path::new("t.conf"), conf).unwrap()
+    }
+
+    fn key(n: u8) -> TargetKey {
+        TargetKey {
+            service: ServiceAddr {
+                protocol: Protocol::Tcp,
+                addr: VIP,
+                port: 80,
+            },
+            real: Ipv4Addr::new(10, 0, 0, n),
+            port: 80,
+        }
+    }
+
+    /// The scripts a change runs, as their command lines.
+    fn set(m: &mut Managed, n: u8, up: bool, weight: u32) -> Vec<String> {
+        let (_, notes) = m.set_health(key(n), up, weight);
+        notes.iter().map(|n| n.script.argv.join(" ")).collect()
+    }
+
+    fn weights(m: &Managed) -> Vec<(u8, u32)> {
+        m.desired()[0]
+            .reals
+            .iter()
+            .map(|r| (r.addr.octets()[3], r.weight))
+            .collect()
+    }
+
+    #[test]
+    fn notify_scripts_run_on_changes_only() {
+        let mut m = managed("");
+        assert_eq!(set(&mut m, 11, true, 2), Vec::<String>::new());
+        assert_eq!(set(&mut m, 11, false, 2), ["/bin/down 11"]);
+        assert_eq!(set(&mut m, 11, false, 2), Vec::<String>::new());
+        assert_eq!(set(&mut m, 11, true, 2), ["/bin/up 11"]);
+    }
+
+    #[test]
+    fn hysteresis_is_a_band_around_the_quorum() {
+        // quorum 4, hysteresis 1: lost below 3, regained at 5.
+        let mut m = managed(
+            " quorum 4\n hysteresis 1\n quorum_up \"/bin/q up\"\n quorum_down \"/bin/q down\"\n \
+             sorry_server 10.0.0.99 80",
+        );
+        assert!(m.startup_notifications().is_empty());
+        // Live weight 5 -> 3: still up (3 is not under 4 - 1).
+        assert_eq!(set(&mut m, 11, false, 2), ["/bin/down 11"]);
+        assert_eq!(weights(&m), [(12, 2), (13, 1)]);
+        // 3 -> 2: lost; the sorry server takes over.
+        assert_eq!(set(&mut m, 13, false, 1), ["/bin/down 13", "/bin/q down"]);
+        assert_eq!(weights(&m), [(99, 1)]);
+        // 2 -> 3 -> 4: not yet regained (needs 4 + 1).
+        assert_eq!(set(&mut m, 13, true, 1), ["/bin/up 13"]);
+        assert_eq!(weights(&m), [(99, 1)]);
+        // 5: regained.
+        assert_eq!(set(&mut m, 11, true, 2), ["/bin/up 11", "/bin/q up"]);
+        assert_eq!(weights(&m), [(11, 2), (12, 2), (13, 1)]);
+    }
+
+    #[test]
+    fn a_dynamic_weight_counts_towards_the_quorum() {
+        let mut m = managed(" quorum 3\n quorum_down \"/bin/q down\"\n sorry_server 10.0.0.99 80");
+        // misc_dynamic: weight 10 for .11.
+        assert_eq!(set(&mut m, 11, true, 10), Vec::<String>::new());
+        assert_eq!(weights(&m), [(11, 10), (12, 2), (13, 1)]);
+        assert_eq!(set(&mut m, 12, false, 2), ["/bin/down 12"]);
+        assert_eq!(set(&mut m, 13, false, 1), ["/bin/down 13"]);
+        // Weight 0 is live but weighs nothing: quorum lost.
+        assert_eq!(set(&mut m, 11, true, 0), ["/bin/q down"]);
+        assert_eq!(weights(&m), [(99, 1)]);
+    }
+
+    #[test]
+    fn omega_runs_the_down_scripts_on_the_way_out() {
+        let mut m = managed(" omega\n quorum_down \"/bin/q down\"");
+        set(&mut m, 12, false, 2);
+        let scripts: Vec<String> = m
+            .shutdown_notifications()
+            .iter()
+            .map(|n| n.script.argv.join(" "))
+            .collect();
+        assert_eq!(scripts, ["/bin/down 11", "/bin/down 13", "/bin/q down"]);
+        assert!(managed("").shutdown_notifications().is_empty());
+    }
+
+    #[test]
+    fn starting_without_quorum_runs_quorum_down_when_a_sorry_server_stands_in() {
+        let m =
+            managed(" quorum 5\n hysteresis 1\n quorum_down /bin/qd\n sorry_server 10.0.0.99 80");
+        let scripts: Vec<String> = m
+            .startup_notifications()
+            .iter()
+            .map(|n| n.script.argv.join(" "))
+            .collect();
+        // 5 < 5 + 1: starts without quorum.
+        assert_eq!(scripts, ["/bin/qd"]);
+        assert_eq!(weights(&m), [(99, 1)]);
+    }
+
+    #[test]
+    fn targets_carry_weight_and_ha_suspend() {
+        let m = managed(" ha_suspend");
+        let t = &m.targets()[0];
+        assert_eq!(t.weight, 2);
+        assert_eq!(t.suspend_unless_local, Some(VIP));
+        assert_eq!(managed("").targets()[0].suspend_unless_local, None);
+    }
+}

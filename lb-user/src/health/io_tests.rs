@@ -469,3 +469,153 @@ async fn stopping_ends_the_event_stream() {
     let end = tokio::time::timeout(PATIENCE, events.recv()).await.unwrap();
     assert_eq!(end, None);
 }
+
+#[tokio::test]
+async fn http_urls_are_checked_in_turn_with_their_host_and_codes() {
+    let server = HttpServer::start(302).await;
+    let mut check = http_check(server.port, None, Duration::from_secs(2));
+    if let Probe::Http(http) = &mut check.probe {
+        http.protocol = HttpVersion::V1_1;
+        http.urls = vec![
+            UrlProbe {
+                path: "/a".into(),
+                status_codes: StatusCodes::new(vec![(200, 200), (301, 302)]),
+                host: Some("www.example.com".into()),
+            },
+            UrlProbe {
+                path: "/b".into(),
+                status_codes: StatusCodes::new(vec![(300, 399)]),
+                host: None,
+            },
+        ];
+    }
+    let (_checker, mut events) = spawn(vec![target(1, vec![check])]).unwrap();
+    wait_until("four requests", || server.request_count() >= 4).await;
+    assert_no_event(&mut events);
+    let requests = server.requests.lock().unwrap().clone();
+    let port = server.port;
+    assert_eq!(
+        requests[..4],
+        [
+            "GET /a HTTP/1.1\r\nUser-Agent: KeepAliveClient\r\nConnection: close\r\nHost: \
+             www.example.com\r\n\r\n"
+                .to_owned(),
+            format!(
+                "GET /b HTTP/1.1\r\nUser-Agent: KeepAliveClient\r\nConnection: close\r\nHost: \
+                 127.0.0.1:{port}\r\n\r\n"
+            ),
+            "GET /a HTTP/1.1\r\nUser-Agent: KeepAliveClient\r\nConnection: close\r\nHost: \
+             www.example.com\r\n\r\n"
+                .to_owned(),
+            format!(
+                "GET /b HTTP/1.1\r\nUser-Agent: KeepAliveClient\r\nConnection: close\r\nHost: \
+                 127.0.0.1:{port}\r\n\r\n"
+            ),
+        ]
+    );
+    // 303 is in /b's range but not /a's: down once /a sees it.
+    server.set_status(303);
+    let down = next_event(&mut events).await;
+    assert!(!down.up);
+    assert!(
+        down.reason
+            .contains("/a returned 303 (expected 200 301-302)"),
+        "{down:?}"
+    );
+}
+
+#[tokio::test]
+async fn bindto_sets_the_source_of_the_check() {
+    let listener = TcpListener::bind((LOCALHOST, 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let source = Ipv4Addr::new(127, 0, 0, 2);
+    let check = CheckSpec {
+        bindto: Some(source),
+        ..tcp_check(port, 0)
+    };
+    let (_checker, _events) = spawn(vec![target(1, vec![check])]).unwrap();
+    let (_, peer) = tokio::time::timeout(PATIENCE, listener.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(peer.ip(), std::net::IpAddr::V4(source));
+}
+
+fn misc_check(code: &str, dynamic: bool) -> CheckSpec {
+    CheckSpec {
+        probe: Probe::Misc(MiscProbe {
+            script: ScriptSpec {
+                argv: vec!["/bin/sh".into(), "-c".into(), code.into()],
+                uid: None,
+                gid: None,
+            },
+            timeout: Duration::from_secs(5),
+            dynamic,
+        }),
+        retry: 0,
+        ..tcp_check(0, 0)
+    }
+}
+
+#[tokio::test]
+async fn misc_dynamic_exit_codes_set_the_weight() {
+    let dir = std::env::temp_dir().join(format!("lb-misc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("code");
+    std::fs::write(&file, "12").unwrap();
+    let code = format!("exit $(cat {})", file.display());
+    let (_checker, mut events) = spawn(vec![Target {
+        weight: 3,
+        ..target(1, vec![misc_check(&code, true)])
+    }])
+    .unwrap();
+    // Exit 12: up, weight 10.
+    let e = next_event(&mut events).await;
+    assert_eq!((e.up, e.weight), (true, 10), "{e:?}");
+    // Exit 0: weight back to the configured 3.
+    std::fs::write(&file, "0").unwrap();
+    let e = next_event(&mut events).await;
+    assert_eq!((e.up, e.weight), (true, 3), "{e:?}");
+    // Exit 1: down.
+    std::fs::write(&file, "1").unwrap();
+    let e = next_event(&mut events).await;
+    assert_eq!((e.up, e.weight), (false, 3), "{e:?}");
+    assert!(e.reason.ends_with("exited with status 1"), "{e:?}");
+    // Exit 2: up with weight 0.
+    std::fs::write(&file, "2").unwrap();
+    let e = next_event(&mut events).await;
+    assert_eq!((e.up, e.weight), (true, 0), "{e:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn misc_without_dynamic_fails_on_any_other_status_and_on_timeouts() {
+    let (_checker, mut events) = spawn(vec![target(1, vec![misc_check("exit 7", false)])]).unwrap();
+    let e = next_event(&mut events).await;
+    assert!(!e.up && e.reason.ends_with("exited with status 7"), "{e:?}");
+    let mut slow = misc_check("sleep 30", false);
+    if let Probe::Misc(m) = &mut slow.probe {
+        m.timeout = 100 * MS;
+    }
+    let (_checker, mut events) = spawn(vec![target(2, vec![slow])]).unwrap();
+    let e = next_event(&mut events).await;
+    assert!(!e.up && e.reason.contains("timed out"), "{e:?}");
+}
+
+#[tokio::test]
+async fn ha_suspend_skips_checks_while_the_address_is_not_local() {
+    let server = TcpServer::start(0).await;
+    let not_here = Target {
+        suspend_unless_local: Some(Ipv4Addr::new(192, 0, 2, 1)),
+        ..target(1, vec![tcp_check(server.port, 0)])
+    };
+    let here = Target {
+        suspend_unless_local: Some(LOCALHOST),
+        ..target(2, vec![tcp_check(server.port, 0)])
+    };
+    let (_checker, _events) = spawn(vec![not_here]).unwrap();
+    tokio::time::sleep(200 * MS).await;
+    assert_eq!(server.accepted(), 0, "a suspended check connected");
+    let (_checker, _events) = spawn(vec![here]).unwrap();
+    wait_until("a check of a local VIP", || server.accepted() >= 1).await;
+}

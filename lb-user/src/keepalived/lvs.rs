@@ -108,7 +108,8 @@ fn unsupported_checker(keyword: &str) -> Option<&'static str> {
              HTTP_GET on a plain HTTP port"
         }
         "SMTP_CHECK" | "DNS_CHECK" | "UDP_CHECK" | "PING_CHECK" | "BFD_CHECK" | "FILE_CHECK" => {
-            "this health check is not supported by lb (it runs TCP_CHECK and HTTP_GET)"
+            "this health check is not supported by lb (it runs TCP_CHECK, HTTP_GET and \
+             MISC_CHECK): check the service with one of those, e.g. a MISC_CHECK script"
         }
         _ => return None,
     })
