@@ -112,7 +112,7 @@ const WALK: &[Entry] = &[
     ("weight", RS, "", "weight 2", Applied),
     ("lvs_method", RS, "", "lvs_method DR", Applied),
     ("uthreshold", RS, "", "uthreshold 100", Applied),
-    ("lthreshold", RS, "", "lthreshold 10", Applied),
+    ("lthreshold", RS, "uthreshold 100", "lthreshold 10", Applied),
     ("inhibit_on_failure", RS, "", "inhibit_on_failure", Applied),
     ("alpha", RS, "", "alpha", Applied),
     ("notify_up", RS, "", "notify_up \"/bin/echo up\"", Applied),

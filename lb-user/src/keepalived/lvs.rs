@@ -989,6 +989,15 @@ impl Reader<'_> {
                     v.insert(rs.location.clone());
                 }
             }
+            if rs.lower_threshold > rs.upper_threshold {
+                let message = format!(
+                    "lthreshold {} is above uthreshold {}: IPVS refuses such a real server \
+                     (keepalived would log the kernel's error and leave it out); give it an \
+                     uthreshold of at least its lthreshold",
+                    rs.lower_threshold, rs.upper_threshold
+                );
+                self.report.error(ErrorKind::Invalid, &rs.location, message);
+            }
             let checks = rs
                 .checks
                 .iter()

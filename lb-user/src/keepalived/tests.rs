@@ -1151,6 +1151,13 @@ fn errors_name_file_and_line() {
             "one-packet scheduling (ops) is not supported by lb at k.conf:3",
         ),
         (
+            "virtual_server 10.0.0.1 80 {\n protocol TCP\n real_server 10.0.0.2 80 {\n  \
+             lthreshold 10\n }\n}\n",
+            "lthreshold 10 is above uthreshold 0: IPVS refuses such a real server (keepalived \
+             would log the kernel's error and leave it out); give it an uthreshold of at least \
+             its lthreshold at k.conf:3",
+        ),
+        (
             "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  MISC_CHECK {\n   \
              misc_path /bin/true\n   connect_port 80\n  }\n }\n}\n",
             "connect_port does not apply to MISC_CHECK (its program does the connecting) at \
