@@ -89,8 +89,7 @@ impl Managed {
     /// start without their quorum and have a sorry server.
     pub fn reload(&mut self) -> Result<Vec<Notification>, ConfigErrors> {
         self.conf = keepalived::parse_file(&self.path)?;
-        let keys: Vec<TargetKey> = self.targets().into_iter().map(|t| t.key).collect();
-        self.health.retain(|k, _| keys.contains(k));
+        self.adopt_config();
         let before = std::mem::take(&mut self.quorum);
         self.init_quorum(&before);
         Ok(self
@@ -101,6 +100,27 @@ impl Managed {
             .filter(|vs| vs.sorry_server.is_some() && !self.quorum_up(vs))
             .flat_map(|vs| quorum_notification(vs, false))
             .collect())
+    }
+
+    /// Keeps the verdicts of the real servers still checked. A real server's weight is the new
+    /// configured one at once (keepalived #1354 was a reload that left the old one in IPVS),
+    /// unless a `misc_dynamic` check sets it: the health checker then reports the weight that
+    /// follows.
+    fn adopt_config(&mut self) {
+        let targets = self.targets();
+        self.health
+            .retain(|k, _| targets.iter().any(|t| t.key == *k));
+        for target in &targets {
+            let dynamic = target
+                .checks
+                .iter()
+                .any(|c| matches!(&c.probe, Probe::Misc(m) if m.dynamic));
+            if let Some((_, weight)) = self.health.get_mut(&target.key)
+                && !dynamic
+            {
+                *weight = target.weight;
+            }
+        }
     }
 
     fn init_quorum(&mut self, _before: &HashMap<ServiceAddr, bool>) {
@@ -536,6 +556,29 @@ mod tests {
         // 5 < 5 + 1: starts without quorum.
         assert_eq!(scripts, ["/bin/qd"]);
         assert_eq!(weights(&m), [(99, 1)]);
+    }
+
+    #[test]
+    fn a_reload_applies_new_weights_and_keeps_verdicts() {
+        let dir = std::env::temp_dir().join(format!("lb-managed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("k.conf");
+        let conf = |w12: u32| {
+            format!(
+                "virtual_server {VIP} 80 {{\n protocol TCP\n lb_algo rr\n lb_kind DR\n \
+                 real_server 10.0.0.11 80 {{\n  weight 2\n  TCP_CHECK {{\n  }}\n }}\n \
+                 real_server 10.0.0.12 80 {{\n  weight {w12}\n  TCP_CHECK {{\n  }}\n }}\n}}\n"
+            )
+        };
+        std::fs::write(&path, conf(2)).unwrap();
+        let mut m = Managed::load(&path).unwrap();
+        m.set_health(key(11), false, 2);
+        m.set_health(key(12), true, 2);
+        std::fs::write(&path, conf(7)).unwrap();
+        m.reload().unwrap();
+        // .11 stays down until its checks say otherwise, .12 has its new weight.
+        assert_eq!(weights(&m), [(12, 7)]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -619,3 +619,21 @@ async fn ha_suspend_skips_checks_while_the_address_is_not_local() {
     let (_checker, _events) = spawn(vec![here]).unwrap();
     wait_until("a check of a local VIP", || server.accepted() >= 1).await;
 }
+
+#[tokio::test]
+async fn a_failed_real_server_with_a_new_check_is_back_once_it_passes() {
+    let dead = closed_port().await;
+    let (mut checker, mut events) = spawn(vec![target(1, vec![tcp_check(dead, 0)])]).unwrap();
+    assert!(!next_event(&mut events).await.up);
+    // The reload replaces the failing check with one that passes: back after it ran.
+    let server = TcpServer::start(0).await;
+    checker
+        .replace(vec![target(1, vec![tcp_check(server.port, 0)])])
+        .unwrap();
+    let up = next_event(&mut events).await;
+    assert!(up.up, "{up:?}");
+    assert!(
+        server.accepted() >= 1,
+        "up before the new check ran: {up:?}"
+    );
+}

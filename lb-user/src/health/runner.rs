@@ -124,19 +124,27 @@ struct Slot {
     attempt: Option<AbortHandle>,
     /// When the attempt under way started.
     started: Instant,
-    /// What a `misc_dynamic` check adds to the configured weight (keepalived's `cur_weight`).
-    cur_weight: i64,
+    /// The last passing exit status of a `misc_dynamic` check (`None` once it failed), from
+    /// which its share of the weight follows (keepalived's `cur_weight`).
+    dynamic_status: Option<u8>,
 }
 
 impl Slot {
     fn new(spec: CheckSpec, now: Instant) -> Self {
-        let state = CheckState::new(spec.policy(), now + warmup(spec.warmup));
+        Self::starting(spec, now, false)
+    }
+
+    /// A new check; `failed`: it starts failed, as with `alpha`.
+    fn starting(spec: CheckSpec, now: Instant, failed: bool) -> Self {
+        let mut policy = spec.policy();
+        policy.alpha |= failed;
+        let state = CheckState::new(policy, now + warmup(spec.warmup));
         Slot {
             spec,
             state,
             attempt: None,
             started: now,
-            cur_weight: 0,
+            dynamic_status: None,
         }
     }
 }
@@ -219,10 +227,22 @@ impl Server {
         self.slots.iter().all(|s| s.state.is_up())
     }
 
-    /// keepalived's `real_weight(effective_weight)`.
+    /// keepalived's `real_weight(effective_weight)`: the configured weight plus each
+    /// `misc_dynamic` check's `cur_weight` (status - 2 - configured weight; 0 for status 0),
+    /// worked out again when the configured weight changes (`migrate_misc_check`).
     fn weight_now(&self) -> u32 {
-        let sum: i64 =
-            i64::from(self.weight) + self.slots.iter().map(|s| s.cur_weight).sum::<i64>();
+        let weight = i64::from(self.weight);
+        let cur_weight = |status: u8| match status {
+            0 => 0,
+            s => i64::from(s) - 2 - weight,
+        };
+        let sum: i64 = weight
+            + self
+                .slots
+                .iter()
+                .filter_map(|s| s.dynamic_status)
+                .map(cur_weight)
+                .sum::<i64>();
         u32::try_from(sum.clamp(0, i64::from(MAX_WEIGHT))).unwrap_or(0)
     }
 
@@ -257,7 +277,6 @@ impl Server {
     /// Feeds back the outcome of attempt `id`; returns the event to send, if any.
     fn complete(&mut self, id: tokio::task::Id, outcome: Outcome, now: Instant) -> Option<Event> {
         let key = self.key;
-        let weight = self.weight;
         // An attempt of a check removed meanwhile finds no slot.
         let slot = self
             .slots
@@ -270,14 +289,12 @@ impl Server {
         }
         if let Some(status) = outcome.dynamic_status {
             // check_misc.c: the weight becomes status - 2 (0 leaves the configured one).
-            slot.cur_weight = match status {
-                0 => 0,
-                s => i64::from(s) - 2 - i64::from(weight),
-            };
+            slot.dynamic_status = Some(status);
         }
         let change = slot.state.complete(outcome.success, slot.started, now);
-        if matches!(change, Some(Change::Down { .. })) {
-            slot.cur_weight = 0;
+        // A failed check gives the weight back (keepalived zeroes its cur_weight).
+        if matches!(change, Some(Change::Down { .. } | Change::FirstDown)) {
+            slot.dynamic_status = None;
         }
         let reason = match change {
             None | Some(Change::Up | Change::FirstDown | Change::Down { retries: 0 }) => {
@@ -323,7 +340,10 @@ impl Server {
             .zip(from)
             .map(|(spec, from)| match from.and_then(|i| old[i].take()) {
                 Some(slot) => slot,
-                None => Slot::new(spec, now),
+                // A failed real server is back only once its new check passes (keepalived
+                // #1720: a reload that fixes a failing check must not leave it out, nor put
+                // it back unchecked).
+                None => Slot::starting(spec, now, !self.up),
             })
             .collect();
         for slot in old.into_iter().flatten() {
