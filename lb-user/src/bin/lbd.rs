@@ -285,7 +285,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(stopping) = stopping {
         // omega: keepalived's down notifications on the way out, each given a second.
         let runs = stopping().into_iter().map(|n| async move {
-            info!(script = %n.script.display(), "{} {}: running {} script (omega)", n.subject, "stopping", n.what);
+            info!(script = %n.script.display(), "{}: {} (omega, lbd stopping)", n.subject, n.what);
             lb_user::health::script::run(&n.script, Duration::from_secs(1)).await
         });
         futures_join_all(runs).await;
