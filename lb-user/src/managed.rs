@@ -345,6 +345,11 @@ fn check_spec(check: &HealthCheck) -> CheckSpec {
             timeout: misc.timeout,
             dynamic: misc.dynamic,
         }),
+        CheckKind::Smtp { helo_name } => Probe::Smtp {
+            helo_name: helo_name.clone(),
+        },
+        CheckKind::Udp(udp) => Probe::Udp(udp.clone()),
+        CheckKind::Dns(dns) => Probe::Dns(dns.clone()),
     };
     CheckSpec {
         probe,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use lb_tests::cmd::Daemon;
-use lb_tests::{SERVICE_PORT, Testbed, tools, wait};
+use lb_tests::{SERVICE_PORT, Testbed, UDP_ECHO_PORT, tools, wait};
 
 /// Verdicts take a delay_loop (1 s) or two; slack for a loaded machine.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(20);
@@ -228,5 +228,64 @@ fn misc_check_weights_and_notify_scripts() {
     assert!(
         log.contains("MISC_CHECK /bin/sh"),
         "lbd's log names the checks' programs:\n{log}"
+    );
+}
+
+/// UDP_CHECK against the real servers' UDP echo: rs1's echo answers `rs1 lb-check` to the
+/// payload `lb-check` (`require_reply 72 73 3X 20`: "rs", any digit, a space), rs2's check
+/// goes to a closed port and the ICMP port unreachable takes it out.
+#[test]
+fn udp_check_against_a_udp_echo() {
+    let tb = Testbed::builder().build();
+    let dir: PathBuf = tb.dir().join("udp");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (vip, rip1, rip2) = (tb.vip(), tb.rip(1), tb.rip(2));
+    let conf = format!(
+        "virtual_server {vip} {UDP_ECHO_PORT} {{
+    delay_loop 1
+    lb_algo rr
+    lb_kind DR
+    protocol UDP
+    real_server {rip1} {UDP_ECHO_PORT} {{
+        UDP_CHECK {{
+            payload 6c 62 2d 63 68 65 63 6b 0a
+            require_reply 72 73 3X 20
+            connect_timeout 1
+            warmup 0
+        }}
+    }}
+    real_server {rip2} {UDP_ECHO_PORT} {{
+        UDP_CHECK {{
+            connect_port 9
+            connect_timeout 1
+            retry 0
+            warmup 0
+        }}
+    }}
+}}
+"
+    );
+    let conf_path = dir.join("keepalived.conf");
+    write(&conf_path, &conf);
+    let mut lbd = start_lbd_with_config(&tb, &conf_path);
+    let l = wait::wait_ok("rs2 out, rs1 in", HEALTH_TIMEOUT, || {
+        let l = tb.lbadm(&["-Ln"]);
+        let has = |rip: &str| l.contains(&format!("-> {rip}:{UDP_ECHO_PORT} "));
+        if has(&rip1) && !has(&rip2) {
+            Ok(l)
+        } else {
+            Err(format!("-Ln:\n{l}"))
+        }
+    });
+    println!("{l}");
+    // rs1 stays in: its check keeps passing.
+    std::thread::sleep(Duration::from_secs(3));
+    let l = tb.lbadm(&["-Ln"]);
+    assert!(l.contains(&format!("-> {rip1}:{UDP_ECHO_PORT} ")), "{l}");
+    let status = lbd.stop(libc::SIGTERM, Duration::from_secs(15));
+    assert!(
+        status.success(),
+        "lbd exited with {status:?}\n{}",
+        lbd.report()
     );
 }

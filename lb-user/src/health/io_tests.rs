@@ -637,3 +637,167 @@ async fn a_failed_real_server_with_a_new_check_is_back_once_it_passes() {
         "up before the new check ran: {up:?}"
     );
 }
+
+/// A fake SMTP server on 127.0.0.1 answering with `banner` and `helo`, recording the lines it
+/// was sent.
+async fn smtp_server(banner: &'static str, helo: &'static str) -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind((LOCALHOST, 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let lines = Arc::clone(&seen);
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let lines = Arc::clone(&lines);
+            tokio::spawn(async move {
+                let _ = stream.write_all(banner.as_bytes()).await;
+                let mut buf = [0u8; 512];
+                for answer in [helo, "221 bye\r\n"] {
+                    let Ok(n) = stream.read(&mut buf).await else {
+                        return;
+                    };
+                    lines
+                        .lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+fn check_of(probe: Probe, port: u16) -> CheckSpec {
+    CheckSpec {
+        probe,
+        retry: 0,
+        delay_before_retry: 10 * MS,
+        delay_loop: 20 * MS,
+        connect_timeout: Duration::from_millis(500),
+        ..CheckSpec::tcp(LOCALHOST, port)
+    }
+}
+
+#[tokio::test]
+async fn smtp_check_talks_as_keepalived() {
+    let (good, seen) = smtp_server("220 mx ESMTP\r\n", "250 hello\r\n").await;
+    let smtp = Probe::Smtp {
+        helo_name: "lb.example.com".into(),
+    };
+    let (_checker, mut events) =
+        spawn(vec![target(1, vec![check_of(smtp.clone(), good)])]).unwrap();
+    wait_until("a whole conversation", || seen.lock().unwrap().len() >= 2).await;
+    assert_no_event(&mut events);
+    let lines = seen.lock().unwrap().clone();
+    assert_eq!(lines[..2], ["HELO lb.example.com\r\n", "QUIT\r\n"]);
+
+    // A multi-line banner's first line is no greeting for keepalived.
+    let (bad, _) = smtp_server("220-mx ESMTP\r\n220 more\r\n", "250 hello\r\n").await;
+    let (_checker, mut events) = spawn(vec![target(2, vec![check_of(smtp.clone(), bad)])]).unwrap();
+    let e = next_event(&mut events).await;
+    assert!(!e.up && e.reason.contains("bad greeting banner"), "{e:?}");
+    let (refusing, _) = smtp_server("220 mx\r\n", "550 go away\r\n").await;
+    let (_checker, mut events) = spawn(vec![target(3, vec![check_of(smtp, refusing)])]).unwrap();
+    let e = next_event(&mut events).await;
+    assert!(!e.up && e.reason.contains("bad HELO response"), "{e:?}");
+}
+
+#[tokio::test]
+async fn udp_check_fails_on_port_unreachable_and_on_a_wrong_reply() {
+    // Nothing listens: the ICMP port unreachable fails the check.
+    let closed = {
+        let s = std::net::UdpSocket::bind((LOCALHOST, 0)).unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let udp = UdpProbe {
+        max_reply_length: 255,
+        ..UdpProbe::default()
+    };
+    let (_checker, mut events) = spawn(vec![target(
+        1,
+        vec![check_of(Probe::Udp(udp.clone()), closed)],
+    )])
+    .unwrap();
+    let e = next_event(&mut events).await;
+    assert!(!e.up && e.reason.contains("connection refused"), "{e:?}");
+
+    // An echo: the payload comes back; it must start with 0a XX.
+    let echo = tokio::net::UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
+    let port = echo.local_addr().unwrap().port();
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let got = Arc::clone(&received);
+    tokio::spawn(async move {
+        let mut buf = [0u8; 512];
+        loop {
+            let (n, peer) = echo.recv_from(&mut buf).await.unwrap();
+            got.lock().unwrap().push(buf[..n].to_vec());
+            let _ = echo.send_to(&buf[..n], peer).await;
+        }
+    });
+    let matching = UdpProbe {
+        payload: Some(vec![0x0a, 0x42]),
+        require_reply: true,
+        reply: Some((vec![0x0a, 0x00], vec![0x00, 0xff])),
+        ..udp.clone()
+    };
+    let (_checker, mut events) =
+        spawn(vec![target(2, vec![check_of(Probe::Udp(matching), port)])]).unwrap();
+    wait_until("two datagrams", || received.lock().unwrap().len() >= 2).await;
+    assert_no_event(&mut events);
+    let wrong = UdpProbe {
+        payload: None,
+        require_reply: true,
+        reply: Some((vec![0x0a], vec![0x00])),
+        ..udp
+    };
+    let (_checker, mut events) =
+        spawn(vec![target(3, vec![check_of(Probe::Udp(wrong), port)])]).unwrap();
+    let e = next_event(&mut events).await;
+    assert!(!e.up && e.reason.contains("does not match"), "{e:?}");
+    // keepalived's default payload.
+    assert!(
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|d| d == b"keepalived check - keepalived ch")
+    );
+}
+
+#[tokio::test]
+async fn dns_check_wants_an_answer_without_error() {
+    // A resolver that answers NOERROR for A queries and REFUSED for anything else, after a
+    // stray datagram with another id.
+    let server = tokio::net::UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
+    let port = server.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 512];
+        loop {
+            let (n, peer) = server.recv_from(&mut buf).await.unwrap();
+            let query = &buf[..n];
+            let qtype = u16::from_be_bytes([query[n - 4], query[n - 3]]);
+            let mut stray = query.to_vec();
+            stray[0] ^= 0xff;
+            stray[2] |= 0x80;
+            let _ = server.send_to(&stray, peer).await;
+            let mut answer = query.to_vec();
+            answer[2] |= 0x80;
+            answer[3] = if qtype == 1 { 0x80 } else { 0x85 };
+            let _ = server.send_to(&answer, peer).await;
+        }
+    });
+    let a = DnsProbe {
+        qtype: 1,
+        name: "example.com".into(),
+    };
+    let (_checker, mut events) =
+        spawn(vec![target(1, vec![check_of(Probe::Dns(a.clone()), port)])]).unwrap();
+    tokio::time::sleep(200 * MS).await;
+    assert_no_event(&mut events);
+    let soa = DnsProbe { qtype: 6, ..a };
+    let (_checker, mut events) =
+        spawn(vec![target(2, vec![check_of(Probe::Dns(soa), port)])]).unwrap();
+    let e = next_event(&mut events).await;
+    assert!(!e.up && e.reason.contains("rcode 5"), "{e:?}");
+}

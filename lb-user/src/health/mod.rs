@@ -1,5 +1,5 @@
 //! Health checks of real servers, as keepalived's checkers do them (`TCP_CHECK`, `HTTP_GET`,
-//! `MISC_CHECK`).
+//! `MISC_CHECK`, `SMTP_CHECK`, `UDP_CHECK`, `DNS_CHECK`).
 //!
 //! Each check of a real server runs every `delay_loop`; a failed attempt is retried `retry`
 //! times, `delay_before_retry` apart, before the check is declared down, and a down check is
@@ -105,6 +105,35 @@ pub enum Probe {
     Http(HttpProbe),
     /// `MISC_CHECK`: a program exits with 0 (or, with `misc_dynamic`, 2-255).
     Misc(MiscProbe),
+    /// `SMTP_CHECK`: a 220 banner, 250 to `HELO helo_name`, then any answer to `QUIT`.
+    Smtp { helo_name: String },
+    /// `UDP_CHECK`: a datagram draws no ICMP error (or the reply it must draw).
+    Udp(UdpProbe),
+    /// `DNS_CHECK`: a query draws an answer without error.
+    Dns(DnsProbe),
+}
+
+/// A `UDP_CHECK`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+pub struct UdpProbe {
+    /// `payload` (hex); none sends keepalived's 32 bytes of `keepalived check - `.
+    pub payload: Option<Vec<u8>>,
+    /// `require_reply`: silence until `connect_timeout` fails (else it passes).
+    pub require_reply: bool,
+    /// `require_reply HEX`: the reply starts with these bytes, where the mask has 0 bits
+    /// (`X` digits are wildcards); then `min_reply_length` / `max_reply_length` apply too.
+    pub reply: Option<(Vec<u8>, Vec<u8>)>,
+    pub min_reply_length: u16,
+    pub max_reply_length: u16,
+}
+
+/// A `DNS_CHECK`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DnsProbe {
+    /// The query type (`type`, default SOA = 6).
+    pub qtype: u16,
+    /// `name`, default `.`.
+    pub name: String,
 }
 
 /// The HTTP side of an `HTTP_GET`.
@@ -176,12 +205,13 @@ impl CheckSpec {
     /// The retry and scheduling rules of this check.
     pub fn policy(&self) -> state::Policy {
         let rules = match &self.probe {
-            Probe::Tcp => state::Rules::Tcp,
             Probe::Http(http) => state::Rules::Http {
                 urls: http.urls.len(),
                 fast_recovery: http.fast_recovery,
             },
             Probe::Misc(_) => state::Rules::Misc,
+            // smtp_final(), udp_epilog() and dns_final() follow tcp_epilog()'s rules.
+            Probe::Tcp | Probe::Smtp { .. } | Probe::Udp(_) | Probe::Dns(_) => state::Rules::Tcp,
         };
         state::Policy {
             rules,
@@ -198,17 +228,17 @@ impl CheckSpec {
             return Err(SpecError::ZeroDelayLoop);
         }
         match &self.probe {
-            Probe::Tcp | Probe::Http(_) => {
+            Probe::Misc(misc) => {
+                if misc.script.argv.is_empty() {
+                    return Err(SpecError::NoProgram);
+                }
+            }
+            _ => {
                 if self.connect_timeout.is_zero() {
                     return Err(SpecError::ZeroConnectTimeout);
                 }
                 if self.port == 0 {
                     return Err(SpecError::ZeroPort);
-                }
-            }
-            Probe::Misc(misc) => {
-                if misc.script.argv.is_empty() {
-                    return Err(SpecError::NoProgram);
                 }
             }
         }

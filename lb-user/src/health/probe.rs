@@ -9,12 +9,12 @@ use std::{
 
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
-    net::{TcpSocket, TcpStream},
-    time::timeout,
+    net::{TcpSocket, TcpStream, UdpSocket},
+    time::{Instant, timeout, timeout_at},
 };
 
 use super::{
-    CheckSpec, HttpProbe, HttpVersion, MiscProbe, Probe, UrlProbe,
+    CheckSpec, DnsProbe, HttpProbe, HttpVersion, MiscProbe, Probe, UdpProbe, UrlProbe,
     script::{self, Exit},
 };
 
@@ -50,6 +50,202 @@ pub(crate) async fn attempt(check: &CheckSpec, url: usize) -> Outcome {
             http_get(check, http, url).await
         }
         Probe::Misc(misc) => misc_check(misc).await,
+        Probe::Smtp { helo_name } => smtp_check(check, helo_name).await,
+        Probe::Udp(udp) => udp_check(check, udp).await,
+        Probe::Dns(dns) => dns_check(check, dns).await,
+    }
+}
+
+/// check_smtp.c's conversation: a 220 banner, `HELO`, 250, `QUIT`, any line. Each line is
+/// read afresh (what else came with it is dropped) within `connect_timeout`.
+async fn smtp_check(check: &CheckSpec, helo_name: &str) -> Outcome {
+    let label = format!("SMTP_CHECK {}:{}", check.addr, check.port);
+    let limit = check.connect_timeout;
+    let talk = async {
+        let mut stream = connect(check).await?;
+        let banner = smtp_line(&mut stream, limit).await?;
+        if smtp_status(&banner) != Some(220) {
+            return Err(format!("bad greeting banner {:?}", shown(&banner)));
+        }
+        smtp_send(&mut stream, &format!("HELO {helo_name}\r\n")).await?;
+        let hello = smtp_line(&mut stream, limit).await?;
+        if smtp_status(&hello) != Some(250) {
+            return Err(format!("bad HELO response {:?}", shown(&hello)));
+        }
+        smtp_send(&mut stream, "QUIT\r\n").await?;
+        smtp_line(&mut stream, limit).await?;
+        Ok(())
+    };
+    match talk.await {
+        Ok(()) => Outcome::new(true, format!("{label}: 220, 250")),
+        Err(e) => Outcome::new(false, format!("{label}: {e}")),
+    }
+}
+
+async fn smtp_send(stream: &mut TcpStream, line: &str) -> Result<(), String> {
+    stream
+        .write_all(line.as_bytes())
+        .await
+        .map_err(|e| format!("sending: {}", describe(&e)))
+}
+
+/// The next line (without its `\n`), as keepalived's `smtp_get_line`.
+async fn smtp_line(stream: &mut TcpStream, limit: std::time::Duration) -> Result<Vec<u8>, String> {
+    let mut line = Vec::new();
+    let mut chunk = [0u8; 512];
+    loop {
+        if let Some(end) = line.iter().position(|&b| b == b'\n') {
+            line.truncate(end);
+            return Ok(line);
+        }
+        let n = timeout(limit, stream.read(&mut chunk))
+            .await
+            .map_err(|_| "read timeout".to_owned())?
+            .map_err(|e| format!("reading: {}", describe(&e)))?;
+        if n == 0 {
+            return Err("connection closed".into());
+        }
+        line.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// keepalived's `smtp_get_status`: three digits then a space or the end of the line (a
+/// `\r` right after the digits does not count: keepalived refuses `220\r\n` too).
+fn smtp_status(line: &[u8]) -> Option<u16> {
+    let digits = line.get(..3)?;
+    if !digits.iter().all(u8::is_ascii_digit) || line.get(3).is_some_and(|&b| b != b' ') {
+        return None;
+    }
+    Some(digits.iter().fold(0, |n, &d| n * 10 + u16::from(d - b'0')))
+}
+
+fn shown(line: &[u8]) -> String {
+    String::from_utf8_lossy(line).chars().take(64).collect()
+}
+
+/// A UDP socket bound as the check says and connected to its target.
+async fn udp_socket(check: &CheckSpec) -> Result<UdpSocket, String> {
+    let source = SocketAddrV4::new(
+        check.bindto.unwrap_or(Ipv4Addr::UNSPECIFIED),
+        check.bind_port.unwrap_or(0),
+    );
+    let socket = UdpSocket::bind(source)
+        .await
+        .map_err(|e| format!("binding to {source}: {}", describe(&e)))?;
+    socket
+        .connect(SocketAddrV4::new(check.addr, check.port))
+        .await
+        .map_err(|e| describe(&e))?;
+    Ok(socket)
+}
+
+/// keepalived's datagram when no `payload` is given (`set_buf` of layer4.c).
+fn default_udp_payload() -> Vec<u8> {
+    b"keepalived check - "
+        .iter()
+        .copied()
+        .cycle()
+        .take(32)
+        .collect()
+}
+
+/// check_udp.c: send, then an ICMP error fails; silence passes unless a reply is required;
+/// a reply passes, or with `require_reply HEX` must match it and the length bounds.
+async fn udp_check(check: &CheckSpec, udp: &UdpProbe) -> Outcome {
+    let label = format!("UDP_CHECK {}:{}", check.addr, check.port);
+    let result = async {
+        let socket = udp_socket(check).await?;
+        let payload = udp.payload.clone().unwrap_or_else(default_udp_payload);
+        socket
+            .send(&payload)
+            .await
+            .map_err(|e| format!("sending: {}", describe(&e)))?;
+        let mut buf = vec![0u8; usize::from(udp.max_reply_length) + 1];
+        match timeout(check.connect_timeout, socket.recv(&mut buf)).await {
+            Err(_) if udp.require_reply => Err("no reply".to_owned()),
+            Err(_) => Ok("no reply, no error".to_owned()),
+            Ok(Err(e)) => Err(describe(&e)),
+            Ok(Ok(n)) => match &udp.reply {
+                Some((data, mask)) if !udp_reply_matches(&buf[..n], data, mask, udp) => {
+                    Err(format!("reply of {n} bytes does not match"))
+                }
+                _ => Ok(format!("reply of {n} bytes")),
+            },
+        }
+    }
+    .await;
+    match result {
+        Ok(said) => Outcome::new(true, format!("{label}: {said}")),
+        Err(e) => Outcome::new(false, format!("{label}: {e}")),
+    }
+}
+
+/// keepalived's `check_udp_reply`, inverted: the length within bounds, and the first bytes
+/// (as many as both have) equal where the mask has 0 bits.
+pub(crate) fn udp_reply_matches(reply: &[u8], data: &[u8], mask: &[u8], udp: &UdpProbe) -> bool {
+    let len = reply.len();
+    if len < usize::from(udp.min_reply_length) || len > usize::from(udp.max_reply_length) {
+        return false;
+    }
+    reply
+        .iter()
+        .zip(data)
+        .zip(mask.iter().chain(std::iter::repeat(&0)))
+        .all(|((r, d), m)| (r ^ d) & !m == 0)
+}
+
+/// A DNS query as check_dns.c builds it: a random id, recursion desired, one question.
+pub(crate) fn dns_query(id: u16, dns: &DnsProbe) -> Vec<u8> {
+    let mut q = Vec::with_capacity(32 + dns.name.len());
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&0x0100u16.to_be_bytes()); // RD
+    q.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]); // one question
+    if dns.name != "." {
+        for label in dns.name.split('.').filter(|l| !l.is_empty()) {
+            q.push(u8::try_from(label.len()).unwrap_or(63));
+            q.extend_from_slice(label.as_bytes());
+        }
+    }
+    q.push(0);
+    q.extend_from_slice(&dns.qtype.to_be_bytes());
+    q.extend_from_slice(&1u16.to_be_bytes()); // IN
+    q
+}
+
+/// check_dns.c: an answer with our id and no error code within `connect_timeout`; other
+/// datagrams are skipped.
+async fn dns_check(check: &CheckSpec, dns: &DnsProbe) -> Outcome {
+    let label = format!("DNS_CHECK {}:{} {}", check.addr, check.port, dns.name);
+    let result = async {
+        let deadline = Instant::now() + check.connect_timeout;
+        let socket = udp_socket(check).await?;
+        let id = {
+            use std::hash::{BuildHasher as _, RandomState};
+            RandomState::new().hash_one(std::time::SystemTime::now()) as u16
+        };
+        socket
+            .send(&dns_query(id, dns))
+            .await
+            .map_err(|e| format!("sending: {}", describe(&e)))?;
+        let mut buf = [0u8; 2048];
+        loop {
+            let n = timeout_at(deadline, socket.recv(&mut buf))
+                .await
+                .map_err(|_| "read timeout".to_owned())?
+                .map_err(|e| describe(&e))?;
+            if n < 12 || buf[..2] != id.to_be_bytes() || buf[2] & 0x80 == 0 {
+                continue;
+            }
+            return match buf[3] & 0x0f {
+                0 => Ok(()),
+                rcode => Err(format!("answered with rcode {rcode}")),
+            };
+        }
+    }
+    .await;
+    match result {
+        Ok(()) => Outcome::new(true, format!("{label}: answered")),
+        Err(e) => Outcome::new(false, format!("{label}: {e}")),
     }
 }
 
@@ -274,6 +470,50 @@ mod tests {
             "GET /a HTTP/1.0\r\nUser-Agent: KeepAliveClient\r\nConnection: close\r\n\
              Host: 10.0.0.12:80\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn smtp_status_codes() {
+        assert_eq!(smtp_status(b"220 mx.example.com ESMTP\r"), Some(220));
+        assert_eq!(smtp_status(b"250 "), Some(250));
+        assert_eq!(smtp_status(b"250"), Some(250));
+        // keepalived: a multi-line reply's first line, or digits then \r, are not a status.
+        assert_eq!(smtp_status(b"220-mx.example.com\r"), None);
+        assert_eq!(smtp_status(b"220\r"), None);
+        assert_eq!(smtp_status(b"22"), None);
+    }
+
+    #[test]
+    fn dns_queries_are_keepalived_s() {
+        let soa_root = DnsProbe {
+            qtype: 6,
+            name: ".".into(),
+        };
+        assert_eq!(
+            dns_query(0x1234, &soa_root),
+            [0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 6, 0, 1]
+        );
+        let a = DnsProbe {
+            qtype: 1,
+            name: "www.example.com.".into(),
+        };
+        let q = dns_query(1, &a);
+        assert_eq!(&q[12..], b"\x03www\x07example\x03com\x00\x00\x01\x00\x01");
+    }
+
+    #[test]
+    fn udp_replies_match_with_wildcards_and_bounds() {
+        let udp = UdpProbe {
+            max_reply_length: 8,
+            min_reply_length: 2,
+            ..UdpProbe::default()
+        };
+        let (data, mask) = (vec![0xab, 0x00], vec![0x00, 0xf0]);
+        assert!(udp_reply_matches(&[0xab, 0x50, 9], &data, &mask, &udp));
+        assert!(!udp_reply_matches(&[0xab, 0x05, 9], &data, &mask, &udp));
+        assert!(!udp_reply_matches(&[0xab], &data, &mask, &udp));
+        assert!(!udp_reply_matches(&[0xab; 9], &data, &mask, &udp));
+        assert_eq!(default_udp_payload(), b"keepalived check - keepalived ch");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::{net::Ipv4Addr, time::Duration};
 
 use super::error::{Location, Note};
 use crate::{
-    health::ScriptSpec,
+    health::{DnsProbe, ScriptSpec, UdpProbe},
     model::{RealSpec, ServiceSpec, Timeouts},
 };
 
@@ -84,7 +84,7 @@ pub struct RealServerConf {
     pub location: Location,
 }
 
-/// A health check of a real server (`TCP_CHECK` or `HTTP_GET`), its settings resolved from
+/// A health check of a real server (`TCP_CHECK`, `HTTP_GET`, ...), its settings resolved from
 /// the check, the real server, the virtual server and keepalived's defaults in that order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HealthCheck {
@@ -124,6 +124,12 @@ pub enum CheckKind {
     Http(HttpGet),
     /// `MISC_CHECK`: a program's exit status.
     Misc(MiscCheck),
+    /// `SMTP_CHECK { helo_name }` (default `smtpchecker.keepalived.org`).
+    Smtp { helo_name: String },
+    /// `UDP_CHECK { payload, require_reply, min_reply_length, max_reply_length }`.
+    Udp(UdpProbe),
+    /// `DNS_CHECK { type, name }`.
+    Dns(DnsProbe),
 }
 
 /// The program side of a `MISC_CHECK`.

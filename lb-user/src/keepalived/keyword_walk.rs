@@ -29,6 +29,9 @@ const TCP: &str = "@TCP@";
 const HTTP: &str = "@HTTP@";
 const URL: &str = "@URL@";
 const MISC: &str = "@MISC@";
+const SMTP: &str = "@SMTP@";
+const UDP: &str = "@UDP@";
+const DNS: &str = "@DNS@";
 const GLOBAL: &str = "@GLOBAL@";
 const ROOT: &str = "@ROOT@";
 
@@ -53,6 +56,15 @@ const TEMPLATE: &str = "virtual_server 10.0.0.1 80 {
         MISC_CHECK {
             misc_path /bin/true
             @MISC@
+        }
+        SMTP_CHECK {
+            @SMTP@
+        }
+        UDP_CHECK {
+            @UDP@
+        }
+        DNS_CHECK {
+            @DNS@
         }
     }
 }
@@ -124,9 +136,9 @@ const WALK: &[Entry] = &[
     ("HTTP_GET", RS, "", "HTTP_GET {\nurl {\npath /x\n}\n}", Applied),
     ("MISC_CHECK", RS, "", "MISC_CHECK {\nmisc_path /bin/false\n}", Applied),
     ("SSL_GET", RS, "", "SSL_GET {\n}", Refused),
-    ("SMTP_CHECK", RS, "", "SMTP_CHECK {\n}", Refused),
-    ("DNS_CHECK", RS, "", "DNS_CHECK {\n}", Refused),
-    ("UDP_CHECK", RS, "", "UDP_CHECK {\n}", Refused),
+    ("SMTP_CHECK", RS, "", "SMTP_CHECK {\nconnect_port 25\n}", Applied),
+    ("DNS_CHECK", RS, "", "DNS_CHECK {\nconnect_port 53\n}", Applied),
+    ("UDP_CHECK", RS, "", "UDP_CHECK {\nconnect_port 53\n}", Applied),
     ("PING_CHECK", RS, "", "PING_CHECK {\n}", Refused),
     ("BFD_CHECK", RS, "", "BFD_CHECK {\n}", Refused),
     ("FILE_CHECK", RS, "", "FILE_CHECK {\n}", Refused),
@@ -176,6 +188,15 @@ const WALK: &[Entry] = &[
     ("misc_dynamic", MISC, "", "misc_dynamic", Applied),
     ("user", MISC, "", "user nobody", Applied),
     ("connect_timeout", MISC, "", "connect_timeout 2", Refused),
+    // SMTP_CHECK, UDP_CHECK, DNS_CHECK
+    ("helo_name", SMTP, "", "helo_name lb.example.com", Applied),
+    ("host", SMTP, "", "host {\nconnect_ip 10.0.0.3\n}", Refused),
+    ("payload", UDP, "", "payload 0a0b 0c", Applied),
+    ("require_reply", UDP, "", "require_reply 0aXX", Applied),
+    ("min_reply_length", UDP, "", "min_reply_length 2", Applied),
+    ("max_reply_length", UDP, "", "max_reply_length 100", Applied),
+    ("type", DNS, "", "type A", Applied),
+    ("name", DNS, "", "name example.com", Applied),
     // global_defs
     ("lvs_timeouts", GLOBAL, "", "lvs_timeouts tcp 100", Applied),
     ("lvs_flush", GLOBAL, "", "lvs_flush", Applied),
@@ -316,6 +337,18 @@ fn every_keyword_in_the_reader_is_walked() {
         let pattern = line.split("=>").next().unwrap();
         let pattern = pattern.split(" if ").next().unwrap().trim();
         let pattern = pattern.strip_prefix('|').unwrap_or(pattern).trim();
+        // A tuple pattern, `(OtherDraft::Udp(udp), "payload")`: its literals.
+        if pattern.starts_with('(') {
+            for word in pattern.split('"').skip(1).step_by(2) {
+                if !VALUES.contains(&word)
+                    && !WALK.iter().any(|e| e.0 == word)
+                    && !missing.contains(&word)
+                {
+                    missing.push(word);
+                }
+            }
+            continue;
+        }
         if !pattern.starts_with('"') {
             continue;
         }

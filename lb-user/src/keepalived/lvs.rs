@@ -22,7 +22,7 @@ use super::{
     values::{self, Problem},
 };
 use crate::{
-    health::{ScriptSpec, script},
+    health::{DnsProbe, ScriptSpec, UdpProbe, script},
     model::{
         Forward, MAX_WEIGHT, Persistence, Protocol, RealSpec, SchedFlags, Scheduler, ServiceAddr,
         ServiceSpec, Timeouts,
@@ -107,9 +107,10 @@ fn unsupported_checker(keyword: &str) -> Option<&'static str> {
             "SSL_GET health checks are not supported by lb: use TCP_CHECK on the TLS port, or \
              HTTP_GET on a plain HTTP port"
         }
-        "SMTP_CHECK" | "DNS_CHECK" | "UDP_CHECK" | "PING_CHECK" | "BFD_CHECK" | "FILE_CHECK" => {
-            "this health check is not supported by lb (it runs TCP_CHECK, HTTP_GET and \
-             MISC_CHECK): check the service with one of those, e.g. a MISC_CHECK script"
+        "PING_CHECK" | "BFD_CHECK" | "FILE_CHECK" => {
+            "this health check is not supported by lb (it runs TCP_CHECK, HTTP_GET, \
+             MISC_CHECK, SMTP_CHECK, UDP_CHECK and DNS_CHECK): check the service with one of \
+             those, e.g. a MISC_CHECK script"
         }
         _ => return None,
     })
@@ -186,6 +187,8 @@ struct CheckDraft {
     keyword: String,
     http: Option<HttpDraft>,
     misc: Option<MiscDraft>,
+    /// SMTP_CHECK, UDP_CHECK, DNS_CHECK.
+    other: Option<OtherDraft>,
     connect_ip: Option<Ipv4Addr>,
     connect_port: Option<u16>,
     bindto: Option<Ipv4Addr>,
@@ -194,6 +197,18 @@ struct CheckDraft {
     alpha: Option<bool>,
     log_all_failures: bool,
     location: Location,
+}
+
+/// The settings of SMTP_CHECK, UDP_CHECK and DNS_CHECK.
+enum OtherDraft {
+    Smtp {
+        helo_name: Option<String>,
+    },
+    Udp(UdpProbe),
+    Dns {
+        qtype: Option<u16>,
+        name: Option<String>,
+    },
 }
 
 #[derive(Default)]
@@ -246,7 +261,8 @@ impl Seen {
 /// The name under which a keyword counts for [`Seen`]; `None` for keywords that may repeat.
 fn canonical(keyword: &str) -> Option<&str> {
     Some(match keyword {
-        "real_server" | "url" | "status_code" | "TCP_CHECK" | "HTTP_GET" | "MISC_CHECK" => {
+        "real_server" | "url" | "status_code" | "TCP_CHECK" | "HTTP_GET" | "MISC_CHECK"
+        | "SMTP_CHECK" | "UDP_CHECK" | "DNS_CHECK" => {
             return None;
         }
         "lb_algo" | "lvs_sched" => "lb_algo",
@@ -1255,7 +1271,7 @@ impl Reader<'_> {
                         .note(&s.location, "snmp_name ignored: lb has no SNMP agent");
                 }
             }
-            "TCP_CHECK" | "HTTP_GET" | "MISC_CHECK" => {
+            "TCP_CHECK" | "HTTP_GET" | "MISC_CHECK" | "SMTP_CHECK" | "UDP_CHECK" | "DNS_CHECK" => {
                 if let Some(check) = self.checker(s) {
                     rs.checks.push(check);
                 }
@@ -1282,6 +1298,18 @@ impl Reader<'_> {
             keyword: stmt.keyword().to_owned(),
             http: http.then(HttpDraft::default),
             misc: misc.then(MiscDraft::default),
+            other: match stmt.keyword() {
+                "SMTP_CHECK" => Some(OtherDraft::Smtp { helo_name: None }),
+                "UDP_CHECK" => Some(OtherDraft::Udp(UdpProbe {
+                    max_reply_length: u16::from(u8::MAX),
+                    ..UdpProbe::default()
+                })),
+                "DNS_CHECK" => Some(OtherDraft::Dns {
+                    qtype: None,
+                    name: None,
+                }),
+                _ => None,
+            },
             connect_ip: None,
             connect_port: None,
             bindto: None,
@@ -1315,6 +1343,94 @@ impl Reader<'_> {
             return None;
         }
         Some(check)
+    }
+
+    /// The keywords of SMTP_CHECK, UDP_CHECK and DNS_CHECK of their own; false if `s` is not
+    /// one (then the common ones apply).
+    fn other_keyword(&mut self, s: &Stmt, other: &mut OtherDraft) -> bool {
+        match (other, s.keyword()) {
+            (OtherDraft::Smtp { helo_name }, "helo_name") => {
+                if let Some(name) = self.string(s) {
+                    *helo_name = Some(name);
+                }
+            }
+            (OtherDraft::Smtp { .. }, "host") => self.error(
+                ErrorKind::Unsupported,
+                s,
+                "SMTP_CHECK host blocks are deprecated in keepalived and not supported by lb: \
+                 write one SMTP_CHECK per host, with connect_ip and connect_port",
+            ),
+            (OtherDraft::Udp(udp), "payload") => {
+                if let Some(args) = self.values(s, 1, usize::MAX)
+                    && let Some((data, _)) = self.hex(s, &args.join(" "), false)
+                {
+                    udp.payload = Some(data);
+                }
+            }
+            (OtherDraft::Udp(udp), "require_reply") => {
+                if let Some(args) = self.values(s, 0, usize::MAX) {
+                    udp.require_reply = true;
+                    if !args.is_empty() {
+                        udp.reply = self.hex(s, &args.join(" "), true);
+                    }
+                }
+            }
+            (OtherDraft::Udp(udp), "min_reply_length") => {
+                if let Some(n) = self.unsigned(s, 0, u32::from(u16::MAX)) {
+                    udp.min_reply_length = u16::try_from(n).unwrap_or(u16::MAX);
+                }
+            }
+            (OtherDraft::Udp(udp), "max_reply_length") => {
+                if let Some(n) = self.unsigned(s, 0, u32::from(u16::MAX)) {
+                    udp.max_reply_length = u16::try_from(n).unwrap_or(u16::MAX);
+                }
+            }
+            (OtherDraft::Dns { qtype, .. }, "type") => {
+                if let Some(name) = self.value(s) {
+                    match dns_type(name) {
+                        Some(t) => *qtype = Some(t),
+                        None => {
+                            let message = format!(
+                                "unknown DNS_CHECK type '{name}': expected A, NS, CNAME, SOA, MX, \
+                                 TXT, AAAA, RRSIG or DNSKEY"
+                            );
+                            self.error(ErrorKind::Invalid, s, message);
+                        }
+                    }
+                }
+            }
+            (OtherDraft::Dns { name, .. }, "name") => {
+                if let Some(text) = self.value(s) {
+                    // check_dns.c: no empty label.
+                    let empty_label = (text.starts_with('.') && text != ".") || text.contains("..");
+                    if empty_label {
+                        let message = format!("DNS_CHECK name '{text}' has an empty label");
+                        self.error(ErrorKind::Invalid, s, message);
+                    } else {
+                        *name = Some(text.to_owned());
+                    }
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// keepalived's `read_hex_str`: hex digits in pairs (a lone digit is a byte of its own),
+    /// blanks between bytes; with `wildcards`, an `X` digit matches anything (the mask).
+    fn hex(&mut self, s: &Stmt, text: &str, wildcards: bool) -> Option<(Vec<u8>, Vec<u8>)> {
+        match hex_bytes(text, wildcards) {
+            Some(bytes) if !bytes.0.is_empty() => Some(bytes),
+            _ => {
+                let message = format!(
+                    "invalid hex string '{text}' for {}: expected bytes like 0a 1b2c{}",
+                    s.keyword(),
+                    if wildcards { " (X for any digit)" } else { "" }
+                );
+                self.error(ErrorKind::Invalid, s, message);
+                None
+            }
+        }
     }
 
     /// The keywords of a MISC_CHECK besides the timing ones.
@@ -1355,6 +1471,11 @@ impl Reader<'_> {
             return;
         }
         let keyword = s.keyword();
+        if let Some(other) = &mut check.other
+            && self.other_keyword(s, other)
+        {
+            return;
+        }
         if let Some(misc) = &mut check.misc
             && !matches!(keyword, "alpha" | "log_all_failures")
         {
@@ -1567,7 +1688,30 @@ impl Reader<'_> {
                     .unwrap_or(vs.timing.delay_loop.unwrap_or(DEFAULT_DELAY_LOOP)),
                 dynamic: misc.dynamic,
             }),
-            (None, None) => CheckKind::Tcp,
+            (None, None) => match &check.other {
+                None => CheckKind::Tcp,
+                Some(OtherDraft::Smtp { helo_name }) => CheckKind::Smtp {
+                    helo_name: helo_name
+                        .clone()
+                        .unwrap_or_else(|| "smtpchecker.keepalived.org".to_owned()),
+                },
+                Some(OtherDraft::Udp(udp)) => {
+                    if udp.min_reply_length > udp.max_reply_length {
+                        let message = format!(
+                            "UDP_CHECK min_reply_length {} is above max_reply_length {}: the \
+                             check would always fail",
+                            udp.min_reply_length, udp.max_reply_length
+                        );
+                        self.report
+                            .error(ErrorKind::Invalid, &check.location, message);
+                    }
+                    CheckKind::Udp(udp.clone())
+                }
+                Some(OtherDraft::Dns { qtype, name }) => CheckKind::Dns(DnsProbe {
+                    qtype: qtype.unwrap_or(6),
+                    name: name.clone().unwrap_or_else(|| ".".to_owned()),
+                }),
+            },
             (Some(http), _) => {
                 let outer_host = http
                     .virtualhost
@@ -1595,11 +1739,14 @@ impl Reader<'_> {
         };
         let default_delay_before_retry = match kind {
             CheckKind::Http(_) => Duration::from_secs(3),
-            CheckKind::Tcp | CheckKind::Misc(_) => Duration::from_secs(1),
+            // dns_check_handler(): delay_loop.
+            CheckKind::Dns(_) => delay_loop,
+            _ => Duration::from_secs(1),
         };
-        // MISC_CHECK's default retry is 0 (misc_check_handler), the others' 1.
+        // MISC_CHECK's default retry is 0 (misc_check_handler), DNS_CHECK's 3, the others' 1.
         let default_retry = match kind {
             CheckKind::Misc(_) => 0,
+            CheckKind::Dns(_) => 3,
             _ => 1,
         };
         Some(HealthCheck {
@@ -1620,6 +1767,54 @@ impl Reader<'_> {
             location: check.location.clone(),
         })
     }
+}
+
+/// check_dns.c's query types.
+fn dns_type(name: &str) -> Option<u16> {
+    const TYPES: &[(&str, u16)] = &[
+        ("A", 1),
+        ("NS", 2),
+        ("CNAME", 5),
+        ("SOA", 6),
+        ("MX", 15),
+        ("TXT", 16),
+        ("AAAA", 28),
+        ("RRSIG", 46),
+        ("DNSKEY", 48),
+    ];
+    TYPES
+        .iter()
+        .find(|(label, _)| label.eq_ignore_ascii_case(name))
+        .map(|&(_, t)| t)
+}
+
+/// The bytes of keepalived's hex strings, and the wildcard mask (`X` digits).
+fn hex_bytes(text: &str, wildcards: bool) -> Option<(Vec<u8>, Vec<u8>)> {
+    let digit = |c: char| -> Option<(u8, u8)> {
+        match c {
+            'X' | 'x' if wildcards => Some((0, 0x0f)),
+            _ => c.to_digit(16).map(|d| (d as u8, 0)),
+        }
+    };
+    let (mut data, mut mask) = (Vec::new(), Vec::new());
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.next_if(|c| *c == ' ' || *c == '\t').is_some() {}
+        let Some(first) = chars.next() else { break };
+        let (mut value, mut m) = digit(first)?;
+        if let Some(&next) = chars.peek()
+            && next != ' '
+            && next != '\t'
+        {
+            chars.next();
+            let (low, low_mask) = digit(next)?;
+            value = value << 4 | low;
+            m = m << 4 | low_mask;
+        }
+        data.push(value);
+        mask.push(m);
+    }
+    Some((data, mask))
 }
 
 /// `200` or `200-299`, within 100-599.
