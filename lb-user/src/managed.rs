@@ -335,6 +335,7 @@ fn check_spec(check: &HealthCheck) -> CheckSpec {
                     path: url.path.clone(),
                     status_codes: url.status_codes.clone(),
                     host: url.virtualhost.clone(),
+                    digest: url.digest,
                 })
                 .collect(),
             protocol: http.protocol,

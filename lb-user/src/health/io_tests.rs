@@ -481,11 +481,13 @@ async fn http_urls_are_checked_in_turn_with_their_host_and_codes() {
                 path: "/a".into(),
                 status_codes: StatusCodes::new(vec![(200, 200), (301, 302)]),
                 host: Some("www.example.com".into()),
+                digest: None,
             },
             UrlProbe {
                 path: "/b".into(),
                 status_codes: StatusCodes::new(vec![(300, 399)]),
                 host: None,
+                digest: None,
             },
         ];
     }
@@ -800,4 +802,27 @@ async fn dns_check_wants_an_answer_without_error() {
         spawn(vec![target(2, vec![check_of(Probe::Dns(soa), port)])]).unwrap();
     let e = next_event(&mut events).await;
     assert!(!e.up && e.reason.contains("rcode 5"), "{e:?}");
+}
+
+#[tokio::test]
+async fn http_digest_is_the_md5_of_the_body() {
+    let server = HttpServer::start(200).await;
+    let with_digest = |digest: [u8; 16]| {
+        let mut check = http_check(server.port, None, Duration::from_secs(2));
+        if let Probe::Http(http) = &mut check.probe {
+            http.urls[0].digest = Some(digest);
+        }
+        check
+    };
+    // md5("ok"), the test server's body.
+    let ok = [
+        0x44, 0x4b, 0xcb, 0x3a, 0x3f, 0xcf, 0x83, 0x89, 0x29, 0x6c, 0x49, 0x46, 0x7f, 0x27, 0xe1,
+        0xd6,
+    ];
+    let (_checker, mut events) = spawn(vec![target(1, vec![with_digest(ok)])]).unwrap();
+    wait_until("three requests", || server.request_count() >= 3).await;
+    assert_no_event(&mut events);
+    let (_checker, mut events) = spawn(vec![target(2, vec![with_digest([0; 16])])]).unwrap();
+    let e = next_event_of(&mut events, 2).await;
+    assert!(!e.up && e.reason.contains("MD5 digest 444bcb3a"), "{e:?}");
 }

@@ -154,6 +154,8 @@ pub struct UrlProbe {
     pub status_codes: StatusCodes,
     /// The Host header (`virtualhost`); none sends `address:port`.
     pub host: Option<String>,
+    /// `digest`: the MD5 sum of the body; the whole response is then read.
+    pub digest: Option<[u8; 16]>,
 }
 
 /// A `MISC_CHECK`.
@@ -193,6 +195,7 @@ impl CheckSpec {
                     path: path.into(),
                     status_codes: StatusCodes::success(),
                     host: None,
+                    digest: None,
                 }],
                 protocol: HttpVersion::V1_0,
                 fast_recovery: false,

@@ -277,6 +277,9 @@ pub(crate) fn request(check: &CheckSpec, http: &HttpProbe, url: &UrlProbe) -> St
 
 async fn http_get(check: &CheckSpec, http: &HttpProbe, url: &UrlProbe) -> Outcome {
     let label = format!("HTTP_GET http://{}:{}{}", check.addr, check.port, url.path);
+    if let Some(digest) = url.digest {
+        return http_digest(check, http, url, &digest, &label).await;
+    }
     let limit = check.connect_timeout;
     let status = async {
         let mut stream = connect(check).await?;
@@ -300,6 +303,105 @@ async fn http_get(check: &CheckSpec, http: &HttpProbe, url: &UrlProbe) -> Outcom
             Outcome::new(success, reason)
         }
         Err(e) => Outcome::new(false, format!("{label}: {e}")),
+    }
+}
+
+/// With `digest`: as keepalived's http_read_thread, the whole response up to the server's
+/// close, each read within `connect_timeout`; the status must be one of the url's, then the
+/// MD5 of the body (up to a `Content-Length:`, if any) must be the digest.
+async fn http_digest(
+    check: &CheckSpec,
+    http: &HttpProbe,
+    url: &UrlProbe,
+    digest: &[u8; 16],
+    label: &str,
+) -> Outcome {
+    use md5::{Digest as _, Md5};
+    let limit = check.connect_timeout;
+    let response = async {
+        let mut stream = connect(check).await?;
+        stream
+            .write_all(request(check, http, url).as_bytes())
+            .await
+            .map_err(|e| format!("sending the request: {}", describe(&e)))?;
+        let mut response = Vec::new();
+        let mut chunk = [0u8; 8192];
+        loop {
+            let n = timeout(limit, stream.read(&mut chunk))
+                .await
+                .map_err(|_| format!("timeout reading the response after {limit:?}"))?
+                .map_err(|e| format!("reading the response: {}", describe(&e)))?;
+            if n == 0 {
+                break;
+            }
+            response.extend_from_slice(&chunk[..n]);
+        }
+        Ok::<_, String>(response)
+    }
+    .await;
+    let response = match response {
+        Ok(r) if r.is_empty() => return Outcome::new(false, format!("{label}: no data received")),
+        Ok(r) => r,
+        Err(e) => return Outcome::new(false, format!("{label}: {e}")),
+    };
+    let line_end = response
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(response.len());
+    let line = response[..line_end]
+        .strip_suffix(b"\r")
+        .unwrap_or(&response[..line_end]);
+    let code = match parse_status_line(line) {
+        Some(code) if url.status_codes.contains(code) => code,
+        Some(code) => {
+            let reason = format!("{label} returned {code} (expected {})", url.status_codes);
+            return Outcome::new(false, reason);
+        }
+        None => {
+            return Outcome::new(
+                false,
+                format!("{label}: invalid status line {:?}", shown(line)),
+            );
+        }
+    };
+    let body = http_body(&response);
+    let sum: [u8; 16] = Md5::digest(body).into();
+    if sum != *digest {
+        let hex: String = sum.iter().map(|b| format!("{b:02x}")).collect();
+        return Outcome::new(
+            false,
+            format!("{label} returned {code}, MD5 digest {hex} is not the one configured"),
+        );
+    }
+    Outcome::new(
+        true,
+        format!("{label} returned {code} with the digest configured"),
+    )
+}
+
+/// The body of a response: what follows the first blank line (`\r\n\r\n`, as keepalived's
+/// `extract_html`), cut at a `Content-Length:` of the headers (keepalived's case-sensitive
+/// `extract_content_length`); empty without a blank line.
+pub(crate) fn http_body(response: &[u8]) -> &[u8] {
+    let Some(start) = response.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return &[];
+    };
+    let (head, body) = (&response[..start], &response[start + 4..]);
+    let length = head
+        .windows(15)
+        .position(|w| w == b"Content-Length:")
+        .and_then(|at| {
+            let rest = &head[at + 15..];
+            let text: String = rest
+                .iter()
+                .take_while(|&&b| b != b'\r' && b != b'\n')
+                .map(|&b| b as char)
+                .collect();
+            text.trim_start().parse::<usize>().ok()
+        });
+    match length {
+        Some(n) if n < body.len() => &body[..n],
+        _ => body,
     }
 }
 
@@ -470,6 +572,20 @@ mod tests {
             "GET /a HTTP/1.0\r\nUser-Agent: KeepAliveClient\r\nConnection: close\r\n\
              Host: 10.0.0.12:80\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn bodies_as_keepalived_cuts_them() {
+        assert_eq!(http_body(b"HTTP/1.0 200 OK\r\n\r\nhello"), b"hello");
+        assert_eq!(
+            http_body(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nhello"),
+            b"hel"
+        );
+        assert_eq!(
+            http_body(b"HTTP/1.0 200 OK\r\ncontent-length: 3\r\n\r\nhello"),
+            b"hello"
+        );
+        assert_eq!(http_body(b"HTTP/1.0 200 OK\r\n"), b"");
     }
 
     #[test]

@@ -165,6 +165,8 @@ pub struct HttpUrl {
     /// The Host header: the url's `virtualhost`, else the check's, the real server's, the
     /// virtual server's; none sends the address.
     pub virtualhost: Option<String>,
+    /// `digest`: the MD5 sum the body must have (as keepalived's `genhash` prints it).
+    pub digest: Option<[u8; 16]>,
 }
 
 /// `http_protocol`.

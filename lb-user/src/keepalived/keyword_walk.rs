@@ -174,7 +174,7 @@ const WALK: &[Entry] = &[
     ("path", URL, "", "path /z", Applied),
     ("status_code", URL, "", "status_code 200 301-302", Applied),
     ("virtualhost", URL, "", "virtualhost url.example.com", Applied),
-    ("digest", URL, "", "digest 9b3a0c85a887a256d6939da88aabd8cd", Refused),
+    ("digest", URL, "", "digest 9b3a0c85a887a256d6939da88aabd8cd", Applied),
     ("regex", URL, "", "regex ok", Refused),
     ("regex_no_match", URL, "", "regex_no_match", Refused),
     ("regex_options", URL, "", "regex_options caseless", Refused),

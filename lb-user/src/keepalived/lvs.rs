@@ -231,6 +231,7 @@ struct UrlDraft {
     path: String,
     status_codes: Vec<(u16, u16)>,
     virtualhost: Option<String>,
+    digest: Option<[u8; 16]>,
 }
 
 /// Notes a keyword given twice in a block: keepalived keeps the last value.
@@ -1593,6 +1594,7 @@ impl Reader<'_> {
         let mut path = None;
         let mut status_codes = Vec::new();
         let mut virtualhost = None;
+        let mut digest = None;
         let mut seen = Seen::default();
         for s in block {
             seen.check(self.report, s);
@@ -1616,12 +1618,20 @@ impl Reader<'_> {
                     }
                 }
                 "virtualhost" => virtualhost = self.string(s).or(virtualhost),
-                "digest" => self.error(
-                    ErrorKind::Unsupported,
-                    s,
-                    "digest (an MD5 sum of the page) is not supported by lb: check status_code \
-                     instead",
-                ),
+                "digest" => {
+                    if let Some(text) = self.value(s) {
+                        match md5_hex(text) {
+                            Some(sum) => digest = Some(sum),
+                            None => {
+                                let message = format!(
+                                    "invalid digest '{text}': expected an MD5 sum, 32 hex digits \
+                                     (as genhash prints it)"
+                                );
+                                self.error(ErrorKind::Invalid, s, message);
+                            }
+                        }
+                    }
+                }
                 "regex" | "regex_no_match" | "regex_options" | "regex_stack"
                 | "regex_min_offset" | "regex_max_offset" => self.error(
                     ErrorKind::Unsupported,
@@ -1651,6 +1661,7 @@ impl Reader<'_> {
             path,
             status_codes,
             virtualhost,
+            digest,
         })
     }
 
@@ -1730,6 +1741,7 @@ impl Reader<'_> {
                                 StatusCodes(u.status_codes.clone())
                             },
                             virtualhost: u.virtualhost.as_ref().or(outer_host).cloned(),
+                            digest: u.digest,
                         })
                         .collect(),
                     protocol: http.protocol,
@@ -1767,6 +1779,18 @@ impl Reader<'_> {
             location: check.location.clone(),
         })
     }
+}
+
+/// An MD5 sum in hex (`digest_handler`: exactly 32 digits).
+fn md5_hex(text: &str) -> Option<[u8; 16]> {
+    if text.len() != 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut sum = [0u8; 16];
+    for (i, byte) in sum.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(sum)
 }
 
 /// check_dns.c's query types.

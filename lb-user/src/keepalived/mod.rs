@@ -12,7 +12,7 @@
 //! What lb refuses ([`ErrorKind::Unsupported`]): IPv6, `virtual_server fwmark`,
 //! `virtual_server group` and `virtual_server_group`, SCTP, one-packet scheduling (`ops`) on
 //! UDP, persistence engines, GUE/GRE tunnels, the twos scheduler, `SSL_GET`, `PING_CHECK`,
-//! `BFD_CHECK` and `FILE_CHECK`, `digest` and `regex` in `HTTP_GET` urls, TLS
+//! `BFD_CHECK` and `FILE_CHECK`, `regex` in `HTTP_GET` urls, TLS
 //! settings, `bind_if` and `fwmark` of checks, keepalived's `$` parameters and `~SEQ` blocks.
 //! Every other keyword works as in keepalived, or is noted as left aside with the reason
 //! (`smtp_alert`, `snmp_name`, `lvs_sync_daemon`, ...): `keyword_walk` tests that none is

@@ -184,6 +184,7 @@ fn seed_002_director_with_dr_and_http_checks() {
                 path: "/".into(),
                 status_codes: StatusCodes(vec![(200, 200)]),
                 virtualhost: None,
+                digest: None,
             }],
             protocol: HttpVersion::V1_0,
             fast_recovery: false,
@@ -654,11 +655,13 @@ fn every_supported_keyword() {
                                 (418, 418)
                             ]),
                             virtualhost: Some("check.example.com".into()),
+                            digest: None,
                         },
                         HttpUrl {
                             path: "/a path?x=1".into(),
                             status_codes: StatusCodes::success(),
                             virtualhost: Some("url.example.com".into()),
+                            digest: None,
                         },
                     ],
                     protocol: HttpVersion::V1_1,
@@ -700,6 +703,7 @@ fn every_supported_keyword() {
                     path: "/".into(),
                     status_codes: StatusCodes::success(),
                     virtualhost: Some("www.example.com".into()),
+                    digest: None,
                 }],
                 protocol: HttpVersion::V1_0,
                 fast_recovery: false,
@@ -1171,9 +1175,9 @@ fn errors_name_file_and_line() {
         ),
         (
             "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  HTTP_GET {\n   url \
-             {\n    path /\n    digest 9b3a0c85a887a256d6939da88aabd8cd\n   }\n  }\n }\n}\n",
-            "digest (an MD5 sum of the page) is not supported by lb: check status_code instead \
-             at k.conf:6",
+             {\n    path /\n    digest 9b3a0c85a887a256d6939da88aabd8c\n   }\n  }\n }\n}\n",
+            "invalid digest '9b3a0c85a887a256d6939da88aabd8c': expected an MD5 sum, 32 hex \
+             digits (as genhash prints it) at k.conf:6",
         ),
         (
             "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  TCP_CHECK {\n   \
