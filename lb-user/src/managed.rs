@@ -75,7 +75,7 @@ impl Managed {
     /// virtual server with a sorry server that starts without its quorum.
     pub fn startup_notifications(&self) -> Vec<Notification> {
         let mut out = Vec::new();
-        for vs in &self.conf.services {
+        for vs in self.leaders() {
             if vs.sorry_server.is_some() && !self.quorum_up(vs) {
                 out.extend(quorum_notification(vs, false));
             }
@@ -96,6 +96,7 @@ impl Managed {
             .conf
             .services
             .iter()
+            .filter(|vs| !follows(&self.conf.services, vs))
             .filter(|vs| !before.contains_key(&vs.spec.addr))
             .filter(|vs| vs.sorry_server.is_some() && !self.quorum_up(vs))
             .flat_map(|vs| quorum_notification(vs, false))
@@ -107,18 +108,31 @@ impl Managed {
     /// unless a `misc_dynamic` check sets it: the health checker then reports the weight that
     /// follows.
     fn adopt_config(&mut self) {
-        let targets = self.targets();
+        // Every checked real server of every service (a group's followers included).
+        let checked: Vec<(TargetKey, u32, bool)> = self
+            .conf
+            .services
+            .iter()
+            .flat_map(|vs| {
+                vs.reals
+                    .iter()
+                    .filter(|rs| !rs.checks.is_empty())
+                    .map(|rs| {
+                        let dynamic = rs
+                            .checks
+                            .iter()
+                            .any(|c| matches!(&c.kind, CheckKind::Misc(m) if m.dynamic));
+                        (Self::key(vs.spec.addr, rs), rs.spec.weight, dynamic)
+                    })
+            })
+            .collect();
         self.health
-            .retain(|k, _| targets.iter().any(|t| t.key == *k));
-        for target in &targets {
-            let dynamic = target
-                .checks
-                .iter()
-                .any(|c| matches!(&c.probe, Probe::Misc(m) if m.dynamic));
-            if let Some((_, weight)) = self.health.get_mut(&target.key)
+            .retain(|k, _| checked.iter().any(|(key, _, _)| key == k));
+        for (key, configured, dynamic) in checked {
+            if let Some((_, weight)) = self.health.get_mut(&key)
                 && !dynamic
             {
-                *weight = target.weight;
+                *weight = configured;
             }
         }
     }
@@ -140,7 +154,53 @@ impl Managed {
     /// or `notify_down` when it comes up or goes down (or, with `alpha`, fails its first
     /// check), then the virtual server's `quorum_up` or `quorum_down` when its live weight
     /// crosses `quorum + hysteresis` upwards or `quorum - hysteresis` downwards.
+    ///
+    /// The services of a `virtual_server group` share the verdicts of their real servers:
+    /// one verdict applies to the same real server of each, and its scripts run once.
     pub fn set_health(
+        &mut self,
+        key: TargetKey,
+        up: bool,
+        weight: u32,
+    ) -> (bool, Vec<Notification>) {
+        let Some(vs) = self
+            .conf
+            .services
+            .iter()
+            .find(|vs| vs.spec.addr == key.service)
+        else {
+            return (false, Vec::new());
+        };
+        let Some(index) = vs
+            .reals
+            .iter()
+            .position(|rs| rs.spec.addr == key.real && rs.spec.port == key.port)
+        else {
+            return (false, Vec::new());
+        };
+        let Some(group) = vs.group.clone() else {
+            return self.set_health_of(key, up, weight);
+        };
+        let members: Vec<TargetKey> = self
+            .conf
+            .services
+            .iter()
+            .filter(|v| v.group.as_ref() == Some(&group))
+            .filter_map(|v| v.reals.get(index).map(|rs| Self::key(v.spec.addr, rs)))
+            .collect();
+        let mut changed = false;
+        let mut notes = Vec::new();
+        for (i, member) in members.into_iter().enumerate() {
+            let (c, n) = self.set_health_of(member, up, weight);
+            changed |= c;
+            if i == 0 {
+                notes = n;
+            }
+        }
+        (changed, notes)
+    }
+
+    fn set_health_of(
         &mut self,
         key: TargetKey,
         up: bool,
@@ -210,7 +270,7 @@ impl Managed {
     /// of each live real server and the `quorum_down` of each virtual server that has `omega`.
     pub fn shutdown_notifications(&self) -> Vec<Notification> {
         let mut out = Vec::new();
-        for vs in self.conf.services.iter().filter(|vs| vs.omega) {
+        for vs in self.leaders().filter(|vs| vs.omega) {
             for rs in &vs.reals {
                 if self.is_up(vs.spec.addr, rs)
                     && let Some(script) = &rs.notify_down
@@ -303,10 +363,19 @@ impl Managed {
         out
     }
 
-    /// What the health checker should check.
+    /// The services but the second and later of each `virtual_server group`.
+    fn leaders(&self) -> impl Iterator<Item = &VirtualServer> {
+        self.conf
+            .services
+            .iter()
+            .filter(|vs| !follows(&self.conf.services, vs))
+    }
+
+    /// What the health checker should check (a group's real servers once, under its first
+    /// service).
     pub fn targets(&self) -> Vec<Target> {
         let mut targets = Vec::new();
-        for vs in &self.conf.services {
+        for vs in self.leaders() {
             for rs in &vs.reals {
                 if rs.checks.is_empty() {
                     continue;
@@ -321,6 +390,16 @@ impl Managed {
         }
         targets
     }
+}
+
+/// Whether `vs` is the second or later service of its `virtual_server group`.
+fn follows(services: &[VirtualServer], vs: &VirtualServer) -> bool {
+    vs.group.as_ref().is_some_and(|g| {
+        services
+            .iter()
+            .find(|v| v.group.as_ref() == Some(g))
+            .is_some_and(|first| first.spec.addr != vs.spec.addr)
+    })
 }
 
 /// A check as the health checker runs it.
@@ -585,6 +664,26 @@ mod tests {
         // .11 stays down until its checks say otherwise, .12 has its new weight.
         assert_eq!(weights(&m), [(12, 7)]);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_group_checks_its_real_servers_once_and_shares_the_verdicts() {
+        let text = "virtual_server group g {\n protocol TCP\n lb_algo rr\n lb_kind DR\n \
+                    quorum_down /bin/qd\n \
+                    real_server 10.0.0.11 80 {\n  notify_down /bin/down\n  TCP_CHECK {\n  }\n }\n}\n\
+                    virtual_server_group g {\n 10.0.0.1-3 80\n}\n";
+        let conf = keepalived::parse_str(text, "t.conf").unwrap_or_else(|e| panic!("{e}"));
+        let mut m = Managed::from_config(Path::new("t.conf"), conf).unwrap();
+        let targets = m.targets();
+        assert_eq!(targets.len(), 1);
+        let (changed, notes) = m.set_health(targets[0].key, false, 1);
+        assert!(changed);
+        let scripts: Vec<String> = notes.iter().map(|n| n.script.argv.join(" ")).collect();
+        assert_eq!(scripts, ["/bin/down", "/bin/qd"]);
+        // Every address of the group lost its real server.
+        assert!(m.desired().iter().all(|d| d.reals.is_empty()));
+        assert!(m.verdicts().iter().all(|(_, up)| !up));
+        assert_eq!(m.verdicts().len(), 3);
     }
 
     #[test]

@@ -289,3 +289,87 @@ fn udp_check_against_a_udp_echo() {
         lbd.report()
     );
 }
+
+/// `virtual_server group`: one service per address and port of the group (the VIP on ports 80
+/// and 8080, where the real servers' nginx listens too), with the same real servers; a real
+/// server whose check fails leaves every service of the group.
+#[test]
+fn virtual_server_group_sets_up_each_address() {
+    let tb = Testbed::builder().build();
+    let dir: PathBuf = tb.dir().join("group");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (vip, rip1, rip2) = (tb.vip(), tb.rip(1), tb.rip(2));
+    write(&dir.join("code2"), "0\n");
+    let d = dir.display();
+    let conf = format!(
+        "virtual_server_group web {{
+    {vip} {SERVICE_PORT}
+    {vip} 8080
+}}
+virtual_server group web {{
+    delay_loop 1
+    lb_algo rr
+    lb_kind DR
+    protocol TCP
+    real_server {rip1} {SERVICE_PORT} {{
+        TCP_CHECK {{
+            connect_timeout 1
+            warmup 0
+        }}
+    }}
+    real_server {rip2} {SERVICE_PORT} {{
+        MISC_CHECK {{
+            misc_path \"/bin/sh -c 'exit $(cat {d}/code2)'\"
+            warmup 0
+        }}
+    }}
+}}
+"
+    );
+    let conf_path = dir.join("keepalived.conf");
+    write(&conf_path, &conf);
+    let mut lbd = start_lbd_with_config(&tb, &conf_path);
+    let count = |l: &str, rip: &str| l.matches(&format!("-> {rip}:")).count();
+    let l = wait::wait_ok(
+        "both services with both real servers",
+        HEALTH_TIMEOUT,
+        || {
+            let l = tb.lbadm(&["-Ln"]);
+            if l.contains(&format!("TCP  {vip}:8080 rr"))
+                && count(&l, &rip1) == 2
+                && count(&l, &rip2) == 2
+            {
+                Ok(l)
+            } else {
+                Err(format!("-Ln:\\n{l}"))
+            }
+        },
+    );
+    println!("{l}");
+    assert!(
+        l.contains(&format!("-> {rip1}:8080 ")),
+        "DR takes the service's port:\\n{l}"
+    );
+    tb.curl_vip(SERVICE_PORT, 4).assert_all_ok();
+    tb.curl_vip(8080, 4).assert_all_ok();
+
+    write(&dir.join("code2"), "1\n");
+    wait::wait_ok("rs2 out of both services", HEALTH_TIMEOUT, || {
+        let l = tb.lbadm(&["-Ln"]);
+        if count(&l, &rip2) == 0 && count(&l, &rip1) == 2 {
+            Ok(())
+        } else {
+            Err(format!("-Ln:\\n{l}"))
+        }
+    });
+    let status = lbd.stop(libc::SIGTERM, Duration::from_secs(15));
+    assert!(
+        status.success(),
+        "lbd exited with {status:?}\\n{}",
+        lbd.report()
+    );
+    // One check of each real server for the whole group.
+    let log = std::fs::read_to_string(&tb.lbd_files().log).unwrap_or_default();
+    let downs = log.matches("real server down: MISC_CHECK").count();
+    assert_eq!(downs, 1, "{log}");
+}

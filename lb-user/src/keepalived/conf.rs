@@ -52,6 +52,9 @@ pub struct VirtualServer {
     pub omega: bool,
     /// `ha_suspend`: suspend the checks while the virtual address is not on this host.
     pub ha_suspend: bool,
+    /// `virtual_server group NAME`: one of the group's addresses. The services of a group
+    /// share their real servers' checks (run once) and scripts (run once).
+    pub group: Option<String>,
     pub location: Location,
 }
 

@@ -206,7 +206,7 @@ const WALK: &[Entry] = &[
     ("script_user", GLOBAL, "", "script_user nobody", Applied),
     // top level
     ("virtual_server", ROOT, "", "virtual_server 10.0.0.2 80 {\nprotocol TCP\nreal_server 10.0.0.11 80 {\n}\n}", Applied),
-    ("virtual_server_group", ROOT, "", "virtual_server_group g {\n}", Refused),
+    ("virtual_server_group", ROOT, "", "virtual_server_group g {\n10.0.0.7-8 80\n}\nvirtual_server group g {\nprotocol TCP\nreal_server 10.0.0.11 80 {\n}\n}", Applied),
     ("global_defs", ROOT, "", "global_defs {\n}", Noted),
     ("vrrp_instance", ROOT, "", "vrrp_instance VI_1 {\n}", Noted),
     ("vrrp_sync_group", ROOT, "", "vrrp_sync_group G {\n}", Noted),

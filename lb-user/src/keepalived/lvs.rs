@@ -51,8 +51,15 @@ pub(super) fn read(stmts: &[Stmt], report: &mut Report) -> LvsConfig {
         timeouts: None,
         flush: false,
         script_user: None,
+        groups: HashMap::new(),
     };
     reader.script_user = reader.default_script_user(stmts);
+    for stmt in stmts
+        .iter()
+        .filter(|s| s.keyword() == "virtual_server_group")
+    {
+        reader.group(stmt);
+    }
     reader.root(stmts);
     LvsConfig {
         services: reader.services,
@@ -70,6 +77,8 @@ struct Reader<'r> {
     flush: bool,
     /// Whom scripts run as when they do not say: (uid, gid), `None` for lbd's own user.
     script_user: Option<(u32, u32)>,
+    /// `virtual_server_group`s by name: their addresses and ports, expanded.
+    groups: HashMap<String, Vec<(Ipv4Addr, u16)>>,
 }
 
 /// Top-level sections that are keepalived's own business, and why lb leaves them alone.
@@ -139,7 +148,7 @@ impl Timing {
     }
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct VsDraft {
     scheduler: Option<Scheduler>,
     flags: Vec<(String, Location)>,
@@ -165,6 +174,7 @@ struct VsDraft {
     reals: Vec<RsDraft>,
 }
 
+#[derive(Clone)]
 struct RsDraft {
     addr: Ipv4Addr,
     /// As written; 0 when none.
@@ -183,6 +193,7 @@ struct RsDraft {
     location: Location,
 }
 
+#[derive(Clone)]
 struct CheckDraft {
     keyword: String,
     http: Option<HttpDraft>,
@@ -200,6 +211,7 @@ struct CheckDraft {
 }
 
 /// The settings of SMTP_CHECK, UDP_CHECK and DNS_CHECK.
+#[derive(Clone)]
 enum OtherDraft {
     Smtp {
         helo_name: Option<String>,
@@ -211,7 +223,7 @@ enum OtherDraft {
     },
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct MiscDraft {
     script: Option<Vec<String>>,
     timeout: Option<Duration>,
@@ -219,7 +231,7 @@ struct MiscDraft {
     user: Option<(u32, u32)>,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct HttpDraft {
     urls: Vec<UrlDraft>,
     virtualhost: Option<String>,
@@ -227,6 +239,7 @@ struct HttpDraft {
     fast_recovery: bool,
 }
 
+#[derive(Clone)]
 struct UrlDraft {
     path: String,
     status_codes: Vec<(u16, u16)>,
@@ -583,7 +596,7 @@ impl Reader<'_> {
         for stmt in stmts {
             match stmt.keyword() {
                 "virtual_server" => {
-                    if let Some(vs) = self.virtual_server(stmt) {
+                    for vs in self.virtual_server(stmt) {
                         let addr = vs.spec.addr;
                         match self.service_locations.entry(addr) {
                             Entry::Occupied(first) => {
@@ -601,12 +614,8 @@ impl Reader<'_> {
                         }
                     }
                 }
-                "virtual_server_group" => self.error(
-                    ErrorKind::Unsupported,
-                    stmt,
-                    "virtual_server_group is not supported by lb: write one virtual_server per \
-                     address",
-                ),
+                // Read up front (a group may be used before it is defined).
+                "virtual_server_group" => {}
                 "global_defs" => self.global_defs(stmt),
                 keyword => match keepalived_section(keyword) {
                     Some(reason) => {
@@ -703,27 +712,162 @@ impl Reader<'_> {
 
     // ---- virtual_server -----------------------------------------------------------------
 
-    fn virtual_server(&mut self, stmt: &Stmt) -> Option<VirtualServer> {
-        match stmt.args().first().map(String::as_str) {
-            Some("group") => {
+    /// The services of a `virtual_server` block: one, or one per address and port of its
+    /// group.
+    fn virtual_server(&mut self, stmt: &Stmt) -> Vec<VirtualServer> {
+        if stmt.args().first().map(String::as_str) != Some("group") {
+            return self.single_virtual_server(stmt).into_iter().collect();
+        }
+        let name = match stmt.args() {
+            [_, name] => name.clone(),
+            _ => {
                 self.error(
-                    ErrorKind::Unsupported,
+                    ErrorKind::Syntax,
                     stmt,
-                    "virtual_server group is not supported by lb: write one virtual_server per \
-                     address",
+                    "'virtual_server group' needs a group name",
                 );
-                return None;
+                return Vec::new();
             }
-            Some("fwmark") => {
-                self.error(
-                    ErrorKind::Unsupported,
-                    stmt,
-                    "firewall-mark virtual servers (virtual_server fwmark) are not supported by \
-                     lb",
+        };
+        let Some(block) = self.block(stmt) else {
+            return Vec::new();
+        };
+        let Some(entries) = self.groups.get(&name).cloned() else {
+            let message = format!(
+                "virtual_server group {name}: no virtual_server_group {name} is defined (or it \
+                 has errors)"
+            );
+            self.error(ErrorKind::Invalid, stmt, message);
+            return Vec::new();
+        };
+        let mut draft = VsDraft::default();
+        let mut seen = Seen::default();
+        for s in block {
+            seen.check(self.report, s);
+            self.vs_keyword(s, &mut draft);
+        }
+        // keepalived sets each address of the group up with the same real servers and checks
+        // them once; the notes of the first say what applies to all.
+        let (errors, notes) = (self.report.errors.len(), self.report.notes.len());
+        let mut out = Vec::new();
+        for (i, &(addr, port)) in entries.iter().enumerate() {
+            let (errors_now, notes_now) = (self.report.errors.len(), self.report.notes.len());
+            if let Some(mut vs) = self.finish_virtual_server(stmt, (addr, port), draft.clone()) {
+                vs.group = Some(name.clone());
+                out.push(vs);
+            }
+            if i > 0 {
+                // Keep what is new for this address, not repeats of the first's.
+                let first_errors: Vec<(Location, String)> = self.report.errors[errors..errors_now]
+                    .iter()
+                    .map(|e| (e.location.clone(), e.message.clone()))
+                    .collect();
+                let first_notes: Vec<(Location, String)> = self.report.notes[notes..notes_now]
+                    .iter()
+                    .map(|n| (n.location.clone(), n.message.clone()))
+                    .collect();
+                let mut k = errors_now;
+                while k < self.report.errors.len() {
+                    let e = &self.report.errors[k];
+                    if first_errors.contains(&(e.location.clone(), e.message.clone())) {
+                        self.report.errors.remove(k);
+                    } else {
+                        k += 1;
+                    }
+                }
+                let mut k = notes_now;
+                while k < self.report.notes.len() {
+                    let n = &self.report.notes[k];
+                    if first_notes.contains(&(n.location.clone(), n.message.clone())) {
+                        self.report.notes.remove(k);
+                    } else {
+                        k += 1;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// `virtual_server_group NAME { IP PORT ... }`: each line an address (`10.0.0.1`), a
+    /// range of the last byte (`10.0.0.1-10`), a range of addresses (`10.0.0.1-10.0.1.5`) or a
+    /// network (`10.0.0.0/30`), and a port.
+    fn group(&mut self, stmt: &Stmt) {
+        let [name] = stmt.args() else {
+            self.error(
+                ErrorKind::Syntax,
+                stmt,
+                "'virtual_server_group' needs a name",
+            );
+            return;
+        };
+        let Some(block) = self.block(stmt) else {
+            return;
+        };
+        const MAX_ENTRIES: u64 = 4096;
+        let mut entries = Vec::new();
+        let errors_before = self.report.errors.len();
+        for s in block {
+            if s.keyword() == "fwmark" {
+                let message = "firewall-mark entries of a virtual_server_group are not supported \
+                               by lb";
+                self.error(ErrorKind::Unsupported, s, message);
+                continue;
+            }
+            if !self.no_block(s) {
+                continue;
+            }
+            let (first, last) = match group_range(s.keyword()) {
+                Ok(range) => range,
+                Err((kind, message)) => {
+                    self.error(kind, s, message);
+                    continue;
+                }
+            };
+            let port = match s.args() {
+                [] => 0,
+                [p] => match self.problem(s, values::port_or_none(p, "virtual_server_group")) {
+                    Some(p) => p,
+                    None => continue,
+                },
+                _ => {
+                    let message = "a virtual_server_group entry is an address (or range) and a \
+                                   port";
+                    self.error(ErrorKind::Syntax, s, message);
+                    continue;
+                }
+            };
+            let count = u64::from(last) - u64::from(first) + 1;
+            if entries.len() as u64 + count > MAX_ENTRIES {
+                let message = format!(
+                    "virtual_server_group {name} has more than {MAX_ENTRIES} addresses: write \
+                     smaller groups"
                 );
-                return None;
+                self.error(ErrorKind::Invalid, s, message);
+                continue;
             }
-            _ => {}
+            for a in first..=last {
+                entries.push((Ipv4Addr::from(a), port));
+            }
+        }
+        if entries.is_empty() && self.report.errors.len() == errors_before {
+            let message = format!("virtual_server_group {name} has no entries");
+            self.error(ErrorKind::Invalid, stmt, message);
+            return;
+        }
+        if self.report.errors.len() == errors_before {
+            self.groups.insert(name.clone(), entries);
+        }
+    }
+
+    fn single_virtual_server(&mut self, stmt: &Stmt) -> Option<VirtualServer> {
+        if stmt.args().first().map(String::as_str) == Some("fwmark") {
+            self.error(
+                ErrorKind::Unsupported,
+                stmt,
+                "firewall-mark virtual servers (virtual_server fwmark) are not supported by lb",
+            );
+            return None;
         }
         let header = self.address_port(stmt, "virtual_server");
         let block = self.block(stmt)?;
@@ -1105,6 +1249,7 @@ impl Reader<'_> {
             alpha: vs.alpha,
             omega: vs.omega,
             ha_suspend: vs.ha_suspend,
+            group: None,
             location: at.clone(),
         })
     }
@@ -1791,6 +1936,43 @@ fn md5_hex(text: &str) -> Option<[u8; 16]> {
         *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
     }
     Some(sum)
+}
+
+/// The first and last address of a virtual_server_group entry's address part.
+fn group_range(text: &str) -> Result<(u32, u32), Problem> {
+    let what = "virtual_server_group address";
+    if let Some((addr, bits)) = text.split_once('/') {
+        let base = u32::from(values::ipv4(addr, what)?);
+        let bits: u32 = match bits.parse() {
+            Ok(b) if (1..=32).contains(&b) => b,
+            _ => return Err((ErrorKind::Invalid, format!("invalid netmask in '{text}'"))),
+        };
+        let host = if bits == 32 { 0 } else { u32::MAX >> bits };
+        if base & host != 0 {
+            let message = format!("'{text}': the address has bits set past the netmask");
+            return Err((ErrorKind::Invalid, message));
+        }
+        return Ok((base, base | host));
+    }
+    let Some((start, end)) = text.split_once('-') else {
+        let a = u32::from(values::ipv4(text, what)?);
+        return Ok((a, a));
+    };
+    let first = u32::from(values::ipv4(start, what)?);
+    let last = if end.contains('.') {
+        u32::from(values::ipv4(end, what)?)
+    } else {
+        // keepalived's inet_stor: the end of a range of the last byte.
+        match end.parse::<u8>() {
+            Ok(n) => (first & !0xff) | u32::from(n),
+            Err(_) => return Err((ErrorKind::Invalid, format!("invalid range end in '{text}'"))),
+        }
+    };
+    if last < first {
+        let message = format!("'{text}': the range ends before it starts");
+        return Err((ErrorKind::Invalid, message));
+    }
+    Ok((first, last))
 }
 
 /// check_dns.c's query types.

@@ -9,8 +9,8 @@
 //! The whole file, includes too, is checked before anything is returned: a file with any
 //! [`ConfigError`] gives all of them, each with its file and line, and no configuration.
 //!
-//! What lb refuses ([`ErrorKind::Unsupported`]): IPv6, `virtual_server fwmark`,
-//! `virtual_server group` and `virtual_server_group`, SCTP, one-packet scheduling (`ops`) on
+//! What lb refuses ([`ErrorKind::Unsupported`]): IPv6, `virtual_server fwmark` (and `fwmark`
+//! entries of a `virtual_server_group`), SCTP, one-packet scheduling (`ops`) on
 //! UDP, persistence engines, GUE/GRE tunnels, the twos scheduler, `SSL_GET`, `PING_CHECK`,
 //! `BFD_CHECK` and `FILE_CHECK`, `regex` in `HTTP_GET` urls, TLS
 //! settings, `bind_if` and `fwmark` of checks, keepalived's `$` parameters and `~SEQ` blocks.

@@ -1121,13 +1121,12 @@ fn errors_name_file_and_line() {
         ),
         (
             "virtual_server group web {\n}\n",
-            "virtual_server group is not supported by lb: write one virtual_server per address \
-             at k.conf:1",
+            "virtual_server group web: no virtual_server_group web is defined (or it has \
+             errors) at k.conf:1",
         ),
         (
-            "virtual_server_group web {\n 10.0.0.1 80\n}\n",
-            "virtual_server_group is not supported by lb: write one virtual_server per address \
-             at k.conf:1",
+            "virtual_server_group web {\n fwmark 7\n}\n",
+            "firewall-mark entries of a virtual_server_group are not supported by lb at k.conf:2",
         ),
         (
             "virtual_server 2001:db8::1 80 {\n}\n",
@@ -1464,4 +1463,67 @@ fn includes_are_relative_to_the_including_file() {
         );
     let config = read_file(&files, std::path::Path::new(ETC), "lb1").unwrap();
     assert_eq!(config.services.len(), 1);
+}
+
+#[test]
+fn virtual_server_groups_expand_to_one_service_per_address() {
+    let text = "virtual_server group web {\n\
+                \x20   protocol TCP\n\
+                \x20   lb_algo rr\n\
+                \x20   lb_kind DR\n\
+                \x20   real_server 10.0.1.1 80 {\n\
+                \x20       TCP_CHECK {\n\
+                \x20       }\n\
+                \x20   }\n\
+                }\n\
+                virtual_server_group web {\n\
+                \x20   10.0.0.1 80\n\
+                \x20   10.0.0.5-6 80\n\
+                \x20   10.0.0.8/31 443\n\
+                }\n";
+    let config = parse(text);
+    let services: Vec<(String, u16, u16)> = config
+        .services
+        .iter()
+        .map(|vs| {
+            assert_eq!(vs.group.as_deref(), Some("web"));
+            (
+                vs.spec.addr.addr.to_string(),
+                vs.spec.addr.port,
+                vs.reals[0].spec.port,
+            )
+        })
+        .collect();
+    assert_eq!(
+        services,
+        [
+            ("10.0.0.1".to_owned(), 80, 80),
+            ("10.0.0.5".to_owned(), 80, 80),
+            ("10.0.0.6".to_owned(), 80, 80),
+            ("10.0.0.8".to_owned(), 443, 443),
+            ("10.0.0.9".to_owned(), 443, 443),
+        ]
+    );
+    // The DR port note comes once, for the first address it applies to.
+    let port_notes = notes(&config)
+        .iter()
+        .filter(|n| n.contains("differs from the virtual server's"))
+        .count();
+    assert_eq!(port_notes, 1, "{:?}", notes(&config));
+
+    assert_eq!(
+        errors("virtual_server group nope {\n protocol TCP\n real_server 10.0.1.1 80 {\n }\n}\n"),
+        [
+            "virtual_server group nope: no virtual_server_group nope is defined (or it has errors) \
+          at k.conf:1"
+        ]
+    );
+    assert_eq!(
+        errors("virtual_server_group g {\n fwmark 1\n 10.0.0.9-3 80\n 10.0.0.1/24 80\n}\n"),
+        [
+            "firewall-mark entries of a virtual_server_group are not supported by lb at k.conf:2",
+            "'10.0.0.9-3': the range ends before it starts at k.conf:3",
+            "'10.0.0.1/24': the address has bits set past the netmask at k.conf:4",
+        ]
+    );
 }
