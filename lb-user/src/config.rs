@@ -28,6 +28,10 @@ pub enum ConfigError {
     DestinationExists,
     #[error("No such destination")]
     NoSuchDestination,
+    /// A lower threshold above the upper one (`-y` above `-x`; the kernel's ERANGE, which
+    /// ipvsadm prints as strerror's text).
+    #[error("Numerical result out of range")]
+    ThresholdRange,
     /// Out of service or real-server ids (IPVS would have run out of memory).
     #[error("Memory allocation problem")]
     Full,
@@ -205,6 +209,10 @@ impl Edit {
                 let entry = self
                     .service_mut(service)
                     .ok_or(ConfigError::ServiceNotDefined)?;
+                // ip_vs_add_dest(): before looking for the destination.
+                if real.lower_threshold > real.upper_threshold {
+                    return Err(ConfigError::ThresholdRange);
+                }
                 if entry
                     .reals
                     .iter()
@@ -219,6 +227,10 @@ impl Edit {
                 let entry = self
                     .service_mut(service)
                     .ok_or(ConfigError::ServiceNotDefined)?;
+                // ip_vs_edit_dest(): before looking for the destination.
+                if real.lower_threshold > real.upper_threshold {
+                    return Err(ConfigError::ThresholdRange);
+                }
                 let existing = entry
                     .reals
                     .iter_mut()
@@ -383,6 +395,47 @@ mod tests {
         assert_eq!(s.reals.len(), 2);
         assert_eq!(s.reals[0].id, 1);
         assert_eq!(s.reals[1].id, 2);
+    }
+
+    #[test]
+    fn a_lower_threshold_above_the_upper_one_is_out_of_range() {
+        let config = Config::default().apply_all(&[add_service(80)]).unwrap();
+        let thresholds = |upper, lower| {
+            let mut r = real(12, Forward::Route, 1);
+            r.upper_threshold = upper;
+            r.lower_threshold = lower;
+            r
+        };
+        let add = |r: RealSpec| Command::AddReal {
+            service: svc(80),
+            real: r,
+        };
+        // As ip_vs_add_dest(): -y above -x, also with no -x (0).
+        for (upper, lower) in [(5, 10), (0, 1)] {
+            let err = config
+                .apply_all(&[add(thresholds(upper, lower))])
+                .unwrap_err();
+            assert_eq!(err.to_string(), "Numerical result out of range");
+        }
+        let config = config.apply_all(&[add(thresholds(10, 5))]).unwrap();
+        let err = config
+            .apply_all(&[Command::EditReal {
+                service: svc(80),
+                real: thresholds(10, 11),
+            }])
+            .unwrap_err();
+        assert_eq!(err, ConfigError::ThresholdRange);
+        // The service is looked up first.
+        let err = config
+            .apply_all(&[Command::AddReal {
+                service: svc(81),
+                real: thresholds(1, 2),
+            }])
+            .unwrap_err();
+        assert_eq!(err, ConfigError::ServiceNotDefined);
+        // Then the range, before the destination.
+        let err = config.apply_all(&[add(thresholds(1, 2))]).unwrap_err();
+        assert_eq!(err, ConfigError::ThresholdRange);
     }
 
     #[test]

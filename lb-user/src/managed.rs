@@ -1,8 +1,9 @@
 //! Services managed from a keepalived.conf (`lbd --config FILE`): the file's virtual servers
 //! kept in the running configuration with their real servers' health applied, as keepalived's
 //! checker keeps IPVS's table. A failed real server is removed, or kept with weight 0 with
-//! `inhibit_on_failure`; the sorry server stands in while too few are up; a reload applies
-//! only what changed, so no established flow is disturbed.
+//! `inhibit_on_failure`; the sorry server stands in while the quorum is lost; a reload applies
+//! only what changed, so no established flow is disturbed. It also says which of keepalived's
+//! scripts (`notify_*`, `quorum_*`) a change calls for.
 //!
 //! Pure: the daemon feeds it health verdicts and asks for the commands to apply.
 
@@ -13,8 +14,10 @@ use std::{
 
 use crate::{
     config::{self, Config, Desired},
-    health::{CheckSpec, Target, TargetKey},
-    keepalived::{self, CheckKind, ConfigErrors, LvsConfig, RealServerConf, VirtualServer},
+    health::{CheckSpec, HttpProbe, MiscProbe, Probe, ScriptSpec, Target, TargetKey, UrlProbe},
+    keepalived::{
+        self, CheckKind, ConfigErrors, HealthCheck, LvsConfig, RealServerConf, VirtualServer,
+    },
     model::{Command, RealSpec, ServiceAddr},
 };
 
@@ -23,20 +26,41 @@ pub struct Managed {
     conf: LvsConfig,
     /// Services the file defined when last applied: removed from the file, they go.
     owned: Vec<ServiceAddr>,
-    /// Health verdicts by real server; a real server without one is as it starts (up, unless
-    /// a check has `alpha`).
-    health: HashMap<TargetKey, bool>,
+    /// Health verdicts by real server, with the weight the checks give it; a real server
+    /// without one is as it starts (up with its weight, unless a check has `alpha`).
+    health: HashMap<TargetKey, (bool, u32)>,
+    /// keepalived's `quorum_state_up` by virtual server.
+    quorum: HashMap<ServiceAddr, bool>,
+}
+
+/// A script to run because of a change, as keepalived runs it (`notify_up`, `notify_down`,
+/// `quorum_up`, `quorum_down`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notification {
+    /// Which keyword's script, e.g. `notify_down`.
+    pub what: &'static str,
+    /// For whom: `TCP 10.0.0.1:80 -> 10.0.0.12:80`, `TCP 10.0.0.1:80`.
+    pub subject: String,
+    pub script: ScriptSpec,
 }
 
 impl Managed {
     /// Reads and validates `path`; nothing is applied yet.
     pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
-        Ok(Managed {
+        Self::from_config(path, keepalived::parse_file(path)?)
+    }
+
+    /// [`load`](Self::load) of a configuration already read.
+    pub fn from_config(path: &Path, conf: LvsConfig) -> Result<Self, ConfigErrors> {
+        let mut managed = Managed {
             path: path.to_owned(),
-            conf: keepalived::parse_file(path)?,
+            conf,
             owned: Vec::new(),
             health: HashMap::new(),
-        })
+            quorum: HashMap::new(),
+        };
+        managed.init_quorum(&HashMap::new());
+        Ok(managed)
     }
 
     pub fn path(&self) -> &Path {
@@ -47,17 +71,225 @@ impl Managed {
         &self.conf
     }
 
-    /// Re-reads the file. An invalid file changes nothing and says why.
-    pub fn reload(&mut self) -> Result<(), ConfigErrors> {
-        self.conf = keepalived::parse_file(&self.path)?;
-        let keys: Vec<TargetKey> = self.targets().into_iter().map(|t| t.key).collect();
-        self.health.retain(|k, _| keys.contains(k));
-        Ok(())
+    /// The scripts keepalived runs at start (`update_quorum_state(init)`): `quorum_down` of a
+    /// virtual server with a sorry server that starts without its quorum.
+    pub fn startup_notifications(&self) -> Vec<Notification> {
+        let mut out = Vec::new();
+        for vs in self.leaders() {
+            if vs.sorry_server.is_some() && !self.quorum_up(vs) {
+                out.extend(quorum_notification(vs, false));
+            }
+        }
+        out
     }
 
-    /// Records a health verdict. Returns whether it changed anything.
-    pub fn set_health(&mut self, key: TargetKey, up: bool) -> bool {
-        self.health.insert(key, up) != Some(up)
+    /// Re-reads the file. An invalid file changes nothing and says why. Real servers keep
+    /// their verdicts; quorum states are worked out afresh as keepalived does on a reload
+    /// (`set_quorum_states`). Returns the scripts to run: those of new virtual servers that
+    /// start without their quorum and have a sorry server.
+    pub fn reload(&mut self) -> Result<Vec<Notification>, ConfigErrors> {
+        self.conf = keepalived::parse_file(&self.path)?;
+        self.adopt_config();
+        let before = std::mem::take(&mut self.quorum);
+        self.init_quorum(&before);
+        Ok(self
+            .conf
+            .services
+            .iter()
+            .filter(|vs| !follows(&self.conf.services, vs))
+            .filter(|vs| !before.contains_key(&vs.spec.addr))
+            .filter(|vs| vs.sorry_server.is_some() && !self.quorum_up(vs))
+            .flat_map(|vs| quorum_notification(vs, false))
+            .collect())
+    }
+
+    /// Keeps the verdicts of the real servers still checked. A real server's weight is the new
+    /// configured one at once (keepalived #1354 was a reload that left the old one in IPVS),
+    /// unless a `misc_dynamic` check sets it: the health checker then reports the weight that
+    /// follows.
+    fn adopt_config(&mut self) {
+        // Every checked real server of every service (a group's followers included).
+        let checked: Vec<(TargetKey, u32, bool)> = self
+            .conf
+            .services
+            .iter()
+            .flat_map(|vs| {
+                vs.reals
+                    .iter()
+                    .filter(|rs| !rs.checks.is_empty())
+                    .map(|rs| {
+                        let dynamic = rs
+                            .checks
+                            .iter()
+                            .any(|c| matches!(&c.kind, CheckKind::Misc(m) if m.dynamic));
+                        (Self::key(vs.spec.addr, rs), rs.spec.weight, dynamic)
+                    })
+            })
+            .collect();
+        self.health
+            .retain(|k, _| checked.iter().any(|(key, _, _)| key == k));
+        for (key, configured, dynamic) in checked {
+            if let Some((_, weight)) = self.health.get_mut(&key)
+                && !dynamic
+            {
+                *weight = configured;
+            }
+        }
+    }
+
+    fn init_quorum(&mut self, _before: &HashMap<ServiceAddr, bool>) {
+        for vs in &self.conf.services {
+            let live = self.live_weight(vs);
+            let up = live >= u64::from(vs.quorum) + u64::from(vs.hysteresis);
+            self.quorum.insert(vs.spec.addr, up);
+        }
+    }
+
+    fn quorum_up(&self, vs: &VirtualServer) -> bool {
+        self.quorum.get(&vs.spec.addr).copied().unwrap_or(true)
+    }
+
+    /// Records a health verdict and the weight the checks give. Returns whether it changed
+    /// anything, and the scripts keepalived would run for it: the real server's `notify_up`
+    /// or `notify_down` when it comes up or goes down (or, with `alpha`, fails its first
+    /// check), then the virtual server's `quorum_up` or `quorum_down` when its live weight
+    /// crosses `quorum + hysteresis` upwards or `quorum - hysteresis` downwards.
+    ///
+    /// The services of a `virtual_server group` share the verdicts of their real servers:
+    /// one verdict applies to the same real server of each, and its scripts run once.
+    pub fn set_health(
+        &mut self,
+        key: TargetKey,
+        up: bool,
+        weight: u32,
+    ) -> (bool, Vec<Notification>) {
+        let Some(vs) = self
+            .conf
+            .services
+            .iter()
+            .find(|vs| vs.spec.addr == key.service)
+        else {
+            return (false, Vec::new());
+        };
+        let Some(index) = vs
+            .reals
+            .iter()
+            .position(|rs| rs.spec.addr == key.real && rs.spec.port == key.port)
+        else {
+            return (false, Vec::new());
+        };
+        let Some(group) = vs.group.clone() else {
+            return self.set_health_of(key, up, weight);
+        };
+        let members: Vec<TargetKey> = self
+            .conf
+            .services
+            .iter()
+            .filter(|v| v.group.as_ref() == Some(&group))
+            .filter_map(|v| v.reals.get(index).map(|rs| Self::key(v.spec.addr, rs)))
+            .collect();
+        let mut changed = false;
+        let mut notes = Vec::new();
+        for (i, member) in members.into_iter().enumerate() {
+            let (c, n) = self.set_health_of(member, up, weight);
+            changed |= c;
+            if i == 0 {
+                notes = n;
+            }
+        }
+        (changed, notes)
+    }
+
+    fn set_health_of(
+        &mut self,
+        key: TargetKey,
+        up: bool,
+        weight: u32,
+    ) -> (bool, Vec<Notification>) {
+        let Some(vs) = self
+            .conf
+            .services
+            .iter()
+            .find(|vs| vs.spec.addr == key.service)
+        else {
+            return (false, Vec::new());
+        };
+        let Some(rs) = vs
+            .reals
+            .iter()
+            .find(|rs| rs.spec.addr == key.real && rs.spec.port == key.port)
+        else {
+            return (false, Vec::new());
+        };
+        let was_up = self.is_up(vs.spec.addr, rs);
+        let previous = self.health.insert(key, (up, weight));
+        if previous == Some((up, weight)) {
+            return (false, Vec::new());
+        }
+        let mut notes = Vec::new();
+        // update_svr_checker_state(): a change of state, or an alpha real server's first
+        // verdict of failure.
+        if was_up != up || (previous.is_none() && !up) {
+            let (what, script) = match up {
+                true => ("notify_up", &rs.notify_up),
+                false => ("notify_down", &rs.notify_down),
+            };
+            if let Some(script) = script {
+                notes.push(Notification {
+                    what,
+                    subject: key.to_string(),
+                    script: script.spec.clone(),
+                });
+            }
+        }
+        // update_quorum_state().
+        let live = self.live_weight(vs);
+        let quorum_up = self.quorum_up(vs);
+        let (quorum, hysteresis) = (i64::from(vs.quorum), i64::from(vs.hysteresis));
+        let threshold = if quorum_up {
+            quorum - hysteresis
+        } else {
+            quorum + hysteresis
+        };
+        let live = i64::try_from(live).unwrap_or(i64::MAX);
+        let new_state = if !quorum_up && live >= threshold {
+            Some(true)
+        } else if quorum_up && (live == 0 || live < threshold) {
+            Some(false)
+        } else {
+            None
+        };
+        if let Some(state) = new_state {
+            self.quorum.insert(vs.spec.addr, state);
+            notes.extend(quorum_notification(vs, state));
+        }
+        (true, notes)
+    }
+
+    /// What keepalived runs when it stops (`clear_services` with `omega`): the `notify_down`
+    /// of each live real server and the `quorum_down` of each virtual server that has `omega`.
+    pub fn shutdown_notifications(&self) -> Vec<Notification> {
+        let mut out = Vec::new();
+        for vs in self.leaders().filter(|vs| vs.omega) {
+            for rs in &vs.reals {
+                if self.is_up(vs.spec.addr, rs)
+                    && let Some(script) = &rs.notify_down
+                {
+                    let key = TargetKey {
+                        service: vs.spec.addr,
+                        real: rs.spec.addr,
+                        port: rs.spec.port,
+                    };
+                    out.push(Notification {
+                        what: "notify_down",
+                        subject: key.to_string(),
+                        script: script.spec.clone(),
+                    });
+                }
+            }
+            out.extend(quorum_notification(vs, false));
+        }
+        out
     }
 
     /// The services the file wants, health applied.
@@ -67,21 +299,41 @@ impl Managed {
             .iter()
             .map(|vs| Desired {
                 spec: vs.spec.clone(),
-                reals: reals_given(vs, |rs| self.is_up(vs.spec.addr, rs)),
+                reals: reals_given(vs, |rs| self.weight(vs.spec.addr, rs), self.quorum_up(vs)),
             })
             .collect()
     }
 
-    fn is_up(&self, service: ServiceAddr, rs: &RealServerConf) -> bool {
-        let key = TargetKey {
+    fn key(service: ServiceAddr, rs: &RealServerConf) -> TargetKey {
+        TargetKey {
             service,
             real: rs.spec.addr,
             port: rs.spec.port,
-        };
-        match self.health.get(&key) {
-            Some(&up) => up,
+        }
+    }
+
+    fn is_up(&self, service: ServiceAddr, rs: &RealServerConf) -> bool {
+        match self.health.get(&Self::key(service, rs)) {
+            Some(&(up, _)) => up,
             None => !rs.checks.iter().any(|c| c.alpha),
         }
+    }
+
+    /// The weight of a live real server, `None` for a failed one.
+    fn weight(&self, service: ServiceAddr, rs: &RealServerConf) -> Option<u32> {
+        match self.health.get(&Self::key(service, rs)) {
+            Some(&(up, weight)) => up.then_some(weight),
+            None => (!rs.checks.iter().any(|c| c.alpha)).then_some(rs.spec.weight),
+        }
+    }
+
+    /// keepalived's `weigh_live_realservers()`.
+    fn live_weight(&self, vs: &VirtualServer) -> u64 {
+        vs.reals
+            .iter()
+            .filter_map(|rs| self.weight(vs.spec.addr, rs))
+            .map(u64::from)
+            .sum()
     }
 
     /// The commands that bring `current` to what the file wants now, and remembers which
@@ -105,65 +357,34 @@ impl Managed {
         let mut out = Vec::new();
         for vs in &self.conf.services {
             for rs in vs.reals.iter().filter(|rs| !rs.checks.is_empty()) {
-                let key = TargetKey {
-                    service: vs.spec.addr,
-                    real: rs.spec.addr,
-                    port: rs.spec.port,
-                };
-                out.push((key, self.is_up(vs.spec.addr, rs)));
+                out.push((Self::key(vs.spec.addr, rs), self.is_up(vs.spec.addr, rs)));
             }
         }
         out
     }
 
-    /// What the health checker should check.
+    /// The services but the second and later of each `virtual_server group`.
+    fn leaders(&self) -> impl Iterator<Item = &VirtualServer> {
+        self.conf
+            .services
+            .iter()
+            .filter(|vs| !follows(&self.conf.services, vs))
+    }
+
+    /// What the health checker should check (a group's real servers once, under its first
+    /// service).
     pub fn targets(&self) -> Vec<Target> {
         let mut targets = Vec::new();
-        for vs in &self.conf.services {
+        for vs in self.leaders() {
             for rs in &vs.reals {
                 if rs.checks.is_empty() {
                     continue;
                 }
-                let mut checks = Vec::new();
-                let mut addr = rs.spec.addr;
-                for check in &rs.checks {
-                    addr = check.addr;
-                    match &check.kind {
-                        CheckKind::Tcp => checks.push(CheckSpec::Tcp {
-                            port: check.port,
-                            connect_timeout: check.connect_timeout,
-                            retry: check.retry,
-                            delay_before_retry: check.delay_before_retry,
-                            delay_loop: check.delay_loop,
-                        }),
-                        CheckKind::Http(http) => {
-                            for url in &http.urls {
-                                // The checker matches one code or any 2xx.
-                                let status_code = match url.status_codes.ranges() {
-                                    [(lo, hi)] if lo == hi => Some(*lo),
-                                    _ => None,
-                                };
-                                checks.push(CheckSpec::Http {
-                                    port: check.port,
-                                    path: url.path.clone(),
-                                    status_code,
-                                    connect_timeout: check.connect_timeout,
-                                    retry: check.retry,
-                                    delay_before_retry: check.delay_before_retry,
-                                    delay_loop: check.delay_loop,
-                                });
-                            }
-                        }
-                    }
-                }
                 targets.push(Target {
-                    key: TargetKey {
-                        service: vs.spec.addr,
-                        real: rs.spec.addr,
-                        port: rs.spec.port,
-                    },
-                    addr,
-                    checks,
+                    key: Self::key(vs.spec.addr, rs),
+                    weight: rs.spec.weight,
+                    checks: rs.checks.iter().map(check_spec).collect(),
+                    suspend_unless_local: vs.ha_suspend.then_some(vs.spec.addr.addr),
                 });
             }
         }
@@ -171,34 +392,107 @@ impl Managed {
     }
 }
 
-/// The real servers a virtual server has in IPVS's table when `up` says which are alive, as
-/// keepalived's checker keeps them (`ipwrapper.c`):
+/// Whether `vs` is the second or later service of its `virtual_server group`.
+fn follows(services: &[VirtualServer], vs: &VirtualServer) -> bool {
+    vs.group.as_ref().is_some_and(|g| {
+        services
+            .iter()
+            .find(|v| v.group.as_ref() == Some(g))
+            .is_some_and(|first| first.spec.addr != vs.spec.addr)
+    })
+}
+
+/// A check as the health checker runs it.
+fn check_spec(check: &HealthCheck) -> CheckSpec {
+    let probe = match &check.kind {
+        CheckKind::Tcp => Probe::Tcp,
+        CheckKind::Http(http) => Probe::Http(HttpProbe {
+            urls: http
+                .urls
+                .iter()
+                .map(|url| UrlProbe {
+                    path: url.path.clone(),
+                    status_codes: url.status_codes.clone(),
+                    host: url.virtualhost.clone(),
+                    digest: url.digest,
+                })
+                .collect(),
+            protocol: http.protocol,
+            fast_recovery: http.fast_recovery,
+        }),
+        CheckKind::Misc(misc) => Probe::Misc(MiscProbe {
+            script: misc.script.clone(),
+            timeout: misc.timeout,
+            dynamic: misc.dynamic,
+        }),
+        CheckKind::Smtp { helo_name } => Probe::Smtp {
+            helo_name: helo_name.clone(),
+        },
+        CheckKind::Udp(udp) => Probe::Udp(udp.clone()),
+        CheckKind::Dns(dns) => Probe::Dns(dns.clone()),
+    };
+    CheckSpec {
+        probe,
+        addr: check.addr,
+        port: check.port,
+        bindto: check.bindto,
+        bind_port: check.bind_port,
+        connect_timeout: check.connect_timeout,
+        retry: check.retry,
+        delay_before_retry: check.delay_before_retry,
+        delay_loop: check.delay_loop,
+        warmup: check.warmup,
+        alpha: check.alpha,
+        log_all_failures: check.log_all_failures,
+    }
+}
+
+/// A virtual server's `quorum_up` or `quorum_down` script, if it has one.
+fn quorum_notification(vs: &VirtualServer, up: bool) -> Option<Notification> {
+    let (what, script) = match up {
+        true => ("quorum_up", &vs.quorum_up),
+        false => ("quorum_down", &vs.quorum_down),
+    };
+    script.as_ref().map(|script| Notification {
+        what,
+        subject: vs.spec.addr.to_string(),
+        script: script.spec.clone(),
+    })
+}
+
+/// The real servers a virtual server has in IPVS's table, given the weight of each live one
+/// (`None`: failed) and whether the virtual server has its quorum, as keepalived's checker
+/// keeps them (`ipwrapper.c`):
 ///
 /// - a live real server is in with its weight; a failed one is out, or in with weight 0 if
 ///   `inhibit_on_failure`;
-/// - while the live weight is under `quorum + hysteresis` and there is a sorry server, it
-///   takes their place (the inhibited ones stay, with weight 0);
+/// - without the quorum, a sorry server takes their place (the inhibited ones stay, with
+///   weight 0);
 /// - otherwise a sorry server with `sorry_server_inhibit` waits in with weight 0.
-pub fn reals_given(vs: &VirtualServer, up: impl Fn(&RealServerConf) -> bool) -> Vec<RealSpec> {
+pub fn reals_given(
+    vs: &VirtualServer,
+    weight: impl Fn(&RealServerConf) -> Option<u32>,
+    quorum_up: bool,
+) -> Vec<RealSpec> {
     let quiesced = |spec: &RealSpec| RealSpec {
         weight: 0,
         ..spec.clone()
     };
     let same = |a: &RealSpec, b: &RealSpec| a.addr == b.addr && a.port == b.port;
-    let mut live_weight = 0u64;
     let mut out = Vec::new();
     let mut standing_in = Vec::new();
     for rs in &vs.reals {
-        if up(rs) {
-            live_weight += u64::from(rs.spec.weight);
-            out.push(rs.spec.clone());
+        if let Some(weight) = weight(rs) {
+            out.push(RealSpec {
+                weight,
+                ..rs.spec.clone()
+            });
             standing_in.push(rs.inhibit_on_failure);
         } else if rs.inhibit_on_failure {
             out.push(quiesced(&rs.spec));
             standing_in.push(true);
         }
     }
-    let quorum_up = live_weight >= u64::from(vs.quorum) + u64::from(vs.hysteresis);
     match &vs.sorry_server {
         Some(sorry) if !quorum_up => {
             // Live ones step aside (inhibited ones stay at weight 0), the sorry server comes in.
@@ -223,5 +517,181 @@ pub fn reals_given(vs: &VirtualServer, up: impl Fn(&RealServerConf) -> bool) -> 
             }
             out
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::model::Protocol;
+
+    const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+
+    /// A service with real servers .11 (weight 2), .12 (weight 2), .13 (weight 1), all
+    /// TCP-checked, with the given virtual-server lines.
+    fn managed(vs_lines: &str) -> Managed {
+        let mut text = format!(
+            "virtual_server {VIP} 80 {{\n protocol TCP\n lb_algo rr\n lb_kind DR\n{vs_lines}\n"
+        );
+        for (n, weight) in [(11, 2), (12, 2), (13, 1)] {
+            text += &format!(
+                " real_server 10.0.0.{n} 80 {{\n  weight {weight}\n  \
+                 notify_up \"/bin/up {n}\"\n  notify_down \"/bin/down {n}\"\n  TCP_CHECK {{\n  }}\n }}\n"
+            );
+        }
+        text += "}\n";
+        let conf = keepalived::parse_str(&text, "t.conf").unwrap_or_else(|e| panic!("{e}"));
+        Managed::from_config(Path::new("t.conf"), conf).unwrap()
+    }
+
+    fn key(n: u8) -> TargetKey {
+        TargetKey {
+            service: ServiceAddr {
+                protocol: Protocol::Tcp,
+                addr: VIP,
+                port: 80,
+            },
+            real: Ipv4Addr::new(10, 0, 0, n),
+            port: 80,
+        }
+    }
+
+    /// The scripts a change runs, as their command lines.
+    fn set(m: &mut Managed, n: u8, up: bool, weight: u32) -> Vec<String> {
+        let (_, notes) = m.set_health(key(n), up, weight);
+        notes.iter().map(|n| n.script.argv.join(" ")).collect()
+    }
+
+    fn weights(m: &Managed) -> Vec<(u8, u32)> {
+        m.desired()[0]
+            .reals
+            .iter()
+            .map(|r| (r.addr.octets()[3], r.weight))
+            .collect()
+    }
+
+    #[test]
+    fn notify_scripts_run_on_changes_only() {
+        let mut m = managed("");
+        assert_eq!(set(&mut m, 11, true, 2), Vec::<String>::new());
+        assert_eq!(set(&mut m, 11, false, 2), ["/bin/down 11"]);
+        assert_eq!(set(&mut m, 11, false, 2), Vec::<String>::new());
+        assert_eq!(set(&mut m, 11, true, 2), ["/bin/up 11"]);
+    }
+
+    #[test]
+    fn hysteresis_is_a_band_around_the_quorum() {
+        // quorum 4, hysteresis 1: lost below 3, regained at 5.
+        let mut m = managed(
+            " quorum 4\n hysteresis 1\n quorum_up \"/bin/q up\"\n quorum_down \"/bin/q down\"\n \
+             sorry_server 10.0.0.99 80",
+        );
+        assert!(m.startup_notifications().is_empty());
+        // Live weight 5 -> 3: still up (3 is not under 4 - 1).
+        assert_eq!(set(&mut m, 11, false, 2), ["/bin/down 11"]);
+        assert_eq!(weights(&m), [(12, 2), (13, 1)]);
+        // 3 -> 2: lost; the sorry server takes over.
+        assert_eq!(set(&mut m, 13, false, 1), ["/bin/down 13", "/bin/q down"]);
+        assert_eq!(weights(&m), [(99, 1)]);
+        // 2 -> 3 -> 4: not yet regained (needs 4 + 1).
+        assert_eq!(set(&mut m, 13, true, 1), ["/bin/up 13"]);
+        assert_eq!(weights(&m), [(99, 1)]);
+        // 5: regained.
+        assert_eq!(set(&mut m, 11, true, 2), ["/bin/up 11", "/bin/q up"]);
+        assert_eq!(weights(&m), [(11, 2), (12, 2), (13, 1)]);
+    }
+
+    #[test]
+    fn a_dynamic_weight_counts_towards_the_quorum() {
+        let mut m = managed(" quorum 3\n quorum_down \"/bin/q down\"\n sorry_server 10.0.0.99 80");
+        // misc_dynamic: weight 10 for .11.
+        assert_eq!(set(&mut m, 11, true, 10), Vec::<String>::new());
+        assert_eq!(weights(&m), [(11, 10), (12, 2), (13, 1)]);
+        assert_eq!(set(&mut m, 12, false, 2), ["/bin/down 12"]);
+        assert_eq!(set(&mut m, 13, false, 1), ["/bin/down 13"]);
+        // Weight 0 is live but weighs nothing: quorum lost.
+        assert_eq!(set(&mut m, 11, true, 0), ["/bin/q down"]);
+        assert_eq!(weights(&m), [(99, 1)]);
+    }
+
+    #[test]
+    fn omega_runs_the_down_scripts_on_the_way_out() {
+        let mut m = managed(" omega\n quorum_down \"/bin/q down\"");
+        set(&mut m, 12, false, 2);
+        let scripts: Vec<String> = m
+            .shutdown_notifications()
+            .iter()
+            .map(|n| n.script.argv.join(" "))
+            .collect();
+        assert_eq!(scripts, ["/bin/down 11", "/bin/down 13", "/bin/q down"]);
+        assert!(managed("").shutdown_notifications().is_empty());
+    }
+
+    #[test]
+    fn starting_without_quorum_runs_quorum_down_when_a_sorry_server_stands_in() {
+        let m =
+            managed(" quorum 5\n hysteresis 1\n quorum_down /bin/qd\n sorry_server 10.0.0.99 80");
+        let scripts: Vec<String> = m
+            .startup_notifications()
+            .iter()
+            .map(|n| n.script.argv.join(" "))
+            .collect();
+        // 5 < 5 + 1: starts without quorum.
+        assert_eq!(scripts, ["/bin/qd"]);
+        assert_eq!(weights(&m), [(99, 1)]);
+    }
+
+    #[test]
+    fn a_reload_applies_new_weights_and_keeps_verdicts() {
+        let dir = std::env::temp_dir().join(format!("lb-managed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("k.conf");
+        let conf = |w12: u32| {
+            format!(
+                "virtual_server {VIP} 80 {{\n protocol TCP\n lb_algo rr\n lb_kind DR\n \
+                 real_server 10.0.0.11 80 {{\n  weight 2\n  TCP_CHECK {{\n  }}\n }}\n \
+                 real_server 10.0.0.12 80 {{\n  weight {w12}\n  TCP_CHECK {{\n  }}\n }}\n}}\n"
+            )
+        };
+        std::fs::write(&path, conf(2)).unwrap();
+        let mut m = Managed::load(&path).unwrap();
+        m.set_health(key(11), false, 2);
+        m.set_health(key(12), true, 2);
+        std::fs::write(&path, conf(7)).unwrap();
+        m.reload().unwrap();
+        // .11 stays down until its checks say otherwise, .12 has its new weight.
+        assert_eq!(weights(&m), [(12, 7)]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_group_checks_its_real_servers_once_and_shares_the_verdicts() {
+        let text = "virtual_server group g {\n protocol TCP\n lb_algo rr\n lb_kind DR\n \
+                    quorum_down /bin/qd\n \
+                    real_server 10.0.0.11 80 {\n  notify_down /bin/down\n  TCP_CHECK {\n  }\n }\n}\n\
+                    virtual_server_group g {\n 10.0.0.1-3 80\n}\n";
+        let conf = keepalived::parse_str(text, "t.conf").unwrap_or_else(|e| panic!("{e}"));
+        let mut m = Managed::from_config(Path::new("t.conf"), conf).unwrap();
+        let targets = m.targets();
+        assert_eq!(targets.len(), 1);
+        let (changed, notes) = m.set_health(targets[0].key, false, 1);
+        assert!(changed);
+        let scripts: Vec<String> = notes.iter().map(|n| n.script.argv.join(" ")).collect();
+        assert_eq!(scripts, ["/bin/down", "/bin/qd"]);
+        // Every address of the group lost its real server.
+        assert!(m.desired().iter().all(|d| d.reals.is_empty()));
+        assert!(m.verdicts().iter().all(|(_, up)| !up));
+        assert_eq!(m.verdicts().len(), 3);
+    }
+
+    #[test]
+    fn targets_carry_weight_and_ha_suspend() {
+        let m = managed(" ha_suspend");
+        let t = &m.targets()[0];
+        assert_eq!(t.weight, 2);
+        assert_eq!(t.suspend_unless_local, Some(VIP));
+        assert_eq!(managed("").targets()[0].suspend_unless_local, None);
     }
 }

@@ -13,6 +13,7 @@ macro_rules! step {
 }
 
 mod bench;
+mod golden;
 mod interrupt;
 mod run;
 mod setup;
@@ -101,6 +102,10 @@ enum Command {
         )]
         args: Vec<String>,
     },
+    /// Record what the real ipvsadm prints for the sequences in `tests/golden/ipvsadm/*.cmds`
+    /// (Debian's ipvsadm against IPVS in a VM of Debian 12's 6.12 kernel) into `*.golden`,
+    /// which lb-tests' `ipvsadm_golden` compares lbadm's output with.
+    IpvsadmGolden,
     /// Set up, build, then run lb-tests' `lab` binary: `dr`, `tun` or `nat` builds that LVS
     /// set-up in network namespaces with lbd as the director (`--keep` stays up until Ctrl-C).
     Lab {
@@ -164,6 +169,10 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Lab { args } => {
             setup::run()?;
             run::lab(&Workspace::load()?, &args)
+        }
+        Command::IpvsadmGolden => {
+            setup::run()?;
+            golden::run(&Workspace::load()?)
         }
     }
 }

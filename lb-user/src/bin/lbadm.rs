@@ -58,8 +58,28 @@ fn run(args: &[String]) -> Result<(), Failure> {
             std::io::stdin()
                 .read_to_string(&mut input)
                 .map_err(|e| Failure::Other(format!("reading standard input: {e}")))?;
-            let commands = ipvsadm::parse_restore(&input)?;
-            apply(&socket, commands)
+            let (commands, lines) = ipvsadm::parse_restore_located(&input, &ipvsadm::SystemNames)?;
+            match apply(&socket, commands.clone()) {
+                Err(Failure::Cli(CliError::Refused(message))) => {
+                    // Name the line lbd refused, as for one that does not parse.
+                    let at = match ask(RequestBody::List) {
+                        Ok(ResponseBody::Snapshot { snapshot }) => {
+                            ipvsadm::locate_refusal(&snapshot, &commands)
+                        }
+                        _ => None,
+                    };
+                    let refused = CliError::Refused(message);
+                    Err(Failure::Cli(match at.and_then(|i| lines.get(i)) {
+                        Some((line, text)) => CliError::Restore {
+                            line: *line,
+                            text: text.clone(),
+                            source: Box::new(refused),
+                        },
+                        None => refused,
+                    }))
+                }
+                other => other,
+            }
         }
         Invocation::List(opts) => {
             let names: &dyn ipvsadm::Names = if opts.numeric { &NoNames } else { &SystemNames };

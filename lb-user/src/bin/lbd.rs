@@ -221,9 +221,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         d.attached_everywhere()?;
     }
-    let reload = match &args.config {
-        Some(path) => Some(supervise(path, &director)?),
-        None => None,
+    let (reload, stopping) = match &args.config {
+        Some(path) => {
+            let (reload, stopping) = supervise(path, &director)?;
+            (Some(reload), Some(stopping))
+        }
+        None => (None, None),
     };
     info!(socket = %socket.path().display(), state = %args.state.display(), "lbd ready");
 
@@ -299,6 +302,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         _ = sigint.recv() => info!("SIGINT: shutting down"),
     }
     drop(socket);
+    if let Some(stopping) = stopping {
+        // omega: keepalived's down notifications on the way out, each given a second.
+        let runs = stopping().into_iter().map(|n| async move {
+            info!(script = %n.script.display(), "{}: {} (omega, lbd stopping)", n.subject, n.what);
+            lb_user::health::script::run(&n.script, Duration::from_secs(1)).await
+        });
+        futures_join_all(runs).await;
+    }
     let mut d = director.lock().unwrap_or_else(|p| p.into_inner());
     d.shutdown(args.on_exit)?;
     match args.on_exit {
@@ -314,12 +325,36 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs the futures concurrently to their ends.
+async fn futures_join_all<F: std::future::Future + Send + 'static>(futures: impl Iterator<Item = F>)
+where
+    F::Output: Send,
+{
+    let mut set = tokio::task::JoinSet::new();
+    for f in futures {
+        set.spawn(f);
+    }
+    while set.join_next().await.is_some() {}
+}
+
+/// Runs the scripts keepalived would run for a change (`notify_*`, `quorum_*`).
+fn run_notifications(notifications: Vec<lb_user::managed::Notification>) {
+    for n in notifications {
+        info!(script = %n.script.display(), "{}: {}", n.subject, n.what);
+        lb_user::health::script::notify(&n.script, n.what);
+    }
+}
+
+/// What to run when lbd stops: keepalived's `omega` notifications.
+type StopHook = Box<dyn FnOnce() -> Vec<lb_user::managed::Notification> + Send>;
+
 /// Puts the keepalived.conf's virtual servers in place, starts their health checks and keeps
-/// the two in step; returns the reload hook (SIGHUP, `lbd reload`).
+/// the two in step; returns the reload hook (SIGHUP, `lbd reload`) and what to run on the way
+/// out.
 fn supervise(
     path: &std::path::Path,
     director: &Arc<Mutex<Director>>,
-) -> anyhow::Result<ReloadHook> {
+) -> anyhow::Result<(ReloadHook, StopHook)> {
     let mut managed = Managed::load(path)
         .map_err(|e| anyhow::anyhow!("invalid configuration, nothing applied:\n{e}"))?;
     for note in &managed.config().notes {
@@ -335,6 +370,7 @@ fn supervise(
         drop(d);
         info!(path = %path.display(), services = managed.config().services.len(), changes = commands.len(), "configuration applied");
         wait_for_resolution(director, resolution, RESOLUTION_WAIT);
+        run_notifications(managed.startup_notifications());
     }
     let (checker, mut events) = lb_user::health::spawn(managed.targets())?;
     let managed = Arc::new(Mutex::new((managed, checker)));
@@ -345,10 +381,13 @@ fn supervise(
             while let Some(event) = events.recv().await {
                 let managed = Arc::clone(&managed);
                 let director = Arc::clone(&director);
+                let runtime = tokio::runtime::Handle::current();
                 let _ = tokio::task::spawn_blocking(move || {
                     let mut guard = managed.lock().unwrap_or_else(|p| p.into_inner());
                     let (managed, _) = &mut *guard;
-                    if !managed.set_health(event.key, event.up) {
+                    let (changed, notifications) =
+                        managed.set_health(event.key, event.up, event.weight);
+                    if !changed {
                         return;
                     }
                     let state = if event.up { "up" } else { "DOWN" };
@@ -360,6 +399,9 @@ fn supervise(
                     if let Err(e) = d.apply(&commands) {
                         warn!("applying a health change failed: {e}");
                     }
+                    drop(d);
+                    let _enter = runtime.enter();
+                    run_notifications(notifications);
                 })
                 .await;
             }
@@ -367,18 +409,22 @@ fn supervise(
     }
     let director = Arc::clone(director);
     let runtime = tokio::runtime::Handle::current();
-    Ok(Arc::new(move || {
+    let stopping = Arc::clone(&managed);
+    let reload: ReloadHook = Arc::new(move || {
         let _enter = runtime.enter();
         let mut guard = managed.lock().unwrap_or_else(|p| p.into_inner());
         let (managed, checker) = &mut *guard;
-        if let Err(e) = managed.reload() {
-            let message = format!(
-                "{}: invalid configuration, nothing changed:\n{e}",
-                managed.path().display()
-            );
-            warn!("{message}");
-            return Err(message);
-        }
+        let notifications = match managed.reload() {
+            Ok(notifications) => notifications,
+            Err(e) => {
+                let message = format!(
+                    "{}: invalid configuration, nothing changed:\n{e}",
+                    managed.path().display()
+                );
+                warn!("{message}");
+                return Err(message);
+            }
+        };
         for note in &managed.config().notes {
             info!("{note}");
         }
@@ -396,6 +442,12 @@ fn supervise(
         drop(d);
         info!(changes = commands.len(), "configuration reloaded");
         wait_for_resolution(&director, resolution, RESOLUTION_WAIT);
+        run_notifications(notifications);
         Ok(())
-    }))
+    });
+    let stop: StopHook = Box::new(move || {
+        let guard = stopping.lock().unwrap_or_else(|p| p.into_inner());
+        guard.0.shutdown_notifications()
+    });
+    Ok((reload, stop))
 }

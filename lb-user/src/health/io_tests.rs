@@ -39,32 +39,35 @@ fn key(n: u16) -> TargetKey {
 }
 
 fn tcp_check(port: u16, retry: u32) -> CheckSpec {
-    CheckSpec::Tcp {
-        port,
+    CheckSpec {
         connect_timeout: Duration::from_secs(2),
         retry,
         delay_before_retry: 10 * MS,
         delay_loop: 20 * MS,
+        ..CheckSpec::tcp(LOCALHOST, port)
     }
 }
 
 fn http_check(port: u16, status_code: Option<u16>, connect_timeout: Duration) -> CheckSpec {
-    CheckSpec::Http {
-        port,
-        path: "/health".into(),
-        status_code,
+    let mut check = CheckSpec {
         connect_timeout,
         retry: 1,
         delay_before_retry: 10 * MS,
         delay_loop: 20 * MS,
+        ..CheckSpec::http(LOCALHOST, port, "/health")
+    };
+    if let (Probe::Http(http), Some(code)) = (&mut check.probe, status_code) {
+        http.urls[0].status_codes = StatusCodes::new(vec![(code, code)]);
     }
+    check
 }
 
 fn target(n: u16, checks: Vec<CheckSpec>) -> Target {
     Target {
         key: key(n),
-        addr: LOCALHOST,
+        weight: 1,
         checks,
+        suspend_unless_local: None,
     }
 }
 
@@ -221,14 +224,11 @@ async fn tcp_check_of_an_open_port_stays_up() {
 #[tokio::test]
 async fn real_server_dead_at_start_goes_down_on_the_first_failure() {
     let port = closed_port().await;
-    let mut check = tcp_check(port, 3);
-    if let CheckSpec::Tcp {
-        delay_before_retry, ..
-    } = &mut check
-    {
+    let check = CheckSpec {
         // Were it retried, the event would come too late.
-        *delay_before_retry = Duration::from_secs(3600);
-    }
+        delay_before_retry: Duration::from_secs(3600),
+        ..tcp_check(port, 3)
+    };
     let (_checker, mut events) = spawn(vec![target(1, vec![check])]).unwrap();
     let event = next_event(&mut events).await;
     assert_eq!(
@@ -236,6 +236,7 @@ async fn real_server_dead_at_start_goes_down_on_the_first_failure() {
         Event {
             key: key(1),
             up: false,
+            weight: 1,
             reason: format!("TCP_CHECK 127.0.0.1:{port}: connection refused"),
         }
     );
@@ -288,7 +289,7 @@ async fn http_check_goes_down_on_503_and_up_on_200() {
     assert!(!down.up);
     assert_eq!(
         down.reason,
-        format!("HTTP_GET http://127.0.0.1:{port}/health returned 503")
+        format!("HTTP_GET http://127.0.0.1:{port}/health returned 503 (expected 200-299)")
     );
 
     server.set_status(204);
@@ -447,7 +448,7 @@ async fn invalid_target_sets_change_nothing() {
         checker.replace(twice),
         Err(TargetError::DuplicateKey(key(2)))
     );
-    let bad = vec![target(3, vec![CheckSpec::http(80, "health")])];
+    let bad = vec![target(3, vec![CheckSpec::http(LOCALHOST, 80, "health")])];
     assert_eq!(
         checker.replace(bad),
         Err(TargetError::Check {
@@ -456,7 +457,7 @@ async fn invalid_target_sets_change_nothing() {
         })
     );
     assert_eq!(checker.targets().cloned().collect::<Vec<_>>(), before);
-    assert!(spawn(vec![target(4, vec![CheckSpec::tcp(0)])]).is_err());
+    assert!(spawn(vec![target(4, vec![CheckSpec::tcp(LOCALHOST, 0)])]).is_err());
 }
 
 #[tokio::test]
@@ -467,4 +468,361 @@ async fn stopping_ends_the_event_stream() {
     checker.stop();
     let end = tokio::time::timeout(PATIENCE, events.recv()).await.unwrap();
     assert_eq!(end, None);
+}
+
+#[tokio::test]
+async fn http_urls_are_checked_in_turn_with_their_host_and_codes() {
+    let server = HttpServer::start(302).await;
+    let mut check = http_check(server.port, None, Duration::from_secs(2));
+    if let Probe::Http(http) = &mut check.probe {
+        http.protocol = HttpVersion::V1_1;
+        http.urls = vec![
+            UrlProbe {
+                path: "/a".into(),
+                status_codes: StatusCodes::new(vec![(200, 200), (301, 302)]),
+                host: Some("www.example.com".into()),
+                digest: None,
+            },
+            UrlProbe {
+                path: "/b".into(),
+                status_codes: StatusCodes::new(vec![(300, 399)]),
+                host: None,
+                digest: None,
+            },
+        ];
+    }
+    let (_checker, mut events) = spawn(vec![target(1, vec![check])]).unwrap();
+    wait_until("four requests", || server.request_count() >= 4).await;
+    assert_no_event(&mut events);
+    let requests = server.requests.lock().unwrap().clone();
+    let port = server.port;
+    assert_eq!(
+        requests[..4],
+        [
+            "GET /a HTTP/1.1\r\nUser-Agent: KeepAliveClient\r\nConnection: close\r\nHost: \
+             www.example.com\r\n\r\n"
+                .to_owned(),
+            format!(
+                "GET /b HTTP/1.1\r\nUser-Agent: KeepAliveClient\r\nConnection: close\r\nHost: \
+                 127.0.0.1:{port}\r\n\r\n"
+            ),
+            "GET /a HTTP/1.1\r\nUser-Agent: KeepAliveClient\r\nConnection: close\r\nHost: \
+             www.example.com\r\n\r\n"
+                .to_owned(),
+            format!(
+                "GET /b HTTP/1.1\r\nUser-Agent: KeepAliveClient\r\nConnection: close\r\nHost: \
+                 127.0.0.1:{port}\r\n\r\n"
+            ),
+        ]
+    );
+    // 303 is in /b's range but not /a's: down once /a sees it.
+    server.set_status(303);
+    let down = next_event(&mut events).await;
+    assert!(!down.up);
+    assert!(
+        down.reason
+            .contains("/a returned 303 (expected 200 301-302)"),
+        "{down:?}"
+    );
+}
+
+#[tokio::test]
+async fn bindto_sets_the_source_of_the_check() {
+    let listener = TcpListener::bind((LOCALHOST, 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let source = Ipv4Addr::new(127, 0, 0, 2);
+    let check = CheckSpec {
+        bindto: Some(source),
+        ..tcp_check(port, 0)
+    };
+    let (_checker, _events) = spawn(vec![target(1, vec![check])]).unwrap();
+    let (_, peer) = tokio::time::timeout(PATIENCE, listener.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(peer.ip(), std::net::IpAddr::V4(source));
+}
+
+fn misc_check(code: &str, dynamic: bool) -> CheckSpec {
+    CheckSpec {
+        probe: Probe::Misc(MiscProbe {
+            script: ScriptSpec {
+                argv: vec!["/bin/sh".into(), "-c".into(), code.into()],
+                uid: None,
+                gid: None,
+            },
+            timeout: Duration::from_secs(5),
+            dynamic,
+        }),
+        retry: 0,
+        ..tcp_check(0, 0)
+    }
+}
+
+#[tokio::test]
+async fn misc_dynamic_exit_codes_set_the_weight() {
+    let dir = std::env::temp_dir().join(format!("lb-misc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("code");
+    std::fs::write(&file, "12").unwrap();
+    let code = format!("exit $(cat {})", file.display());
+    let (_checker, mut events) = spawn(vec![Target {
+        weight: 3,
+        ..target(1, vec![misc_check(&code, true)])
+    }])
+    .unwrap();
+    // Exit 12: up, weight 10.
+    let e = next_event(&mut events).await;
+    assert_eq!((e.up, e.weight), (true, 10), "{e:?}");
+    // Exit 0: weight back to the configured 3.
+    std::fs::write(&file, "0").unwrap();
+    let e = next_event(&mut events).await;
+    assert_eq!((e.up, e.weight), (true, 3), "{e:?}");
+    // Exit 1: down.
+    std::fs::write(&file, "1").unwrap();
+    let e = next_event(&mut events).await;
+    assert_eq!((e.up, e.weight), (false, 3), "{e:?}");
+    assert!(e.reason.ends_with("exited with status 1"), "{e:?}");
+    // Exit 2: up with weight 0.
+    std::fs::write(&file, "2").unwrap();
+    let e = next_event(&mut events).await;
+    assert_eq!((e.up, e.weight), (true, 0), "{e:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn misc_without_dynamic_fails_on_any_other_status_and_on_timeouts() {
+    let (_checker, mut events) = spawn(vec![target(1, vec![misc_check("exit 7", false)])]).unwrap();
+    let e = next_event(&mut events).await;
+    assert!(!e.up && e.reason.ends_with("exited with status 7"), "{e:?}");
+    let mut slow = misc_check("sleep 30", false);
+    if let Probe::Misc(m) = &mut slow.probe {
+        m.timeout = 100 * MS;
+    }
+    let (_checker, mut events) = spawn(vec![target(2, vec![slow])]).unwrap();
+    let e = next_event(&mut events).await;
+    assert!(!e.up && e.reason.contains("timed out"), "{e:?}");
+}
+
+#[tokio::test]
+async fn ha_suspend_skips_checks_while_the_address_is_not_local() {
+    let server = TcpServer::start(0).await;
+    let not_here = Target {
+        suspend_unless_local: Some(Ipv4Addr::new(192, 0, 2, 1)),
+        ..target(1, vec![tcp_check(server.port, 0)])
+    };
+    let here = Target {
+        suspend_unless_local: Some(LOCALHOST),
+        ..target(2, vec![tcp_check(server.port, 0)])
+    };
+    let (_checker, _events) = spawn(vec![not_here]).unwrap();
+    tokio::time::sleep(200 * MS).await;
+    assert_eq!(server.accepted(), 0, "a suspended check connected");
+    let (_checker, _events) = spawn(vec![here]).unwrap();
+    wait_until("a check of a local VIP", || server.accepted() >= 1).await;
+}
+
+#[tokio::test]
+async fn a_failed_real_server_with_a_new_check_is_back_once_it_passes() {
+    let dead = closed_port().await;
+    let (mut checker, mut events) = spawn(vec![target(1, vec![tcp_check(dead, 0)])]).unwrap();
+    assert!(!next_event(&mut events).await.up);
+    // The reload replaces the failing check with one that passes: back after it ran.
+    let server = TcpServer::start(0).await;
+    checker
+        .replace(vec![target(1, vec![tcp_check(server.port, 0)])])
+        .unwrap();
+    let up = next_event(&mut events).await;
+    assert!(up.up, "{up:?}");
+    assert!(
+        server.accepted() >= 1,
+        "up before the new check ran: {up:?}"
+    );
+}
+
+/// A fake SMTP server on 127.0.0.1 answering with `banner` and `helo`, recording the lines it
+/// was sent.
+async fn smtp_server(banner: &'static str, helo: &'static str) -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind((LOCALHOST, 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let lines = Arc::clone(&seen);
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let lines = Arc::clone(&lines);
+            tokio::spawn(async move {
+                let _ = stream.write_all(banner.as_bytes()).await;
+                let mut buf = [0u8; 512];
+                for answer in [helo, "221 bye\r\n"] {
+                    let Ok(n) = stream.read(&mut buf).await else {
+                        return;
+                    };
+                    lines
+                        .lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+fn check_of(probe: Probe, port: u16) -> CheckSpec {
+    CheckSpec {
+        probe,
+        retry: 0,
+        delay_before_retry: 10 * MS,
+        delay_loop: 20 * MS,
+        connect_timeout: Duration::from_millis(500),
+        ..CheckSpec::tcp(LOCALHOST, port)
+    }
+}
+
+#[tokio::test]
+async fn smtp_check_talks_as_keepalived() {
+    let (good, seen) = smtp_server("220 mx ESMTP\r\n", "250 hello\r\n").await;
+    let smtp = Probe::Smtp {
+        helo_name: "lb.example.com".into(),
+    };
+    let (_checker, mut events) =
+        spawn(vec![target(1, vec![check_of(smtp.clone(), good)])]).unwrap();
+    wait_until("a whole conversation", || seen.lock().unwrap().len() >= 2).await;
+    assert_no_event(&mut events);
+    let lines = seen.lock().unwrap().clone();
+    assert_eq!(lines[..2], ["HELO lb.example.com\r\n", "QUIT\r\n"]);
+
+    // A multi-line banner's first line is no greeting for keepalived.
+    let (bad, _) = smtp_server("220-mx ESMTP\r\n220 more\r\n", "250 hello\r\n").await;
+    let (_checker, mut events) = spawn(vec![target(2, vec![check_of(smtp.clone(), bad)])]).unwrap();
+    let e = next_event(&mut events).await;
+    assert!(!e.up && e.reason.contains("bad greeting banner"), "{e:?}");
+    let (refusing, _) = smtp_server("220 mx\r\n", "550 go away\r\n").await;
+    let (_checker, mut events) = spawn(vec![target(3, vec![check_of(smtp, refusing)])]).unwrap();
+    let e = next_event(&mut events).await;
+    assert!(!e.up && e.reason.contains("bad HELO response"), "{e:?}");
+}
+
+#[tokio::test]
+async fn udp_check_fails_on_port_unreachable_and_on_a_wrong_reply() {
+    // Nothing listens: the ICMP port unreachable fails the check.
+    let closed = {
+        let s = std::net::UdpSocket::bind((LOCALHOST, 0)).unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let udp = UdpProbe {
+        max_reply_length: 255,
+        ..UdpProbe::default()
+    };
+    let (_checker, mut events) = spawn(vec![target(
+        1,
+        vec![check_of(Probe::Udp(udp.clone()), closed)],
+    )])
+    .unwrap();
+    let e = next_event(&mut events).await;
+    assert!(!e.up && e.reason.contains("connection refused"), "{e:?}");
+
+    // An echo: the payload comes back; it must start with 0a XX.
+    let echo = tokio::net::UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
+    let port = echo.local_addr().unwrap().port();
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let got = Arc::clone(&received);
+    tokio::spawn(async move {
+        let mut buf = [0u8; 512];
+        loop {
+            let (n, peer) = echo.recv_from(&mut buf).await.unwrap();
+            got.lock().unwrap().push(buf[..n].to_vec());
+            let _ = echo.send_to(&buf[..n], peer).await;
+        }
+    });
+    let matching = UdpProbe {
+        payload: Some(vec![0x0a, 0x42]),
+        require_reply: true,
+        reply: Some((vec![0x0a, 0x00], vec![0x00, 0xff])),
+        ..udp.clone()
+    };
+    let (_checker, mut events) =
+        spawn(vec![target(2, vec![check_of(Probe::Udp(matching), port)])]).unwrap();
+    wait_until("two datagrams", || received.lock().unwrap().len() >= 2).await;
+    assert_no_event(&mut events);
+    let wrong = UdpProbe {
+        payload: None,
+        require_reply: true,
+        reply: Some((vec![0x0a], vec![0x00])),
+        ..udp
+    };
+    let (_checker, mut events) =
+        spawn(vec![target(3, vec![check_of(Probe::Udp(wrong), port)])]).unwrap();
+    let e = next_event(&mut events).await;
+    assert!(!e.up && e.reason.contains("does not match"), "{e:?}");
+    // keepalived's default payload.
+    assert!(
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|d| d == b"keepalived check - keepalived ch")
+    );
+}
+
+#[tokio::test]
+async fn dns_check_wants_an_answer_without_error() {
+    // A resolver that answers NOERROR for A queries and REFUSED for anything else, after a
+    // stray datagram with another id.
+    let server = tokio::net::UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
+    let port = server.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 512];
+        loop {
+            let (n, peer) = server.recv_from(&mut buf).await.unwrap();
+            let query = &buf[..n];
+            let qtype = u16::from_be_bytes([query[n - 4], query[n - 3]]);
+            let mut stray = query.to_vec();
+            stray[0] ^= 0xff;
+            stray[2] |= 0x80;
+            let _ = server.send_to(&stray, peer).await;
+            let mut answer = query.to_vec();
+            answer[2] |= 0x80;
+            answer[3] = if qtype == 1 { 0x80 } else { 0x85 };
+            let _ = server.send_to(&answer, peer).await;
+        }
+    });
+    let a = DnsProbe {
+        qtype: 1,
+        name: "example.com".into(),
+    };
+    let (_checker, mut events) =
+        spawn(vec![target(1, vec![check_of(Probe::Dns(a.clone()), port)])]).unwrap();
+    tokio::time::sleep(200 * MS).await;
+    assert_no_event(&mut events);
+    let soa = DnsProbe { qtype: 6, ..a };
+    let (_checker, mut events) =
+        spawn(vec![target(2, vec![check_of(Probe::Dns(soa), port)])]).unwrap();
+    let e = next_event(&mut events).await;
+    assert!(!e.up && e.reason.contains("rcode 5"), "{e:?}");
+}
+
+#[tokio::test]
+async fn http_digest_is_the_md5_of_the_body() {
+    let server = HttpServer::start(200).await;
+    let with_digest = |digest: [u8; 16]| {
+        let mut check = http_check(server.port, None, Duration::from_secs(2));
+        if let Probe::Http(http) = &mut check.probe {
+            http.urls[0].digest = Some(digest);
+        }
+        check
+    };
+    // md5("ok"), the test server's body.
+    let ok = [
+        0x44, 0x4b, 0xcb, 0x3a, 0x3f, 0xcf, 0x83, 0x89, 0x29, 0x6c, 0x49, 0x46, 0x7f, 0x27, 0xe1,
+        0xd6,
+    ];
+    let (_checker, mut events) = spawn(vec![target(1, vec![with_digest(ok)])]).unwrap();
+    wait_until("three requests", || server.request_count() >= 3).await;
+    assert_no_event(&mut events);
+    let (_checker, mut events) = spawn(vec![target(2, vec![with_digest([0; 16])])]).unwrap();
+    let e = next_event_of(&mut events, 2).await;
+    assert!(!e.up && e.reason.contains("MD5 digest 444bcb3a"), "{e:?}");
 }

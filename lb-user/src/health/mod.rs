@@ -1,4 +1,5 @@
-//! Health checks of real servers, as keepalived's checkers do them (`TCP_CHECK`, `HTTP_GET`).
+//! Health checks of real servers, as keepalived's checkers do them (`TCP_CHECK`, `HTTP_GET`,
+//! `MISC_CHECK`, `SMTP_CHECK`, `UDP_CHECK`, `DNS_CHECK`).
 //!
 //! Each check of a real server runs every `delay_loop`; a failed attempt is retried `retry`
 //! times, `delay_before_retry` apart, before the check is declared down, and a down check is
@@ -7,10 +8,14 @@
 //! and reports each change of a real server's state as an [`Event`].
 //!
 //! Real servers start **up** (keepalived's default without `alpha`), and no event is sent for
-//! that: a real server dead at start-up is reported down after its first failed attempt.
+//! that: a real server dead at start-up is reported down after its first failed attempt. With
+//! `alpha` a check starts failed, and its first result is reported either way.
+//!
+//! [`script`] runs the programs keepalived runs: `MISC_CHECK`s and the `notify_*` scripts.
 
 mod probe;
 mod runner;
+pub mod script;
 pub mod state;
 
 #[cfg(test)]
@@ -18,9 +23,10 @@ mod io_tests;
 
 use std::{fmt, net::Ipv4Addr, time::Duration};
 
+pub use crate::keepalived::{HttpVersion, StatusCodes};
 use crate::model::ServiceAddr;
-
 pub use runner::{EVENT_QUEUE, HealthChecker, spawn};
+pub use script::ScriptSpec;
 
 /// keepalived's defaults for the settings a check leaves out.
 pub mod defaults {
@@ -52,136 +58,211 @@ impl fmt::Display for TargetKey {
     }
 }
 
-/// A real server to check: where, and how.
+/// A real server to check: how, and what its checks make of its weight.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
     pub key: TargetKey,
-    /// Address the checks connect to (usually the real server's own, keepalived's default
-    /// when `connect_ip` is not given).
-    pub addr: Ipv4Addr,
+    /// The weight configured (keepalived's `iweight`), which `misc_dynamic` checks adjust.
+    pub weight: u32,
     /// All must pass for the real server to be up; none means it is always up.
     pub checks: Vec<CheckSpec>,
+    /// `ha_suspend`: the checks are suspended while this address (the virtual server's) is
+    /// not on one of this host's interfaces.
+    pub suspend_unless_local: Option<Ipv4Addr>,
 }
 
-/// One check of a real server.
+/// One check of a real server, its settings resolved as keepalived resolves them.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum CheckSpec {
+pub struct CheckSpec {
+    pub probe: Probe,
+    /// Address the check connects to: `connect_ip`, else the real server's.
+    pub addr: Ipv4Addr,
+    /// `connect_port`, else the real server's port (unused by MISC_CHECK).
+    pub port: u16,
+    /// `bindto`: the source address of the check's connections.
+    pub bindto: Option<Ipv4Addr>,
+    /// `bind_port`: their source port.
+    pub bind_port: Option<u16>,
+    pub connect_timeout: Duration,
+    /// Failed attempts retried before a live checker counts as failed.
+    pub retry: u32,
+    pub delay_before_retry: Duration,
+    pub delay_loop: Duration,
+    /// The first attempt comes after a random delay up to this (0: at once).
+    pub warmup: Duration,
+    /// `alpha`: the checker starts failed.
+    pub alpha: bool,
+    /// `log_all_failures`: every failed attempt is logged, not only changes.
+    pub log_all_failures: bool,
+}
+
+/// What a check does.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Probe {
     /// `TCP_CHECK`: a TCP connection can be established.
-    Tcp {
-        port: u16,
-        connect_timeout: Duration,
-        retry: u32,
-        delay_before_retry: Duration,
-        delay_loop: Duration,
-    },
-    /// `HTTP_GET`: an HTTP/1.0 GET of `path` answers with `status_code` (any 2xx when
-    /// `None`) within `connect_timeout` for the connection and again for the status line.
-    Http {
-        port: u16,
-        path: String,
-        status_code: Option<u16>,
-        connect_timeout: Duration,
-        retry: u32,
-        delay_before_retry: Duration,
-        delay_loop: Duration,
-    },
+    Tcp,
+    /// `HTTP_GET`: each url answers with one of its status codes.
+    Http(HttpProbe),
+    /// `MISC_CHECK`: a program exits with 0 (or, with `misc_dynamic`, 2-255).
+    Misc(MiscProbe),
+    /// `SMTP_CHECK`: a 220 banner, 250 to `HELO helo_name`, then any answer to `QUIT`.
+    Smtp { helo_name: String },
+    /// `UDP_CHECK`: a datagram draws no ICMP error (or the reply it must draw).
+    Udp(UdpProbe),
+    /// `DNS_CHECK`: a query draws an answer without error.
+    Dns(DnsProbe),
+}
+
+/// A `UDP_CHECK`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+pub struct UdpProbe {
+    /// `payload` (hex); none sends keepalived's 32 bytes of `keepalived check - `.
+    pub payload: Option<Vec<u8>>,
+    /// `require_reply`: silence until `connect_timeout` fails (else it passes).
+    pub require_reply: bool,
+    /// `require_reply HEX`: the reply starts with these bytes, where the mask has 0 bits
+    /// (`X` digits are wildcards); then `min_reply_length` / `max_reply_length` apply too.
+    pub reply: Option<(Vec<u8>, Vec<u8>)>,
+    pub min_reply_length: u16,
+    pub max_reply_length: u16,
+}
+
+/// A `DNS_CHECK`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DnsProbe {
+    /// The query type (`type`, default SOA = 6).
+    pub qtype: u16,
+    /// `name`, default `.`.
+    pub name: String,
+}
+
+/// The HTTP side of an `HTTP_GET`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct HttpProbe {
+    /// Checked one after the other, as keepalived does: one url per attempt.
+    pub urls: Vec<UrlProbe>,
+    pub protocol: HttpVersion,
+    /// `fast_recovery`: while recovering (or in alpha mode at start), the urls are checked
+    /// back to back rather than one per `delay_loop`.
+    pub fast_recovery: bool,
+}
+
+/// One `url` of an `HTTP_GET`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct UrlProbe {
+    pub path: String,
+    pub status_codes: StatusCodes,
+    /// The Host header (`virtualhost`); none sends `address:port`.
+    pub host: Option<String>,
+    /// `digest`: the MD5 sum of the body; the whole response is then read.
+    pub digest: Option<[u8; 16]>,
+}
+
+/// A `MISC_CHECK`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MiscProbe {
+    pub script: ScriptSpec,
+    /// `misc_timeout`; none: the virtual server's `delay_loop`, as keepalived.
+    pub timeout: Duration,
+    /// `misc_dynamic`: an exit status of 2-255 is a success that sets the weight to status - 2.
+    pub dynamic: bool,
 }
 
 impl CheckSpec {
-    /// `TCP_CHECK` on `port` with keepalived's defaults.
-    pub fn tcp(port: u16) -> Self {
-        CheckSpec::Tcp {
+    /// `TCP_CHECK` of `addr:port` with keepalived's defaults (no warmup).
+    pub fn tcp(addr: Ipv4Addr, port: u16) -> Self {
+        CheckSpec {
+            probe: Probe::Tcp,
+            addr,
             port,
+            bindto: None,
+            bind_port: None,
             connect_timeout: defaults::CONNECT_TIMEOUT,
             retry: defaults::RETRY,
             delay_before_retry: defaults::TCP_DELAY_BEFORE_RETRY,
             delay_loop: defaults::DELAY_LOOP,
+            warmup: Duration::ZERO,
+            alpha: false,
+            log_all_failures: false,
         }
     }
 
-    /// `HTTP_GET` of `path` on `port` with keepalived's defaults (any 2xx status passes).
-    pub fn http(port: u16, path: impl Into<String>) -> Self {
-        CheckSpec::Http {
-            port,
-            path: path.into(),
-            status_code: None,
-            connect_timeout: defaults::CONNECT_TIMEOUT,
-            retry: defaults::RETRY,
+    /// `HTTP_GET` of `path` on `addr:port` with keepalived's defaults (any 2xx passes).
+    pub fn http(addr: Ipv4Addr, port: u16, path: impl Into<String>) -> Self {
+        CheckSpec {
+            probe: Probe::Http(HttpProbe {
+                urls: vec![UrlProbe {
+                    path: path.into(),
+                    status_codes: StatusCodes::success(),
+                    host: None,
+                    digest: None,
+                }],
+                protocol: HttpVersion::V1_0,
+                fast_recovery: false,
+            }),
             delay_before_retry: defaults::HTTP_DELAY_BEFORE_RETRY,
-            delay_loop: defaults::DELAY_LOOP,
-        }
-    }
-
-    pub fn port(&self) -> u16 {
-        match *self {
-            CheckSpec::Tcp { port, .. } | CheckSpec::Http { port, .. } => port,
-        }
-    }
-
-    pub fn connect_timeout(&self) -> Duration {
-        match *self {
-            CheckSpec::Tcp {
-                connect_timeout, ..
-            }
-            | CheckSpec::Http {
-                connect_timeout, ..
-            } => connect_timeout,
+            ..CheckSpec::tcp(addr, port)
         }
     }
 
     /// The retry and scheduling rules of this check.
     pub fn policy(&self) -> state::Policy {
-        match *self {
-            CheckSpec::Tcp {
-                retry,
-                delay_before_retry,
-                delay_loop,
-                ..
-            } => state::Policy {
-                delay_loop,
-                retry,
-                delay_before_retry,
-                // tcp_epilog(): a down checker is tried again after delay_loop.
-                delay_while_down: delay_loop,
+        let rules = match &self.probe {
+            Probe::Http(http) => state::Rules::Http {
+                urls: http.urls.len(),
+                fast_recovery: http.fast_recovery,
             },
-            CheckSpec::Http {
-                retry,
-                delay_before_retry,
-                delay_loop,
-                ..
-            } => state::Policy {
-                delay_loop,
-                retry,
-                delay_before_retry,
-                // epilog() in check_http.c: with a failed URL, the larger of the two.
-                delay_while_down: delay_before_retry.max(delay_loop),
-            },
+            Probe::Misc(_) => state::Rules::Misc,
+            // smtp_final(), udp_epilog() and dns_final() follow tcp_epilog()'s rules.
+            Probe::Tcp | Probe::Smtp { .. } | Probe::Udp(_) | Probe::Dns(_) => state::Rules::Tcp,
+        };
+        state::Policy {
+            rules,
+            delay_loop: self.delay_loop,
+            retry: self.retry,
+            delay_before_retry: self.delay_before_retry,
+            alpha: self.alpha,
         }
     }
 
     /// Refuses what keepalived's parser refuses, and what would make a check spin.
     pub fn validate(&self) -> Result<(), SpecError> {
-        if self.policy().delay_loop.is_zero() {
+        if self.delay_loop.is_zero() {
             return Err(SpecError::ZeroDelayLoop);
         }
-        if self.connect_timeout().is_zero() {
-            return Err(SpecError::ZeroConnectTimeout);
-        }
-        if self.port() == 0 {
-            return Err(SpecError::ZeroPort);
-        }
-        if let CheckSpec::Http {
-            path, status_code, ..
-        } = self
-        {
-            // The path goes verbatim into the request line.
-            if !path.starts_with('/') || path.bytes().any(|b| b.is_ascii_whitespace() || b < 0x20) {
-                return Err(SpecError::BadPath(path.clone()));
+        match &self.probe {
+            Probe::Misc(misc) => {
+                if misc.script.argv.is_empty() {
+                    return Err(SpecError::NoProgram);
+                }
             }
-            if let Some(code) = *status_code
-                && !(100..=599).contains(&code)
-            {
-                return Err(SpecError::BadStatusCode(code));
+            _ => {
+                if self.connect_timeout.is_zero() {
+                    return Err(SpecError::ZeroConnectTimeout);
+                }
+                if self.port == 0 {
+                    return Err(SpecError::ZeroPort);
+                }
+            }
+        }
+        if let Probe::Http(http) = &self.probe {
+            if http.urls.is_empty() {
+                return Err(SpecError::NoUrl);
+            }
+            for url in &http.urls {
+                let path = &url.path;
+                // The path goes verbatim into the request line.
+                if !path.starts_with('/')
+                    || path.bytes().any(|b| b.is_ascii_whitespace() || b < 0x20)
+                {
+                    return Err(SpecError::BadPath(path.clone()));
+                }
+                if let Some(host) = &url.host
+                    && (host.is_empty()
+                        || host.bytes().any(|b| b.is_ascii_whitespace() || b < 0x20))
+                {
+                    return Err(SpecError::BadHost(host.clone()));
+                }
             }
         }
         Ok(())
@@ -209,10 +290,14 @@ pub enum SpecError {
     ZeroConnectTimeout,
     #[error("port must not be 0")]
     ZeroPort,
+    #[error("HTTP_GET needs at least one url")]
+    NoUrl,
+    #[error("MISC_CHECK needs a program (misc_path)")]
+    NoProgram,
     #[error("invalid HTTP path {0:?}: must start with '/' and contain no spaces or controls")]
     BadPath(String),
-    #[error("invalid HTTP status code {0}: must be 100-599")]
-    BadStatusCode(u16),
+    #[error("invalid virtualhost {0:?}: must be non-empty, without spaces or controls")]
+    BadHost(String),
 }
 
 /// A target set that cannot be adopted; nothing was changed.
@@ -224,11 +309,14 @@ pub enum TargetError {
     DuplicateKey(TargetKey),
 }
 
-/// A real server changed state.
+/// A real server changed state or weight.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
     pub key: TargetKey,
     pub up: bool,
+    /// The weight its checks give it: the configured one, unless a `misc_dynamic` check set
+    /// another (keepalived's effective weight, within 0-65535).
+    pub weight: u32,
     /// What decided it, e.g. `HTTP_GET http://10.0.0.12:80/ returned 503`.
     pub reason: String,
 }
@@ -237,52 +325,57 @@ pub struct Event {
 mod tests {
     use super::*;
 
+    const RS: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 12);
+
     #[test]
     fn defaults_are_keepalived_s() {
-        let p = CheckSpec::tcp(80).policy();
+        let p = CheckSpec::tcp(RS, 80).policy();
         assert_eq!(p.retry, 1);
         assert_eq!(p.delay_before_retry, Duration::from_secs(1));
         assert_eq!(p.delay_loop, Duration::from_secs(60));
-        assert_eq!(p.delay_while_down, Duration::from_secs(60));
-        let h = CheckSpec::http(80, "/");
-        assert_eq!(h.connect_timeout(), Duration::from_secs(5));
+        assert!(!p.alpha);
+        let h = CheckSpec::http(RS, 80, "/");
+        assert_eq!(h.connect_timeout, Duration::from_secs(5));
         assert_eq!(h.policy().delay_before_retry, Duration::from_secs(3));
-    }
-
-    #[test]
-    fn http_down_interval_is_the_larger_delay() {
-        let h = CheckSpec::Http {
-            port: 80,
-            path: "/".into(),
-            status_code: None,
-            connect_timeout: Duration::from_secs(1),
-            retry: 1,
-            delay_before_retry: Duration::from_secs(90),
-            delay_loop: Duration::from_secs(10),
-        };
-        assert_eq!(h.policy().delay_while_down, Duration::from_secs(90));
+        assert_eq!(
+            h.policy().rules,
+            state::Rules::Http {
+                urls: 1,
+                fast_recovery: false
+            }
+        );
     }
 
     #[test]
     fn validation() {
-        assert_eq!(CheckSpec::tcp(80).validate(), Ok(()));
-        assert_eq!(CheckSpec::tcp(0).validate(), Err(SpecError::ZeroPort));
-        assert_eq!(CheckSpec::http(80, "/health?x=1").validate(), Ok(()));
+        assert_eq!(CheckSpec::tcp(RS, 80).validate(), Ok(()));
+        assert_eq!(CheckSpec::tcp(RS, 0).validate(), Err(SpecError::ZeroPort));
+        assert_eq!(CheckSpec::http(RS, 80, "/health?x=1").validate(), Ok(()));
         for bad in ["", "health", "/a b", "/a\r\nX: y"] {
             assert_eq!(
-                CheckSpec::http(80, bad).validate(),
+                CheckSpec::http(RS, 80, bad).validate(),
                 Err(SpecError::BadPath(bad.into()))
             );
         }
-        let mut tcp = CheckSpec::tcp(80);
-        if let CheckSpec::Tcp { delay_loop, .. } = &mut tcp {
-            *delay_loop = Duration::ZERO;
-        }
+        let tcp = CheckSpec {
+            delay_loop: Duration::ZERO,
+            ..CheckSpec::tcp(RS, 80)
+        };
         assert_eq!(tcp.validate(), Err(SpecError::ZeroDelayLoop));
-        let mut http = CheckSpec::http(80, "/");
-        if let CheckSpec::Http { status_code, .. } = &mut http {
-            *status_code = Some(600);
+        let mut http = CheckSpec::http(RS, 80, "/");
+        if let Probe::Http(h) = &mut http.probe {
+            h.urls[0].host = Some("a b".into());
         }
-        assert_eq!(http.validate(), Err(SpecError::BadStatusCode(600)));
+        assert_eq!(http.validate(), Err(SpecError::BadHost("a b".into())));
+        let misc = CheckSpec {
+            probe: Probe::Misc(MiscProbe {
+                script: ScriptSpec::default(),
+                timeout: Duration::from_secs(1),
+                dynamic: false,
+            }),
+            port: 0,
+            ..CheckSpec::tcp(RS, 0)
+        };
+        assert_eq!(misc.validate(), Err(SpecError::NoProgram));
     }
 }

@@ -1,78 +1,289 @@
 //! One attempt of a check: the network I/O, each step bounded by the check's
-//! `connect_timeout` as keepalived bounds each of its steps by `connection_to`.
+//! `connect_timeout` as keepalived bounds each of its steps by `connection_to`; or a run of a
+//! `MISC_CHECK` program.
 
 use std::{
     io,
-    net::{Ipv4Addr, SocketAddrV4},
-    time::Duration,
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
 };
 
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
-    net::TcpStream,
-    time::timeout,
+    net::{TcpSocket, TcpStream, UdpSocket},
+    time::{Instant, timeout, timeout_at},
 };
 
-use super::CheckSpec;
+use super::{
+    CheckSpec, DnsProbe, HttpProbe, HttpVersion, MiscProbe, Probe, UdpProbe, UrlProbe,
+    script::{self, Exit},
+};
 
 /// How an attempt went, and in words for the logs and events.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Outcome {
     pub success: bool,
+    /// A `misc_dynamic` MISC_CHECK that passed: its exit status (0, or 2-255).
+    pub dynamic_status: Option<u8>,
     /// `TCP_CHECK 10.0.0.12:80: connection refused`, `HTTP_GET http://10.0.0.12:80/ returned 200`.
     pub reason: String,
+}
+
+impl Outcome {
+    fn new(success: bool, reason: String) -> Self {
+        Outcome {
+            success,
+            dynamic_status: None,
+            reason,
+        }
+    }
 }
 
 /// A status line longer than this is not one.
 const MAX_STATUS_LINE: usize = 1024;
 
-/// Runs one attempt of `check` against `addr`.
-pub(crate) async fn attempt(addr: Ipv4Addr, check: &CheckSpec) -> Outcome {
-    match check {
-        CheckSpec::Tcp {
-            port,
-            connect_timeout,
-            ..
-        } => tcp_check(addr, *port, *connect_timeout).await,
-        CheckSpec::Http {
-            port,
-            path,
-            status_code,
-            connect_timeout,
-            ..
-        } => http_get(addr, *port, path, *status_code, *connect_timeout).await,
+/// Runs one attempt of `check`; for an HTTP_GET, of its url `url`.
+pub(crate) async fn attempt(check: &CheckSpec, url: usize) -> Outcome {
+    match &check.probe {
+        Probe::Tcp => tcp_check(check).await,
+        Probe::Http(http) => {
+            let url = &http.urls[url.min(http.urls.len().saturating_sub(1))];
+            http_get(check, http, url).await
+        }
+        Probe::Misc(misc) => misc_check(misc).await,
+        Probe::Smtp { helo_name } => smtp_check(check, helo_name).await,
+        Probe::Udp(udp) => udp_check(check, udp).await,
+        Probe::Dns(dns) => dns_check(check, dns).await,
     }
 }
 
-async fn tcp_check(addr: Ipv4Addr, port: u16, limit: Duration) -> Outcome {
-    let label = format!("TCP_CHECK {addr}:{port}");
+/// check_smtp.c's conversation: a 220 banner, `HELO`, 250, `QUIT`, any line. Each line is
+/// read afresh (what else came with it is dropped) within `connect_timeout`.
+async fn smtp_check(check: &CheckSpec, helo_name: &str) -> Outcome {
+    let label = format!("SMTP_CHECK {}:{}", check.addr, check.port);
+    let limit = check.connect_timeout;
+    let talk = async {
+        let mut stream = connect(check).await?;
+        let banner = smtp_line(&mut stream, limit).await?;
+        if smtp_status(&banner) != Some(220) {
+            return Err(format!("bad greeting banner {:?}", shown(&banner)));
+        }
+        smtp_send(&mut stream, &format!("HELO {helo_name}\r\n")).await?;
+        let hello = smtp_line(&mut stream, limit).await?;
+        if smtp_status(&hello) != Some(250) {
+            return Err(format!("bad HELO response {:?}", shown(&hello)));
+        }
+        smtp_send(&mut stream, "QUIT\r\n").await?;
+        smtp_line(&mut stream, limit).await?;
+        Ok(())
+    };
+    match talk.await {
+        Ok(()) => Outcome::new(true, format!("{label}: 220, 250")),
+        Err(e) => Outcome::new(false, format!("{label}: {e}")),
+    }
+}
+
+async fn smtp_send(stream: &mut TcpStream, line: &str) -> Result<(), String> {
+    stream
+        .write_all(line.as_bytes())
+        .await
+        .map_err(|e| format!("sending: {}", describe(&e)))
+}
+
+/// The next line (without its `\n`), as keepalived's `smtp_get_line`.
+async fn smtp_line(stream: &mut TcpStream, limit: std::time::Duration) -> Result<Vec<u8>, String> {
+    let mut line = Vec::new();
+    let mut chunk = [0u8; 512];
+    loop {
+        if let Some(end) = line.iter().position(|&b| b == b'\n') {
+            line.truncate(end);
+            return Ok(line);
+        }
+        let n = timeout(limit, stream.read(&mut chunk))
+            .await
+            .map_err(|_| "read timeout".to_owned())?
+            .map_err(|e| format!("reading: {}", describe(&e)))?;
+        if n == 0 {
+            return Err("connection closed".into());
+        }
+        line.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// keepalived's `smtp_get_status`: three digits then a space or the end of the line (a
+/// `\r` right after the digits does not count: keepalived refuses `220\r\n` too).
+fn smtp_status(line: &[u8]) -> Option<u16> {
+    let digits = line.get(..3)?;
+    if !digits.iter().all(u8::is_ascii_digit) || line.get(3).is_some_and(|&b| b != b' ') {
+        return None;
+    }
+    Some(digits.iter().fold(0, |n, &d| n * 10 + u16::from(d - b'0')))
+}
+
+fn shown(line: &[u8]) -> String {
+    String::from_utf8_lossy(line).chars().take(64).collect()
+}
+
+/// A UDP socket bound as the check says and connected to its target.
+async fn udp_socket(check: &CheckSpec) -> Result<UdpSocket, String> {
+    let source = SocketAddrV4::new(
+        check.bindto.unwrap_or(Ipv4Addr::UNSPECIFIED),
+        check.bind_port.unwrap_or(0),
+    );
+    let socket = UdpSocket::bind(source)
+        .await
+        .map_err(|e| format!("binding to {source}: {}", describe(&e)))?;
+    socket
+        .connect(SocketAddrV4::new(check.addr, check.port))
+        .await
+        .map_err(|e| describe(&e))?;
+    Ok(socket)
+}
+
+/// keepalived's datagram when no `payload` is given (`set_buf` of layer4.c).
+fn default_udp_payload() -> Vec<u8> {
+    b"keepalived check - "
+        .iter()
+        .copied()
+        .cycle()
+        .take(32)
+        .collect()
+}
+
+/// check_udp.c: send, then an ICMP error fails; silence passes unless a reply is required;
+/// a reply passes, or with `require_reply HEX` must match it and the length bounds.
+async fn udp_check(check: &CheckSpec, udp: &UdpProbe) -> Outcome {
+    let label = format!("UDP_CHECK {}:{}", check.addr, check.port);
+    let result = async {
+        let socket = udp_socket(check).await?;
+        let payload = udp.payload.clone().unwrap_or_else(default_udp_payload);
+        socket
+            .send(&payload)
+            .await
+            .map_err(|e| format!("sending: {}", describe(&e)))?;
+        let mut buf = vec![0u8; usize::from(udp.max_reply_length) + 1];
+        match timeout(check.connect_timeout, socket.recv(&mut buf)).await {
+            Err(_) if udp.require_reply => Err("no reply".to_owned()),
+            Err(_) => Ok("no reply, no error".to_owned()),
+            Ok(Err(e)) => Err(describe(&e)),
+            Ok(Ok(n)) => match &udp.reply {
+                Some((data, mask)) if !udp_reply_matches(&buf[..n], data, mask, udp) => {
+                    Err(format!("reply of {n} bytes does not match"))
+                }
+                _ => Ok(format!("reply of {n} bytes")),
+            },
+        }
+    }
+    .await;
+    match result {
+        Ok(said) => Outcome::new(true, format!("{label}: {said}")),
+        Err(e) => Outcome::new(false, format!("{label}: {e}")),
+    }
+}
+
+/// keepalived's `check_udp_reply`, inverted: the length within bounds, and the first bytes
+/// (as many as both have) equal where the mask has 0 bits.
+pub(crate) fn udp_reply_matches(reply: &[u8], data: &[u8], mask: &[u8], udp: &UdpProbe) -> bool {
+    let len = reply.len();
+    if len < usize::from(udp.min_reply_length) || len > usize::from(udp.max_reply_length) {
+        return false;
+    }
+    reply
+        .iter()
+        .zip(data)
+        .zip(mask.iter().chain(std::iter::repeat(&0)))
+        .all(|((r, d), m)| (r ^ d) & !m == 0)
+}
+
+/// A DNS query as check_dns.c builds it: a random id, recursion desired, one question.
+pub(crate) fn dns_query(id: u16, dns: &DnsProbe) -> Vec<u8> {
+    let mut q = Vec::with_capacity(32 + dns.name.len());
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&0x0100u16.to_be_bytes()); // RD
+    q.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]); // one question
+    if dns.name != "." {
+        for label in dns.name.split('.').filter(|l| !l.is_empty()) {
+            q.push(u8::try_from(label.len()).unwrap_or(63));
+            q.extend_from_slice(label.as_bytes());
+        }
+    }
+    q.push(0);
+    q.extend_from_slice(&dns.qtype.to_be_bytes());
+    q.extend_from_slice(&1u16.to_be_bytes()); // IN
+    q
+}
+
+/// check_dns.c: an answer with our id and no error code within `connect_timeout`; other
+/// datagrams are skipped.
+async fn dns_check(check: &CheckSpec, dns: &DnsProbe) -> Outcome {
+    let label = format!("DNS_CHECK {}:{} {}", check.addr, check.port, dns.name);
+    let result = async {
+        let deadline = Instant::now() + check.connect_timeout;
+        let socket = udp_socket(check).await?;
+        let id = {
+            use std::hash::{BuildHasher as _, RandomState};
+            RandomState::new().hash_one(std::time::SystemTime::now()) as u16
+        };
+        socket
+            .send(&dns_query(id, dns))
+            .await
+            .map_err(|e| format!("sending: {}", describe(&e)))?;
+        let mut buf = [0u8; 2048];
+        loop {
+            let n = timeout_at(deadline, socket.recv(&mut buf))
+                .await
+                .map_err(|_| "read timeout".to_owned())?
+                .map_err(|e| describe(&e))?;
+            if n < 12 || buf[..2] != id.to_be_bytes() || buf[2] & 0x80 == 0 {
+                continue;
+            }
+            return match buf[3] & 0x0f {
+                0 => Ok(()),
+                rcode => Err(format!("answered with rcode {rcode}")),
+            };
+        }
+    }
+    .await;
+    match result {
+        Ok(()) => Outcome::new(true, format!("{label}: answered")),
+        Err(e) => Outcome::new(false, format!("{label}: {e}")),
+    }
+}
+
+async fn tcp_check(check: &CheckSpec) -> Outcome {
+    let label = format!("TCP_CHECK {}:{}", check.addr, check.port);
     // As keepalived, the connection is closed as soon as it is established.
-    match connect(addr, port, limit).await {
-        Ok(_) => Outcome {
-            success: true,
-            reason: format!("{label}: connected"),
-        },
-        Err(e) => Outcome {
-            success: false,
-            reason: format!("{label}: {e}"),
-        },
+    match connect(check).await {
+        Ok(_) => Outcome::new(true, format!("{label}: connected")),
+        Err(e) => Outcome::new(false, format!("{label}: {e}")),
     }
 }
 
-async fn http_get(
-    addr: Ipv4Addr,
-    port: u16,
-    path: &str,
-    expected: Option<u16>,
-    limit: Duration,
-) -> Outcome {
-    let label = format!("HTTP_GET http://{addr}:{port}{path}");
+/// keepalived's request (`request_template` of check_http.c).
+pub(crate) fn request(check: &CheckSpec, http: &HttpProbe, url: &UrlProbe) -> String {
+    let host = match &url.host {
+        Some(host) => host.clone(),
+        None => format!("{}:{}", check.addr, check.port),
+    };
+    let (minor, close) = match http.protocol {
+        HttpVersion::V1_0 => (0, ""),
+        HttpVersion::V1_0Close => (0, "Connection: close\r\n"),
+        HttpVersion::V1_1 => (1, "Connection: close\r\n"),
+    };
+    format!(
+        "GET {} HTTP/1.{minor}\r\nUser-Agent: KeepAliveClient\r\n{close}Host: {host}\r\n\r\n",
+        url.path
+    )
+}
+
+async fn http_get(check: &CheckSpec, http: &HttpProbe, url: &UrlProbe) -> Outcome {
+    let label = format!("HTTP_GET http://{}:{}{}", check.addr, check.port, url.path);
+    if let Some(digest) = url.digest {
+        return http_digest(check, http, url, &digest, &label).await;
+    }
+    let limit = check.connect_timeout;
     let status = async {
-        let mut stream = connect(addr, port, limit).await?;
-        // keepalived's request (HTTP/1.0, its User-Agent, Host with the port).
-        let request = format!(
-            "GET {path} HTTP/1.0\r\nUser-Agent: KeepAliveClient\r\nHost: {addr}:{port}\r\n\r\n"
-        );
+        let mut stream = connect(check).await?;
+        let request = request(check, http, url);
         let line = timeout(limit, status_line(&mut stream, request.as_bytes()))
             .await
             .map_err(|_| format!("no response within {limit:?}"))??;
@@ -84,26 +295,149 @@ async fn http_get(
     .await;
     match status {
         Ok(code) => {
-            let success = match expected {
-                Some(want) => code == want,
-                // keepalived's default when no status_code is configured.
-                None => (200..=299).contains(&code),
+            let success = url.status_codes.contains(code);
+            let reason = match success {
+                true => format!("{label} returned {code}"),
+                false => format!("{label} returned {code} (expected {})", url.status_codes),
             };
-            let reason = match expected {
-                Some(want) if !success => format!("{label} returned {code} (expected {want})"),
-                _ => format!("{label} returned {code}"),
-            };
-            Outcome { success, reason }
+            Outcome::new(success, reason)
         }
-        Err(e) => Outcome {
-            success: false,
-            reason: format!("{label}: {e}"),
-        },
+        Err(e) => Outcome::new(false, format!("{label}: {e}")),
     }
 }
 
-async fn connect(addr: Ipv4Addr, port: u16, limit: Duration) -> Result<TcpStream, String> {
-    match timeout(limit, TcpStream::connect(SocketAddrV4::new(addr, port))).await {
+/// With `digest`: as keepalived's http_read_thread, the whole response up to the server's
+/// close, each read within `connect_timeout`; the status must be one of the url's, then the
+/// MD5 of the body (up to a `Content-Length:`, if any) must be the digest.
+async fn http_digest(
+    check: &CheckSpec,
+    http: &HttpProbe,
+    url: &UrlProbe,
+    digest: &[u8; 16],
+    label: &str,
+) -> Outcome {
+    use md5::{Digest as _, Md5};
+    let limit = check.connect_timeout;
+    let response = async {
+        let mut stream = connect(check).await?;
+        stream
+            .write_all(request(check, http, url).as_bytes())
+            .await
+            .map_err(|e| format!("sending the request: {}", describe(&e)))?;
+        let mut response = Vec::new();
+        let mut chunk = [0u8; 8192];
+        loop {
+            let n = timeout(limit, stream.read(&mut chunk))
+                .await
+                .map_err(|_| format!("timeout reading the response after {limit:?}"))?
+                .map_err(|e| format!("reading the response: {}", describe(&e)))?;
+            if n == 0 {
+                break;
+            }
+            response.extend_from_slice(&chunk[..n]);
+        }
+        Ok::<_, String>(response)
+    }
+    .await;
+    let response = match response {
+        Ok(r) if r.is_empty() => return Outcome::new(false, format!("{label}: no data received")),
+        Ok(r) => r,
+        Err(e) => return Outcome::new(false, format!("{label}: {e}")),
+    };
+    let line_end = response
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(response.len());
+    let line = response[..line_end]
+        .strip_suffix(b"\r")
+        .unwrap_or(&response[..line_end]);
+    let code = match parse_status_line(line) {
+        Some(code) if url.status_codes.contains(code) => code,
+        Some(code) => {
+            let reason = format!("{label} returned {code} (expected {})", url.status_codes);
+            return Outcome::new(false, reason);
+        }
+        None => {
+            return Outcome::new(
+                false,
+                format!("{label}: invalid status line {:?}", shown(line)),
+            );
+        }
+    };
+    let body = http_body(&response);
+    let sum: [u8; 16] = Md5::digest(body).into();
+    if sum != *digest {
+        let hex: String = sum.iter().map(|b| format!("{b:02x}")).collect();
+        return Outcome::new(
+            false,
+            format!("{label} returned {code}, MD5 digest {hex} is not the one configured"),
+        );
+    }
+    Outcome::new(
+        true,
+        format!("{label} returned {code} with the digest configured"),
+    )
+}
+
+/// The body of a response: what follows the first blank line (`\r\n\r\n`, as keepalived's
+/// `extract_html`), cut at a `Content-Length:` of the headers (keepalived's case-sensitive
+/// `extract_content_length`); empty without a blank line.
+pub(crate) fn http_body(response: &[u8]) -> &[u8] {
+    let Some(start) = response.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return &[];
+    };
+    let (head, body) = (&response[..start], &response[start + 4..]);
+    let length = head
+        .windows(15)
+        .position(|w| w == b"Content-Length:")
+        .and_then(|at| {
+            let rest = &head[at + 15..];
+            let text: String = rest
+                .iter()
+                .take_while(|&&b| b != b'\r' && b != b'\n')
+                .map(|&b| b as char)
+                .collect();
+            text.trim_start().parse::<usize>().ok()
+        });
+    match length {
+        Some(n) if n < body.len() => &body[..n],
+        _ => body,
+    }
+}
+
+async fn misc_check(misc: &MiscProbe) -> Outcome {
+    let label = format!("MISC_CHECK {}", misc.script.display());
+    let (exit, said) = script::run(&misc.script, misc.timeout).await;
+    let (success, dynamic_status) = match exit {
+        Exit::Status(0) => (true, misc.dynamic.then_some(0)),
+        Exit::Status(code @ 2..) if misc.dynamic => (true, Some(code)),
+        _ => (false, None),
+    };
+    Outcome {
+        success,
+        dynamic_status,
+        reason: format!("{label}: {said}"),
+    }
+}
+
+async fn connect(check: &CheckSpec) -> Result<TcpStream, String> {
+    let limit = check.connect_timeout;
+    let socket = TcpSocket::new_v4().map_err(|e| describe(&e))?;
+    if check.bindto.is_some() || check.bind_port.is_some() {
+        let source = SocketAddrV4::new(
+            check.bindto.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            check.bind_port.unwrap_or(0),
+        );
+        // A fixed source port is reused from one attempt to the next.
+        if check.bind_port.is_some() {
+            socket.set_reuseaddr(true).map_err(|e| describe(&e))?;
+        }
+        socket
+            .bind(SocketAddr::V4(source))
+            .map_err(|e| format!("binding to {source}: {}", describe(&e)))?;
+    }
+    let peer = SocketAddr::V4(SocketAddrV4::new(check.addr, check.port));
+    match timeout(limit, socket.connect(peer)).await {
         Ok(Ok(stream)) => Ok(stream),
         Ok(Err(e)) => Err(describe(&e)),
         Err(_) => Err(format!("connect timed out after {limit:?}")),
@@ -204,6 +538,98 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn requests_are_keepalived_s() {
+        use crate::keepalived::StatusCodes;
+        let addr = Ipv4Addr::new(10, 0, 0, 12);
+        let mut check = CheckSpec::http(addr, 8080, "/a");
+        let Probe::Http(mut http) = check.probe.clone() else {
+            unreachable!()
+        };
+        let url = http.urls[0].clone();
+        assert_eq!(
+            request(&check, &http, &url),
+            "GET /a HTTP/1.0\r\nUser-Agent: KeepAliveClient\r\nHost: 10.0.0.12:8080\r\n\r\n"
+        );
+        http.protocol = HttpVersion::V1_1;
+        let url = UrlProbe {
+            host: Some("www.example.com".into()),
+            status_codes: StatusCodes::success(),
+            ..url
+        };
+        assert_eq!(
+            request(&check, &http, &url),
+            "GET /a HTTP/1.1\r\nUser-Agent: KeepAliveClient\r\nConnection: close\r\n\
+             Host: www.example.com\r\n\r\n"
+        );
+        http.protocol = HttpVersion::V1_0Close;
+        check.port = 80;
+        let url = UrlProbe { host: None, ..url };
+        assert_eq!(
+            request(&check, &http, &url),
+            "GET /a HTTP/1.0\r\nUser-Agent: KeepAliveClient\r\nConnection: close\r\n\
+             Host: 10.0.0.12:80\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn bodies_as_keepalived_cuts_them() {
+        assert_eq!(http_body(b"HTTP/1.0 200 OK\r\n\r\nhello"), b"hello");
+        assert_eq!(
+            http_body(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nhello"),
+            b"hel"
+        );
+        assert_eq!(
+            http_body(b"HTTP/1.0 200 OK\r\ncontent-length: 3\r\n\r\nhello"),
+            b"hello"
+        );
+        assert_eq!(http_body(b"HTTP/1.0 200 OK\r\n"), b"");
+    }
+
+    #[test]
+    fn smtp_status_codes() {
+        assert_eq!(smtp_status(b"220 mx.example.com ESMTP\r"), Some(220));
+        assert_eq!(smtp_status(b"250 "), Some(250));
+        assert_eq!(smtp_status(b"250"), Some(250));
+        // keepalived: a multi-line reply's first line, or digits then \r, are not a status.
+        assert_eq!(smtp_status(b"220-mx.example.com\r"), None);
+        assert_eq!(smtp_status(b"220\r"), None);
+        assert_eq!(smtp_status(b"22"), None);
+    }
+
+    #[test]
+    fn dns_queries_are_keepalived_s() {
+        let soa_root = DnsProbe {
+            qtype: 6,
+            name: ".".into(),
+        };
+        assert_eq!(
+            dns_query(0x1234, &soa_root),
+            [0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 6, 0, 1]
+        );
+        let a = DnsProbe {
+            qtype: 1,
+            name: "www.example.com.".into(),
+        };
+        let q = dns_query(1, &a);
+        assert_eq!(&q[12..], b"\x03www\x07example\x03com\x00\x00\x01\x00\x01");
+    }
+
+    #[test]
+    fn udp_replies_match_with_wildcards_and_bounds() {
+        let udp = UdpProbe {
+            max_reply_length: 8,
+            min_reply_length: 2,
+            ..UdpProbe::default()
+        };
+        let (data, mask) = (vec![0xab, 0x00], vec![0x00, 0xf0]);
+        assert!(udp_reply_matches(&[0xab, 0x50, 9], &data, &mask, &udp));
+        assert!(!udp_reply_matches(&[0xab, 0x05, 9], &data, &mask, &udp));
+        assert!(!udp_reply_matches(&[0xab], &data, &mask, &udp));
+        assert!(!udp_reply_matches(&[0xab; 9], &data, &mask, &udp));
+        assert_eq!(default_udp_payload(), b"keepalived check - keepalived ch");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::{
     collections::{HashMap, HashSet},
     net::Ipv4Addr,
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use tokio::{
@@ -13,6 +13,8 @@ use tokio::{
     task::{AbortHandle, JoinHandle, JoinSet},
 };
 use tracing::{debug, info};
+
+use crate::model::MAX_WEIGHT;
 
 use super::{
     CheckSpec, Event, Target, TargetError, TargetKey,
@@ -26,7 +28,7 @@ pub const EVENT_QUEUE: usize = 1024;
 
 /// Starts checking `targets`; their changes of state arrive on the returned receiver.
 ///
-/// Every real server starts up, and nothing is sent for that. Must be called within a tokio
+/// Every real server starts up (down if a check has `alpha`), and nothing is sent for that. Must be called within a tokio
 /// runtime, whose tasks then run the checks.
 pub fn spawn(targets: Vec<Target>) -> Result<(HealthChecker, mpsc::Receiver<Event>), TargetError> {
     let (events, receiver) = mpsc::channel(EVENT_QUEUE);
@@ -120,52 +122,147 @@ struct Slot {
     spec: CheckSpec,
     state: CheckState,
     attempt: Option<AbortHandle>,
+    /// When the attempt under way started.
+    started: Instant,
+    /// The last passing exit status of a `misc_dynamic` check (`None` once it failed), from
+    /// which its share of the weight follows (keepalived's `cur_weight`).
+    dynamic_status: Option<u8>,
 }
 
 impl Slot {
     fn new(spec: CheckSpec, now: Instant) -> Self {
-        let state = CheckState::new(spec.policy(), now);
+        Self::starting(spec, now, false)
+    }
+
+    /// A new check; `failed`: it starts failed, as with `alpha`.
+    fn starting(spec: CheckSpec, now: Instant, failed: bool) -> Self {
+        let mut policy = spec.policy();
+        policy.alpha |= failed;
+        let state = CheckState::new(policy, now + warmup(spec.warmup));
         Slot {
             spec,
             state,
             attempt: None,
+            started: now,
+            dynamic_status: None,
         }
     }
+}
+
+/// A random delay up to `max`, as keepalived staggers first checks (`warmup`).
+fn warmup(max: Duration) -> Duration {
+    use std::hash::{BuildHasher as _, RandomState};
+    if max.is_zero() {
+        return Duration::ZERO;
+    }
+    // A fresh RandomState is randomly keyed: enough to spread checks.
+    let r = RandomState::new().hash_one(Instant::now());
+    let nanos = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(r % nanos.saturating_add(1))
+}
+
+/// True when `addr` is on one of this host's interfaces.
+fn is_local(addr: Ipv4Addr) -> bool {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a list we free below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        // Cannot tell: do not suspend the checks.
+        return true;
+    }
+    let mut found = false;
+    let mut cursor = list;
+    while !cursor.is_null() {
+        // SAFETY: `cursor` is a node of the list getifaddrs returned, not yet freed.
+        let entry = unsafe { &*cursor };
+        if !entry.ifa_addr.is_null() {
+            // SAFETY: ifa_addr points to a sockaddr whose family says its type.
+            let family = unsafe { (*entry.ifa_addr).sa_family };
+            if i32::from(family) == libc::AF_INET {
+                // SAFETY: an AF_INET address is a sockaddr_in.
+                let sin = unsafe { &*(entry.ifa_addr as *const libc::sockaddr_in) };
+                if Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)) == addr {
+                    found = true;
+                    break;
+                }
+            }
+        }
+        cursor = entry.ifa_next;
+    }
+    // SAFETY: `list` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(list) };
+    found
 }
 
 /// A real server's checks and the state last reported for it.
 struct Server {
     key: TargetKey,
-    addr: Ipv4Addr,
+    weight: u32,
+    suspend_unless_local: Option<Ipv4Addr>,
     slots: Vec<Slot>,
     up: bool,
+    /// The weight last reported.
+    effective_weight: u32,
 }
 
 impl Server {
     fn new(target: Target, now: Instant) -> Self {
-        Server {
+        let slots: Vec<Slot> = target
+            .checks
+            .into_iter()
+            .map(|c| Slot::new(c, now))
+            .collect();
+        let mut server = Server {
             key: target.key,
-            addr: target.addr,
-            slots: target
-                .checks
-                .into_iter()
-                .map(|c| Slot::new(c, now))
-                .collect(),
+            weight: target.weight,
+            suspend_unless_local: target.suspend_unless_local,
             up: true,
-        }
+            slots,
+            effective_weight: target.weight,
+        };
+        server.up = server.all_checks_up();
+        server
     }
 
     fn all_checks_up(&self) -> bool {
         self.slots.iter().all(|s| s.state.is_up())
     }
 
-    /// Starts the attempts due at `now`.
+    /// keepalived's `real_weight(effective_weight)`: the configured weight plus each
+    /// `misc_dynamic` check's `cur_weight` (status - 2 - configured weight; 0 for status 0),
+    /// worked out again when the configured weight changes (`migrate_misc_check`).
+    fn weight_now(&self) -> u32 {
+        let weight = i64::from(self.weight);
+        let cur_weight = |status: u8| match status {
+            0 => 0,
+            s => i64::from(s) - 2 - weight,
+        };
+        let sum: i64 = weight
+            + self
+                .slots
+                .iter()
+                .filter_map(|s| s.dynamic_status)
+                .map(cur_weight)
+                .sum::<i64>();
+        u32::try_from(sum.clamp(0, i64::from(MAX_WEIGHT))).unwrap_or(0)
+    }
+
+    /// Starts the attempts due at `now` (or skips them while suspended).
     fn start_due(&mut self, attempts: &mut JoinSet<Outcome>, now: Instant) {
+        let mut suspended = None;
         for slot in &mut self.slots {
             if slot.state.poll(now) {
-                let (addr, spec) = (self.addr, slot.spec.clone());
-                let handle = attempts.spawn(async move { probe::attempt(addr, &spec).await });
+                let suspend = *suspended.get_or_insert_with(|| {
+                    self.suspend_unless_local.is_some_and(|vip| !is_local(vip))
+                });
+                if suspend {
+                    debug!(real_server = %self.key, "check suspended: the virtual address is not here (ha_suspend)");
+                    slot.state.skip(now);
+                    continue;
+                }
+                let (spec, url) = (slot.spec.clone(), slot.state.url());
+                let handle = attempts.spawn(async move { probe::attempt(&spec, url).await });
                 slot.attempt = Some(handle);
+                slot.started = now;
             }
         }
     }
@@ -179,23 +276,50 @@ impl Server {
 
     /// Feeds back the outcome of attempt `id`; returns the event to send, if any.
     fn complete(&mut self, id: tokio::task::Id, outcome: Outcome, now: Instant) -> Option<Event> {
+        let key = self.key;
         // An attempt of a check removed meanwhile finds no slot.
         let slot = self
             .slots
             .iter_mut()
             .find(|s| s.attempt.as_ref().is_some_and(|a| a.id() == id))?;
         slot.attempt = None;
-        debug!(real_server = %self.key, success = outcome.success, "{}", outcome.reason);
-        let reason = match slot.state.complete(outcome.success, now)? {
-            Change::Up | Change::Down { retries: 0 } => outcome.reason,
-            Change::Down { retries: 1 } => format!("{} (after 1 retry)", outcome.reason),
-            Change::Down { retries } => format!("{} (after {retries} retries)", outcome.reason),
+        debug!(real_server = %key, success = outcome.success, "{}", outcome.reason);
+        if !outcome.success && slot.spec.log_all_failures && slot.state.is_up() {
+            info!(real_server = %key, "check failed: {}", outcome.reason);
+        }
+        if let Some(status) = outcome.dynamic_status {
+            // check_misc.c: the weight becomes status - 2 (0 leaves the configured one).
+            slot.dynamic_status = Some(status);
+        }
+        let change = slot.state.complete(outcome.success, slot.started, now);
+        // A failed check gives the weight back (keepalived zeroes its cur_weight).
+        if matches!(change, Some(Change::Down { .. } | Change::FirstDown)) {
+            slot.dynamic_status = None;
+        }
+        let reason = match change {
+            None | Some(Change::Up | Change::FirstDown | Change::Down { retries: 0 }) => {
+                outcome.reason
+            }
+            Some(Change::Down { retries: 1 }) => format!("{} (after 1 retry)", outcome.reason),
+            Some(Change::Down { retries }) => {
+                format!("{} (after {retries} retries)", outcome.reason)
+            }
         };
         let up = self.all_checks_up();
-        if up == self.up {
-            // A check changed but another one still keeps the server down.
-            info!(real_server = %self.key, "{reason}; real server stays down");
-            return None;
+        let weight_now = self.weight_now();
+        if up == self.up && weight_now == self.effective_weight {
+            match change {
+                // An alpha check's first failure: news for the notify scripts.
+                Some(Change::FirstDown) => {}
+                Some(_) => {
+                    info!(real_server = %self.key, "{reason}; real server stays {}", if up { "up" } else { "down" });
+                    return None;
+                }
+                None => return None,
+            }
+        }
+        if weight_now != self.effective_weight {
+            info!(real_server = %self.key, "weight {} -> {weight_now}: {reason}", self.effective_weight);
         }
         Some(self.report(up, reason))
     }
@@ -207,10 +331,7 @@ impl Server {
             .into_iter()
             .map(Some)
             .collect();
-        let kept: Vec<&CheckSpec> = match target.addr == self.addr {
-            true => old.iter().flatten().map(|s| &s.spec).collect(),
-            false => Vec::new(),
-        };
+        let kept: Vec<&CheckSpec> = old.iter().flatten().map(|s| &s.spec).collect();
         let new: Vec<&CheckSpec> = target.checks.iter().collect();
         let from = state::carry_over(&kept, &new);
         self.slots = target
@@ -219,7 +340,10 @@ impl Server {
             .zip(from)
             .map(|(spec, from)| match from.and_then(|i| old[i].take()) {
                 Some(slot) => slot,
-                None => Slot::new(spec, now),
+                // A failed real server is back only once its new check passes (keepalived
+                // #1720: a reload that fixes a failing check must not leave it out, nor put
+                // it back unchecked).
+                None => Slot::starting(spec, now, !self.up),
             })
             .collect();
         for slot in old.into_iter().flatten() {
@@ -227,10 +351,12 @@ impl Server {
                 attempt.abort();
             }
         }
-        self.addr = target.addr;
+        self.weight = target.weight;
+        self.suspend_unless_local = target.suspend_unless_local;
         debug!(real_server = %self.key, "health checks reconfigured");
         let up = self.all_checks_up();
-        (up != self.up).then(|| {
+        let weight_now = self.weight_now();
+        (up != self.up || weight_now != self.effective_weight).then(|| {
             let reason = match up {
                 true => "reconfigured: no failing check left",
                 false => "reconfigured: a check is failing",
@@ -240,14 +366,18 @@ impl Server {
     }
 
     fn report(&mut self, up: bool, reason: String) -> Event {
-        self.up = up;
-        match up {
-            true => info!(real_server = %self.key, "real server up: {reason}"),
-            false => info!(real_server = %self.key, "real server down: {reason}"),
+        if up != self.up {
+            match up {
+                true => info!(real_server = %self.key, "real server up: {reason}"),
+                false => info!(real_server = %self.key, "real server down: {reason}"),
+            }
         }
+        self.up = up;
+        self.effective_weight = self.weight_now();
         Event {
             key: self.key,
             up,
+            weight: self.effective_weight,
             reason,
         }
     }
@@ -268,6 +398,7 @@ async fn run(target: Target, mut config: watch::Receiver<Target>, events: mpsc::
                     Err(e) if e.is_cancelled() => continue,
                     Err(e) => (e.id(), Outcome {
                         success: false,
+                        dynamic_status: None,
                         reason: format!("health check failed: {e}"),
                     }),
                 };

@@ -3,11 +3,11 @@
 //! trailing blanks of the `-L` rows) and number abbreviations are ipvsadm's `printf` formats;
 //! scripts that cut or awk its output keep working.
 
-use std::{cmp::Ordering, fmt::Write as _, net::Ipv4Addr};
+use std::{fmt::Write as _, net::Ipv4Addr};
 
 use super::{error::CliError, names::Names, parse::ListOptions};
 use crate::model::{
-    ConnectionStatus, Forward, Protocol, RealStatus, SchedFlags, Scheduler, ServiceAddr,
+    ConnectionStatus, Forward, Protocol, RealSpec, RealStatus, SchedFlags, Scheduler, ServiceAddr,
     ServiceStatus, Snapshot, Timeouts,
 };
 
@@ -52,9 +52,10 @@ pub fn format_list(
 
 /// `-S` (`numeric` for `-Sn`): the rules as `-A`/`-a` lines that `-R` reads back.
 ///
-/// Two differences from ipvsadm, both so that saving and restoring loses nothing: real-server
-/// thresholds are written (`-x`/`-y`, only when set, so the usual output is ipvsadm's), and a
-/// generic `flag-3` is written for `sh`/`mh` services instead of nothing.
+/// Tunnel real servers get ipvsadm 1.31's `--tun-type ipip`. Two differences from ipvsadm,
+/// both so that saving and restoring loses nothing: real-server thresholds are written
+/// (`-x`/`-y`, only when set, so the usual output is ipvsadm's), and a generic `flag-3` is
+/// written for `sh`/`mh` services instead of nothing.
 pub fn format_save(snapshot: &Snapshot, numeric: bool, names: &dyn Names) -> String {
     let mut out = String::new();
     for service in sorted_services(snapshot, false) {
@@ -94,6 +95,10 @@ pub fn format_save(snapshot: &Snapshot, numeric: bool, names: &dyn Names) -> Str
                 r.forward.flag(),
                 r.weight
             );
+            // ipvsadm 1.31's print_tunnel_rule(): a tunnel's type (lb's are all ipip).
+            if r.forward == Forward::Tunnel {
+                out.push_str(" --tun-type ipip");
+            }
             if r.upper_threshold != 0 {
                 let _ = write!(out, " -x {}", r.upper_threshold);
             }
@@ -407,28 +412,79 @@ fn truncate(s: &mut String, max: usize) {
     }
 }
 
-/// ipvsadm's `ipvs_cmp_services` order: protocol number, then address, then port.
-fn service_order(a: &ServiceAddr, b: &ServiceAddr) -> Ordering {
-    (a.protocol.number(), u32::from(a.addr), a.port).cmp(&(
-        b.protocol.number(),
-        u32::from(b.addr),
-        b.port,
-    ))
+/// `ntohl(a) - ntohl(b)` as libipvs computes it: the difference of the addresses wraps into a
+/// signed 32-bit int, so two addresses more than 2^31 apart compare the "wrong" way round:
+/// 192.168.0.1 sorts before 10.0.0.1.
+fn address_difference(a: Ipv4Addr, b: Ipv4Addr) -> i32 {
+    u32::from(a).wrapping_sub(u32::from(b)) as i32
 }
 
+/// libipvs' `ipvs_cmp_services`: protocol number, then address (as above), then port.
+fn compare_services(a: &ServiceAddr, b: &ServiceAddr) -> i32 {
+    let by_protocol = i32::from(a.protocol.number()) - i32::from(b.protocol.number());
+    if by_protocol != 0 {
+        return by_protocol;
+    }
+    match address_difference(a.addr, b.addr) {
+        0 => i32::from(a.port) - i32::from(b.port),
+        by_address => by_address,
+    }
+}
+
+/// libipvs' `ipvs_cmp_dests`: address (as above), then port.
+fn compare_reals(a: &RealSpec, b: &RealSpec) -> i32 {
+    match address_difference(a.addr, b.addr) {
+        0 => i32::from(a.port) - i32::from(b.port),
+        by_address => by_address,
+    }
+}
+
+/// glibc's `qsort` (`msort_with_tmp`: a stable top-down merge sort), with a comparison in C's
+/// style. The comparisons above are not a total order when addresses span more than half of
+/// the address space (10.x < 100.x < 192.168.x < 10.x), so the result then depends on the
+/// algorithm and the input order, as with ipvsadm; Rust's own sorts may panic on such an
+/// order, this one never does.
+fn glibc_qsort<T: Copy>(v: &mut [T], compare: &impl Fn(&T, &T) -> i32) {
+    let n = v.len();
+    if n <= 1 {
+        return;
+    }
+    let n1 = n / 2;
+    glibc_qsort(&mut v[..n1], compare);
+    glibc_qsort(&mut v[n1..], compare);
+    let mut merged = Vec::with_capacity(n);
+    let (mut i, mut j) = (0, n1);
+    while i < n1 && j < n {
+        if compare(&v[i], &v[j]) <= 0 {
+            merged.push(v[i]);
+            i += 1;
+        } else {
+            merged.push(v[j]);
+            j += 1;
+        }
+    }
+    merged.extend_from_slice(&v[i..n1]);
+    let done = merged.len();
+    v[..done].copy_from_slice(&merged);
+}
+
+/// Services as ipvsadm lists them: sorted with `ipvs_sort_services` unless `--nosort`.
 fn sorted_services(snapshot: &Snapshot, nosort: bool) -> Vec<&ServiceStatus> {
     let mut services: Vec<&ServiceStatus> = snapshot.services.iter().collect();
     if !nosort {
-        services.sort_by(|a, b| service_order(&a.spec.addr, &b.spec.addr));
+        glibc_qsort(&mut services, &|a, b| {
+            compare_services(&a.spec.addr, &b.spec.addr)
+        });
     }
     services
 }
 
-/// ipvsadm's `ipvs_cmp_dests` order: address, then port.
+/// Real servers as ipvsadm lists them: IPVS keeps them newest first (that is `--nosort`'s
+/// order), then `ipvs_sort_dests` sorts them.
 fn sorted_reals(service: &ServiceStatus, nosort: bool) -> Vec<&RealStatus> {
-    let mut reals: Vec<&RealStatus> = service.reals.iter().collect();
+    let mut reals: Vec<&RealStatus> = service.reals.iter().rev().collect();
     if !nosort {
-        reals.sort_by_key(|r| (u32::from(r.spec.addr), r.spec.port));
+        glibc_qsort(&mut reals, &|a, b| compare_reals(&a.spec, &b.spec));
     }
     reals
 }

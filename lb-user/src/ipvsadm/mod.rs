@@ -11,7 +11,8 @@
 //!    [`CliError::exit_code`].
 //! 2. [`Invocation::Apply`]: send the commands. [`Invocation::Restore`]: read stdin,
 //!    [`parse_restore`], send the commands. A refusal from lbd is printed as is (it is already
-//!    ipvsadm's wording) and exits 255, as [`CliError::Refused`].
+//!    ipvsadm's wording) and exits 255, as [`CliError::Refused`]; for `-R`, [`locate_refusal`]
+//!    finds the line at fault, named as for a line that does not parse.
 //! 3. [`Invocation::List`]: by [`ListOptions::what`], ask lbd for the snapshot, connections or
 //!    timeouts and print [`format_list`], [`format_connections`], [`format_timeouts`] or
 //!    [`format_daemon`]. [`Invocation::Save`]: [`format_save`].
@@ -28,6 +29,7 @@ mod names;
 mod options;
 mod parse;
 mod popt;
+mod refusal;
 mod scan;
 mod values;
 
@@ -43,8 +45,10 @@ pub use format::{
 pub use help::{IPVSADM_COMPAT, help_text, version_text};
 pub use names::{Names, NoNames, ServicesDb, SystemNames};
 pub use parse::{
-    Invocation, ListOptions, ListWhat, Parsed, parse, parse_restore, parse_restore_with, parse_with,
+    Invocation, ListOptions, ListWhat, Parsed, RestoreLines, parse, parse_restore,
+    parse_restore_located, parse_restore_with, parse_with,
 };
+pub use refusal::locate_refusal;
 pub use values::{DEFAULT_PERSISTENT_TIMEOUT, MAX_TIMEOUT};
 
 /// The name lbadm's messages and help use where ipvsadm says `ipvsadm`.

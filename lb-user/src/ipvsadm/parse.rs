@@ -118,7 +118,22 @@ pub fn parse_restore(input: &str) -> Result<Vec<Command>, CliError> {
 
 /// [`parse_restore`] with the given name lookups.
 pub fn parse_restore_with(input: &str, names: &dyn Names) -> Result<Vec<Command>, CliError> {
+    Ok(parse_restore_located(input, names)?.0)
+}
+
+/// Where each command of a restore came from: its 1-based line and the line's text.
+pub type RestoreLines = Vec<(usize, String)>;
+
+/// [`parse_restore_with`], also saying for each command which line it came from, so that a
+/// refusal of the whole input can name the line at fault (see [`locate_refusal`]).
+///
+/// [`locate_refusal`]: super::locate_refusal
+pub fn parse_restore_located(
+    input: &str,
+    names: &dyn Names,
+) -> Result<(Vec<Command>, RestoreLines), CliError> {
     let mut commands = Vec::new();
+    let mut lines = Vec::new();
     for (index, line) in input.lines().enumerate() {
         let words: Vec<String> = line
             .split_whitespace()
@@ -136,7 +151,14 @@ pub fn parse_restore_with(input: &str, names: &dyn Names) -> Result<Vec<Command>
             source: Box::new(source),
         };
         match parse_invocation(&words, names).map_err(at_line)? {
-            Invocation::Apply(mut more) => commands.append(&mut more),
+            Invocation::Apply(mut more) => {
+                let text = line.trim_end_matches('\r');
+                lines.extend(std::iter::repeat_n(
+                    (index + 1, text.to_owned()),
+                    more.len(),
+                ));
+                commands.append(&mut more);
+            }
             // ipvsadm refuses to restore from within a restore (its loop guard).
             Invocation::Restore => return Err(at_line(CliError::TryHelp)),
             _ => {
@@ -146,7 +168,7 @@ pub fn parse_restore_with(input: &str, names: &dyn Names) -> Result<Vec<Command>
             }
         }
     }
-    Ok(commands)
+    Ok((commands, lines))
 }
 
 /// Removes lbadm's `--socket PATH` / `--socket=PATH` (allowed anywhere before `--`).

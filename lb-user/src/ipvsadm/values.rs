@@ -13,8 +13,9 @@ use super::{
 };
 use crate::model::{Protocol, SchedFlags};
 
-/// Persistence timeout when `-p` has no value (IPVS_SVC_PERSISTENT_TIMEOUT).
-pub const DEFAULT_PERSISTENT_TIMEOUT: u32 = 300;
+/// Persistence timeout when `-p` has no value: ipvsadm 1.31's IPVS_SVC_PERSISTENT_TIMEOUT,
+/// 6 minutes (recorded in `tests/golden/ipvsadm/persistence.golden`; older manuals say 300).
+pub const DEFAULT_PERSISTENT_TIMEOUT: u32 = 360;
 /// Longest timeout ipvsadm accepts: 31 days.
 pub const MAX_TIMEOUT: u32 = 86400 * 31;
 

@@ -4,7 +4,10 @@
 use std::{net::Ipv4Addr, time::Duration};
 
 use super::error::{Location, Note};
-use crate::model::{RealSpec, ServiceSpec, Timeouts};
+use crate::{
+    health::{DnsProbe, ScriptSpec, UdpProbe},
+    model::{RealSpec, ServiceSpec, Timeouts},
+};
 
 /// The LVS configuration of a keepalived.conf.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +52,9 @@ pub struct VirtualServer {
     pub omega: bool,
     /// `ha_suspend`: suspend the checks while the virtual address is not on this host.
     pub ha_suspend: bool,
+    /// `virtual_server group NAME`: one of the group's addresses. The services of a group
+    /// share their real servers' checks (run once) and scripts (run once).
+    pub group: Option<String>,
     pub location: Location,
 }
 
@@ -81,7 +87,7 @@ pub struct RealServerConf {
     pub location: Location,
 }
 
-/// A health check of a real server (`TCP_CHECK` or `HTTP_GET`), its settings resolved from
+/// A health check of a real server (`TCP_CHECK`, `HTTP_GET`, ...), its settings resolved from
 /// the check, the real server, the virtual server and keepalived's defaults in that order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HealthCheck {
@@ -119,6 +125,26 @@ pub enum CheckKind {
     Tcp,
     /// `HTTP_GET`.
     Http(HttpGet),
+    /// `MISC_CHECK`: a program's exit status.
+    Misc(MiscCheck),
+    /// `SMTP_CHECK { helo_name }` (default `smtpchecker.keepalived.org`).
+    Smtp { helo_name: String },
+    /// `UDP_CHECK { payload, require_reply, min_reply_length, max_reply_length }`.
+    Udp(UdpProbe),
+    /// `DNS_CHECK { type, name }`.
+    Dns(DnsProbe),
+}
+
+/// The program side of a `MISC_CHECK`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MiscCheck {
+    /// `misc_path` split into words, run as `user` (else `global_defs`' `script_user`, else
+    /// the `keepalived_script` user if there is one, else lbd's own user).
+    pub script: ScriptSpec,
+    /// `misc_timeout`, default the virtual server's `delay_loop`.
+    pub timeout: Duration,
+    /// `misc_dynamic`: exit status 2-255 passes and sets the weight to status - 2.
+    pub dynamic: bool,
 }
 
 /// The HTTP side of an `HTTP_GET` check.
@@ -142,10 +168,12 @@ pub struct HttpUrl {
     /// The Host header: the url's `virtualhost`, else the check's, the real server's, the
     /// virtual server's; none sends the address.
     pub virtualhost: Option<String>,
+    /// `digest`: the MD5 sum the body must have (as keepalived's `genhash` prints it).
+    pub digest: Option<[u8; 16]>,
 }
 
 /// `http_protocol`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum HttpVersion {
     /// `1.0`
     #[default]
@@ -157,10 +185,28 @@ pub enum HttpVersion {
 }
 
 /// The status codes an `HTTP_GET` url accepts: ranges within 100-599.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct StatusCodes(pub(super) Vec<(u16, u16)>);
 
+impl std::fmt::Display for StatusCodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, &(lo, hi)) in self.0.iter().enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            match lo == hi {
+                true => write!(f, "{sep}{lo}")?,
+                false => write!(f, "{sep}{lo}-{hi}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
 impl StatusCodes {
+    /// Codes and inclusive ranges of codes.
+    pub fn new(ranges: Vec<(u16, u16)>) -> Self {
+        StatusCodes(ranges)
+    }
+
     /// keepalived's default: any 2xx.
     pub fn success() -> Self {
         StatusCodes(vec![(200, 299)])
@@ -183,4 +229,6 @@ pub struct Script {
     pub command: String,
     pub user: Option<String>,
     pub group: Option<String>,
+    /// What runs: the command split into words, and the user resolved as for `MISC_CHECK`.
+    pub spec: ScriptSpec,
 }

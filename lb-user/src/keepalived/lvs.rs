@@ -14,16 +14,19 @@ use std::{
 
 use super::{
     conf::{
-        CheckKind, HealthCheck, HttpGet, HttpUrl, HttpVersion, LvsConfig, RealServerConf, Script,
-        SorryServer, StatusCodes, VirtualServer,
+        CheckKind, HealthCheck, HttpGet, HttpUrl, HttpVersion, LvsConfig, MiscCheck,
+        RealServerConf, Script, SorryServer, StatusCodes, VirtualServer,
     },
     error::{ErrorKind, Location, Report},
     tree::Stmt,
     values::{self, Problem},
 };
-use crate::model::{
-    Forward, MAX_WEIGHT, Persistence, Protocol, RealSpec, SchedFlags, Scheduler, ServiceAddr,
-    ServiceSpec, Timeouts,
+use crate::{
+    health::{DnsProbe, ScriptSpec, UdpProbe, script},
+    model::{
+        Forward, MAX_WEIGHT, Persistence, Protocol, RealSpec, SchedFlags, Scheduler, ServiceAddr,
+        ServiceSpec, Timeouts,
+    },
 };
 
 /// keepalived's `KEEPALIVED_DEFAULT_DELAY`.
@@ -47,7 +50,16 @@ pub(super) fn read(stmts: &[Stmt], report: &mut Report) -> LvsConfig {
         service_locations: HashMap::new(),
         timeouts: None,
         flush: false,
+        script_user: None,
+        groups: HashMap::new(),
     };
+    reader.script_user = reader.default_script_user(stmts);
+    for stmt in stmts
+        .iter()
+        .filter(|s| s.keyword() == "virtual_server_group")
+    {
+        reader.group(stmt);
+    }
     reader.root(stmts);
     LvsConfig {
         services: reader.services,
@@ -63,6 +75,10 @@ struct Reader<'r> {
     service_locations: HashMap<ServiceAddr, Location>,
     timeouts: Option<Timeouts>,
     flush: bool,
+    /// Whom scripts run as when they do not say: (uid, gid), `None` for lbd's own user.
+    script_user: Option<(u32, u32)>,
+    /// `virtual_server_group`s by name: their addresses and ports, expanded.
+    groups: HashMap<String, Vec<(Ipv4Addr, u16)>>,
 }
 
 /// Top-level sections that are keepalived's own business, and why lb leaves them alone.
@@ -100,9 +116,10 @@ fn unsupported_checker(keyword: &str) -> Option<&'static str> {
             "SSL_GET health checks are not supported by lb: use TCP_CHECK on the TLS port, or \
              HTTP_GET on a plain HTTP port"
         }
-        "MISC_CHECK" => "MISC_CHECK health checks (scripts) are not supported by lb",
-        "SMTP_CHECK" | "DNS_CHECK" | "UDP_CHECK" | "PING_CHECK" | "BFD_CHECK" | "FILE_CHECK" => {
-            "this health check is not supported by lb (it runs TCP_CHECK and HTTP_GET)"
+        "PING_CHECK" | "BFD_CHECK" | "FILE_CHECK" => {
+            "this health check is not supported by lb (it runs TCP_CHECK, HTTP_GET, \
+             MISC_CHECK, SMTP_CHECK, UDP_CHECK and DNS_CHECK): check the service with one of \
+             those, e.g. a MISC_CHECK script"
         }
         _ => return None,
     })
@@ -131,7 +148,7 @@ impl Timing {
     }
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct VsDraft {
     scheduler: Option<Scheduler>,
     flags: Vec<(String, Location)>,
@@ -157,6 +174,7 @@ struct VsDraft {
     reals: Vec<RsDraft>,
 }
 
+#[derive(Clone)]
 struct RsDraft {
     addr: Ipv4Addr,
     /// As written; 0 when none.
@@ -175,9 +193,13 @@ struct RsDraft {
     location: Location,
 }
 
+#[derive(Clone)]
 struct CheckDraft {
     keyword: String,
     http: Option<HttpDraft>,
+    misc: Option<MiscDraft>,
+    /// SMTP_CHECK, UDP_CHECK, DNS_CHECK.
+    other: Option<OtherDraft>,
     connect_ip: Option<Ipv4Addr>,
     connect_port: Option<u16>,
     bindto: Option<Ipv4Addr>,
@@ -188,7 +210,28 @@ struct CheckDraft {
     location: Location,
 }
 
-#[derive(Default)]
+/// The settings of SMTP_CHECK, UDP_CHECK and DNS_CHECK.
+#[derive(Clone)]
+enum OtherDraft {
+    Smtp {
+        helo_name: Option<String>,
+    },
+    Udp(UdpProbe),
+    Dns {
+        qtype: Option<u16>,
+        name: Option<String>,
+    },
+}
+
+#[derive(Clone, Default)]
+struct MiscDraft {
+    script: Option<Vec<String>>,
+    timeout: Option<Duration>,
+    dynamic: bool,
+    user: Option<(u32, u32)>,
+}
+
+#[derive(Clone, Default)]
 struct HttpDraft {
     urls: Vec<UrlDraft>,
     virtualhost: Option<String>,
@@ -196,10 +239,12 @@ struct HttpDraft {
     fast_recovery: bool,
 }
 
+#[derive(Clone)]
 struct UrlDraft {
     path: String,
     status_codes: Vec<(u16, u16)>,
     virtualhost: Option<String>,
+    digest: Option<[u8; 16]>,
 }
 
 /// Notes a keyword given twice in a block: keepalived keeps the last value.
@@ -230,7 +275,10 @@ impl Seen {
 /// The name under which a keyword counts for [`Seen`]; `None` for keywords that may repeat.
 fn canonical(keyword: &str) -> Option<&str> {
     Some(match keyword {
-        "real_server" | "url" | "status_code" | "TCP_CHECK" | "HTTP_GET" => return None,
+        "real_server" | "url" | "status_code" | "TCP_CHECK" | "HTTP_GET" | "MISC_CHECK"
+        | "SMTP_CHECK" | "UDP_CHECK" | "DNS_CHECK" => {
+            return None;
+        }
         "lb_algo" | "lvs_sched" => "lb_algo",
         "lb_kind" | "lvs_method" => "lb_kind",
         "retry" | "nb_get_retry" => "retry",
@@ -346,11 +394,75 @@ impl Reader<'_> {
     /// `notify_up "/path/script args" [user [group]]`.
     fn script(&mut self, stmt: &Stmt) -> Option<Script> {
         let args = self.values(stmt, 1, 3)?;
+        let argv = self.words(stmt, &args[0])?;
+        let ids = match args.get(1) {
+            Some(user) => Some(self.user(stmt, user, args.get(2).map(String::as_str))?),
+            None => self.script_user,
+        };
         Some(Script {
             command: args[0].clone(),
             user: args.get(1).cloned(),
             group: args.get(2).cloned(),
+            spec: ScriptSpec {
+                argv,
+                uid: ids.map(|i| i.0),
+                gid: ids.map(|i| i.1),
+            },
         })
+    }
+
+    /// A script's command line in words.
+    fn words(&mut self, stmt: &Stmt, line: &str) -> Option<Vec<String>> {
+        match script::split_words(line) {
+            Some(words) if !words.is_empty() => Some(words),
+            Some(_) => {
+                let message = format!("'{}' needs a program to run", stmt.keyword());
+                self.error(ErrorKind::Invalid, stmt, message);
+                None
+            }
+            None => {
+                let message = format!("'{}': a quote is not closed in {line:?}", stmt.keyword());
+                self.error(ErrorKind::Syntax, stmt, message);
+                None
+            }
+        }
+    }
+
+    /// A user (and group) to run a script as, which must exist here, as keepalived checks.
+    fn user(&mut self, stmt: &Stmt, user: &str, group: Option<&str>) -> Option<(u32, u32)> {
+        // keepalived also takes "user:group".
+        let (user, group) = match (user.split_once(':'), group) {
+            (Some((u, g)), None) if !g.is_empty() => (u, Some(g)),
+            (Some((u, _)), _) => (u, group),
+            (None, _) => (user, group),
+        };
+        match script::resolve_user(user, group) {
+            Ok(ids) => Some(ids),
+            Err(e) => {
+                let message = format!(
+                    "'{}': {e}: create it, or name a user and group that exist",
+                    stmt.keyword()
+                );
+                self.error(ErrorKind::Invalid, stmt, message);
+                None
+            }
+        }
+    }
+
+    /// keepalived's default script user: `global_defs { script_user USER [GROUP] }`, else the
+    /// user `keepalived_script` if it exists, else keepalived's own (here lbd's).
+    fn default_script_user(&mut self, stmts: &[Stmt]) -> Option<(u32, u32)> {
+        let global = stmts
+            .iter()
+            .filter(|s| s.keyword() == "global_defs")
+            .filter_map(|s| s.block.as_deref())
+            .flatten()
+            .rfind(|s| s.keyword() == "script_user");
+        if let Some(stmt) = global {
+            let args = self.values(stmt, 1, 2)?;
+            return self.user(stmt, &args[0], args.get(1).map(String::as_str));
+        }
+        script::resolve_user("keepalived_script", None).ok()
     }
 
     /// `IP [PORT]` after `virtual_server`, `real_server`, `sorry_server`; port 0 when none.
@@ -484,7 +596,7 @@ impl Reader<'_> {
         for stmt in stmts {
             match stmt.keyword() {
                 "virtual_server" => {
-                    if let Some(vs) = self.virtual_server(stmt) {
+                    for vs in self.virtual_server(stmt) {
                         let addr = vs.spec.addr;
                         match self.service_locations.entry(addr) {
                             Entry::Occupied(first) => {
@@ -502,12 +614,8 @@ impl Reader<'_> {
                         }
                     }
                 }
-                "virtual_server_group" => self.error(
-                    ErrorKind::Unsupported,
-                    stmt,
-                    "virtual_server_group is not supported by lb: write one virtual_server per \
-                     address",
-                ),
+                // Read up front (a group may be used before it is defined).
+                "virtual_server_group" => {}
                 "global_defs" => self.global_defs(stmt),
                 keyword => match keepalived_section(keyword) {
                     Some(reason) => {
@@ -543,6 +651,8 @@ impl Reader<'_> {
                     self.flush = true;
                     read.push("lvs_flush");
                 }
+                // Read up front, by default_script_user.
+                "script_user" => read.push("script_user"),
                 "lvs_sync_daemon" => self.report.note(
                     &s.location,
                     "lvs_sync_daemon ignored: lb has no connection synchronisation, so \
@@ -602,27 +712,162 @@ impl Reader<'_> {
 
     // ---- virtual_server -----------------------------------------------------------------
 
-    fn virtual_server(&mut self, stmt: &Stmt) -> Option<VirtualServer> {
-        match stmt.args().first().map(String::as_str) {
-            Some("group") => {
+    /// The services of a `virtual_server` block: one, or one per address and port of its
+    /// group.
+    fn virtual_server(&mut self, stmt: &Stmt) -> Vec<VirtualServer> {
+        if stmt.args().first().map(String::as_str) != Some("group") {
+            return self.single_virtual_server(stmt).into_iter().collect();
+        }
+        let name = match stmt.args() {
+            [_, name] => name.clone(),
+            _ => {
                 self.error(
-                    ErrorKind::Unsupported,
+                    ErrorKind::Syntax,
                     stmt,
-                    "virtual_server group is not supported by lb: write one virtual_server per \
-                     address",
+                    "'virtual_server group' needs a group name",
                 );
-                return None;
+                return Vec::new();
             }
-            Some("fwmark") => {
-                self.error(
-                    ErrorKind::Unsupported,
-                    stmt,
-                    "firewall-mark virtual servers (virtual_server fwmark) are not supported by \
-                     lb",
+        };
+        let Some(block) = self.block(stmt) else {
+            return Vec::new();
+        };
+        let Some(entries) = self.groups.get(&name).cloned() else {
+            let message = format!(
+                "virtual_server group {name}: no virtual_server_group {name} is defined (or it \
+                 has errors)"
+            );
+            self.error(ErrorKind::Invalid, stmt, message);
+            return Vec::new();
+        };
+        let mut draft = VsDraft::default();
+        let mut seen = Seen::default();
+        for s in block {
+            seen.check(self.report, s);
+            self.vs_keyword(s, &mut draft);
+        }
+        // keepalived sets each address of the group up with the same real servers and checks
+        // them once; the notes of the first say what applies to all.
+        let (errors, notes) = (self.report.errors.len(), self.report.notes.len());
+        let mut out = Vec::new();
+        for (i, &(addr, port)) in entries.iter().enumerate() {
+            let (errors_now, notes_now) = (self.report.errors.len(), self.report.notes.len());
+            if let Some(mut vs) = self.finish_virtual_server(stmt, (addr, port), draft.clone()) {
+                vs.group = Some(name.clone());
+                out.push(vs);
+            }
+            if i > 0 {
+                // Keep what is new for this address, not repeats of the first's.
+                let first_errors: Vec<(Location, String)> = self.report.errors[errors..errors_now]
+                    .iter()
+                    .map(|e| (e.location.clone(), e.message.clone()))
+                    .collect();
+                let first_notes: Vec<(Location, String)> = self.report.notes[notes..notes_now]
+                    .iter()
+                    .map(|n| (n.location.clone(), n.message.clone()))
+                    .collect();
+                let mut k = errors_now;
+                while k < self.report.errors.len() {
+                    let e = &self.report.errors[k];
+                    if first_errors.contains(&(e.location.clone(), e.message.clone())) {
+                        self.report.errors.remove(k);
+                    } else {
+                        k += 1;
+                    }
+                }
+                let mut k = notes_now;
+                while k < self.report.notes.len() {
+                    let n = &self.report.notes[k];
+                    if first_notes.contains(&(n.location.clone(), n.message.clone())) {
+                        self.report.notes.remove(k);
+                    } else {
+                        k += 1;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// `virtual_server_group NAME { IP PORT ... }`: each line an address (`10.0.0.1`), a
+    /// range of the last byte (`10.0.0.1-10`), a range of addresses (`10.0.0.1-10.0.1.5`) or a
+    /// network (`10.0.0.0/30`), and a port.
+    fn group(&mut self, stmt: &Stmt) {
+        let [name] = stmt.args() else {
+            self.error(
+                ErrorKind::Syntax,
+                stmt,
+                "'virtual_server_group' needs a name",
+            );
+            return;
+        };
+        let Some(block) = self.block(stmt) else {
+            return;
+        };
+        const MAX_ENTRIES: u64 = 4096;
+        let mut entries = Vec::new();
+        let errors_before = self.report.errors.len();
+        for s in block {
+            if s.keyword() == "fwmark" {
+                let message = "firewall-mark entries of a virtual_server_group are not supported \
+                               by lb";
+                self.error(ErrorKind::Unsupported, s, message);
+                continue;
+            }
+            if !self.no_block(s) {
+                continue;
+            }
+            let (first, last) = match group_range(s.keyword()) {
+                Ok(range) => range,
+                Err((kind, message)) => {
+                    self.error(kind, s, message);
+                    continue;
+                }
+            };
+            let port = match s.args() {
+                [] => 0,
+                [p] => match self.problem(s, values::port_or_none(p, "virtual_server_group")) {
+                    Some(p) => p,
+                    None => continue,
+                },
+                _ => {
+                    let message = "a virtual_server_group entry is an address (or range) and a \
+                                   port";
+                    self.error(ErrorKind::Syntax, s, message);
+                    continue;
+                }
+            };
+            let count = u64::from(last) - u64::from(first) + 1;
+            if entries.len() as u64 + count > MAX_ENTRIES {
+                let message = format!(
+                    "virtual_server_group {name} has more than {MAX_ENTRIES} addresses: write \
+                     smaller groups"
                 );
-                return None;
+                self.error(ErrorKind::Invalid, s, message);
+                continue;
             }
-            _ => {}
+            for a in first..=last {
+                entries.push((Ipv4Addr::from(a), port));
+            }
+        }
+        if entries.is_empty() && self.report.errors.len() == errors_before {
+            let message = format!("virtual_server_group {name} has no entries");
+            self.error(ErrorKind::Invalid, stmt, message);
+            return;
+        }
+        if self.report.errors.len() == errors_before {
+            self.groups.insert(name.clone(), entries);
+        }
+    }
+
+    fn single_virtual_server(&mut self, stmt: &Stmt) -> Option<VirtualServer> {
+        if stmt.args().first().map(String::as_str) == Some("fwmark") {
+            self.error(
+                ErrorKind::Unsupported,
+                stmt,
+                "firewall-mark virtual servers (virtual_server fwmark) are not supported by lb",
+            );
+            return None;
         }
         let header = self.address_port(stmt, "virtual_server");
         let block = self.block(stmt)?;
@@ -905,6 +1150,15 @@ impl Reader<'_> {
                     v.insert(rs.location.clone());
                 }
             }
+            if rs.lower_threshold > rs.upper_threshold {
+                let message = format!(
+                    "lthreshold {} is above uthreshold {}: IPVS refuses such a real server \
+                     (keepalived would log the kernel's error and leave it out); give it an \
+                     uthreshold of at least its lthreshold",
+                    rs.lower_threshold, rs.upper_threshold
+                );
+                self.report.error(ErrorKind::Invalid, &rs.location, message);
+            }
             let checks = rs
                 .checks
                 .iter()
@@ -995,6 +1249,7 @@ impl Reader<'_> {
             alpha: vs.alpha,
             omega: vs.omega,
             ha_suspend: vs.ha_suspend,
+            group: None,
             location: at.clone(),
         })
     }
@@ -1162,7 +1417,7 @@ impl Reader<'_> {
                         .note(&s.location, "snmp_name ignored: lb has no SNMP agent");
                 }
             }
-            "TCP_CHECK" | "HTTP_GET" => {
+            "TCP_CHECK" | "HTTP_GET" | "MISC_CHECK" | "SMTP_CHECK" | "UDP_CHECK" | "DNS_CHECK" => {
                 if let Some(check) = self.checker(s) {
                     rs.checks.push(check);
                 }
@@ -1178,6 +1433,7 @@ impl Reader<'_> {
 
     fn checker(&mut self, stmt: &Stmt) -> Option<CheckDraft> {
         let http = stmt.keyword() == "HTTP_GET";
+        let misc = stmt.keyword() == "MISC_CHECK";
         if !stmt.args().is_empty() {
             let message = format!("'{}' takes no value before its {{ }} block", stmt.keyword());
             self.error(ErrorKind::Syntax, stmt, message);
@@ -1187,6 +1443,19 @@ impl Reader<'_> {
         let mut check = CheckDraft {
             keyword: stmt.keyword().to_owned(),
             http: http.then(HttpDraft::default),
+            misc: misc.then(MiscDraft::default),
+            other: match stmt.keyword() {
+                "SMTP_CHECK" => Some(OtherDraft::Smtp { helo_name: None }),
+                "UDP_CHECK" => Some(OtherDraft::Udp(UdpProbe {
+                    max_reply_length: u16::from(u8::MAX),
+                    ..UdpProbe::default()
+                })),
+                "DNS_CHECK" => Some(OtherDraft::Dns {
+                    qtype: None,
+                    name: None,
+                }),
+                _ => None,
+            },
             connect_ip: None,
             connect_port: None,
             bindto: None,
@@ -1211,14 +1480,156 @@ impl Reader<'_> {
             self.error(ErrorKind::Invalid, stmt, message);
             return None;
         }
+        if let Some(m) = &check.misc
+            && m.script.is_none()
+            && self.report.errors.len() == errors_before
+        {
+            let message = "MISC_CHECK needs a misc_path (keepalived would drop the check)";
+            self.error(ErrorKind::Invalid, stmt, message);
+            return None;
+        }
         Some(check)
     }
 
+    /// The keywords of SMTP_CHECK, UDP_CHECK and DNS_CHECK of their own; false if `s` is not
+    /// one (then the common ones apply).
+    fn other_keyword(&mut self, s: &Stmt, other: &mut OtherDraft) -> bool {
+        match (other, s.keyword()) {
+            (OtherDraft::Smtp { helo_name }, "helo_name") => {
+                if let Some(name) = self.string(s) {
+                    *helo_name = Some(name);
+                }
+            }
+            (OtherDraft::Smtp { .. }, "host") => self.error(
+                ErrorKind::Unsupported,
+                s,
+                "SMTP_CHECK host blocks are deprecated in keepalived and not supported by lb: \
+                 write one SMTP_CHECK per host, with connect_ip and connect_port",
+            ),
+            (OtherDraft::Udp(udp), "payload") => {
+                if let Some(args) = self.values(s, 1, usize::MAX)
+                    && let Some((data, _)) = self.hex(s, &args.join(" "), false)
+                {
+                    udp.payload = Some(data);
+                }
+            }
+            (OtherDraft::Udp(udp), "require_reply") => {
+                if let Some(args) = self.values(s, 0, usize::MAX) {
+                    udp.require_reply = true;
+                    if !args.is_empty() {
+                        udp.reply = self.hex(s, &args.join(" "), true);
+                    }
+                }
+            }
+            (OtherDraft::Udp(udp), "min_reply_length") => {
+                if let Some(n) = self.unsigned(s, 0, u32::from(u16::MAX)) {
+                    udp.min_reply_length = u16::try_from(n).unwrap_or(u16::MAX);
+                }
+            }
+            (OtherDraft::Udp(udp), "max_reply_length") => {
+                if let Some(n) = self.unsigned(s, 0, u32::from(u16::MAX)) {
+                    udp.max_reply_length = u16::try_from(n).unwrap_or(u16::MAX);
+                }
+            }
+            (OtherDraft::Dns { qtype, .. }, "type") => {
+                if let Some(name) = self.value(s) {
+                    match dns_type(name) {
+                        Some(t) => *qtype = Some(t),
+                        None => {
+                            let message = format!(
+                                "unknown DNS_CHECK type '{name}': expected A, NS, CNAME, SOA, MX, \
+                                 TXT, AAAA, RRSIG or DNSKEY"
+                            );
+                            self.error(ErrorKind::Invalid, s, message);
+                        }
+                    }
+                }
+            }
+            (OtherDraft::Dns { name, .. }, "name") => {
+                if let Some(text) = self.value(s) {
+                    // check_dns.c: no empty label.
+                    let empty_label = (text.starts_with('.') && text != ".") || text.contains("..");
+                    if empty_label {
+                        let message = format!("DNS_CHECK name '{text}' has an empty label");
+                        self.error(ErrorKind::Invalid, s, message);
+                    } else {
+                        *name = Some(text.to_owned());
+                    }
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// keepalived's `read_hex_str`: hex digits in pairs (a lone digit is a byte of its own),
+    /// blanks between bytes; with `wildcards`, an `X` digit matches anything (the mask).
+    fn hex(&mut self, s: &Stmt, text: &str, wildcards: bool) -> Option<(Vec<u8>, Vec<u8>)> {
+        match hex_bytes(text, wildcards) {
+            Some(bytes) if !bytes.0.is_empty() => Some(bytes),
+            _ => {
+                let message = format!(
+                    "invalid hex string '{text}' for {}: expected bytes like 0a 1b2c{}",
+                    s.keyword(),
+                    if wildcards { " (X for any digit)" } else { "" }
+                );
+                self.error(ErrorKind::Invalid, s, message);
+                None
+            }
+        }
+    }
+
+    /// The keywords of a MISC_CHECK besides the timing ones.
+    fn misc_keyword(&mut self, s: &Stmt, misc: &mut MiscDraft) {
+        match s.keyword() {
+            "misc_path" => {
+                if let Some(line) = self.value(s) {
+                    misc.script = self.words(s, line).or(misc.script.take());
+                }
+            }
+            "misc_timeout" => {
+                if let Some(n) = self.unsigned(s, 0, u32::MAX / 1_000_000) {
+                    // keepalived: 0 means the default.
+                    misc.timeout = (n > 0).then(|| Duration::from_secs(u64::from(n)));
+                }
+            }
+            "misc_dynamic" => misc.dynamic |= self.flag(s),
+            "user" => {
+                if let Some(args) = self.values(s, 1, 2) {
+                    misc.user = self.user(s, &args[0], args.get(1).map(String::as_str));
+                }
+            }
+            "connect_ip" | "connect_port" | "bindto" | "bind_port" | "bind_if"
+            | "connect_timeout" | "fwmark" => {
+                let message = format!(
+                    "{} does not apply to MISC_CHECK (its program does the connecting)",
+                    s.keyword()
+                );
+                self.error(ErrorKind::Invalid, s, message);
+            }
+            _ => self.unknown(s),
+        }
+    }
+
     fn check_keyword(&mut self, s: &Stmt, check: &mut CheckDraft) {
-        if self.timing(s, &mut check.timing, 0) {
+        let misc_connect_timeout = check.misc.is_some() && s.keyword() == "connect_timeout";
+        if !misc_connect_timeout && self.timing(s, &mut check.timing, 0) {
             return;
         }
         let keyword = s.keyword();
+        if let Some(other) = &mut check.other
+            && self.other_keyword(s, other)
+        {
+            return;
+        }
+        if let Some(misc) = &mut check.misc
+            && !matches!(keyword, "alpha" | "log_all_failures")
+        {
+            let mut m = std::mem::take(misc);
+            self.misc_keyword(s, &mut m);
+            check.misc = Some(m);
+            return;
+        }
         match keyword {
             "connect_ip" => {
                 if let Some(text) = self.value(s) {
@@ -1328,6 +1739,7 @@ impl Reader<'_> {
         let mut path = None;
         let mut status_codes = Vec::new();
         let mut virtualhost = None;
+        let mut digest = None;
         let mut seen = Seen::default();
         for s in block {
             seen.check(self.report, s);
@@ -1351,12 +1763,20 @@ impl Reader<'_> {
                     }
                 }
                 "virtualhost" => virtualhost = self.string(s).or(virtualhost),
-                "digest" => self.error(
-                    ErrorKind::Unsupported,
-                    s,
-                    "digest (an MD5 sum of the page) is not supported by lb: check status_code \
-                     instead",
-                ),
+                "digest" => {
+                    if let Some(text) = self.value(s) {
+                        match md5_hex(text) {
+                            Some(sum) => digest = Some(sum),
+                            None => {
+                                let message = format!(
+                                    "invalid digest '{text}': expected an MD5 sum, 32 hex digits \
+                                     (as genhash prints it)"
+                                );
+                                self.error(ErrorKind::Invalid, s, message);
+                            }
+                        }
+                    }
+                }
                 "regex" | "regex_no_match" | "regex_options" | "regex_stack"
                 | "regex_min_offset" | "regex_max_offset" => self.error(
                     ErrorKind::Unsupported,
@@ -1386,6 +1806,7 @@ impl Reader<'_> {
             path,
             status_codes,
             virtualhost,
+            digest,
         })
     }
 
@@ -1399,7 +1820,7 @@ impl Reader<'_> {
     ) -> Option<HealthCheck> {
         let timing = check.timing.or(&rs.timing).or(&vs.timing);
         let port = check.connect_port.unwrap_or(rs.port);
-        if port == 0 {
+        if port == 0 && check.misc.is_none() {
             let message = format!(
                 "{} has no port to connect to: real_server {} has none; give the real_server a \
                  port or the check a connect_port",
@@ -1410,9 +1831,44 @@ impl Reader<'_> {
             return None;
         }
         let delay_loop = timing.delay_loop.unwrap_or(DEFAULT_DELAY_LOOP);
-        let kind = match &check.http {
-            None => CheckKind::Tcp,
-            Some(http) => {
+        let kind = match (&check.http, &check.misc) {
+            (None, Some(misc)) => CheckKind::Misc(MiscCheck {
+                script: ScriptSpec {
+                    argv: misc.script.clone().unwrap_or_default(),
+                    uid: misc.user.or(self.script_user).map(|i| i.0),
+                    gid: misc.user.or(self.script_user).map(|i| i.1),
+                },
+                // check_misc.c: the virtual server's delay_loop, not the check's.
+                timeout: misc
+                    .timeout
+                    .unwrap_or(vs.timing.delay_loop.unwrap_or(DEFAULT_DELAY_LOOP)),
+                dynamic: misc.dynamic,
+            }),
+            (None, None) => match &check.other {
+                None => CheckKind::Tcp,
+                Some(OtherDraft::Smtp { helo_name }) => CheckKind::Smtp {
+                    helo_name: helo_name
+                        .clone()
+                        .unwrap_or_else(|| "smtpchecker.keepalived.org".to_owned()),
+                },
+                Some(OtherDraft::Udp(udp)) => {
+                    if udp.min_reply_length > udp.max_reply_length {
+                        let message = format!(
+                            "UDP_CHECK min_reply_length {} is above max_reply_length {}: the \
+                             check would always fail",
+                            udp.min_reply_length, udp.max_reply_length
+                        );
+                        self.report
+                            .error(ErrorKind::Invalid, &check.location, message);
+                    }
+                    CheckKind::Udp(udp.clone())
+                }
+                Some(OtherDraft::Dns { qtype, name }) => CheckKind::Dns(DnsProbe {
+                    qtype: qtype.unwrap_or(6),
+                    name: name.clone().unwrap_or_else(|| ".".to_owned()),
+                }),
+            },
+            (Some(http), _) => {
                 let outer_host = http
                     .virtualhost
                     .as_ref()
@@ -1430,6 +1886,7 @@ impl Reader<'_> {
                                 StatusCodes(u.status_codes.clone())
                             },
                             virtualhost: u.virtualhost.as_ref().or(outer_host).cloned(),
+                            digest: u.digest,
                         })
                         .collect(),
                     protocol: http.protocol,
@@ -1439,7 +1896,15 @@ impl Reader<'_> {
         };
         let default_delay_before_retry = match kind {
             CheckKind::Http(_) => Duration::from_secs(3),
-            CheckKind::Tcp => Duration::from_secs(1),
+            // dns_check_handler(): delay_loop.
+            CheckKind::Dns(_) => delay_loop,
+            _ => Duration::from_secs(1),
+        };
+        // MISC_CHECK's default retry is 0 (misc_check_handler), DNS_CHECK's 3, the others' 1.
+        let default_retry = match kind {
+            CheckKind::Misc(_) => 0,
+            CheckKind::Dns(_) => 3,
+            _ => 1,
         };
         Some(HealthCheck {
             kind,
@@ -1448,7 +1913,7 @@ impl Reader<'_> {
             bindto: check.bindto,
             bind_port: check.bind_port,
             connect_timeout: timing.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
-            retry: timing.retry.unwrap_or(1),
+            retry: timing.retry.unwrap_or(default_retry),
             delay_before_retry: timing
                 .delay_before_retry
                 .unwrap_or(default_delay_before_retry),
@@ -1459,6 +1924,103 @@ impl Reader<'_> {
             location: check.location.clone(),
         })
     }
+}
+
+/// An MD5 sum in hex (`digest_handler`: exactly 32 digits).
+fn md5_hex(text: &str) -> Option<[u8; 16]> {
+    if text.len() != 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut sum = [0u8; 16];
+    for (i, byte) in sum.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(sum)
+}
+
+/// The first and last address of a virtual_server_group entry's address part.
+fn group_range(text: &str) -> Result<(u32, u32), Problem> {
+    let what = "virtual_server_group address";
+    if let Some((addr, bits)) = text.split_once('/') {
+        let base = u32::from(values::ipv4(addr, what)?);
+        let bits: u32 = match bits.parse() {
+            Ok(b) if (1..=32).contains(&b) => b,
+            _ => return Err((ErrorKind::Invalid, format!("invalid netmask in '{text}'"))),
+        };
+        let host = if bits == 32 { 0 } else { u32::MAX >> bits };
+        if base & host != 0 {
+            let message = format!("'{text}': the address has bits set past the netmask");
+            return Err((ErrorKind::Invalid, message));
+        }
+        return Ok((base, base | host));
+    }
+    let Some((start, end)) = text.split_once('-') else {
+        let a = u32::from(values::ipv4(text, what)?);
+        return Ok((a, a));
+    };
+    let first = u32::from(values::ipv4(start, what)?);
+    let last = if end.contains('.') {
+        u32::from(values::ipv4(end, what)?)
+    } else {
+        // keepalived's inet_stor: the end of a range of the last byte.
+        match end.parse::<u8>() {
+            Ok(n) => (first & !0xff) | u32::from(n),
+            Err(_) => return Err((ErrorKind::Invalid, format!("invalid range end in '{text}'"))),
+        }
+    };
+    if last < first {
+        let message = format!("'{text}': the range ends before it starts");
+        return Err((ErrorKind::Invalid, message));
+    }
+    Ok((first, last))
+}
+
+/// check_dns.c's query types.
+fn dns_type(name: &str) -> Option<u16> {
+    const TYPES: &[(&str, u16)] = &[
+        ("A", 1),
+        ("NS", 2),
+        ("CNAME", 5),
+        ("SOA", 6),
+        ("MX", 15),
+        ("TXT", 16),
+        ("AAAA", 28),
+        ("RRSIG", 46),
+        ("DNSKEY", 48),
+    ];
+    TYPES
+        .iter()
+        .find(|(label, _)| label.eq_ignore_ascii_case(name))
+        .map(|&(_, t)| t)
+}
+
+/// The bytes of keepalived's hex strings, and the wildcard mask (`X` digits).
+fn hex_bytes(text: &str, wildcards: bool) -> Option<(Vec<u8>, Vec<u8>)> {
+    let digit = |c: char| -> Option<(u8, u8)> {
+        match c {
+            'X' | 'x' if wildcards => Some((0, 0x0f)),
+            _ => c.to_digit(16).map(|d| (d as u8, 0)),
+        }
+    };
+    let (mut data, mut mask) = (Vec::new(), Vec::new());
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.next_if(|c| *c == ' ' || *c == '\t').is_some() {}
+        let Some(first) = chars.next() else { break };
+        let (mut value, mut m) = digit(first)?;
+        if let Some(&next) = chars.peek()
+            && next != ' '
+            && next != '\t'
+        {
+            chars.next();
+            let (low, low_mask) = digit(next)?;
+            value = value << 4 | low;
+            m = m << 4 | low_mask;
+        }
+        data.push(value);
+        mask.push(m);
+    }
+    Some((data, mask))
 }
 
 /// `200` or `200-299`, within 100-599.

@@ -9,11 +9,14 @@
 //! The whole file, includes too, is checked before anything is returned: a file with any
 //! [`ConfigError`] gives all of them, each with its file and line, and no configuration.
 //!
-//! What lb refuses ([`ErrorKind::Unsupported`]): IPv6, `virtual_server fwmark`,
-//! `virtual_server group` and `virtual_server_group`, SCTP, one-packet scheduling (`ops`) on
-//! UDP, persistence engines, GUE/GRE tunnels, the twos scheduler, health checks other than
-//! `TCP_CHECK` and `HTTP_GET`, `digest` and `regex` in `HTTP_GET` urls, keepalived's `$`
-//! parameters and `~SEQ` blocks. Conditional lines (`@id ...`) are read as keepalived reads
+//! What lb refuses ([`ErrorKind::Unsupported`]): IPv6, `virtual_server fwmark` (and `fwmark`
+//! entries of a `virtual_server_group`), SCTP, one-packet scheduling (`ops`) on
+//! UDP, persistence engines, GUE/GRE tunnels, the twos scheduler, `SSL_GET`, `PING_CHECK`,
+//! `BFD_CHECK` and `FILE_CHECK`, `regex` in `HTTP_GET` urls, TLS
+//! settings, `bind_if` and `fwmark` of checks, keepalived's `$` parameters and `~SEQ` blocks.
+//! Every other keyword works as in keepalived, or is noted as left aside with the reason
+//! (`smtp_alert`, `snmp_name`, `lvs_sync_daemon`, ...): `keyword_walk` tests that none is
+//! silently ignored. Conditional lines (`@id ...`) are read as keepalived reads
 //! them, for the configuration id of [`ReadOptions`].
 //!
 //! Where keepalived would log an error and go on without the line (a bad value, an unknown
@@ -40,13 +43,15 @@ mod tree;
 mod values;
 
 #[cfg(test)]
+mod keyword_walk;
+#[cfg(test)]
 mod tests;
 
 use std::path::Path;
 
 pub use conf::{
-    CheckKind, HealthCheck, HttpGet, HttpUrl, HttpVersion, LvsConfig, RealServerConf, Script,
-    SorryServer, StatusCodes, VirtualServer,
+    CheckKind, HealthCheck, HttpGet, HttpUrl, HttpVersion, LvsConfig, MiscCheck, RealServerConf,
+    Script, SorryServer, StatusCodes, VirtualServer,
 };
 use error::Report;
 pub use error::{ConfigError, ConfigErrors, ErrorKind, Location, Note};

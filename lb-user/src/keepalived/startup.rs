@@ -38,6 +38,12 @@ impl VirtualServer {
     ///   stay, with weight 0).
     /// - Otherwise a sorry server with `sorry_server_inhibit` is put in with weight 0, ready.
     pub fn startup_reals(&self) -> Vec<RealSpec> {
-        crate::managed::reals_given(self, |rs| !rs.checks.iter().any(|c| c.alpha))
+        let weight = |rs: &super::RealServerConf| {
+            (!rs.checks.iter().any(|c| c.alpha)).then_some(rs.spec.weight)
+        };
+        let live: u64 = self.reals.iter().filter_map(weight).map(u64::from).sum();
+        // set_quorum_states().
+        let quorum_up = live >= u64::from(self.quorum) + u64::from(self.hysteresis);
+        crate::managed::reals_given(self, weight, quorum_up)
     }
 }

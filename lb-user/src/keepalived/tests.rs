@@ -6,8 +6,11 @@ use super::{
     CheckKind, HealthCheck, HttpGet, HttpUrl, HttpVersion, LvsConfig, RealServerConf, Script,
     SorryServer, StatusCodes, files::mem::MemFiles, parse_with, read_file,
 };
-use crate::model::{
-    Forward, Persistence, Protocol, RealSpec, SchedFlags, Scheduler, ServiceAddr, Timeouts,
+use crate::{
+    health::ScriptSpec,
+    model::{
+        Forward, Persistence, Protocol, RealSpec, SchedFlags, Scheduler, ServiceAddr, Timeouts,
+    },
 };
 
 const ETC: &str = "/etc/keepalived/keepalived.conf";
@@ -181,6 +184,7 @@ fn seed_002_director_with_dr_and_http_checks() {
                 path: "/".into(),
                 status_codes: StatusCodes(vec![(200, 200)]),
                 virtualhost: None,
+                digest: None,
             }],
             protocol: HttpVersion::V1_0,
             fast_recovery: false,
@@ -284,6 +288,11 @@ fn example_conf() {
             command: "/usr/local/bin/page-oncall 'web2 down'".into(),
             user: None,
             group: None,
+            spec: ScriptSpec {
+                argv: vec!["/usr/local/bin/page-oncall".into(), "web2 down".into()],
+                uid: None,
+                gid: None,
+            },
         })
     );
     let dns_check = &config.services[1].reals[0].checks[0];
@@ -325,8 +334,8 @@ fn two_directors_conf() {
     assert_eq!(
         notes(&config),
         [
-            "/etc/keepalived/keepalived.conf:10: global_defs ignored: it configures keepalived \
-             itself",
+            "/etc/keepalived/keepalived.conf:10: global_defs ignored but for script_user: the \
+             rest configures keepalived itself",
             "/etc/keepalived/keepalived.conf:17: vrrp_script chk_lbd ignored: keepalived \
              itself runs VRRP and its trackers",
             "/etc/keepalived/keepalived.conf:25: vrrp_instance VI_1 ignored: keepalived itself \
@@ -383,7 +392,7 @@ virtual_server 10.0.0.1 80 {
     ip_family inet
     quorum 2
     hysteresis 1
-    quorum_up "/bin/quorum up" keepalived_script
+    quorum_up "/bin/quorum up" nobody
     quorum_down /bin/quorum-down
     virtualhost www.example.com
     weight 3
@@ -548,8 +557,13 @@ fn every_supported_keyword() {
         a.quorum_up,
         Some(Script {
             command: "/bin/quorum up".into(),
-            user: Some("keepalived_script".into()),
-            group: None
+            user: Some("nobody".into()),
+            group: None,
+            spec: ScriptSpec {
+                argv: vec!["/bin/quorum".into(), "up".into()],
+                uid: Some(65534),
+                gid: Some(65534),
+            },
         })
     );
     assert_eq!(
@@ -557,7 +571,12 @@ fn every_supported_keyword() {
         Some(Script {
             command: "/bin/quorum-down".into(),
             user: None,
-            group: None
+            group: None,
+            spec: ScriptSpec {
+                argv: vec!["/bin/quorum-down".into()],
+                uid: None,
+                gid: None,
+            },
         })
     );
     assert_eq!(a.delay_loop, Duration::from_millis(2500));
@@ -596,7 +615,12 @@ fn every_supported_keyword() {
         Some(Script {
             command: "/bin/up 10.0.1.1".into(),
             user: Some("nobody".into()),
-            group: Some("nogroup".into())
+            group: Some("nogroup".into()),
+            spec: ScriptSpec {
+                argv: vec!["/bin/up".into(), "10.0.1.1".into()],
+                uid: Some(65534),
+                gid: Some(65534),
+            },
         })
     );
     assert_eq!(r1.notify_down.as_ref().unwrap().command, "/bin/down");
@@ -631,11 +655,13 @@ fn every_supported_keyword() {
                                 (418, 418)
                             ]),
                             virtualhost: Some("check.example.com".into()),
+                            digest: None,
                         },
                         HttpUrl {
                             path: "/a path?x=1".into(),
                             status_codes: StatusCodes::success(),
                             virtualhost: Some("url.example.com".into()),
+                            digest: None,
                         },
                     ],
                     protocol: HttpVersion::V1_1,
@@ -677,6 +703,7 @@ fn every_supported_keyword() {
                     path: "/".into(),
                     status_codes: StatusCodes::success(),
                     virtualhost: Some("www.example.com".into()),
+                    digest: None,
                 }],
                 protocol: HttpVersion::V1_0,
                 fast_recovery: false,
@@ -924,7 +951,8 @@ virtual_server 192.168.1.99 80 {
     assert_eq!(
         notes(&config),
         [
-            "k.conf:1: global_defs ignored: it configures keepalived itself",
+            "k.conf:1: global_defs ignored but for script_user: the rest configures keepalived \
+             itself",
             "k.conf:10: vrrp_instance VI_1 ignored: keepalived itself runs VRRP",
         ]
     );
@@ -1093,13 +1121,12 @@ fn errors_name_file_and_line() {
         ),
         (
             "virtual_server group web {\n}\n",
-            "virtual_server group is not supported by lb: write one virtual_server per address \
-             at k.conf:1",
+            "virtual_server group web: no virtual_server_group web is defined (or it has \
+             errors) at k.conf:1",
         ),
         (
-            "virtual_server_group web {\n 10.0.0.1 80\n}\n",
-            "virtual_server_group is not supported by lb: write one virtual_server per address \
-             at k.conf:1",
+            "virtual_server_group web {\n fwmark 7\n}\n",
+            "firewall-mark entries of a virtual_server_group are not supported by lb at k.conf:2",
         ),
         (
             "virtual_server 2001:db8::1 80 {\n}\n",
@@ -1127,9 +1154,17 @@ fn errors_name_file_and_line() {
             "one-packet scheduling (ops) is not supported by lb at k.conf:3",
         ),
         (
+            "virtual_server 10.0.0.1 80 {\n protocol TCP\n real_server 10.0.0.2 80 {\n  \
+             lthreshold 10\n }\n}\n",
+            "lthreshold 10 is above uthreshold 0: IPVS refuses such a real server (keepalived \
+             would log the kernel's error and leave it out); give it an uthreshold of at least \
+             its lthreshold at k.conf:3",
+        ),
+        (
             "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  MISC_CHECK {\n   \
-             misc_path /bin/true\n  }\n }\n}\n",
-            "MISC_CHECK health checks (scripts) are not supported by lb at k.conf:3",
+             misc_path /bin/true\n   connect_port 80\n  }\n }\n}\n",
+            "connect_port does not apply to MISC_CHECK (its program does the connecting) at \
+             k.conf:5",
         ),
         (
             "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  SSL_GET {\n  }\n \
@@ -1139,9 +1174,9 @@ fn errors_name_file_and_line() {
         ),
         (
             "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  HTTP_GET {\n   url \
-             {\n    path /\n    digest 9b3a0c85a887a256d6939da88aabd8cd\n   }\n  }\n }\n}\n",
-            "digest (an MD5 sum of the page) is not supported by lb: check status_code instead \
-             at k.conf:6",
+             {\n    path /\n    digest 9b3a0c85a887a256d6939da88aabd8c\n   }\n  }\n }\n}\n",
+            "invalid digest '9b3a0c85a887a256d6939da88aabd8c': expected an MD5 sum, 32 hex \
+             digits (as genhash prints it) at k.conf:6",
         ),
         (
             "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  TCP_CHECK {\n   \
@@ -1343,7 +1378,7 @@ fn every_error_is_reported_and_no_configuration() {
              at k.conf:3",
             "invalid weight '-1': not a whole number at k.conf:6",
             "invalid connect_port '0': must be 1-65535 at k.conf:8",
-            "MISC_CHECK health checks (scripts) are not supported by lb at k.conf:12",
+            "MISC_CHECK needs a misc_path (keepalived would drop the check) at k.conf:12",
             "unknown keyword 'bogus' at k.conf:18",
         ]
     );
@@ -1428,4 +1463,67 @@ fn includes_are_relative_to_the_including_file() {
         );
     let config = read_file(&files, std::path::Path::new(ETC), "lb1").unwrap();
     assert_eq!(config.services.len(), 1);
+}
+
+#[test]
+fn virtual_server_groups_expand_to_one_service_per_address() {
+    let text = "virtual_server group web {\n\
+                \x20   protocol TCP\n\
+                \x20   lb_algo rr\n\
+                \x20   lb_kind DR\n\
+                \x20   real_server 10.0.1.1 80 {\n\
+                \x20       TCP_CHECK {\n\
+                \x20       }\n\
+                \x20   }\n\
+                }\n\
+                virtual_server_group web {\n\
+                \x20   10.0.0.1 80\n\
+                \x20   10.0.0.5-6 80\n\
+                \x20   10.0.0.8/31 443\n\
+                }\n";
+    let config = parse(text);
+    let services: Vec<(String, u16, u16)> = config
+        .services
+        .iter()
+        .map(|vs| {
+            assert_eq!(vs.group.as_deref(), Some("web"));
+            (
+                vs.spec.addr.addr.to_string(),
+                vs.spec.addr.port,
+                vs.reals[0].spec.port,
+            )
+        })
+        .collect();
+    assert_eq!(
+        services,
+        [
+            ("10.0.0.1".to_owned(), 80, 80),
+            ("10.0.0.5".to_owned(), 80, 80),
+            ("10.0.0.6".to_owned(), 80, 80),
+            ("10.0.0.8".to_owned(), 443, 443),
+            ("10.0.0.9".to_owned(), 443, 443),
+        ]
+    );
+    // The DR port note comes once, for the first address it applies to.
+    let port_notes = notes(&config)
+        .iter()
+        .filter(|n| n.contains("differs from the virtual server's"))
+        .count();
+    assert_eq!(port_notes, 1, "{:?}", notes(&config));
+
+    assert_eq!(
+        errors("virtual_server group nope {\n protocol TCP\n real_server 10.0.1.1 80 {\n }\n}\n"),
+        [
+            "virtual_server group nope: no virtual_server_group nope is defined (or it has errors) \
+          at k.conf:1"
+        ]
+    );
+    assert_eq!(
+        errors("virtual_server_group g {\n fwmark 1\n 10.0.0.9-3 80\n 10.0.0.1/24 80\n}\n"),
+        [
+            "firewall-mark entries of a virtual_server_group are not supported by lb at k.conf:2",
+            "'10.0.0.9-3': the range ends before it starts at k.conf:3",
+            "'10.0.0.1/24': the address has bits set past the netmask at k.conf:4",
+        ]
+    );
 }

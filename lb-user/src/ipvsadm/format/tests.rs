@@ -121,6 +121,7 @@ fn plain_listing_sorted_like_ipvsadm() {
     );
 }
 
+/// `--nosort` shows services in lbd's order and real servers newest first, as IPVS keeps them.
 #[test]
 fn nosort_keeps_lbd_order() {
     let out = list(
@@ -132,7 +133,8 @@ fn nosort_keeps_lbd_order() {
     );
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[3], "TCP  192.168.10.100:80 rr");
-    assert!(lines[4].starts_with("  -> 172.16.20.100:80 "));
+    assert!(lines[4].starts_with("  -> 172.16.20.1:80 "), "{out}");
+    assert!(lines[5].starts_with("  -> 172.16.20.100:80 "), "{out}");
     assert_eq!(lines[6], "TCP  192.168.10.100:23 rr");
 }
 
@@ -595,7 +597,7 @@ fn save_keeps_thresholds_and_every_flag() {
     assert_eq!(
         format_save(&snapshot(vec![s]), true, &NoNames),
         "-A -u 10.0.0.9:53 -s sh -p 300 -b sh-port,flag-3\n\
-         -a -u 10.0.0.9:53 -r 10.0.0.5:53 -i -w 1 -x 200 -y 150\n"
+         -a -u 10.0.0.9:53 -r 10.0.0.5:53 -i -w 1 --tun-type ipip -x 200 -y 150\n"
     );
 }
 
@@ -636,7 +638,7 @@ fn save_then_restore_gives_the_same_commands() {
     let rules = "\
 -A -t 10.0.0.1:80 -s wlc
 -a -t 10.0.0.1:80 -r 10.1.0.1:80 -g -w 1
--a -t 10.0.0.1:80 -r 10.1.0.2:80 -i -w 5 -x 1000
+-a -t 10.0.0.1:80 -r 10.1.0.2:80 -i -w 5 --tun-type ipip -x 1000
 -A -t 10.0.0.1:443 -s sh -p 3600 -M 255.255.0.0 -b sh-fallback,sh-port
 -a -t 10.0.0.1:443 -r 10.1.0.3:8443 -m -w 0 -x 10 -y 5
 -A -t 10.0.0.2:0 -s rr -p 300
@@ -746,4 +748,65 @@ fn timeouts_and_daemon() {
         "Timeout (tcp tcpfin udp): 7200 60 30\n"
     );
     assert_eq!(format_daemon(), "");
+}
+
+/// libipvs compares addresses as a signed 32-bit difference: 192.168.x before 10.x, in
+/// listings and in `-S`, services and real servers alike.
+#[test]
+fn addresses_sort_as_libipvs_compares_them() {
+    let snap = snapshot(vec![
+        svc(
+            addr(Protocol::Tcp, ip(10, 0, 0, 1), 80),
+            Scheduler::Rr,
+            vec![
+                rs(ip(10, 1, 0, 1), 80, Forward::Masq, 1, 0, 0),
+                rs(ip(192, 168, 0, 1), 80, Forward::Masq, 1, 0, 0),
+            ],
+        ),
+        svc(
+            addr(Protocol::Tcp, ip(192, 168, 1, 1), 80),
+            Scheduler::Rr,
+            vec![],
+        ),
+        svc(
+            addr(Protocol::Tcp, ip(172, 16, 0, 1), 80),
+            Scheduler::Rr,
+            vec![],
+        ),
+    ]);
+    let out = list(&snap, numeric());
+    let rows: Vec<&str> = out.lines().skip(3).map(str::trim_end).collect();
+    assert_eq!(
+        rows,
+        [
+            "TCP  172.16.0.1:80 rr",
+            "TCP  192.168.1.1:80 rr",
+            "TCP  10.0.0.1:80 rr",
+            "  -> 192.168.0.1:80               Masq    1      0          0",
+            "  -> 10.1.0.1:80                  Masq    1      0          0",
+        ]
+    );
+}
+
+#[test]
+fn a_cyclic_order_is_sorted_without_panicking() {
+    // 10.x < 100.x < 192.168.x < 10.x: no total order; glibc's merge sort still gives one.
+    let snap = snapshot(
+        [ip(192, 168, 0, 1), ip(100, 0, 0, 1), ip(10, 0, 0, 1)]
+            .into_iter()
+            .map(|a| svc(addr(Protocol::Tcp, a, 80), Scheduler::Rr, vec![]))
+            .collect(),
+    );
+    let out = list(&snap, numeric());
+    let rows: Vec<&str> = out.lines().skip(3).collect();
+    // msort: [192.168] | [100, 10] -> [10, 100]; merge 192.168 vs 10: 192.168 first; then
+    // 10 and 100.
+    assert_eq!(
+        rows,
+        [
+            "TCP  192.168.0.1:80 rr",
+            "TCP  10.0.0.1:80 rr",
+            "TCP  100.0.0.1:80 rr",
+        ]
+    );
 }

@@ -163,11 +163,11 @@ fn persistence_default_timeout_and_mask() {
     };
     assert_eq!(
         command("-A -t 192.168.1.99:80 -s rr -p"),
-        persistent(300, Ipv4Addr::BROADCAST)
+        persistent(360, Ipv4Addr::BROADCAST)
     );
     assert_eq!(
         command("-A -t 192.168.1.99:80 -p -s rr"),
-        persistent(300, Ipv4Addr::BROADCAST)
+        persistent(360, Ipv4Addr::BROADCAST)
     );
     assert_eq!(
         command("-A -t 192.168.1.99:80 -s rr -p 600 -M 255.255.255.0"),
@@ -208,7 +208,7 @@ fn zero_port_needs_persistence() {
         Command::AddService {
             service: ServiceSpec {
                 persistence: Some(Persistence {
-                    timeout: 300,
+                    timeout: 360,
                     netmask: Ipv4Addr::BROADCAST
                 }),
                 ..service(tcp(ip(192, 168, 1, 99), 0), Scheduler::Rr)
