@@ -35,6 +35,7 @@ fn config_of(snapshot: &Snapshot) -> Config {
         services,
         trash: Vec::new(),
         timeouts: snapshot.timeouts,
+        sysctls: Default::default(),
     }
 }
 
