@@ -23,6 +23,9 @@ use crate::{
 /// `last_seen_ns` is refreshed at most this often, to keep established flows from writing
 /// the shared entry on every packet.
 const TOUCH_INTERVAL_NS: u64 = 1_000_000_000;
+/// An entry refreshed less than this long ago was refreshed by the packet at hand (or one
+/// just before it).
+const JUST_TOUCHED_NS: u64 = 1_000_000;
 
 /// What the connection table knows about a packet.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -179,10 +182,17 @@ fn expire(flow: &FlowKey, conn: &Conn, real: &RealServer) {
 /// reply entry has gone while the client's is still used, the client's packet puts it back
 /// before the real server answers (otherwise the answer would reach the kernel unrewritten,
 /// and the client would see the real server's own address).
+///
+/// Looked at only when this packet has just refreshed the client's entry (`touch`: at most
+/// about once a second per flow, and on every state change), not on every packet: an entry
+/// the LRU evicts has gone unused for a while, and the flow's next packet refreshes.
 #[inline(always)]
 pub fn keep_reply_entry(packet: &Packet, conn: &Conn, real: &RealServer) {
     if packet.flow.proto == IPPROTO_ICMP {
         // A relayed ICMP error: its `flow` is the error's, not the connection's.
+        return;
+    }
+    if now().wrapping_sub(conn.last_seen_ns) > JUST_TOUCHED_NS {
         return;
     }
     let key = reply_key(&packet.flow, real);
