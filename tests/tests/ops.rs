@@ -253,6 +253,12 @@ fn health_check_removes_and_restores_real_server() {
     assert_eq!(report_up.failed, 0, "{}", report_up.output);
     assert_eq!(report_up.non_2xx, 0, "{}", report_up.output);
     assert!(report_up.requests > 0, "{}", report_up.output);
+    // wrk's tens of thousands of connections from this one client leave FIN_WAIT entries
+    // (the last state a DR director sees) over most of its ports; as in IPVS (conn_reuse_mode
+    // 1), a SYN reusing such a port continues the old entry's real server. Let them expire
+    // first, with IPVS's own knob: a 1 s FIN_WAIT timeout (`--set tcp tcpfin udp`, 0 = keep).
+    tb.lbadm(&["--set", "0", "1", "0"]);
+    std::thread::sleep(Duration::from_secs(3));
     let tally = tb.curl_vip(SERVICE_PORT, 10);
     tally.assert_all_ok();
     // Back in the rr rotation. (Not exactly 5/5: a health verdict landing among these requests
