@@ -23,9 +23,6 @@ use crate::{
 /// `last_seen_ns` is refreshed at most this often, to keep established flows from writing
 /// the shared entry on every packet.
 const TOUCH_INTERVAL_NS: u64 = 1_000_000_000;
-/// An entry refreshed less than this long ago was refreshed by the packet at hand (or one
-/// just before it).
-const JUST_TOUCHED_NS: u64 = 1_000_000;
 
 /// What the connection table knows about a packet.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -45,21 +42,27 @@ fn now() -> u64 {
     unsafe { bpf_ktime_get_coarse_ns() }
 }
 
-/// Advances the TCP state of `conn` for a packet with `flags` seen in `direction`.
+/// Advances the TCP state of `conn` for a packet with `flags` seen in `direction`; true when
+/// it wrote the entry's timestamp (a state change, or the first packet after
+/// [`TOUCH_INTERVAL_NS`]).
 #[inline(always)]
-fn touch(conn: &mut Conn, is_tcp: bool, flags: u8, direction: Direction) {
+fn touch(conn: &mut Conn, is_tcp: bool, flags: u8, direction: Direction) -> bool {
     let now = now();
+    let mut refreshed = false;
     if is_tcp {
         let state = tcp_state::next(conn.state, flags, direction);
         if state != conn.state {
             counts::moved(conn.real, conn.state, state);
             conn.state = state;
             conn.last_seen_ns = now;
+            refreshed = true;
         }
     }
     if now.wrapping_sub(conn.last_seen_ns) > TOUCH_INTERVAL_NS {
         conn.last_seen_ns = now;
+        refreshed = true;
     }
+    refreshed
 }
 
 /// The direction IPVS's state table uses for a client packet to a real server forwarded with
@@ -76,7 +79,7 @@ fn input_direction(real_method: u8) -> Direction {
 /// The connection this packet belongs to, written to `conn` (and its real server to `real`).
 #[inline(always)]
 pub fn lookup(
-    packet: &Packet,
+    packet: &mut Packet,
     conn_out: &mut Conn,
     real_out: &mut RealServer,
 ) -> Result<Hit, Verdict> {
@@ -101,7 +104,7 @@ pub fn lookup(
         };
         if let Some(forward) = CONNS.get_ptr_mut(&key) {
             // SAFETY: as above.
-            touch(
+            let _ = touch(
                 unsafe { &mut *forward },
                 is_tcp,
                 packet.tcp_flags,
@@ -134,7 +137,12 @@ pub fn lookup(
         expire(&packet.flow, conn, real);
         return Ok(Hit::Miss);
     }
-    touch(conn, is_tcp, packet.tcp_flags, input_direction(real.method));
+    packet.refreshed = u8::from(touch(
+        conn,
+        is_tcp,
+        packet.tcp_flags,
+        input_direction(real.method),
+    ));
     stats::count(Stat::ConnHit);
     *conn_out = *conn;
     *real_out = *real;
@@ -192,7 +200,7 @@ pub fn keep_reply_entry(packet: &Packet, conn: &Conn, real: &RealServer) {
         // A relayed ICMP error: its `flow` is the error's, not the connection's.
         return;
     }
-    if now().wrapping_sub(conn.last_seen_ns) > JUST_TOUCHED_NS {
+    if packet.refreshed == 0 {
         return;
     }
     let key = reply_key(&packet.flow, real);

@@ -96,8 +96,9 @@ fn process(ctx: &XdpContext) -> Result<Verdict, Verdict> {
     if carry.packet.fragment == stage::FIRST_FRAGMENT {
         frag::remember(&carry.packet);
     }
+    let hit = conn::lookup(&mut carry.packet, &mut carry.conn, &mut carry.real)?;
     let packet = &carry.packet;
-    match conn::lookup(packet, &mut carry.conn, &mut carry.real)? {
+    match hit {
         Hit::Forward => {
             stats::account(carry.conn.service, carry.conn.real, packet.ip_len);
             if carry.real.method == lb_common::method::ROUTE {

@@ -47,7 +47,9 @@ pub struct Packet {
     /// [`WHOLE`], [`FIRST_FRAGMENT`] (has the ports, more follow) or [`LATER_FRAGMENT`] (no
     /// ports: `flow` is its first fragment's).
     pub fragment: u8,
-    pub _pad: u8,
+    /// Set by the connection lookup when this packet refreshed its entry's timestamp (at most
+    /// about once a second per flow, and on state changes).
+    pub refreshed: u8,
 }
 
 /// A datagram in one piece.
