@@ -4,57 +4,25 @@
 //! `quorum_up`/`quorum_down` scripts. Each test builds its own DR topology.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use lb_tests::cmd::Daemon;
-use lb_tests::{SERVICE_PORT, Testbed, UDP_ECHO_PORT, tools, wait};
+use lb_tests::lbd::Lbd;
+use lb_tests::{SERVICE_PORT, Testbed, UDP_ECHO_PORT, wait};
 
 /// Verdicts take a delay_loop (1 s) or two; slack for a loaded machine.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(20);
-const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Starts lbd in the director with `--config conf` and waits until `lbadm -Ln` answers.
 #[track_caller]
-fn start_lbd_with_config(tb: &Testbed, conf: &Path) -> Daemon {
-    let files = tb.lbd_files();
-    let lbd = tools::binary("lbd").display().to_string();
-    let socket = files.socket.display().to_string();
-    let state = files.state.display().to_string();
-    let mut args = vec![lbd.as_str()];
-    for iface in tb.director_ifaces() {
-        args.extend_from_slice(&["--iface", iface]);
-    }
+fn start_lbd_with_config(tb: &Testbed, conf: &Path) -> Lbd {
     let conf = conf.display().to_string();
-    args.extend_from_slice(&[
-        "--xdp-mode",
-        tb.xdp_mode().as_arg(),
-        "--socket",
-        &socket,
-        "--state",
-        &state,
-        "--config",
-        &conf,
-    ]);
-    let mut daemon = Daemon::spawn_with_env(
-        "lbd",
-        tb.director.ns.argv(&args),
-        &[("NO_COLOR", "1")],
-        &files.log,
-        &files.log,
-    );
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        daemon.assert_running();
-        if files.socket.exists() && tb.try_lbadm(&["-Ln"], None).success() {
-            return daemon;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "lbd did not answer within {START_TIMEOUT:?}\n{}",
-            daemon.report()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    Lbd::start_with(
+        &tb.director.ns,
+        tb.director_ifaces(),
+        tb.xdp_mode(),
+        tb.lbd_files(),
+        &["--config", &conf],
+    )
 }
 
 /// The `-Ln` line of real server `rip`, if listed.
@@ -218,11 +186,11 @@ fn misc_check_weights_and_notify_scripts() {
     assert_eq!(tally.count("rs1"), 4, "{tally}");
 
     let mut lbd = lbd;
-    let status = lbd.stop(libc::SIGTERM, Duration::from_secs(15));
+    let status = lbd.daemon.stop(libc::SIGTERM, Duration::from_secs(15));
     assert!(
         status.success(),
         "lbd exited with {status:?}\n{}",
-        lbd.report()
+        lbd.daemon.report()
     );
     let log = std::fs::read_to_string(&tb.lbd_files().log).unwrap_or_default();
     assert!(
@@ -282,11 +250,11 @@ fn udp_check_against_a_udp_echo() {
     std::thread::sleep(Duration::from_secs(3));
     let l = tb.lbadm(&["-Ln"]);
     assert!(l.contains(&format!("-> {rip1}:{UDP_ECHO_PORT} ")), "{l}");
-    let status = lbd.stop(libc::SIGTERM, Duration::from_secs(15));
+    let status = lbd.daemon.stop(libc::SIGTERM, Duration::from_secs(15));
     assert!(
         status.success(),
         "lbd exited with {status:?}\n{}",
-        lbd.report()
+        lbd.daemon.report()
     );
 }
 
@@ -362,11 +330,11 @@ virtual_server group web {{
             Err(format!("-Ln:\\n{l}"))
         }
     });
-    let status = lbd.stop(libc::SIGTERM, Duration::from_secs(15));
+    let status = lbd.daemon.stop(libc::SIGTERM, Duration::from_secs(15));
     assert!(
         status.success(),
         "lbd exited with {status:?}\\n{}",
-        lbd.report()
+        lbd.daemon.report()
     );
     // One check of each real server for the whole group.
     let log = std::fs::read_to_string(&tb.lbd_files().log).unwrap_or_default();

@@ -6,63 +6,33 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use lb_tests::cmd::Daemon;
+use lb_tests::lbd::Lbd;
 use lb_tests::{LoadGen, SERVICE_PORT, Testbed, http, tools, wait};
 
 /// Health-check verdicts (delay_loop 1, retry 1, delay_before_retry 1, connect_timeout 1)
 /// plus slack for a loaded machine.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(15);
-const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Starts lbd in the director like `Testbed::start_lbd` does, with `extra` arguments, and
 /// waits until `lbadm -Ln` answers.
 #[track_caller]
-fn start_lbd_with(tb: &Testbed, extra: &[&str]) -> Daemon {
-    let files = tb.lbd_files();
-    let lbd = tools::binary("lbd").display().to_string();
-    let socket = files.socket.display().to_string();
-    let state = files.state.display().to_string();
-    let mut args = vec![lbd.as_str()];
-    for iface in tb.director_ifaces() {
-        args.extend_from_slice(&["--iface", iface]);
-    }
-    args.extend_from_slice(&[
-        "--xdp-mode",
-        tb.xdp_mode().as_arg(),
-        "--socket",
-        &socket,
-        "--state",
-        &state,
-    ]);
-    args.extend_from_slice(extra);
-    let mut daemon = Daemon::spawn_with_env(
-        "lbd",
-        tb.director.ns.argv(&args),
-        &[("NO_COLOR", "1")],
-        &files.log,
-        &files.log,
-    );
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        daemon.assert_running();
-        if files.socket.exists() && tb.try_lbadm(&["-Ln"], None).success() {
-            return daemon;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "lbd did not answer within {START_TIMEOUT:?}\n{}",
-            daemon.report()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn start_lbd_with(tb: &Testbed, extra: &[&str]) -> Lbd {
+    Lbd::start_with(
+        &tb.director.ns,
+        tb.director_ifaces(),
+        tb.xdp_mode(),
+        tb.lbd_files(),
+        extra,
+    )
 }
 
-/// Stops an lbd started by [`start_lbd_with`] with SIGTERM.
-fn stop_lbd(mut lbd: Daemon) {
-    let status = lbd.stop(libc::SIGTERM, Duration::from_secs(15));
+/// Stops an lbd started by [`start_lbd_with`] with SIGTERM; it must exit cleanly.
+fn stop_lbd(mut lbd: Lbd) {
+    let status = lbd.daemon.stop(libc::SIGTERM, Duration::from_secs(15));
     assert!(
         status.success(),
         "lbd exited with {status:?}\n{}",
-        lbd.report()
+        lbd.daemon.report()
     );
 }
 
