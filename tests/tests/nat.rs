@@ -241,27 +241,26 @@ fn ab_5000_requests_100_concurrent_all_succeed_and_are_counted() {
 /// skb`), `-E -s wrr` over weights 3:1, `ab -n 5000 -c 100`.
 #[test]
 fn seed_001_exact_vip_is_the_directors_own_address() {
-    let mut tb = Testbed::builder()
-        .topology(Topology::Nat)
-        .real_servers(2)
-        .vip_is_director_address()
-        .xdp_mode(XdpMode::Skb)
-        .build();
-    tb.start_lbd();
-    ab_5000_with_wrr_3_to_1(tb);
+    ab_5000_with_wrr_3_to_1(seed_001_exact_testbed(XdpMode::Skb));
 }
 
 /// [`seed_001_exact_vip_is_the_directors_own_address`] with native XDP.
 #[test]
 fn seed_001_exact_vip_is_the_directors_own_address_native() {
+    ab_5000_with_wrr_3_to_1(seed_001_exact_testbed(XdpMode::Native));
+}
+
+/// Seed 001's two-NIC director with the VIP on its own external address, lbd attached in
+/// `mode`.
+fn seed_001_exact_testbed(mode: XdpMode) -> Testbed {
     let mut tb = Testbed::builder()
         .topology(Topology::Nat)
         .real_servers(2)
         .vip_is_director_address()
-        .xdp_mode(XdpMode::Native)
+        .xdp_mode(mode)
         .build();
     tb.start_lbd();
-    ab_5000_with_wrr_3_to_1(tb);
+    tb
 }
 
 /// Seed 001's service with `-E -s wrr`, then `ab -n 5000 -c 100` through it: every request

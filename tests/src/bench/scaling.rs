@@ -9,7 +9,10 @@
 //! - connections: 1k, 100k, 1M entries in the connection table (its size set to hold them,
 //!   filled from user space).
 
-use std::{net::Ipv4Addr, os::fd::AsFd as _};
+use std::{
+    net::Ipv4Addr,
+    os::fd::{AsFd as _, BorrowedFd},
+};
 
 use anyhow::{Context as _, Result};
 use lb_common::{Conn, Stat, maps, method, scheduler, tcp_state};
@@ -188,16 +191,7 @@ fn wrapped_case<'a>(
     verdict: u32,
     counts: Vec<Stat>,
 ) -> Result<Case<'a>> {
-    Ok(Case {
-        key: label.to_owned(),
-        label: label.to_owned(),
-        prog: wrapped.fd(),
-        frame,
-        ingress: net.ext,
-        verdict,
-        counts,
-        baseline: Some("floor".into()),
-    })
+    case(wrapped.fd(), net, label, frame, verdict, counts)
 }
 
 fn lb_case<'a>(
@@ -208,10 +202,22 @@ fn lb_case<'a>(
     verdict: u32,
     counts: Vec<Stat>,
 ) -> Result<Case<'a>> {
+    case(lb.prog_fd(PROGRAM)?, net, label, frame, verdict, counts)
+}
+
+/// One measured path: `frame` through `prog`, compared with the floor.
+fn case<'a>(
+    prog: BorrowedFd<'a>,
+    net: &Net,
+    label: &str,
+    frame: Vec<u8>,
+    verdict: u32,
+    counts: Vec<Stat>,
+) -> Result<Case<'a>> {
     Ok(Case {
         key: label.to_owned(),
         label: label.to_owned(),
-        prog: lb.prog_fd(PROGRAM)?,
+        prog,
         frame,
         ingress: net.ext,
         verdict,
