@@ -125,13 +125,9 @@ fn kill_nginx(tb: &Testbed, i: usize) {
         .trim()
         .parse()
         .unwrap();
-    // Workers first (children of the master in the namespace), then the master.
-    for p in tb.rs(i).ns.pids() {
-        let comm = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
-        if comm.trim() == "nginx" && p != pid {
-            unsafe { libc::kill(p, libc::SIGKILL) };
-        }
-    }
+    // The master first: killed after its workers, it could fork a new worker in between (it
+    // replaces workers that die), and that orphan would keep serving. Then every nginx left
+    // in the namespace, until none is alive.
     unsafe { libc::kill(pid, libc::SIGKILL) };
     // The master is the testbed's child: until the testbed reaps it, it stays a zombie that
     // still reads as nginx, so zombies count as gone.
@@ -145,11 +141,21 @@ fn kill_nginx(tb: &Testbed, i: usize) {
         format!("rs{i}'s nginx gone"),
         Duration::from_secs(10),
         || {
-            !tb.rs(i).ns.pids().iter().any(|p| {
-                !zombie(p)
-                    && std::fs::read_to_string(format!("/proc/{p}/comm"))
-                        .is_ok_and(|c| c.trim() == "nginx")
-            })
+            let alive: Vec<i32> = tb
+                .rs(i)
+                .ns
+                .pids()
+                .into_iter()
+                .filter(|p| {
+                    !zombie(p)
+                        && std::fs::read_to_string(format!("/proc/{p}/comm"))
+                            .is_ok_and(|c| c.trim() == "nginx")
+                })
+                .collect();
+            for p in &alive {
+                unsafe { libc::kill(*p, libc::SIGKILL) };
+            }
+            alive.is_empty()
         },
     );
     let _ = std::fs::remove_file(&pidfile);
