@@ -11,6 +11,7 @@ pub mod health;
 pub mod ids;
 pub mod ipvsadm;
 pub mod keepalived;
+pub mod live_counts;
 pub mod locality;
 pub mod managed;
 pub mod metrics;
