@@ -45,7 +45,12 @@ pub fn write_tree(root: &Path) -> io::Result<Vec<PathBuf>> {
         let dir = root.join(dir);
         fs::create_dir_all(&dir)?;
         for (name, mut cmd) in [("lbd", lbd::command()), ("lbadm", lbadm::command())] {
-            let path = dir.join(shell.file_name(name));
+            // bash-completion loads completions/NAME on demand: no `.bash` suffix.
+            let file = match shell {
+                Shell::Bash => name.to_owned(),
+                _ => shell.file_name(name),
+            };
+            let path = dir.join(file);
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut cmd, name, &mut out);
             fs::write(&path, out)?;
