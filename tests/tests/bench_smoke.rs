@@ -32,6 +32,7 @@ fn quick_benchmarks_run_every_section_and_report_numbers() {
         "## 3. Scaling",
         "## 4. Control plane",
         "## 5. Packet rate",
+        "## 6. A SYN flood",
     ] {
         let section = section_text(&report, heading)
             .unwrap_or_else(|| panic!("no section {heading:?} in the report:\n{report}"));

@@ -6,12 +6,13 @@
 //! headings and summary lines by how the generator starts them ([`SECTIONS`]).
 
 /// Each section's `--only` name, heading prefix and the start of its summary lines.
-pub const SECTIONS: [(&str, &str, Option<&str>); 5] = [
+pub const SECTIONS: [(&str, &str, Option<&str>); 6] = [
     ("packet-cost", "## 1. ", Some("Per packet,")),
     ("http", "## 2. ", Some("HTTP with")),
     ("scaling", "## 3. ", Some("A new `wlc`")),
     ("control", "## 4. ", Some("`lbadm -R`")),
     ("live", "## 5. ", None),
+    ("flood", "## 6. ", Some("A SYN flood")),
 ];
 
 const SUMMARY: &str = "## Summary";

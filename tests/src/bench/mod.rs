@@ -14,6 +14,8 @@
 //! 4. [`control`]: restoring 10,000 services with `lbadm -R`; how soon new connections follow
 //!    a weight change.
 //! 5. [`live`]: packets per second through a veth pair with XDP live frames.
+//! 6. [`flood`]: a SYN flood of several times the half-open table against 1,000 established
+//!    connections: what survives, and the cost per flood SYN.
 //!
 //! Speed is measured and written down here, never asserted: `--quick` (the CI smoke test)
 //! checks that every benchmark runs and produces numbers.
@@ -22,6 +24,7 @@ pub mod asm;
 pub mod bpf;
 pub mod control;
 pub mod datapath;
+pub mod flood;
 pub mod frames;
 pub mod http_load;
 pub mod live;
@@ -132,6 +135,7 @@ pub struct Results {
     pub scaling: Section<scaling::Scaling>,
     pub control: Section<control::Control>,
     pub live: Section<live::Live>,
+    pub flood: Section<flood::Flood>,
     pub took: Duration,
     /// /proc/loadavg's first three figures before and after: other work on the machine.
     pub load_before: String,
@@ -154,6 +158,7 @@ pub fn run(opts: &Options) -> Results {
     let scaling = section("scaling", opts, || scaling::run(opts));
     let control = section("control", opts, || control::run(opts));
     let live = section("live", opts, || live::run(opts));
+    let flood = section("flood", opts, || flood::run(opts));
     Results {
         machine,
         opts: opts.clone(),
@@ -162,6 +167,7 @@ pub fn run(opts: &Options) -> Results {
         scaling,
         control,
         live,
+        flood,
         took: start.elapsed(),
         load_before,
         load_after: load_average(),

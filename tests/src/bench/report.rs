@@ -38,6 +38,7 @@ pub fn write(results: &Results) -> Result<Vec<String>> {
     doc.scaling(&results.scaling);
     doc.control(&results.control);
     doc.live(&results.live, results.packet_cost.done());
+    doc.flood(&results.flood);
     doc.problems_section();
     // A run of some sections updates the report it is written over.
     let text = match std::fs::read_to_string(out) {
@@ -200,7 +201,7 @@ impl Doc {
         w!(
             self,
             "cargo xtask bench -- --only packet-cost   # sections: packet-cost, http, scaling, \
-             control, live"
+             control, live, flood"
         );
         w!(self, "```\n");
     }
@@ -279,6 +280,21 @@ impl Doc {
                 thousands(big.services as u64),
                 big.reals_per_service,
                 fixed(s.median, 1)
+            ));
+        }
+        if let Some(f) = r.flood.done()
+            && let Some(last) = f.rounds.last()
+        {
+            lines.push(format!(
+                "A SYN flood of {}x the half-open table ({} spoofed SYNs): {} of {} established \
+                 connections kept, {} moved, {} lost; {} ns per flood SYN.",
+                fixed(last.times_table, 0),
+                thousands(last.syns),
+                last.kept,
+                f.established,
+                last.moved,
+                last.lost,
+                fixed(last.ns_per_syn, 0)
             ));
         }
         if lines.is_empty() {
@@ -915,6 +931,66 @@ impl Doc {
                 "Mpps (one core)",
                 "of the floor's rate",
                 "delivered",
+            ],
+            &rows,
+        );
+    }
+
+    fn flood(&mut self, section: &Section<super::flood::Flood>) {
+        w!(
+            self,
+            "## 6. A SYN flood against established connections (BPF_PROG_TEST_RUN)\n"
+        );
+        if self.not_measured("SYN flood", section) {
+            return;
+        }
+        let f = section.done().expect("done");
+        w!(
+            self,
+            "lb's program at lbd's default sizes (a connection table of {} entries, a \
+             half-open table of {}) opens {} connections (SYN, then the handshake's ACK), then \
+             takes SYNs from a new spoofed source each, one half-open table's worth per round; \
+             between rounds every other connection sends a segment, the rest stay idle. \
+             *Kept*: still in the connection table with its real server. The connection \
+             table's active count is exact as it goes; the half-open share's running count has \
+             every flood SYN in it until lbd's sweep counts the table afresh (every second).\n",
+            thousands(u64::from(f.conn_table)),
+            thousands(u64::from(f.half_open_table)),
+            thousands(u64::from(f.established))
+        );
+        let rows: Vec<Vec<String>> = f
+            .rounds
+            .iter()
+            .map(|r| {
+                vec![
+                    format!("{}x", fixed(r.times_table, 0)),
+                    thousands(r.syns),
+                    fixed(r.ns_per_syn, 0),
+                    format!("{} / {} / {}", r.kept, r.moved, r.lost),
+                    r.table_active.to_string(),
+                    thousands(r.half_open_entries),
+                    r.half_open_running.to_string(),
+                ]
+            })
+            .collect();
+        for r in &f.rounds {
+            if r.kept != f.established {
+                self.problems.push(format!(
+                    "SYN flood: {} of {} established connections kept after {} SYNs",
+                    r.kept, f.established, r.syns
+                ));
+            }
+        }
+        table(
+            self,
+            &[
+                "flood so far",
+                "SYNs",
+                "ns per SYN",
+                "kept / moved / lost",
+                "connection table: active",
+                "half-open entries",
+                "half-open: running count",
             ],
             &rows,
         );

@@ -29,9 +29,9 @@ struct Cli {
     /// Where to write the report (the plots go next to it).
     #[arg(long, default_value = "docs/bench.md")]
     out: PathBuf,
-    /// Run only this section (packet-cost, http, scaling, control, live); repeatable. The
+    /// Run only this section (packet-cost, http, scaling, control, live, flood); repeatable. The
     /// report at --out keeps its other sections, from the run that measured them.
-    #[arg(long, value_name = "SECTION", value_parser = ["packet-cost", "http", "scaling", "control", "live"])]
+    #[arg(long, value_name = "SECTION", value_parser = ["packet-cost", "http", "scaling", "control", "live", "flood"])]
     only: Vec<String>,
 }
 
