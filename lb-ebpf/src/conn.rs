@@ -12,6 +12,8 @@
 //! sees the replies, fills the connection table; then new connections stay in the half-open
 //! table, where they still work, and nothing established is lost.)
 
+use core::intrinsics::{AtomicOrdering, atomic_cxchg};
+
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use lb_common::{
     CONN_F_REPLY, CONN_F_TEMPLATED, Conn, FlowKey, IPPROTO_TCP, Persist, PersistKey,
@@ -67,10 +69,12 @@ fn touch(conn: &mut Conn, is_tcp: bool, flags: u8, direction: Direction, table: 
     let now = now();
     let mut refreshed = false;
     if is_tcp {
-        let state = tcp_state::next(conn.state, flags, direction);
-        if state != conn.state {
-            counts::moved(conn.real, conn.state, state, table);
-            conn.state = state;
+        let old = conn.state;
+        let state = tcp_state::next(old, flags, direction);
+        // Of two CPUs moving the same connection (a NAT client's packet and its real
+        // server's), only the one whose change lands counts it.
+        if state != old && set_state(conn, old, state) {
+            counts::moved(conn.real, old, state, table);
             conn.last_seen_ns = now;
             refreshed = true;
         }
@@ -80,6 +84,32 @@ fn touch(conn: &mut Conn, is_tcp: bool, flags: u8, direction: Direction, table: 
         refreshed = true;
     }
     refreshed
+}
+
+/// Changes `conn`'s state from `old` to `new` if it is still `old`, atomically (a compare-
+/// and-exchange of the 32-bit word that holds it with the virtual port and the flags, which
+/// never change); false if another CPU changed it first.
+#[inline(always)]
+fn set_state(conn: &mut Conn, old: u8, new: u8) -> bool {
+    const SHIFT: u32 = 8 * (STATE_OFFSET - WORD_OFFSET) as u32;
+    const WORD_OFFSET: usize = core::mem::offset_of!(Conn, vport);
+    const STATE_OFFSET: usize = core::mem::offset_of!(Conn, state);
+    const _: () = assert!(WORD_OFFSET % 4 == 0 && STATE_OFFSET - WORD_OFFSET < 4);
+    let word = (&raw mut *conn)
+        .cast::<u8>()
+        .wrapping_add(WORD_OFFSET)
+        .cast::<u32>();
+    // SAFETY: a 4-byte-aligned word inside the entry (checked above); the BPF target is
+    // little-endian, so the state byte sits at bits SHIFT..SHIFT+8.
+    unsafe {
+        let current = core::ptr::read_volatile(word) & !(0xff << SHIFT);
+        let expected = current | (u32::from(old) << SHIFT);
+        let desired = current | (u32::from(new) << SHIFT);
+        atomic_cxchg::<u32, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(
+            word, expected, desired,
+        )
+        .1
+    }
 }
 
 /// The direction IPVS's state table uses for a client packet to a real server forwarded with
