@@ -242,6 +242,8 @@ pub struct Director {
     health: HashMap<crate::health::TargetKey, bool>,
     state_path: PathBuf,
     conn_table_size: u32,
+    /// Connection-table entries the sweep reads per tick ([`SWEEP_BUDGET`]).
+    sweep_budget: usize,
     last_route_refresh: Instant,
     /// Last sweep of the lblc/lblcr locality table (`None`: not yet).
     last_locality_sweep: Option<Instant>,
@@ -330,6 +332,7 @@ impl Director {
             health: HashMap::new(),
             state_path,
             conn_table_size,
+            sweep_budget: SWEEP_BUDGET,
             last_route_refresh: Instant::now(),
             last_locality_sweep: None,
             sysctls_written: false,
@@ -879,6 +882,12 @@ impl Director {
         Ok(())
     }
 
+    /// Reads at most `entries` connection-table entries per sweep tick (tests use a small
+    /// figure to have passes over many ticks).
+    pub fn set_sweep_budget(&mut self, entries: usize) {
+        self.sweep_budget = entries.max(1);
+    }
+
     /// Expires idle connections by IPVS's per-state timeouts, counts the half-open table's
     /// connections per real server, keeps persistence templates alive while their client has
     /// connections, expires the others, and frees removed real servers no connection uses.
@@ -898,7 +907,7 @@ impl Director {
         let (_, ended) = self.dataplane.read_connections_on(
             &mut self.readers.conns,
             &mut self.pass.cursor,
-            SWEEP_BUDGET,
+            self.sweep_budget,
             |keys, conns| {
                 for (key, conn) in keys.iter().zip(conns) {
                     sweep.connection(rules, key, conn);

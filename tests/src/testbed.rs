@@ -694,12 +694,18 @@ impl Testbed {
     /// state file, and waits until it answers.
     #[track_caller]
     pub fn start_lbd(&mut self) {
+        self.start_lbd_with(&[]);
+    }
+
+    /// [`Testbed::start_lbd`] with `extra` arguments for lbd.
+    pub fn start_lbd_with(&mut self, extra: &[&str]) {
         assert!(self.lbd.is_none(), "lbd is already running");
-        let lbd = Lbd::start(
+        let lbd = Lbd::start_with(
             &self.director.ns,
             self.director_ifaces(),
             self.xdp_mode,
             self.lbd_files(),
+            extra,
         );
         self.lbd = Some(lbd);
     }

@@ -6,6 +6,7 @@
 //! topology (see `lb_tests::testbed`) and waits for evidence, never for a fixed time.
 
 use std::{
+    collections::BTreeMap,
     io::{Read as _, Write as _},
     net::{Shutdown, SocketAddr, SocketAddrV4, TcpStream},
     time::Duration,
@@ -782,4 +783,76 @@ fn switching_the_scheduler_under_traffic_keeps_existing_connections() {
     );
     echo.echo("at the end");
     echo.close();
+}
+
+/// Active and inactive connections per real server (`addr:port`) as `-L -n -c` lists them
+/// (templates aside), next to what `-Ln` shows for every service.
+fn listed_and_shown(tb: &Testbed) -> (BTreeMap<String, (u64, u64)>, BTreeMap<String, (u64, u64)>) {
+    let mut listed: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for row in connection_rows(tb) {
+        let entry = listed.entry(row.destination.clone()).or_default();
+        match row.state.as_str() {
+            "NONE" => {}
+            "ESTABLISHED" | "SYN_SENT" | "SYN_RECV" | "SYNACK" => entry.0 += 1,
+            _ => entry.1 += 1,
+        }
+    }
+    let mut shown: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for port in [ECHO_PORT, SERVICE_PORT] {
+        for row in real_rows(tb, "TCP", &tb.vip_port(port)) {
+            if row.active + row.inactive > 0 {
+                shown.insert(row.addr.clone(), (row.active, row.inactive));
+            }
+        }
+    }
+    listed.retain(|_, c| c.0 + c.1 > 0);
+    (listed, shown)
+}
+
+/// lbd reads 8 connection-table entries a tick here, so a pass over this test's ~100 entries
+/// takes a dozen ticks: the counts never wait for a pass (they are exact as they go), equal
+/// what `-L -c` lists whenever traffic is quiet, and go back to exactly what stays open.
+#[test]
+fn counts_stay_exact_while_a_sweep_pass_takes_many_ticks() {
+    let mut tb = Testbed::builder().real_servers(2).build();
+    tb.start_lbd_with(&["--sweep-budget", "8"]);
+    service(&tb, ECHO_PORT, "-s rr", &[1, 1]);
+    service(&tb, SERVICE_PORT, "-s rr", &[1, 1]);
+    // Closed connections (FIN_WAIT, the last state a DR director sees) go after 3 s.
+    adm(&tb, "--set 900 3 300");
+    let open: Vec<EchoConn> = (0..20).map(|_| EchoConn::open(&tb)).collect();
+    tb.curl_vip(SERVICE_PORT, 80).assert_all_ok();
+    let equal = |what: &str| {
+        wait::wait_ok(what, Duration::from_secs(10), || {
+            let (listed, shown) = listed_and_shown(&tb);
+            if listed == shown {
+                Ok(shown)
+            } else {
+                Err(format!("-L -c: {listed:?}\n-Ln: {shown:?}"))
+            }
+        })
+    };
+    let shown = equal("-Ln equal to -L -c with 20 open and 80 closed connections");
+    let total: u64 = shown.values().map(|c| c.0 + c.1).sum();
+    assert!(total >= 90, "{shown:?}");
+    assert_eq!(conn_totals(&tb, ECHO_PORT), (20, 0));
+
+    // Half the echo connections close; everything closed expires, over passes of many ticks.
+    let mut open = open.into_iter();
+    for conn in open.by_ref().take(10) {
+        conn.close();
+    }
+    let _still_open: Vec<EchoConn> = open.collect();
+    wait::wait_ok("the closed connections to expire", EXPIRY_TIMEOUT, || {
+        let (listed, shown) = listed_and_shown(&tb);
+        let echo = conn_totals(&tb, ECHO_PORT);
+        let http = conn_totals(&tb, SERVICE_PORT);
+        if echo == (10, 0) && http == (0, 0) && listed == shown {
+            Ok(())
+        } else {
+            Err(format!(
+                "echo {echo:?} http {http:?}\n-L -c: {listed:?}\n-Ln: {shown:?}"
+            ))
+        }
+    });
 }

@@ -127,8 +127,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let dataplane =
         Dataplane::load(args.conn_table_size, pins).context("loading the XDP program")?;
-    let director = Director::new(dataplane, &links, args.state.clone(), args.conn_table_size)
+    let mut director = Director::new(dataplane, &links, args.state.clone(), args.conn_table_size)
         .context("restoring the configuration")?;
+    if let Some(budget) = args.sweep_budget {
+        director.set_sweep_budget(budget);
+    }
     let director = Arc::new(Mutex::new(director));
     if !args.sysctls.is_empty() {
         let commands: Vec<Command> = args

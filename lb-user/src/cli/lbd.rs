@@ -35,6 +35,10 @@ pub struct Args {
     /// Connection-table entries (IPVS's "size" in `-Ln`).
     #[arg(long, default_value_t = lb_common::DEFAULT_CONN_TABLE_SIZE)]
     pub conn_table_size: u32,
+    /// Connection-table entries the sweep reads per tick (for tests: a pass over several
+    /// ticks without a table of hundreds of thousands).
+    #[arg(long, hide = true, value_name = "N")]
+    pub sweep_budget: Option<usize>,
     /// Where the data path's maps and XDP links are pinned (one directory per lbd).
     #[arg(long, default_value = DEFAULT_BPFFS, value_name = "PATH")]
     pub bpffs: PathBuf,
