@@ -23,6 +23,8 @@
 mod checksum;
 #[path = "datapath/fixture.rs"]
 mod fixture;
+#[path = "datapath/fuzz.rs"]
+mod fuzz;
 #[path = "datapath/harness.rs"]
 mod harness;
 #[path = "datapath/packet.rs"]
@@ -168,6 +170,15 @@ fn nat_needs_forwarding() {
         let net = NatNet::build(false);
         run_table("nat-no-forwarding", tables::nat::without_forwarding(&net));
     });
+}
+
+/// Random and mutated frames, checked against the reference model (`lb_common::model`), the
+/// tables checked for corruption every few thousand frames (`datapath/fuzz.rs`). A short run
+/// here; `cargo xtask fuzz` runs a million frames (`LB_FUZZ_FRAMES`, `LB_FUZZ_SEED`).
+#[test]
+fn fuzz_against_the_model() {
+    let (seed, frames) = fuzz::settings();
+    in_fresh_netns(move || fuzz::run(seed, frames));
 }
 
 /// `ctx_in` reaches the program: run without one, a packet arrives on loopback (ifindex 1);

@@ -18,8 +18,8 @@ use aya::{
     programs::{ProgramError, TestRun as _, TestRunOptions, Xdp},
 };
 use lb_common::{
-    Conn, Counters, FlowKey, Iface, LOCALITY_SET_SIZE, Locality, LocalityKey, Persist, PersistKey,
-    RealConns, RealServer, Service, ServiceKey, ServiceState, Settings, Stat,
+    Conn, Counters, FlowKey, FragKey, Iface, LOCALITY_SET_SIZE, Locality, LocalityKey, Persist,
+    PersistKey, RealConns, RealServer, Service, ServiceKey, ServiceState, Settings, Stat,
     filter::{self, Filter},
     maps, method,
 };
@@ -149,6 +149,7 @@ pub struct Director {
     slots: Array<MapData, u32>,
     service_state: Array<MapData, ServiceState>,
     conns: HashMap<MapData, FlowKey, Conn>,
+    frags: HashMap<MapData, FragKey, FlowKey>,
     real_conns: Array<MapData, RealConns>,
     persist: HashMap<MapData, PersistKey, Persist>,
     locality: HashMap<MapData, LocalityKey, Locality>,
@@ -215,6 +216,7 @@ impl Director {
             slots: take(&mut ebpf, maps::SCHED_TABLE),
             service_state: take(&mut ebpf, maps::SERVICE_STATE),
             conns: take(&mut ebpf, maps::CONNS),
+            frags: take(&mut ebpf, maps::FRAGS),
             real_conns: take(&mut ebpf, maps::REAL_CONNS),
             persist: take(&mut ebpf, maps::PERSIST),
             locality: take(&mut ebpf, maps::LOCALITY),
@@ -412,6 +414,21 @@ impl Director {
             .iter()
             .map(|entry| entry.expect("iterating CONNS"))
             .collect()
+    }
+
+    /// The first fragments remembered for their later ones (`FRAGS`).
+    pub fn frags(&self) -> Vec<(FragKey, FlowKey)> {
+        self.frags
+            .iter()
+            .map(|entry| entry.expect("iterating FRAGS"))
+            .collect()
+    }
+
+    /// Forgets every remembered first fragment.
+    pub fn clear_frags(&mut self) {
+        for (key, _) in self.frags() {
+            self.frags.remove(&key).expect("removing from FRAGS");
+        }
     }
 
     /// A real server's live connection counts (`REAL_CONNS`).
