@@ -17,13 +17,7 @@ use aya_ebpf::{
 use lb_common::{Iface, REAL_F_RESOLVED, RealServer, Stat};
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
-use crate::{
-    Verdict, drop, fib, icmp, ip,
-    parse::L3_OFFSET,
-    ptr,
-    stage::Packet,
-    stats,
-};
+use crate::{Verdict, drop, fib, icmp, ip, parse::L3_OFFSET, ptr, stage::Packet, stats};
 
 const IPPROTO_IPIP: u8 = 4;
 const IP_DF: u16 = 0x4000;
