@@ -71,6 +71,21 @@ fn follows_dr(what: &str, frame: &Frame, real: &crate::world::RealDef) -> Send {
 pub fn fixtures() -> Vec<Fixture> {
     vec![
         {
+            let id = 0x5151;
+            let mut last = later(CLIENT, VIP, 17, id, 3, false, 64);
+            last.ipv4_mut().ttl = 1;
+            Fixture {
+                name: "DR: a later fragment whose TTL runs out is dropped without an ICMP error (RFC 1812 4.3.2.7: errors only about the first fragment)",
+                setup: dns_world(),
+                steps: vec![
+                    new_flow("first fragment", &first(dns(5402), id), &D, &DNS, UDP).into(),
+                    Send::drop("later fragment, TTL 1", last.bytes(), Stat::DropTtlExpired)
+                        .counts(&[Stat::ConnHit, Stat::Fragment])
+                        .into(),
+                ],
+            }
+        },
+        {
             let id = 0x4242;
             Fixture {
                 name: "DR: a UDP datagram in three fragments: the first is scheduled, the later ones follow it to the same real server (fragment)",
