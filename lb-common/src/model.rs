@@ -11,7 +11,7 @@
 //!
 //! Scope: the configurations the fuzz test builds. Every service has one real server, so
 //! scheduling is deterministic (no persistence, no thresholds, no connection-count
-//! schedulers); IPVS's sysctls are at their defaults; the connection table never fills (the
+//! schedulers); of IPVS's sysctls only `sloppy_tcp` may differ from its default; the connection table never fills (the
 //! test clears it, in the program and here, before it could), and no entry expires during a
 //! run.
 //!
@@ -101,6 +101,8 @@ pub struct World {
     pub ifaces: Vec<Iface>,
     pub services: Vec<Service>,
     pub fib: Fib,
+    /// IPVS's `sloppy_tcp`: any TCP segment but a RST may open a connection.
+    pub sloppy_tcp: bool,
 }
 
 /// A directional 5-tuple.
@@ -192,6 +194,8 @@ pub struct Model {
     /// How far each real server's live counts (active, inactive) are off what the table
     /// holds, by the quirks.
     drift: BTreeMap<u32, (i64, i64)>,
+    /// How many packets met a quirk.
+    quirk_events: u64,
     conns: BTreeMap<Tuple, Entry>,
     /// First fragments by (source, destination, IP ID, protocol): their flow.
     frags: BTreeMap<(Addr, Addr, u16, u8), Tuple>,
@@ -289,6 +293,7 @@ impl Model {
             world,
             quirks: Quirks::NONE,
             drift: BTreeMap::new(),
+            quirk_events: 0,
             conns: BTreeMap::new(),
             frags: BTreeMap::new(),
             service_stats: BTreeMap::new(),
@@ -323,6 +328,11 @@ impl Model {
     /// quirks (0 without them).
     pub fn count_drift(&self, id: u32) -> (i64, i64) {
         self.drift.get(&id).copied().unwrap_or((0, 0))
+    }
+
+    /// How many packets so far met one of the quirks.
+    pub fn quirk_events(&self) -> u64 {
+        self.quirk_events
     }
 
     pub fn service_stats(&self, id: u32) -> Counters {
@@ -497,6 +507,7 @@ impl Model {
             let finished = matches!(entry.state, tcp_state::TIME_WAIT | tcp_state::CLOSE);
             let syn = is_tcp && flags & TCP_SYN != 0;
             if self.quirks.syn_rst_reopens && syn && !new_syn && finished {
+                self.quirk_events += 1;
                 let drift = self.drift.entry(entry.real).or_default();
                 if tcp_state::is_active(entry.state) {
                     drift.0 -= 1;
@@ -525,7 +536,7 @@ impl Model {
         if frame.later_fragment {
             return Err((Action::Pass, Stat::PassFragment));
         }
-        if is_tcp && (flags & TCP_RST != 0 || flags & TCP_SYN == 0) {
+        if is_tcp && (flags & TCP_RST != 0 || (flags & TCP_SYN == 0 && !self.world.sloppy_tcp)) {
             return Err((Action::Pass, Stat::PassNotSyn));
         }
         let real = service.real;

@@ -58,7 +58,7 @@ const KNOWN_BUGS: Quirks = Quirks {
 const CHECK_EVERY: u64 = 2_000;
 /// Connection entries after which a checkpoint clears the tables (the fixtures' table holds
 /// 1,024; the LRU may evict before it is full, since CPUs keep free nodes of their own).
-const CLEAR_CONNS_AT: usize = 200;
+const CLEAR_CONNS_AT: usize = 400;
 /// Remembered first fragments after which a checkpoint clears the tables.
 const CLEAR_FRAGS_AT: usize = 2_000;
 
@@ -78,6 +78,7 @@ const VIP: Ipv4Addr = world::VIP;
 /// One service of the fuzz world and its real server.
 struct Svc {
     id: u32,
+    vip: Ipv4Addr,
     port: u16,
     proto: u8,
     real_id: u32,
@@ -88,9 +89,10 @@ struct Svc {
     mtu: u32,
 }
 
-const SERVICES: [Svc; 5] = [
+const SERVICES: [Svc; 6] = [
     Svc {
         id: 1,
+        vip: VIP,
         port: 80,
         proto: IPPROTO_TCP,
         real_id: 1,
@@ -102,6 +104,7 @@ const SERVICES: [Svc; 5] = [
     },
     Svc {
         id: 2,
+        vip: VIP,
         port: 443,
         proto: IPPROTO_TCP,
         real_id: 2,
@@ -113,6 +116,7 @@ const SERVICES: [Svc; 5] = [
     },
     Svc {
         id: 3,
+        vip: VIP,
         port: 8080,
         proto: IPPROTO_TCP,
         real_id: 3,
@@ -124,6 +128,7 @@ const SERVICES: [Svc; 5] = [
     },
     Svc {
         id: 4,
+        vip: VIP,
         port: 53,
         proto: IPPROTO_UDP,
         real_id: 4,
@@ -135,6 +140,7 @@ const SERVICES: [Svc; 5] = [
     },
     Svc {
         id: 5,
+        vip: VIP,
         port: 4500,
         proto: IPPROTO_UDP,
         real_id: 5,
@@ -144,15 +150,65 @@ const SERVICES: [Svc; 5] = [
         real_mac: ROUTER_MAC,
         mtu: 0,
     },
+    // A port-0 ("all ports") service on a second VIP, NATed to a real server on the clients'
+    // side of the director (one-arm NAT: replies come in and leave by the same NIC).
+    Svc {
+        id: 6,
+        vip: world::ALL_PORTS_VIP,
+        port: 0,
+        proto: IPPROTO_TCP,
+        real_id: 6,
+        real_addr: world::E.addr,
+        real_port: 0,
+        method: method::MASQ,
+        real_mac: world::E.mac,
+        mtu: 0,
+    },
 ];
+
+/// Ports clients use on the port-0 service.
+const ANY_PORTS: [u16; 3] = [22, 80, 3306];
+
+impl Svc {
+    /// A port a client sends to.
+    fn vport(&self, rng: &mut Rng) -> u16 {
+        if self.port == 0 {
+            rng.pick(&ANY_PORTS)
+        } else {
+            self.port
+        }
+    }
+
+    /// The port the real server answers from.
+    fn rport(&self, rng: &mut Rng) -> u16 {
+        if self.real_port == 0 {
+            self.vport(rng)
+        } else {
+            self.real_port
+        }
+    }
+
+    /// The NIC the real server is behind, and the director's MAC on it: the inside LAN's, or
+    /// the clients' side (one-arm NAT).
+    fn real_nic(&self, g: &Gen) -> (u32, Mac) {
+        if self.real_addr.octets()[..3] == [10, 1, 0] {
+            (g.int, INT_MAC)
+        } else {
+            (g.ext, EXT_MAC)
+        }
+    }
+}
 
 fn octets(a: Ipv4Addr) -> [u8; 4] {
     a.octets()
 }
 
 /// The maps as lbd would fill them for [`SERVICES`] on `net`'s two NICs.
-fn setup(net: &NatNet) -> Vec<Change> {
+fn setup(net: &NatNet, sloppy_tcp: bool) -> Vec<Change> {
     let mut changes = net.nics();
+    if sloppy_tcp {
+        changes.push(world::sloppy_tcp());
+    }
     for (i, svc) in SERVICES.iter().enumerate() {
         changes.push(Change::Real {
             id: svc.real_id,
@@ -176,7 +232,7 @@ fn setup(net: &NatNet) -> Vec<Change> {
         });
         changes.push(Change::Service {
             key: ServiceKey {
-                addr: u32::from_ne_bytes(octets(VIP)),
+                addr: u32::from_ne_bytes(octets(svc.vip)),
                 port: svc.port.to_be(),
                 proto: svc.proto,
                 _pad: 0,
@@ -195,7 +251,7 @@ fn setup(net: &NatNet) -> Vec<Change> {
 /// The same world for the model. Its FIB is [`NatNet`]'s routes and neighbours: the inside
 /// LAN 10.1.0.0/24 on int0 (A to D known), the outside 203.0.113.0/24 on ext0 (the router and
 /// E known), the director's own addresses local, the default route via the router.
-fn model_world(net: &NatNet) -> World {
+fn model_world(net: &NatNet, sloppy_tcp: bool) -> World {
     let (ext, int) = (net.ext, net.int);
     let fib = move |_ingress: u32, dst: [u8; 4]| -> Option<NextHop> {
         let ip = Ipv4Addr::from(dst);
@@ -241,7 +297,7 @@ fn model_world(net: &NatNet) -> World {
         .iter()
         .map(|svc| model::Service {
             id: svc.id,
-            vip: octets(VIP),
+            vip: octets(svc.vip),
             port: svc.port,
             proto: svc.proto,
             real: model::Real {
@@ -258,6 +314,7 @@ fn model_world(net: &NatNet) -> World {
         ifaces,
         services,
         fib: Box::new(fib),
+        sloppy_tcp,
     }
 }
 
@@ -539,11 +596,12 @@ impl Gen {
         let svc = &SERVICES[self.rng.below(SERVICES.len())];
         let src = self.client();
         let sport = self.rng.pick(&CLIENT_PORTS);
+        let vport = svc.vport(&mut self.rng);
         let (dst, dport) = match self.rng.below(10) {
-            0 => (VIP, self.rng.u16()),
-            1 => (world::OTHER_VIP, svc.port),
-            2 => (Ipv4Addr::from(self.rng.next() as u32), svc.port),
-            _ => (VIP, svc.port),
+            0 => (svc.vip, self.rng.u16()),
+            1 => (world::OTHER_VIP, vport),
+            2 => (Ipv4Addr::from(self.rng.next() as u32), vport),
+            _ => (svc.vip, vport),
         };
         let proto = if self.rng.chance(5) {
             if svc.proto == IPPROTO_TCP {
@@ -578,23 +636,18 @@ impl Gen {
         let svc = nat[self.rng.below(nat.len())];
         let dst = self.client();
         let dport = self.rng.pick(&CLIENT_PORTS);
+        let sport = svc.rport(&mut self.rng);
         let payload = if svc.proto == IPPROTO_TCP {
             let flags = self.tcp_flags();
-            tcp_segment(
-                svc.real_addr,
-                dst,
-                svc.real_port,
-                dport,
-                flags,
-                &mut self.rng,
-            )
+            tcp_segment(svc.real_addr, dst, sport, dport, flags, &mut self.rng)
         } else {
-            udp_datagram(svc.real_addr, dst, svc.real_port, dport, &mut self.rng)
+            udp_datagram(svc.real_addr, dst, sport, dport, &mut self.rng)
         };
         let ip = self.ip(svc.real_addr, dst, svc.proto);
-        let mac = self.dst_mac(INT_MAC);
+        let (ingress, own) = svc.real_nic(self);
+        let mac = self.dst_mac(own);
         Input {
-            ingress: self.int,
+            ingress,
             bytes: frame(mac, svc.real_mac, 0x0800, &ip.packet(&payload)),
             what: "NAT reply",
         }
@@ -635,6 +688,8 @@ impl Gen {
         let client = self.client();
         let cport = self.rng.pick(&CLIENT_PORTS);
         let inside = svc.method == method::MASQ && self.rng.chance(50);
+        let (vport, rport) = (svc.vport(&mut self.rng), svc.rport(&mut self.rng));
+        let (real_nic, real_mac) = svc.real_nic(self);
         let (qsrc, qdst, qsport, qdport, ingress, own, from) = if inside {
             // The client's packet as forwarded to the real server, quoted by it or a router.
             let from = if self.rng.chance(50) {
@@ -646,9 +701,9 @@ impl Gen {
                 client,
                 svc.real_addr,
                 cport,
-                svc.real_port,
-                self.int,
-                INT_MAC,
+                rport,
+                real_nic,
+                real_mac,
                 from,
             )
         } else {
@@ -658,7 +713,7 @@ impl Gen {
             } else {
                 client
             };
-            (VIP, client, svc.port, cport, self.ext, EXT_MAC, from)
+            (svc.vip, client, vport, cport, self.ext, EXT_MAC, from)
         };
         let qproto = if self.rng.chance(90) {
             svc.proto
@@ -696,7 +751,7 @@ impl Gen {
         icmp.extend_from_slice(&quoted);
         let sum = checksum::checksum(&icmp);
         icmp[2..4].copy_from_slice(&sum.to_be_bytes());
-        let dst = if inside { client } else { VIP };
+        let dst = if inside { client } else { svc.vip };
         let dst = if self.rng.chance(10) {
             self.client()
         } else {
@@ -898,12 +953,15 @@ pub fn run(seed: u64, frames: u64) {
         .unwrap_or(CHECK_EVERY)
         .max(1);
     eprintln!("fuzz: seed {seed}, {frames} frames (LB_FUZZ_SEED={seed} LB_FUZZ_FRAMES={frames})");
+    // Every fourth seed runs with `sloppy_tcp` (any segment but a RST opens a connection).
+    let sloppy_tcp = seed % 4 == 3;
+    eprintln!("fuzz: sloppy_tcp {}", u8::from(sloppy_tcp));
     let net = NatNet::build(true);
     let mut director = Director::load();
-    for change in setup(&net) {
+    for change in setup(&net, sloppy_tcp) {
         director.apply(&change);
     }
-    let mut model = Model::new(model_world(&net));
+    let mut model = Model::new(model_world(&net, sloppy_tcp));
     model.quirks = KNOWN_BUGS;
     let mut generator = Gen {
         rng: Rng::new(seed),
@@ -985,6 +1043,10 @@ pub fn run(seed: u64, frames: u64) {
         .collect();
     counted.sort();
     eprintln!("fuzz: counters {}", counted.join(", "));
+    eprintln!(
+        "fuzz: {} packets met a known bug the model reproduces ({KNOWN_BUGS:?})",
+        model.quirk_events()
+    );
 }
 
 fn verdict_name(v: Verdict) -> &'static str {
