@@ -311,6 +311,20 @@ impl Model {
         self.conns.iter()
     }
 
+    /// The first fragments remembered, keyed as the program keys them.
+    pub fn frags(&self) -> impl Iterator<Item = (crate::FragKey, FlowKey)> + '_ {
+        self.frags.iter().map(|((saddr, daddr, id, proto), tuple)| {
+            let key = crate::FragKey {
+                saddr: u32::from_ne_bytes(*saddr),
+                daddr: u32::from_ne_bytes(*daddr),
+                id: id.to_be(),
+                proto: *proto,
+                _pad: 0,
+            };
+            (key, tuple.key())
+        })
+    }
+
     /// IPVS's ActiveConn and InActConn of real server `id`, from the connection table.
     pub fn real_conns(&self, id: u32) -> (i64, i64) {
         let mut counts = (0, 0);

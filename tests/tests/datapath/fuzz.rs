@@ -32,8 +32,8 @@ use std::{
 };
 
 use lb_common::{
-    Conn, FlowKey, IPPROTO_TCP, IPPROTO_UDP, REAL_F_IN_USE, REAL_F_RESOLVED, RealConns, RealServer,
-    Service as MapService, ServiceKey, Stat, method,
+    Conn, FlowKey, FragKey, IPPROTO_TCP, IPPROTO_UDP, REAL_F_IN_USE, REAL_F_RESOLVED, RealConns,
+    RealServer, Service as MapService, ServiceKey, Stat, method,
     model::{self, Action, Model, NextHop, Quirks, World},
     tcp_state,
 };
@@ -1167,6 +1167,29 @@ fn checkpoint(director: &Director, model: &Model, expected_stats: &[u64]) -> Res
                 "{key:?} -> {e:?}: missing from the program's table"
             ));
         }
+    }
+    // The first fragments remembered for their later ones.
+    let got: HashMap<FragKey, FlowKey> = director.frags().into_iter().collect();
+    let want: HashMap<FragKey, FlowKey> = model.frags().collect();
+    if got != want {
+        let mut diff: Vec<String> = Vec::new();
+        for (key, flow) in &got {
+            if want.get(key) != Some(flow) {
+                diff.push(format!(
+                    "program has {key:?} -> {flow:?}, the model {:?}",
+                    want.get(key)
+                ));
+            }
+        }
+        for (key, flow) in &want {
+            if !got.contains_key(key) {
+                diff.push(format!(
+                    "the model has {key:?} -> {flow:?}, the program not"
+                ));
+            }
+        }
+        diff.truncate(10);
+        problems.push(format!("FRAGS differ:\n{}", diff.join("\n")));
     }
     // Live counts: what the table holds, and what the model counts.
     for svc in &SERVICES {
