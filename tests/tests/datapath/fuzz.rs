@@ -11,14 +11,15 @@
 //! other protocols, EtherTypes and addresses, malformed headers; and a share of them mutated
 //! (bits flipped, bytes replaced, cut short, extended).
 //!
-//! The outcome depends on history (connections, first fragments), which the model keeps as
-//! the program does. Every `CHECK_EVERY` frames, and before the connection table could fill
-//! (the LRU would then evict, which no model can follow), a checkpoint compares the program's
-//! tables with the model's and with themselves: every connection entry the same, each naming
-//! a configured real server of its service; the live connection counts (`REAL_CONNS`) equal to
-//! what the table holds; the data-path counters equal to the model's, and every received frame
-//! counted once under a verdict; the traffic counters and round-robin positions equal. When
-//! the table has grown, both sides' tables are then cleared.
+//! The outcome depends on history (connections and their TCP states, first fragments), which
+//! the model keeps as the program does. Every `CHECK_EVERY` frames a checkpoint compares the
+//! program's tables with the model's and with themselves: every connection entry the same,
+//! each naming a configured real server of its service; the remembered first fragments the
+//! same; the live connection counts (`REAL_CONNS`) equal to what the table holds; the
+//! data-path counters equal to the model's, and every received frame counted once under a
+//! verdict; the traffic counters and round-robin positions equal. Once the tables have grown
+//! past a few hundred entries, both sides' are cleared there: the connection table (sized far
+//! larger for this test) must never fill, since an LRU's evictions cannot be modelled.
 //!
 //! `LB_FUZZ_FRAMES` (default [`CI_FRAMES`]) and `LB_FUZZ_SEED` (default: from the clock,
 //! printed) choose the run; `cargo xtask fuzz --frames N --seed S` sets them.
@@ -40,7 +41,7 @@ use lb_common::{
 
 use super::{
     checksum,
-    harness::{Change, Director, Verdict},
+    harness::{self, Change, Director, Verdict},
     wire::{self, Mac},
     world::{self, NatNet},
 };
@@ -56,8 +57,10 @@ const KNOWN_BUGS: Quirks = Quirks {
 };
 /// Frames between checkpoints.
 const CHECK_EVERY: u64 = 2_000;
-/// Connection entries after which a checkpoint clears the tables (the fixtures' table holds
-/// 1,024; the LRU may evict before it is full, since CPUs keep free nodes of their own).
+/// The connection table's size here: far more than the run lets it hold, so that the LRU
+/// never evicts (it may before it is full, since CPUs keep free nodes of their own).
+const CONN_TABLE_SIZE: u32 = 16 * 1024;
+/// Connection entries after which a checkpoint clears the tables.
 const CLEAR_CONNS_AT: usize = 400;
 /// Remembered first fragments after which a checkpoint clears the tables.
 const CLEAR_FRAGS_AT: usize = 2_000;
@@ -957,7 +960,10 @@ pub fn run(seed: u64, frames: u64) {
     let sloppy_tcp = seed % 4 == 3;
     eprintln!("fuzz: sloppy_tcp {}", u8::from(sloppy_tcp));
     let net = NatNet::build(true);
-    let mut director = Director::load();
+    let mut director = Director::load_sized(
+        harness::PROGRAM,
+        &[(lb_common::maps::CONNS, CONN_TABLE_SIZE)],
+    );
     for change in setup(&net, sloppy_tcp) {
         director.apply(&change);
     }

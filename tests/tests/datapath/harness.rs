@@ -184,13 +184,19 @@ impl Director {
     /// Loads the object with `program` (one of its XDP entry points) as the one packets run
     /// through.
     pub fn load_program(program: &'static str) -> Self {
+        Self::load_sized(program, &[])
+    }
+
+    /// Loads the object with `program` as the entry, and map sizes from `sizes` where they
+    /// differ from the fixtures' defaults.
+    pub fn load_sized(program: &'static str, sizes: &[(&str, u32)]) -> Self {
         let object = lb_user::object::ebpf_object();
         assert!(
             !object.is_empty(),
             "the eBPF object is empty: built with AYA_BUILD_SKIP=1?"
         );
         let mut loader = EbpfLoader::new();
-        for (name, size) in MAX_ENTRIES {
+        for (name, size) in MAX_ENTRIES.iter().chain(sizes) {
             loader.map_max_entries(name, *size);
         }
         let mut ebpf = loader.load(object).expect("loading the eBPF object");
