@@ -47,7 +47,7 @@ use super::{
 };
 
 /// Frames in a CI run (a few seconds).
-pub const CI_FRAMES: u64 = 30_000;
+pub const CI_FRAMES: u64 = 50_000;
 /// The program's known bugs, reproduced by the model until they are fixed (then set
 /// `Quirks::NONE` here). SYN+RST on a finished connection: `conn::lookup` takes any SYN as a
 /// new connection (IPVS: `syn && !rst`), counts the old one closed, and `may_open` then
