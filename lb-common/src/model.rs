@@ -23,10 +23,10 @@
 //! Where lb deliberately differs from IPVS, the model follows lb's documented choice, and says
 //! so: checksums are not verified on the way in (the end host does; lb's rewrites are
 //! incremental, RFC 1624, so a bad checksum stays bad), although IPVS sees only packets whose
-//! IP header checksum the kernel checked and drops ICMP errors with a bad checksum; the TUN
-//! outer header copies the inner TOS byte whole (RFC 6040's normal mode; IPVS turns an inner CE
-//! into ECT(0)); a translated ICMP error's quoted UDP checksum is updated too (IPVS leaves
-//! it); fragments are followed by their first fragment's flow, not reassembled.
+//! IP header checksum the kernel checked and drops ICMP errors with a bad checksum; a
+//! translated ICMP error's quoted UDP checksum is updated too (IPVS leaves it); fragments are
+//! followed by their first fragment's flow, not reassembled. (The TUN outer header copies the
+//! inner TOS byte whole, as IPVS's `ip_vs_tunnel_xmit` does.)
 //!
 //! Addresses are `[u8; 4]` as on the wire and ports host-order `u16` inside the model;
 //! [`Tuple::key`] gives the program's [`FlowKey`] (network order in memory).
