@@ -21,7 +21,7 @@ use core::mem::size_of;
 /// Version of the map layout (names, key and value types). lbd keeps maps pinned across
 /// restarts and refuses pinned maps of another layout, so bump this with any change to a map
 /// type or meaning.
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 
 /// Upper bound on virtual services (the per-service arrays are this long).
 pub const MAX_SERVICES: u32 = 16 * 1024;
@@ -37,8 +37,27 @@ pub const PERSIST_TABLE_SIZE: u32 = 64 * 1024;
 /// Most real servers a connection-count scheduler (lc, wlc, ...) compares for one new
 /// connection; real servers beyond it in a service are not considered.
 pub const MAX_SCAN: u32 = 1024;
-/// Default connection-table size (LRU hash entries); `lbd --conn-table-size` overrides it.
+/// Default connection-table size (hash entries); `lbd --conn-table-size` overrides it.
 pub const DEFAULT_CONN_TABLE_SIZE: u32 = 256 * 1024;
+/// The half-open table (LRU hash entries) holds connections until their first packet after
+/// the opening one: a TCP connection until its handshake completes, a UDP flow until its
+/// second datagram. A flood of opening packets (spoofed SYNs, one-off datagrams) only ever
+/// evicts other half-open entries; the connection table proper is never evicted from.
+/// It is this fraction of the connection table (`--conn-table-size`), at least
+/// [`MIN_HALF_OPEN_TABLE_SIZE`].
+pub const HALF_OPEN_TABLE_SHARE: u32 = 4;
+/// The smallest half-open table.
+pub const MIN_HALF_OPEN_TABLE_SIZE: u32 = 1024;
+
+/// The half-open table's size for a connection table of `conn_table_size` entries.
+pub const fn half_open_table_size(conn_table_size: u32) -> u32 {
+    let share = conn_table_size / HALF_OPEN_TABLE_SHARE;
+    if share < MIN_HALF_OPEN_TABLE_SIZE {
+        MIN_HALF_OPEN_TABLE_SIZE
+    } else {
+        share
+    }
+}
 /// Interfaces lbd can attach to.
 pub const MAX_IFACES: u32 = 64;
 /// Locality entries of lblc/lblcr (LRU hash entries, shared by all services). IPVS keeps up
@@ -258,21 +277,56 @@ pub struct Iface {
 }
 const _: () = assert!(size_of::<Iface>() == 12);
 
-/// Live connection counts of a real server: kept by the data path as connections open and
-/// change state (atomic adds, so every CPU sees the same figures when scheduling), and set to
-/// the exact figures by lbd's sweep of the connection table, which also expires connections.
+/// Live connection counts of a real server (IPVS's ActiveConn and InActConn are the sums of
+/// the two tables' figures). Every change is an atomic add, by the data path or by lbd
+/// (through the map's shared memory), so no writer overwrites another's update:
+/// - the connection table's figures are exact by construction: that table never evicts, and
+///   whoever removes an entry (the data path replacing it, lbd's sweep expiring it) and only
+///   the one whose removal succeeded takes it off the counts;
+/// - the half-open table's figures follow its entries as they come and go, and lbd sets them
+///   to a fresh count of the table every sweep tick, which takes out the entries its LRU
+///   evicted silently (so they are exact again within a tick, whatever a flood did).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct RealConns {
-    /// IPVS's ActiveConn.
+    /// Active connections in the connection table.
     pub active: i64,
-    /// IPVS's InActConn.
+    /// Inactive connections in the connection table.
     pub inactive: i64,
+    /// Active connections in the half-open table (SYN_RECV, mostly).
+    pub half_open_active: i64,
+    /// Inactive connections in the half-open table (one-off UDP flows, mostly).
+    pub half_open_inactive: i64,
     /// 1 while over the upper threshold until back under the lower one (IPVS's OVERLOAD flag).
     pub overloaded: u32,
     pub _pad: u32,
 }
-const _: () = assert!(size_of::<RealConns>() == 24);
+const _: () = assert!(size_of::<RealConns>() == 40);
+
+impl RealConns {
+    /// IPVS's ActiveConn: both tables' active connections.
+    pub const fn total_active(&self) -> i64 {
+        clamp(self.active) + clamp(self.half_open_active)
+    }
+
+    /// IPVS's InActConn: both tables' inactive connections.
+    pub const fn total_inactive(&self) -> i64 {
+        clamp(self.inactive) + clamp(self.half_open_inactive)
+    }
+}
+
+/// A count that a concurrent recount may have taken below zero for a moment reads as zero.
+const fn clamp(n: i64) -> i64 {
+    if n < 0 { 0 } else { n }
+}
+
+/// Byte offsets of [`RealConns`]'s counters, for lbd's atomic adds through the map's memory.
+pub mod real_conns {
+    pub const ACTIVE: usize = 0;
+    pub const INACTIVE: usize = 8;
+    pub const HALF_OPEN_ACTIVE: usize = 16;
+    pub const HALF_OPEN_INACTIVE: usize = 24;
+}
 
 /// Key of a persistence template (`-p`): the service and the client's masked address.
 #[repr(C)]
@@ -616,7 +670,7 @@ pub enum Stat {
     DropNoNeigh,
     /// The egress interface is not one lbd set up.
     DropNoIface,
-    /// The connection table refused an insert.
+    /// The half-open table refused an insert.
     DropConnTableFull,
     /// Forwarding method not supported by this build.
     DropUnsupported,
@@ -642,6 +696,12 @@ pub enum Stat {
     /// A NAT connection's reply entry, evicted apart from the client's, put back by the
     /// client's next packet.
     ReplyRestored,
+    /// A connection left the half-open table for the connection table (its handshake
+    /// completed; a UDP flow's second datagram).
+    Promoted,
+    /// The connection table was full when a connection was to move into it: it stays in the
+    /// half-open table, where it goes on working but may be evicted.
+    ConnTableFull,
     /// A later fragment (no ports) matched to its datagram's first fragment, whose flow it
     /// then follows (to the same real server, if that flow has a connection).
     Fragment,
@@ -686,6 +746,8 @@ impl Stat {
         Stat::DropNoDest,
         Stat::DropMalformed,
         Stat::ReplyRestored,
+        Stat::Promoted,
+        Stat::ConnTableFull,
         Stat::Fragment,
         Stat::IcmpTimeExceeded,
         Stat::DropTtlExpired,
@@ -724,6 +786,8 @@ impl Stat {
             Stat::DropNoDest => "drop_no_dest",
             Stat::DropMalformed => "drop_malformed",
             Stat::ReplyRestored => "reply_restored",
+            Stat::Promoted => "promoted",
+            Stat::ConnTableFull => "conn_table_full",
             Stat::Fragment => "fragment",
             Stat::IcmpTimeExceeded => "icmp_time_exceeded",
             Stat::DropTtlExpired => "drop_ttl_expired",
@@ -738,6 +802,7 @@ pub mod maps {
     pub const SCHED_TABLE: &str = "SCHED_TABLE";
     pub const SERVICE_STATE: &str = "SERVICE_STATE";
     pub const CONNS: &str = "CONNS";
+    pub const HALF_OPEN: &str = "HALF_OPEN";
     pub const REAL_CONNS: &str = "REAL_CONNS";
     pub const PERSIST: &str = "PERSIST";
     pub const IFACES: &str = "IFACES";

@@ -11,14 +11,20 @@
 //!
 //! Scope: the configurations the fuzz test builds. Every service has one real server, so
 //! scheduling is deterministic (no persistence, no thresholds, no connection-count
-//! schedulers); of IPVS's sysctls only `sloppy_tcp` may differ from its default; the connection table never fills (the
-//! test clears it, in the program and here, before it could), and no entry expires during a
-//! run.
+//! //! schedulers); of IPVS's sysctls only `sloppy_tcp` may differ from its default; the half-open
+//! table never fills (it is an LRU, whose evictions no model can predict: the test clears it,
+//! in the program and here, long before), and no entry expires during a run. The connection
+//! table may fill ([`World::conn_table_size`]: a plain hash refuses a new key when full).
 //!
-//! The model keeps state where lb does, because the outcome depends on history: the
-//! connection table (opened by a TCP SYN without RST or by any UDP datagram, as IPVS; NAT
-//! connections have a reply entry), the TCP state of each connection, the first fragments
-//! seen (for their later fragments), the traffic counters and the live connection counts.
+//! The model keeps state where lb does, because the outcome depends on history: the two
+//! connection tables, the TCP state of each connection, the first fragments seen (for their
+//! later fragments), the traffic counters and the live connection counts. A connection opens
+//! (with a TCP SYN without RST or any UDP datagram, as IPVS; NAT connections have a reply
+//! entry) in the half-open table and moves to the connection table with its first packet
+//! after the opening one that shows it is real: the client's packet that finds the TCP state
+//! ESTABLISHED, a UDP flow's second datagram (either way, for NAT); never a later fragment,
+//! which is more of a datagram already seen. If the connection table is full, the connection
+//! stays where it is (and tries again with its next such packet).
 //!
 //! Where lb deliberately differs from IPVS, the model follows lb's documented choice, and says
 //! so: checksums are not verified on the way in (the end host does; lb's rewrites are
@@ -35,7 +41,9 @@ extern crate std;
 
 use std::{boxed::Box, collections::BTreeMap, ops::Range, vec, vec::Vec};
 
-use crate::{Counters, FlowKey, IPPROTO_TCP, IPPROTO_UDP, Stat, filter, method, tcp_state};
+use crate::{
+    Counters, FlowKey, IPPROTO_TCP, IPPROTO_UDP, RealConns, Stat, filter, method, tcp_state,
+};
 
 pub type Mac = [u8; 6];
 pub type Addr = [u8; 4];
@@ -111,6 +119,8 @@ pub struct World {
     pub fib: Fib,
     /// IPVS's `sloppy_tcp`: any TCP segment but a RST may open a connection.
     pub sloppy_tcp: bool,
+    /// The connection table's size (`CONNS`, entries of either direction).
+    pub conn_table_size: usize,
 }
 
 /// A directional 5-tuple.
@@ -177,34 +187,21 @@ pub struct Outcome {
     pub stats: Vec<Stat>,
 }
 
-/// Known bugs of the program that the model reproduces while they are being fixed elsewhere,
-/// so that the fuzz test keeps checking everything else. Each is off in [`Quirks::NONE`].
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Quirks {
-    /// A TCP segment with both SYN and RST on a finished connection (TIME_WAIT, CLOSE): lb
-    /// counts the connection closed as if a new one replaced it, then refuses to open one
-    /// (`pass_not_syn`), and the entry stays: its real server's live counts drift one lower
-    /// each time. IPVS (`is_new_conn`: `syn && !rst`) treats it as a packet of the existing
-    /// connection.
-    pub syn_rst_reopens: bool,
-}
-
-impl Quirks {
-    pub const NONE: Quirks = Quirks {
-        syn_rst_reopens: false,
-    };
+/// The two connection tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    /// The connection table (`CONNS`): connections past their opening packet.
+    Conns,
+    /// The half-open table (`HALF_OPEN`): connections that have seen only their opening
+    /// packet, or could not move on because the connection table was full.
+    HalfOpen,
 }
 
 /// The model: the world and what the data path remembers.
 pub struct Model {
     world: World,
-    pub quirks: Quirks,
-    /// How far each real server's live counts (active, inactive) are off what the table
-    /// holds, by the quirks.
-    drift: BTreeMap<u32, (i64, i64)>,
-    /// How many packets met a quirk.
-    quirk_events: u64,
     conns: BTreeMap<Tuple, Entry>,
+    half_open: BTreeMap<Tuple, Entry>,
     /// First fragments by (source, destination, IP ID, protocol): their flow.
     frags: BTreeMap<(Addr, Addr, u16, u8), Tuple>,
     service_stats: BTreeMap<u32, Counters>,
@@ -299,10 +296,8 @@ impl Model {
     pub fn new(world: World) -> Self {
         Self {
             world,
-            quirks: Quirks::NONE,
-            drift: BTreeMap::new(),
-            quirk_events: 0,
             conns: BTreeMap::new(),
+            half_open: BTreeMap::new(),
             frags: BTreeMap::new(),
             service_stats: BTreeMap::new(),
             real_stats: BTreeMap::new(),
@@ -314,9 +309,11 @@ impl Model {
         &self.world
     }
 
-    /// The connection table: every entry, by its key.
-    pub fn conns(&self) -> impl Iterator<Item = (&Tuple, &Entry)> {
-        self.conns.iter()
+    /// Both connection tables: every entry, by its table and key.
+    pub fn conns(&self) -> impl Iterator<Item = (Table, &Tuple, &Entry)> {
+        let conns = self.conns.iter().map(|(t, e)| (Table::Conns, t, e));
+        let half_open = self.half_open.iter().map(|(t, e)| (Table::HalfOpen, t, e));
+        conns.chain(half_open)
     }
 
     /// The first fragments remembered, keyed as the program keys them.
@@ -333,28 +330,20 @@ impl Model {
         })
     }
 
-    /// IPVS's ActiveConn and InActConn of real server `id`, from the connection table.
-    pub fn real_conns(&self, id: u32) -> (i64, i64) {
-        let mut counts = (0, 0);
-        for entry in self.conns.values().filter(|e| !e.reply && e.real == id) {
-            if tcp_state::is_active(entry.state) {
-                counts.0 += 1;
-            } else {
-                counts.1 += 1;
-            }
+    /// The live connection counts of real server `id` (IPVS's ActiveConn and InActConn,
+    /// by table), from what the tables hold.
+    pub fn real_conns(&self, id: u32) -> RealConns {
+        let mut counts = RealConns::default();
+        for (table, _, entry) in self.conns().filter(|(_, _, e)| !e.reply && e.real == id) {
+            let active = tcp_state::is_active(entry.state);
+            *match (table, active) {
+                (Table::Conns, true) => &mut counts.active,
+                (Table::Conns, false) => &mut counts.inactive,
+                (Table::HalfOpen, true) => &mut counts.half_open_active,
+                (Table::HalfOpen, false) => &mut counts.half_open_inactive,
+            } += 1;
         }
         counts
-    }
-
-    /// How far the program's live counts of real server `id` are off the table's, by the
-    /// quirks (0 without them).
-    pub fn count_drift(&self, id: u32) -> (i64, i64) {
-        self.drift.get(&id).copied().unwrap_or((0, 0))
-    }
-
-    /// How many packets so far met one of the quirks.
-    pub fn quirk_events(&self) -> u64 {
-        self.quirk_events
     }
 
     pub fn service_stats(&self, id: u32) -> Counters {
@@ -372,14 +361,68 @@ impl Model {
 
     /// Forgets every connection and fragment (the caller clears the program's tables too).
     pub fn clear_tables(&mut self) {
-        self.drift.clear();
         self.conns.clear();
+        self.half_open.clear();
         self.frags.clear();
     }
 
-    /// Number of connection-table and fragment-table entries.
+    /// Number of entries in the connection tables (both) and the fragment table.
     pub fn table_sizes(&self) -> (usize, usize) {
-        (self.conns.len(), self.frags.len())
+        (self.conns.len() + self.half_open.len(), self.frags.len())
+    }
+
+    fn table(&mut self, table: Table) -> &mut BTreeMap<Tuple, Entry> {
+        match table {
+            Table::Conns => &mut self.conns,
+            Table::HalfOpen => &mut self.half_open,
+        }
+    }
+
+    /// The entry of `tuple`: in the connection table, else in the half-open table.
+    fn lookup(&self, tuple: &Tuple) -> Option<(Table, Entry)> {
+        self.conns
+            .get(tuple)
+            .map(|e| (Table::Conns, *e))
+            .or_else(|| self.half_open.get(tuple).map(|e| (Table::HalfOpen, *e)))
+    }
+
+    /// Moves the connection of `key` (client entry `entry`, and for NAT its reply entry
+    /// `reply`) from the half-open table to the connection table, if there is room.
+    fn promote(&mut self, key: Tuple, entry: Entry, reply: Option<Tuple>, stats: &mut Vec<Stat>) {
+        let capacity = self.world.conn_table_size;
+        let room = |conns: &BTreeMap<Tuple, Entry>, key: &Tuple| {
+            conns.contains_key(key) || conns.len() < capacity
+        };
+        if let Some(reply) = reply {
+            if !room(&self.conns, &reply) {
+                stats.push(Stat::ConnTableFull);
+                return;
+            }
+            self.conns.insert(
+                reply,
+                Entry {
+                    reply: true,
+                    ..entry
+                },
+            );
+        }
+        if self.conns.contains_key(&key) {
+            // Already moved (by another CPU, in the program).
+            return;
+        }
+        if !room(&self.conns, &key) {
+            if let Some(reply) = reply {
+                self.conns.remove(&reply);
+            }
+            stats.push(Stat::ConnTableFull);
+            return;
+        }
+        self.conns.insert(key, entry);
+        self.half_open.remove(&key);
+        if let Some(reply) = reply {
+            self.half_open.remove(&reply);
+        }
+        stats.push(Stat::Promoted);
     }
 
     fn iface(&self, ifindex: u32) -> Option<&Iface> {
@@ -504,7 +547,7 @@ impl Model {
         stats: &mut Vec<Stat>,
     ) -> Result<Outcome, Early> {
         let is_tcp = tuple.proto == IPPROTO_TCP;
-        if let Some(entry) = self.conns.get(&tuple).copied() {
+        if let Some((table, entry)) = self.lookup(&tuple) {
             if entry.reply {
                 let client = Tuple {
                     saddr: tuple.daddr,
@@ -513,8 +556,16 @@ impl Model {
                     dport: entry.vport,
                     proto: tuple.proto,
                 };
-                if is_tcp && let Some(c) = self.conns.get_mut(&client) {
-                    c.state = tcp_state::next(c.state, flags, tcp_state::Direction::Output);
+                // The connection's state is in its client entry (of the same table).
+                if let Some(c) = self.table(table).get_mut(&client) {
+                    if is_tcp {
+                        c.state = tcp_state::next(c.state, flags, tcp_state::Direction::Output);
+                    }
+                    let c = *c;
+                    // A UDP flow answered: both entries move.
+                    if table == Table::HalfOpen && !is_tcp && !frame.later_fragment {
+                        self.promote(client, c, Some(tuple), stats);
+                    }
                 }
                 stats.push(Stat::ConnHit);
                 self.count(entry.service, entry.real, frame, true);
@@ -524,27 +575,33 @@ impl Model {
                 .real(entry.real)
                 .expect("entries name configured reals");
             // IPVS's is_new_conn (`th->syn && !th->rst`) on a finished connection
-            // (conn_reuse_mode 1: TIME_WAIT, CLOSE): a new connection on the same ports.
+            // (conn_reuse_mode 1: TIME_WAIT, CLOSE): a new connection on the same ports, and
+            // the old one goes at once (both of its entries).
             let new_syn = is_tcp && flags & TCP_SYN != 0 && flags & TCP_RST == 0;
             let finished = matches!(entry.state, tcp_state::TIME_WAIT | tcp_state::CLOSE);
-            let syn = is_tcp && flags & TCP_SYN != 0;
-            if self.quirks.syn_rst_reopens && syn && !new_syn && finished {
-                self.quirk_events += 1;
-                let drift = self.drift.entry(entry.real).or_default();
-                if tcp_state::is_active(entry.state) {
-                    drift.0 -= 1;
-                } else {
-                    drift.1 -= 1;
+            if new_syn && finished {
+                if real.method == method::MASQ {
+                    let reply = reply_tuple(&tuple, &real);
+                    self.table(table).remove(&reply);
                 }
-            } else if !(new_syn && finished) {
+                self.table(table).remove(&tuple);
+            } else {
+                let e = self.table(table).get_mut(&tuple).expect("just found");
                 if is_tcp {
                     let direction = if real.method == method::MASQ {
                         tcp_state::Direction::Input
                     } else {
                         tcp_state::Direction::InputOnly
                     };
-                    let e = self.conns.get_mut(&tuple).expect("just found");
                     e.state = tcp_state::next(e.state, flags, direction);
+                }
+                let e = *e;
+                if table == Table::HalfOpen
+                    && !frame.later_fragment
+                    && (!is_tcp || e.state == tcp_state::ESTABLISHED)
+                {
+                    let reply = (real.method == method::MASQ).then(|| reply_tuple(&tuple, &real));
+                    self.promote(tuple, e, reply, stats);
                 }
                 stats.push(Stat::ConnHit);
                 self.count(entry.service, entry.real, frame, false);
@@ -580,23 +637,17 @@ impl Model {
             state,
             reply: false,
         };
+        // Into the half-open table.
         if real.method == method::MASQ {
-            let reply = Tuple {
-                saddr: real.addr,
-                daddr: tuple.saddr,
-                sport: real_port(&real, tuple.dport),
-                dport: tuple.sport,
-                proto: tuple.proto,
-            };
-            self.conns.insert(
-                reply,
+            self.half_open.insert(
+                reply_tuple(&tuple, &real),
                 Entry {
                     reply: true,
                     ..entry
                 },
             );
         }
-        self.conns.insert(tuple, entry);
+        self.half_open.insert(tuple, entry);
         *self.rr_draws.entry(service.id).or_default() += 1;
         stats.push(Stat::ConnNew);
         for counters in [
@@ -802,7 +853,7 @@ impl Model {
         stats: &mut Vec<Stat>,
     ) -> Result<Outcome, Early> {
         let key = quote.tuple.reversed();
-        let Some(entry) = self.conns.get(&key).copied() else {
+        let Some((_, entry)) = self.lookup(&key) else {
             return Err((Action::Pass, Stat::PassNotService));
         };
         let ttl_out = |out: &mut Vec<u8>| -> Result<(), Early> {
@@ -918,6 +969,17 @@ impl Model {
 }
 
 /// The port a connection to virtual port `vport` uses on `real`.
+/// The tuple of a NAT connection's replies: from the real server to the client.
+fn reply_tuple(tuple: &Tuple, real: &Real) -> Tuple {
+    Tuple {
+        saddr: real.addr,
+        daddr: tuple.saddr,
+        sport: real_port(real, tuple.dport),
+        dport: tuple.sport,
+        proto: tuple.proto,
+    }
+}
+
 fn real_port(real: &Real, vport: u16) -> u16 {
     if real.port == 0 { vport } else { real.port }
 }

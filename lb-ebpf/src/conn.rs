@@ -2,6 +2,15 @@
 //! scheduled to, whatever happens to weights or the real-server list afterwards (as in IPVS).
 //! TCP state follows IPVS's state table so listings and timeouts mean what they mean there.
 //! NAT connections also have a reply entry, found by the reply's own 5-tuple.
+//!
+//! A new connection starts in the half-open table (`HALF_OPEN`, LRU) and moves to the
+//! connection table (`CONNS`, never evicted from) with its first packet after the opening one
+//! that shows it is real: the TCP handshake's ACK (ESTABLISHED), a UDP flow's second datagram
+//! (either way, for NAT). A flood of SYNs from spoofed sources, or of one-off datagrams, churns
+//! the half-open table only: established connections are never evicted to make room. (A flood
+//! that completes handshakes, which a DR director cannot tell from real clients as it never
+//! sees the replies, fills the connection table; then new connections stay in the half-open
+//! table, where they still work, and nothing established is lost.)
 
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use lb_common::{
@@ -13,12 +22,20 @@ use lb_common::{
 };
 
 use crate::{
-    Verdict, counts, drop,
-    maps::{self, CONNS, PERSIST},
+    Verdict,
+    counts::{self, Table},
+    drop,
+    maps::{self, CONNS, HALF_OPEN, PERSIST},
     parse::IPPROTO_ICMP,
-    stage::{LATER_FRAGMENT, Packet},
+    stage::{ENTRY_HALF_OPEN, ENTRY_REFRESHED, LATER_FRAGMENT, Packet},
     stats,
 };
+
+/// `bpf_map_update_elem` flags.
+const BPF_ANY: u64 = 0;
+const BPF_NOEXIST: u64 = 1;
+/// The kernel's `EEXIST`, as map helpers return it (negated).
+const EEXIST: i32 = 17;
 
 /// `last_seen_ns` is refreshed at most this often, to keep established flows from writing
 /// the shared entry on every packet.
@@ -46,13 +63,13 @@ fn now() -> u64 {
 /// it wrote the entry's timestamp (a state change, or the first packet after
 /// [`TOUCH_INTERVAL_NS`]).
 #[inline(always)]
-fn touch(conn: &mut Conn, is_tcp: bool, flags: u8, direction: Direction) -> bool {
+fn touch(conn: &mut Conn, is_tcp: bool, flags: u8, direction: Direction, table: Table) -> bool {
     let now = now();
     let mut refreshed = false;
     if is_tcp {
         let state = tcp_state::next(conn.state, flags, direction);
         if state != conn.state {
-            counts::moved(conn.real, conn.state, state);
+            counts::moved(conn.real, conn.state, state, table);
             conn.state = state;
             conn.last_seen_ns = now;
             refreshed = true;
@@ -76,19 +93,48 @@ fn input_direction(real_method: u8) -> Direction {
     }
 }
 
-/// The connection this packet belongs to, written to `conn` (and its real server to `real`).
+/// The connection this packet belongs to, written to `conn` (and its real server to `real`):
+/// looked up in the connection table, then in the half-open table.
 #[inline(always)]
 pub fn lookup(
     packet: &mut Packet,
     conn_out: &mut Conn,
     real_out: &mut RealServer,
 ) -> Result<Hit, Verdict> {
-    let Some(entry) = CONNS.get_ptr_mut(&packet.flow) else {
-        return Ok(Hit::Miss);
-    };
-    // SAFETY: LRU hash values stay valid for the program's run (RCU); concurrent writers of
-    // the same flow race benignly on plain stores of state and timestamp.
-    let conn = unsafe { &mut *entry };
+    if let Some(entry) = CONNS.get_ptr_mut(&packet.flow) {
+        // SAFETY: hash values stay valid for the program's run (RCU); concurrent writers of
+        // the same flow race benignly on plain stores of state and timestamp.
+        return found(
+            packet,
+            unsafe { &mut *entry },
+            Table::Conns,
+            conn_out,
+            real_out,
+        );
+    }
+    if let Some(entry) = HALF_OPEN.get_ptr_mut(&packet.flow) {
+        packet.entry = ENTRY_HALF_OPEN;
+        // SAFETY: as above.
+        return found(
+            packet,
+            unsafe { &mut *entry },
+            Table::HalfOpen,
+            conn_out,
+            real_out,
+        );
+    }
+    Ok(Hit::Miss)
+}
+
+/// The entry `conn` of `table` that `packet` matched.
+#[inline(always)]
+fn found(
+    packet: &mut Packet,
+    conn: &mut Conn,
+    table: Table,
+    conn_out: &mut Conn,
+    real_out: &mut RealServer,
+) -> Result<Hit, Verdict> {
     let is_tcp = packet.flow.proto == IPPROTO_TCP;
     if conn.flags & CONN_F_REPLY != 0 {
         *conn_out = *conn;
@@ -102,14 +148,14 @@ pub fn lookup(
             _pad: 0,
             _pad16: 0,
         };
-        if let Some(forward) = CONNS.get_ptr_mut(&key) {
-            // SAFETY: as above.
-            let _ = touch(
-                unsafe { &mut *forward },
-                is_tcp,
-                packet.tcp_flags,
-                Direction::Output,
-            );
+        if let Some(forward) = get_ptr_mut(table, &key) {
+            // SAFETY: as in `lookup`.
+            let forward = unsafe { &mut *forward };
+            let _ = touch(forward, is_tcp, packet.tcp_flags, Direction::Output, table);
+            if table == Table::HalfOpen && !is_tcp {
+                // A UDP flow answered: both entries move.
+                let _ = promote(&key, forward, Some(&packet.flow));
+            }
         }
         stats::count(Stat::ConnHit);
         return Ok(Hit::Reply);
@@ -118,15 +164,16 @@ pub fn lookup(
         // Its slot was freed: a stale entry, as if it were not there.
         return Ok(Hit::Miss);
     };
+    // A SYN without RST, as IPVS's `tcp_conn_schedule` takes for a new connection.
     if is_tcp
-        && packet.tcp_flags & tcp_state::TCP_SYN != 0
+        && packet.tcp_flags & (tcp_state::TCP_SYN | tcp_state::TCP_RST) == tcp_state::TCP_SYN
         && (reusable(conn, real) || real.flags & REAL_F_REMOVED != 0)
     {
-        // A new connection on the ports of a finished one: scheduled afresh, and the new
-        // entry replaces this one. (On the ports of a connection to a deleted real server
-        // too: IPVS drops such a SYN unless `expire_nodest_conn` is set, which stalls a
-        // client that reuses its port until the old connection expires; lb does not.)
-        counts::closed(conn.real, conn.state);
+        // A new connection on the ports of a finished one: this one goes, and the new one is
+        // scheduled afresh. (On the ports of a connection to a deleted real server too: IPVS
+        // drops such a SYN unless `expire_nodest_conn` is set, which stalls a client that
+        // reuses its port until the old connection expires; lb does not.)
+        expire(&packet.flow, conn, real, table);
         return Ok(Hit::Miss);
     }
     if real.flags & REAL_F_REMOVED != 0 {
@@ -134,19 +181,94 @@ pub fn lookup(
         if !maps::setting(SETTINGS_F_EXPIRE_NODEST_CONN) {
             return Err(drop(Stat::DropNoDest));
         }
-        expire(&packet.flow, conn, real);
+        expire(&packet.flow, conn, real, table);
         return Ok(Hit::Miss);
     }
-    packet.refreshed = u8::from(touch(
+    if touch(
         conn,
         is_tcp,
         packet.tcp_flags,
         input_direction(real.method),
-    ));
+        table,
+    ) {
+        packet.entry |= ENTRY_REFRESHED;
+    }
+    // (A later fragment is more of the same datagram, not a second one.)
+    if table == Table::HalfOpen
+        && packet.fragment != LATER_FRAGMENT
+        && (!is_tcp || conn.state == tcp_state::ESTABLISHED)
+    {
+        let reply = reply_key(&packet.flow, real);
+        let reply = if real.method == method::MASQ {
+            Some(&reply)
+        } else {
+            None
+        };
+        if promote(&packet.flow, conn, reply) {
+            packet.entry &= !ENTRY_HALF_OPEN;
+        }
+    }
     stats::count(Stat::ConnHit);
     *conn_out = *conn;
     *real_out = *real;
     Ok(Hit::Forward)
+}
+
+/// The entry of `key` in `table`.
+#[inline(always)]
+fn get_ptr_mut(table: Table, key: &FlowKey) -> Option<*mut Conn> {
+    match table {
+        Table::Conns => CONNS.get_ptr_mut(key),
+        Table::HalfOpen => HALF_OPEN.get_ptr_mut(key),
+    }
+}
+
+/// Removes the entry of `key` from `table`; true if this call removed it (so that exactly
+/// one of the data path and lbd's sweep, whichever removes an entry, takes it off the counts).
+#[inline(always)]
+fn remove(table: Table, key: &FlowKey) -> bool {
+    match table {
+        Table::Conns => CONNS.remove(key).is_ok(),
+        Table::HalfOpen => HALF_OPEN.remove(key).is_ok(),
+    }
+}
+
+/// Moves the connection of flow `key` (its client entry `conn`, and for NAT its reply entry
+/// `reply`) from the half-open table to the connection table. When the connection table is
+/// full it stays where it is (counted): it keeps working there. When another CPU moved it
+/// first, nothing more is done. True if the connection is in the connection table now.
+#[inline(always)]
+fn promote(key: &FlowKey, conn: &Conn, reply: Option<&FlowKey>) -> bool {
+    if let Some(reply_key) = reply {
+        let entry = Conn {
+            flags: CONN_F_REPLY,
+            ..*conn
+        };
+        if CONNS.insert(reply_key, &entry, BPF_ANY).is_err() {
+            stats::count(Stat::ConnTableFull);
+            return false;
+        }
+    }
+    match CONNS.insert(key, conn, BPF_NOEXIST) {
+        Ok(()) => {}
+        Err(e) if e == -EEXIST => return true,
+        Err(_) => {
+            if let Some(reply_key) = reply {
+                let _ = CONNS.remove(reply_key);
+            }
+            stats::count(Stat::ConnTableFull);
+            return false;
+        }
+    }
+    counts::opened(conn.real, conn.state, Table::Conns);
+    if HALF_OPEN.remove(key).is_ok() {
+        counts::closed(conn.real, conn.state, Table::HalfOpen);
+    }
+    if let Some(reply_key) = reply {
+        let _ = HALF_OPEN.remove(reply_key);
+    }
+    stats::count(Stat::Promoted);
+    true
 }
 
 /// Whether a SYN on `conn`'s ports starts a new connection rather than continuing it, as
@@ -175,21 +297,24 @@ fn reusable(conn: &Conn, real: &RealServer) -> bool {
     }
 }
 
-/// Expires `conn` now (`expire_nodest_conn`): both of its entries go, and its real server's
-/// counts with them.
+/// Ends `conn` (of `table`) now: a SYN reuses its ports, or its real server is gone and
+/// `expire_nodest_conn` is set. Both of its entries go, and its real server's counts with
+/// them if this call removed it.
 #[inline(always)]
-fn expire(flow: &FlowKey, conn: &Conn, real: &RealServer) {
-    counts::closed(conn.real, conn.state);
+fn expire(flow: &FlowKey, conn: &Conn, real: &RealServer, table: Table) {
     if real.method == method::MASQ {
-        let _ = CONNS.remove(&reply_key(flow, real));
+        let _ = remove(table, &reply_key(flow, real));
     }
-    let _ = CONNS.remove(flow);
+    if remove(table, flow) {
+        counts::closed(conn.real, conn.state, table);
+    }
 }
 
-/// A NAT connection's two entries live in one LRU table and may be evicted apart: when the
-/// reply entry has gone while the client's is still used, the client's packet puts it back
-/// before the real server answers (otherwise the answer would reach the kernel unrewritten,
-/// and the client would see the real server's own address).
+/// A NAT connection's two entries may part: the half-open table's LRU may evict one and not
+/// the other, and lbd's sweep removes one after the other. When the reply entry has gone
+/// while the client's is still used, the client's packet puts it back before the real server
+/// answers (otherwise the answer would reach the kernel unrewritten, and the client would see
+/// the real server's own address).
 ///
 /// Looked at only when this packet has just refreshed the client's entry (`touch`: at most
 /// about once a second per flow, and on every state change), not on every packet: an entry
@@ -200,19 +325,27 @@ pub fn keep_reply_entry(packet: &Packet, conn: &Conn, real: &RealServer) {
         // A relayed ICMP error: its `flow` is the error's, not the connection's.
         return;
     }
-    if packet.refreshed == 0 {
+    if packet.entry & ENTRY_REFRESHED == 0 {
         return;
     }
     let key = reply_key(&packet.flow, real);
-    // SAFETY: read only to test presence.
-    if unsafe { CONNS.get(&key) }.is_some() {
+    let table = if packet.entry & ENTRY_HALF_OPEN != 0 {
+        Table::HalfOpen
+    } else {
+        Table::Conns
+    };
+    if get_ptr_mut(table, &key).is_some() {
         return;
     }
     let reply = Conn {
         flags: CONN_F_REPLY,
         ..*conn
     };
-    if CONNS.insert(&key, &reply, 0).is_ok() {
+    let restored = match table {
+        Table::Conns => CONNS.insert(&key, &reply, BPF_ANY),
+        Table::HalfOpen => HALF_OPEN.insert(&key, &reply, BPF_ANY),
+    };
+    if restored.is_ok() {
         stats::count(Stat::ReplyRestored);
     }
 }
@@ -258,8 +391,8 @@ pub fn may_open(packet: &Packet) -> Result<(), Verdict> {
 /// A scheduler: the real server for a new flow of a service at a time, if any (`sched`).
 pub type Picker = fn(&Service, &FlowKey, u64) -> Option<u32>;
 
-/// Schedules a new flow of `service` to a real server and remembers the choice, written to
-/// `conn_out` and `real_out`.
+/// Schedules a new flow of `service` to a real server and remembers the choice in the
+/// half-open table, written to `conn_out` and `real_out`.
 #[inline(always)]
 pub fn schedule(
     packet: &Packet,
@@ -299,14 +432,14 @@ pub fn schedule(
             flags: CONN_F_REPLY,
             ..conn
         };
-        if CONNS.insert(&reply_key, &reply, 0).is_err() {
+        if HALF_OPEN.insert(&reply_key, &reply, BPF_ANY).is_err() {
             return Err(drop(Stat::DropConnTableFull));
         }
     }
-    if CONNS.insert(&packet.flow, &conn, 0).is_err() {
+    if HALF_OPEN.insert(&packet.flow, &conn, BPF_ANY).is_err() {
         return Err(drop(Stat::DropConnTableFull));
     }
-    counts::opened(real_id, state);
+    counts::opened(real_id, state, Table::HalfOpen);
     stats::new_connection(service.id, real_id);
     *conn_out = conn;
     *real_out = *real;

@@ -302,7 +302,7 @@ fn available(id: u32, real: &RealServer) -> bool {
 /// its own.
 #[inline(always)]
 fn is_overloaded(service: &Service, id: u32, weight: u32) -> bool {
-    let active = counts::of(id).active.max(0) as u64;
+    let active = counts::of(id).total_active() as u64;
     active > u64::from(weight) && some_half_idle(service)
 }
 
@@ -457,7 +457,7 @@ extern "C" fn half_idle_step(i: u32, ctx: *mut c_void) -> i64 {
     let Some(real) = maps::real(id) else {
         return 0;
     };
-    let active = counts::of(id).active.max(0) as u64;
+    let active = counts::of(id).total_active() as u64;
     if active * 2 < u64::from(real.weight) {
         walk.found = 1;
         return 1;

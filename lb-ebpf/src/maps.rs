@@ -28,14 +28,33 @@ pub static SCHED_TABLE: Array<u32> = Array::with_max_entries(SCHED_SLOTS, 0);
 #[map]
 pub static SERVICE_STATE: Array<ServiceState> = Array::with_max_entries(MAX_SERVICES, 0);
 
-/// Connection table: 5-tuple → real server. LRU so a flood cannot wedge it.
+/// The connection table: 5-tuple → real server, for connections past their opening packet.
+/// A plain hash, never evicted from: entries leave when they expire (lbd's sweep) or are
+/// replaced by a new connection on the same ports. When it is full, new connections stay in
+/// the half-open table.
 #[map]
-pub static CONNS: LruHashMap<FlowKey, Conn> =
-    LruHashMap::with_max_entries(DEFAULT_CONN_TABLE_SIZE, 0);
+pub static CONNS: HashMap<FlowKey, Conn> = HashMap::with_max_entries(DEFAULT_CONN_TABLE_SIZE, 0);
 
-/// Live connection counts per real server id (shared by all CPUs: atomic updates).
+/// Connections that have seen only their opening packet (`lb_common::half_open_table_size`).
+/// LRU: a flood of SYNs or one-off datagrams evicts its own kind, never an established
+/// connection.
 #[map]
-pub static REAL_CONNS: Array<RealConns> = Array::with_max_entries(MAX_REALS, 0);
+pub static HALF_OPEN: LruHashMap<FlowKey, Conn> =
+    LruHashMap::with_max_entries(lb_common::half_open_table_size(DEFAULT_CONN_TABLE_SIZE), 0);
+
+/// The entry of flow `key` in either table, copied out.
+#[inline(always)]
+pub fn connection(key: &FlowKey) -> Option<Conn> {
+    // SAFETY: plain-data values copied out at once.
+    unsafe { CONNS.get(key).or_else(|| HALF_OPEN.get(key)).copied() }
+}
+
+/// `BPF_F_MMAPABLE`: lbd maps the array's memory to add to its counters atomically.
+const BPF_F_MMAPABLE: u32 = 1 << 10;
+
+/// Live connection counts per real server id (shared by all CPUs and lbd: atomic updates).
+#[map]
+pub static REAL_CONNS: Array<RealConns> = Array::with_max_entries(MAX_REALS, BPF_F_MMAPABLE);
 
 /// Persistence templates (`-p`): (service, masked client) → real server.
 #[map]

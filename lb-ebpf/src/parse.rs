@@ -137,7 +137,7 @@ pub fn parse(ctx: &XdpContext, packet: &mut Packet, quote: &mut Quote) -> Result
     packet.ip_len = u16::from_be_bytes(ip.tot_len);
     packet.ip_id = u16::from_ne_bytes(ip.id);
     packet.l4_offset = l4_offset as u8;
-    packet.refreshed = 0;
+    packet.entry = 0;
     if frags & IP_OFFSET != 0 {
         // Payload only: the ports are in the first fragment.
         packet.flow = FlowKey {
@@ -256,7 +256,7 @@ fn icmp_error(
     packet.tcp_flags = 0;
     packet.ip_id = u16::from_ne_bytes(ip.id);
     packet.fragment = WHOLE;
-    packet.refreshed = 0;
+    packet.entry = 0;
     quote.flow = FlowKey {
         saddr: u32::from_ne_bytes(quoted.src_addr),
         daddr: u32::from_ne_bytes(quoted.dst_addr),

@@ -17,8 +17,7 @@ use lb_common::{CONN_F_REPLY, FlowKey, IPPROTO_UDP, Stat, csum, method};
 use network_types::ip::Ipv4Hdr;
 
 use crate::{
-    Verdict, fib, forward, ip,
-    maps::{self, CONNS},
+    Verdict, fib, forward, ip, maps,
     parse::L3_OFFSET,
     pass, ptr,
     stage::{Carry, Packet, Quote},
@@ -50,8 +49,7 @@ pub fn relay(ctx: &XdpContext, carry: &mut Carry) -> Result<Verdict, Verdict> {
         _pad: 0,
         _pad16: 0,
     };
-    // SAFETY: plain-data value copied out at once.
-    let Some(conn) = (unsafe { CONNS.get(&key) }).copied() else {
+    let Some(conn) = maps::connection(&key) else {
         return Err(pass(Stat::PassNotService));
     };
     let ingress = ctx.ingress_ifindex() as u32;

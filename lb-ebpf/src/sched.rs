@@ -235,7 +235,7 @@ extern "C" fn scan_step(i: u32, _ctx: *mut c_void) -> i64 {
         return 0;
     }
     let conns = counts::of(id);
-    let active = conns.active.max(0) as u64;
+    let active = conns.total_active() as u64;
     let weight = u64::from(real.weight);
     let overhead = counts::overhead(&conns);
     let better = match scan.scheduler {

@@ -47,10 +47,16 @@ pub struct Packet {
     /// [`WHOLE`], [`FIRST_FRAGMENT`] (has the ports, more follow) or [`LATER_FRAGMENT`] (no
     /// ports: `flow` is its first fragment's).
     pub fragment: u8,
-    /// Set by the connection lookup when this packet refreshed its entry's timestamp (at most
-    /// about once a second per flow, and on state changes).
-    pub refreshed: u8,
+    /// What the connection lookup found: [`ENTRY_REFRESHED`] when this packet refreshed its
+    /// entry's timestamp (at most about once a second per flow, and on state changes),
+    /// [`ENTRY_HALF_OPEN`] when the entry is in the half-open table.
+    pub entry: u8,
 }
+
+/// See [`Packet::entry`].
+pub const ENTRY_REFRESHED: u8 = 1 << 0;
+/// See [`Packet::entry`].
+pub const ENTRY_HALF_OPEN: u8 = 1 << 1;
 
 /// A datagram in one piece.
 pub const WHOLE: u8 = 0;

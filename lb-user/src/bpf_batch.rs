@@ -1,5 +1,6 @@
 //! Batched map access through bpf(2)'s `BPF_MAP_LOOKUP_BATCH`, `BPF_MAP_UPDATE_BATCH` and
-//! `BPF_MAP_DELETE_BATCH` (Linux 5.6), which aya 0.14 does not wrap.
+//! `BPF_MAP_DELETE_BATCH` (Linux 5.6), which aya 0.14 does not wrap; and the element
+//! operations it does not wrap either (`take`: lookup-and-delete; `insert_new`).
 //!
 //! aya reads a map one entry per system call and walks a hash map with two per entry
 //! (`get_next_key`, then `lookup`): lbd's once-a-second sweep of a million-entry connection
@@ -13,7 +14,7 @@
 
 use std::{
     io,
-    mem::size_of,
+    mem::{MaybeUninit, size_of},
     os::fd::{AsRawFd as _, BorrowedFd},
 };
 
@@ -256,6 +257,77 @@ pub fn delete<K: Pod>(fd: BorrowedFd<'_>, keys: &[K]) -> io::Result<usize> {
         }
     }
     Ok(deleted)
+}
+
+/// bpf(2) commands on one element.
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
+/// `BPF_MAP_UPDATE_ELEM` flag: only if the key is not there.
+const BPF_NOEXIST: u64 = 1;
+
+/// The element member of `union bpf_attr` (linux/bpf.h).
+#[repr(C)]
+#[derive(Default)]
+struct ElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+fn bpf_elem(cmd: libc::c_long, attr: &mut ElemAttr) -> io::Result<()> {
+    // SAFETY: `attr` is an initialised bpf_attr prefix of the size passed; the kernel reads
+    // the key and writes or reads the value, buffers of the map's key and value sizes (the
+    // callers' types are the map's).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            std::ptr::from_mut(attr),
+            size_of::<ElemAttr>() as libc::c_uint,
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Removes `key` from a hash map and returns the value it held at that moment, in one step
+/// (`BPF_MAP_LOOKUP_AND_DELETE_ELEM`, Linux 5.14 for hash maps): `None` if it was not there.
+/// Of two removers racing, exactly one gets the value.
+pub fn take<K: Pod, V: Pod>(fd: BorrowedFd<'_>, key: &K) -> io::Result<Option<V>> {
+    let mut value = MaybeUninit::<V>::zeroed();
+    let mut attr = ElemAttr {
+        map_fd: fd.as_raw_fd() as u32,
+        key: std::ptr::from_ref(key) as u64,
+        value: value.as_mut_ptr() as u64,
+        ..ElemAttr::default()
+    };
+    match bpf_elem(BPF_MAP_LOOKUP_AND_DELETE_ELEM, &mut attr) {
+        // SAFETY: the kernel wrote a whole value (and it was zeroed before); V is Pod.
+        Ok(()) => Ok(Some(unsafe { value.assume_init() })),
+        Err(e) if errno_is(&e, libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Inserts `key` → `value` unless `key` is there; returns whether it was inserted.
+pub fn insert_new<K: Pod, V: Pod>(fd: BorrowedFd<'_>, key: &K, value: &V) -> io::Result<bool> {
+    let mut attr = ElemAttr {
+        map_fd: fd.as_raw_fd() as u32,
+        key: std::ptr::from_ref(key) as u64,
+        value: std::ptr::from_ref(value) as u64,
+        flags: BPF_NOEXIST,
+        ..ElemAttr::default()
+    };
+    match bpf_elem(BPF_MAP_UPDATE_ELEM, &mut attr) {
+        Ok(()) => Ok(true),
+        Err(e) if errno_is(&e, libc::EEXIST) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

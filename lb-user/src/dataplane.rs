@@ -19,11 +19,13 @@ use aya::{
 
 use crate::{
     bpf_batch::{self, Cursor, Reader},
+    live_counts::LiveCounts,
     pinning::{PINNED_MAPS, PinDir, PinError},
 };
 use lb_common::{
-    Conn, Counters, FlowKey, Iface, Locality, LocalityKey, Persist, PersistKey, RealConns,
-    RealServer, Service, ServiceKey, ServiceState, Stat, filter::Filter, maps, stage,
+    CONN_F_REPLY, Conn, Counters, FlowKey, Iface, Locality, LocalityKey, MAX_REALS, Persist,
+    PersistKey, RealConns, RealServer, Service, ServiceKey, ServiceState, Stat, filter::Filter,
+    maps, stage,
 };
 
 /// How to attach: `--xdp-mode`.
@@ -39,6 +41,8 @@ pub enum AttachMode {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
+    #[error("mapping the live connection counts (REAL_CONNS) into memory: {0}")]
+    MapLiveCounts(String),
     #[error("the embedded eBPF object is empty (built with AYA_BUILD_SKIP); rebuild without it")]
     NoObject,
     #[error(
@@ -141,6 +145,9 @@ pub struct Dataplane {
     reals: Array<MapData, RealServer>,
     sched_table: Array<MapData, u32>,
     conns: HashMap<MapData, FlowKey, Conn>,
+    half_open: HashMap<MapData, FlowKey, Conn>,
+    /// `REAL_CONNS`'s memory, for atomic changes to the live counts.
+    live: LiveCounts,
     locality: HashMap<MapData, LocalityKey, Locality>,
     ifaces: HashMap<MapData, u32, Iface>,
     ifaces_version: Array<MapData, u32>,
@@ -157,9 +164,19 @@ pub struct Dataplane {
     cpus: usize,
 }
 
+/// The data path's two connection tables (`lb-ebpf`'s `conn`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Table {
+    /// `CONNS`: connections past their opening packet, never evicted.
+    Conns,
+    /// `HALF_OPEN`: connections that have seen only their opening packet (LRU).
+    HalfOpen,
+}
+
 /// The maps lbd reads or writes many entries of at once.
 struct BatchFds {
     conns: OwnedFd,
+    half_open: OwnedFd,
     persist: OwnedFd,
     real_conns: OwnedFd,
     service_stats: OwnedFd,
@@ -268,6 +285,7 @@ impl Decap {
             maps::SCHED_TABLE,
             maps::SERVICE_STATE,
             maps::CONNS,
+            maps::HALF_OPEN,
             maps::LOCALITY,
             maps::IFACES,
             maps::TX_PORTS,
@@ -332,6 +350,10 @@ impl Dataplane {
         pins.create()?;
         let mut loader = EbpfLoader::new();
         loader.map_max_entries(maps::CONNS, conn_table_size);
+        loader.map_max_entries(
+            maps::HALF_OPEN,
+            lb_common::half_open_table_size(conn_table_size),
+        );
         for (name, _, _) in PINNED_MAPS {
             loader.map_pin_path(name, pins.map(name));
         }
@@ -366,6 +388,7 @@ impl Dataplane {
         }
         let fds = BatchFds {
             conns: map_fd(&ebpf, maps::CONNS)?,
+            half_open: map_fd(&ebpf, maps::HALF_OPEN)?,
             persist: map_fd(&ebpf, maps::PERSIST)?,
             real_conns: map_fd(&ebpf, maps::REAL_CONNS)?,
             service_stats: map_fd(&ebpf, maps::SERVICE_STATS)?,
@@ -380,14 +403,18 @@ impl Dataplane {
         let admitted = Box::new(Filter::from_words(
             (0..lb_common::filter::LEN).map(|i| filter.get(&i, 0).unwrap_or(0)),
         ));
+        let live = LiveCounts::map(fds.real_conns.as_fd(), MAX_REALS)
+            .map_err(|e| DataplaneError::MapLiveCounts(e.to_string()))?;
         Ok(Dataplane {
             filter,
             admitted,
+            live,
             fds,
             services: take(&mut ebpf, maps::SERVICES)?,
             reals: take(&mut ebpf, maps::REALS)?,
             sched_table: take(&mut ebpf, maps::SCHED_TABLE)?,
             conns: take(&mut ebpf, maps::CONNS)?,
+            half_open: take(&mut ebpf, maps::HALF_OPEN)?,
             locality: take(&mut ebpf, maps::LOCALITY)?,
             ifaces: take(&mut ebpf, maps::IFACES)?,
             ifaces_version: take(&mut ebpf, maps::IFACES_VERSION)?,
@@ -640,11 +667,16 @@ impl Dataplane {
     /// to `each` (entries added or removed meanwhile may or may not be seen).
     pub fn read_connections(
         &self,
+        table: Table,
         reader: &mut Reader<FlowKey, Conn>,
         each: impl FnMut(&[FlowKey], &[Conn]),
     ) -> Result<usize> {
+        let fd = match table {
+            Table::Conns => self.fds.conns.as_fd(),
+            Table::HalfOpen => self.fds.half_open.as_fd(),
+        };
         reader
-            .read(self.fds.conns.as_fd(), usize::MAX, each)
+            .read(fd, usize::MAX, each)
             .map_err(batch_err("reading the connection table"))
     }
 
@@ -667,14 +699,45 @@ impl Dataplane {
         Reader::new(CHUNK, 1)
     }
 
-    /// Whether the connection table has an entry for `key` now.
+    /// Whether either table has an entry for `key` now.
     pub fn has_connection(&self, key: &FlowKey) -> bool {
-        self.conns.get(key, 0).is_ok()
+        self.conns.get(key, 0).is_ok() || self.half_open.get(key, 0).is_ok()
     }
 
-    /// Removes connection-table entries (those already gone are skipped).
-    pub fn remove_connections(&mut self, keys: &[FlowKey]) -> Result<usize> {
-        bpf_batch::delete(self.fds.conns.as_fd(), keys).map_err(batch_err("expiring connections"))
+    /// Expires entries of `table` that the sweep read as `seen`, each taken out of the table
+    /// with the value it holds at that moment: one refreshed since it was read is put back,
+    /// and a client-direction entry of the connection table that is really gone is taken off
+    /// the live counts here (the data path only counts off the entries it removes itself).
+    /// Returns how many entries went.
+    pub fn expire_connections(&mut self, table: Table, seen: &[(FlowKey, Conn)]) -> Result<usize> {
+        let fd = match table {
+            Table::Conns => self.fds.conns.as_fd(),
+            Table::HalfOpen => self.fds.half_open.as_fd(),
+        };
+        let err = |e| batch_err("expiring connections")(e);
+        let mut gone = 0;
+        for (key, read) in seen {
+            let Some(now) = bpf_batch::take::<FlowKey, Conn>(fd, key).map_err(err)? else {
+                continue;
+            };
+            if now.last_seen_ns != read.last_seen_ns || now.state != read.state {
+                // Used again between the sweep's read and now: it stays. (Unless a new entry
+                // took its place meanwhile, which then stands for it.)
+                if bpf_batch::insert_new(fd, key, &now).map_err(err)? {
+                    continue;
+                }
+            }
+            gone += 1;
+            if table == Table::Conns && now.flags & CONN_F_REPLY == 0 {
+                self.live.closed(now.real, now.state);
+            }
+        }
+        Ok(gone)
+    }
+
+    /// The live counts, for atomic changes.
+    pub fn live_counts(&self) -> &LiveCounts {
+        &self.live
     }
 
     /// The connection counts of every real server id below `limit`, by id.

@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 use crate::{
     bpf_batch::{Cursor, Reader},
     config::{Config, ConfigError, ServiceEntry, TrashedReal},
-    dataplane::{Dataplane, DataplaneError},
+    dataplane::{Dataplane, DataplaneError, Table},
     locality,
     model::{
         Command, ConnectionStatus, Forward, Rates, RealStatus, ServiceAddr, ServiceStatus,
@@ -123,6 +123,7 @@ impl Estimator {
 /// Map readers kept from one sweep to the next.
 struct Readers {
     conns: Reader<FlowKey, Conn>,
+    half_open: Reader<FlowKey, Conn>,
     templates: Reader<PersistKey, Persist>,
 }
 
@@ -155,11 +156,10 @@ impl Writes {
     }
 }
 
-/// A pass over the connection table: where it stands, and how many ticks it has taken.
+/// A pass over the connection table: where it stands.
 #[derive(Debug, Default)]
 struct Pass {
     cursor: Cursor,
-    ticks: u32,
 }
 
 /// Connection-table entries read per tick at most: about 60 ms of CPU at a million
@@ -319,6 +319,7 @@ impl Director {
             rules: sweep::Rules::default(),
             readers: Readers {
                 conns: Dataplane::connection_reader(),
+                half_open: Dataplane::connection_reader(),
                 templates: Dataplane::template_reader(),
             },
             limits: Limits::default(),
@@ -878,22 +879,20 @@ impl Director {
         Ok(())
     }
 
-    /// Expires idle connections by IPVS's per-state timeouts, counts active and inactive
+    /// Expires idle connections by IPVS's per-state timeouts, counts the half-open table's
     /// connections per real server, keeps persistence templates alive while their client has
     /// connections, expires the others, and frees removed real servers no connection uses.
     ///
-    /// The maps are read and written in batches, into buffers kept from tick to tick. A table
-    /// of more than [`SWEEP_BUDGET`] entries is read a part per tick (the kernel's walk costs
+    /// The maps are read in batches, into buffers kept from tick to tick. A connection table of
+    /// more than [`SWEEP_BUDGET`] entries is read a part per tick (the kernel's walk costs
     /// about half a microsecond an entry at a million): a connection then expires up to a pass
-    /// later than its timeout, and the data path's live counts lose each tick's expired
-    /// connections instead of being set to a pass's figures (which would be stale by the
-    /// time a long pass ends).
+    /// later than its timeout. Its live counts need no pass: they are exact as they go
+    /// (`lb_common::RealConns`). The half-open table, a fraction of the size, is read whole
+    /// every tick.
     fn sweep_connections(&mut self) -> Result<()> {
         if self.pass.cursor.at_start() {
             self.sweep.begin_pass();
-            self.pass.ticks = 0;
         }
-        self.pass.ticks += 1;
         self.sweep.tick(coarse_now_ns());
         let (rules, sweep) = (&self.rules, &mut self.sweep);
         let (_, ended) = self.dataplane.read_connections_on(
@@ -912,23 +911,20 @@ impl Director {
                 .end_connections(|key| dataplane.has_connection(key));
         }
         if !self.sweep.expired.is_empty() {
-            self.dataplane.remove_connections(&self.sweep.expired)?;
+            self.dataplane
+                .expire_connections(Table::Conns, &self.sweep.expired)?;
         }
+        self.sweep_half_open()?;
         if !ended {
-            return self.subtract_gone();
+            return Ok(());
         }
         self.sweep_templates()?;
         self.sweep.end_pass();
-        if self.pass.ticks == 1 {
-            self.set_exact_counts()?;
-        } else {
-            self.subtract_gone()?;
-        }
 
         let sweep = &self.sweep;
         let freed = self.config.purge_trash(|id| {
-            let c = sweep.counts(id);
-            c.active + c.inactive + c.persistent > 0
+            let (c, h) = (sweep.counts(id), sweep.half_open(id));
+            c.active + c.inactive + c.persistent + h.active + h.inactive > 0
         });
         if !freed.is_empty() {
             for &id in &freed {
@@ -937,6 +933,39 @@ impl Director {
             let zeroes = vec![RealConns::default(); freed.len()];
             self.dataplane.set_all_real_conns(&freed, &zeroes)?;
             state::save(&self.state_path, &self.config)?;
+        }
+        Ok(())
+    }
+
+    /// The half-open table, read whole: its expired entries go, and a fresh count of the rest
+    /// replaces the data path's running count, which misses what the LRU evicted (a flood of
+    /// SYNs evicts thousands a second).
+    fn sweep_half_open(&mut self) -> Result<()> {
+        self.sweep.begin_half_open();
+        let (rules, sweep) = (&self.rules, &mut self.sweep);
+        self.dataplane.read_connections(
+            Table::HalfOpen,
+            &mut self.readers.half_open,
+            |keys, conns| {
+                for (key, conn) in keys.iter().zip(conns) {
+                    sweep.half_open_entry(rules, key, conn);
+                }
+            },
+        )?;
+        if !self.sweep.half_open_expired.is_empty() {
+            self.dataplane
+                .expire_connections(Table::HalfOpen, &self.sweep.half_open_expired)?;
+        }
+        let live = self.dataplane.live_counts();
+        let configured = self
+            .config
+            .services
+            .iter()
+            .flat_map(|s| s.reals.iter().map(|r| r.id))
+            .chain(self.config.trash.iter().map(|t| t.id));
+        for id in configured {
+            let c = self.sweep.half_open(id);
+            live.set_half_open(id, i64::from(c.active), i64::from(c.inactive));
         }
         Ok(())
     }
@@ -969,52 +998,6 @@ impl Director {
             self.dataplane.remove_persistence_templates(&expired)?;
         }
         Ok(())
-    }
-
-    /// Sets the data path's live counts to the figures of a pass read in one tick, where they
-    /// drifted.
-    fn set_exact_counts(&mut self) -> Result<()> {
-        let current = self.dataplane.all_real_conns(self.limits.reals)?;
-        let (mut ids, mut values) = (Vec::new(), Vec::new());
-        let configured = self
-            .config
-            .services
-            .iter()
-            .flat_map(|s| s.reals.iter().map(|r| r.id))
-            .chain(self.config.trash.iter().map(|t| t.id));
-        for id in configured {
-            let counts = self.sweep.counts(id);
-            let now = current.get(id as usize).copied().unwrap_or_default();
-            let (active, inactive) = (i64::from(counts.active), i64::from(counts.inactive));
-            if (now.active, now.inactive) != (active, inactive) {
-                ids.push(id);
-                values.push(RealConns {
-                    active,
-                    inactive,
-                    ..now
-                });
-            }
-        }
-        Ok(self.dataplane.set_all_real_conns(&ids, &values)?)
-    }
-
-    /// Takes this tick's expired connections off the data path's live counts.
-    fn subtract_gone(&mut self) -> Result<()> {
-        if self.sweep.gone().next().is_none() {
-            return Ok(());
-        }
-        let current = self.dataplane.all_real_conns(self.limits.reals)?;
-        let (mut ids, mut values) = (Vec::new(), Vec::new());
-        for (id, gone) in self.sweep.gone() {
-            let now = current.get(id as usize).copied().unwrap_or_default();
-            ids.push(id);
-            values.push(RealConns {
-                active: (now.active - i64::from(gone.active)).max(0),
-                inactive: (now.inactive - i64::from(gone.inactive)).max(0),
-                ..now
-            });
-        }
-        Ok(self.dataplane.set_all_real_conns(&ids, &values)?)
     }
 
     /// Moves the rate estimators on, every [`Estimator::INTERVAL`].
@@ -1058,8 +1041,8 @@ impl Director {
                 let count = |n: i64| u32::try_from(n.max(0)).unwrap_or(u32::MAX);
                 reals.push(RealStatus {
                     spec: real.spec.clone(),
-                    active_conns: count(counts.active),
-                    inactive_conns: count(counts.inactive),
+                    active_conns: count(counts.total_active()),
+                    inactive_conns: count(counts.total_inactive()),
                     persistent_conns: self.sweep.counts(real.id).persistent,
                     stats: stats_of(of(&real_counters, real.id)),
                     rates: self
@@ -1102,11 +1085,16 @@ impl Director {
             .collect();
         let timeouts = self.config.timeouts;
         let mut list = Vec::new();
-        let read =
-            self.dataplane
-                .read_connections(&mut Dataplane::connection_reader(), |keys, conns| {
+        // A connection moving from the half-open table to the connection table may be read in
+        // both: listed once.
+        let mut listed = HashSet::new();
+        for table in [Table::Conns, Table::HalfOpen] {
+            let read = self.dataplane.read_connections(
+                table,
+                &mut Dataplane::connection_reader(),
+                |keys, conns| {
                     for (key, conn) in keys.iter().zip(conns) {
-                        if conn.flags & CONN_F_REPLY != 0 {
+                        if conn.flags & CONN_F_REPLY != 0 || !listed.insert(*key) {
                             continue;
                         }
                         let (Some(service), Some(real)) =
@@ -1131,9 +1119,11 @@ impl Director {
                             real: (real.addr, real.port),
                         });
                     }
-                });
-        if let Err(e) = read {
-            warn!("listing connections: {e}");
+                },
+            );
+            if let Err(e) = read {
+                warn!("listing connections: {e}");
+            }
         }
         let templates = self.dataplane.persistence_templates().unwrap_or_else(|e| {
             warn!("listing persistence templates: {e}");

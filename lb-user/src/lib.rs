@@ -3,6 +3,7 @@
 //! apart from the parts that touch the kernel.
 
 pub mod bpf_batch;
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod dataplane;
@@ -11,7 +12,9 @@ pub mod health;
 pub mod ids;
 pub mod ipvsadm;
 pub mod keepalived;
+pub mod live_counts;
 pub mod locality;
+pub mod logging;
 pub mod managed;
 pub mod metrics;
 pub mod model;
@@ -20,6 +23,7 @@ pub mod object;
 pub mod pinning;
 pub mod resolution;
 pub mod sched;
+pub mod service_manager;
 pub mod slots;
 pub mod state;
 pub mod sweep;

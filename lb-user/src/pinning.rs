@@ -23,7 +23,7 @@ pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf/lb";
 
 /// The maps kept across restarts, with their key and value sizes. (lblcr's per-CPU scratch
 /// value holds nothing between packets and is not among them.)
-pub const PINNED_MAPS: [(&str, usize, usize); 14] = [
+pub const PINNED_MAPS: [(&str, usize, usize); 15] = [
     (
         maps::SERVICES,
         size_of::<ServiceKey>(),
@@ -33,6 +33,7 @@ pub const PINNED_MAPS: [(&str, usize, usize); 14] = [
     (maps::SCHED_TABLE, 4, 4),
     (maps::SERVICE_STATE, 4, size_of::<ServiceState>()),
     (maps::CONNS, size_of::<FlowKey>(), size_of::<Conn>()),
+    (maps::HALF_OPEN, size_of::<FlowKey>(), size_of::<Conn>()),
     (maps::REAL_CONNS, 4, size_of::<RealConns>()),
     (maps::PERSIST, size_of::<PersistKey>(), size_of::<Persist>()),
     (

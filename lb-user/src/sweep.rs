@@ -3,7 +3,8 @@
 //! each real server has, which templates stay and which are refreshed.
 //!
 //! The director reads the maps a chunk at a time (`bpf_batch`), hands every entry here, then
-//! deletes and writes what was decided, in batches too. The buffers are kept from one sweep to
+//! deletes and writes what was decided. The half-open table is read whole every tick, and its
+//! fresh count replaces the data path's running one. The buffers are kept from one sweep to
 //! the next, so a sweep of a full table allocates nothing once they have grown: at a million
 //! connections a second, per-entry allocations and system calls were the daemon's CPU.
 
@@ -89,19 +90,20 @@ pub enum Template {
 #[derive(Debug, Default)]
 pub struct Sweep {
     now_ns: u64,
-    /// Entries to delete from the connection table, this tick.
-    pub expired: Vec<FlowKey>,
-    /// The connections expired this tick, by real server: the data path's live counts still
-    /// include them.
-    gone: HashMap<u32, ConnCounts>,
+    /// Entries to delete from the connection table, this tick, as read.
+    pub expired: Vec<(FlowKey, Conn)>,
+    /// Entries to delete from the half-open table, this tick, as read.
+    pub half_open_expired: Vec<(FlowKey, Conn)>,
+    /// The half-open table's connections by real server id, as counted this tick.
+    half_open: Vec<ConnCounts>,
     /// Counts by real server id: of the pass under way, and of the last complete one.
     counting: Vec<ConnCounts>,
     counts: Vec<ConnCounts>,
     /// Client-direction keys of live NAT connections, and of those expired in this pass.
     live_nat: HashSet<FlowKey>,
     expired_nat: HashSet<FlowKey>,
-    /// NAT reply entries: their key and their connection's client-direction key.
-    replies: Vec<(FlowKey, FlowKey)>,
+    /// NAT reply entries: their key, their connection's client-direction key, and the entry.
+    replies: Vec<(FlowKey, FlowKey, Conn)>,
     /// Clients of persistent services with live connections.
     clients: HashSet<PersistKey>,
 }
@@ -122,7 +124,6 @@ impl Sweep {
     pub fn tick(&mut self, now_ns: u64) {
         self.now_ns = now_ns;
         self.expired.clear();
-        self.gone.clear();
     }
 
     fn count(counts: &mut Vec<ConnCounts>, real: u32) -> &mut ConnCounts {
@@ -137,21 +138,15 @@ impl Sweep {
     pub fn connection(&mut self, rules: &Rules, key: &FlowKey, conn: &Conn) {
         if conn.flags & CONN_F_REPLY != 0 {
             // Decided once every client-direction entry has been seen.
-            self.replies.push((*key, forward_key(key, conn)));
+            self.replies.push((*key, forward_key(key, conn), *conn));
             return;
         }
         let nat = rules.masq.contains(&conn.real);
         let active = tcp_state::is_active(conn.state);
         if expired(conn, self.now_ns, &rules.timeouts) {
-            self.expired.push(*key);
+            self.expired.push((*key, *conn));
             if nat {
                 self.expired_nat.insert(*key);
-            }
-            let gone = self.gone.entry(conn.real).or_default();
-            if active {
-                gone.active += 1;
-            } else {
-                gone.inactive += 1;
             }
             return;
         }
@@ -178,14 +173,52 @@ impl Sweep {
     /// entry was neither seen live nor expired in this pass goes only if `in_table` says it is
     /// gone.
     pub fn end_connections(&mut self, in_table: impl Fn(&FlowKey) -> bool) {
-        for (key, forward) in &self.replies {
+        for (key, forward, reply) in &self.replies {
             if self.live_nat.contains(forward) {
                 continue;
             }
             if self.expired_nat.contains(forward) || !in_table(forward) {
-                self.expired.push(*key);
+                self.expired.push((*key, *reply));
             }
         }
+    }
+
+    /// Starts this tick's read of the half-open table.
+    pub fn begin_half_open(&mut self) {
+        self.half_open_expired.clear();
+        self.half_open
+            .iter_mut()
+            .for_each(|c| *c = ConnCounts::default());
+    }
+
+    /// Takes in one half-open entry. Each of a NAT connection's two entries there expires by
+    /// its own timeout: the LRU may have evicted the other, and the data path puts a missing
+    /// reply entry back while the client's is used.
+    pub fn half_open_entry(&mut self, rules: &Rules, key: &FlowKey, conn: &Conn) {
+        if expired(conn, self.now_ns, &rules.timeouts) {
+            self.half_open_expired.push((*key, *conn));
+            return;
+        }
+        if conn.flags & CONN_F_REPLY != 0 {
+            return;
+        }
+        if let Some(&(mask, _)) = rules.persistence.get(&conn.service) {
+            self.clients.insert(PersistKey {
+                service: conn.service,
+                client: key.saddr & mask,
+            });
+        }
+        let c = Self::count(&mut self.half_open, conn.real);
+        if tcp_state::is_active(conn.state) {
+            c.active += 1;
+        } else {
+            c.inactive += 1;
+        }
+    }
+
+    /// Real server `id`'s connections in the half-open table, as counted this tick.
+    pub fn half_open(&self, id: u32) -> ConnCounts {
+        self.half_open.get(id as usize).copied().unwrap_or_default()
     }
 
     /// Decides a persistence template's fate (after [`Sweep::end_connections`]); a kept or
@@ -213,11 +246,6 @@ impl Sweep {
     /// The counts of real server `id` found by the last complete pass.
     pub fn counts(&self, id: u32) -> ConnCounts {
         self.counts.get(id as usize).copied().unwrap_or_default()
-    }
-
-    /// The connections expired this tick, by real server.
-    pub fn gone(&self) -> impl Iterator<Item = (u32, ConnCounts)> + '_ {
-        self.gone.iter().map(|(&id, &c)| (id, c))
     }
 }
 
@@ -272,6 +300,59 @@ mod tests {
         )
     }
 
+    fn keys(entries: &[(FlowKey, Conn)]) -> Vec<FlowKey> {
+        entries.iter().map(|(k, _)| *k).collect()
+    }
+
+    #[test]
+    fn the_half_open_table_is_counted_afresh_each_tick() {
+        let rules = Rules {
+            persistence: HashMap::from([(1, (u32::MAX, 360))]),
+            ..Rules::default()
+        };
+        let mut sweep = Sweep::default();
+        sweep.begin_pass();
+        sweep.tick(NOW);
+        sweep.begin_half_open();
+        let syn = (key(1, 1), conn(3, tcp_state::SYN_RECV, 59));
+        let stale = (key(1, 2), conn(3, tcp_state::SYN_RECV, 60));
+        let udp = (key(1, 3), conn(4, tcp_state::UDP, 1));
+        let (reply_key, reply) = reply_of(&syn.0, &syn.1);
+        for (k, c) in [&syn, &stale, &udp, &(reply_key, reply)] {
+            sweep.half_open_entry(&rules, k, c);
+        }
+        assert_eq!(keys(&sweep.half_open_expired), vec![stale.0]);
+        assert_eq!(
+            (sweep.half_open(3).active, sweep.half_open(3).inactive),
+            (1, 0)
+        );
+        assert_eq!(
+            (sweep.half_open(4).active, sweep.half_open(4).inactive),
+            (0, 1)
+        );
+        // Its client's template is kept alive by the half-open connection.
+        let template = Persist {
+            real: 3,
+            _pad: 0,
+            last_seen_ns: NOW - 400 * SEC,
+        };
+        let client = PersistKey {
+            service: 1,
+            client: 1,
+        };
+        assert_eq!(
+            sweep.template(&rules, &client, &template),
+            Template::Refresh
+        );
+        // The next tick counts from nothing: what the LRU evicted meanwhile is not counted.
+        sweep.tick(NOW + SEC);
+        sweep.begin_half_open();
+        sweep.half_open_entry(&rules, &udp.0, &udp.1);
+        assert!(sweep.half_open_expired.is_empty());
+        assert_eq!(sweep.half_open(3), ConnCounts::default());
+        assert_eq!(sweep.half_open(4).inactive, 1);
+    }
+
     #[test]
     fn connections_expire_by_their_state_timeout_and_the_rest_are_counted() {
         let rules = Rules::default();
@@ -290,20 +371,8 @@ mod tests {
             sweep.connection(&rules, k, c);
         }
         sweep.end_connections(|_| panic!("no reply entries to ask about"));
-        assert_eq!(sweep.expired, vec![key(1, 2), key(1, 4)]);
-        let mut gone: Vec<_> = sweep.gone().collect();
-        gone.sort_by_key(|(id, _)| *id);
-        let (one_active, one_inactive) = (
-            ConnCounts {
-                active: 1,
-                ..ConnCounts::default()
-            },
-            ConnCounts {
-                inactive: 1,
-                ..ConnCounts::default()
-            },
-        );
-        assert_eq!(gone, vec![(3, one_active), (4, one_inactive)]);
+        assert_eq!(keys(&sweep.expired), vec![key(1, 2), key(1, 4)]);
+        assert_eq!(sweep.expired[0].1, entries[1].1, "as read");
         assert_eq!(
             sweep.counts(3),
             ConnCounts::default(),
@@ -326,12 +395,12 @@ mod tests {
         sweep.begin_pass();
         sweep.tick(NOW + 2 * SEC);
         sweep.connection(&rules, &entries[0].0, &entries[0].1);
-        assert_eq!(sweep.expired, vec![key(1, 1)]);
+        assert_eq!(keys(&sweep.expired), vec![key(1, 1)]);
         sweep.tick(NOW + 3 * SEC);
-        assert!(sweep.expired.is_empty() && sweep.gone().next().is_none());
+        assert!(sweep.expired.is_empty());
         sweep.connection(&rules, &entries[5].0, &entries[5].1);
         sweep.connection(&rules, &entries[4].0, &entries[4].1);
-        assert_eq!(sweep.expired, vec![key(1, 5)]);
+        assert_eq!(keys(&sweep.expired), vec![key(1, 5)]);
         assert_eq!(sweep.counts(4).active, 1);
         sweep.end_connections(|_| true);
         sweep.end_pass();
@@ -365,7 +434,7 @@ mod tests {
         sweep.end_connections(|k| *k == opening.0);
         let dead_reply = reply_of(&dead.0, &dead.1).0;
         let orphan_reply = reply_of(&orphan.0, &orphan.1).0;
-        assert_eq!(sweep.expired, vec![dead.0, dead_reply, orphan_reply]);
+        assert_eq!(keys(&sweep.expired), vec![dead.0, dead_reply, orphan_reply]);
         sweep.end_pass();
         assert_eq!((sweep.counts(3).active, sweep.counts(3).inactive), (1, 0));
     }

@@ -1194,7 +1194,7 @@ pub struct TempDir {
 }
 
 impl TempDir {
-    fn create(prefix: &str) -> TempDir {
+    pub fn create(prefix: &str) -> TempDir {
         let path = std::env::temp_dir().join(format!("lb-testbed-{prefix}"));
         // A leftover of a killed run with the same prefix.
         let _ = std::fs::remove_dir_all(&path);

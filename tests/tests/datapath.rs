@@ -181,14 +181,12 @@ fn fuzz_against_the_model() {
     in_fresh_netns(move || fuzz::run(seed, frames));
 }
 
-/// A known bug the fuzz test found (`fuzz::KNOWN_BUGS`, which its model reproduces meanwhile):
-/// `conn::lookup` takes any SYN on a finished connection (CLOSE, TIME_WAIT) for a new
-/// connection's, RST or not (IPVS's `is_new_conn` is `syn && !rst`): it counts the old one
-/// closed, `may_open` then refuses the RST (pass_not_syn), and the entry stays, so each such
-/// segment moves its real server's live counts one lower than the table. IPVS forwards it as a
-/// segment of the existing connection (RST: it stays CLOSE). Un-ignore with the fix.
+/// A bug the fuzz test found (fixed): a SYN with RST on a finished connection (CLOSE,
+/// TIME_WAIT) was taken for a new connection's SYN, the old one counted closed, and then
+/// refused (pass_not_syn) with its entry left, so each such segment moved its real server's
+/// live counts one lower than the table. IPVS's `is_new_conn` is `syn && !rst`: it forwards
+/// the segment as one of the existing connection (RST: it stays CLOSE).
 #[test]
-#[ignore = "known bug in conn.rs: a SYN+RST on a finished connection (fuzz::KNOWN_BUGS)"]
 fn syn_rst_on_a_finished_connection_continues_it() {
     use fixture::{Expect, Fixture, real_conns};
     use lb_common::tcp_state::{CLOSE, ESTABLISHED, SYN_RECV};
@@ -201,7 +199,9 @@ fn syn_rst_on_a_finished_connection_continues_it() {
             setup: http_world(&[&A]),
             steps: vec![
                 new_flow("SYN", &http(5101, SYN), &A, &HTTP, SYN_RECV).into(),
-                known_flow("ACK", &http(5101, ACK), &A, &HTTP, ESTABLISHED).into(),
+                known_flow("ACK", &http(5101, ACK), &A, &HTTP, ESTABLISHED)
+                    .promotes()
+                    .into(),
                 known_flow("RST", &http(5101, RST | ACK), &A, &HTTP, CLOSE)
                     .expect([real_conns(A.id, 0, 1)])
                     .into(),
@@ -216,14 +216,13 @@ fn syn_rst_on_a_finished_connection_continues_it() {
     );
 }
 
-/// The same bug by another way (read in the code, shown here; the fuzz test's world cannot
-/// reach it): a SYN on a finished connection counts it closed before a new one is certain, and
-/// when none can be scheduled (no real server available: weight 0, thresholds, `-d`) the old
-/// entry stays with its counts gone. IPVS expires the old connection first
-/// (`ip_vs_conn_expire_now` in `ip_vs_in`), so its counts and its table agree whatever comes
-/// next. Un-ignore with the fix.
+/// The same bug by another way (read in the code; the fuzz test's world cannot reach it),
+/// fixed: a SYN on a finished connection counted it closed before a new one was certain, and
+/// when none could be scheduled (no real server available: weight 0, thresholds, `-d`) the
+/// old entry stayed with its counts gone. IPVS expires the old connection first
+/// (`ip_vs_conn_expire_now` in `ip_vs_in`), and so does lb now: its counts and its table agree
+/// whatever comes next.
 #[test]
-#[ignore = "known bug in conn.rs: a reused connection's counts go before a new one is scheduled"]
 fn a_syn_that_cannot_be_scheduled_leaves_the_counts_true() {
     use fixture::{Expect, Fixture, Send, Step, real_conns};
     use lb_common::{
@@ -239,7 +238,9 @@ fn a_syn_that_cannot_be_scheduled_leaves_the_counts_true() {
             setup: http_world(&[&A]),
             steps: vec![
                 new_flow("SYN", &http(5201, SYN), &A, &HTTP, SYN_RECV).into(),
-                known_flow("ACK", &http(5201, ACK), &A, &HTTP, ESTABLISHED).into(),
+                known_flow("ACK", &http(5201, ACK), &A, &HTTP, ESTABLISHED)
+                    .promotes()
+                    .into(),
                 known_flow("RST", &http(5201, RST | ACK), &A, &HTTP, CLOSE)
                     .expect([real_conns(A.id, 0, 1)])
                     .into(),

@@ -866,3 +866,165 @@ fn only_a_syn_opens_a_connection_unless_sloppy_tcp() {
     );
     stop_lbd(lbd);
 }
+
+/// Sends `count` TCP SYNs to `vip:port` from spoofed sources (10.200.0.0 up, one address
+/// each), as a SYN flood does.
+fn send_spoofed_syns(tb: &Testbed, vip: std::net::Ipv4Addr, port: u16, count: u32) {
+    tb.client.ns.enter(|| {
+        // SAFETY: plain socket calls on a descriptor we own and close.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW);
+            assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+            let dst = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: 0,
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(vip.octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            for i in 0..count {
+                let src = std::net::Ipv4Addr::from(0x0ac8_0000 + i);
+                let mut packet = [0u8; 40];
+                // IPv4 (the kernel fills in the checksum and total length).
+                packet[0] = 0x45;
+                packet[6] = 0x40;
+                packet[8] = 64;
+                packet[9] = libc::IPPROTO_TCP as u8;
+                packet[12..16].copy_from_slice(&src.octets());
+                packet[16..20].copy_from_slice(&vip.octets());
+                // TCP SYN (its checksum is left wrong: the real servers drop it unanswered).
+                packet[20..22].copy_from_slice(&(1024 + (i % 60_000) as u16).to_be_bytes());
+                packet[22..24].copy_from_slice(&port.to_be_bytes());
+                packet[24..28].copy_from_slice(&i.to_be_bytes());
+                packet[32] = 5 << 4;
+                packet[33] = 0x02;
+                packet[34..36].copy_from_slice(&1024u16.to_be_bytes());
+                let sent = libc::sendto(
+                    fd,
+                    packet.as_ptr().cast(),
+                    packet.len(),
+                    0,
+                    (&raw const dst).cast(),
+                    size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                );
+                assert_eq!(sent, 40, "sendto: {}", std::io::Error::last_os_error());
+            }
+            libc::close(fd);
+        }
+    });
+}
+
+/// Per real server (`addr:port` as `-Lnc` prints it): active and inactive connections as
+/// `-Lnc` lists them.
+fn listed_counts(listing: &str) -> std::collections::BTreeMap<String, (u32, u32)> {
+    let mut counts = std::collections::BTreeMap::new();
+    for line in listing.lines().filter(|l| l.starts_with("TCP")) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (state, real) = (fields[2], fields[5]);
+        let entry: &mut (u32, u32) = counts.entry(real.to_owned()).or_default();
+        match state {
+            "NONE" => {}
+            "ESTABLISHED" | "SYN_SENT" | "SYN_RECV" | "SYNACK" => entry.0 += 1,
+            _ => entry.1 += 1,
+        }
+    }
+    counts
+}
+
+/// Per real server: ActiveConn and InActConn as `-Ln` shows them.
+fn shown_counts(listing: &str) -> std::collections::BTreeMap<String, (u32, u32)> {
+    listing
+        .lines()
+        .filter(|l| l.trim_start().starts_with("-> ") && !l.contains("RemoteAddress"))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (
+                f[1].to_owned(),
+                (f[4].parse().unwrap(), f[5].parse().unwrap()),
+            )
+        })
+        .collect()
+}
+
+/// A flood of spoofed SYNs of 5x the half-open table neither moves nor loses an established
+/// connection, and ActiveConn/InActConn equal what `-Lnc` lists (the half-open table's share
+/// recounted by the sweep, LRU evictions and all).
+#[test]
+fn a_syn_flood_loses_no_established_connection_and_counts_stay_exact() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    use std::net::{SocketAddr, SocketAddrV4, TcpStream};
+
+    let tb = Testbed::builder().build();
+    // A connection table of 4,096: its half-open table holds 1,024.
+    let lbd = start_lbd_with(&tb, &["--conn-table-size", "4096"]);
+    let vip = format!("{}:{}", tb.vip(), lb_tests::echo::ECHO_PORT);
+    tb.lbadm(&["-A", "-t", &vip, "-s", "rr"]);
+    tb.lbadm(&["-a", "-t", &vip, "-r", &tb.rip(1), "-g"]);
+    tb.lbadm(&["-a", "-t", &vip, "-r", &tb.rip(2), "-g"]);
+
+    // 40 connections, kept open: each remembers which real server greeted it.
+    let to = SocketAddr::V4(SocketAddrV4::new(tb.vip(), lb_tests::echo::ECHO_PORT));
+    let mut open: Vec<(BufReader<TcpStream>, String)> = (0..40)
+        .map(|i| {
+            let stream = tb
+                .client
+                .ns
+                .enter(|| TcpStream::connect_timeout(&to, Duration::from_secs(3)))
+                .unwrap_or_else(|e| panic!("connection {i}: {e}"));
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut greeting = String::new();
+            reader.read_line(&mut greeting).unwrap();
+            (reader, greeting.trim().to_owned())
+        })
+        .collect();
+    assert_eq!(
+        open.iter().filter(|(_, name)| name == "rs1").count(),
+        20,
+        "rr"
+    );
+    let exchange = |open: &mut Vec<(BufReader<TcpStream>, String)>, what: &str| {
+        for (i, (reader, name)) in open.iter_mut().enumerate() {
+            let line = format!("{what} {i} to {name}\n");
+            reader.get_mut().write_all(line.as_bytes()).unwrap();
+            let mut echo = String::new();
+            reader
+                .read_line(&mut echo)
+                .unwrap_or_else(|e| panic!("connection {i} ({name}) {what}: {e}"));
+            assert_eq!(echo, line, "connection {i} ({name}) {what}");
+        }
+    };
+    exchange(&mut open, "before the flood");
+
+    send_spoofed_syns(&tb, tb.vip(), lb_tests::echo::ECHO_PORT, 5 * 1024);
+    // Every connection still reaches its own real server (one moved to the other would be
+    // reset), busy ones and those idle through the flood alike.
+    exchange(&mut open, "after the flood");
+
+    let listing = wait::wait_ok(
+        "ActiveConn/InActConn equal to what -Lnc lists",
+        Duration::from_secs(10),
+        || {
+            let (shown, listed) = (tb.lbadm(&["-Ln"]), tb.lbadm(&["-Lnc"]));
+            let (s, l) = (shown_counts(&shown), listed_counts(&listed));
+            let sum = |m: &std::collections::BTreeMap<String, (u32, u32)>| {
+                m.values().map(|c| c.0 + c.1).sum::<u32>()
+            };
+            if s == l && sum(&s) > 40 {
+                Ok(listed)
+            } else {
+                Err(format!("-Ln: {s:?}\n-Lnc: {l:?}\n{shown}"))
+            }
+        },
+    );
+    let half_open = listing.lines().filter(|l| l.contains("SYN_RECV")).count();
+    assert!(
+        (1..=1024).contains(&half_open),
+        "the flood's SYNs fill the half-open table, no more: {half_open}"
+    );
+    drop(open);
+    stop_lbd(lbd);
+}

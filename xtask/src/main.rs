@@ -13,6 +13,7 @@ macro_rules! step {
 }
 
 mod bench;
+mod dist;
 mod fuzz;
 mod golden;
 mod interrupt;
@@ -115,6 +116,9 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
+    /// Set up, build release binaries, then the Debian package `target/dist/lb_VERSION_ARCH.deb`:
+    /// lbd, lbadm, systemd units, /etc/default/lbd, man pages, bash and zsh completions.
+    Dist,
     /// Record what the real ipvsadm prints for the sequences in `tests/golden/ipvsadm/*.cmds`
     /// (Debian's ipvsadm against IPVS in a VM of Debian 12's 6.12 kernel) into `*.golden`,
     /// which lb-tests' `ipvsadm_golden` compares lbadm's output with.
@@ -186,6 +190,10 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Lab { args } => {
             setup::run()?;
             run::lab(&Workspace::load()?, &args)
+        }
+        Command::Dist => {
+            setup::run()?;
+            dist::run(&Workspace::load()?).map(drop)
         }
         Command::IpvsadmGolden => {
             setup::run()?;

@@ -80,6 +80,13 @@ const APT_PACKAGES: &[AptPackage] = &[
     pkg("python3", "helper scripts"),
     pkg("qemu-system-x86", "the VMs of the kernel matrix"),
     pkg("busybox-static", "virtme-ng's guest tools"),
+    pkg("systemd", "systemd-analyze verify: the packaged units"),
+    pkg("man-db", "man -l: the packaged man pages render"),
+    pkg("groff-base", "groff: the man pages render without warnings"),
+    pkg(
+        "util-linux",
+        "setpriv: the packaged lbd under its unit's capabilities",
+    ),
 ];
 
 /// Services that the packages above may start system-wide; the tests and labs start their own

@@ -12,7 +12,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 use crate::{
-    interrupt, vm,
+    dist, interrupt, vm,
     workspace::{self, TESTS_PACKAGE, Workspace},
 };
 
@@ -28,6 +28,13 @@ pub struct Phases {
 pub fn run(ws: &Workspace, harness_args: &[String], phases: Phases) -> Result<()> {
     ws.build_user_space(false)?;
     let bin_dir = ws.bin_dir(false);
+    // The package as `cargo xtask dist` builds it, from the binaries under test (a release
+    // build here would cost minutes); lb-tests' `package` tests take it from LB_DEB.
+    let deb = if phases.host {
+        Some(dist::build(ws, &bin_dir, &ws.target_dir.join("dist/test"))?)
+    } else {
+        None
+    };
     // Checked before the long host phases, so that a typo does not cost their run.
     let kernels = if phases.vm {
         vm::selected_series(std::env::var("LB_VM_KERNELS").ok().as_deref())?
@@ -37,7 +44,7 @@ pub fn run(ws: &Workspace, harness_args: &[String], phases: Phases) -> Result<()
 
     let mut results = Vec::new();
     if phases.host {
-        host_phases(ws, &bin_dir, harness_args, &mut results)?;
+        host_phases(ws, &bin_dir, deb.as_deref(), harness_args, &mut results)?;
     }
     if !kernels.is_empty() && !interrupt::interrupted() {
         vm_phases(ws, &bin_dir, harness_args, &kernels, &mut results)?;
@@ -85,6 +92,7 @@ pub fn run(ws: &Workspace, harness_args: &[String], phases: Phases) -> Result<()
 fn host_phases(
     ws: &Workspace,
     bin_dir: &Path,
+    deb: Option<&Path>,
     harness_args: &[String],
     results: &mut Vec<PhaseResult>,
 ) -> Result<()> {
@@ -107,6 +115,9 @@ fn host_phases(
         // Root-needing fixture and end-to-end tests share the kernel: one at a time.
         cmd.args(["--", "--test-threads=1"]).args(harness_args);
         cmd.env("LB_BIN_DIR", bin_dir);
+        if let Some(deb) = deb {
+            cmd.env("LB_DEB", deb);
+        }
         phases.push((
             format!("{TESTS_PACKAGE}: fixtures and end-to-end, one at a time"),
             cmd,

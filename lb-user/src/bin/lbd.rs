@@ -2,7 +2,6 @@
 //! `lbadm` on a control socket. Configuration survives restarts through the state file.
 
 use std::{
-    path::PathBuf,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -10,90 +9,24 @@ use std::{
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use lb_user::{
+    cli::lbd::{Args, Sub},
     control::{
-        DEFAULT_SOCKET, RequestBody, ResponseBody,
+        RequestBody, ResponseBody,
         server::{ControlSocket, ReloadHook},
     },
     dataplane::{AttachMode, Dataplane, Decap, OnExit},
     director::Director,
+    logging,
     managed::Managed,
     metrics,
     model::Command,
     netlink,
-    pinning::{DEFAULT_BPFFS, PinDir},
+    pinning::PinDir,
     resolution::{RESOLUTION_WAIT, wait_for_resolution},
-    state::DEFAULT_STATE,
+    service_manager,
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
-
-/// lb's director daemon: an XDP layer-4 load balancer driven like LVS.
-#[derive(Parser, Debug)]
-#[command(version, about, args_conflicts_with_subcommands = true)]
-struct Args {
-    #[command(subcommand)]
-    command: Option<Sub>,
-    /// Interface to attach the XDP program to (repeat for several, e.g. NAT's two NICs).
-    #[arg(long = "iface", value_name = "IF")]
-    ifaces: Vec<String>,
-    /// XDP attach mode: native (driver) if possible, or generic (skb).
-    #[arg(long, value_enum, default_value = "auto")]
-    xdp_mode: AttachMode,
-    /// Control socket lbadm talks to.
-    #[arg(long, default_value = DEFAULT_SOCKET, value_name = "PATH")]
-    socket: PathBuf,
-    /// Where the configuration is saved and restored from.
-    #[arg(long, default_value = DEFAULT_STATE, value_name = "PATH")]
-    state: PathBuf,
-    /// Connection-table entries (IPVS's "size" in `-Ln`).
-    #[arg(long, default_value_t = lb_common::DEFAULT_CONN_TABLE_SIZE)]
-    conn_table_size: u32,
-    /// Where the data path's maps and XDP links are pinned (one directory per lbd).
-    #[arg(long, default_value = DEFAULT_BPFFS, value_name = "PATH")]
-    bpffs: PathBuf,
-    /// On exit, detach the data path (a clean stop) or keep it running for the next lbd
-    /// (restart or upgrade without dropping a connection).
-    #[arg(long, value_enum, default_value = "detach")]
-    on_exit: OnExit,
-    /// Remove what an lbd left running under --bpffs (after `--on-exit keep`), then exit.
-    #[arg(long)]
-    cleanup: bool,
-    /// Read the virtual servers (and their health checks) from this keepalived.conf; SIGHUP
-    /// or `lbd reload` re-reads it and applies what changed.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9300); off by default. There
-    /// is no authentication: keep it on loopback or behind a firewall.
-    #[arg(long, value_name = "ADDR")]
-    metrics: Option<std::net::SocketAddr>,
-    /// Set one of IPVS's sysctls that lb implements, as `sysctl -w` would on LVS (repeat for
-    /// several), e.g. `net.ipv4.vs.sloppy_tcp=1`; kept with the configuration, and changed at
-    /// run time with `lbadm --sysctl NAME=VALUE`.
-    #[arg(long = "sysctl", value_name = "NAME=VALUE", value_parser = parse_sysctl)]
-    sysctls: Vec<(lb_user::sysctl::Sysctl, u32)>,
-}
-
-fn parse_sysctl(text: &str) -> Result<(lb_user::sysctl::Sysctl, u32), String> {
-    lb_user::sysctl::parse_assignment(text).map_err(|e| e.to_string())
-}
-
-#[derive(clap::Subcommand, Debug)]
-enum Sub {
-    /// On a real server of an LVS-TUN service: strip the director's IP-in-IP header in XDP, for
-    /// kernels without the ipip module (no tunl0). Put the VIP on `lo` as with tunl0.
-    Decap {
-        /// The real server's interface facing the director.
-        #[arg(long = "iface", required = true, value_name = "IF")]
-        ifaces: Vec<String>,
-        #[arg(long, value_enum, default_value = "auto")]
-        xdp_mode: AttachMode,
-    },
-    /// Ask the running lbd to re-read its --config file and apply what changed.
-    Reload {
-        #[arg(long, default_value = DEFAULT_SOCKET, value_name = "PATH")]
-        socket: PathBuf,
-    },
-}
 
 fn main() -> std::process::ExitCode {
     match lbd_main() {
@@ -107,14 +40,8 @@ fn main() -> std::process::ExitCode {
 }
 
 fn lbd_main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LBD_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_target(false)
-        .init();
     let args = Args::parse();
+    logging::init(args.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -144,7 +71,9 @@ async fn decap(ifaces: Vec<String>, mode: AttachMode) -> anyhow::Result<()> {
         info!(iface = %name, mode, "IPIP decapsulation attached");
         attached.push(decap);
     }
+    service_manager::ready("IPIP decapsulation attached");
     wait_for_signal().await?;
+    service_manager::stopping();
     drop(attached);
     info!("IPIP decapsulation detached");
     Ok(())
@@ -224,11 +153,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let (reload, stopping) = match &args.config {
         Some(path) => {
             let (reload, stopping) = supervise(path, &director)?;
-            (Some(reload), Some(stopping))
+            (Some(told_to_systemd(reload)), Some(stopping))
         }
         None => (None, None),
     };
     info!(socket = %socket.path().display(), state = %args.state.display(), "lbd ready");
+    service_manager::ready("serving");
 
     let ticker = {
         let director = Arc::clone(&director);
@@ -301,6 +231,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         _ = sigterm.recv() => info!("SIGTERM: shutting down"),
         _ = sigint.recv() => info!("SIGINT: shutting down"),
     }
+    service_manager::stopping();
     drop(socket);
     if let Some(stopping) = stopping {
         // omega: keepalived's down notifications on the way out, each given a second.
@@ -323,6 +254,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ),
     }
     Ok(())
+}
+
+/// `reload`, with systemd told about it (RELOADING=1, then READY=1 whether it worked or not:
+/// a refused configuration leaves the running one in place), for SIGHUP and `lbd reload`
+/// alike.
+fn told_to_systemd(reload: ReloadHook) -> ReloadHook {
+    Arc::new(move || {
+        service_manager::reloading();
+        let result = reload();
+        service_manager::ready(match result {
+            Ok(()) => "serving",
+            Err(_) => "serving; the last reload was refused",
+        });
+        result
+    })
 }
 
 /// Runs the futures concurrently to their ends.

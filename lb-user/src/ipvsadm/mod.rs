@@ -26,7 +26,7 @@ mod format;
 mod help;
 mod line;
 mod names;
-mod options;
+pub(crate) mod options;
 mod parse;
 mod popt;
 mod refusal;

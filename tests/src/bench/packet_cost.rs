@@ -122,27 +122,30 @@ fn measure_all(repeat: u32, rounds: usize) -> Result<PacketCost> {
             b"",
         )
     };
-    // Connections that the established-flow cases continue: their first packet goes through
-    // the program once, as a client's SYN would.
+    // Connections that the established-flow cases continue: their handshake goes through the
+    // program once, as a client's SYN and ACK would (the ACK moves the connection from the
+    // half-open table to the connection table).
     for (port, sport, verdict) in [
         (80, 40002, XDP_TX),
         (81, 40003, XDP_TX),
         (82, 40005, XDP_REDIRECT),
     ] {
-        let r = bpf::TestRun {
-            prog: lb_fd,
-            data: &client(port, sport, SYN),
-            ingress_ifindex: net.ext,
-            repeat: 1,
-            flags: 0,
-            batch_size: 0,
-        }
-        .run()?;
-        if r.verdict != verdict {
-            bail!(
-                "opening connection {sport} → VIP:{port}: verdict {}",
-                r.verdict
-            );
+        for flags in [SYN, ACK] {
+            let r = bpf::TestRun {
+                prog: lb_fd,
+                data: &client(port, sport, flags),
+                ingress_ifindex: net.ext,
+                repeat: 1,
+                flags: 0,
+                batch_size: 0,
+            }
+            .run()?;
+            if r.verdict != verdict {
+                bail!(
+                    "opening connection {sport} → VIP:{port} (flags {flags:#x}): verdict {}",
+                    r.verdict
+                );
+            }
         }
     }
     // The NAT real server that connection went to answers the client.

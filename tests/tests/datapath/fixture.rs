@@ -78,7 +78,16 @@ pub enum Expect {
         conn: Conn,
     },
     NoConn(FlowKey),
-    /// Number of connection-table entries.
+    /// The entry of the flow is in the half-open table (true) or the connection table.
+    HalfOpen(FlowKey, bool),
+    /// A real server's active connections in each table (`REAL_CONNS` as the data path keeps
+    /// it, before any sweep).
+    RealConnsByTable {
+        id: u32,
+        active: i64,
+        half_open_active: i64,
+    },
+    /// Number of connection-table entries (both tables).
     ConnCount(usize),
     /// Counters of a service, summed over CPUs.
     ServiceStats {
@@ -122,7 +131,8 @@ pub enum Expect {
 /// the packet just run, so this only has to absorb the coarse clock's granularity.
 const FRESH_NS: u64 = 2_000_000_000;
 
-/// [`Expect::RealConns`] with the overload flag clear.
+/// [`Expect::RealConns`] with the overload flag clear (`active` and `inactive`: IPVS's
+/// figures, both tables' together).
 pub fn real_conns(id: u32, active: i64, inactive: i64) -> Expect {
     Expect::RealConns {
         id,
@@ -142,7 +152,7 @@ pub fn overloaded_conns(id: u32, active: i64, inactive: i64) -> Expect {
             active,
             inactive,
             overloaded: 1,
-            _pad: 0,
+            ..RealConns::default()
         },
     }
 }
@@ -174,6 +184,12 @@ impl Send {
     /// Dropped, counted under `reason`.
     pub fn drop(what: impl Into<String>, input: Vec<u8>, reason: Stat) -> Self {
         Self::new(what, input, Verdict::DROP, Output::Dropped).counts(&[reason])
+    }
+
+    /// The packet moves its connection from the half-open table to the connection table (the
+    /// handshake's ACK; a UDP flow's second datagram).
+    pub fn promotes(self) -> Self {
+        self.counts(&[Stat::Promoted])
     }
 
     pub fn counts(mut self, stats: &[Stat]) -> Self {
@@ -460,6 +476,33 @@ fn check_expect(director: &Director, expect: &[Expect]) -> Vec<String> {
                     ));
                 }
             }
+            Expect::HalfOpen(flow, half_open) => match director.conn_in(flow) {
+                None => problems.push(format!("CONNS: no entry for {}", fmt_flow(flow))),
+                Some((_, got)) if got != *half_open => problems.push(format!(
+                    "{}: expected in the {} table, found in the other",
+                    fmt_flow(flow),
+                    if *half_open {
+                        "half-open"
+                    } else {
+                        "connection"
+                    }
+                )),
+                Some(_) => {}
+            },
+            Expect::RealConnsByTable {
+                id,
+                active,
+                half_open_active,
+            } => {
+                let got = director.real_conns(*id);
+                if (got.active, got.half_open_active) != (*active, *half_open_active) {
+                    problems.push(format!(
+                        "REAL_CONNS[{id}]: expected active {active} in the connection table and \
+                         {half_open_active} in the half-open table, got {} and {}",
+                        got.active, got.half_open_active
+                    ));
+                }
+            }
             Expect::ConnCount(n) => {
                 let conns = director.conns();
                 if conns.len() != *n {
@@ -500,6 +543,13 @@ fn check_expect(director: &Director, expect: &[Expect]) -> Vec<String> {
             }
             Expect::RealConns { id, conns } => {
                 let got = director.real_conns(*id);
+                let got = RealConns {
+                    active: got.total_active(),
+                    inactive: got.total_inactive(),
+                    half_open_active: 0,
+                    half_open_inactive: 0,
+                    ..got
+                };
                 if got != *conns {
                     problems.push(format!(
                         "REAL_CONNS[{id}]: expected {}, got {}",

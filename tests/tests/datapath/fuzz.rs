@@ -13,13 +13,16 @@
 //!
 //! The outcome depends on history (connections and their TCP states, first fragments), which
 //! the model keeps as the program does. Every `CHECK_EVERY` frames a checkpoint compares the
-//! program's tables with the model's and with themselves: every connection entry the same,
-//! each naming a configured real server of its service; the remembered first fragments the
-//! same; the live connection counts (`REAL_CONNS`) equal to what the table holds; the
-//! data-path counters equal to the model's, and every received frame counted once under a
-//! verdict; the traffic counters and round-robin positions equal. Once the tables have grown
-//! past a few hundred entries, both sides' are cleared there: the connection table (sized far
-//! larger for this test) must never fill, since an LRU's evictions cannot be modelled.
+//! program's tables with the model's and with themselves: every connection entry the same
+//! and in the same table (connection or half-open), each naming a configured real server of
+//! its service; the remembered first fragments the same; the live connection counts
+//! (`REAL_CONNS`, by table) equal to what each table holds; the data-path counters equal to
+//! the model's (promotions and a full connection table's refusals among them), and every
+//! received frame counted once under a verdict; the traffic counters and round-robin
+//! positions equal. Once the tables have grown past a few hundred entries, both sides' are
+//! cleared there: the half-open table (sized far larger for this test) must never fill, since
+//! an LRU's evictions cannot be modelled; the connection table, a plain hash, is sized to fill
+//! now and then, so that connections that cannot move into it are checked too.
 //!
 //! `LB_FUZZ_FRAMES` (default [`CI_FRAMES`]) and `LB_FUZZ_SEED` (default: from the clock,
 //! printed) choose the run; `cargo xtask fuzz --frames N --seed S` sets them.
@@ -35,7 +38,7 @@ use std::{
 use lb_common::{
     Conn, FlowKey, FragKey, IPPROTO_TCP, IPPROTO_UDP, REAL_F_IN_USE, REAL_F_RESOLVED, RealConns,
     RealServer, Service as MapService, ServiceKey, Stat, method,
-    model::{self, Action, Model, NextHop, Quirks, World},
+    model::{self, Action, Model, NextHop, Table, World},
     tcp_state,
 };
 
@@ -48,19 +51,15 @@ use super::{
 
 /// Frames in a CI run (a few seconds).
 pub const CI_FRAMES: u64 = 50_000;
-/// The program's known bugs, reproduced by the model until they are fixed (then set
-/// `Quirks::NONE` here). SYN+RST on a finished connection: `conn::lookup` takes any SYN as a
-/// new connection (IPVS: `syn && !rst`), counts the old one closed, and `may_open` then
-/// refuses the RST: the entry stays and the live counts drift.
-const KNOWN_BUGS: Quirks = Quirks {
-    syn_rst_reopens: true,
-};
 /// Frames between checkpoints.
 const CHECK_EVERY: u64 = 2_000;
-/// The connection table's size here: far more than the run lets it hold, so that the LRU
-/// never evicts (it may before it is full, since CPUs keep free nodes of their own).
-const CONN_TABLE_SIZE: u32 = 16 * 1024;
-/// Connection entries after which a checkpoint clears the tables.
+/// The half-open table's size here: far more than the run lets it hold, so that the LRU never
+/// evicts (it may before it is full, since CPUs keep free nodes of their own).
+const HALF_OPEN_TABLE_SIZE: u32 = 16 * 1024;
+/// The connection table's size here: less than the run lets it hold, so that it fills now
+/// and then (a plain hash: the model knows when).
+const CONN_TABLE_SIZE: u32 = 128;
+/// Connection entries (both tables) after which a checkpoint clears the tables.
 const CLEAR_CONNS_AT: usize = 400;
 /// Remembered first fragments after which a checkpoint clears the tables.
 const CLEAR_FRAGS_AT: usize = 2_000;
@@ -318,6 +317,7 @@ fn model_world(net: &NatNet, sloppy_tcp: bool) -> World {
         services,
         fib: Box::new(fib),
         sloppy_tcp,
+        conn_table_size: CONN_TABLE_SIZE as usize,
     }
 }
 
@@ -962,13 +962,15 @@ pub fn run(seed: u64, frames: u64) {
     let net = NatNet::build(true);
     let mut director = Director::load_sized(
         harness::PROGRAM,
-        &[(lb_common::maps::CONNS, CONN_TABLE_SIZE)],
+        &[
+            (lb_common::maps::CONNS, CONN_TABLE_SIZE),
+            (lb_common::maps::HALF_OPEN, HALF_OPEN_TABLE_SIZE),
+        ],
     );
     for change in setup(&net, sloppy_tcp) {
         director.apply(&change);
     }
     let mut model = Model::new(model_world(&net, sloppy_tcp));
-    model.quirks = KNOWN_BUGS;
     let mut generator = Gen {
         rng: Rng::new(seed),
         ext: net.ext,
@@ -1064,10 +1066,6 @@ pub fn run(seed: u64, frames: u64) {
         .collect();
     counted.sort();
     eprintln!("fuzz: counters {}", counted.join(", "));
-    eprintln!(
-        "fuzz: {} packets met a known bug the model reproduces ({KNOWN_BUGS:?})",
-        model.quirk_events()
-    );
 }
 
 fn verdict_name(v: Verdict) -> &'static str {
@@ -1152,23 +1150,38 @@ fn checkpoint(director: &Director, model: &Model, expected_stats: &[u64]) -> Res
             verdicts
         ));
     }
-    // The connection table: the model's, entry for entry.
-    let conns = director.conns();
-    let want: HashMap<FlowKey, model::Entry> = model.conns().map(|(t, e)| (t.key(), *e)).collect();
-    let got: HashMap<FlowKey, Conn> = conns.iter().copied().collect();
-    for (key, conn) in &got {
+    // Both connection tables: the model's, entry for entry, each in the same table.
+    let conns = director.conns_by_table();
+    let want: HashMap<(Table, FlowKey), model::Entry> = model
+        .conns()
+        .map(|(table, t, e)| ((table, t.key()), *e))
+        .collect();
+    let got: HashMap<(Table, FlowKey), Conn> = conns
+        .iter()
+        .map(|(key, conn, half_open)| ((table_of(*half_open), *key), *conn))
+        .collect();
+    for ((table, key), conn) in &got {
         let Some(real) = SERVICES.iter().find(|s| s.real_id == conn.real) else {
-            problems.push(format!("{key:?}: names unknown real server {}", conn.real));
+            problems.push(format!(
+                "{table:?} {key:?}: names unknown real server {}",
+                conn.real
+            ));
             continue;
         };
         if real.id != conn.service {
             problems.push(format!(
-                "{key:?}: real {} is not of service {}",
+                "{table:?} {key:?}: real {} is not of service {}",
                 conn.real, conn.service
             ));
         }
-        match want.get(key) {
-            None => problems.push(format!("{key:?} -> {conn:?}: not in the model's table")),
+        match want.get(&(*table, *key)) {
+            None => problems.push(format!(
+                "{table:?} {key:?} -> {conn:?}: not in the model's table{}",
+                want.keys()
+                    .find(|(_, k)| k == key)
+                    .map(|(t, _)| format!(" (the model has it in {t:?})"))
+                    .unwrap_or_default()
+            )),
             Some(e) => {
                 let same = e.real == conn.real
                     && e.service == conn.service
@@ -1177,15 +1190,15 @@ fn checkpoint(director: &Director, model: &Model, expected_stats: &[u64]) -> Res
                     && (e.reply || e.state == conn.state)
                     && e.reply == (conn.flags & lb_common::CONN_F_REPLY != 0);
                 if !same {
-                    problems.push(format!("{key:?}: {conn:?}, the model has {e:?}"));
+                    problems.push(format!("{table:?} {key:?}: {conn:?}, the model has {e:?}"));
                 }
             }
         }
     }
-    for (key, e) in &want {
-        if !got.contains_key(key) {
+    for ((table, key), e) in &want {
+        if !got.contains_key(&(*table, *key)) {
             problems.push(format!(
-                "{key:?} -> {e:?}: missing from the program's table"
+                "{table:?} {key:?} -> {e:?}: missing from the program's table"
             ));
         }
     }
@@ -1212,32 +1225,35 @@ fn checkpoint(director: &Director, model: &Model, expected_stats: &[u64]) -> Res
         diff.truncate(10);
         problems.push(format!("FRAGS differ:\n{}", diff.join("\n")));
     }
-    // Live counts: what the table holds, and what the model counts.
+    // Live counts: what each table holds, and what the model counts.
     for svc in &SERVICES {
-        let held = conns
-            .iter()
-            .filter(|(_, c)| c.real == svc.real_id && c.flags & lb_common::CONN_F_REPLY == 0)
-            .fold((0, 0), |(a, i), (_, c)| {
-                if tcp_state::is_active(c.state) {
-                    (a + 1, i)
-                } else {
-                    (a, i + 1)
-                }
-            });
-        let live = director.real_conns(svc.real_id);
-        let drift = model.count_drift(svc.real_id);
-        if (live.active, live.inactive) != (held.0 + drift.0, held.1 + drift.1) {
+        let mut held = RealConns::default();
+        for (_, conn, half_open) in &conns {
+            if conn.real != svc.real_id || conn.flags & lb_common::CONN_F_REPLY != 0 {
+                continue;
+            }
+            *match (*half_open, tcp_state::is_active(conn.state)) {
+                (false, true) => &mut held.active,
+                (false, false) => &mut held.inactive,
+                (true, true) => &mut held.half_open_active,
+                (true, false) => &mut held.half_open_inactive,
+            } += 1;
+        }
+        let live = RealConns {
+            overloaded: 0,
+            ..director.real_conns(svc.real_id)
+        };
+        if live != held {
             problems.push(format!(
-                "real {}: REAL_CONNS active {} inactive {}, the table holds {} and {} \
-                 (known drift {drift:?})",
-                svc.real_id, live.active, live.inactive, held.0, held.1
+                "real {}: REAL_CONNS {live:?}, the tables hold {held:?}",
+                svc.real_id
             ));
         }
-        if model.real_conns(svc.real_id) != held {
+        let modelled = model.real_conns(svc.real_id);
+        if modelled != held {
             problems.push(format!(
-                "real {}: the model counts {:?}, the table holds {held:?}",
-                svc.real_id,
-                model.real_conns(svc.real_id)
+                "real {}: the model counts {modelled:?}, the tables hold {held:?}",
+                svc.real_id
             ));
         }
         for (what, got, want) in [
@@ -1295,11 +1311,21 @@ fn model_dr_tun_relays(expected_stats: &[u64]) -> u64 {
     expected_stats[DR_TUN_RELAYS]
 }
 
+/// The model's name of a table, from whether it is the half-open one.
+fn table_of(half_open: bool) -> Table {
+    if half_open {
+        Table::HalfOpen
+    } else {
+        Table::Conns
+    }
+}
+
 /// A slot past the program's counters where the run keeps its count of DR/TUN relays.
 const DR_TUN_RELAYS: usize = Stat::COUNT as usize;
 
 /// Empties the connection and fragment tables of both, and the live counts with them.
 fn clear_tables(director: &mut Director, model: &mut Model) {
+    // (A key in both tables is listed, and removed, twice.)
     for (flow, _) in director.conns() {
         director.apply(&Change::RemoveConn(flow));
     }

@@ -44,6 +44,7 @@ const MAX_ENTRIES: &[(&str, u32)] = &[
     (maps::REAL_STATS, 256),
     (maps::SCHED_TABLE, 1024),
     (maps::CONNS, 1024),
+    (maps::HALF_OPEN, 1024),
     (maps::REAL_CONNS, 256),
     (maps::PERSIST, 1024),
     (maps::LOCALITY, 1024),
@@ -114,8 +115,8 @@ pub enum Change {
         id: u32,
         conns: RealConns,
     },
-    /// What lbd's periodic sweep writes: exact active/inactive counts, the overload flag left
-    /// as the data path set it.
+    /// Counts as a sweep would leave them: `active`/`inactive` in all (the half-open table's
+    /// figures zero), the overload flag left as the data path set it.
     SweptConns {
         id: u32,
         active: i64,
@@ -150,6 +151,7 @@ pub struct Director {
     service_state: Array<MapData, ServiceState>,
     conns: HashMap<MapData, FlowKey, Conn>,
     frags: HashMap<MapData, FragKey, FlowKey>,
+    half_open: HashMap<MapData, FlowKey, Conn>,
     real_conns: Array<MapData, RealConns>,
     persist: HashMap<MapData, PersistKey, Persist>,
     locality: HashMap<MapData, LocalityKey, Locality>,
@@ -223,6 +225,7 @@ impl Director {
             service_state: take(&mut ebpf, maps::SERVICE_STATE),
             conns: take(&mut ebpf, maps::CONNS),
             frags: take(&mut ebpf, maps::FRAGS),
+            half_open: take(&mut ebpf, maps::HALF_OPEN),
             real_conns: take(&mut ebpf, maps::REAL_CONNS),
             persist: take(&mut ebpf, maps::PERSIST),
             locality: take(&mut ebpf, maps::LOCALITY),
@@ -345,7 +348,11 @@ impl Director {
                 .enumerate()
                 .try_for_each(|(i, id)| self.slots.set(offset + i as u32, id, 0)),
             Change::Conn { flow, conn } => self.conns.insert(flow, conn, 0),
-            Change::RemoveConn(flow) => self.conns.remove(flow),
+            // From whichever table holds it.
+            Change::RemoveConn(flow) => self
+                .conns
+                .remove(flow)
+                .or_else(|_| self.half_open.remove(flow)),
             Change::Settings(settings) => self.settings.set(0, settings, 0),
             Change::RealConns { id, conns } => self.real_conns.set(*id, conns, 0),
             Change::SweptConns {
@@ -356,6 +363,8 @@ impl Director {
                 let conns = RealConns {
                     active: *active,
                     inactive: *inactive,
+                    half_open_active: 0,
+                    half_open_inactive: 0,
                     ..self.real_conns(*id)
                 };
                 self.real_conns.set(*id, conns, 0)
@@ -407,19 +416,48 @@ impl Director {
         }
     }
 
-    pub fn conn(&self, flow: &FlowKey) -> Option<Conn> {
-        match self.conns.get(flow, 0) {
-            Ok(conn) => Some(conn),
-            Err(MapError::KeyNotFound) => None,
-            Err(e) => panic!("reading CONNS: {e}"),
+    /// The entry of `flow` in the connection table or else the half-open table, and whether
+    /// it is the half-open table's.
+    pub fn conn_in(&self, flow: &FlowKey) -> Option<(Conn, bool)> {
+        for (table, half_open) in [(&self.conns, false), (&self.half_open, true)] {
+            match table.get(flow, 0) {
+                Ok(conn) => return Some((conn, half_open)),
+                Err(MapError::KeyNotFound) => {}
+                Err(e) => panic!("reading the connection tables: {e}"),
+            }
         }
+        None
     }
 
+    /// The entry of `flow` in either table.
+    pub fn conn(&self, flow: &FlowKey) -> Option<Conn> {
+        self.conn_in(flow).map(|(conn, _)| conn)
+    }
+
+    /// Every entry of both tables (the connection table's first).
     pub fn conns(&self) -> Vec<(FlowKey, Conn)> {
         self.conns
             .iter()
-            .map(|entry| entry.expect("iterating CONNS"))
+            .chain(self.half_open.iter())
+            .map(|entry| entry.expect("iterating the connection tables"))
             .collect()
+    }
+
+    /// Every entry of both tables, with whether it is the half-open table's (the connection
+    /// table's first).
+    pub fn conns_by_table(&self) -> Vec<(FlowKey, Conn, bool)> {
+        let list = |table: &HashMap<MapData, FlowKey, Conn>, half_open| {
+            table
+                .iter()
+                .map(move |entry| {
+                    let (key, conn) = entry.expect("iterating the connection tables");
+                    (key, conn, half_open)
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut all = list(&self.conns, false);
+        all.extend(list(&self.half_open, true));
+        all
     }
 
     /// The first fragments remembered for their later ones (`FRAGS`).

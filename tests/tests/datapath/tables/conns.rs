@@ -62,7 +62,9 @@ pub fn fixtures() -> Vec<Fixture> {
             steps: vec![
                 new_flow("SYN", &http(1001, SYN), &A, &HTTP, SYN_RECV).into(),
                 apply("table becomes [B]", service_with_table(&HTTP, &[&B])),
-                known_flow("ACK", &http(1001, ACK), &A, &HTTP, ESTABLISHED).into(),
+                known_flow("ACK", &http(1001, ACK), &A, &HTTP, ESTABLISHED)
+                    .promotes()
+                    .into(),
                 known_flow("data", &data(1001, 100), &A, &HTTP, ESTABLISHED).into(),
                 new_flow("another client port", &http(1002, SYN), &B, &HTTP, SYN_RECV).into(),
             ],
@@ -72,7 +74,9 @@ pub fn fixtures() -> Vec<Fixture> {
             setup: http_world(&[&A, &B]),
             steps: vec![
                 new_flow("SYN", &http(2001, SYN), &A, &HTTP, SYN_RECV).into(),
-                known_flow("ACK", &http(2001, ACK), &A, &HTTP, ESTABLISHED).into(),
+                known_flow("ACK", &http(2001, ACK), &A, &HTTP, ESTABLISHED)
+                    .promotes()
+                    .into(),
                 apply("A removed", removed(&A)),
                 Send::drop("data", data(2001, 10).bytes(), Stat::DropNoDest)
                     .expect([Expect::Conn {
@@ -94,7 +98,9 @@ pub fn fixtures() -> Vec<Fixture> {
             setup: with_settings(http_world(&[&A, &B]), SETTINGS_F_EXPIRE_NODEST_CONN),
             steps: vec![
                 new_flow("SYN", &http(2011, SYN), &A, &HTTP, SYN_RECV).into(),
-                known_flow("ACK", &http(2011, ACK), &A, &HTTP, ESTABLISHED).into(),
+                known_flow("ACK", &http(2011, ACK), &A, &HTTP, ESTABLISHED)
+                    .promotes()
+                    .into(),
                 apply("A removed", removed(&A)),
                 Send::pass("data", data(2011, 10).bytes(), Stat::PassNotSyn)
                     .expect([Expect::ConnCount(0)])
@@ -114,7 +120,9 @@ pub fn fixtures() -> Vec<Fixture> {
             setup: with_settings(http_world(&[&A, &B]), SETTINGS_F_EXPIRE_NODEST_CONN),
             steps: vec![
                 new_flow("SYN", &http(2021, SYN), &A, &HTTP, SYN_RECV).into(),
-                known_flow("ACK", &http(2021, ACK), &A, &HTTP, ESTABLISHED).into(),
+                known_flow("ACK", &http(2021, ACK), &A, &HTTP, ESTABLISHED)
+                    .promotes()
+                    .into(),
                 apply("A weight 0", {
                     let mut changes = vec![edit_real(&A, &HTTP, |r| r.weight = 0)];
                     changes.extend(service_with_table(&HTTP, &[&B]));
@@ -142,10 +150,13 @@ pub fn fixtures() -> Vec<Fixture> {
                     changes.extend(service_with_table(&HTTP, &[&B]));
                     changes
                 }),
-                known_flow("flow 1 ACK", &http(3001, ACK), &A, &HTTP, ESTABLISHED).into(),
+                known_flow("flow 1 ACK", &http(3001, ACK), &A, &HTTP, ESTABLISHED)
+                    .promotes()
+                    .into(),
                 new_flow("flow 3 SYN", &http(3003, SYN), &B, &HTTP, SYN_RECV).into(),
                 new_flow("flow 4 SYN", &http(3004, SYN), &B, &HTTP, SYN_RECV).into(),
                 known_flow("flow 2 ACK", &http(3002, ACK), &B, &HTTP, ESTABLISHED)
+                    .promotes()
                     .expect([
                         Expect::RealStats {
                             id: A.id,
@@ -164,7 +175,9 @@ pub fn fixtures() -> Vec<Fixture> {
             setup: http_world(&[&A, &B]),
             steps: vec![
                 new_flow("SYN", &http(4001, SYN), &A, &HTTP, SYN_RECV).into(),
-                known_flow("ACK", &http(4001, ACK), &A, &HTTP, ESTABLISHED).into(),
+                known_flow("ACK", &http(4001, ACK), &A, &HTTP, ESTABLISHED)
+                    .promotes()
+                    .into(),
                 known_flow("data", &data(4001, 500), &A, &HTTP, ESTABLISHED).into(),
                 known_flow("FIN", &http(4001, FIN | ACK), &A, &HTTP, FIN_WAIT).into(),
                 known_flow("last ACK", &http(4001, ACK), &A, &HTTP, FIN_WAIT).into(),
@@ -184,7 +197,9 @@ pub fn fixtures() -> Vec<Fixture> {
             setup: http_world(&[&A, &B]),
             steps: vec![
                 new_flow("SYN", &http(5001, SYN), &A, &HTTP, SYN_RECV).into(),
-                known_flow("ACK", &http(5001, ACK), &A, &HTTP, ESTABLISHED).into(),
+                known_flow("ACK", &http(5001, ACK), &A, &HTTP, ESTABLISHED)
+                    .promotes()
+                    .into(),
                 known_flow("RST", &http(5001, RST | ACK), &A, &HTTP, CLOSE).into(),
                 new_flow(
                     "SYN again, same ports",
@@ -228,7 +243,9 @@ pub fn fixtures() -> Vec<Fixture> {
             setup: http_world(&[&A, &B]),
             steps: vec![
                 new_flow("SYN", &http(6101, SYN), &A, &HTTP, SYN_RECV).into(),
-                known_flow("ACK", &http(6101, ACK), &A, &HTTP, ESTABLISHED).into(),
+                known_flow("ACK", &http(6101, ACK), &A, &HTTP, ESTABLISHED)
+                    .promotes()
+                    .into(),
                 known_flow("FIN", &http(6101, FIN | ACK), &A, &HTTP, FIN_WAIT).into(),
                 known_flow(
                     "SYN again, same ports",
@@ -245,7 +262,9 @@ pub fn fixtures() -> Vec<Fixture> {
             setup: with_settings(http_world(&[&A, &B]), SETTINGS_F_CONN_REUSE_FIN_WAIT),
             steps: vec![
                 new_flow("SYN", &http(6111, SYN), &A, &HTTP, SYN_RECV).into(),
-                known_flow("ACK", &http(6111, ACK), &A, &HTTP, ESTABLISHED).into(),
+                known_flow("ACK", &http(6111, ACK), &A, &HTTP, ESTABLISHED)
+                    .promotes()
+                    .into(),
                 known_flow("FIN", &http(6111, FIN | ACK), &A, &HTTP, FIN_WAIT).into(),
                 new_flow(
                     "SYN again, same ports",
@@ -262,7 +281,9 @@ pub fn fixtures() -> Vec<Fixture> {
             setup: with_settings(http_world(&[&A, &B]), SETTINGS_F_CONN_REUSE_OFF),
             steps: vec![
                 new_flow("SYN", &http(6121, SYN), &A, &HTTP, SYN_RECV).into(),
-                known_flow("ACK", &http(6121, ACK), &A, &HTTP, ESTABLISHED).into(),
+                known_flow("ACK", &http(6121, ACK), &A, &HTTP, ESTABLISHED)
+                    .promotes()
+                    .into(),
                 known_flow("RST", &http(6121, RST | ACK), &A, &HTTP, CLOSE).into(),
                 known_flow(
                     "SYN again, same ports",
@@ -279,7 +300,9 @@ pub fn fixtures() -> Vec<Fixture> {
             setup: http_world(&[&A, &B]),
             steps: vec![
                 new_flow("SYN", &http(7001, SYN), &A, &HTTP, SYN_RECV).into(),
-                known_flow("ACK", &http(7001, ACK), &A, &HTTP, ESTABLISHED).into(),
+                known_flow("ACK", &http(7001, ACK), &A, &HTTP, ESTABLISHED)
+                    .promotes()
+                    .into(),
                 known_flow("SYN again", &http(7001, SYN), &A, &HTTP, ESTABLISHED).into(),
                 Step::Expect(vec![Expect::RrPosition {
                     service: HTTP.id,
@@ -309,6 +332,7 @@ pub fn fixtures() -> Vec<Fixture> {
                 )
                 .into(),
                 known_flow("client 1 ACK", &http(7201, ACK), &A, &HTTP, ESTABLISHED)
+                    .promotes()
                     .expect([Expect::ConnCount(2)])
                     .into(),
             ],
@@ -318,7 +342,9 @@ pub fn fixtures() -> Vec<Fixture> {
             setup: http_world(&[&A, &B]),
             steps: vec![
                 new_flow("SYN", &http(7301, SYN), &A, &HTTP, SYN_RECV).into(),
-                known_flow("ACK", &http(7301, ACK), &A, &HTTP, ESTABLISHED).into(),
+                known_flow("ACK", &http(7301, ACK), &A, &HTTP, ESTABLISHED)
+                    .promotes()
+                    .into(),
                 apply(
                     "entry expired",
                     vec![Change::RemoveConn(flow_of(&http(7301, ACK)))],
@@ -337,7 +363,9 @@ pub fn fixtures() -> Vec<Fixture> {
             setup: with_sloppy_tcp(http_world(&[&A, &B])),
             steps: vec![
                 new_flow("SYN", &http(7311, SYN), &A, &HTTP, SYN_RECV).into(),
-                known_flow("ACK", &http(7311, ACK), &A, &HTTP, ESTABLISHED).into(),
+                known_flow("ACK", &http(7311, ACK), &A, &HTTP, ESTABLISHED)
+                    .promotes()
+                    .into(),
                 apply(
                     "entry expired",
                     vec![Change::RemoveConn(flow_of(&http(7311, ACK)))],
@@ -394,7 +422,9 @@ pub fn fixtures() -> Vec<Fixture> {
                     changes.extend(service_with_table(&DNS, &[&C]));
                     changes
                 }),
-                known_flow("next query, same ports", &dns(5353), &D, &DNS, UDP).into(),
+                known_flow("next query, same ports", &dns(5353), &D, &DNS, UDP)
+                    .promotes()
+                    .into(),
                 new_flow("query from another port", &dns(5354), &C, &DNS, UDP).into(),
             ],
         },
@@ -452,11 +482,138 @@ pub fn fixtures() -> Vec<Fixture> {
                     "service deleted",
                     vec![Change::RemoveService(service_key(&HTTP))],
                 ),
-                known_flow("ACK", &http(11001, ACK), &A, &HTTP, ESTABLISHED).into(),
+                known_flow("ACK", &http(11001, ACK), &A, &HTTP, ESTABLISHED)
+                    .promotes()
+                    .into(),
                 Send::pass("new flow", http(11002, SYN).bytes(), Stat::PassNotService)
                     .expect([Expect::NoConn(flow_of(&http(11002, SYN)))])
                     .into(),
             ],
         },
+        flood_fixture(),
+        full_table_fixture(),
     ]
+}
+
+/// The harness's table sizes (`harness::MAP_SIZES`).
+const HALF_OPEN_SIZE: u32 = 1024;
+const CONNS_SIZE: u32 = 1024;
+
+/// A SYN from spoofed client number `n` (sources 10.64.0.0 up, ports from 1024).
+fn spoofed_syn(n: u32) -> crate::packet::Frame {
+    let mut frame = http(1024 + (n % 60_000) as u16, SYN);
+    frame.ipv4_mut().src = std::net::Ipv4Addr::from(0x0a40_0000 + n);
+    frame
+}
+
+/// IPVS keeps established connections through a SYN flood; lb makes it a guarantee: opening
+/// packets only ever evict their own kind from the half-open table.
+fn flood_fixture() -> Fixture {
+    const ESTABLISHED_FLOWS: u16 = 50;
+    let flood = 4 * HALF_OPEN_SIZE;
+    let port = |i: u16| 12000 + i;
+    let mut steps: Vec<Step> = Vec::new();
+    for i in 0..ESTABLISHED_FLOWS {
+        steps.push(new_flow("SYN", &http(port(i), SYN), &A, &HTTP, SYN_RECV).into());
+        steps.push(
+            known_flow("ACK", &http(port(i), ACK), &A, &HTTP, ESTABLISHED)
+                .promotes()
+                .expect([Expect::HalfOpen(flow_of(&http(port(i), ACK)), false)])
+                .into(),
+        );
+    }
+    for n in 0..flood {
+        steps.push(new_flow("spoofed SYN", &spoofed_syn(n), &A, &HTTP, SYN_RECV).into());
+    }
+    for i in 0..ESTABLISHED_FLOWS {
+        steps.push(
+            known_flow(
+                "data after the flood",
+                &data(port(i), 100),
+                &A,
+                &HTTP,
+                ESTABLISHED,
+            )
+            .into(),
+        );
+    }
+    // The connection table's counts are exact; the half-open table's running count has every
+    // SYN in it, the evicted ones too, until lbd's sweep counts the table afresh.
+    steps.push(Step::Expect(vec![Expect::RealConnsByTable {
+        id: A.id,
+        active: i64::from(ESTABLISHED_FLOWS),
+        half_open_active: i64::from(flood),
+    }]));
+    // The last spoofed SYNs are still half-open (the first ones were evicted).
+    steps.push(Step::Expect(vec![
+        Expect::HalfOpen(flow_of(&spoofed_syn(flood - 1)), true),
+        Expect::NoConn(flow_of(&spoofed_syn(0))),
+    ]));
+    Fixture {
+        name: "a SYN flood of 4x the half-open table from spoofed sources: 50 established connections all keep flowing, none evicted, their counts exact",
+        setup: http_world(&[&A]),
+        steps,
+    }
+}
+
+/// A full connection table refuses nobody: a connection that cannot move there stays in the
+/// half-open table and keeps working.
+fn full_table_fixture() -> Fixture {
+    let mut steps: Vec<Step> = Vec::new();
+    let client = |n: u32, flags: u8| {
+        let mut frame = http(2000, flags);
+        frame.ipv4_mut().src = std::net::Ipv4Addr::from(0x0a50_0000 + n);
+        frame
+    };
+    for n in 0..CONNS_SIZE {
+        steps.push(new_flow("SYN", &client(n, SYN), &A, &HTTP, SYN_RECV).into());
+        steps.push(
+            known_flow("ACK", &client(n, ACK), &A, &HTTP, ESTABLISHED)
+                .promotes()
+                .into(),
+        );
+    }
+    steps.push(
+        new_flow(
+            "one more SYN",
+            &client(CONNS_SIZE, SYN),
+            &A,
+            &HTTP,
+            SYN_RECV,
+        )
+        .into(),
+    );
+    steps.push(
+        known_flow(
+            "its ACK: the connection table is full",
+            &client(CONNS_SIZE, ACK),
+            &A,
+            &HTTP,
+            ESTABLISHED,
+        )
+        .counts(&[Stat::ConnTableFull])
+        .expect([Expect::HalfOpen(flow_of(&client(CONNS_SIZE, ACK)), true)])
+        .into(),
+    );
+    steps.push(
+        known_flow(
+            "its data still flows",
+            &client(CONNS_SIZE, PSH | ACK),
+            &A,
+            &HTTP,
+            ESTABLISHED,
+        )
+        .counts(&[Stat::ConnTableFull])
+        .into(),
+    );
+    steps.push(Step::Expect(vec![Expect::RealConnsByTable {
+        id: A.id,
+        active: i64::from(CONNS_SIZE),
+        half_open_active: 1,
+    }]));
+    Fixture {
+        name: "a full connection table: the next connection stays in the half-open table (conn_table_full) and keeps flowing",
+        setup: http_world(&[&A]),
+        steps,
+    }
 }

@@ -369,6 +369,7 @@ pub fn fixtures() -> Vec<Fixture> {
                         changes: vec![Change::RemoveIface(TEST_RUN_IFINDEX)],
                     },
                     Send::drop("ACK", ack.bytes(), Stat::DropNoIface)
+                        .promotes()
                         .counts(&[Stat::ConnHit])
                         .expect([Expect::Conn {
                             flow: flow_of(&ack),

@@ -252,6 +252,7 @@ pub fn nat_fixtures(net: &NatNet) -> Vec<Fixture> {
             )
             .on(egress)
             .counts(&back)
+            .promotes()
             .into(),
             Send::new(
                 "answer, later fragment",

@@ -11,7 +11,7 @@
 
 use lb_common::{
     CONN_F_REPLY, Conn, Counters, FlowKey, REAL_F_IN_USE, Stat, method,
-    tcp_state::{ESTABLISHED, FIN_WAIT, SYN_RECV, TIME_WAIT, UDP},
+    tcp_state::{CLOSE_WAIT, ESTABLISHED, FIN_WAIT, SYN_RECV, TIME_WAIT, UDP},
 };
 
 use crate::{
@@ -310,6 +310,7 @@ pub fn fixtures(net: &NatNet) -> Vec<Fixture> {
                         false,
                         ESTABLISHED,
                     )
+                    .promotes()
                     .into(),
                     to_real(
                         "333-byte request",
@@ -380,7 +381,9 @@ pub fn fixtures(net: &NatNet) -> Vec<Fixture> {
                             conn: reply_entry(&D, &DNS, UDP),
                         }])
                         .into(),
-                    to_client("answer", net, &answer, &D, &DNS, flow_of(&query), UDP).into(),
+                    to_client("answer", net, &answer, &D, &DNS, flow_of(&query), UDP)
+                        .promotes()
+                        .into(),
                 ],
             }
         },
@@ -398,7 +401,9 @@ pub fn fixtures(net: &NatNet) -> Vec<Fixture> {
                 setup: dns_nat_world(net),
                 steps: vec![
                     to_real("query", net, &query, &D, &DNS, DNS_RPORT, true, UDP).into(),
-                    to_client("answer", net, &answer, &D, &DNS, flow_of(&query), UDP).into(),
+                    to_client("answer", net, &answer, &D, &DNS, flow_of(&query), UDP)
+                        .promotes()
+                        .into(),
                 ],
             }
         },
@@ -507,6 +512,7 @@ pub fn fixtures(net: &NatNet) -> Vec<Fixture> {
                         false,
                         ESTABLISHED,
                     )
+                    .promotes()
                     .into(),
                     to_real(
                         "checksum 0 after",
@@ -684,23 +690,80 @@ pub fn fixtures(net: &NatNet) -> Vec<Fixture> {
             let port = 43013;
             let syn = http(port, SYN);
             let ack = http(port, ACK);
+            let fin = http(port, FIN | ACK);
             let synack = reply(net, &A, Tcp::new(HTTP_RPORT, port, SYN | ACK));
+            let r_fin = reply(net, &A, Tcp::new(HTTP_RPORT, port, FIN | ACK));
             let reply_flow = flow_of(&synack);
             Fixture {
-                name: "a reply entry evicted apart from the client's is put back by the client's next packet (reply_restored), so the real server's answer is still translated, never leaked",
+                name: "a reply entry removed apart from the client's is put back by the client's next packet (reply_restored), so the real server's answer is still translated, never leaked",
                 setup: nat_world(net, &[&A]),
                 steps: vec![
                     to_real("SYN", net, &syn, &A, &HTTP, HTTP_RPORT, true, SYN_RECV).into(),
+                    to_real("ACK", net, &ack, &A, &HTTP, HTTP_RPORT, false, ESTABLISHED)
+                        .promotes()
+                        .expect([
+                            Expect::HalfOpen(flow_of(&syn), false),
+                            Expect::HalfOpen(reply_flow, false),
+                        ])
+                        .into(),
+                    Step::Apply {
+                        what: "reply entry removed",
+                        changes: vec![Change::RemoveConn(reply_flow)],
+                    },
+                    to_real("FIN", net, &fin, &A, &HTTP, HTTP_RPORT, false, CLOSE_WAIT)
+                        .counts(&[Stat::ReplyRestored])
+                        .expect([
+                            Expect::ConnEntry {
+                                flow: reply_flow,
+                                conn: reply_entry(&A, &HTTP, CLOSE_WAIT),
+                            },
+                            Expect::HalfOpen(reply_flow, false),
+                        ])
+                        .into(),
+                    to_client(
+                        "server FIN",
+                        net,
+                        &r_fin,
+                        &A,
+                        &HTTP,
+                        flow_of(&syn),
+                        TIME_WAIT,
+                    )
+                    .into(),
+                ],
+            }
+        },
+        {
+            let port = 43014;
+            let syn = http(port, SYN);
+            let ack = http(port, ACK);
+            let synack = reply(net, &A, Tcp::new(HTTP_RPORT, port, SYN | ACK));
+            let reply_flow = flow_of(&synack);
+            Fixture {
+                name: "a half-open connection's reply entry evicted by the LRU is put back by the client's next packet, which also moves both entries to the connection table",
+                setup: nat_world(net, &[&A]),
+                steps: vec![
+                    to_real("SYN", net, &syn, &A, &HTTP, HTTP_RPORT, true, SYN_RECV)
+                        .expect([
+                            Expect::HalfOpen(flow_of(&syn), true),
+                            Expect::HalfOpen(reply_flow, true),
+                        ])
+                        .into(),
                     Step::Apply {
                         what: "reply entry evicted",
                         changes: vec![Change::RemoveConn(reply_flow)],
                     },
                     to_real("ACK", net, &ack, &A, &HTTP, HTTP_RPORT, false, ESTABLISHED)
-                        .counts(&[Stat::ReplyRestored])
-                        .expect([Expect::ConnEntry {
-                            flow: reply_flow,
-                            conn: reply_entry(&A, &HTTP, ESTABLISHED),
-                        }])
+                        .promotes()
+                        .expect([
+                            Expect::ConnEntry {
+                                flow: reply_flow,
+                                conn: reply_entry(&A, &HTTP, ESTABLISHED),
+                            },
+                            Expect::HalfOpen(flow_of(&syn), false),
+                            Expect::HalfOpen(reply_flow, false),
+                            Expect::ConnCount(2),
+                        ])
                         .into(),
                     to_client(
                         "SYN-ACK",

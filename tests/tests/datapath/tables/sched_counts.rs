@@ -477,6 +477,7 @@ fn counts_follow_connections() -> Vec<Fixture> {
             steps: vec![
                 syn_to(7001, &A, 3, 3),
                 known_flow("ACK", &http(7001, ACK), &A, &HTTP, ESTABLISHED)
+                    .promotes()
                     .expect([real_conns(A.id, 3, 3)])
                     .into(),
                 known_flow("FIN", &http(7001, FIN | ACK), &A, &HTTP, FIN_WAIT)
@@ -507,6 +508,7 @@ fn counts_follow_connections() -> Vec<Fixture> {
                 let mut steps = syns_to(7101, &[(&A, 1, 0), (&B, 1, 0), (&A, 2, 0)]);
                 steps.push(
                     known_flow("ACK of A's first", &http(7101, ACK), &A, &HTTP, ESTABLISHED)
+                        .promotes()
                         .expect([real_conns(A.id, 2, 0)])
                         .into(),
                 );
@@ -547,6 +549,7 @@ fn counts_follow_connections() -> Vec<Fixture> {
                     .expect([real_conns(D.id, 0, 1)])
                     .into(),
                 known_flow("next query, same ports", &dns(5353), &D, &DNS, UDP)
+                    .promotes()
                     .expect([real_conns(D.id, 0, 1)])
                     .into(),
                 new_flow("query from another port", &dns(5354), &D, &DNS, UDP)
@@ -919,7 +922,9 @@ fn persistence() -> Vec<Fixture> {
             setup: rr_ab(PERSIST_HOST),
             steps: vec![
                 new_flow("SYN", &http(9601, SYN), &A, &HTTP, SYN_RECV).into(),
-                known_flow("ACK", &http(9601, ACK), &A, &HTTP, ESTABLISHED).into(),
+                known_flow("ACK", &http(9601, ACK), &A, &HTTP, ESTABLISHED)
+                    .promotes()
+                    .into(),
                 known_flow("RST", &http(9601, RST | ACK), &A, &HTTP, CLOSE).into(),
                 known_flow(
                     "SYN again, same ports",

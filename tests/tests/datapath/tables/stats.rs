@@ -22,7 +22,9 @@ pub fn fixtures() -> Vec<Fixture> {
                 assert_eq!(ip_len(&data), 140);
                 vec![
                     new_flow("flow 1 SYN", &http(1001, SYN), &A, &HTTP, SYN_RECV).into(),
-                    known_flow("flow 1 ACK", &http(1001, ACK), &A, &HTTP, ESTABLISHED).into(),
+                    known_flow("flow 1 ACK", &http(1001, ACK), &A, &HTTP, ESTABLISHED)
+                        .promotes()
+                        .into(),
                     known_flow("flow 1 data", &data, &A, &HTTP, ESTABLISHED)
                         .expect([
                             Expect::ServiceStats {
@@ -68,7 +70,9 @@ pub fn fixtures() -> Vec<Fixture> {
                 let bytes = ip_len(&dns(5353));
                 vec![
                     new_flow("query 1", &dns(5353), &D, &DNS, UDP).into(),
-                    known_flow("query 2", &dns(5353), &D, &DNS, UDP).into(),
+                    known_flow("query 2", &dns(5353), &D, &DNS, UDP)
+                        .promotes()
+                        .into(),
                     known_flow("query 3", &dns(5353), &D, &DNS, UDP)
                         .expect([
                             Expect::ServiceStats {

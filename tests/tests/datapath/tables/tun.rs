@@ -166,7 +166,9 @@ pub fn fixtures() -> Vec<Fixture> {
             setup: tun_world(&[&B, &C], MTU),
             steps: vec![
                 tunnelled_to("SYN", &http(41002, SYN), &B, true, SYN_RECV).into(),
-                tunnelled_to("ACK", &http(41002, ACK), &B, false, ESTABLISHED).into(),
+                tunnelled_to("ACK", &http(41002, ACK), &B, false, ESTABLISHED)
+                    .promotes()
+                    .into(),
                 tunnelled_to(
                     "data",
                     &segment(41002, PSH | ACK, 517),
@@ -302,6 +304,7 @@ pub fn fixtures() -> Vec<Fixture> {
                 steps: vec![
                     tunnelled_to("SYN", &syn, &A, true, SYN_RECV).into(),
                     answered_frag_needed("1500-byte segment", &full, 1480, false)
+                        .promotes()
                         .expect([Expect::Conn {
                             flow: flow_of(&full),
                             real: A.id,
@@ -512,6 +515,7 @@ pub fn fixtures() -> Vec<Fixture> {
                         false,
                         ESTABLISHED,
                     )
+                    .promotes()
                     .into(),
                     Step::Apply {
                         what: "A's path MTU becomes 1400",
