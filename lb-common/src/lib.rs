@@ -12,6 +12,8 @@
 pub mod csum;
 pub mod filter;
 pub mod hash;
+#[cfg(feature = "model")]
+pub mod model;
 pub mod tcp_state;
 
 use core::mem::size_of;

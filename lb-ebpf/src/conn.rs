@@ -182,8 +182,9 @@ fn found(
             // SAFETY: as in `lookup`.
             let forward = unsafe { &mut *forward };
             let _ = touch(forward, is_tcp, packet.tcp_flags, Direction::Output, table);
-            if table == Table::HalfOpen && !is_tcp {
-                // A UDP flow answered: both entries move.
+            // A UDP flow answered: both entries move. (Not with a later fragment: more of a
+            // datagram, not a second one, as on the client's side.)
+            if table == Table::HalfOpen && !is_tcp && packet.fragment != LATER_FRAGMENT {
                 let _ = promote(&key, forward, Some(&packet.flow));
             }
         }

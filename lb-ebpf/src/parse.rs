@@ -110,7 +110,15 @@ pub fn parse(ctx: &XdpContext, packet: &mut Packet, quote: &mut Quote) -> Result
         return Err(pass(Stat::PassMalformed));
     }
     // A frame shorter than its IP header claims is not ours to rewrite (the kernel drops it).
-    if usize::from(u16::from_be_bytes(ip.tot_len)) > ctx.data_end() - ctx.data() - L3_OFFSET {
+    let tot_len = usize::from(u16::from_be_bytes(ip.tot_len));
+    if tot_len > ctx.data_end() - ctx.data() - L3_OFFSET {
+        return Err(pass(Stat::PassMalformed));
+    }
+    // The total length delimits the datagram (RFC 791); bytes after it are the link's padding.
+    // Headers must lie within it, as the kernel's `ip_rcv` and transport protocols require:
+    // a "TCP header" made of Ethernet padding is not a packet.
+    let end = L3_OFFSET + tot_len;
+    if tot_len < ihl {
         return Err(pass(Stat::PassMalformed));
     }
     let frags = u16::from_be_bytes(ip.frags);
@@ -120,7 +128,7 @@ pub fn parse(ctx: &XdpContext, packet: &mut Packet, quote: &mut Quote) -> Result
         if frags & IP_MF_OR_OFFSET != 0 {
             return Err(pass(Stat::PassFragment));
         }
-        icmp_error(ctx, ip, l4_offset, packet, quote)?;
+        icmp_error(ctx, ip, l4_offset, end, packet, quote)?;
         return Ok(Kind::IcmpError);
     }
     if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
@@ -151,6 +159,10 @@ pub fn parse(ctx: &XdpContext, packet: &mut Packet, quote: &mut Quote) -> Result
         WHOLE
     };
 
+    let l4_len = if proto == IPPROTO_TCP { 20 } else { 8 };
+    if l4_offset + l4_len > end {
+        return Err(pass(Stat::PassMalformed));
+    }
     // Source and destination ports are the first four bytes of both TCP and UDP headers.
     let ports = ptr::at::<[u8; 4]>(ctx, l4_offset).ok_or_else(|| pass(Stat::PassMalformed))?;
     // SAFETY: `at` checked the four port bytes.
@@ -185,11 +197,15 @@ fn icmp_error(
     ctx: &XdpContext,
     ip: &Ipv4Hdr,
     icmp_offset: usize,
+    end: usize,
     packet: &mut Packet,
     quote: &mut Quote,
 ) -> Result<(), Verdict> {
     // Type and code together: a one-byte check compiles to a comparison the verifier does not
     // learn a readable range from.
+    if icmp_offset + 2 > end {
+        return Err(pass(Stat::PassMalformed));
+    }
     let type_code =
         ptr::at::<[u8; 2]>(ctx, icmp_offset).ok_or_else(|| pass(Stat::PassMalformed))?;
     // SAFETY: `at` checked the two bytes.
@@ -198,6 +214,9 @@ fn icmp_error(
         return Err(pass(Stat::PassNotService));
     }
     let quoted_ip_offset = icmp_offset + ICMP_HEADER;
+    if quoted_ip_offset + Ipv4Hdr::LEN > end {
+        return Err(pass(Stat::PassMalformed));
+    }
     let quoted =
         ptr::at::<Ipv4Hdr>(ctx, quoted_ip_offset).ok_or_else(|| pass(Stat::PassMalformed))?;
     // SAFETY: `at` checked the quoted IPv4 header.
@@ -216,6 +235,9 @@ fn icmp_error(
     }
     let quoted_l4_offset = quoted_ip_offset + quoted_ihl;
     // RFC 792 quotes at least 8 bytes of the payload: both ports and, for UDP, the checksum.
+    if quoted_l4_offset + 8 > end {
+        return Err(pass(Stat::PassMalformed));
+    }
     let ports =
         ptr::at::<[u8; 8]>(ctx, quoted_l4_offset).ok_or_else(|| pass(Stat::PassMalformed))?;
     // SAFETY: `at` checked the eight bytes.

@@ -14,6 +14,7 @@ macro_rules! step {
 
 mod bench;
 mod dist;
+mod fuzz;
 mod golden;
 mod interrupt;
 mod run;
@@ -103,6 +104,18 @@ enum Command {
         )]
         args: Vec<String>,
     },
+    /// Set up, then run the data-path fuzz test at length: random and mutated frames through
+    /// the XDP program (BPF_PROG_TEST_RUN), each verdict and frame out checked against the
+    /// reference model (`lb_common::model`), the tables checked as it goes. A failure prints
+    /// its seed and frame; `--seed` replays it.
+    Fuzz {
+        /// How many frames.
+        #[arg(long, default_value_t = 1_000_000)]
+        frames: u64,
+        /// The generator's seed (default: from the clock; printed).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// Set up, build release binaries, then the Debian package `target/dist/lb_VERSION_ARCH.deb`:
     /// lbd, lbadm, systemd units, /etc/default/lbd, man pages, bash and zsh completions.
     Dist,
@@ -169,6 +182,10 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Bench { quick, out, args } => {
             setup::run()?;
             bench::run(&Workspace::load()?, quick, out, &args)
+        }
+        Command::Fuzz { frames, seed } => {
+            setup::run()?;
+            fuzz::run(&Workspace::load()?, frames, seed)
         }
         Command::Lab { args } => {
             setup::run()?;
@@ -273,6 +290,19 @@ mod tests {
         };
         assert!(vm_only);
         assert!(Cli::try_parse_from(["xtask", "test", "--no-vm", "--vm-only"]).is_err());
+    }
+
+    #[test]
+    fn fuzz_takes_frames_and_seed() {
+        let Command::Fuzz { frames, seed } = parse(&["fuzz"]) else {
+            panic!("not fuzz");
+        };
+        assert_eq!((frames, seed), (1_000_000, None));
+        let Command::Fuzz { frames, seed } = parse(&["fuzz", "--frames", "5000", "--seed", "42"])
+        else {
+            panic!("not fuzz");
+        };
+        assert_eq!((frames, seed), (5000, Some(42)));
     }
 
     #[test]

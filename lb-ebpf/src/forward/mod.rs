@@ -14,12 +14,12 @@ use crate::{
     Verdict, drop, icmp, ip,
     parse::{IPPROTO_ICMP, L3_OFFSET},
     ptr,
-    stage::{Packet, jump},
+    stage::{LATER_FRAGMENT, Packet, jump},
 };
 
 /// One hop towards the real server, as IPVS's `decrement_ttl` does for every method: the
 /// client's packet loses one from its TTL; one whose TTL runs out here is answered with ICMP
-/// "time exceeded" (a relayed ICMP error is dropped instead: no error about an error).
+/// "time exceeded", or dropped when no error may be sent about it ([`may_answer`]).
 #[inline(always)]
 pub fn hop(ctx: &XdpContext, packet: &Packet) -> Result<(), Verdict> {
     let ip = ptr::at_mut::<Ipv4Hdr>(ctx, L3_OFFSET).ok_or_else(|| drop(Stat::DropMalformed))?;
@@ -27,12 +27,26 @@ pub fn hop(ctx: &XdpContext, packet: &Packet) -> Result<(), Verdict> {
     if ip::decrement_ttl(unsafe { &mut *ip }) {
         return Ok(());
     }
-    if packet.flow.proto == IPPROTO_ICMP {
+    if !may_answer(packet) {
         return Err(drop(Stat::DropTtlExpired));
     }
     Err(match icmp::time_exceeded(ctx, packet) {
         Ok(verdict) | Err(verdict) => verdict,
     })
+}
+
+/// Whether the director may answer `packet` with an ICMP error (RFC 1122 3.2.2, RFC 1812
+/// 4.3.2.7, as the kernel's `icmp_send`): not about an ICMP error, nor about a fragment other
+/// than the first, nor to a source that does not name one host (this network 0/8, loopback
+/// 127/8, multicast 224/4, class E 240/4, broadcast).
+#[inline(always)]
+pub fn may_answer(packet: &Packet) -> bool {
+    let first_octet = packet.flow.saddr.to_ne_bytes()[0];
+    packet.flow.proto != IPPROTO_ICMP
+        && packet.fragment != LATER_FRAGMENT
+        && first_octet != 0
+        && first_octet != 127
+        && first_octet < 224
 }
 
 /// Continues with the stage of forwarding `method` (the carry holds the real server).

@@ -17,13 +17,7 @@ use aya_ebpf::{
 use lb_common::{Iface, REAL_F_RESOLVED, RealServer, Stat};
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
-use crate::{
-    Verdict, drop, fib, icmp, ip,
-    parse::{IPPROTO_ICMP, L3_OFFSET},
-    ptr,
-    stage::Packet,
-    stats,
-};
+use crate::{Verdict, drop, fib, icmp, ip, parse::L3_OFFSET, ptr, stage::Packet, stats};
 
 const IPPROTO_IPIP: u8 = 4;
 const IP_DF: u16 = 0x4000;
@@ -63,9 +57,9 @@ pub fn forward(
 
     if real.mtu != 0 && u32::from(outer_len) > real.mtu {
         // XDP cannot fragment (IPVS would fragment the outer packet): count it rather than
-        // lose it silently. Nor is an ICMP error we relay ever answered with one (RFC 1122
-        // 3.2.2: no ICMP error about an ICMP error).
-        if df == 0 || packet.flow.proto == IPPROTO_ICMP {
+        // lose it silently. Nor is a packet no ICMP error may be about (an ICMP error we
+        // relay, a later fragment, a source that is no one host's) ever answered with one.
+        if df == 0 || !super::may_answer(packet) {
             return Err(drop(Stat::DropFib));
         }
         // The client's packet must shrink by our header for the path to carry it.

@@ -18,8 +18,8 @@ use aya::{
     programs::{ProgramError, TestRun as _, TestRunOptions, Xdp},
 };
 use lb_common::{
-    Conn, Counters, FlowKey, Iface, LOCALITY_SET_SIZE, Locality, LocalityKey, Persist, PersistKey,
-    RealConns, RealServer, Service, ServiceKey, ServiceState, Settings, Stat,
+    Conn, Counters, FlowKey, FragKey, Iface, LOCALITY_SET_SIZE, Locality, LocalityKey, Persist,
+    PersistKey, RealConns, RealServer, Service, ServiceKey, ServiceState, Settings, Stat,
     filter::{self, Filter},
     maps, method,
 };
@@ -150,6 +150,7 @@ pub struct Director {
     slots: Array<MapData, u32>,
     service_state: Array<MapData, ServiceState>,
     conns: HashMap<MapData, FlowKey, Conn>,
+    frags: HashMap<MapData, FragKey, FlowKey>,
     half_open: HashMap<MapData, FlowKey, Conn>,
     real_conns: Array<MapData, RealConns>,
     persist: HashMap<MapData, PersistKey, Persist>,
@@ -185,13 +186,19 @@ impl Director {
     /// Loads the object with `program` (one of its XDP entry points) as the one packets run
     /// through.
     pub fn load_program(program: &'static str) -> Self {
+        Self::load_sized(program, &[])
+    }
+
+    /// Loads the object with `program` as the entry, and map sizes from `sizes` where they
+    /// differ from the fixtures' defaults.
+    pub fn load_sized(program: &'static str, sizes: &[(&str, u32)]) -> Self {
         let object = lb_user::object::ebpf_object();
         assert!(
             !object.is_empty(),
             "the eBPF object is empty: built with AYA_BUILD_SKIP=1?"
         );
         let mut loader = EbpfLoader::new();
-        for (name, size) in MAX_ENTRIES {
+        for (name, size) in MAX_ENTRIES.iter().chain(sizes) {
             loader.map_max_entries(name, *size);
         }
         let mut ebpf = loader.load(object).expect("loading the eBPF object");
@@ -217,6 +224,7 @@ impl Director {
             slots: take(&mut ebpf, maps::SCHED_TABLE),
             service_state: take(&mut ebpf, maps::SERVICE_STATE),
             conns: take(&mut ebpf, maps::CONNS),
+            frags: take(&mut ebpf, maps::FRAGS),
             half_open: take(&mut ebpf, maps::HALF_OPEN),
             real_conns: take(&mut ebpf, maps::REAL_CONNS),
             persist: take(&mut ebpf, maps::PERSIST),
@@ -433,6 +441,38 @@ impl Director {
             .chain(self.half_open.iter())
             .map(|entry| entry.expect("iterating the connection tables"))
             .collect()
+    }
+
+    /// Every entry of both tables, with whether it is the half-open table's (the connection
+    /// table's first).
+    pub fn conns_by_table(&self) -> Vec<(FlowKey, Conn, bool)> {
+        let list = |table: &HashMap<MapData, FlowKey, Conn>, half_open| {
+            table
+                .iter()
+                .map(move |entry| {
+                    let (key, conn) = entry.expect("iterating the connection tables");
+                    (key, conn, half_open)
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut all = list(&self.conns, false);
+        all.extend(list(&self.half_open, true));
+        all
+    }
+
+    /// The first fragments remembered for their later ones (`FRAGS`).
+    pub fn frags(&self) -> Vec<(FragKey, FlowKey)> {
+        self.frags
+            .iter()
+            .map(|entry| entry.expect("iterating FRAGS"))
+            .collect()
+    }
+
+    /// Forgets every remembered first fragment.
+    pub fn clear_frags(&mut self) {
+        for (key, _) in self.frags() {
+            self.frags.remove(&key).expect("removing from FRAGS");
+        }
     }
 
     /// A real server's live connection counts (`REAL_CONNS`).

@@ -1,6 +1,8 @@
 //! LVS-DR forwarding: a balanced packet leaves with the real server's MAC as destination and the
 //! director's as source; every IP and TCP/UDP byte is untouched. Failure paths drop and count.
 
+use std::net::Ipv4Addr;
+
 use lb_common::{
     IPPROTO_TCP, Iface, REAL_F_IN_USE, Stat,
     tcp_state::{ESTABLISHED, SYN_RECV, UDP},
@@ -76,6 +78,34 @@ pub fn fixtures() -> Vec<Fixture> {
                     .into(),
                     new_flow("SYN, TTL 2 (leaves with 1)", &two, &A, &HTTP, SYN_RECV).into(),
                 ],
+            }
+        },
+        {
+            // RFC 1122 3.2.2: no ICMP error to a source that names no single host.
+            let sources = [
+                Ipv4Addr::new(0, 0, 0, 7),
+                Ipv4Addr::new(127, 0, 0, 1),
+                Ipv4Addr::new(224, 0, 0, 5),
+                Ipv4Addr::new(240, 1, 2, 3),
+                Ipv4Addr::new(255, 255, 255, 255),
+            ];
+            Fixture {
+                name: "TTL 1 from a source that is no single host (0/8, loopback, multicast, class E, broadcast): dropped, no ICMP error",
+                setup: http_world(&[&A]),
+                steps: sources
+                    .iter()
+                    .map(|&src| {
+                        let mut frame = tcp(src, VIP, 40040, HTTP.port, SYN);
+                        frame.ipv4_mut().ttl = 1;
+                        Send::drop(
+                            format!("SYN from {src}, TTL 1"),
+                            frame.bytes(),
+                            Stat::DropTtlExpired,
+                        )
+                        .counts(&[Stat::ConnNew])
+                        .into()
+                    })
+                    .collect(),
             }
         },
         {

@@ -71,6 +71,21 @@ fn follows_dr(what: &str, frame: &Frame, real: &crate::world::RealDef) -> Send {
 pub fn fixtures() -> Vec<Fixture> {
     vec![
         {
+            let id = 0x5151;
+            let mut last = later(CLIENT, VIP, 17, id, 3, false, 64);
+            last.ipv4_mut().ttl = 1;
+            Fixture {
+                name: "DR: a later fragment whose TTL runs out is dropped without an ICMP error (RFC 1812 4.3.2.7: errors only about the first fragment)",
+                setup: dns_world(),
+                steps: vec![
+                    new_flow("first fragment", &first(dns(5402), id), &D, &DNS, UDP).into(),
+                    Send::drop("later fragment, TTL 1", last.bytes(), Stat::DropTtlExpired)
+                        .counts(&[Stat::ConnHit, Stat::Fragment])
+                        .into(),
+                ],
+            }
+        },
+        {
             let id = 0x4242;
             Fixture {
                 name: "DR: a UDP datagram in three fragments: the first is scheduled, the later ones follow it to the same real server (fragment)",
@@ -205,12 +220,19 @@ pub fn nat_fixtures(net: &NatNet) -> Vec<Fixture> {
     let back_verdict = leaving(egress, net.ext, &mut back);
     let mut back_later = vec![Stat::ConnHit, Stat::TxNatReply, Stat::Fragment];
     leaving(egress, net.ext, &mut back_later);
-    vec![Fixture {
-        name: "NAT: a UDP datagram in fragments both ways: first fragments readdressed with ports and checksums, later ones only readdressed, replies back from the VIP",
+    let answered_early = Fixture {
+        name: "NAT: a later fragment of an answer is no second datagram: it does not move the flow to the connection table (its first fragment came before the connection)",
         setup: dns_nat_world(net),
         steps: vec![
+            Send::pass(
+                "answer, first fragment, before any query (remembered, no connection)",
+                answer.bytes(),
+                Stat::PassNotService,
+            )
+            .on(egress)
+            .into(),
             to_real(
-                "first fragment",
+                "query, first fragment",
                 net,
                 &query,
                 &D,
@@ -221,25 +243,6 @@ pub fn nat_fixtures(net: &NatNet) -> Vec<Fixture> {
             )
             .into(),
             Send::new(
-                "later fragment",
-                later_in.bytes(),
-                to_d_verdict,
-                Output::Exact(later_out.bytes()),
-            )
-            .on(net.ext)
-            .counts(&to_d)
-            .into(),
-            Send::new(
-                "answer, first fragment",
-                answer.bytes(),
-                back_verdict,
-                Output::Exact(answer_out.bytes()),
-            )
-            .on(egress)
-            .counts(&back)
-            .promotes()
-            .into(),
-            Send::new(
                 "answer, later fragment",
                 later_answer.bytes(),
                 back_verdict,
@@ -247,9 +250,58 @@ pub fn nat_fixtures(net: &NatNet) -> Vec<Fixture> {
             )
             .on(egress)
             .counts(&back_later)
+            .expect([Expect::HalfOpen(flow_of(&query), true)])
             .into(),
         ],
-    }]
+    };
+    vec![
+        answered_early,
+        Fixture {
+            name: "NAT: a UDP datagram in fragments both ways: first fragments readdressed with ports and checksums, later ones only readdressed, replies back from the VIP",
+            setup: dns_nat_world(net),
+            steps: vec![
+                to_real(
+                    "first fragment",
+                    net,
+                    &query,
+                    &D,
+                    &DNS,
+                    DNS_RPORT,
+                    true,
+                    UDP,
+                )
+                .into(),
+                Send::new(
+                    "later fragment",
+                    later_in.bytes(),
+                    to_d_verdict,
+                    Output::Exact(later_out.bytes()),
+                )
+                .on(net.ext)
+                .counts(&to_d)
+                .into(),
+                Send::new(
+                    "answer, first fragment",
+                    answer.bytes(),
+                    back_verdict,
+                    Output::Exact(answer_out.bytes()),
+                )
+                .on(egress)
+                .counts(&back)
+                .promotes()
+                .into(),
+                Send::new(
+                    "answer, later fragment",
+                    later_answer.bytes(),
+                    back_verdict,
+                    Output::Exact(later_answer_out.bytes()),
+                )
+                .on(egress)
+                .counts(&back_later)
+                .into(),
+            ],
+        },
+    ]
 }
 
 /// The real server's DNS answer header: from `sport` to the client's `dport`.

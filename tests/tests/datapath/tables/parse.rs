@@ -181,6 +181,40 @@ pub fn fixtures() -> Vec<Fixture> {
             cut(dns(5353).bytes(), ETH + IP + 6),
             Stat::PassMalformed,
         ),
+        // The total length delimits the datagram (RFC 791): what follows is the link's padding,
+        // however much it looks like a header.
+        untouched(
+            "IPv4 total length 20 (no TCP header) with a TCP SYN's bytes after it as padding",
+            world(),
+            {
+                let mut frame = http(40000, SYN);
+                frame.ipv4_mut().total_len = Some(20);
+                frame.bytes()
+            },
+            Stat::PassMalformed,
+        ),
+        untouched(
+            "UDP header cut by the IPv4 total length to 7 bytes, the rest padding",
+            world(),
+            {
+                let mut frame = dns(5353);
+                frame.ipv4_mut().total_len = Some(27);
+                frame.bytes()
+            },
+            Stat::PassMalformed,
+        ),
+        untouched(
+            "IPv4 total length shorter than its header (IHL 6, total length 20)",
+            world(),
+            {
+                let mut frame = http(40000, SYN);
+                let ip = frame.ipv4_mut();
+                *ip = ip.clone().options(&[1, 1, 1, 1]);
+                ip.total_len = Some(20);
+                frame.bytes()
+            },
+            Stat::PassMalformed,
+        ),
         // ---- fragments ----
         // (First fragments are balanced: see `frags`.)
         untouched(
