@@ -785,10 +785,13 @@ fn switching_the_scheduler_under_traffic_keeps_existing_connections() {
     echo.close();
 }
 
-/// Active and inactive connections per real server (`addr:port`) as `-L -n -c` lists them
-/// (templates aside), next to what `-Ln` shows for every service.
-fn listed_and_shown(tb: &Testbed) -> (BTreeMap<String, (u64, u64)>, BTreeMap<String, (u64, u64)>) {
-    let mut listed: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+/// Active and inactive connections by real server (`addr:port`).
+type CountsByReal = BTreeMap<String, (u64, u64)>;
+
+/// Active and inactive connections per real server as `-L -n -c` lists them (templates
+/// aside), next to what `-Ln` shows for every service.
+fn listed_and_shown(tb: &Testbed) -> (CountsByReal, CountsByReal) {
+    let mut listed = CountsByReal::new();
     for row in connection_rows(tb) {
         let entry = listed.entry(row.destination.clone()).or_default();
         match row.state.as_str() {
@@ -797,7 +800,7 @@ fn listed_and_shown(tb: &Testbed) -> (BTreeMap<String, (u64, u64)>, BTreeMap<Str
             _ => entry.1 += 1,
         }
     }
-    let mut shown: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut shown = CountsByReal::new();
     for port in [ECHO_PORT, SERVICE_PORT] {
         for row in real_rows(tb, "TCP", &tb.vip_port(port)) {
             if row.active + row.inactive > 0 {
