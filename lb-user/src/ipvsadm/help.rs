@@ -88,6 +88,8 @@ Options:
 {p} options (anywhere on the command line):
   --socket PATH                       control socket of lbd; default ${SOCKET_ENV}
                                       if set, else {DEFAULT_SOCKET}
+  --sysctl [NAME[=VALUE]]...          list, show or set IPVS's sysctls as lbd has
+                                      them (net.ipv4.vs.NAME); first, after --socket
 
 Not supported by lb: firewall-mark (-f), SCTP and IPv6 services, --pe, --ops,
 GUE/GRE tunnels and the connection synchronization daemon.
