@@ -1135,7 +1135,48 @@ fn startup_checks_first_and_one_lbd_per_pin_directory() {
     // :8080 leaves the file while lbd is down: gone at the next start, :80 kept.
     stop_lbd(lbd);
     std::fs::write(&conf, keepalived_conf(&tb, &[1, 2], "", None)).unwrap();
-    let lbd = start_lbd_with(&tb, &keep);
+    // A SIGHUP while it starts does not kill it (acted on once it is up: a reload).
+    let files = tb.lbd_files();
+    let lbd_bin = tools::binary("lbd").display().to_string();
+    let (socket, state) = (
+        files.socket.display().to_string(),
+        files.state.display().to_string(),
+    );
+    let mut argv = vec![lbd_bin.as_str(), "--iface", tb.director_ifaces()[0]];
+    argv.extend_from_slice(&["--xdp-mode", tb.xdp_mode().as_arg()]);
+    argv.extend_from_slice(&["--socket", &socket, "--state", &state]);
+    argv.extend_from_slice(&keep);
+    let mut daemon = Daemon::spawn_with_env(
+        "lbd sent SIGHUP while starting",
+        tb.director.ns.argv(&argv),
+        &[("NO_COLOR", "1")],
+        &files.log,
+        &files.log,
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    daemon.signal(libc::SIGHUP);
+    wait::wait_ok(
+        "lbd answers after a SIGHUP at start-up",
+        Duration::from_secs(60),
+        || {
+            daemon.assert_running();
+            let ran = lb_tests::lbd::lbadm(&tb.director.ns, &files.socket, &["-Ln"], None);
+            if ran.success() {
+                Ok(())
+            } else {
+                Err(ran.to_string())
+            }
+        },
+    );
+    let lbd = Lbd { daemon };
+    wait::wait_ok("the SIGHUP acted on", Duration::from_secs(10), || {
+        let log = tb.lbd_log();
+        if log.contains("SIGHUP: reloading") {
+            Ok(())
+        } else {
+            Err(log)
+        }
+    });
     let l = list(&tb);
     assert!(
         !l.contains(&format!("{vip}:8080")),
