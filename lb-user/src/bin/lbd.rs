@@ -111,9 +111,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let signals = Signals::install()?;
     let pins = PinDir::new(&args.bpffs);
     if args.cleanup {
-        // Not under a running lbd's feet.
+        // Not under a running lbd's feet. (The lock creates the directory if it was not
+        // there: that alone is not something pinned.)
+        let was_there = pins.base().exists();
         let _lock = pins.lock()?;
-        if Dataplane::cleanup(&pins)? {
+        if Dataplane::cleanup(&pins)? && was_there {
             info!(path = %args.bpffs.display(), "removed the pinned data path (programs detached, maps freed)");
         } else {
             info!(path = %args.bpffs.display(), "nothing pinned there");
