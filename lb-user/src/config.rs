@@ -75,6 +75,10 @@ pub struct Config {
     /// IPVS's sysctls that apply (`lbadm --sysctl`).
     #[serde(default)]
     pub sysctls: crate::sysctl::Sysctls,
+    /// The services a keepalived.conf (`lbd --config`) put in place, kept with the rest so
+    /// that one removed from the file while lbd was down is removed at the next start.
+    #[serde(default)]
+    pub keepalived: Vec<ServiceAddr>,
 }
 
 impl Config {

@@ -401,7 +401,29 @@ impl Director {
     /// caller that wants to wait for them without holding the director (see
     /// [`wait_for_resolution`]). The periodic tick picks them up anyway.
     pub fn apply(&mut self, commands: &[Command]) -> Result<Resolution> {
-        let next = self.config.apply_all(commands)?;
+        self.apply_owned(commands, None)
+    }
+
+    /// [`apply`](Self::apply) of a keepalived.conf's commands: `keepalived` (the services the
+    /// file defines from now on) is recorded with the configuration, in the same save, so the
+    /// next lbd knows which services the file owns.
+    pub fn apply_managed(
+        &mut self,
+        commands: &[Command],
+        keepalived: Vec<ServiceAddr>,
+    ) -> Result<Resolution> {
+        self.apply_owned(commands, Some(keepalived))
+    }
+
+    fn apply_owned(
+        &mut self,
+        commands: &[Command],
+        keepalived: Option<Vec<ServiceAddr>>,
+    ) -> Result<Resolution> {
+        let mut next = self.config.apply_all(commands)?;
+        if let Some(keepalived) = keepalived {
+            next.keepalived = keepalived;
+        }
         for command in commands {
             if let Command::Zero { service } = command {
                 self.zero(service.as_ref(), &next)?;

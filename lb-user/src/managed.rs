@@ -21,11 +21,10 @@ use crate::{
     model::{Command, RealSpec, ServiceAddr},
 };
 
+#[derive(Clone)]
 pub struct Managed {
     path: PathBuf,
     conf: LvsConfig,
-    /// Services the file defined when last applied: removed from the file, they go.
-    owned: Vec<ServiceAddr>,
     /// Health verdicts by real server, with the weight the checks give it; a real server
     /// without one is as it starts (up with its weight, unless a check has `alpha`).
     health: HashMap<TargetKey, (bool, u32)>,
@@ -55,7 +54,6 @@ impl Managed {
         let mut managed = Managed {
             path: path.to_owned(),
             conf,
-            owned: Vec::new(),
             health: HashMap::new(),
             quorum: HashMap::new(),
         };
@@ -336,9 +334,11 @@ impl Managed {
             .sum()
     }
 
-    /// The commands that bring `current` to what the file wants now, and remembers which
-    /// services the file owns from here on.
-    pub fn commands(&mut self, current: &Config) -> Vec<Command> {
+    /// The commands that bring `current` to what the file wants now. The services the file
+    /// owned before are those `current` records ([`Config::keepalived`], kept in the state
+    /// file across restarts): those no longer in the file are deleted. Apply them with
+    /// [`owned`](Self::owned) (`Director::apply_managed`), so the record follows.
+    pub fn commands(&self, current: &Config) -> Vec<Command> {
         let desired = self.desired();
         let mut commands = Vec::new();
         if let Some(timeouts) = self.conf.timeouts
@@ -346,9 +346,13 @@ impl Managed {
         {
             commands.push(Command::SetTimeouts { timeouts });
         }
-        commands.extend(config::diff(current, &self.owned, &desired));
-        self.owned = desired.iter().map(|d| d.spec.addr).collect();
+        commands.extend(config::diff(current, &current.keepalived, &desired));
         commands
+    }
+
+    /// The services the file defines: those it owns once its commands are applied.
+    pub fn owned(&self) -> Vec<ServiceAddr> {
+        self.conf.services.iter().map(|vs| vs.spec.addr).collect()
     }
 
     /// The current verdict of every checked real server (as it starts when no check has
@@ -570,6 +574,69 @@ mod tests {
             .iter()
             .map(|r| (r.addr.octets()[3], r.weight))
             .collect()
+    }
+
+    /// The file's commands applied to `current`, ownership recorded as `Director` records it.
+    fn applied(m: &Managed, current: &Config) -> Config {
+        let mut next = current.apply_all(&m.commands(current)).unwrap();
+        next.keepalived = m.owned();
+        next
+    }
+
+    #[test]
+    fn a_service_removed_from_the_file_while_lbd_was_down_goes_at_the_next_start() {
+        let other = ServiceAddr {
+            protocol: Protocol::Tcp,
+            addr: Ipv4Addr::new(10, 0, 0, 2),
+            port: 443,
+        };
+        let two = format!(
+            "virtual_server {VIP} 80 {{\n protocol TCP\n real_server 10.0.0.11 80 {{\n }}\n}}\n\
+             virtual_server {} 443 {{\n protocol TCP\n real_server 10.0.0.12 443 {{\n }}\n}}\n",
+            other.addr
+        );
+        let first = Managed::from_config(
+            Path::new("t.conf"),
+            keepalived::parse_str(&two, "t.conf").unwrap(),
+        )
+        .unwrap();
+        // A service of lbadm's own, which the file never owned.
+        let mine = ServiceAddr {
+            protocol: Protocol::Udp,
+            addr: Ipv4Addr::new(10, 0, 0, 3),
+            port: 53,
+        };
+        let by_hand = Config::default()
+            .apply_all(&[Command::AddService {
+                service: crate::model::ServiceSpec {
+                    addr: mine,
+                    scheduler: crate::model::Scheduler::Rr,
+                    persistence: None,
+                    sched_flags: Default::default(),
+                },
+            }])
+            .unwrap();
+        let running = applied(&first, &by_hand);
+        assert_eq!(running.keepalived.len(), 2);
+        // What the state file keeps, read back by the next lbd.
+        let saved: Config =
+            serde_json::from_str(&serde_json::to_string(&running).unwrap()).unwrap();
+        assert_eq!(saved, running);
+        // The next lbd starts with a file that lost :443: a fresh Managed knows nothing of
+        // the last one, the restored configuration does.
+        let one = two.split("virtual_server 10.0.0.2").next().unwrap();
+        let second = Managed::from_config(
+            Path::new("t.conf"),
+            keepalived::parse_str(one, "t.conf").unwrap(),
+        )
+        .unwrap();
+        let restarted = applied(&second, &saved);
+        assert!(restarted.service(&other).is_none(), "{restarted:?}");
+        assert!(
+            restarted.service(&mine).is_some(),
+            "lbadm's own service stays"
+        );
+        assert_eq!(restarted.keepalived.len(), 1);
     }
 
     #[test]

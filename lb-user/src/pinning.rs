@@ -73,6 +73,12 @@ pub enum PinError {
          --bpffs into it"
     )]
     NotBpffs { path: PathBuf },
+    #[error(
+        "{path} is in use by another lbd{}: one lbd per pin directory; stop it first (or give \
+         this one another --bpffs)",
+        holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
+    )]
+    InUse { path: PathBuf, holder: Option<u32> },
     #[error("reading pinned map {path}: {source}")]
     Map {
         path: PathBuf,
@@ -159,13 +165,49 @@ impl PinDir {
         Ok(found)
     }
 
-    /// Creates the pin directory, mounting the BPF filesystem at `/sys/fs/bpf` first if the
-    /// base lies there and nothing is mounted (as inside `ip netns exec`, which remounts /sys).
-    pub fn create(&self) -> Result<(), PinError> {
+    /// Takes the pin directory for this process: an exclusive `flock` on `<base>` (created,
+    /// with the BPF filesystem mounted under `/sys/fs/bpf` if need be), held until the
+    /// returned lock is dropped or the process exits. Nothing else is touched, so a second
+    /// lbd on the same directory is refused before it loads or writes anything; the message
+    /// names the holder's pid (from `/proc/locks`). A hitless restart is unaffected: the new
+    /// lbd starts once the old one has exited, and the kernel releases a lock with its holder.
+    pub fn lock(&self) -> Result<InstanceLock, PinError> {
+        use std::os::{fd::AsRawFd as _, unix::fs::MetadataExt as _};
+        self.mount_if_needed()?;
+        let io_err = |source| PinError::Io {
+            path: self.base.clone(),
+            source,
+        };
+        fs::create_dir_all(&self.base).map_err(io_err)?;
+        let dir = fs::File::open(&self.base).map_err(io_err)?;
+        // SAFETY: flock(2) on a descriptor we own.
+        if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(io_err(e));
+            }
+            let meta = dir.metadata().map_err(io_err)?;
+            let locks = fs::read_to_string("/proc/locks").unwrap_or_default();
+            return Err(PinError::InUse {
+                path: self.base.clone(),
+                holder: flock_holder(&locks, meta.dev(), meta.ino()),
+            });
+        }
+        Ok(InstanceLock { _dir: dir })
+    }
+
+    fn mount_if_needed(&self) -> Result<(), PinError> {
         let sys_bpf = Path::new("/sys/fs/bpf");
         if self.base.starts_with(sys_bpf) && !is_bpffs(sys_bpf) {
             mount_bpffs(sys_bpf)?;
         }
+        Ok(())
+    }
+
+    /// Creates the pin directory, mounting the BPF filesystem at `/sys/fs/bpf` first if the
+    /// base lies there and nothing is mounted (as inside `ip netns exec`, which remounts /sys).
+    pub fn create(&self) -> Result<(), PinError> {
+        self.mount_if_needed()?;
         let dir = self.dir();
         fs::create_dir_all(&dir).map_err(|source| PinError::Io {
             path: dir.clone(),
@@ -210,6 +252,28 @@ impl PinDir {
         })?;
         Ok(true)
     }
+}
+
+/// A pin directory taken by this lbd ([`PinDir::lock`]).
+#[derive(Debug)]
+pub struct InstanceLock {
+    _dir: fs::File,
+}
+
+/// The pid holding a `flock` on the file with device `dev` and inode `ino`, as
+/// `/proc/locks` shows it: `1: FLOCK  ADVISORY  WRITE 1234 00:2a:5678 0 EOF`, the device
+/// as `major:minor` in hex.
+fn flock_holder(locks: &str, dev: u64, ino: u64) -> Option<u32> {
+    let file = format!("{:02x}:{:02x}:{ino}", libc::major(dev), libc::minor(dev));
+    locks.lines().find_map(|line| {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        // Blocked waiters ("1: -> FLOCK ...") hold nothing.
+        let at = words.iter().position(|w| *w == "FLOCK")?;
+        if words.get(1) == Some(&"->") || words.get(at + 4) != Some(&file.as_str()) {
+            return None;
+        }
+        words.get(at + 3)?.parse().ok()
+    })
 }
 
 /// The BPF filesystem's magic number (`statfs(2)` `f_type`).
@@ -269,6 +333,36 @@ mod tests {
         );
         assert!(err.to_string().contains("lbd --cleanup"), "{err}");
         assert_eq!(pins.dir(), base.join(format!("v{LAYOUT_VERSION}")));
+    }
+
+    #[test]
+    fn a_second_lock_on_the_pin_directory_is_refused_with_the_holder() {
+        let base = std::env::temp_dir().join(format!("lb-pin-lock-{}", std::process::id()));
+        let pins = PinDir::new(&base);
+        let held = pins.lock().unwrap();
+        // flock locks belong to the open file: a second open in this process conflicts too.
+        let err = pins.lock().unwrap_err();
+        assert!(
+            matches!(err, PinError::InUse { holder: Some(pid), .. } if pid == std::process::id()),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("in use by another lbd (pid "),
+            "{err}"
+        );
+        drop(held);
+        drop(pins.lock().unwrap());
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn the_holder_is_read_from_proc_locks() {
+        let locks = "1: POSIX  ADVISORY  WRITE 99 00:2a:77 0 EOF\n\
+                     2: FLOCK  ADVISORY  WRITE 1234 00:2a:77 0 EOF\n\
+                     2: -> FLOCK  ADVISORY  WRITE 555 00:2a:77 0 EOF\n";
+        let dev = libc::makedev(0, 0x2a);
+        assert_eq!(flock_holder(locks, dev, 77), Some(1234));
+        assert_eq!(flock_holder(locks, dev, 78), None);
     }
 
     #[test]

@@ -1028,3 +1028,161 @@ fn a_syn_flood_loses_no_established_connection_and_counts_stay_exact() {
     drop(open);
     stop_lbd(lbd);
 }
+
+/// Runs lbd in the director with `args` to its end (at most a minute), without judging it.
+fn run_lbd(tb: &Testbed, files: &lb_tests::lbd::LbdFiles, args: &[&str]) -> lb_tests::cmd::Ran {
+    let lbd = tools::binary("lbd").display().to_string();
+    let socket = files.socket.display().to_string();
+    let state = files.state.display().to_string();
+    let mut argv = vec!["timeout", "60", lbd.as_str()];
+    argv.extend_from_slice(&["--iface", tb.director_ifaces()[0]]);
+    argv.extend_from_slice(&["--xdp-mode", tb.xdp_mode().as_arg()]);
+    argv.extend_from_slice(&["--socket", &socket, "--state", &state]);
+    argv.extend_from_slice(args);
+    tb.director.ns.try_run(&argv, None)
+}
+
+/// Issue 12, start-up: a bad keepalived.conf is refused before anything is loaded or
+/// attached; a second lbd on the same pin directory is refused (naming the first) and the
+/// first keeps serving; a `virtual_server` removed from the file while lbd was down is gone
+/// when it starts again.
+#[test]
+fn startup_checks_first_and_one_lbd_per_pin_directory() {
+    let tb = Testbed::builder().real_servers(2).build();
+    let bpffs = HostBpffs::new(&tb);
+    let bpf_dir = bpffs.dir();
+    let vip = tb.vip();
+    let two = keepalived_conf(&tb, &[1, 2], "", None)
+        + &format!(
+            "virtual_server {vip} 8080 {{\n    lb_algo rr\n    lb_kind DR\n    protocol TCP\n\
+             {}}}\n",
+            real_server_block(&tb.rip(1), "")
+        );
+    let conf = write_conf(&tb, "lb.conf", &two);
+
+    // A bad file: refused, nothing attached, nothing pinned.
+    let bad = write_conf(
+        &tb,
+        "bad.conf",
+        &two.replacen("lb_algo rr", "lb_algo rr\n    frobnicate yes", 1),
+    );
+    let other = lb_tests::lbd::LbdFiles::in_dir(&tb.dir().join("other"));
+    std::fs::create_dir_all(tb.dir().join("other")).unwrap();
+    let ran = run_lbd(
+        &tb,
+        &other,
+        &["--bpffs", &bpf_dir, "--config", bad.to_str().unwrap()],
+    );
+    println!("lbd --config bad.conf: {ran}");
+    assert!(!ran.success(), "lbd started with a bad file:\n{ran}");
+    assert!(
+        !tb.director_xdp_attached(),
+        "XDP attached by an lbd that refused its configuration"
+    );
+    assert!(!Path::new(&bpf_dir).exists(), "{bpf_dir} left behind");
+    assert!(
+        !ran.stderr.contains("XDP program attached")
+            && !ran.stdout.contains("XDP program attached"),
+        "{ran}"
+    );
+
+    // The first lbd, then a second on the same pin directory with its own socket and state.
+    let keep = [
+        "--on-exit",
+        "keep",
+        "--bpffs",
+        bpf_dir.as_str(),
+        "--config",
+        conf.to_str().unwrap(),
+    ];
+    let lbd = start_lbd_with(&tb, &keep);
+    let l = list(&tb);
+    assert!(l.contains(&format!("{vip}:8080")), "{l}");
+    tb.curl_vip(SERVICE_PORT, 4).assert_all_ok();
+    let started = Instant::now();
+    let ran = run_lbd(&tb, &other, &["--bpffs", &bpf_dir]);
+    println!("a second lbd: {ran}");
+    assert!(!ran.success(), "a second lbd started:\n{ran}");
+    let pid = lbd.daemon.pid();
+    assert!(
+        format!("{}{}", ran.stdout, ran.stderr).contains("in use by another lbd (pid"),
+        "the refusal does not say who holds the directory (first lbd: pid {pid}):\n{ran}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "refused only after {:?}",
+        started.elapsed()
+    );
+    assert!(!other.socket.exists(), "the second lbd bound its socket");
+    // Services and real servers with their weights (the connection counts move with curl).
+    let shape = |l: &str| -> Vec<String> {
+        l.lines()
+            .map(|line| {
+                line.split_whitespace()
+                    .take(4)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
+    };
+    assert_eq!(
+        shape(&list(&tb)),
+        shape(&l),
+        "the first lbd's configuration changed"
+    );
+    tb.curl_vip(SERVICE_PORT, 4).assert_all_ok();
+
+    // :8080 leaves the file while lbd is down: gone at the next start, :80 kept.
+    stop_lbd(lbd);
+    std::fs::write(&conf, keepalived_conf(&tb, &[1, 2], "", None)).unwrap();
+    // A SIGHUP while it starts does not kill it (acted on once it is up: a reload).
+    let files = tb.lbd_files();
+    let lbd_bin = tools::binary("lbd").display().to_string();
+    let (socket, state) = (
+        files.socket.display().to_string(),
+        files.state.display().to_string(),
+    );
+    let mut argv = vec![lbd_bin.as_str(), "--iface", tb.director_ifaces()[0]];
+    argv.extend_from_slice(&["--xdp-mode", tb.xdp_mode().as_arg()]);
+    argv.extend_from_slice(&["--socket", &socket, "--state", &state]);
+    argv.extend_from_slice(&keep);
+    let mut daemon = Daemon::spawn_with_env(
+        "lbd sent SIGHUP while starting",
+        tb.director.ns.argv(&argv),
+        &[("NO_COLOR", "1")],
+        &files.log,
+        &files.log,
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    daemon.signal(libc::SIGHUP);
+    wait::wait_ok(
+        "lbd answers after a SIGHUP at start-up",
+        Duration::from_secs(60),
+        || {
+            daemon.assert_running();
+            let ran = lb_tests::lbd::lbadm(&tb.director.ns, &files.socket, &["-Ln"], None);
+            if ran.success() {
+                Ok(())
+            } else {
+                Err(ran.to_string())
+            }
+        },
+    );
+    let lbd = Lbd { daemon };
+    wait::wait_ok("the SIGHUP acted on", Duration::from_secs(10), || {
+        let log = tb.lbd_log();
+        if log.contains("SIGHUP: reloading") {
+            Ok(())
+        } else {
+            Err(log)
+        }
+    });
+    let l = list(&tb);
+    assert!(
+        !l.contains(&format!("{vip}:8080")),
+        "removed service restored:\n{l}"
+    );
+    assert!(l.contains(&format!("{vip}:{SERVICE_PORT}")), "{l}");
+    tb.curl_vip(SERVICE_PORT, 4).assert_all_ok();
+    stop_lbd(lbd);
+}

@@ -89,17 +89,42 @@ async fn wait_for_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The signals lbd answers, taken before anything slow: a SIGHUP or SIGTERM during start-up
+/// waits for lbd to be up instead of killing it with the default action.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
+    let signals = Signals::install()?;
     let pins = PinDir::new(&args.bpffs);
     if args.cleanup {
-        if Dataplane::cleanup(&pins)? {
+        // Not under a running lbd's feet. (The lock creates the directory if it was not
+        // there: that alone is not something pinned.)
+        let was_there = pins.base().exists();
+        let _lock = pins.lock()?;
+        if Dataplane::cleanup(&pins)? && was_there {
             info!(path = %args.bpffs.display(), "removed the pinned data path (programs detached, maps freed)");
         } else {
             info!(path = %args.bpffs.display(), "nothing pinned there");
         }
         return Ok(());
     }
-    // Check everything the user gave us before touching the system.
+    // Check everything the user gave us before touching the system: interfaces,
+    // keepalived.conf, the state file, the metrics address, then the pin directory (taken for
+    // this lbd alone) and the control socket. Nothing is loaded or attached before.
     if args.ifaces.is_empty() {
         bail!(
             "give at least one --iface to attach to (or `lbd decap --iface IF` on a real server)"
@@ -124,10 +149,71 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if args.conn_table_size == 0 {
         bail!("--conn-table-size must be at least 1");
     }
+    let managed = match &args.config {
+        Some(path) => Some(Managed::load(path).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: invalid configuration, nothing applied:\n{e}",
+                path.display()
+            )
+        })?),
+        None => None,
+    };
+    lb_user::state::load(&args.state).context("reading the state file")?;
+    let metrics_listener = match args.metrics {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("metrics endpoint {addr}"))?,
+        ),
+        None => None,
+    };
+    let _lock = pins.lock()?;
+    let adopted = pins.check()?;
+    let socket = ControlSocket::bind(&args.socket)
+        .with_context(|| format!("control socket {}", args.socket.display()))?;
 
+    let started = start(&args, pins.clone(), &links, managed);
+    let (director, reload, stopping) = match started {
+        Ok(started) => started,
+        Err(e) => {
+            // Undo: what this lbd pinned goes (its links with it, so nothing stays attached);
+            // what a previous lbd left running (`--on-exit keep`) stays as it was.
+            if adopted {
+                warn!("start-up failed: the data path the previous lbd left keeps running");
+            } else if let Err(undo) = Dataplane::cleanup(&pins) {
+                warn!("start-up failed, and removing what it pinned failed too: {undo}");
+            }
+            return Err(e);
+        }
+    };
+    info!(socket = %socket.path().display(), state = %args.state.display(), "lbd ready");
+    service_manager::ready("serving");
+    serve(
+        args,
+        signals,
+        socket,
+        metrics_listener,
+        director,
+        reload,
+        stopping,
+    )
+    .await
+}
+
+type Started = (Arc<Mutex<Director>>, Option<ReloadHook>, Option<StopHook>);
+
+/// Loads the data path, restores the configuration, puts keepalived.conf's services in place
+/// and attaches: everything of a start-up that touches the system, in that order (the first
+/// packets find their services).
+fn start(
+    args: &Args,
+    pins: PinDir,
+    links: &[netlink::Link],
+    managed: Option<Managed>,
+) -> anyhow::Result<Started> {
     let dataplane =
         Dataplane::load(args.conn_table_size, pins).context("loading the XDP program")?;
-    let mut director = Director::new(dataplane, &links, args.state.clone(), args.conn_table_size)
+    let mut director = Director::new(dataplane, links, args.state.clone(), args.conn_table_size)
         .context("restoring the configuration")?;
     if let Some(budget) = args.sweep_budget {
         director.set_sweep_budget(budget);
@@ -143,8 +229,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         d.apply(&commands).context("setting --sysctl")?;
         info!(sysctls = ?d.sysctls(), "sysctls set from the command line");
     }
-    let socket = ControlSocket::bind(&args.socket)
-        .with_context(|| format!("control socket {}", args.socket.display()))?;
+    let (reload, stopping) = match managed {
+        Some(managed) => {
+            let (reload, stopping) = supervise(managed, &director)?;
+            (Some(told_to_systemd(reload)), Some(stopping))
+        }
+        None => (None, None),
+    };
     {
         let mut d = director.lock().unwrap_or_else(|p| p.into_inner());
         for name in &args.ifaces {
@@ -153,16 +244,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         d.attached_everywhere()?;
     }
-    let (reload, stopping) = match &args.config {
-        Some(path) => {
-            let (reload, stopping) = supervise(path, &director)?;
-            (Some(told_to_systemd(reload)), Some(stopping))
-        }
-        None => (None, None),
-    };
-    info!(socket = %socket.path().display(), state = %args.state.display(), "lbd ready");
-    service_manager::ready("serving");
+    Ok((director, reload, stopping))
+}
 
+/// Serves until SIGTERM or SIGINT, then stops as `--on-exit` says.
+async fn serve(
+    args: Args,
+    mut signals: Signals,
+    socket: ControlSocket,
+    metrics_listener: Option<tokio::net::TcpListener>,
+    director: Arc<Mutex<Director>>,
+    reload: Option<ReloadHook>,
+    stopping: Option<StopHook>,
+) -> anyhow::Result<()> {
     let ticker = {
         let director = Arc::clone(&director);
         async move {
@@ -184,12 +278,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
 
     let metrics = async {
-        match args.metrics {
-            Some(addr) => {
-                let listener = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("metrics endpoint {addr}"))?;
-                info!(%addr, "serving Prometheus metrics on /metrics");
+        match metrics_listener {
+            Some(listener) => {
+                if let Ok(addr) = listener.local_addr() {
+                    info!(%addr, "serving Prometheus metrics on /metrics");
+                }
                 let director = Arc::clone(&director);
                 metrics::serve(listener, move || {
                     director
@@ -206,15 +299,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let hup = {
         let reload = reload.clone();
+        let sighup = &mut signals.hup;
         async move {
-            let mut sighup = signal(SignalKind::hangup())?;
             loop {
                 sighup.recv().await;
                 info!("SIGHUP: reloading the configuration");
                 match &reload {
                     Some(reload) => {
                         let reload = Arc::clone(reload);
-                        let _ = tokio::task::spawn_blocking(move || reload()).await;
+                        // The hook logs why a reload was refused; the running configuration
+                        // stays.
+                        match tokio::task::spawn_blocking(move || reload()).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => error!("SIGHUP: reload refused, nothing changed"),
+                            Err(e) => error!("SIGHUP: reload panicked: {e}"),
+                        }
                     }
                     None => warn!("started without --config: nothing to reload"),
                 }
@@ -224,15 +323,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
 
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
     tokio::select! {
         r = metrics => r?,
         r = hup => r?,
         _ = socket.serve(Arc::clone(&director), reload) => {}
         _ = ticker => {}
-        _ = sigterm.recv() => info!("SIGTERM: shutting down"),
-        _ = sigint.recv() => info!("SIGINT: shutting down"),
+        _ = signals.term.recv() => info!("SIGTERM: shutting down"),
+        _ = signals.int.recv() => info!("SIGINT: shutting down"),
     }
     service_manager::stopping();
     drop(socket);
@@ -299,23 +396,25 @@ type StopHook = Box<dyn FnOnce() -> Vec<lb_user::managed::Notification> + Send>;
 
 /// Puts the keepalived.conf's virtual servers in place, starts their health checks and keeps
 /// the two in step; returns the reload hook (SIGHUP, `lbd reload`) and what to run on the way
-/// out.
+/// out. The services the file owns are recorded in the state file with the configuration: one
+/// removed from the file while lbd was down is removed now.
 fn supervise(
-    path: &std::path::Path,
+    managed: Managed,
     director: &Arc<Mutex<Director>>,
 ) -> anyhow::Result<(ReloadHook, StopHook)> {
-    let mut managed = Managed::load(path)
-        .map_err(|e| anyhow::anyhow!("invalid configuration, nothing applied:\n{e}"))?;
+    let path = managed.path().to_owned();
     for note in &managed.config().notes {
         info!("{note}");
     }
     {
         let mut d = director.lock().unwrap_or_else(|p| p.into_inner());
+        let commands = managed.commands(d.config());
+        let resolution = d
+            .apply_managed(&commands, managed.owned())
+            .with_context(|| format!("applying {}", path.display()))?;
         for (key, up) in managed.verdicts() {
             d.set_health(key, up);
         }
-        let commands = managed.commands(d.config());
-        let resolution = d.apply(&commands)?;
         drop(d);
         info!(path = %path.display(), services = managed.config().services.len(), changes = commands.len(), "configuration applied");
         wait_for_resolution(director, resolution, RESOLUTION_WAIT);
@@ -345,7 +444,7 @@ fn supervise(
                     d.set_health(event.key, event.up);
                     let commands = managed.commands(d.config());
                     // Health changes touch known real servers: nothing to wait for.
-                    if let Err(e) = d.apply(&commands) {
+                    if let Err(e) = d.apply_managed(&commands, managed.owned()) {
                         warn!("applying a health change failed: {e}");
                     }
                     drop(d);
@@ -363,40 +462,62 @@ fn supervise(
         let _enter = runtime.enter();
         let mut guard = managed.lock().unwrap_or_else(|p| p.into_inner());
         let (managed, checker) = &mut *guard;
-        let notifications = match managed.reload() {
-            Ok(notifications) => notifications,
-            Err(e) => {
-                let message = format!(
-                    "{}: invalid configuration, nothing changed:\n{e}",
-                    managed.path().display()
-                );
-                warn!("{message}");
-                return Err(message);
-            }
-        };
-        for note in &managed.config().notes {
-            info!("{note}");
+        let result = reload_managed(managed, checker, &director);
+        if let Err(message) = &result {
+            warn!("{message}");
         }
-        checker
-            .replace(managed.targets())
-            .map_err(|e| e.to_string())?;
-        let mut d = director.lock().unwrap_or_else(|p| p.into_inner());
-        let commands = managed.commands(d.config());
-        let verdicts = managed.verdicts();
-        d.retain_health(|key| verdicts.iter().any(|(k, _)| k == key));
-        for (key, up) in verdicts {
-            d.set_health(key, up);
-        }
-        let resolution = d.apply(&commands).map_err(|e| e.to_string())?;
-        drop(d);
-        info!(changes = commands.len(), "configuration reloaded");
-        wait_for_resolution(&director, resolution, RESOLUTION_WAIT);
-        run_notifications(notifications);
-        Ok(())
+        result
     });
     let stop: StopHook = Box::new(move || {
         let guard = stopping.lock().unwrap_or_else(|p| p.into_inner());
         guard.0.shutdown_notifications()
     });
     Ok((reload, stop))
+}
+
+/// Re-reads keepalived.conf and applies it, all or nothing: a file that does not parse, health
+/// checks that cannot start or a change the data path refuses leave the previous file's
+/// services, their ownership and their health checks as they were, and say why.
+fn reload_managed(
+    managed: &mut Managed,
+    checker: &mut lb_user::health::HealthChecker,
+    director: &Arc<Mutex<Director>>,
+) -> Result<(), String> {
+    let path = managed.path().display().to_string();
+    let refused = |what: String| format!("{path}: {what}; the running configuration is unchanged");
+    let before = managed.clone();
+    let notifications = managed
+        .reload()
+        .map_err(|e| refused(format!("invalid configuration:\n{e}")))?;
+    let old_targets = before.targets();
+    if let Err(e) = checker.replace(managed.targets()) {
+        *managed = before;
+        return Err(refused(format!("health checks refused: {e}")));
+    }
+    let mut d = director.lock().unwrap_or_else(|p| p.into_inner());
+    let commands = managed.commands(d.config());
+    let resolution = match d.apply_managed(&commands, managed.owned()) {
+        Ok(resolution) => resolution,
+        Err(e) => {
+            drop(d);
+            *managed = before;
+            if let Err(e) = checker.replace(old_targets) {
+                warn!("restoring the previous health checks failed: {e}");
+            }
+            return Err(refused(format!("applying it failed: {e}")));
+        }
+    };
+    let verdicts = managed.verdicts();
+    d.retain_health(|key| verdicts.iter().any(|(k, _)| k == key));
+    for (key, up) in verdicts {
+        d.set_health(key, up);
+    }
+    drop(d);
+    for note in &managed.config().notes {
+        info!("{note}");
+    }
+    info!(changes = commands.len(), "configuration reloaded");
+    wait_for_resolution(director, resolution, RESOLUTION_WAIT);
+    run_notifications(notifications);
+    Ok(())
 }

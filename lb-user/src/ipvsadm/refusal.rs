@@ -36,6 +36,7 @@ fn config_of(snapshot: &Snapshot) -> Config {
         trash: Vec::new(),
         timeouts: snapshot.timeouts,
         sysctls: Default::default(),
+        keepalived: Vec::new(),
     }
 }
 
