@@ -249,8 +249,9 @@ fn wrr_3_to_1_is_exact_over_400_connections() {
         (300, 100),
         "wrr 3:1 over 400 new connections:\n{tally}"
     );
-    // IPVS walks its real servers newest first (rs2, rs1): its sequence for 3:1 is
-    // rs1 rs1 rs2 rs1, over and over (tests/golden/ipvs-sched/wrr.txt shows 3:2:1).
+    // IPVS walks its real servers newest first (rs2, rs1): its cycle for 3:1 is
+    // rs1 rs1 rs2 rs1, over and over (tests/golden/ipvs-sched/wrr.txt shows 3:2:1; IPVS
+    // also makes one pass over every real server before its first cycle, which lb does not).
     let names = tally.names();
     for (i, chunk) in names.chunks(4).enumerate() {
         assert_eq!(

@@ -89,6 +89,7 @@ CASES = [
     ("rr-quiescent", ["-s", "rr"], [("A", 1), ("B", 0), ("C", 1), ("D", 1)],
      sequence_flows(1101, 12)),
     ("wrr", ["-s", "wrr"], [("A", 3), ("B", 2), ("C", 1)], sequence_flows(2001, 24)),
+    ("wrr-3-1", ["-s", "wrr"], [("A", 3), ("B", 1)], sequence_flows(2101, 14)),
 ]
 
 
