@@ -615,7 +615,9 @@ impl Director {
                 });
             }
         }
-        let table = sched::build(entry.spec.scheduler, entry.spec.sched_flags, &candidates);
+        // `entry.reals` is in the order they were added; IPVS walks them newest first.
+        let table =
+            sched::build_ipvs_order(entry.spec.scheduler, entry.spec.sched_flags, &candidates);
         let key = service_key(&entry.spec.addr);
         let previous = self.published.get(&entry.id).cloned();
         let previous_scheduler = previous.as_ref().map(|p| p.value.scheduler);

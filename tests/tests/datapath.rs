@@ -98,6 +98,13 @@ fn scheduling() {
     run_table("sched", tables::sched::fixtures());
 }
 
+/// sh, dh, mh (and their flags), rr and wrr against what the kernel's IPVS chose for the same
+/// flows (`tests/golden/ipvs-sched`, recorded by `cargo xtask ipvs-golden`).
+#[test]
+fn ipvs_scheduling_parity() {
+    run_table("ipvs_parity", tables::ipvs_parity::fixtures());
+}
+
 /// IPVS parity of lc, wlc, sed, nq, fo, ovf on live connection counts, of thresholds and of
 /// persistence templates.
 #[test]

@@ -27,7 +27,7 @@ const SERIES: &str = "6.12";
 /// Booting under emulation and running a few hundred commands.
 const TIME_LIMIT: Duration = Duration::from_secs(15 * 60);
 /// Marks the start of a sequence's transcript in the guest's output.
-const CASE: &str = "### CASE ";
+pub(crate) const CASE: &str = "### CASE ";
 
 /// One `NAME.cmds`: its commands, each with its standard input lines.
 struct Case {
@@ -113,7 +113,7 @@ fn script(cases: &[Case], ipvsadm: &Path) -> String {
 }
 
 /// Downloads and unpacks `package` into `dir` (kept: a second run reuses it).
-fn unpack(dir: &Path, package: &str) -> Result<()> {
+pub(crate) fn unpack(dir: &Path, package: &str) -> Result<()> {
     let have = fs::read_dir(dir)?.filter_map(|e| e.ok()).any(|e| {
         e.file_name()
             .to_string_lossy()
@@ -196,7 +196,7 @@ pub fn run(ws: &Workspace) -> Result<()> {
 }
 
 /// The transcript of each sequence, by name; requires the end marker (a complete run).
-fn split(transcript: &str) -> Result<Vec<(String, String)>> {
+pub(crate) fn split(transcript: &str) -> Result<Vec<(String, String)>> {
     let mut files: Vec<(String, String)> = Vec::new();
     let mut ended = false;
     for line in transcript.lines() {

@@ -17,6 +17,7 @@ mod dist;
 mod fuzz;
 mod golden;
 mod interrupt;
+mod ipvs_golden;
 mod run;
 mod setup;
 mod test;
@@ -123,6 +124,14 @@ enum Command {
     /// (Debian's ipvsadm against IPVS in a VM of Debian 12's 6.12 kernel) into `*.golden`,
     /// which lb-tests' `ipvsadm_golden` compares lbadm's output with.
     IpvsadmGolden,
+    /// Record which real server the kernel's IPVS gives each of a set of TCP flows, for the
+    /// hashing and sequence schedulers (`tests/golden/ipvs-sched/record.py`, run in a VM of
+    /// Debian 12's 6.12 kernel) into `tests/golden/ipvs-sched/CASE.txt`, which the data-path
+    /// fixture `ipvs_scheduling_parity` compares lb's choices with. Names limit it to those cases.
+    IpvsGolden {
+        /// Only these cases (default: all).
+        cases: Vec<String>,
+    },
     /// Set up, build, then run lb-tests' `lab` binary: `dr`, `tun` or `nat` builds that LVS
     /// set-up in network namespaces with lbd as the director (`--keep` stays up until Ctrl-C).
     Lab {
@@ -198,6 +207,10 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::IpvsadmGolden => {
             setup::run()?;
             golden::run(&Workspace::load()?)
+        }
+        Command::IpvsGolden { cases } => {
+            setup::run()?;
+            ipvs_golden::run(&Workspace::load()?, &cases)
         }
     }
 }

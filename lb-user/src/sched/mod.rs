@@ -69,6 +69,23 @@ pub fn build(scheduler: Scheduler, flags: SchedFlags, candidates: &[Candidate]) 
     }
 }
 
+/// [`build`] for a service whose real servers are `added`, oldest first (the order they were
+/// added, which is lbd's order): IPVS keeps a service's real servers newest first (each added
+/// at the head of its list, `ip_vs_ctl.c`), and `rr`, `wrr`, `sh`, `dh` and `mh` walk that
+/// list, so their tables are built over them newest first (checked flow by flow against IPVS:
+/// `tests/golden/ipvs-sched`). Add A, B, C and IPVS's rr answers C, B, A, ...; its sh tiles
+/// C's buckets first. The connection-count schedulers keep the order added (their ties go to
+/// the first in the table; not yet compared with IPVS).
+pub fn build_ipvs_order(scheduler: Scheduler, flags: SchedFlags, added: &[Candidate]) -> Vec<u32> {
+    match scheduler {
+        Scheduler::Rr | Scheduler::Wrr | Scheduler::Sh | Scheduler::Dh | Scheduler::Mh => {
+            let newest_first: Vec<Candidate> = added.iter().rev().copied().collect();
+            build(scheduler, flags, &newest_first)
+        }
+        _ => build(scheduler, flags, added),
+    }
+}
+
 /// IPVS's weighted round-robin sequence (`ip_vs_wrr.c`): the current weight starts at the
 /// largest weight and falls by the weights' greatest common divisor each round; a round
 /// visits, in order, every real server whose weight is at least the current weight. Weights
@@ -140,6 +157,21 @@ mod tests {
                 &[c(1, 1), c(2, 0), c(3, 5)]
             ),
             vec![1, 3]
+        );
+    }
+
+    #[test]
+    fn ipvs_order_walks_the_newest_first() {
+        let added = [c(1, 1), c(2, 1), c(3, 1)];
+        assert_eq!(
+            build_ipvs_order(Scheduler::Rr, SchedFlags::default(), &added),
+            vec![3, 2, 1]
+        );
+        // IPVS's wrr over A:3, B:2, C:1 added in that order: A B A C B A.
+        let added = [c(1, 3), c(2, 2), c(3, 1)];
+        assert_eq!(
+            build_ipvs_order(Scheduler::Wrr, SchedFlags::default(), &added),
+            vec![1, 2, 1, 3, 2, 1]
         );
     }
 

@@ -42,7 +42,7 @@ const MAX_ENTRIES: &[(&str, u32)] = &[
     (maps::SERVICE_STATS, 64),
     (maps::REALS, 256),
     (maps::REAL_STATS, 256),
-    (maps::SCHED_TABLE, 1024),
+    (maps::SCHED_TABLE, 4096), // an `mh` table is 4093 slots
     (maps::CONNS, 1024),
     (maps::HALF_OPEN, 1024),
     (maps::REAL_CONNS, 256),
