@@ -740,6 +740,56 @@ fn metrics_report_connections_and_health() {
     drop(extra);
 }
 
+/// A bare TCP header with `flags`, no payload, from `sport` to `dport`, sequence `seq`.
+fn tcp_header(sport: u16, dport: u16, seq: u32, flags: u8) -> [u8; 20] {
+    let mut tcp = [0u8; 20];
+    tcp[0..2].copy_from_slice(&sport.to_be_bytes());
+    tcp[2..4].copy_from_slice(&dport.to_be_bytes());
+    tcp[4..8].copy_from_slice(&seq.to_be_bytes());
+    tcp[12] = 5 << 4;
+    tcp[13] = flags;
+    tcp[14..16].copy_from_slice(&1024u16.to_be_bytes());
+    tcp
+}
+
+/// Sends each of `packets` from the client to `vip` through a raw socket of `protocol`:
+/// `IPPROTO_TCP` for TCP segments the kernel puts an IP header on, `IPPROTO_RAW` for whole IP
+/// packets (a spoofed source address).
+fn send_raw(tb: &Testbed, vip: std::net::Ipv4Addr, protocol: i32, packets: &[Vec<u8>]) {
+    tb.client.ns.enter(|| {
+        // SAFETY: plain socket calls on a descriptor we own and close.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, protocol);
+            assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+            let dst = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: 0,
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(vip.octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            for packet in packets {
+                let sent = libc::sendto(
+                    fd,
+                    packet.as_ptr().cast(),
+                    packet.len(),
+                    0,
+                    (&raw const dst).cast(),
+                    size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                );
+                assert_eq!(
+                    sent,
+                    packet.len() as isize,
+                    "sendto: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+            libc::close(fd);
+        }
+    });
+}
+
 /// Sends `count` TCP segments with `flags` and no payload from the client to `vip:port`
 /// through a raw socket, from source ports `first_port..`: what a spoofed ACK flood, or a
 /// connection the director has never seen, looks like to it.
@@ -751,40 +801,10 @@ fn send_raw_segments(
     first_port: u16,
     count: u16,
 ) {
-    tb.client.ns.enter(|| {
-        // SAFETY: plain socket calls on a descriptor we own and close.
-        unsafe {
-            let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_TCP);
-            assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
-            let dst = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: 0,
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(vip.octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            for i in 0..count {
-                let mut tcp = [0u8; 20];
-                tcp[0..2].copy_from_slice(&(first_port + i).to_be_bytes());
-                tcp[2..4].copy_from_slice(&port.to_be_bytes());
-                tcp[4..8].copy_from_slice(&0x1000_0000u32.to_be_bytes());
-                tcp[12] = 5 << 4;
-                tcp[13] = flags;
-                tcp[14..16].copy_from_slice(&1024u16.to_be_bytes());
-                let sent = libc::sendto(
-                    fd,
-                    tcp.as_ptr().cast(),
-                    tcp.len(),
-                    0,
-                    (&raw const dst).cast(),
-                    size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                );
-                assert_eq!(sent, 20, "sendto: {}", std::io::Error::last_os_error());
-            }
-            libc::close(fd);
-        }
-    });
+    let segments: Vec<Vec<u8>> = (0..count)
+        .map(|i| tcp_header(first_port + i, port, 0x1000_0000, flags).to_vec())
+        .collect();
+    send_raw(tb, vip, libc::IPPROTO_TCP, &segments);
 }
 
 /// Connection entries `lbadm -Lnc` lists.
@@ -870,49 +890,23 @@ fn only_a_syn_opens_a_connection_unless_sloppy_tcp() {
 /// Sends `count` TCP SYNs to `vip:port` from spoofed sources (10.200.0.0 up, one address
 /// each), as a SYN flood does.
 fn send_spoofed_syns(tb: &Testbed, vip: std::net::Ipv4Addr, port: u16, count: u32) {
-    tb.client.ns.enter(|| {
-        // SAFETY: plain socket calls on a descriptor we own and close.
-        unsafe {
-            let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW);
-            assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
-            let dst = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: 0,
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(vip.octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            for i in 0..count {
-                let src = std::net::Ipv4Addr::from(0x0ac8_0000 + i);
-                let mut packet = [0u8; 40];
-                // IPv4 (the kernel fills in the checksum and total length).
-                packet[0] = 0x45;
-                packet[6] = 0x40;
-                packet[8] = 64;
-                packet[9] = libc::IPPROTO_TCP as u8;
-                packet[12..16].copy_from_slice(&src.octets());
-                packet[16..20].copy_from_slice(&vip.octets());
-                // TCP SYN (its checksum is left wrong: the real servers drop it unanswered).
-                packet[20..22].copy_from_slice(&(1024 + (i % 60_000) as u16).to_be_bytes());
-                packet[22..24].copy_from_slice(&port.to_be_bytes());
-                packet[24..28].copy_from_slice(&i.to_be_bytes());
-                packet[32] = 5 << 4;
-                packet[33] = 0x02;
-                packet[34..36].copy_from_slice(&1024u16.to_be_bytes());
-                let sent = libc::sendto(
-                    fd,
-                    packet.as_ptr().cast(),
-                    packet.len(),
-                    0,
-                    (&raw const dst).cast(),
-                    size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                );
-                assert_eq!(sent, 40, "sendto: {}", std::io::Error::last_os_error());
-            }
-            libc::close(fd);
-        }
-    });
+    let packets: Vec<Vec<u8>> = (0..count)
+        .map(|i| {
+            let src = std::net::Ipv4Addr::from(0x0ac8_0000 + i);
+            // IPv4 (the kernel fills in the checksum and total length).
+            let mut packet = vec![0u8; 20];
+            packet[0] = 0x45;
+            packet[6] = 0x40;
+            packet[8] = 64;
+            packet[9] = libc::IPPROTO_TCP as u8;
+            packet[12..16].copy_from_slice(&src.octets());
+            packet[16..20].copy_from_slice(&vip.octets());
+            // A SYN (its checksum left wrong: the real servers drop it unanswered).
+            packet.extend_from_slice(&tcp_header(1024 + (i % 60_000) as u16, port, i, 0x02));
+            packet
+        })
+        .collect();
+    send_raw(tb, vip, libc::IPPROTO_RAW, &packets);
 }
 
 /// Per real server (`addr:port` as `-Lnc` prints it): active and inactive connections as
