@@ -166,6 +166,12 @@ fn reconfiguring_under_load_loses_no_request() {
     adm(&tb, &format!("-A -t {vip} -s wrr"));
     adm(&tb, &format!("-a -t {vip} -r {rip1} -g -w 1"));
     adm(&tb, &format!("-a -t {vip} -r {rip2} -g -w 1"));
+    // wrk's tens of thousands of connections from one client come back to the same source
+    // ports while the previous connection on a port is in FIN_WAIT (the last state a DR
+    // director sees), and with IPVS's default conn_reuse_mode (1) a SYN there continues the
+    // old connection, to its old real server, whatever its weight now. Mode 3 reschedules
+    // such a SYN too, so that every request below is a new connection to the scheduler.
+    adm(&tb, "--sysctl net.ipv4.vs.conn_reuse_mode=3");
 
     // wrk with `Connection: close`: every request is a new connection, so every request is
     // scheduled. At most `in_flight` connections are open at any time.
