@@ -381,11 +381,7 @@ fn seed_001_ab_runs_with_wlc_sh_and_wrr() {
                 split == (opened, 0) || split == (0, opened),
                 "sh: one client, so one real server for all:\n{text}"
             ),
-            "wrr" => assert_eq!(
-                split,
-                wrr_3_to_1(opened),
-                "wrr 3:1:\n{text}"
-            ),
+            "wrr" => assert_eq!(split, wrr_3_to_1(opened), "wrr 3:1:\n{text}"),
             _ => assert!(
                 split.0 > 0 && split.1 > 0,
                 "{scheduler}: both real servers take connections:\n{text}"
