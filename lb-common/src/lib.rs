@@ -9,6 +9,7 @@
 //! packet, so the data path never swaps bytes. Everything else is host order.
 #![no_std]
 
+pub mod addr;
 pub mod csum;
 pub mod filter;
 pub mod hash;
@@ -18,10 +19,12 @@ pub mod tcp_state;
 
 use core::mem::size_of;
 
+pub use addr::{AF_INET, AF_INET6, Addr};
+
 /// Version of the map layout (names, key and value types). lbd keeps maps pinned across
 /// restarts and refuses pinned maps of another layout, so bump this with any change to a map
 /// type or meaning.
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 
 /// Upper bound on virtual services (the per-service arrays are this long).
 pub const MAX_SERVICES: u32 = 16 * 1024;
@@ -108,14 +111,15 @@ pub mod scheduler {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct ServiceKey {
     /// Virtual IP, network order.
-    pub addr: u32,
+    pub addr: Addr,
     /// Virtual port, network order; 0 means "every port" (persistent port-0 services).
     pub port: u16,
     /// IPPROTO_TCP or IPPROTO_UDP.
     pub proto: u8,
-    pub _pad: u8,
+    /// [`AF_INET`] or [`AF_INET6`].
+    pub family: u8,
 }
-const _: () = assert!(size_of::<ServiceKey>() == 8);
+const _: () = assert!(size_of::<ServiceKey>() == 20);
 
 /// Value of the service map.
 #[repr(C)]
@@ -133,11 +137,11 @@ pub struct Service {
     pub table_len: u32,
     /// Persistence timeout in seconds; 0 when the service is not persistent.
     pub persist_timeout: u32,
-    /// Persistence netmask, network order.
-    pub persist_mask: u32,
-    pub _pad: u32,
+    /// Persistence netmask, network order: IPv4's `-M` netmask, or the mask of IPv6's
+    /// prefix length.
+    pub persist_mask: Addr,
 }
-const _: () = assert!(size_of::<Service>() == 32);
+const _: () = assert!(size_of::<Service>() == 40);
 
 /// The service is persistent (`-p`).
 pub const SERVICE_F_PERSISTENT: u32 = 1 << 0;
@@ -151,7 +155,7 @@ pub const SERVICE_F_HASH_FALLBACK: u32 = 1 << 2;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct RealServer {
     /// Real server address, network order.
-    pub addr: u32,
+    pub addr: Addr,
     /// Real server port, network order.
     pub port: u16,
     /// One of [`method`].
@@ -161,7 +165,10 @@ pub struct RealServer {
     /// Next-hop MAC address: the real server's own when it is on the director's LAN (DR
     /// requires it), else the gateway's (TUN may cross routers).
     pub mac: [u8; 6],
-    pub _pad: [u8; 2],
+    /// The real server's address family ([`AF_INET`], [`AF_INET6`]): that of the tunnel for
+    /// `-i`, which may differ from the service's; the service's for `-g` and `-m`.
+    pub family: u8,
+    pub _pad: u8,
     /// Interface the real server is reached through.
     pub ifindex: u32,
     /// Weight as configured (informational for the data path; tables carry the schedule).
@@ -177,7 +184,7 @@ pub struct RealServer {
     /// it (0 = three quarters of the upper threshold, as IPVS).
     pub lower_threshold: u32,
 }
-const _: () = assert!(size_of::<RealServer>() == 40);
+const _: () = assert!(size_of::<RealServer>() == 52);
 
 impl RealServer {
     /// The port a connection to virtual port `vport` uses on this real server: its own, or
@@ -202,31 +209,33 @@ pub const REAL_F_REMOVED: u8 = 1 << 2;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct FlowKey {
-    pub saddr: u32,
-    pub daddr: u32,
+    pub saddr: Addr,
+    pub daddr: Addr,
     pub sport: u16,
     pub dport: u16,
     pub proto: u8,
+    /// [`AF_INET`] or [`AF_INET6`].
+    pub family: u8,
     // Padding in naturally aligned pieces: the data path builds keys on the stack, and the
-    // verifier refuses a misaligned stack store (a `[u8; 3]` here became a 2-byte store at
-    // an odd offset).
-    pub _pad: u8,
+    // verifier refuses a misaligned stack store.
     pub _pad16: u16,
 }
-const _: () = assert!(size_of::<FlowKey>() == 16);
+const _: () = assert!(size_of::<FlowKey>() == 40);
 
-/// An IPv4 datagram's fragments, as IP reassembly tells them apart (RFC 791): source,
-/// destination, identification and protocol, in network order.
+/// A datagram's fragments, as IP reassembly tells them apart (RFC 791, RFC 8200): source,
+/// destination, identification (IPv4's 16 bits, IPv6's 32) and protocol, in network order.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct FragKey {
-    pub saddr: u32,
-    pub daddr: u32,
-    pub id: u16,
+    pub saddr: Addr,
+    pub daddr: Addr,
+    pub id: u32,
     pub proto: u8,
-    pub _pad: u8,
+    /// [`AF_INET`] or [`AF_INET6`].
+    pub family: u8,
+    pub _pad16: u16,
 }
-const _: () = assert!(size_of::<FragKey>() == 12);
+const _: () = assert!(size_of::<FragKey>() == 40);
 
 /// Datagrams whose later fragments the data path can follow at once (LRU hash entries): the
 /// first fragment, which carries the ports, records its flow; the later ones, which do not,
@@ -246,17 +255,18 @@ pub struct Conn {
     /// Service id.
     pub service: u32,
     /// The virtual address the client connected to, network order.
-    pub vaddr: u32,
+    pub vaddr: Addr,
     /// The virtual port, network order.
     pub vport: u16,
     /// Connection state ([`tcp_state`] numbering; UDP flows use [`tcp_state::UDP`]).
     pub state: u8,
     /// `CONN_F_*` bits.
     pub flags: u8,
+    pub _pad: u32,
     /// `bpf_ktime_get_coarse_ns` of the last packet, refreshed at most once a second.
     pub last_seen_ns: u64,
 }
-const _: () = assert!(size_of::<Conn>() == 24);
+const _: () = assert!(size_of::<Conn>() == 40);
 
 /// The entry is the reply direction of a NAT connection.
 pub const CONN_F_REPLY: u8 = 1 << 0;
@@ -274,8 +284,10 @@ pub struct Iface {
     pub _pad: [u8; 2],
     /// Its primary IPv4 address, network order (0 if none).
     pub addr: u32,
+    /// Its primary global IPv6 address (all zero if none).
+    pub addr6: Addr,
 }
-const _: () = assert!(size_of::<Iface>() == 12);
+const _: () = assert!(size_of::<Iface>() == 28);
 
 /// Live connection counts of a real server (IPVS's ActiveConn and InActConn are the sums of
 /// the two tables' figures). Every change is an atomic add, by the data path or by lbd
@@ -333,10 +345,11 @@ pub mod real_conns {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct PersistKey {
     pub service: u32,
-    /// Client address AND the service's persistence netmask, network order.
-    pub client: u32,
+    /// Client address AND the service's persistence netmask, network order (the service
+    /// tells the family).
+    pub client: Addr,
 }
-const _: () = assert!(size_of::<PersistKey>() == 8);
+const _: () = assert!(size_of::<PersistKey>() == 20);
 
 /// A persistence template: this client goes to this real server until it has been idle for
 /// the service's persistence timeout.
@@ -379,10 +392,10 @@ impl Counters {
 pub struct LocalityKey {
     /// Service id.
     pub service: u32,
-    /// The packet's destination address, network order.
-    pub daddr: u32,
+    /// The packet's destination address, network order (the service tells the family).
+    pub daddr: Addr,
 }
-const _: () = assert!(size_of::<LocalityKey>() == 8);
+const _: () = assert!(size_of::<LocalityKey>() == 20);
 
 /// Where connections to one destination address go: lblc's real server (a set of one), or
 /// lblcr's set of real servers. Ids are only hints: the data path checks on every read that

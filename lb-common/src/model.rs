@@ -137,12 +137,12 @@ impl Tuple {
     /// The program's connection-table key.
     pub fn key(&self) -> FlowKey {
         FlowKey {
-            saddr: u32::from_ne_bytes(self.saddr),
-            daddr: u32::from_ne_bytes(self.daddr),
+            saddr: crate::Addr::v4(u32::from_ne_bytes(self.saddr)),
+            daddr: crate::Addr::v4(u32::from_ne_bytes(self.daddr)),
             sport: self.sport.to_be(),
             dport: self.dport.to_be(),
             proto: self.proto,
-            _pad: 0,
+            family: crate::AF_INET,
             _pad16: 0,
         }
     }
@@ -320,11 +320,12 @@ impl Model {
     pub fn frags(&self) -> impl Iterator<Item = (crate::FragKey, FlowKey)> + '_ {
         self.frags.iter().map(|((saddr, daddr, id, proto), tuple)| {
             let key = crate::FragKey {
-                saddr: u32::from_ne_bytes(*saddr),
-                daddr: u32::from_ne_bytes(*daddr),
-                id: id.to_be(),
+                saddr: crate::Addr::v4(u32::from_ne_bytes(*saddr)),
+                daddr: crate::Addr::v4(u32::from_ne_bytes(*daddr)),
+                id: u32::from(id.to_be()),
                 proto: *proto,
-                _pad: 0,
+                family: crate::AF_INET,
+                _pad16: 0,
             };
             (key, tuple.key())
         })

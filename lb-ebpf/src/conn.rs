@@ -175,7 +175,7 @@ fn found(
             sport: packet.flow.dport,
             dport: conn_out.vport,
             proto: packet.flow.proto,
-            _pad: 0,
+            family: packet.flow.family,
             _pad16: 0,
         };
         if let Some(forward) = get_ptr_mut(table, &key) {
@@ -391,7 +391,7 @@ fn reply_key(flow: &FlowKey, real: &RealServer) -> FlowKey {
         sport: real.port_for(flow.dport),
         dport: flow.sport,
         proto: flow.proto,
-        _pad: 0,
+        family: flow.family,
         _pad16: 0,
     }
 }
@@ -454,6 +454,7 @@ pub fn schedule(
         } else {
             0
         },
+        _pad: 0,
         last_seen_ns: now,
     };
     if real.method == method::MASQ {
@@ -490,7 +491,7 @@ fn choose(
     let persistent = service.flags & SERVICE_F_PERSISTENT != 0;
     let key = PersistKey {
         service: service.id,
-        client: packet.flow.saddr & service.persist_mask,
+        client: packet.flow.saddr.and(&service.persist_mask),
     };
     if persistent && let Some(template) = PERSIST.get_ptr_mut(&key) {
         // SAFETY: LRU hash value, valid for this run; benign races on the timestamp.

@@ -20,7 +20,8 @@ fn key(packet: &Packet) -> FragKey {
         daddr: packet.flow.daddr,
         id: packet.ip_id,
         proto: packet.flow.proto,
-        _pad: 0,
+        family: packet.flow.family,
+        _pad16: 0,
     }
 }
 

@@ -100,8 +100,8 @@ fn error(
         proto: IPPROTO_ICMP,
         check: [0; 2],
         // From the address the client was talking to (the VIP), as the kernel's icmp_send.
-        src_addr: packet.flow.daddr.to_ne_bytes(),
-        dst_addr: packet.flow.saddr.to_ne_bytes(),
+        src_addr: packet.flow.daddr.ipv4().to_ne_bytes(),
+        dst_addr: packet.flow.saddr.ipv4().to_ne_bytes(),
     };
     header.check = ip::checksum(&header);
     let type_code = u16::from_ne_bytes([icmp_type, code]);

@@ -28,8 +28,8 @@ use core::{ffi::c_void, ptr};
 
 use aya_ebpf::{helpers::bpf_loop, macros::map, maps::PerCpuArray};
 use lb_common::{
-    LOCALITY_EXPIRATION_NS, LOCALITY_SET_SIZE, Locality, LocalityKey, MAX_SCAN, REAL_F_REMOVED,
-    RealServer, Service, SetEdit, elapsed_ns, scheduler,
+    Addr, LOCALITY_EXPIRATION_NS, LOCALITY_SET_SIZE, Locality, LocalityKey, MAX_SCAN,
+    REAL_F_REMOVED, RealServer, Service, SetEdit, elapsed_ns, scheduler,
 };
 
 use crate::{
@@ -75,7 +75,7 @@ struct Plan {
 /// Option's undefined payload, which comparisons of Options may compile to.
 ///
 #[inline(always)]
-pub fn suggest(service: &Service, daddr: u32, now: u64) -> u32 {
+pub fn suggest(service: &Service, daddr: &Addr, now: u64) -> u32 {
     let mut request = Request::new(service, daddr, now, 0);
     request.run(suggest_step);
     request.pick
@@ -87,7 +87,7 @@ pub fn suggest(service: &Service, daddr: u32, now: u64) -> u32 {
 /// for the expiration time drops its most loaded member (IPVS's `ip_vs_dest_set_max`; IPVS
 /// does this before the overload test, which it does not affect).
 #[inline(always)]
-pub fn learn(service: &Service, daddr: u32, now: u64, pick: u32) {
+pub fn learn(service: &Service, daddr: &Addr, now: u64, pick: u32) {
     let mut request = Request::new(service, daddr, now, pick);
     request.run(learn_step);
 }
@@ -105,11 +105,11 @@ struct Request {
 
 impl Request {
     #[inline(always)]
-    fn new(service: &Service, daddr: u32, now: u64, pick: u32) -> Self {
+    fn new(service: &Service, daddr: &Addr, now: u64, pick: u32) -> Self {
         Request {
             key: LocalityKey {
                 service: service.id,
-                daddr,
+                daddr: *daddr,
             },
             service: *service,
             now,

@@ -92,7 +92,8 @@ pub static FILTER: Array<u64> = Array::with_max_entries(lb_common::filter::LEN, 
 /// real server (false: certainly not).
 #[inline(always)]
 pub fn maybe_ours(flow: &FlowKey) -> bool {
-    admits(lb_common::filter::VIP, flow.daddr) || admits(lb_common::filter::NAT_REAL, flow.saddr)
+    admits(lb_common::filter::VIP, flow.daddr.fold())
+        || admits(lb_common::filter::NAT_REAL, flow.saddr.fold())
 }
 
 #[inline(always)]
@@ -131,7 +132,7 @@ pub fn lookup_service(flow: &FlowKey) -> Result<Service, Verdict> {
         addr: flow.daddr,
         port: flow.dport,
         proto: flow.proto,
-        _pad: 0,
+        family: flow.family,
     };
     // SAFETY: values are plain data copied out at once; a concurrent update replaces the
     // element wholesale (hash map updates are RCU), so we read either the old or the new one.

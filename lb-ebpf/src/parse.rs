@@ -7,7 +7,7 @@
 //! kernel untouched.
 
 use aya_ebpf::programs::XdpContext;
-use lb_common::{FlowKey, IPPROTO_TCP, IPPROTO_UDP, Stat};
+use lb_common::{AF_INET, Addr, FlowKey, IPPROTO_TCP, IPPROTO_UDP, Stat};
 use network_types::{
     eth::{EthHdr, EtherType},
     ip::Ipv4Hdr,
@@ -135,20 +135,13 @@ pub fn parse(ctx: &XdpContext, packet: &mut Packet, quote: &mut Quote) -> Result
         return Err(pass(Stat::PassNotService));
     }
     packet.ip_len = u16::from_be_bytes(ip.tot_len);
-    packet.ip_id = u16::from_ne_bytes(ip.id);
+    packet.ip_id = u32::from(u16::from_ne_bytes(ip.id));
     packet.l4_offset = l4_offset as u8;
     packet.entry = 0;
+    packet._pad = 0;
     if frags & IP_OFFSET != 0 {
         // Payload only: the ports are in the first fragment.
-        packet.flow = FlowKey {
-            saddr: u32::from_ne_bytes(ip.src_addr),
-            daddr: u32::from_ne_bytes(ip.dst_addr),
-            sport: 0,
-            dport: 0,
-            proto,
-            _pad: 0,
-            _pad16: 0,
-        };
+        packet.flow = v4_flow(ip.src_addr, ip.dst_addr, [0; 4], proto);
         packet.tcp_flags = 0;
         packet.fragment = LATER_FRAGMENT;
         return Ok(Kind::LaterFragment);
@@ -177,15 +170,7 @@ pub fn parse(ctx: &XdpContext, packet: &mut Packet, quote: &mut Quote) -> Result
         0
     };
 
-    packet.flow = FlowKey {
-        saddr: u32::from_ne_bytes(ip.src_addr),
-        daddr: u32::from_ne_bytes(ip.dst_addr),
-        sport: u16::from_ne_bytes([ports[0], ports[1]]),
-        dport: u16::from_ne_bytes([ports[2], ports[3]]),
-        proto,
-        _pad: 0,
-        _pad16: 0,
-    };
+    packet.flow = v4_flow(ip.src_addr, ip.dst_addr, ports, proto);
     packet.tcp_flags = tcp_flags;
     Ok(Kind::Flow)
 }
@@ -242,32 +227,37 @@ fn icmp_error(
         ptr::at::<[u8; 8]>(ctx, quoted_l4_offset).ok_or_else(|| pass(Stat::PassMalformed))?;
     // SAFETY: `at` checked the eight bytes.
     let ports = unsafe { *ports };
-    packet.flow = FlowKey {
-        saddr: u32::from_ne_bytes(ip.src_addr),
-        daddr: u32::from_ne_bytes(ip.dst_addr),
-        sport: 0,
-        dport: 0,
-        proto: IPPROTO_ICMP,
-        _pad: 0,
-        _pad16: 0,
-    };
+    packet.flow = v4_flow(ip.src_addr, ip.dst_addr, [0; 4], IPPROTO_ICMP);
     packet.l4_offset = icmp_offset as u8;
     packet.ip_len = u16::from_be_bytes(ip.tot_len);
     packet.tcp_flags = 0;
-    packet.ip_id = u16::from_ne_bytes(ip.id);
+    packet.ip_id = u32::from(u16::from_ne_bytes(ip.id));
     packet.fragment = WHOLE;
     packet.entry = 0;
-    quote.flow = FlowKey {
-        saddr: u32::from_ne_bytes(quoted.src_addr),
-        daddr: u32::from_ne_bytes(quoted.dst_addr),
-        sport: u16::from_ne_bytes([ports[0], ports[1]]),
-        dport: u16::from_ne_bytes([ports[2], ports[3]]),
-        proto: quoted.proto,
-        _pad: 0,
-        _pad16: 0,
-    };
+    packet._pad = 0;
+    quote.flow = v4_flow(
+        quoted.src_addr,
+        quoted.dst_addr,
+        [ports[0], ports[1], ports[2], ports[3]],
+        quoted.proto,
+    );
     quote.ip_offset = quoted_ip_offset as u8;
     quote.l4_offset = quoted_l4_offset as u8;
     quote._pad = 0;
     Ok(())
+}
+
+/// An IPv4 flow's key from its header's addresses and the first four bytes of its TCP/UDP
+/// header (the ports; zero where there are none).
+#[inline(always)]
+fn v4_flow(src: [u8; 4], dst: [u8; 4], ports: [u8; 4], proto: u8) -> FlowKey {
+    FlowKey {
+        saddr: Addr::v4(u32::from_ne_bytes(src)),
+        daddr: Addr::v4(u32::from_ne_bytes(dst)),
+        sport: u16::from_ne_bytes([ports[0], ports[1]]),
+        dport: u16::from_ne_bytes([ports[2], ports[3]]),
+        proto,
+        family: AF_INET,
+        _pad16: 0,
+    }
 }

@@ -46,7 +46,7 @@ pub fn relay(ctx: &XdpContext, carry: &mut Carry) -> Result<Verdict, Verdict> {
         sport: q.dport,
         dport: q.sport,
         proto: q.proto,
-        _pad: 0,
+        family: q.family,
         _pad16: 0,
     };
     let Some(conn) = maps::connection(&key) else {
@@ -56,14 +56,14 @@ pub fn relay(ctx: &XdpContext, carry: &mut Carry) -> Result<Verdict, Verdict> {
     if conn.flags & CONN_F_REPLY != 0 {
         // From the real server's side: make it about client → VIP:vport, from the VIP.
         stats::account_reply(conn.service, conn.real, err.ip_len);
-        let hop = fib::forward_lookup(ctx, ingress, conn.vaddr, err.flow.daddr)
+        let hop = fib::forward_lookup(ctx, ingress, conn.vaddr.ipv4(), err.flow.daddr.ipv4())
             .ok_or_else(|| crate::drop(Stat::DropFib))?;
         let rewrite = Rewrite {
             outer_at: SADDR,
             quoted_addr_at: DADDR,
             quoted_port_at: DPORT,
-            old_addr: q.daddr,
-            new_addr: conn.vaddr,
+            old_addr: q.daddr.ipv4(),
+            new_addr: conn.vaddr.ipv4(),
             old_port: q.dport,
             new_port: conn.vport,
         };
@@ -84,14 +84,14 @@ pub fn relay(ctx: &XdpContext, carry: &mut Carry) -> Result<Verdict, Verdict> {
         return Ok(forward::to_real(ctx, real.method));
     }
     // NAT: make it about RIP:rport → client, to the real server.
-    let hop = fib::forward_lookup(ctx, ingress, err.flow.saddr, real.addr)
+    let hop = fib::forward_lookup(ctx, ingress, err.flow.saddr.ipv4(), real.addr.ipv4())
         .ok_or_else(|| crate::drop(Stat::DropFib))?;
     let rewrite = Rewrite {
         outer_at: DADDR,
         quoted_addr_at: SADDR,
         quoted_port_at: SPORT,
-        old_addr: q.saddr,
-        new_addr: real.addr,
+        old_addr: q.saddr.ipv4(),
+        new_addr: real.addr.ipv4(),
         old_port: q.sport,
         new_port: real.port_for(conn.vport),
     };

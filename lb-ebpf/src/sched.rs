@@ -50,9 +50,15 @@ pub fn pick(service: &Service, flow: &FlowKey, _now: u64) -> Option<u32> {
     let mut rr_state = core::ptr::null_mut::<ServiceState>();
     // The slot to try first (or to start the walk at), and the walk if that one cannot.
     let (index, walk) = match service.scheduler {
-        scheduler::SH => (hash::sh_bucket(flow.saddr, flow.sport, with_port), fallback),
-        scheduler::DH => (hash::dh_bucket(flow.daddr), fallback),
-        scheduler::MH => (hash::mh_index(flow.saddr, flow.sport, with_port), fallback),
+        scheduler::SH => (
+            hash::sh_bucket(flow.saddr.fold(), flow.sport, with_port),
+            fallback,
+        ),
+        scheduler::DH => (hash::dh_bucket(flow.daddr.fold()), fallback),
+        scheduler::MH => (
+            hash::mh_index(flow.saddr.fold(), flow.sport, with_port),
+            fallback,
+        ),
         scheduler::RR | scheduler::WRR => {
             rr_state = SERVICE_STATE.get_ptr_mut(service.id)?;
             (next_position(rr_state, len), scheduler::RR)
@@ -115,11 +121,11 @@ pub fn pick_by_locality(service: &Service, flow: &FlowKey, now: u64) -> Option<u
     if service.table_len == 0 {
         return None;
     }
-    let mut id = locality::suggest(service, flow.daddr, now);
+    let mut id = locality::suggest(service, &flow.daddr, now);
     if id == 0 {
         id = least_loaded_id(service, scheduler::WLC);
     }
-    locality::learn(service, flow.daddr, now, id);
+    locality::learn(service, &flow.daddr, now, id);
     (id != 0).then_some(id)
 }
 

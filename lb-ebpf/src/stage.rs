@@ -41,9 +41,9 @@ pub struct Packet {
     pub l4_offset: u8,
     /// TCP flags byte (0 for UDP and ICMP, and for a later fragment, which has no header).
     pub tcp_flags: u8,
-    /// The IP identification (network order): with the addresses and protocol, what a
-    /// datagram's fragments share.
-    pub ip_id: u16,
+    /// The IP identification (network order; IPv4's 16 bits, IPv6's 32): with the addresses
+    /// and protocol, what a datagram's fragments share.
+    pub ip_id: u32,
     /// [`WHOLE`], [`FIRST_FRAGMENT`] (has the ports, more follow) or [`LATER_FRAGMENT`] (no
     /// ports: `flow` is its first fragment's).
     pub fragment: u8,
@@ -51,6 +51,7 @@ pub struct Packet {
     /// entry's timestamp (at most about once a second per flow, and on state changes),
     /// [`ENTRY_HALF_OPEN`] when the entry is in the half-open table.
     pub entry: u8,
+    pub _pad: u16,
 }
 
 /// See [`Packet::entry`].

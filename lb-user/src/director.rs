@@ -16,9 +16,10 @@ use std::{
 };
 
 use lb_common::{
-    CONN_F_REPLY, Conn, Counters, FlowKey, Iface, Persist, PersistKey, REAL_F_IN_USE,
-    REAL_F_REMOVED, REAL_F_RESOLVED, RealConns, RealServer, SCHED_SLOTS, SERVICE_F_HASH_FALLBACK,
-    SERVICE_F_HASH_PORT, SERVICE_F_PERSISTENT, Service, ServiceKey, Stat, filter, tcp_state,
+    AF_INET, Addr, CONN_F_REPLY, Conn, Counters, FlowKey, Iface, Persist, PersistKey,
+    REAL_F_IN_USE, REAL_F_REMOVED, REAL_F_RESOLVED, RealConns, RealServer, SCHED_SLOTS,
+    SERVICE_F_HASH_FALLBACK, SERVICE_F_HASH_PORT, SERVICE_F_PERSISTENT, Service, ServiceKey, Stat,
+    filter, tcp_state,
 };
 use tracing::{debug, info, warn};
 
@@ -195,10 +196,7 @@ fn sweep_rules(config: &Config) -> sweep::Rules {
         .iter()
         .filter_map(|s| {
             let p = s.spec.persistence?;
-            Some((
-                s.id,
-                (u32::from_ne_bytes(p.netmask.octets()), u64::from(p.timeout)),
-            ))
+            Some((s.id, (Addr::from(p.netmask), u64::from(p.timeout))))
         })
         .collect();
     let masq = config
@@ -267,10 +265,10 @@ fn coarse_now_ns() -> u64 {
 
 fn service_key(addr: &ServiceAddr) -> ServiceKey {
     ServiceKey {
-        addr: u32::from_ne_bytes(addr.addr.octets()),
+        addr: Addr::from(addr.addr),
         port: addr.port.to_be(),
         proto: addr.protocol.number(),
-        _pad: 0,
+        family: AF_INET,
     }
 }
 
@@ -305,6 +303,7 @@ impl Director {
                     mac: link.mac,
                     _pad: [0; 2],
                     addr: u32::from_ne_bytes(addr.octets()),
+                    addr6: Addr::ZERO,
                 },
             )?;
         }
@@ -562,12 +561,13 @@ impl Director {
             flags |= REAL_F_RESOLVED;
         }
         RealServer {
-            addr: u32::from_ne_bytes(spec.addr.octets()),
+            addr: Addr::from(spec.addr),
             port: spec.port.to_be(),
             method: spec.forward.code(),
             flags,
             mac: hop.and_then(|h| h.mac).unwrap_or_default(),
-            _pad: [0; 2],
+            family: AF_INET,
+            _pad: 0,
             ifindex: hop.map(|h| h.ifindex).unwrap_or(0),
             weight: spec.weight,
             service: service_id,
@@ -599,12 +599,12 @@ impl Director {
         let mut candidates = Vec::with_capacity(entry.reals.len());
         writes
             .admit
-            .push((filter::VIP, service_key(&entry.spec.addr).addr));
+            .push((filter::VIP, service_key(&entry.spec.addr).addr.fold()));
         for real in &entry.reals {
             let value = self.real_entry(entry.id, &real.spec);
             writes.reals.push((real.id, value));
             if value.method == lb_common::method::MASQ {
-                writes.admit.push((filter::NAT_REAL, value.addr));
+                writes.admit.push((filter::NAT_REAL, value.addr.fold()));
             }
             if value.flags & REAL_F_RESOLVED != 0 {
                 candidates.push(sched::Candidate {
@@ -632,12 +632,8 @@ impl Director {
             }
         };
         let (mut flags, persist_timeout, persist_mask) = match entry.spec.persistence {
-            Some(p) => (
-                SERVICE_F_PERSISTENT,
-                p.timeout,
-                u32::from_ne_bytes(p.netmask.octets()),
-            ),
-            None => (0, 0, 0),
+            Some(p) => (SERVICE_F_PERSISTENT, p.timeout, Addr::from(p.netmask)),
+            None => (0, 0, Addr::ZERO),
         };
         if entry.spec.sched_flags.port {
             flags |= SERVICE_F_HASH_PORT;
@@ -653,7 +649,6 @@ impl Director {
             table_len: len,
             persist_timeout,
             persist_mask,
-            _pad: 0,
         };
         let table_changed = previous.as_ref().is_none_or(|p| p.table != table);
         if previous.is_none() {
@@ -1142,11 +1137,11 @@ impl Director {
                             expires_in: timeout.saturating_sub(idle) as u32,
                             state: tcp_state::name(conn.state).to_owned(),
                             client: (
-                                Ipv4Addr::from(key.saddr.to_ne_bytes()),
+                                Ipv4Addr::from(key.saddr.ipv4().to_ne_bytes()),
                                 u16::from_be(key.sport),
                             ),
                             virtual_addr: (
-                                Ipv4Addr::from(key.daddr.to_ne_bytes()),
+                                Ipv4Addr::from(key.daddr.ipv4().to_ne_bytes()),
                                 u16::from_be(key.dport),
                             ),
                             real: (real.addr, real.port),
@@ -1175,7 +1170,7 @@ impl Director {
                 protocol: service.spec.addr.protocol,
                 expires_in: u64::from(p.timeout).saturating_sub(idle) as u32,
                 state: "NONE".to_owned(),
-                client: (Ipv4Addr::from(key.client.to_ne_bytes()), 0),
+                client: (Ipv4Addr::from(key.client.ipv4().to_ne_bytes()), 0),
                 virtual_addr: (service.spec.addr.addr, service.spec.addr.port),
                 real: (real.addr, real.port),
             });

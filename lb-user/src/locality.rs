@@ -152,7 +152,10 @@ mod tests {
         let live = HashSet::from([1]);
         let now = 10 * LOCALITY_EXPIRATION_NS;
         let used = |ago: u64| Locality::single(5, now - ago);
-        let key = |service| LocalityKey { service, daddr: 7 };
+        let key = |service| LocalityKey {
+            service,
+            daddr: lb_common::Addr::v4(7),
+        };
         assert!(!is_stale(&key(1), &used(0), now, &live));
         assert!(!is_stale(
             &key(1),

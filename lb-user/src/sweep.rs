@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use lb_common::{CONN_F_REPLY, Conn, FlowKey, Persist, PersistKey, tcp_state};
+use lb_common::{Addr, CONN_F_REPLY, Conn, FlowKey, Persist, PersistKey, tcp_state};
 
 use crate::model::Timeouts;
 
@@ -56,7 +56,7 @@ pub fn forward_key(reply_key: &FlowKey, reply: &Conn) -> FlowKey {
         sport: reply_key.dport,
         dport: reply.vport,
         proto: reply_key.proto,
-        _pad: 0,
+        family: reply_key.family,
         _pad16: 0,
     }
 }
@@ -66,7 +66,7 @@ pub fn forward_key(reply_key: &FlowKey, reply: &Conn) -> FlowKey {
 pub struct Rules {
     pub timeouts: Timeouts,
     /// Persistent services: id → (netmask as in the data path, timeout in seconds).
-    pub persistence: HashMap<u32, (u32, u64)>,
+    pub persistence: HashMap<u32, (Addr, u64)>,
     /// Real servers forwarding with NAT: only their connections have reply entries.
     pub masq: HashSet<u32>,
 }
@@ -156,7 +156,7 @@ impl Sweep {
         if let Some(&(mask, _)) = rules.persistence.get(&conn.service) {
             self.clients.insert(PersistKey {
                 service: conn.service,
-                client: key.saddr & mask,
+                client: key.saddr.and(&mask),
             });
         }
         let c = Self::count(&mut self.counting, conn.real);
@@ -205,7 +205,7 @@ impl Sweep {
         if let Some(&(mask, _)) = rules.persistence.get(&conn.service) {
             self.clients.insert(PersistKey {
                 service: conn.service,
-                client: key.saddr & mask,
+                client: key.saddr.and(&mask),
             });
         }
         let c = Self::count(&mut self.half_open, conn.real);
@@ -258,12 +258,12 @@ mod tests {
 
     fn key(client: u32, port: u16) -> FlowKey {
         FlowKey {
-            saddr: client,
-            daddr: 99,
+            saddr: Addr::v4(client),
+            daddr: Addr::v4(99),
             sport: port,
             dport: 80,
             proto: 6,
-            _pad: 0,
+            family: lb_common::AF_INET,
             _pad16: 0,
         }
     }
@@ -272,10 +272,11 @@ mod tests {
         Conn {
             real,
             service: 1,
-            vaddr: 99,
+            vaddr: Addr::v4(99),
             vport: 80,
             state,
             flags: 0,
+            _pad: 0,
             last_seen_ns: NOW - idle * SEC,
         }
     }
@@ -283,12 +284,12 @@ mod tests {
     /// The reply entry of `conn` opened by client `key` to a real server at address 50.
     fn reply_of(key: &FlowKey, conn: &Conn) -> (FlowKey, Conn) {
         let reply_key = FlowKey {
-            saddr: 50,
+            saddr: Addr::v4(50),
             daddr: key.saddr,
             sport: 80,
             dport: key.sport,
             proto: key.proto,
-            _pad: 0,
+            family: key.family,
             _pad16: 0,
         };
         (
@@ -307,7 +308,7 @@ mod tests {
     #[test]
     fn the_half_open_table_is_counted_afresh_each_tick() {
         let rules = Rules {
-            persistence: HashMap::from([(1, (u32::MAX, 360))]),
+            persistence: HashMap::from([(1, (Addr::v4(u32::MAX), 360))]),
             ..Rules::default()
         };
         let mut sweep = Sweep::default();
@@ -338,7 +339,7 @@ mod tests {
         };
         let client = PersistKey {
             service: 1,
-            client: 1,
+            client: Addr::v4(1),
         };
         assert_eq!(
             sweep.template(&rules, &client, &template),
@@ -442,12 +443,12 @@ mod tests {
     #[test]
     fn templates_outlive_their_timeout_while_their_client_has_connections() {
         let rules = Rules {
-            persistence: HashMap::from([(1, (0x00ff_ffff, 300))]),
+            persistence: HashMap::from([(1, (Addr::v4(0x00ff_ffff), 300))]),
             ..Rules::default()
         };
         let client = |addr: u32| PersistKey {
             service: 1,
-            client: addr & 0x00ff_ffff,
+            client: Addr::v4(addr & 0x00ff_ffff),
         };
         let template = |idle: u64| Persist {
             real: 3,
@@ -478,7 +479,7 @@ mod tests {
         );
         let other_service = PersistKey {
             service: 2,
-            client: 0x0a0a,
+            client: Addr::v4(0x0a0a),
         };
         assert_eq!(
             sweep.template(&rules, &other_service, &template(1)),

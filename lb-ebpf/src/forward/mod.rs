@@ -41,7 +41,7 @@ pub fn hop(ctx: &XdpContext, packet: &Packet) -> Result<(), Verdict> {
 /// 127/8, multicast 224/4, class E 240/4, broadcast).
 #[inline(always)]
 pub fn may_answer(packet: &Packet) -> bool {
-    let first_octet = packet.flow.saddr.to_ne_bytes()[0];
+    let first_octet = packet.flow.saddr.ipv4().to_ne_bytes()[0];
     packet.flow.proto != IPPROTO_ICMP
         && packet.fragment != LATER_FRAGMENT
         && first_octet != 0

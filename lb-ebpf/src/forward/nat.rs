@@ -29,15 +29,15 @@ const DADDR: usize = 16;
 /// Client → real server.
 #[inline(always)]
 pub fn forward(ctx: &XdpContext, packet: &Packet, real: &RealServer) -> Result<Verdict, Verdict> {
-    let hop = route(ctx, packet.flow.saddr, real.addr)?;
+    let hop = route(ctx, packet.flow.saddr.ipv4(), real.addr.ipv4())?;
     super::hop(ctx, packet)?;
     rewrite(
         ctx,
         packet,
         DADDR,
         DPORT,
-        packet.flow.daddr,
-        real.addr,
+        packet.flow.daddr.ipv4(),
+        real.addr.ipv4(),
         packet.flow.dport,
         real.port_for(packet.flow.dport),
     )?;
@@ -48,7 +48,7 @@ pub fn forward(ctx: &XdpContext, packet: &Packet, real: &RealServer) -> Result<V
 /// Real server → client: back to the virtual address and port the client used.
 #[inline(always)]
 pub fn reply(ctx: &XdpContext, packet: &Packet, conn: &Conn) -> Result<Verdict, Verdict> {
-    let hop = route(ctx, conn.vaddr, packet.flow.daddr)?;
+    let hop = route(ctx, conn.vaddr.ipv4(), packet.flow.daddr.ipv4())?;
     let ip = ptr::at_mut::<Ipv4Hdr>(ctx, L3_OFFSET).ok_or_else(|| drop(Stat::DropMalformed))?;
     // SAFETY: `at_mut` checked the IPv4 header; no other reference to it is live.
     crate::ip::reply_hop(unsafe { &mut *ip })?;
@@ -57,8 +57,8 @@ pub fn reply(ctx: &XdpContext, packet: &Packet, conn: &Conn) -> Result<Verdict, 
         packet,
         SADDR,
         SPORT,
-        packet.flow.saddr,
-        conn.vaddr,
+        packet.flow.saddr.ipv4(),
+        conn.vaddr.ipv4(),
         packet.flow.sport,
         conn.vport,
     )?;

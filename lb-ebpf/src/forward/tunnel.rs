@@ -93,7 +93,7 @@ pub fn forward(
         proto: IPPROTO_IPIP,
         check: [0; 2],
         src_addr: src.to_ne_bytes(),
-        dst_addr: real.addr.to_ne_bytes(),
+        dst_addr: real.addr.ipv4().to_ne_bytes(),
     };
     header.check = ip::checksum(&header);
     // SAFETY: `at_mut` checked both headers after the head moved.

@@ -73,8 +73,8 @@ pub fn real_mac(n: u8) -> Mac {
 }
 
 /// An IPv4 address as the maps keep it (network order in memory).
-pub fn addr(ip: Ipv4Addr) -> u32 {
-    u32::from_ne_bytes(ip.octets())
+pub fn addr(ip: Ipv4Addr) -> lb_common::Addr {
+    ip.into()
 }
 
 /// Runs `f` on a thread of its own in a fresh network namespace (`unshare(CLONE_NEWNET)`
@@ -370,7 +370,7 @@ impl Lb {
     pub fn set_iface(&mut self, ifindex: u32, mac: Mac, ip: Ipv4Addr) -> Result<()> {
         let iface = Iface {
             mac,
-            addr: addr(ip),
+            addr: addr(ip).ipv4(),
             ..Iface::default()
         };
         self.ifaces.insert(ifindex, iface, 0)?;
@@ -402,6 +402,7 @@ impl Lb {
         let real = RealServer {
             addr: addr(ip),
             port: 80u16.to_be(),
+            family: lb_common::AF_INET,
             method: how,
             flags: REAL_F_IN_USE | REAL_F_RESOLVED,
             mac,
@@ -411,7 +412,7 @@ impl Lb {
             ..RealServer::default()
         };
         if how == method::MASQ {
-            self.admit(filter::NAT_REAL, real.addr)?;
+            self.admit(filter::NAT_REAL, real.addr.fold())?;
         }
         self.reals.set(id, real, 0)?;
         Ok(())
@@ -438,7 +439,7 @@ impl Lb {
             table_len: ids.len() as u32,
             ..Service::default()
         };
-        self.admit(filter::VIP, key.addr)?;
+        self.admit(filter::VIP, key.addr.fold())?;
         self.services.insert(key, service, 0)?;
         Ok(())
     }
@@ -479,7 +480,7 @@ pub fn service_key(vip: Ipv4Addr, port: u16) -> ServiceKey {
         addr: addr(vip),
         port: port.to_be(),
         proto: IPPROTO_TCP,
-        _pad: 0,
+        family: lb_common::AF_INET,
     }
 }
 
@@ -491,7 +492,7 @@ pub fn flow_key(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> FlowKey
         sport: sport.to_be(),
         dport: dport.to_be(),
         proto: IPPROTO_TCP,
-        _pad: 0,
+        family: lb_common::AF_INET,
         _pad16: 0,
     }
 }

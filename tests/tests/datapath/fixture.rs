@@ -622,7 +622,7 @@ fn check_expect(director: &Director, expect: &[Expect]) -> Vec<String> {
 }
 
 pub fn fmt_flow(flow: &FlowKey) -> String {
-    let addr = |a: u32| std::net::Ipv4Addr::from(a.to_ne_bytes());
+    let addr = |a: lb_common::Addr| a.to_ip(flow.family);
     let port = |p: u16| u16::from_be(p);
     format!(
         "{}:{} > {}:{} proto {}",
@@ -647,7 +647,7 @@ fn fmt_persist(key: &PersistKey) -> String {
     format!(
         "service {} client {}",
         key.service,
-        std::net::Ipv4Addr::from(key.client.to_ne_bytes())
+        key.client.to_ip(lb_common::AF_INET)
     )
 }
 
@@ -655,7 +655,7 @@ fn fmt_locality(key: &LocalityKey) -> String {
     format!(
         "service {} destination {}",
         key.service,
-        std::net::Ipv4Addr::from(key.daddr.to_ne_bytes())
+        key.daddr.to_ip(lb_common::AF_INET)
     )
 }
 
@@ -666,7 +666,7 @@ fn fmt_conn(conn: &Conn) -> String {
         conn.service,
         tcp_state::name(conn.state),
         conn.flags,
-        std::net::Ipv4Addr::from(conn.vaddr.to_ne_bytes()),
+        conn.vaddr.to_ip(lb_common::AF_INET),
         u16::from_be(conn.vport)
     )
 }

@@ -215,8 +215,9 @@ fn setup(net: &NatNet, sloppy_tcp: bool) -> Vec<Change> {
         changes.push(Change::Real {
             id: svc.real_id,
             real: RealServer {
-                addr: u32::from_ne_bytes(octets(svc.real_addr)),
+                addr: lb_common::Addr::v4(u32::from_ne_bytes(octets(svc.real_addr))),
                 port: svc.real_port.to_be(),
+                family: lb_common::AF_INET,
                 method: svc.method,
                 flags: REAL_F_IN_USE | REAL_F_RESOLVED,
                 mac: svc.real_mac,
@@ -234,10 +235,10 @@ fn setup(net: &NatNet, sloppy_tcp: bool) -> Vec<Change> {
         });
         changes.push(Change::Service {
             key: ServiceKey {
-                addr: u32::from_ne_bytes(octets(svc.vip)),
+                addr: lb_common::Addr::v4(u32::from_ne_bytes(octets(svc.vip))),
                 port: svc.port.to_be(),
                 proto: svc.proto,
-                _pad: 0,
+                family: lb_common::AF_INET,
             },
             service: MapService {
                 id: svc.id,
@@ -1185,7 +1186,7 @@ fn checkpoint(director: &Director, model: &Model, expected_stats: &[u64]) -> Res
             Some(e) => {
                 let same = e.real == conn.real
                     && e.service == conn.service
-                    && u32::from_ne_bytes(e.vaddr) == conn.vaddr
+                    && lb_common::Addr::v4(u32::from_ne_bytes(e.vaddr)) == conn.vaddr
                     && e.vport.to_be() == conn.vport
                     && (e.reply || e.state == conn.state)
                     && e.reply == (conn.flags & lb_common::CONN_F_REPLY != 0);

@@ -332,12 +332,12 @@ impl Director {
                 .remove(ifindex)
                 .and_then(|()| self.tx_ports.remove(*ifindex)),
             Change::Service { key, service } => self
-                .admit(filter::VIP, key.addr)
+                .admit(filter::VIP, key.addr.fold())
                 .and_then(|()| self.services.insert(key, service, 0)),
             Change::RemoveService(key) => self.services.remove(key),
             Change::Real { id, real } => {
                 let admitted = if real.method == method::MASQ {
-                    self.admit(filter::NAT_REAL, real.addr)
+                    self.admit(filter::NAT_REAL, real.addr.fold())
                 } else {
                     Ok(())
                 };

@@ -121,7 +121,7 @@ pub fn service_key(svc: &ServiceDef) -> ServiceKey {
         addr: addr(svc.vip),
         port: svc.port.to_be(),
         proto: svc.proto,
-        _pad: 0,
+        family: lb_common::AF_INET,
     }
 }
 
@@ -193,7 +193,7 @@ pub fn director_iface() -> Change {
         ifindex: TEST_RUN_IFINDEX,
         iface: Iface {
             mac: DIRECTOR_MAC,
-            addr: addr(DIRECTOR_IP),
+            addr: addr(DIRECTOR_IP).ipv4(),
             ..Iface::default()
         },
     }
@@ -231,8 +231,8 @@ pub fn conn_entry(flow: FlowKey, real: &RealDef, svc: &ServiceDef, state: u8) ->
 }
 
 /// An IPv4 address as the maps keep it (network order in memory).
-pub fn addr(ip: Ipv4Addr) -> u32 {
-    u32::from_ne_bytes(ip.octets())
+pub fn addr(ip: Ipv4Addr) -> lb_common::Addr {
+    ip.into()
 }
 
 // ---- packets ----------------------------------------------------------------------------------
@@ -285,7 +285,7 @@ pub fn flow_of(frame: &Frame) -> FlowKey {
         sport: sport.to_be(),
         dport: dport.to_be(),
         proto: ip.payload.proto(),
-        _pad: 0,
+        family: lb_common::AF_INET,
         _pad16: 0,
     }
 }
@@ -481,7 +481,7 @@ impl NatNet {
             ifindex,
             iface: Iface {
                 mac,
-                addr: addr(ip),
+                addr: addr(ip).ipv4(),
                 ..Iface::default()
             },
         })

@@ -290,7 +290,7 @@ pub fn fixtures() -> Vec<Fixture> {
                             ifindex: TEST_RUN_IFINDEX,
                             iface: Iface {
                                 mac: other_host,
-                                addr: addr(DIRECTOR_IP),
+                                addr: addr(DIRECTOR_IP).ipv4(),
                                 ..Iface::default()
                             },
                         }],

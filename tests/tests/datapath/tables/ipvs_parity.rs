@@ -167,8 +167,7 @@ fn setup(case: &Case) -> Vec<Change> {
             table_offset: HTTP.table_offset,
             table_len: len,
             persist_timeout: 0,
-            persist_mask: 0,
-            _pad: 0,
+            persist_mask: lb_common::Addr::ZERO,
         },
     });
     changes

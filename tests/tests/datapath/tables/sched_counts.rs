@@ -56,8 +56,8 @@ const FAR_CLIENT: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 51, 101, 7);
 const PERSIST_TIMEOUT: u32 = 60;
 
 /// A netmask as the service entry keeps it (network order in memory).
-fn mask(octets: [u8; 4]) -> u32 {
-    u32::from_ne_bytes(octets)
+fn mask(octets: [u8; 4]) -> lb_common::Addr {
+    lb_common::Addr::v4(u32::from_ne_bytes(octets))
 }
 
 const HOST_MASK: [u8; 4] = [255, 255, 255, 255];
@@ -154,7 +154,7 @@ fn service_entry(
 ) -> Change {
     let (flags, persist_timeout, persist_mask) = match persistence {
         Some(p) => (SERVICE_F_PERSISTENT, p.timeout, mask(p.netmask)),
-        None => (0, 0, 0),
+        None => (0, 0, lb_common::Addr::ZERO),
     };
     Change::Service {
         key: service_key(svc),
@@ -166,7 +166,6 @@ fn service_entry(
             table_len: len,
             persist_timeout,
             persist_mask,
-            _pad: 0,
         },
     }
 }
@@ -252,7 +251,7 @@ pub(super) fn sweep(what: &'static str, real: &RealDef, active: i64, inactive: i
 fn persist_key(svc: &ServiceDef, client: std::net::Ipv4Addr, netmask: [u8; 4]) -> PersistKey {
     PersistKey {
         service: svc.id,
-        client: addr(client) & mask(netmask),
+        client: addr(client).and(&mask(netmask)),
     }
 }
 
@@ -577,7 +576,7 @@ fn sh_table(reals: &[Rs], fallback: bool) -> (Vec<u32>, u32) {
         ..SchedFlags::default()
     };
     let table = sched::build(Scheduler::Sh, flags, &candidates);
-    let bucket = lb_common::hash::sh_bucket(addr(CLIENT), 0, false);
+    let bucket = lb_common::hash::sh_bucket(addr(CLIENT).fold(), 0, false);
     let id = table[bucket as usize % table.len()];
     (table, id)
 }

@@ -370,7 +370,7 @@ pub fn fixtures() -> Vec<Fixture> {
                 ifindex: OTHER_IFINDEX,
                 iface: Iface {
                     mac: OTHER_NIC_MAC,
-                    addr: addr(OTHER_NIC_IP),
+                    addr: addr(OTHER_NIC_IP).ipv4(),
                     ..Iface::default()
                 },
             });
