@@ -4,7 +4,7 @@
 //! a copy and only adopts it when every command succeeded, so a bad request changes nothing.
 //! Errors print as ipvsadm prints the kernel's refusals (libipvs `ipvs_strerror`).
 
-use std::{collections::HashMap, net::Ipv4Addr};
+use std::{collections::HashMap, net::IpAddr};
 
 use lb_common::{MAX_REALS, MAX_SERVICES};
 use serde::{Deserialize, Serialize};
@@ -37,6 +37,10 @@ pub enum ConfigError {
     Full,
     #[error("Invalid operation: {0}")]
     Invalid(String),
+    /// A real server of the other family than its service's, other than a tunnel (the
+    /// kernel's EINVAL, in libipvs' words).
+    #[error("Invalid operation.  Possibly wrong module version, address not unicast, ...")]
+    MixedFamily,
 }
 
 /// A real server of a service, with its data-path id.
@@ -109,7 +113,7 @@ impl Config {
 }
 
 /// Where a trashed real server is found again when re-added: its service and address.
-type Dest = (ServiceAddr, Ipv4Addr, u16);
+type Dest = (ServiceAddr, IpAddr, u16);
 
 /// A configuration being changed by a batch of commands, with the lookups the commands need
 /// kept up to date as they go. Services and trashed real servers that leave during the batch
@@ -205,6 +209,9 @@ impl Edit {
             }
             Command::AddReal { service, real } => {
                 let real = normalise(service, real);
+                if self.service(service).is_some() {
+                    check_family(service, &real)?;
+                }
                 let revived = self.take_from_trash(service, real.addr, real.port);
                 let id = match revived {
                     Some(id) => id,
@@ -231,6 +238,7 @@ impl Edit {
                 let entry = self
                     .service_mut(service)
                     .ok_or(ConfigError::ServiceNotDefined)?;
+                check_family(service, &real)?;
                 // ip_vs_edit_dest(): before looking for the destination.
                 if real.lower_threshold > real.upper_threshold {
                     return Err(ConfigError::ThresholdRange);
@@ -315,7 +323,7 @@ impl Edit {
     /// The id of the oldest trashed real server at this destination, taken out of the trash,
     /// if it belonged to the live service of that address (same id, so the data path's view
     /// agrees); `None` otherwise.
-    fn take_from_trash(&mut self, service: &ServiceAddr, addr: Ipv4Addr, port: u16) -> Option<u32> {
+    fn take_from_trash(&mut self, service: &ServiceAddr, addr: IpAddr, port: u16) -> Option<u32> {
         let positions = self.trash_by_dest.get(&(*service, addr, port))?;
         let &oldest = positions.first()?;
         let service_id = self.service(service)?.id;
@@ -327,6 +335,15 @@ impl Edit {
         }
         self.trash[oldest].take().map(|t| t.id)
     }
+}
+
+/// IPVS (since Linux 3.18) forwards to a real server of the other family than its service's
+/// only through a tunnel (`ip_vs_genl_set_cmd` refuses the rest with EINVAL).
+fn check_family(service: &ServiceAddr, real: &RealSpec) -> Result<(), ConfigError> {
+    if service.addr.is_ipv4() != real.addr.is_ipv4() && real.forward != Forward::Tunnel {
+        return Err(ConfigError::MixedFamily);
+    }
+    Ok(())
 }
 
 /// ipvsadm's rule: with direct routing and tunnelling the real server's port is the
@@ -343,11 +360,12 @@ fn normalise(service: &ServiceAddr, real: &RealSpec) -> RealSpec {
 mod tests {
     use super::*;
     use crate::model::{Protocol, Scheduler};
+    use std::net::Ipv4Addr;
 
     fn svc(port: u16) -> ServiceAddr {
         ServiceAddr {
             protocol: Protocol::Tcp,
-            addr: Ipv4Addr::new(192, 168, 1, 99),
+            addr: Ipv4Addr::new(192, 168, 1, 99).into(),
             port,
         }
     }
@@ -363,7 +381,7 @@ mod tests {
 
     fn real(last: u8, forward: Forward, weight: u32) -> RealSpec {
         RealSpec {
-            addr: Ipv4Addr::new(192, 168, 1, last),
+            addr: Ipv4Addr::new(192, 168, 1, last).into(),
             port: 80,
             forward,
             weight,
@@ -443,6 +461,49 @@ mod tests {
     }
 
     #[test]
+    fn only_tunnels_mix_families() {
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        let service = ServiceAddr {
+            protocol: Protocol::Tcp,
+            addr: v6,
+            port: 80,
+        };
+        let config = Config::default()
+            .apply_all(&[Command::AddService {
+                service: ServiceSpec {
+                    addr: service,
+                    ..spec(80, Scheduler::Rr)
+                },
+            }])
+            .unwrap();
+        let add = |forward| Command::AddReal {
+            service,
+            real: real(12, forward, 1),
+        };
+        for forward in [Forward::Route, Forward::Masq] {
+            let err = config.apply_all(&[add(forward)]).unwrap_err();
+            assert_eq!(err, ConfigError::MixedFamily);
+            assert_eq!(
+                err.to_string(),
+                "Invalid operation.  Possibly wrong module version, address not unicast, ..."
+            );
+        }
+        let config = config.apply_all(&[add(Forward::Tunnel)]).unwrap();
+        assert_eq!(
+            config.services[0].reals[0].spec.addr,
+            real(12, Forward::Tunnel, 1).addr
+        );
+        // Editing it into DR is refused the same way.
+        let err = config
+            .apply_all(&[Command::EditReal {
+                service,
+                real: real(12, Forward::Route, 1),
+            }])
+            .unwrap_err();
+        assert_eq!(err, ConfigError::MixedFamily);
+    }
+
+    #[test]
     fn errors_are_ipvsadm_messages_and_change_nothing() {
         let config = Config::default().apply_all(&[add_service(80)]).unwrap();
         let err = config
@@ -501,7 +562,7 @@ mod tests {
         let deleted = config
             .apply_all(&[Command::DeleteReal {
                 service: svc(80),
-                addr: Ipv4Addr::new(192, 168, 1, 12),
+                addr: Ipv4Addr::new(192, 168, 1, 12).into(),
                 port: 80,
             }])
             .unwrap();
@@ -669,11 +730,12 @@ pub fn diff(current: &Config, managed: &[ServiceAddr], desired: &[Desired]) -> V
 mod diff_tests {
     use super::*;
     use crate::model::{Protocol, Scheduler};
+    use std::net::Ipv4Addr;
 
     fn addr(port: u16) -> ServiceAddr {
         ServiceAddr {
             protocol: Protocol::Tcp,
-            addr: Ipv4Addr::new(10, 0, 0, 99),
+            addr: Ipv4Addr::new(10, 0, 0, 99).into(),
             port,
         }
     }
@@ -689,7 +751,7 @@ mod diff_tests {
 
     fn real(last: u8, weight: u32) -> RealSpec {
         RealSpec {
-            addr: Ipv4Addr::new(10, 0, 0, last),
+            addr: Ipv4Addr::new(10, 0, 0, last).into(),
             port: 80,
             forward: Forward::Route,
             weight,
@@ -726,7 +788,7 @@ mod diff_tests {
         }));
         assert!(commands.contains(&Command::DeleteReal {
             service: addr(80),
-            addr: Ipv4Addr::new(10, 0, 0, 13),
+            addr: Ipv4Addr::new(10, 0, 0, 13).into(),
             port: 80
         }));
         let next = current.apply_all(&commands).unwrap();

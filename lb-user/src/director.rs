@@ -10,16 +10,15 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::PathBuf,
     time::{Duration, Instant},
 };
 
 use lb_common::{
-    AF_INET, Addr, CONN_F_REPLY, Conn, Counters, FlowKey, Iface, Persist, PersistKey,
-    REAL_F_IN_USE, REAL_F_REMOVED, REAL_F_RESOLVED, RealConns, RealServer, SCHED_SLOTS,
-    SERVICE_F_HASH_FALLBACK, SERVICE_F_HASH_PORT, SERVICE_F_PERSISTENT, Service, ServiceKey, Stat,
-    filter, tcp_state,
+    Addr, CONN_F_REPLY, Conn, Counters, FlowKey, Iface, Persist, PersistKey, REAL_F_IN_USE,
+    REAL_F_REMOVED, REAL_F_RESOLVED, RealConns, RealServer, SCHED_SLOTS, SERVICE_F_HASH_FALLBACK,
+    SERVICE_F_HASH_PORT, SERVICE_F_PERSISTENT, Service, ServiceKey, Stat, filter, tcp_state,
 };
 use tracing::{debug, info, warn};
 
@@ -66,8 +65,9 @@ struct NextHop {
     ifindex: u32,
     /// MTU of the egress interface.
     mtu: u32,
-    /// The neighbour to resolve (the real server itself when directly connected).
-    via: Ipv4Addr,
+    /// The neighbour to resolve (the real server itself when directly connected), of the real
+    /// server's family (resolved over ARP or NDP).
+    via: IpAddr,
     mac: Option<[u8; 6]>,
 }
 
@@ -196,7 +196,7 @@ fn sweep_rules(config: &Config) -> sweep::Rules {
         .iter()
         .filter_map(|s| {
             let p = s.spec.persistence?;
-            Some((s.id, (Addr::from(p.netmask), u64::from(p.timeout))))
+            Some((s.id, (p.netmask.to_addr(), u64::from(p.timeout))))
         })
         .collect();
     let masq = config
@@ -222,7 +222,7 @@ pub struct Director {
     /// Slot runs replaced recently, freed on the next tick so that a CPU still walking the
     /// old table never reads slots already given to someone else.
     retired: Vec<(u32, u32)>,
-    next_hops: HashMap<Ipv4Addr, NextHop>,
+    next_hops: HashMap<IpAddr, NextHop>,
     /// The last sweep of the connection table (counts by real server), its buffers, what it
     /// needs of the configuration, and the readers it walks the maps with.
     sweep: Sweep,
@@ -268,7 +268,7 @@ fn service_key(addr: &ServiceAddr) -> ServiceKey {
         addr: Addr::from(addr.addr),
         port: addr.port.to_be(),
         proto: addr.protocol.number(),
-        family: AF_INET,
+        family: addr.family(),
     }
 }
 
@@ -297,13 +297,19 @@ impl Director {
                 .first()
                 .map(|(a, _)| *a)
                 .unwrap_or(Ipv4Addr::UNSPECIFIED);
+            // The first global IPv6 address: the source of ICMPv6 errors lb sends.
+            let addr6 = link
+                .ipv6
+                .first()
+                .map(|(a, _)| *a)
+                .unwrap_or(Ipv6Addr::UNSPECIFIED);
             dataplane.set_iface(
                 link.index,
                 Iface {
                     mac: link.mac,
                     _pad: [0; 2],
                     addr: u32::from_ne_bytes(addr.octets()),
-                    addr6: Addr::ZERO,
+                    addr6: Addr::from(addr6),
                 },
             )?;
         }
@@ -435,7 +441,7 @@ impl Director {
 
     /// Makes `next` the running configuration in the data path.
     fn adopt(&mut self, next: Config) -> Result<Resolution> {
-        let new_addrs: Vec<Ipv4Addr> = next
+        let new_addrs: Vec<IpAddr> = next
             .services
             .iter()
             .flat_map(|s| s.reals.iter().map(|r| r.spec.addr))
@@ -566,7 +572,7 @@ impl Director {
             method: spec.forward.code(),
             flags,
             mac: hop.and_then(|h| h.mac).unwrap_or_default(),
-            family: AF_INET,
+            family: crate::model::family(spec.addr),
             _pad: 0,
             ifindex: hop.map(|h| h.ifindex).unwrap_or(0),
             weight: spec.weight,
@@ -632,7 +638,8 @@ impl Director {
             }
         };
         let (mut flags, persist_timeout, persist_mask) = match entry.spec.persistence {
-            Some(p) => (SERVICE_F_PERSISTENT, p.timeout, Addr::from(p.netmask)),
+            // IPv6 services keep a prefix length (IPVS's `netmask` of an IPv6 service).
+            Some(p) => (SERVICE_F_PERSISTENT, p.timeout, p.netmask.to_addr()),
             None => (0, 0, Addr::ZERO),
         };
         if entry.spec.sched_flags.port {
@@ -714,12 +721,12 @@ impl Director {
     /// neighbour table) and asks the kernel to resolve the unknown ones, without waiting.
     /// With `follow`, the returned [`Resolution`] hears the answers (it subscribes before
     /// anything is read, so none is missed).
-    fn resolve(&mut self, addrs: &[Ipv4Addr], follow: bool) -> Resolution {
+    fn resolve(&mut self, addrs: &[IpAddr], follow: bool) -> Resolution {
         if addrs.is_empty() {
             return Resolution::default();
         }
         let mut resolution = Resolution::follow(follow);
-        let known: HashMap<(u32, Ipv4Addr), [u8; 6]> = match netlink::neighbours(None) {
+        let known: HashMap<(u32, IpAddr), [u8; 6]> = match netlink::neighbours(None) {
             Ok(table) => table
                 .into_iter()
                 .map(|(ifindex, addr, n)| ((ifindex, addr), n.mac))
@@ -747,7 +754,7 @@ impl Director {
             let mac = known.get(&(route.ifindex, via)).copied();
             if mac.is_none() {
                 if let Err(e) = netlink::request_resolution(route.ifindex, via) {
-                    warn!(%addr, "cannot request ARP resolution: {e}");
+                    warn!(%addr, "cannot request neighbour resolution: {e}");
                 }
                 resolution.awaits(route.ifindex, via);
                 unknown += 1;
@@ -784,7 +791,7 @@ impl Director {
     pub fn learn(&mut self, events: &[NeighbourEvent], resolution: &mut Resolution) -> Result<()> {
         if events.contains(&NeighbourEvent::Lost) {
             self.follow_neighbours()?;
-            let resolved: HashSet<(u32, Ipv4Addr)> = self
+            let resolved: HashSet<(u32, IpAddr)> = self
                 .next_hops
                 .values()
                 .filter(|h| h.mac.is_some())
@@ -793,7 +800,7 @@ impl Director {
             resolution.retain(|ifindex, via| !resolved.contains(&(ifindex, via)));
         }
         // Only resolutions: a MAC lost or changed is left to the tick, which re-resolves.
-        let macs: HashMap<(u32, Ipv4Addr), [u8; 6]> = events
+        let macs: HashMap<(u32, IpAddr), [u8; 6]> = events
             .iter()
             .filter_map(|event| match *event {
                 NeighbourEvent::Changed {
@@ -835,7 +842,7 @@ impl Director {
             // Routes rarely change; re-learn them now and then (new addresses are looked up
             // when added).
             self.last_route_refresh = Instant::now();
-            let addrs: Vec<Ipv4Addr> = self.next_hops.keys().copied().collect();
+            let addrs: Vec<IpAddr> = self.next_hops.keys().copied().collect();
             self.next_hops.clear();
             self.resolve(&addrs, false);
         }
@@ -846,7 +853,7 @@ impl Director {
     /// again for those still unknown.
     fn follow_neighbours(&mut self) -> Result<()> {
         let table = netlink::neighbours(None)?;
-        let known: HashMap<(u32, Ipv4Addr), [u8; 6]> = table
+        let known: HashMap<(u32, IpAddr), [u8; 6]> = table
             .into_iter()
             .map(|(ifindex, addr, n)| ((ifindex, addr), n.mac))
             .collect();
@@ -870,14 +877,14 @@ impl Director {
             if hop.mac.is_none()
                 && let Err(e) = netlink::request_resolution(hop.ifindex, hop.via)
             {
-                warn!(%addr, "cannot request ARP resolution: {e}");
+                warn!(%addr, "cannot request neighbour resolution: {e}");
             }
         }
         self.republish(&changed)
     }
 
     /// Publishes again the services (and removed real servers) whose next hops changed.
-    fn republish(&mut self, changed: &HashSet<Ipv4Addr>) -> Result<()> {
+    fn republish(&mut self, changed: &HashSet<IpAddr>) -> Result<()> {
         if changed.is_empty() {
             return Ok(());
         }
@@ -1136,14 +1143,8 @@ impl Director {
                             protocol: service.spec.addr.protocol,
                             expires_in: timeout.saturating_sub(idle) as u32,
                             state: tcp_state::name(conn.state).to_owned(),
-                            client: (
-                                Ipv4Addr::from(key.saddr.ipv4().to_ne_bytes()),
-                                u16::from_be(key.sport),
-                            ),
-                            virtual_addr: (
-                                Ipv4Addr::from(key.daddr.ipv4().to_ne_bytes()),
-                                u16::from_be(key.dport),
-                            ),
+                            client: (key.saddr.to_ip(key.family), u16::from_be(key.sport)),
+                            virtual_addr: (key.daddr.to_ip(key.family), u16::from_be(key.dport)),
                             real: (real.addr, real.port),
                         });
                     }
@@ -1170,7 +1171,8 @@ impl Director {
                 protocol: service.spec.addr.protocol,
                 expires_in: u64::from(p.timeout).saturating_sub(idle) as u32,
                 state: "NONE".to_owned(),
-                client: (Ipv4Addr::from(key.client.ipv4().to_ne_bytes()), 0),
+                // The service tells the template's family.
+                client: (key.client.to_ip(service.spec.addr.family()), 0),
                 virtual_addr: (service.spec.addr.addr, service.spec.addr.port),
                 real: (real.addr, real.port),
             });

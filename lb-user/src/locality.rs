@@ -61,7 +61,7 @@ mod tests {
     fn addr(port: u16) -> ServiceAddr {
         ServiceAddr {
             protocol: Protocol::Tcp,
-            addr: Ipv4Addr::new(192, 168, 1, 99),
+            addr: Ipv4Addr::new(192, 168, 1, 99).into(),
             port,
         }
     }

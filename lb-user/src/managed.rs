@@ -554,10 +554,10 @@ mod tests {
         TargetKey {
             service: ServiceAddr {
                 protocol: Protocol::Tcp,
-                addr: VIP,
+                addr: VIP.into(),
                 port: 80,
             },
-            real: Ipv4Addr::new(10, 0, 0, n),
+            real: Ipv4Addr::new(10, 0, 0, n).into(),
             port: 80,
         }
     }
@@ -572,7 +572,18 @@ mod tests {
         m.desired()[0]
             .reals
             .iter()
-            .map(|r| (r.addr.octets()[3], r.weight))
+            .map(|r| {
+                (
+                    r.addr
+                        .to_string()
+                        .rsplit('.')
+                        .next()
+                        .unwrap()
+                        .parse()
+                        .unwrap(),
+                    r.weight,
+                )
+            })
             .collect()
     }
 
@@ -587,7 +598,7 @@ mod tests {
     fn a_service_removed_from_the_file_while_lbd_was_down_goes_at_the_next_start() {
         let other = ServiceAddr {
             protocol: Protocol::Tcp,
-            addr: Ipv4Addr::new(10, 0, 0, 2),
+            addr: Ipv4Addr::new(10, 0, 0, 2).into(),
             port: 443,
         };
         let two = format!(
@@ -603,7 +614,7 @@ mod tests {
         // A service of lbadm's own, which the file never owned.
         let mine = ServiceAddr {
             protocol: Protocol::Udp,
-            addr: Ipv4Addr::new(10, 0, 0, 3),
+            addr: Ipv4Addr::new(10, 0, 0, 3).into(),
             port: 53,
         };
         let by_hand = Config::default()
@@ -758,7 +769,7 @@ mod tests {
         let m = managed(" ha_suspend");
         let t = &m.targets()[0];
         assert_eq!(t.weight, 2);
-        assert_eq!(t.suspend_unless_local, Some(VIP));
+        assert_eq!(t.suspend_unless_local, Some(VIP.into()));
         assert_eq!(managed("").targets()[0].suspend_unless_local, None);
     }
 }

@@ -13,12 +13,11 @@
 //! firewall in mind.
 //!
 //! Label values follow the model's own spelling: `protocol="tcp"|"udp"`,
-//! `forward="route"|"tunnel"|"masq"`, addresses dotted-quad, ports decimal. Rates (ipvsadm
+//! `forward="route"|"tunnel"|"masq"`, addresses dotted-quad or IPv6 text (`2001:db8::1`, no brackets: ports have labels of their own), ports decimal. Rates (ipvsadm
 //! `--rate`) are not exported: Prometheus derives them from the counters with `rate()`.
 
 use std::{
-    borrow::Cow, collections::HashMap, fmt::Write as _, io, net::Ipv4Addr, sync::Arc,
-    time::Duration,
+    borrow::Cow, collections::HashMap, fmt::Write as _, io, net::IpAddr, sync::Arc, time::Duration,
 };
 
 use lb_common::Stat;
@@ -53,7 +52,7 @@ pub struct MetricsInput {
 pub struct HealthState {
     pub service: ServiceAddr,
     /// The real server's address and port (the fields of `health::TargetKey`).
-    pub real: Ipv4Addr,
+    pub real: IpAddr,
     pub port: u16,
     pub up: bool,
 }
@@ -771,15 +770,16 @@ mod tests {
     use crate::model::{
         Rates, RealStatus, SchedFlags, Scheduler, ServiceSpec, ServiceStatus, Stats,
     };
+    use std::net::Ipv4Addr;
 
     const WEB: ServiceAddr = ServiceAddr {
         protocol: Protocol::Tcp,
-        addr: Ipv4Addr::new(10, 0, 0, 1),
+        addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
         port: 80,
     };
     const DNS: ServiceAddr = ServiceAddr {
         protocol: Protocol::Udp,
-        addr: Ipv4Addr::new(10, 0, 0, 1),
+        addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
         port: 53,
     };
 
@@ -796,7 +796,7 @@ mod tests {
     fn real(addr: [u8; 4], port: u16, forward: Forward, weight: u32) -> RealStatus {
         RealStatus {
             spec: RealSpec {
-                addr: Ipv4Addr::from(addr),
+                addr: Ipv4Addr::from(addr).into(),
                 port,
                 forward,
                 weight,
@@ -862,27 +862,27 @@ mod tests {
             health: vec![
                 HealthState {
                     service: WEB,
-                    real: Ipv4Addr::new(192, 168, 1, 3),
+                    real: Ipv4Addr::new(192, 168, 1, 3).into(),
                     port: 8080,
                     up: true,
                 },
                 HealthState {
                     service: WEB,
-                    real: Ipv4Addr::new(192, 168, 1, 2),
+                    real: Ipv4Addr::new(192, 168, 1, 2).into(),
                     port: 80,
                     up: true,
                 },
                 // No longer configured: left out.
                 HealthState {
                     service: WEB,
-                    real: Ipv4Addr::new(192, 168, 1, 9),
+                    real: Ipv4Addr::new(192, 168, 1, 9).into(),
                     port: 80,
                     up: true,
                 },
                 // A later verdict on the same real server wins.
                 HealthState {
                     service: WEB,
-                    real: Ipv4Addr::new(192, 168, 1, 3),
+                    real: Ipv4Addr::new(192, 168, 1, 3).into(),
                     port: 8080,
                     up: false,
                 },

@@ -2,7 +2,11 @@
 //! methods, schedulers. These are what `lbadm` sends, what `lbd` keeps and persists, and what
 //! listings show. Pure data: no I/O.
 
-use std::{fmt, net::Ipv4Addr, str::FromStr};
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr},
+    str::FromStr,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -43,13 +47,47 @@ impl Protocol {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ServiceAddr {
     pub protocol: Protocol,
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     pub port: u16,
+}
+
+impl ServiceAddr {
+    /// The service's address family ([`lb_common::AF_INET`] or [`lb_common::AF_INET6`]).
+    pub fn family(&self) -> u8 {
+        family(self.addr)
+    }
 }
 
 impl fmt::Display for ServiceAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}:{}", self.protocol.label(), self.addr, self.port)
+        write!(
+            f,
+            "{} {}",
+            self.protocol.label(),
+            AddrPort(self.addr, self.port)
+        )
+    }
+}
+
+/// The address family of an address, as the data path's keys carry it.
+pub fn family(addr: IpAddr) -> u8 {
+    match addr {
+        IpAddr::V4(_) => lb_common::AF_INET,
+        IpAddr::V6(_) => lb_common::AF_INET6,
+    }
+}
+
+/// `addr:port`, with the address in brackets for IPv6 (`[2001:db8::1]:80`), as ipvsadm writes
+/// both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AddrPort(pub IpAddr, pub u16);
+
+impl fmt::Display for AddrPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            IpAddr::V4(a) => write!(f, "{a}:{}", self.1),
+            IpAddr::V6(a) => write!(f, "[{a}]:{}", self.1),
+        }
     }
 }
 
@@ -198,8 +236,55 @@ impl Forward {
 pub struct Persistence {
     /// Seconds (ipvsadm's default is 300).
     pub timeout: u32,
-    /// Client netmask (default 255.255.255.255).
-    pub netmask: Ipv4Addr,
+    /// Client netmask: a mask for IPv4 services (default 255.255.255.255), a prefix length for
+    /// IPv6 ones (default 128), as IPVS keeps it in one `netmask` field.
+    pub netmask: Netmask,
+}
+
+/// The persistence granularity of a service, in IPVS's terms: IPv4 services have a netmask,
+/// IPv6 services a prefix length (`-M 64`). Saved as JSON as a string (`"255.255.255.0"`, as
+/// state files before IPv6 have it) or a number (`64`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Netmask {
+    V4(Ipv4Addr),
+    V6(u8),
+}
+
+impl Netmask {
+    /// The default of a service of `addr`'s family: every client on its own.
+    pub const fn host(addr: IpAddr) -> Netmask {
+        match addr {
+            IpAddr::V4(_) => Netmask::V4(Ipv4Addr::BROADCAST),
+            IpAddr::V6(_) => Netmask::V6(128),
+        }
+    }
+
+    /// Whether this is the default of its family (ipvsadm then prints no mask).
+    pub fn is_host(self) -> bool {
+        match self {
+            Netmask::V4(m) => m == Ipv4Addr::BROADCAST,
+            Netmask::V6(len) => len == 128,
+        }
+    }
+
+    /// The mask as the data path applies it to client addresses.
+    pub fn to_addr(self) -> lb_common::Addr {
+        match self {
+            Netmask::V4(m) => lb_common::Addr::from(IpAddr::V4(m)),
+            Netmask::V6(len) => lb_common::Addr::prefix_mask(u32::from(len)),
+        }
+    }
+}
+
+impl fmt::Display for Netmask {
+    /// As `-S` writes it after `-M` and `-L` after `mask`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Netmask::V4(m) => m.fmt(f),
+            Netmask::V6(len) => len.fmt(f),
+        }
+    }
 }
 
 /// Scheduler flags (`-b`): `sh-fallback`, `sh-port`, `mh-fallback`, `mh-port`
@@ -248,7 +333,8 @@ pub struct ServiceSpec {
 /// Everything that defines a real server of a service (`-a` / `-e`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RealSpec {
-    pub addr: Ipv4Addr,
+    /// Of the service's family, or of either family for a tunnel (`-i`), as IPVS allows.
+    pub addr: IpAddr,
     pub port: u16,
     pub forward: Forward,
     /// 0..=65535 as in IPVS; 0 = quiescent (no new connections).
@@ -307,7 +393,7 @@ pub enum Command {
     /// `-d`
     DeleteReal {
         service: ServiceAddr,
-        addr: Ipv4Addr,
+        addr: IpAddr,
         port: u16,
     },
     /// `-C`
@@ -371,9 +457,9 @@ pub struct ConnectionStatus {
     pub expires_in: u32,
     /// IPVS state name (`ESTABLISHED`, `FIN_WAIT`, `UDP`, ...).
     pub state: String,
-    pub client: (Ipv4Addr, u16),
-    pub virtual_addr: (Ipv4Addr, u16),
-    pub real: (Ipv4Addr, u16),
+    pub client: (IpAddr, u16),
+    pub virtual_addr: (IpAddr, u16),
+    pub real: (IpAddr, u16),
 }
 
 /// The running configuration with live figures, as `lbd` reports it.
@@ -389,7 +475,7 @@ pub struct Snapshot {
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let service = |f: &mut fmt::Formatter<'_>, s: &ServiceAddr| {
-            write!(f, "{} {}:{}", s.protocol.flag(), s.addr, s.port)
+            write!(f, "{} {}", s.protocol.flag(), AddrPort(s.addr, s.port))
         };
         let spec = |f: &mut fmt::Formatter<'_>, s: &ServiceSpec| {
             service(f, &s.addr)?;
@@ -400,7 +486,7 @@ impl fmt::Display for Command {
             }
             if let Some(p) = s.persistence {
                 write!(f, " -p {}", p.timeout)?;
-                if p.netmask != Ipv4Addr::BROADCAST {
+                if !p.netmask.is_host() {
                     write!(f, " -M {}", p.netmask)?;
                 }
             }
@@ -410,9 +496,8 @@ impl fmt::Display for Command {
             service(f, s)?;
             write!(
                 f,
-                " -r {}:{} {} -w {}",
-                r.addr,
-                r.port,
+                " -r {} {} -w {}",
+                AddrPort(r.addr, r.port),
                 r.forward.flag(),
                 r.weight
             )?;
@@ -458,7 +543,7 @@ impl fmt::Display for Command {
             } => {
                 f.write_str("-d ")?;
                 service(f, s)?;
-                write!(f, " -r {addr}:{port}")
+                write!(f, " -r {}", AddrPort(*addr, *port))
             }
             Command::Clear => f.write_str("-C"),
             Command::Zero { service: None } => f.write_str("-Z"),
@@ -483,7 +568,7 @@ mod tests {
             service: ServiceSpec {
                 addr: ServiceAddr {
                     protocol: Protocol::Tcp,
-                    addr: Ipv4Addr::new(192, 168, 1, 99),
+                    addr: Ipv4Addr::new(192, 168, 1, 99).into(),
                     port: 80,
                 },
                 scheduler,

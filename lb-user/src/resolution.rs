@@ -10,7 +10,7 @@
 
 use std::{
     collections::HashSet,
-    net::Ipv4Addr,
+    net::IpAddr,
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -30,7 +30,7 @@ pub const RESOLUTION_WAIT: Duration = Duration::from_millis(500);
 #[derive(Default)]
 pub struct Resolution {
     monitor: Option<NeighbourMonitor>,
-    waiting: HashSet<(u32, Ipv4Addr)>,
+    waiting: HashSet<(u32, IpAddr)>,
 }
 
 impl Resolution {
@@ -50,12 +50,12 @@ impl Resolution {
     }
 
     /// Awaits the answer for `via` on `ifindex`.
-    pub(crate) fn awaits(&mut self, ifindex: u32, via: Ipv4Addr) {
+    pub(crate) fn awaits(&mut self, ifindex: u32, via: IpAddr) {
         self.waiting.insert((ifindex, via));
     }
 
     /// Keeps awaiting only the next hops for which `keep` holds.
-    pub(crate) fn retain(&mut self, keep: impl Fn(u32, Ipv4Addr) -> bool) {
+    pub(crate) fn retain(&mut self, keep: impl Fn(u32, IpAddr) -> bool) {
         self.waiting.retain(|&(ifindex, via)| keep(ifindex, via));
     }
 

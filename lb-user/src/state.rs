@@ -113,4 +113,28 @@ mod tests {
         );
         fs::remove_dir_all(dir).unwrap();
     }
+
+    #[test]
+    fn ipv6_services_round_trip_and_old_netmasks_still_load() {
+        let dir = std::env::temp_dir().join(format!("lb-state-test6-{}", std::process::id()));
+        let path = dir.join("state.json");
+        let commands = crate::ipvsadm::parse_restore_with(
+            "-A -u [2001:db8::1]:53 -s sh -p 600 -M 64\n\
+             -a -u [2001:db8::1]:53 -r [2001:db8::31]:5353 -m -w 1\n\
+             -a -u [2001:db8::1]:53 -r 10.0.1.1:53 -i -w 1\n\
+             -A -t 10.0.0.1:443 -s wlc -p 100 -M 255.255.255.0\n",
+            &crate::ipvsadm::NoNames,
+        )
+        .unwrap();
+        let config = Config::default().apply_all(&commands).unwrap();
+        save(&path, &config).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        // IPv4 masks stay strings, as state files before IPv6 have them; prefix lengths are
+        // numbers.
+        assert!(text.contains("\"netmask\": \"255.255.255.0\""), "{text}");
+        assert!(text.contains("\"netmask\": 64"), "{text}");
+        assert!(text.contains("\"2001:db8::31\""), "{text}");
+        assert_eq!(load(&path).unwrap(), Some(config));
+        fs::remove_dir_all(dir).unwrap();
+    }
 }

@@ -36,6 +36,29 @@ const DIFFERENCES: &[(&str, &str, &str)] = &[
          > -a -u 10.0.0.1:53 -r 10.0.1.1:5353 -m -w 1\n\
          = 0\n",
     ),
+    // The same for an IPv6 real server.
+    (
+        "ipv6",
+        "-Sn",
+        "> -A -t 10.0.0.1:80 -s wlc\n\
+         > -a -t 10.0.0.1:80 -r 10.0.1.2:80 -i -w 1 --tun-type ipip\n\
+         > -a -t 10.0.0.1:80 -r [2001:db8::21]:80 -i -w 5 --tun-type ipip\n\
+         > -A -t 10.0.0.3:443 -s wlc -p 100 -M 0.0.0.64\n\
+         > -A -t [::]:80 -s rr\n\
+         > -A -t [::ffff:10.0.0.9]:80 -s rr\n\
+         > -A -t [2001:db8::1]:80 -s rr\n\
+         > -a -t [2001:db8::1]:80 -r 10.0.1.1:80 -i -w 1 --tun-type ipip\n\
+         > -a -t [2001:db8::1]:80 -r [2001:db8::12]:80 -g -w 2\n\
+         > -a -t [2001:db8::1]:80 -r [2001:db8:1234:5678:9abc:def0:1234:5678]:80 -g -w 3\n\
+         > -A -t [2001:db8::2]:443 -s wlc -p 360 -M 48\n\
+         > -A -t [2001:db8::3]:443 -s wlc -p 100\n\
+         > -A -t [2001:db8::4]:0 -s rr -p 360\n\
+         > -A -t [2001:db8:1234:5678:9abc:def0:1234:5678]:65535 -s rr\n\
+         > -A -u [2001:db8::1]:53 -s sh -p 600 -M 64\n\
+         > -a -u [2001:db8::1]:53 -r [2001:db8::31]:5353 -m -w 1\n\
+         > -a -u [2001:db8::1]:53 -r [2001:db8::32]:5353 -m -w 1 -x 10 -y 5\n\
+         = 0\n",
+    ),
 ];
 
 /// One command of a transcript: its arguments, standard input, and the rest of its lines.

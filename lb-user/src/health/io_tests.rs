@@ -30,10 +30,10 @@ fn key(n: u16) -> TargetKey {
     TargetKey {
         service: ServiceAddr {
             protocol: Protocol::Tcp,
-            addr: Ipv4Addr::new(10, 0, 0, 1),
+            addr: Ipv4Addr::new(10, 0, 0, 1).into(),
             port: 80,
         },
-        real: Ipv4Addr::new(10, 0, 0, 10),
+        real: Ipv4Addr::new(10, 0, 0, 10).into(),
         port: n,
     }
 }
@@ -532,7 +532,7 @@ async fn bindto_sets_the_source_of_the_check() {
     let port = listener.local_addr().unwrap().port();
     let source = Ipv4Addr::new(127, 0, 0, 2);
     let check = CheckSpec {
-        bindto: Some(source),
+        bindto: Some(source.into()),
         ..tcp_check(port, 0)
     };
     let (_checker, _events) = spawn(vec![target(1, vec![check])]).unwrap();
@@ -608,11 +608,11 @@ async fn misc_without_dynamic_fails_on_any_other_status_and_on_timeouts() {
 async fn ha_suspend_skips_checks_while_the_address_is_not_local() {
     let server = TcpServer::start(0).await;
     let not_here = Target {
-        suspend_unless_local: Some(Ipv4Addr::new(192, 0, 2, 1)),
+        suspend_unless_local: Some(Ipv4Addr::new(192, 0, 2, 1).into()),
         ..target(1, vec![tcp_check(server.port, 0)])
     };
     let here = Target {
-        suspend_unless_local: Some(LOCALHOST),
+        suspend_unless_local: Some(LOCALHOST.into()),
         ..target(2, vec![tcp_check(server.port, 0)])
     };
     let (_checker, _events) = spawn(vec![not_here]).unwrap();

@@ -21,7 +21,7 @@ pub mod state;
 #[cfg(test)]
 mod io_tests;
 
-use std::{fmt, net::Ipv4Addr, time::Duration};
+use std::{fmt, net::IpAddr, time::Duration};
 
 pub use crate::keepalived::{HttpVersion, StatusCodes};
 use crate::model::ServiceAddr;
@@ -48,13 +48,18 @@ pub mod defaults {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TargetKey {
     pub service: ServiceAddr,
-    pub real: Ipv4Addr,
+    pub real: IpAddr,
     pub port: u16,
 }
 
 impl fmt::Display for TargetKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} -> {}:{}", self.service, self.real, self.port)
+        write!(
+            f,
+            "{} -> {}",
+            self.service,
+            crate::model::AddrPort(self.real, self.port)
+        )
     }
 }
 
@@ -68,19 +73,19 @@ pub struct Target {
     pub checks: Vec<CheckSpec>,
     /// `ha_suspend`: the checks are suspended while this address (the virtual server's) is
     /// not on one of this host's interfaces.
-    pub suspend_unless_local: Option<Ipv4Addr>,
+    pub suspend_unless_local: Option<IpAddr>,
 }
 
 /// One check of a real server, its settings resolved as keepalived resolves them.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct CheckSpec {
     pub probe: Probe,
-    /// Address the check connects to: `connect_ip`, else the real server's.
-    pub addr: Ipv4Addr,
+    /// Address the check connects to: `connect_ip`, else the real server's (either family).
+    pub addr: IpAddr,
     /// `connect_port`, else the real server's port (unused by MISC_CHECK).
     pub port: u16,
-    /// `bindto`: the source address of the check's connections.
-    pub bindto: Option<Ipv4Addr>,
+    /// `bindto`: the source address of the check's connections (of `addr`'s family).
+    pub bindto: Option<IpAddr>,
     /// `bind_port`: their source port.
     pub bind_port: Option<u16>,
     pub connect_timeout: Duration,
@@ -170,10 +175,10 @@ pub struct MiscProbe {
 
 impl CheckSpec {
     /// `TCP_CHECK` of `addr:port` with keepalived's defaults (no warmup).
-    pub fn tcp(addr: Ipv4Addr, port: u16) -> Self {
+    pub fn tcp(addr: impl Into<IpAddr>, port: u16) -> Self {
         CheckSpec {
             probe: Probe::Tcp,
-            addr,
+            addr: addr.into(),
             port,
             bindto: None,
             bind_port: None,
@@ -188,7 +193,7 @@ impl CheckSpec {
     }
 
     /// `HTTP_GET` of `path` on `addr:port` with keepalived's defaults (any 2xx passes).
-    pub fn http(addr: Ipv4Addr, port: u16, path: impl Into<String>) -> Self {
+    pub fn http(addr: impl Into<IpAddr>, port: u16, path: impl Into<String>) -> Self {
         CheckSpec {
             probe: Probe::Http(HttpProbe {
                 urls: vec![UrlProbe {
@@ -324,6 +329,7 @@ pub struct Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     const RS: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 12);
 

@@ -4,7 +4,7 @@
 
 use std::{
     io,
-    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
 };
 
 use tokio::{
@@ -123,17 +123,25 @@ fn shown(line: &[u8]) -> String {
     String::from_utf8_lossy(line).chars().take(64).collect()
 }
 
+/// The wildcard address of `addr`'s family (a source left to the kernel).
+fn unspecified(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+    }
+}
+
 /// A UDP socket bound as the check says and connected to its target.
 async fn udp_socket(check: &CheckSpec) -> Result<UdpSocket, String> {
-    let source = SocketAddrV4::new(
-        check.bindto.unwrap_or(Ipv4Addr::UNSPECIFIED),
+    let source = SocketAddr::new(
+        check.bindto.unwrap_or(unspecified(check.addr)),
         check.bind_port.unwrap_or(0),
     );
     let socket = UdpSocket::bind(source)
         .await
         .map_err(|e| format!("binding to {source}: {}", describe(&e)))?;
     socket
-        .connect(SocketAddrV4::new(check.addr, check.port))
+        .connect(SocketAddr::new(check.addr, check.port))
         .await
         .map_err(|e| describe(&e))?;
     Ok(socket)
@@ -422,10 +430,14 @@ async fn misc_check(misc: &MiscProbe) -> Outcome {
 
 async fn connect(check: &CheckSpec) -> Result<TcpStream, String> {
     let limit = check.connect_timeout;
-    let socket = TcpSocket::new_v4().map_err(|e| describe(&e))?;
+    let socket = match check.addr {
+        IpAddr::V4(_) => TcpSocket::new_v4(),
+        IpAddr::V6(_) => TcpSocket::new_v6(),
+    }
+    .map_err(|e| describe(&e))?;
     if check.bindto.is_some() || check.bind_port.is_some() {
-        let source = SocketAddrV4::new(
-            check.bindto.unwrap_or(Ipv4Addr::UNSPECIFIED),
+        let source = SocketAddr::new(
+            check.bindto.unwrap_or(unspecified(check.addr)),
             check.bind_port.unwrap_or(0),
         );
         // A fixed source port is reused from one attempt to the next.
@@ -433,10 +445,10 @@ async fn connect(check: &CheckSpec) -> Result<TcpStream, String> {
             socket.set_reuseaddr(true).map_err(|e| describe(&e))?;
         }
         socket
-            .bind(SocketAddr::V4(source))
+            .bind(source)
             .map_err(|e| format!("binding to {source}: {}", describe(&e)))?;
     }
-    let peer = SocketAddr::V4(SocketAddrV4::new(check.addr, check.port));
+    let peer = SocketAddr::new(check.addr, check.port);
     match timeout(limit, socket.connect(peer)).await {
         Ok(Ok(stream)) => Ok(stream),
         Ok(Err(e)) => Err(describe(&e)),

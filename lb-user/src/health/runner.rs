@@ -4,7 +4,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     time::{Duration, Instant},
 };
 
@@ -162,7 +162,7 @@ fn warmup(max: Duration) -> Duration {
 }
 
 /// True when `addr` is on one of this host's interfaces.
-fn is_local(addr: Ipv4Addr) -> bool {
+fn is_local(addr: IpAddr) -> bool {
     let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `list` with a list we free below with freeifaddrs.
     if unsafe { libc::getifaddrs(&mut list) } != 0 {
@@ -177,13 +177,22 @@ fn is_local(addr: Ipv4Addr) -> bool {
         if !entry.ifa_addr.is_null() {
             // SAFETY: ifa_addr points to a sockaddr whose family says its type.
             let family = unsafe { (*entry.ifa_addr).sa_family };
-            if i32::from(family) == libc::AF_INET {
+            let local = if i32::from(family) == libc::AF_INET {
                 // SAFETY: an AF_INET address is a sockaddr_in.
                 let sin = unsafe { &*(entry.ifa_addr as *const libc::sockaddr_in) };
-                if Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)) == addr {
-                    found = true;
-                    break;
-                }
+                Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                    sin.sin_addr.s_addr,
+                ))))
+            } else if i32::from(family) == libc::AF_INET6 {
+                // SAFETY: an AF_INET6 address is a sockaddr_in6.
+                let sin6 = unsafe { &*(entry.ifa_addr as *const libc::sockaddr_in6) };
+                Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
+            } else {
+                None
+            };
+            if local == Some(addr) {
+                found = true;
+                break;
             }
         }
         cursor = entry.ifa_next;
@@ -197,7 +206,7 @@ fn is_local(addr: Ipv4Addr) -> bool {
 struct Server {
     key: TargetKey,
     weight: u32,
-    suspend_unless_local: Option<Ipv4Addr>,
+    suspend_unless_local: Option<IpAddr>,
     slots: Vec<Slot>,
     up: bool,
     /// The weight last reported.

@@ -3,7 +3,7 @@
 //! trailing blanks of the `-L` rows) and number abbreviations are ipvsadm's `printf` formats;
 //! scripts that cut or awk its output keep working.
 
-use std::{fmt::Write as _, net::Ipv4Addr};
+use std::{fmt::Write as _, net::IpAddr};
 
 use super::{error::CliError, names::Names, parse::ListOptions};
 use crate::model::{
@@ -14,9 +14,10 @@ use crate::model::{
 /// The IPVS version ipvsadm reports from the kernel; every kernel since 2.6.x says 1.2.1.
 pub const IPVS_VERSION: &str = "1.2.1";
 
-/// ipvsadm cuts `PROT host:port` to this many bytes in listings (names can be long).
+/// ipvsadm cuts `PROT host:port` of an IPv4 service to this many bytes in listings (names can
+/// be long); IPv6 ones it prints whole.
 const SERVICE_NAME_WIDTH: usize = 33;
-/// ... and a real server's `host:port` to this many.
+/// ... and an IPv4 real server's `host:port` to this many (IPv6 ones whole, again).
 const REAL_NAME_WIDTH: usize = 28;
 
 /// `-L` / `-l` of the service table: everything, or only `opts.service` (then without the
@@ -74,7 +75,8 @@ pub fn format_save(snapshot: &Snapshot, numeric: bool, names: &dyn Names) -> Str
         let _ = write!(out, "-A {svc} -s {}", spec.scheduler);
         if let Some(p) = spec.persistence {
             let _ = write!(out, " -p {}", p.timeout);
-            if p.netmask != Ipv4Addr::BROADCAST {
+            // A mask for IPv4 services, a prefix length for IPv6 ones (`-M 64`).
+            if !p.netmask.is_host() {
                 let _ = write!(out, " -M {}", p.netmask);
             }
         }
@@ -136,7 +138,7 @@ pub fn format_connections(
     }
     for c in connections {
         let name =
-            |(addr, port): (Ipv4Addr, u16)| host_port(addr, port, c.protocol, opts.numeric, names);
+            |(addr, port): (IpAddr, u16)| host_port(addr, port, c.protocol, opts.numeric, names);
         let expire = format!("{:02}:{:02}", c.expires_in / 60, c.expires_in % 60);
         let _ = writeln!(
             out,
@@ -239,7 +241,9 @@ fn service_rows(
         addr.protocol.label(),
         host_port(addr.addr, addr.port, addr.protocol, opts.numeric, names)
     );
-    truncate(&mut svc, SERVICE_NAME_WIDTH);
+    if addr.addr.is_ipv4() {
+        truncate(&mut svc, SERVICE_NAME_WIDTH);
+    }
     match style {
         Style::Stats => {
             let s = &service.stats;
@@ -266,7 +270,7 @@ fn service_rows(
             }
             if let Some(p) = spec.persistence {
                 let _ = write!(out, " persistent {}", p.timeout);
-                if p.netmask != Ipv4Addr::BROADCAST {
+                if !p.netmask.is_host() {
                     let _ = write!(out, " mask {}", p.netmask);
                 }
             }
@@ -277,7 +281,9 @@ fn service_rows(
     for real in sorted_reals(service, opts.nosort) {
         let r = &real.spec;
         let mut dest = host_port(r.addr, r.port, addr.protocol, opts.numeric, names);
-        truncate(&mut dest, REAL_NAME_WIDTH);
+        if r.addr.is_ipv4() {
+            truncate(&mut dest, REAL_NAME_WIDTH);
+        }
         let _ = write!(out, "  -> {dest:<28}");
         match style {
             Style::Stats => {
@@ -383,22 +389,24 @@ fn save_sched_flags(scheduler: Scheduler, flags: SchedFlags) -> String {
     flags.names(scheduler).join(",")
 }
 
-/// ipvsadm's `addrport_to_anyname`: `host:port`, with names unless `numeric`.
+/// ipvsadm's `addrport_to_anyname`: `host:port`, with names unless `numeric`; IPv6 hosts (names
+/// too) in brackets.
 fn host_port(
-    addr: Ipv4Addr,
+    addr: IpAddr,
     port: u16,
     protocol: Protocol,
     numeric: bool,
     names: &dyn Names,
 ) -> String {
+    let (open, close) = if addr.is_ipv6() { ("[", "]") } else { ("", "") };
     if numeric {
-        return format!("{addr}:{port}");
+        return format!("{open}{addr}{close}:{port}");
     }
     let host = names.host_name(addr).unwrap_or_else(|| addr.to_string());
     let port = names
         .service_name(port, protocol)
         .unwrap_or_else(|| port.to_string());
-    format!("{host}:{port}")
+    format!("{open}{host}{close}:{port}")
 }
 
 /// Cuts to at most `max` bytes (on a character boundary: names may not be ASCII).
@@ -412,15 +420,42 @@ fn truncate(s: &mut String, max: usize) {
     }
 }
 
-/// `ntohl(a) - ntohl(b)` as libipvs computes it: the difference of the addresses wraps into a
-/// signed 32-bit int, so two addresses more than 2^31 apart compare the "wrong" way round:
-/// 192.168.0.1 sorts before 10.0.0.1.
-fn address_difference(a: Ipv4Addr, b: Ipv4Addr) -> i32 {
-    u32::from(a).wrapping_sub(u32::from(b)) as i32
+/// An address as libipvs sees it in its `nf_inet_addr` union, four words in host order: an
+/// IPv4 address is the first word, the others zero.
+fn host_words(addr: IpAddr) -> [u32; 4] {
+    match addr {
+        IpAddr::V4(v4) => [u32::from(v4), 0, 0, 0],
+        IpAddr::V6(v6) => {
+            let o = v6.octets();
+            std::array::from_fn(|i| {
+                u32::from_be_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
+            })
+        }
+    }
 }
 
-/// libipvs' `ipvs_cmp_services`: protocol number, then address (as above), then port.
+/// `ntohl(a) - ntohl(b)` as libipvs computes it: the difference of the addresses wraps into a
+/// signed 32-bit int, so two addresses more than 2^31 apart compare the "wrong" way round:
+/// 192.168.0.1 sorts before 10.0.0.1. IPv6 addresses (by `a`'s family, as libipvs decides)
+/// compare word by word that way, IPv4 ones by their one word.
+fn address_difference(a: IpAddr, b: IpAddr) -> i32 {
+    let (a_words, b_words) = (host_words(a), host_words(b));
+    let words = if a.is_ipv6() { 4 } else { 1 };
+    a_words[..words]
+        .iter()
+        .zip(&b_words[..words])
+        .map(|(x, y)| x.wrapping_sub(*y) as i32)
+        .find(|&d| d != 0)
+        .unwrap_or(0)
+}
+
+/// libipvs' `ipvs_cmp_services`: family (IPv4 first), protocol number, then address (as
+/// above), then port.
 fn compare_services(a: &ServiceAddr, b: &ServiceAddr) -> i32 {
+    let by_family = i32::from(a.family()) - i32::from(b.family());
+    if by_family != 0 {
+        return by_family;
+    }
     let by_protocol = i32::from(a.protocol.number()) - i32::from(b.protocol.number());
     if by_protocol != 0 {
         return by_protocol;
@@ -431,7 +466,8 @@ fn compare_services(a: &ServiceAddr, b: &ServiceAddr) -> i32 {
     }
 }
 
-/// libipvs' `ipvs_cmp_dests`: address (as above), then port.
+/// libipvs' `ipvs_cmp_dests`: address (as above, so a tunnel service's real servers of both
+/// families compare by the first one's family), then port.
 fn compare_reals(a: &RealSpec, b: &RealSpec) -> i32 {
     match address_difference(a.addr, b.addr) {
         0 => i32::from(a.port) - i32::from(b.port),

@@ -10,7 +10,10 @@
 //! every option not given takes its default (scheduler wlc, no persistence, weight 1, direct
 //! routing, no thresholds).
 
-use std::{net::Ipv4Addr, str::FromStr};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    str::FromStr,
+};
 
 use super::{
     error::CliError,
@@ -20,12 +23,13 @@ use super::{
     popt::OptToken,
     scan::{inet_aton, string_to_number},
     values::{
-        MAX_TIMEOUT, check_mcast_group, number, parse_sched_flags, parse_service, parse_timeout,
+        MAX_TIMEOUT, check_mcast_group, number, parse_prefix_len, parse_sched_flags, parse_service,
+        parse_timeout,
     },
 };
 use crate::model::{
-    Command, Forward, Persistence, Protocol, RealSpec, SchedFlags, Scheduler, ServiceAddr,
-    ServiceSpec, Timeouts,
+    Command, Forward, Netmask, Persistence, Protocol, RealSpec, SchedFlags, Scheduler, ServiceAddr,
+    ServiceSpec, Timeouts, family,
 };
 
 /// The scheduler ipvsadm uses when `-s` is not given.
@@ -38,13 +42,13 @@ pub(crate) struct Line {
     cmd: Cmd,
     options: OptionSet,
     protocol: Option<Protocol>,
-    svc_addr: Ipv4Addr,
+    svc_addr: IpAddr,
     svc_port: u16,
     scheduler: Option<String>,
     persistent: Option<u32>,
-    netmask: Ipv4Addr,
+    netmask: Netmask,
     sched_flags: Option<String>,
-    dest_addr: Ipv4Addr,
+    dest_addr: IpAddr,
     dest_port: u16,
     forward: Forward,
     weight: u32,
@@ -60,13 +64,13 @@ impl Line {
             cmd,
             options: OptionSet::default(),
             protocol: None,
-            svc_addr: Ipv4Addr::UNSPECIFIED,
+            svc_addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             svc_port: 0,
             scheduler: None,
             persistent: None,
-            netmask: Ipv4Addr::BROADCAST,
+            netmask: Netmask::V4(Ipv4Addr::BROADCAST),
             sched_flags: None,
-            dest_addr: Ipv4Addr::UNSPECIFIED,
+            dest_addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             dest_port: 0,
             forward: Forward::Route,
             weight: 1,
@@ -98,6 +102,11 @@ impl Line {
                         CliError::usage("illegal virtual server address[:port] specified")
                     })?;
                 self.svc_addr = addr;
+                // An IPv6 service starts with a /128 granularity, whatever -M said before it
+                // (ipvsadm's parse_service sets the netmask to 128).
+                if addr.is_ipv6() {
+                    self.netmask = Netmask::V6(128);
+                }
                 // Without a port the service port is 0 (a wildcard, persistent services only).
                 self.svc_port = port.unwrap_or(0);
             }
@@ -124,11 +133,18 @@ impl Line {
             }
             Opt::Netmask => {
                 self.options.set(Bit::Netmask)?;
-                self.netmask = inet_aton(value)
-                    .or_else(|| names.host_addr(value))
-                    .ok_or_else(|| {
-                        CliError::usage("illegal virtual server persistent mask specified")
-                    })?;
+                // A prefix length once the service is known to be IPv6, a netmask otherwise.
+                self.netmask = if self.svc_addr.is_ipv6() {
+                    Netmask::V6(parse_prefix_len(value)?)
+                } else {
+                    Netmask::V4(
+                        inet_aton(value)
+                            .or_else(|| names.host_addr(value))
+                            .ok_or_else(|| {
+                                CliError::usage("illegal virtual server persistent mask specified")
+                            })?,
+                    )
+                };
             }
             Opt::RealServer => {
                 self.options.set(Bit::Server)?;
@@ -209,8 +225,9 @@ impl Line {
                 self.options.set(Bit::TunInfo)?;
                 self.list.tun_info = true;
             }
-            // ipvsadm only accepts -6 after -f, which lb refuses before getting here.
-            Opt::Ipv6 => return Err(CliError::usage("-6 used before -f")),
+            // ipvsadm only accepts -6 after -f, which lb refuses before getting here. Its
+            // message ends with a newline of its own, so an empty line follows it.
+            Opt::Ipv6 => return Err(CliError::usage("-6 used before -f\n")),
             Opt::Ops => {
                 self.options.set(Bit::OnePacket)?;
                 return Err(CliError::unsupported("One-Packet Scheduling (-o) is"));
@@ -328,6 +345,12 @@ impl Line {
             // service's port whatever -r said.
             if matches!(self.forward, Forward::Route | Forward::Tunnel) {
                 self.dest_port = self.svc_port;
+            }
+            // IPVS forwards to a real server of the other family only through a tunnel.
+            if family(self.dest_addr) != family(self.svc_addr) && self.forward != Forward::Tunnel {
+                return Err(CliError::usage(
+                    "Different address family is allowed only for tunneling servers",
+                ));
             }
             self.check_tunnel_options()?;
         }

@@ -7,7 +7,7 @@
 
 use std::{
     ffi::CStr,
-    net::{Ipv4Addr, SocketAddr, ToSocketAddrs},
+    net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs},
     sync::OnceLock,
 };
 
@@ -17,8 +17,8 @@ use crate::model::Protocol;
 pub trait Names {
     /// A host name to its (first) IPv4 address, as `gethostbyname`.
     fn host_addr(&self, name: &str) -> Option<Ipv4Addr>;
-    /// The name of an address, if it has one, as `gethostbyaddr`.
-    fn host_name(&self, addr: Ipv4Addr) -> Option<String>;
+    /// The name of an address of either family, if it has one, as `gethostbyaddr`.
+    fn host_name(&self, addr: IpAddr) -> Option<String>;
     /// A service name (`http`) to its port for the protocol, as `getservbyname`.
     fn service_port(&self, name: &str, protocol: Protocol) -> Option<u16>;
     /// The official name of a port for the protocol, as `getservbyport`.
@@ -33,7 +33,7 @@ impl Names for NoNames {
     fn host_addr(&self, _name: &str) -> Option<Ipv4Addr> {
         None
     }
-    fn host_name(&self, _addr: Ipv4Addr) -> Option<String> {
+    fn host_name(&self, _addr: IpAddr) -> Option<String> {
         None
     }
     fn service_port(&self, _name: &str, _protocol: Protocol) -> Option<u16> {
@@ -73,27 +73,50 @@ impl Names for SystemNames {
             })
     }
 
-    fn host_name(&self, addr: Ipv4Addr) -> Option<String> {
-        let sa = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: 0,
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(addr).to_be(),
-            },
-            sin_zero: [0; 8],
+    fn host_name(&self, addr: IpAddr) -> Option<String> {
+        // SAFETY: all-zero bytes are a valid sockaddr_storage.
+        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let len = match addr {
+            IpAddr::V4(v4) => {
+                let sa = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as libc::sa_family_t,
+                    sin_port: 0,
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from(v4).to_be(),
+                    },
+                    sin_zero: [0; 8],
+                };
+                // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+                unsafe { (&raw mut storage).cast::<libc::sockaddr_in>().write(sa) };
+                size_of::<libc::sockaddr_in>()
+            }
+            IpAddr::V6(v6) => {
+                let sa = libc::sockaddr_in6 {
+                    sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                    sin6_port: 0,
+                    sin6_flowinfo: 0,
+                    sin6_addr: libc::in6_addr {
+                        s6_addr: v6.octets(),
+                    },
+                    sin6_scope_id: 0,
+                };
+                // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+                unsafe { (&raw mut storage).cast::<libc::sockaddr_in6>().write(sa) };
+                size_of::<libc::sockaddr_in6>()
+            }
         };
         let mut host = [0 as libc::c_char; libc::NI_MAXHOST as usize];
-        // SAFETY: `sa` is a valid sockaddr_in and its exact length is passed; `host` is a
-        // writable buffer of the length passed; no service buffer is asked for (null, 0).
+        // SAFETY: `storage` holds a valid sockaddr of the family's exact length `len`; `host`
+        // is a writable buffer of the length passed; no service buffer is asked for (null, 0).
         let rc = unsafe {
             libc::getnameinfo(
-                (&raw const sa).cast::<libc::sockaddr>(),
-                size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                (&raw const storage).cast::<libc::sockaddr>(),
+                len as libc::socklen_t,
                 host.as_mut_ptr(),
                 host.len() as libc::socklen_t,
                 std::ptr::null_mut(),
                 0,
-                // Only a real name: ipvsadm prints the dotted quad itself when there is none.
+                // Only a real name: ipvsadm prints the address itself when there is none.
                 libc::NI_NAMEREQD,
             )
         };
@@ -217,7 +240,7 @@ https\t\t443/udp
     #[test]
     fn no_names_resolves_nothing() {
         assert_eq!(NoNames.host_addr("localhost"), None);
-        assert_eq!(NoNames.host_name(Ipv4Addr::LOCALHOST), None);
+        assert_eq!(NoNames.host_name(Ipv4Addr::LOCALHOST.into()), None);
         assert_eq!(NoNames.service_port("http", Protocol::Tcp), None);
         assert_eq!(NoNames.service_name(80, Protocol::Tcp), None);
     }
@@ -230,6 +253,6 @@ https\t\t443/udp
             Some(Ipv4Addr::LOCALHOST)
         );
         assert_eq!(SystemNames.host_addr(""), None);
-        assert!(SystemNames.host_name(Ipv4Addr::LOCALHOST).is_some());
+        assert!(SystemNames.host_name(Ipv4Addr::LOCALHOST.into()).is_some());
     }
 }

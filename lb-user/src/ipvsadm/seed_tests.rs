@@ -3,7 +3,7 @@
 //! out byte for byte. The articles' pasted outputs lost their trailing blanks (and sometimes
 //! the column padding); the expected texts here are those outputs with ipvsadm's real spacing.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::{
     Invocation, ListOptions, format_list, format_save, names::NoNames, parse::parse_restore_with,
@@ -38,7 +38,8 @@ impl Director {
             .unwrap_or_else(|| panic!("no service {addr}"))
     }
 
-    fn real(&mut self, service: ServiceAddr, addr: Ipv4Addr) -> &mut RealStatus {
+    fn real(&mut self, service: ServiceAddr, addr: impl Into<IpAddr>) -> &mut RealStatus {
+        let addr = addr.into();
         self.service(service)
             .reals
             .iter_mut()
@@ -136,8 +137,8 @@ impl Director {
     }
 }
 
-fn ip(a: u8, b: u8, c: u8, d: u8) -> Ipv4Addr {
-    Ipv4Addr::new(a, b, c, d)
+fn ip(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(a, b, c, d))
 }
 
 /// Seed 000 (CentOS 7), LVS/TUN. The article pasted its DR listing here ("Route"); with

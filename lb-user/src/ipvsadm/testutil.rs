@@ -1,12 +1,13 @@
 //! Test helpers: a fixed name table instead of the system's resolver, and argument vectors.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::names::{Names, ServicesDb};
 use crate::model::Protocol;
 
-/// Knows `web1` = 10.0.0.1 (reverse: `web1.example.com`), a long-named 10.0.0.2, and a few
-/// services; nothing else resolves.
+/// Knows `web1` = 10.0.0.1 (reverse: `web1.example.com`), a long-named 10.0.0.2, 2001:db8::1
+/// (reverse only, `web6.example.com`: ipvsadm looks names up as IPv4 only), and a few services;
+/// nothing else resolves.
 pub struct FakeNames {
     services: ServicesDb,
 }
@@ -31,11 +32,17 @@ impl Names for FakeNames {
             _ => None,
         }
     }
-    fn host_name(&self, addr: Ipv4Addr) -> Option<String> {
-        match addr.octets() {
-            [10, 0, 0, 1] => Some("web1.example.com".to_owned()),
-            [10, 0, 0, 2] => Some(LONG_NAME.to_owned()),
-            _ => None,
+    fn host_name(&self, addr: IpAddr) -> Option<String> {
+        match addr {
+            IpAddr::V4(v4) => match v4.octets() {
+                [10, 0, 0, 1] => Some("web1.example.com".to_owned()),
+                [10, 0, 0, 2] => Some(LONG_NAME.to_owned()),
+                _ => None,
+            },
+            IpAddr::V6(v6) if v6 == Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1) => {
+                Some("web6.example.com".to_owned())
+            }
+            IpAddr::V6(_) => None,
         }
     }
     fn service_port(&self, name: &str, protocol: Protocol) -> Option<u16> {

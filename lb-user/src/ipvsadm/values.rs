@@ -2,7 +2,7 @@
 //! numbers, timeouts, `host[:port]`, scheduler flags.
 
 use std::{
-    net::{Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     str::FromStr,
 };
 
@@ -39,26 +39,52 @@ pub(crate) fn parse_timeout(value: Option<&str>, min: u32, max: u32) -> Result<u
     )
 }
 
-/// ipvsadm's `parse_service` for `host[:port]`: `Ok(None)` when it is not one (the caller
-/// words the error), the port only when one was written. Hosts are dotted quads (any form
-/// `inet_aton` takes) or names; ports are numbers or service names of the protocol.
+/// ipvsadm's `parse_service` for `host[:port]` and `[ipv6]:port`: `Ok(None)` when it is not
+/// one (the caller words the error), the port only when one was written. An IPv6 address
+/// (`inet_pton`) is taken in brackets with a port, or bare without one (`2001:db8::1:80` is one
+/// address, no port). Otherwise hosts are dotted quads (any form `inet_aton` takes) or names
+/// (IPv4 only, as `gethostbyname`); ports are numbers or service names of the protocol. As in
+/// ipvsadm, brackets around something that is not IPv6 lose their port (`[10.0.0.1]:80` is
+/// 10.0.0.1 without one).
 pub(crate) fn parse_service(
     text: &str,
     protocol: Option<Protocol>,
     names: &dyn Names,
-) -> Result<Option<(Ipv4Addr, Option<u16>)>, CliError> {
+) -> Result<Option<(IpAddr, Option<u16>)>, CliError> {
     if is_all_digits(text) {
         return Ok(None);
     }
-    if text.starts_with('[') || Ipv6Addr::from_str(text).is_ok() {
-        return Err(CliError::unsupported("IPv6 is"));
-    }
-    let (host, port) = match text.rsplit_once(':') {
-        Some((host, port)) => (host, Some(port)),
+    let (host, mut port) = match text.strip_prefix('[') {
+        Some(rest) => {
+            let Some((inside, after)) = rest.split_once(']') else {
+                return Ok(None);
+            };
+            let Some(port) = after.strip_prefix(':') else {
+                return Ok(None);
+            };
+            (inside, Some(port))
+        }
         None => (text, None),
     };
-    let Some(addr) = inet_aton(host).or_else(|| names.host_addr(host)) else {
-        return Ok(None);
+    let addr = if let Ok(v6) = Ipv6Addr::from_str(host) {
+        IpAddr::V6(v6)
+    } else {
+        // ipvsadm looks for the port again in what is left (strrchr), whatever the brackets
+        // said.
+        let host = match host.rsplit_once(':') {
+            Some((h, p)) => {
+                port = Some(p);
+                h
+            }
+            None => {
+                port = None;
+                host
+            }
+        };
+        match inet_aton(host).or_else(|| names.host_addr(host)) {
+            Some(v4) => IpAddr::V4(v4),
+            None => return Ok(None),
+        }
     };
     let port = match port {
         None => None,
@@ -72,6 +98,31 @@ pub(crate) fn parse_service(
         }
     };
     Ok(Some((addr, port)))
+}
+
+/// ipvsadm's `-M` for an IPv6 service: `atoi` of the value (so `48abc` is 48), 1 to 128.
+pub(crate) fn parse_prefix_len(value: &str) -> Result<u8, CliError> {
+    let len = atoi(value);
+    if (1..=128).contains(&len) {
+        Ok(len as u8)
+    } else {
+        Err(CliError::usage("illegal ipv6 netmask specified"))
+    }
+}
+
+/// C's `atoi`: leading blanks, an optional sign, then digits as far as they go; 0 if none.
+fn atoi(value: &str) -> i64 {
+    let s = value.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    let (negative, digits) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let mut n: i64 = 0;
+    for b in digits.bytes().take_while(u8::is_ascii_digit) {
+        n = n.saturating_mul(10).saturating_add(i64::from(b - b'0'));
+    }
+    if negative { -n } else { n }
 }
 
 /// ipvsadm's `parse_sched_flags`: a comma-separated list; the scheduler-specific names only go

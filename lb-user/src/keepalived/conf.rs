@@ -1,7 +1,7 @@
 //! What the LVS part of a keepalived.conf says, with keepalived's defaults and inheritance
 //! resolved: every value here is the one keepalived would use.
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::{net::IpAddr, time::Duration};
 
 use super::error::{Location, Note};
 use crate::{
@@ -93,11 +93,11 @@ pub struct RealServerConf {
 pub struct HealthCheck {
     pub kind: CheckKind,
     /// `connect_ip`, default the real server's address.
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     /// `connect_port`, default the real server's port as written.
     pub port: u16,
     /// `bindto`: source address.
-    pub bindto: Option<Ipv4Addr>,
+    pub bindto: Option<IpAddr>,
     /// `bind_port`: source port.
     pub bind_port: Option<u16>,
     /// `connect_timeout`, default 5 s.

@@ -46,7 +46,7 @@ pub enum ErrorKind {
     Syntax,
     /// A keyword keepalived does not have here.
     UnknownKeyword,
-    /// A keepalived feature lb does not have (IPv6, fwmark, MISC_CHECK, ...).
+    /// A keepalived feature lb does not have (fwmark, SCTP, scoped IPv6 addresses, ...).
     Unsupported,
     /// A bad value: address, port, number out of range, unknown scheduler.
     Invalid,

@@ -98,7 +98,7 @@ const WALK: &[Entry] = &[
     ("nat_mask", VS, "", "nat_mask 255.255.255.0", Noted),
     ("persistence_engine", VS, "", "persistence_engine sip", Refused),
     ("protocol", VS, "", "protocol UDP", Applied),
-    ("ip_family", VS, "", "ip_family inet6", Refused), // inet is the default
+    ("ip_family", VS, "", "ip_family inet6", Refused), // checked against the (IPv4) address
     ("ha_suspend", VS, "", "ha_suspend", Applied),
     ("alpha", VS, "", "alpha", Applied),
     ("omega", VS, "", "omega", Applied),

@@ -8,7 +8,7 @@
 
 use std::{
     collections::{HashMap, hash_map::Entry},
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr},
     time::Duration,
 };
 
@@ -24,8 +24,8 @@ use super::{
 use crate::{
     health::{DnsProbe, ScriptSpec, UdpProbe, script},
     model::{
-        Forward, MAX_WEIGHT, Persistence, Protocol, RealSpec, SchedFlags, Scheduler, ServiceAddr,
-        ServiceSpec, Timeouts,
+        AddrPort, Forward, MAX_WEIGHT, Netmask, Persistence, Protocol, RealSpec, SchedFlags,
+        Scheduler, ServiceAddr, ServiceSpec, Timeouts,
     },
 };
 
@@ -155,7 +155,9 @@ struct VsDraft {
     ops: Option<Location>,
     forward: Option<Forward>,
     persistence_timeout: Option<u32>,
-    granularity: Option<Ipv4Addr>,
+    granularity: Option<Netmask>,
+    /// `ip_family`, to check against the address.
+    family: Option<(bool, Location)>,
     protocol: Option<Protocol>,
     ha_suspend: bool,
     alpha: bool,
@@ -166,7 +168,7 @@ struct VsDraft {
     hysteresis: Option<(u32, Location)>,
     quorum_up: Option<Script>,
     quorum_down: Option<Script>,
-    sorry: Option<(Ipv4Addr, u16, Location)>,
+    sorry: Option<(IpAddr, u16, Location)>,
     sorry_inhibit: Option<Location>,
     sorry_forward: Option<(Forward, Location)>,
     timing: Timing,
@@ -176,7 +178,7 @@ struct VsDraft {
 
 #[derive(Clone)]
 struct RsDraft {
-    addr: Ipv4Addr,
+    addr: IpAddr,
     /// As written; 0 when none.
     port: u16,
     weight: Option<u32>,
@@ -200,9 +202,9 @@ struct CheckDraft {
     misc: Option<MiscDraft>,
     /// SMTP_CHECK, UDP_CHECK, DNS_CHECK.
     other: Option<OtherDraft>,
-    connect_ip: Option<Ipv4Addr>,
+    connect_ip: Option<IpAddr>,
     connect_port: Option<u16>,
-    bindto: Option<Ipv4Addr>,
+    bindto: Option<IpAddr>,
     bind_port: Option<u16>,
     timing: Timing,
     alpha: Option<bool>,
@@ -466,7 +468,7 @@ impl Reader<'_> {
     }
 
     /// `IP [PORT]` after `virtual_server`, `real_server`, `sorry_server`; port 0 when none.
-    fn address_port(&mut self, stmt: &Stmt, what: &str) -> Option<(Ipv4Addr, u16)> {
+    fn address_port(&mut self, stmt: &Stmt, what: &str) -> Option<(IpAddr, u16)> {
         let args = stmt.args();
         if args.is_empty() || args.len() > 2 {
             let message = if args.is_empty() {
@@ -482,7 +484,7 @@ impl Reader<'_> {
             self.error(ErrorKind::Syntax, stmt, message);
             return None;
         }
-        let addr = self.problem(stmt, values::ipv4(&args[0], &format!("{what} address")));
+        let addr = self.problem(stmt, values::ip(&args[0], &format!("{what} address")));
         let port = match args.get(1) {
             Some(p) => self.problem(stmt, values::port_or_none(p, what))?,
             None => 0,
@@ -751,6 +753,7 @@ impl Reader<'_> {
         let (errors, notes) = (self.report.errors.len(), self.report.notes.len());
         let mut out = Vec::new();
         for (i, &(addr, port)) in entries.iter().enumerate() {
+            let addr = IpAddr::V4(addr);
             let (errors_now, notes_now) = (self.report.errors.len(), self.report.notes.len());
             if let Some(mut vs) = self.finish_virtual_server(stmt, (addr, port), draft.clone()) {
                 vs.group = Some(name.clone());
@@ -941,8 +944,18 @@ impl Reader<'_> {
             }
             "persistence_granularity" => {
                 if let Some(text) = self.value(s) {
-                    vs.granularity =
-                        self.problem(s, values::ipv4(text, "persistence_granularity netmask"));
+                    // keepalived's pgr_handler: a dotted netmask for IPv4 services, a prefix
+                    // length (1-128) for IPv6 ones; which one is checked against the address.
+                    vs.granularity = if text.contains('.') {
+                        self.problem(s, values::ipv4(text, "persistence_granularity netmask"))
+                            .map(Netmask::V4)
+                    } else {
+                        self.problem(
+                            s,
+                            values::unsigned(text, 1, 128, "persistence_granularity prefix length"),
+                        )
+                        .map(|len| Netmask::V6(len as u8))
+                    };
                 }
             }
             // Removed in keepalived 1.2.20 (which since logs it as unknown and goes on), but
@@ -979,12 +992,8 @@ impl Reader<'_> {
             "ip_family" => {
                 if let Some(family) = self.value(s) {
                     match family {
-                        "inet" => {}
-                        "inet6" => self.error(
-                            ErrorKind::Unsupported,
-                            s,
-                            "ip_family inet6: IPv6 is not supported by lb",
-                        ),
+                        "inet" => vs.family = Some((false, s.location.clone())),
+                        "inet6" => vs.family = Some((true, s.location.clone())),
                         other => {
                             let message =
                                 format!("unknown ip_family '{other}': expected inet or inet6");
@@ -1070,11 +1079,29 @@ impl Reader<'_> {
     fn finish_virtual_server(
         &mut self,
         stmt: &Stmt,
-        (addr, port): (Ipv4Addr, u16),
+        (addr, port): (IpAddr, u16),
         vs: VsDraft,
     ) -> Option<VirtualServer> {
         let at = &stmt.location;
         let name = format!("virtual_server {addr} {port}");
+        if let Some((v6, family_at)) = &vs.family
+            && *v6 != addr.is_ipv6()
+        {
+            let family = if *v6 { "inet6" } else { "inet" };
+            let message = format!("ip_family {family} does not match {name}");
+            self.report.error(ErrorKind::Invalid, family_at, message);
+        }
+        let granularity = match vs.granularity {
+            Some(g) if matches!(g, Netmask::V6(_)) != addr.is_ipv6() => {
+                let message = format!(
+                    "persistence_granularity {g} does not fit {name}: a netmask for IPv4, a \
+                     prefix length (1-128) for IPv6"
+                );
+                self.report.error(ErrorKind::Invalid, at, message);
+                None
+            }
+            g => g,
+        };
         if vs.reals.is_empty() {
             let message = format!("{name} has no real servers: keepalived ignores it");
             self.report.note(at, message);
@@ -1100,7 +1127,7 @@ impl Reader<'_> {
         }
         let mut persistence_timeout = vs
             .persistence_timeout
-            .or(vs.granularity.map(|_| DEFAULT_PERSISTENCE_TIMEOUT));
+            .or(granularity.map(|_| DEFAULT_PERSISTENCE_TIMEOUT));
         if port == 0 && persistence_timeout.is_none() {
             let message = format!(
                 "{name}: port 0 (all ports) needs persistence: keepalived makes it persistent \
@@ -1131,15 +1158,15 @@ impl Reader<'_> {
             port,
         };
         let mut reals: Vec<RealServerConf> = Vec::new();
-        let mut real_locations: HashMap<(Ipv4Addr, u16), Location> = HashMap::new();
+        let mut real_locations: HashMap<(IpAddr, u16), Location> = HashMap::new();
         for rs in &vs.reals {
             let forward = rs.forward.unwrap_or(default_forward);
             let real_port = self.real_port(forward, rs.port, port, &rs.location, "real_server");
             match real_locations.entry((rs.addr, real_port)) {
                 Entry::Occupied(first) => {
                     let message = format!(
-                        "real_server {}:{real_port} is defined twice in {name} (first at {})",
-                        rs.addr,
+                        "real_server {} is defined twice in {name} (first at {})",
+                        AddrPort(rs.addr, real_port),
                         first.get()
                     );
                     self.report
@@ -1150,6 +1177,7 @@ impl Reader<'_> {
                     v.insert(rs.location.clone());
                 }
             }
+            self.check_family(&name, addr, rs.addr, forward, &rs.location, "real_server");
             if rs.lower_threshold > rs.upper_threshold {
                 let message = format!(
                     "lthreshold {} is above uthreshold {}: IPVS refuses such a real server \
@@ -1186,6 +1214,7 @@ impl Reader<'_> {
                 let forward = vs.sorry_forward.as_ref().map_or(default_forward, |f| f.0);
                 let sorry_port =
                     self.real_port(forward, sorry_port, port, sorry_at, "sorry_server");
+                self.check_family(&name, addr, sorry_addr, forward, sorry_at, "sorry_server");
                 let mut inhibit = vs.sorry_inhibit.is_some();
                 if let Some(rs) = reals
                     .iter()
@@ -1235,7 +1264,7 @@ impl Reader<'_> {
                 scheduler,
                 persistence: persistence_timeout.map(|timeout| Persistence {
                     timeout,
-                    netmask: vs.granularity.unwrap_or(Ipv4Addr::BROADCAST),
+                    netmask: granularity.unwrap_or(Netmask::host(addr)),
                 }),
                 sched_flags,
             },
@@ -1252,6 +1281,29 @@ impl Reader<'_> {
             group: None,
             location: at.clone(),
         })
+    }
+
+    /// IPVS takes a real server of the other family than its virtual server's only through a
+    /// tunnel (Linux 3.18 and later); the kernel refuses the others.
+    fn check_family(
+        &mut self,
+        name: &str,
+        vip: IpAddr,
+        real: IpAddr,
+        forward: Forward,
+        at: &Location,
+        what: &str,
+    ) {
+        if vip.is_ipv6() != real.is_ipv6() && forward != Forward::Tunnel {
+            let family = |a: IpAddr| if a.is_ipv6() { "IPv6" } else { "IPv4" };
+            let message = format!(
+                "{what} {real} is {} but {name} is {}: only lb_kind TUN forwards to the other \
+                 family (IPVS refuses it for DR and NAT)",
+                family(real),
+                family(vip)
+            );
+            self.report.error(ErrorKind::Invalid, at, message);
+        }
     }
 
     /// The port IPVS gets: DR and TUN cannot change the port, so keepalived resets a
@@ -1342,7 +1394,7 @@ impl Reader<'_> {
     fn real_server(&mut self, stmt: &Stmt) -> Option<RsDraft> {
         let header = self.address_port(stmt, "real_server");
         let block = self.block(stmt)?;
-        let (addr, port) = header.unwrap_or((Ipv4Addr::UNSPECIFIED, 0));
+        let (addr, port) = header.unwrap_or((IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
         let mut rs = RsDraft {
             addr,
             port,
@@ -1633,7 +1685,7 @@ impl Reader<'_> {
         match keyword {
             "connect_ip" => {
                 if let Some(text) = self.value(s) {
-                    check.connect_ip = self.problem(s, values::ipv4(text, "connect_ip"));
+                    check.connect_ip = self.problem(s, values::ip(text, "connect_ip"));
                 }
             }
             "connect_port" => {
@@ -1643,7 +1695,7 @@ impl Reader<'_> {
             }
             "bindto" => {
                 if let Some(text) = self.value(s) {
-                    check.bindto = self.problem(s, values::ipv4(text, "bindto"));
+                    check.bindto = self.problem(s, values::ip(text, "bindto"));
                 }
             }
             "bind_port" => {
@@ -1906,9 +1958,20 @@ impl Reader<'_> {
             CheckKind::Dns(_) => 3,
             _ => 1,
         };
+        let addr = check.connect_ip.unwrap_or(rs.addr);
+        if let Some(bindto) = check.bindto
+            && bindto.is_ipv6() != addr.is_ipv6()
+        {
+            let message = format!(
+                "bindto {bindto} is not of the family of the address checked ({addr}): a check \
+                 connects from an address of its target's family"
+            );
+            self.report
+                .error(ErrorKind::Invalid, &check.location, message);
+        }
         Some(HealthCheck {
             kind,
-            addr: check.connect_ip.unwrap_or(rs.addr),
+            addr,
             port,
             bindto: check.bindto,
             bind_port: check.bind_port,

@@ -9,7 +9,9 @@
 //! The whole file, includes too, is checked before anything is returned: a file with any
 //! [`ConfigError`] gives all of them, each with its file and line, and no configuration.
 //!
-//! What lb refuses ([`ErrorKind::Unsupported`]): IPv6, `virtual_server fwmark` (and `fwmark`
+//! IPv6 virtual and real servers work as IPv4 ones (`-i`/TUN may mix the families, as IPVS
+//! allows; DR and NAT may not). What lb refuses ([`ErrorKind::Unsupported`]): scoped IPv6
+//! addresses, IPv6 `virtual_server_group` entries, `virtual_server fwmark` (and `fwmark`
 //! entries of a `virtual_server_group`), SCTP, one-packet scheduling (`ops`) on
 //! UDP, persistence engines, GUE/GRE tunnels, the twos scheduler, `SSL_GET`, `PING_CHECK`,
 //! `BFD_CHECK` and `FILE_CHECK`, `regex` in `HTTP_GET` urls, TLS

@@ -1,6 +1,9 @@
 //! keepalived.conf files in, LVS configuration, notes and errors out.
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    time::Duration,
+};
 
 use super::{
     CheckKind, HealthCheck, HttpGet, HttpUrl, HttpVersion, LvsConfig, RealServerConf, Script,
@@ -43,7 +46,7 @@ fn commands(config: &LvsConfig) -> Vec<String> {
     config.commands().iter().map(ToString::to_string).collect()
 }
 
-fn ip(text: &str) -> Ipv4Addr {
+fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
 }
 
@@ -170,7 +173,7 @@ fn seed_002_director_with_dr_and_http_checks() {
         vs.spec.persistence,
         Some(Persistence {
             timeout: 50,
-            netmask: Ipv4Addr::BROADCAST
+            netmask: crate::model::Netmask::V4(Ipv4Addr::BROADCAST)
         })
     );
     assert_eq!(vs.delay_loop, secs(6));
@@ -189,7 +192,7 @@ fn seed_002_director_with_dr_and_http_checks() {
             protocol: HttpVersion::V1_0,
             fast_recovery: false,
         }),
-        addr: Ipv4Addr::UNSPECIFIED,
+        addr: Ipv4Addr::UNSPECIFIED.into(),
         port: 80,
         bindto: None,
         bind_port: None,
@@ -548,7 +551,7 @@ fn every_supported_keyword() {
         a.spec.persistence,
         Some(Persistence {
             timeout: 360,
-            netmask: ip("255.255.0.0")
+            netmask: crate::model::Netmask::V4("255.255.0.0".parse().unwrap())
         })
     );
     assert_eq!(a.spec.sched_flags, SchedFlags::default());
@@ -1129,8 +1132,9 @@ fn errors_name_file_and_line() {
             "firewall-mark entries of a virtual_server_group are not supported by lb at k.conf:2",
         ),
         (
-            "virtual_server 2001:db8::1 80 {\n}\n",
-            "virtual_server address 2001:db8::1: IPv6 is not supported by lb at k.conf:1",
+            "virtual_server fe80::1%eth0 80 {\n}\n",
+            "virtual_server address fe80::1%eth0: scoped (link-local) IPv6 addresses are not \
+             supported by lb at k.conf:1",
         ),
         (
             "virtual_server 10.0.0.1 80 {\n protocol SCTP\n}\n",
@@ -1195,7 +1199,8 @@ fn errors_name_file_and_line() {
         // Bad values.
         (
             "virtual_server 10.0.0.256 80 {\n}\n",
-            "invalid virtual_server address '10.0.0.256': not an IPv4 address at k.conf:1",
+            "invalid virtual_server address '10.0.0.256': not an IPv4 or IPv6 address at \
+             k.conf:1",
         ),
         (
             "virtual_server 10.0.0.1 http {\n}\n",
@@ -1525,5 +1530,124 @@ fn virtual_server_groups_expand_to_one_service_per_address() {
             "'10.0.0.9-3': the range ends before it starts at k.conf:3",
             "'10.0.0.1/24': the address has bits set past the netmask at k.conf:4",
         ]
+    );
+}
+
+// ---- IPv6 -----------------------------------------------------------------------------------
+
+#[test]
+fn ipv6_virtual_and_real_servers_with_checks() {
+    let config = parse(
+        "virtual_server 2001:db8::1 80 {\n\
+         \x20   protocol TCP\n\
+         \x20   lb_algo rr\n\
+         \x20   lb_kind DR\n\
+         \x20   ip_family inet6\n\
+         \x20   persistence_timeout 600\n\
+         \x20   persistence_granularity 64\n\
+         \x20   real_server 2001:db8::11 80 {\n\
+         \x20       TCP_CHECK {\n\
+         \x20           connect_ip 2001:db8::111\n\
+         \x20           bindto 2001:db8::2\n\
+         \x20       }\n\
+         \x20   }\n\
+         \x20   real_server 10.0.0.12 80 {\n\
+         \x20       lvs_method TUN\n\
+         \x20       HTTP_GET {\n\
+         \x20           url {\n\
+         \x20               path /health\n\
+         \x20           }\n\
+         \x20       }\n\
+         \x20   }\n\
+         }\n",
+    );
+    assert_eq!(
+        commands(&config),
+        [
+            "-A -t [2001:db8::1]:80 -s rr -p 600 -M 64",
+            "-a -t [2001:db8::1]:80 -r [2001:db8::11]:80 -g -w 1",
+            "-a -t [2001:db8::1]:80 -r 10.0.0.12:80 -i -w 1",
+        ]
+    );
+    let vs = &config.services[0];
+    assert_eq!(
+        vs.spec.persistence.unwrap().netmask,
+        crate::model::Netmask::V6(64)
+    );
+    let tcp = &vs.reals[0].checks[0];
+    assert_eq!(
+        (tcp.addr, tcp.port, tcp.bindto),
+        (ip("2001:db8::111"), 80, Some(ip("2001:db8::2")))
+    );
+    // A check of a real server of the other family goes to that server's address.
+    assert_eq!(vs.reals[1].checks[0].addr, ip("10.0.0.12"));
+}
+
+#[test]
+fn ipv6_services_default_to_a_128_bit_granularity() {
+    let config = parse(
+        "virtual_server 2001:db8::1 443 {\n\
+         \x20   protocol TCP\n\
+         \x20   lb_algo wlc\n\
+         \x20   lb_kind NAT\n\
+         \x20   persistence_timeout 60\n\
+         \x20   real_server 2001:db8::11 8443 {\n\
+         \x20   }\n\
+         }\n",
+    );
+    assert_eq!(
+        commands(&config),
+        [
+            "-A -t [2001:db8::1]:443 -s wlc -p 60",
+            "-a -t [2001:db8::1]:443 -r [2001:db8::11]:8443 -m -w 1",
+        ]
+    );
+}
+
+#[test]
+fn ipv6_mistakes_are_refused() {
+    let vs = |body: &str| {
+        format!("virtual_server 2001:db8::1 80 {{\n    protocol TCP\n    lb_kind DR\n{body}\n}}\n")
+    };
+    assert_eq!(
+        errors(&vs("    real_server 10.0.0.11 80 {\n    }")),
+        [
+            "real_server 10.0.0.11 is IPv4 but virtual_server 2001:db8::1 80 is IPv6: only lb_kind \
+          TUN forwards to the other family (IPVS refuses it for DR and NAT) at k.conf:4"
+        ]
+    );
+    assert_eq!(
+        errors(&vs(
+            "    persistence_granularity 255.255.255.0\n    real_server 2001:db8::11 80 {\n    }"
+        )),
+        [
+            "persistence_granularity 255.255.255.0 does not fit virtual_server 2001:db8::1 80: a \
+          netmask for IPv4, a prefix length (1-128) for IPv6 at k.conf:1"
+        ]
+    );
+    assert_eq!(
+        errors(&vs(
+            "    persistence_granularity 129\n    real_server 2001:db8::11 80 {\n    }"
+        )),
+        ["persistence_granularity prefix length 129 is out of range: must be 1-128 at k.conf:4"]
+    );
+    assert_eq!(
+        errors(&vs(
+            "    ip_family inet\n    real_server 2001:db8::11 80 {\n    }"
+        )),
+        ["ip_family inet does not match virtual_server 2001:db8::1 80 at k.conf:4"]
+    );
+    assert_eq!(
+        errors(&vs(
+            "    real_server 2001:db8::11 80 {\n        TCP_CHECK {\n            bindto 10.0.0.2\n        }\n    }"
+        )),
+        [
+            "bindto 10.0.0.2 is not of the family of the address checked (2001:db8::11): a check \
+          connects from an address of its target's family at k.conf:5"
+        ]
+    );
+    assert_eq!(
+        errors(&vs("    real_server 2001:db8::zz 80 {\n    }")),
+        ["invalid real_server address '2001:db8::zz': not an IPv4 or IPv6 address at k.conf:4"]
     );
 }

@@ -5,7 +5,10 @@
 //! [`Invalid`]: ErrorKind::Invalid
 //! [`Unsupported`]: ErrorKind::Unsupported
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    time::Duration,
+};
 
 use super::error::ErrorKind;
 
@@ -16,12 +19,28 @@ fn invalid(message: String) -> Problem {
     (ErrorKind::Invalid, message)
 }
 
+/// An address of either family (keepalived's `inet_stosockaddr`: `inet_pton`, so no short
+/// IPv4 forms; IPv6 scoped addresses, `fe80::1%eth0`, are not taken by lb).
+pub(super) fn ip(text: &str, what: &str) -> Result<IpAddr, Problem> {
+    if text.contains('%') {
+        return Err((
+            ErrorKind::Unsupported,
+            format!("{what} {text}: scoped (link-local) IPv6 addresses are not supported by lb"),
+        ));
+    }
+    text.parse().map_err(|_| {
+        invalid(format!(
+            "invalid {what} '{text}': not an IPv4 or IPv6 address"
+        ))
+    })
+}
+
 /// An IPv4 address in dotted-quad form (keepalived uses `inet_pton`, so no short forms).
 pub(super) fn ipv4(text: &str, what: &str) -> Result<Ipv4Addr, Problem> {
     if text.contains(':') {
         return Err((
             ErrorKind::Unsupported,
-            format!("{what} {text}: IPv6 is not supported by lb"),
+            format!("{what} {text}: IPv6 is not supported here by lb"),
         ));
     }
     text.parse()

@@ -8,7 +8,8 @@
 //! own. Each call opens its own netlink socket, so it answers for the network namespace of the
 //! calling thread (the tests rely on this), and calls from several threads do not interfere.
 //!
-//! Only IPv4 and Ethernet-like interfaces are covered, as the data path is.
+//! IPv4 and IPv6 (routes, ARP and NDP neighbours) on Ethernet-like interfaces are covered, as
+//! the data path is.
 //!
 //! # Why the replies are read by hand
 //! Framing and attribute walking come from `netlink-packet-core`, the socket from `netlink-sys`,
@@ -35,7 +36,10 @@ mod wire;
 #[cfg(test)]
 mod netns_tests;
 
-use std::{io, net::Ipv4Addr};
+use std::{
+    io,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
 pub use monitor::{NeighbourEvent, NeighbourMonitor};
 use socket::Rtnl;
@@ -50,6 +54,9 @@ pub struct Link {
     pub mtu: u32,
     /// IPv4 addresses with their prefix length, primary first.
     pub ipv4: Vec<(Ipv4Addr, u8)>,
+    /// Global (scope universe) IPv6 addresses usable as a source (not tentative), with their
+    /// prefix length, in the kernel's order.
+    pub ipv6: Vec<(Ipv6Addr, u8)>,
     /// The driver kind of a virtual interface ("veth", "bridge", "vlan", ...); `None` for a
     /// physical one.
     pub kind: Option<String>,
@@ -67,10 +74,11 @@ pub struct Link {
 pub struct Route {
     /// The outgoing interface.
     pub ifindex: u32,
-    /// The next hop when it is not the destination itself (directly connected).
-    pub gateway: Option<Ipv4Addr>,
+    /// The next hop when it is not the destination itself (directly connected); of the
+    /// destination's family (an IPv6 route's gateway is often link-local).
+    pub gateway: Option<IpAddr>,
     /// The source address the kernel would choose.
-    pub prefsrc: Option<Ipv4Addr>,
+    pub prefsrc: Option<IpAddr>,
     /// The destination is one of this host's own addresses (`ifindex` is then loopback's).
     pub local: bool,
 }
@@ -107,9 +115,9 @@ pub enum Error {
     #[error("interface {0} not found")]
     LinkNotFound(String),
     #[error("no route to {dst}: {err}")]
-    NoRoute { dst: Ipv4Addr, err: io::Error },
+    NoRoute { dst: IpAddr, err: io::Error },
     #[error("the route to {dst} goes through an IPv6 next hop, which lb does not support")]
-    Ipv6NextHop { dst: Ipv4Addr },
+    Ipv6NextHop { dst: IpAddr },
     /// The kernel refused a request; `detail` is its own explanation when it gave one.
     #[error("{what} failed: {err}{}", detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
     Kernel {
@@ -139,7 +147,7 @@ fn index_not_found(index: u32) -> Error {
     Error::LinkNotFound(format!("with index {index}"))
 }
 
-/// The interface called `name`, with its IPv4 addresses.
+/// The interface called `name`, with its IPv4 and global IPv6 addresses.
 pub fn link_by_name(name: &str) -> Result<Link> {
     // Names the kernel could not hold cannot name an interface.
     if name.is_empty() || name.len() >= wire::IFNAMSIZ || name.contains('\0') {
@@ -161,7 +169,7 @@ pub fn link_by_name(name: &str) -> Result<Link> {
     with_addresses(&mut rtnl, link)
 }
 
-/// The interface with index `index`, with its IPv4 addresses.
+/// The interface with index `index`, with its IPv4 and global IPv6 addresses.
 pub fn link_by_index(index: u32) -> Result<Link> {
     // Index 0 means "none" to the kernel, which would want a name instead.
     if index == 0 || index > i32::MAX as u32 {
@@ -187,7 +195,7 @@ fn with_addresses(rtnl: &mut Rtnl, mut link: Link) -> Result<Link> {
     let what = format!("listing the IPv4 addresses of {}", link.name);
     let index = link.index;
     link.ipv4 = rtnl.dump(
-        wire::dump_ipv4_addresses(),
+        wire::dump_addresses(wire::AF_INET),
         &what,
         wire::RTM_NEWADDR,
         |payload| {
@@ -196,11 +204,25 @@ fn with_addresses(rtnl: &mut Rtnl, mut link: Link) -> Result<Link> {
                 .map(|(_, addr, prefix)| (addr, prefix)))
         },
     )?;
+    let what = format!("listing the IPv6 addresses of {}", link.name);
+    link.ipv6 = rtnl.dump(
+        wire::dump_addresses(wire::AF_INET6),
+        &what,
+        wire::RTM_NEWADDR,
+        |payload| {
+            Ok(wire::parse_ipv6_address(payload)?
+                .filter(|(ifindex, _, _, scope)| {
+                    *ifindex == index && *scope == wire::RT_SCOPE_UNIVERSE
+                })
+                .map(|(_, addr, prefix, _)| (addr, prefix)))
+        },
+    )?;
     Ok(link)
 }
 
-/// The route the kernel would use for a packet to `dst` (RTM_GETROUTE, as `ip route get`).
-pub fn route_to(dst: Ipv4Addr) -> Result<Route> {
+/// The route the kernel would use for a packet to `dst` (RTM_GETROUTE, as `ip route get`, or
+/// `ip -6 route get` for an IPv6 address).
+pub fn route_to(dst: IpAddr) -> Result<Route> {
     let what = format!("route lookup for {dst}");
     let reply = Rtnl::open()?
         .get(
@@ -229,15 +251,16 @@ pub fn route_to(dst: Ipv4Addr) -> Result<Route> {
     })
 }
 
-/// The neighbour `addr` on interface `ifindex`, when its MAC is known (see [`NeighState`]).
-pub fn neighbour(ifindex: u32, addr: Ipv4Addr) -> Result<Option<Neighbour>> {
+/// The neighbour `addr` on interface `ifindex` (ARP or NDP by its family), when its MAC is
+/// known (see [`NeighState`]).
+pub fn neighbour(ifindex: u32, addr: IpAddr) -> Result<Option<Neighbour>> {
     Ok(neighbour_entry(&mut Rtnl::open()?, ifindex, addr)?.and_then(|entry| entry.usable()))
 }
 
 fn neighbour_entry(
     rtnl: &mut Rtnl,
     ifindex: u32,
-    addr: Ipv4Addr,
+    addr: IpAddr,
 ) -> Result<Option<wire::NeighbourEntry>> {
     let what = format!("neighbour lookup for {addr} on interface {ifindex}");
     match rtnl.get(
@@ -253,31 +276,41 @@ fn neighbour_entry(
     }
 }
 
-/// Every IPv4 neighbour whose MAC is known, on interface `ifindex` or on all of them, as
-/// `(ifindex, address, neighbour)`.
-pub fn neighbours(ifindex: Option<u32>) -> Result<Vec<(u32, Ipv4Addr, Neighbour)>> {
+/// Every neighbour whose MAC is known, IPv4 (ARP) then IPv6 (NDP), on interface `ifindex` or
+/// on all of them, as `(ifindex, address, neighbour)`.
+pub fn neighbours(ifindex: Option<u32>) -> Result<Vec<(u32, IpAddr, Neighbour)>> {
     let what = match ifindex {
         Some(index) => format!("listing the neighbours on interface {index}"),
         None => "listing the neighbours".to_string(),
     };
-    Rtnl::open()?.dump(
-        wire::dump_neighbours(ifindex),
-        &what,
-        wire::RTM_NEWNEIGH,
-        |payload| {
-            Ok(wire::parse_neighbour(payload)?
-                // The kernel filters too; this also covers kernels that ignore the filter.
-                .filter(|entry| ifindex.is_none_or(|index| index == entry.ifindex))
-                .and_then(|entry| Some((entry.ifindex, entry.addr, entry.usable()?))))
-        },
-    )
+    let mut rtnl = Rtnl::open()?;
+    let mut all = Vec::new();
+    for family in [wire::AF_INET, wire::AF_INET6] {
+        all.extend(rtnl.dump(
+            wire::dump_neighbours(family, ifindex),
+            &what,
+            wire::RTM_NEWNEIGH,
+            |payload| {
+                Ok(wire::parse_neighbour(payload)?
+                    // The kernel filters too; this also covers kernels that ignore the filter.
+                    .filter(|entry| ifindex.is_none_or(|index| index == entry.ifindex))
+                    .filter(|entry| wire::family_of(entry.addr) == family)
+                    // Multicast destinations get NOARP entries (with the group's MAC) when
+                    // something is sent to them; they are never next hops.
+                    .filter(|entry| !entry.addr.is_multicast())
+                    .and_then(|entry| Some((entry.ifindex, entry.addr, entry.usable()?))))
+            },
+        )?);
+    }
+    Ok(all)
 }
 
-/// Has the kernel resolve `addr` on interface `ifindex` (ARP) without lbd sending it traffic;
+/// Has the kernel resolve `addr` on interface `ifindex` (ARP, or NDP's neighbour solicitation
+/// for IPv6) without lbd sending it traffic;
 /// the result appears in [`neighbour`] and to a [`NeighbourMonitor`] once answered. Returns as
 /// soon as the kernel has taken the request. Static (PERMANENT, NOARP) entries are left as they
 /// are: they are already usable, and NTF_USE would undo PERMANENT (see the module docs).
-pub fn request_resolution(ifindex: u32, addr: Ipv4Addr) -> Result<()> {
+pub fn request_resolution(ifindex: u32, addr: IpAddr) -> Result<()> {
     let mut rtnl = Rtnl::open()?;
     if let Some(entry) = neighbour_entry(&mut rtnl, ifindex, addr)?
         && entry.state & (wire::NUD_PERMANENT | wire::NUD_NOARP) != 0

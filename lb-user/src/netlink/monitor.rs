@@ -1,7 +1,7 @@
 //! Following neighbour-table changes as the kernel announces them (the RTNLGRP_NEIGH group,
 //! what `ip monitor neigh` shows).
 
-use std::{net::Ipv4Addr, os::fd::AsRawFd, time::Duration};
+use std::{net::IpAddr, os::fd::AsRawFd, time::Duration};
 
 use netlink_sys::Socket;
 
@@ -11,14 +11,14 @@ use super::{
     wire,
 };
 
-/// A change in the IPv4 neighbour tables.
+/// A change in the neighbour tables (ARP for IPv4, NDP for IPv6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NeighbourEvent {
     /// The entry for `addr` on `ifindex` changed. `neighbour` is `None` when its MAC is no
     /// longer known: deleted, failed, or being resolved anew.
     Changed {
         ifindex: u32,
-        addr: Ipv4Addr,
+        addr: IpAddr,
         neighbour: Option<Neighbour>,
     },
     /// The kernel dropped announcements (the socket's buffer was full): read the whole table

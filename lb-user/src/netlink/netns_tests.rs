@@ -1,11 +1,12 @@
 //! The module against the real kernel, as root, in network namespaces the tests make for
 //! themselves: a "director" namespace holding `veth0` (10.0.0.1/24) and a "real server"
-//! namespace holding its peer `veth1` (10.0.0.2/24 and 10.0.0.3/24). Each namespace belongs to
+//! namespace holding its peer `veth1` (10.0.0.2/24 and 10.0.0.3/24), and for IPv6 the same with
+//! 2001:db8::1/64 and 2001:db8::2/64, 2001:db8::3/64 (`nodad`). Each namespace belongs to
 //! a thread of its own and disappears with it, veth pair included; the host's interfaces are
 //! never touched.
 
 use std::{
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     panic::{AssertUnwindSafe, catch_unwind, resume_unwind},
     process::Command,
     sync::mpsc,
@@ -88,9 +89,14 @@ fn ip(args: &str) {
 
 const DIRECTOR_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const SERVER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
-const DIRECTOR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
-const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
-const SERVER_2: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 3);
+const DIRECTOR4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const DIRECTOR: IpAddr = IpAddr::V4(DIRECTOR4);
+const SERVER: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+const SERVER_2: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3));
+const DIRECTOR6_ADDR: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+const DIRECTOR6: IpAddr = IpAddr::V6(DIRECTOR6_ADDR);
+const SERVER6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2));
+const SERVER6_2: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 3));
 
 /// The director and real-server namespaces joined by a veth pair, both ends up.
 fn director_and_server() -> (Netns, Netns) {
@@ -102,12 +108,15 @@ fn director_and_server() -> (Netns, Netns) {
         ip("link add veth0 address 02:00:00:00:00:01 type veth peer name veth1 address 02:00:00:00:00:02");
         ip(&format!("link set veth1 netns {server_tid}"));
         ip("addr add 10.0.0.1/24 dev veth0");
+        ip("-6 addr add 2001:db8::1/64 dev veth0 nodad");
         ip("link set veth0 up");
     });
     server.run(|| {
         ip("link set lo up");
         ip("addr add 10.0.0.2/24 dev veth1");
         ip("addr add 10.0.0.3/24 dev veth1");
+        ip("-6 addr add 2001:db8::2/64 dev veth1 nodad");
+        ip("-6 addr add 2001:db8::3/64 dev veth1 nodad");
         ip("link set veth1 up");
     });
     (director, server)
@@ -137,7 +146,9 @@ fn links_are_found_by_name_and_index() {
         assert_eq!(veth0.name, "veth0");
         assert_eq!(veth0.mac, DIRECTOR_MAC);
         assert_eq!(veth0.mtu, 1500);
-        assert_eq!(veth0.ipv4, [(DIRECTOR, 24)]);
+        assert_eq!(veth0.ipv4, [(DIRECTOR4, 24)]);
+        // Global IPv6 addresses only: not the link-local one the kernel added.
+        assert_eq!(veth0.ipv6, [(DIRECTOR6_ADDR, 64)]);
         assert_eq!(veth0.kind.as_deref(), Some("veth"));
         // The peer is in the server's namespace, so IFLA_LINK comes with a namespace id.
         assert!(veth0.peer_netnsid.is_some(), "{veth0:?}");
@@ -147,6 +158,8 @@ fn links_are_found_by_name_and_index() {
         let lo = link_by_name("lo").unwrap();
         assert_eq!((lo.index, lo.kind, lo.mac), (1, None, [0; 6]));
         assert_eq!(lo.ipv4, [(Ipv4Addr::LOCALHOST, 8)]);
+        // ::1 is of host scope.
+        assert_eq!(lo.ipv6, []);
     });
 }
 
@@ -212,7 +225,7 @@ fn route_to_gives_the_kernels_answer() {
 
         ip("route add 192.0.2.0/24 via 10.0.0.2");
         assert_eq!(
-            route_to(Ipv4Addr::new(192, 0, 2, 7)).unwrap(),
+            route_to(Ipv4Addr::new(192, 0, 2, 7).into()).unwrap(),
             Route {
                 ifindex: veth0,
                 gateway: Some(SERVER),
@@ -226,7 +239,7 @@ fn route_to_gives_the_kernels_answer() {
         assert_eq!(own.ifindex, 1, "local routes leave through lo");
 
         // No default route in a fresh namespace.
-        let err = route_to(Ipv4Addr::new(198, 51, 100, 1)).unwrap_err();
+        let err = route_to(Ipv4Addr::new(198, 51, 100, 1).into()).unwrap_err();
         assert!(matches!(err, Error::NoRoute { .. }), "{err:?}");
         assert!(
             err.to_string().starts_with("no route to 198.51.100.1: "),
@@ -275,7 +288,7 @@ fn an_unanswered_resolution_stays_unknown() {
     let (director, _server) = director_and_server();
     director.run(|| {
         let veth0 = veth0_index();
-        let nobody = Ipv4Addr::new(10, 0, 0, 99);
+        let nobody = Ipv4Addr::new(10, 0, 0, 99).into();
         request_resolution(veth0, nobody).unwrap();
         // INCOMPLETE while the kernel asks, FAILED after: never usable.
         thread::sleep(Duration::from_millis(100));
@@ -289,7 +302,7 @@ fn request_resolution_leaves_static_entries_alone() {
     let (director, _server) = director_and_server();
     director.run(|| {
         let veth0 = veth0_index();
-        let fixed = Ipv4Addr::new(10, 0, 0, 50);
+        let fixed = Ipv4Addr::new(10, 0, 0, 50).into();
         ip("neigh add 10.0.0.50 lladdr 02:00:00:00:00:50 dev veth0 nud permanent");
         let permanent = Neighbour {
             mac: [2, 0, 0, 0, 0, 0x50],
@@ -335,6 +348,117 @@ fn the_monitor_reports_resolution_and_deletion() {
                     ifindex: veth0,
                     addr: SERVER_2,
                     neighbour: None,
+                })
+                .then_some(())
+        });
+    });
+}
+
+// ---- IPv6: routes, NDP, addresses -----------------------------------------------------------
+
+#[test]
+fn tentative_ipv6_addresses_are_not_listed() {
+    let (director, _server) = director_and_server();
+    director.run(|| {
+        // Without nodad the address waits for duplicate address detection (a second or so).
+        ip("-6 addr add 2001:db8::9/64 dev veth0");
+        assert_eq!(link_by_name("veth0").unwrap().ipv6, [(DIRECTOR6_ADDR, 64)]);
+    });
+}
+
+#[test]
+fn route_to_an_ipv6_address() {
+    let (director, _server) = director_and_server();
+    director.run(|| {
+        let veth0 = veth0_index();
+        assert_eq!(
+            route_to(SERVER6).unwrap(),
+            Route {
+                ifindex: veth0,
+                gateway: None,
+                prefsrc: Some(DIRECTOR6),
+                local: false
+            }
+        );
+
+        ip("-6 route add 2001:db8:2::/64 via 2001:db8::2");
+        let routed = route_to("2001:db8:2::7".parse().unwrap()).unwrap();
+        assert_eq!((routed.ifindex, routed.gateway), (veth0, Some(SERVER6)));
+
+        let own = route_to(DIRECTOR6).unwrap();
+        assert!(own.local, "{own:?}");
+        assert_eq!(own.ifindex, 1, "local routes leave through lo");
+
+        let err = route_to("2001:db8:99::1".parse().unwrap()).unwrap_err();
+        assert!(matches!(err, Error::NoRoute { .. }), "{err:?}");
+        assert!(
+            err.to_string().starts_with("no route to 2001:db8:99::1: "),
+            "{err}"
+        );
+    });
+}
+
+#[test]
+fn request_resolution_solicits_an_ipv6_neighbour() {
+    let (director, server) = director_and_server();
+    director.run(|| {
+        let veth0 = veth0_index();
+        assert_eq!(neighbour(veth0, SERVER6).unwrap(), None);
+        request_resolution(veth0, SERVER6).unwrap();
+        let found = eventually("the neighbour advertisement", || {
+            neighbour(veth0, SERVER6).unwrap()
+        });
+        assert_eq!(
+            found,
+            Neighbour {
+                mac: SERVER_MAC,
+                state: NeighState::Reachable
+            }
+        );
+        // Both tables in one list; no multicast (NOARP) entries in it.
+        let all = neighbours(Some(veth0)).unwrap();
+        assert!(all.contains(&(veth0, SERVER6, found)), "{all:?}");
+        assert!(all.iter().all(|(_, a, _)| !a.is_multicast()), "{all:?}");
+        request_resolution(veth0, SERVER6).unwrap();
+        assert_eq!(neighbour(veth0, SERVER6).unwrap(), Some(found));
+
+        // Unanswered: never usable.
+        let nobody: IpAddr = "2001:db8::99".parse().unwrap();
+        request_resolution(veth0, nobody).unwrap();
+        thread::sleep(Duration::from_millis(100));
+        assert_eq!(neighbour(veth0, nobody).unwrap(), None);
+    });
+    // The solicitation went out on the wire: the server learned the director's MAC from it
+    // (under the solicitation's source, the director's link-local address).
+    server.run(|| {
+        let veth1 = link_by_name("veth1").unwrap().index;
+        eventually("the solicitation at the server", || {
+            neighbours(Some(veth1))
+                .unwrap()
+                .into_iter()
+                .find(|(_, addr, n)| addr.is_ipv6() && n.mac == DIRECTOR_MAC)
+        });
+    });
+}
+
+#[test]
+fn the_monitor_reports_ipv6_neighbours() {
+    let (director, _server) = director_and_server();
+    director.run(|| {
+        let veth0 = veth0_index();
+        let mut monitor = NeighbourMonitor::new().unwrap();
+        request_resolution(veth0, SERVER6_2).unwrap();
+        let resolved = Some(Neighbour {
+            mac: SERVER_MAC,
+            state: NeighState::Reachable,
+        });
+        eventually("the resolved IPv6 neighbour's announcement", || {
+            let events = monitor.wait(Some(Duration::from_millis(100))).unwrap();
+            events
+                .contains(&NeighbourEvent::Changed {
+                    ifindex: veth0,
+                    addr: SERVER6_2,
+                    neighbour: resolved,
                 })
                 .then_some(())
         });

@@ -7,7 +7,10 @@
 //! `<linux/if_addr.h>`, `<linux/neighbour.h>` and `<linux/netlink.h>`. Everything is in host
 //! byte order except addresses, which are in network order.
 
-use std::{net::Ipv4Addr, ops::Range};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    ops::Range,
+};
 
 use netlink_packet_core::{
     DefaultNla, Emitable, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST, NetlinkBuffer,
@@ -38,7 +41,8 @@ const NLM_F_ACK_TLVS: u16 = 0x200;
 /// Extended-ack attribute carrying the kernel's explanation of an error.
 const NLMSGERR_ATTR_MSG: u16 = 1;
 
-const AF_INET: u8 = 2;
+pub(super) const AF_INET: u8 = 2;
+pub(super) const AF_INET6: u8 = 10;
 /// Interface names are at most 15 bytes plus the terminating NUL.
 pub(super) const IFNAMSIZ: usize = 16;
 
@@ -63,7 +67,16 @@ const RTEXT_FILTER_SKIP_STATS: u32 = 1 << 3;
 const IFADDR_LEN: usize = 8;
 const IFADDR_FAMILY: usize = 0;
 const IFADDR_PREFIXLEN: usize = 1;
+const IFADDR_FLAGS: usize = 2;
+const IFADDR_SCOPE: usize = 3;
 const IFADDR_INDEX: Range<usize> = 4..8;
+/// ifa_scope of an address valid everywhere (RT_SCOPE_UNIVERSE).
+pub(super) const RT_SCOPE_UNIVERSE: u8 = 0;
+/// IPv6 addresses still in duplicate address detection, or that failed it, are not usable
+/// as a source yet (IFA_F_TENTATIVE, IFA_F_DADFAILED).
+const IFA_F_TENTATIVE: u32 = 0x40;
+const IFA_F_DADFAILED: u32 = 0x08;
+const IFA_FLAGS: u16 = 8;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
 
@@ -155,9 +168,25 @@ fn ifinfomsg(index: u32) -> [u8; IFINFO_LEN] {
     h
 }
 
-fn ndmsg(ifindex: u32, flags: u8) -> [u8; NDMSG_LEN] {
+/// The address family of `addr`, as rtnetlink headers carry it.
+pub(super) fn family_of(addr: IpAddr) -> u8 {
+    match addr {
+        IpAddr::V4(_) => AF_INET,
+        IpAddr::V6(_) => AF_INET6,
+    }
+}
+
+/// The bytes of `addr` as an attribute's value (4 or 16, network order).
+fn addr_bytes(addr: &IpAddr) -> Vec<u8> {
+    match addr {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+fn ndmsg(family: u8, ifindex: u32, flags: u8) -> [u8; NDMSG_LEN] {
     let mut h = [0; NDMSG_LEN];
-    h[NDMSG_FAMILY] = AF_INET;
+    h[NDMSG_FAMILY] = family;
     h[NDMSG_IFINDEX].copy_from_slice(&ifindex.to_ne_bytes());
     h[NDMSG_FLAGS] = flags;
     h
@@ -176,26 +205,31 @@ pub(super) fn get_link_by_index(index: u32) -> Request {
         .attr(IFLA_EXT_MASK, &RTEXT_FILTER_SKIP_STATS.to_ne_bytes())
 }
 
-pub(super) fn dump_ipv4_addresses() -> Request {
+/// Every address of `family` (AF_INET or AF_INET6) on every interface.
+pub(super) fn dump_addresses(family: u8) -> Request {
     let mut h = [0; IFADDR_LEN];
-    h[IFADDR_FAMILY] = AF_INET;
+    h[IFADDR_FAMILY] = family;
     Request::new(RTM_GETADDR, NLM_F_DUMP, &h)
 }
 
-/// What `ip route get DST` asks: the route the kernel would use for a packet to `dst`.
-pub(super) fn get_route(dst: Ipv4Addr) -> Request {
+/// What `ip route get DST` asks: the route the kernel would use for a packet to `dst` (either
+/// family: `ip -6 route get` for an IPv6 one).
+pub(super) fn get_route(dst: IpAddr) -> Request {
     let mut h = [0; RTMSG_LEN];
-    h[RTMSG_FAMILY] = AF_INET;
-    h[RTMSG_DST_LEN] = 32;
-    Request::new(RTM_GETROUTE, GET, &h).attr(RTA_DST, &dst.octets())
+    h[RTMSG_FAMILY] = family_of(dst);
+    h[RTMSG_DST_LEN] = if dst.is_ipv6() { 128 } else { 32 };
+    Request::new(RTM_GETROUTE, GET, &h).attr(RTA_DST, &addr_bytes(&dst))
 }
 
-pub(super) fn get_neighbour(ifindex: u32, addr: Ipv4Addr) -> Request {
-    Request::new(RTM_GETNEIGH, GET, &ndmsg(ifindex, 0)).attr(NDA_DST, &addr.octets())
+/// The neighbour entry of `addr` (the ARP table's for IPv4, NDP's for IPv6).
+pub(super) fn get_neighbour(ifindex: u32, addr: IpAddr) -> Request {
+    Request::new(RTM_GETNEIGH, GET, &ndmsg(family_of(addr), ifindex, 0))
+        .attr(NDA_DST, &addr_bytes(&addr))
 }
 
-pub(super) fn dump_neighbours(ifindex: Option<u32>) -> Request {
-    let request = Request::new(RTM_GETNEIGH, NLM_F_DUMP, &ndmsg(0, 0));
+/// The neighbour table of `family` (AF_INET: ARP, AF_INET6: NDP).
+pub(super) fn dump_neighbours(family: u8, ifindex: Option<u32>) -> Request {
+    let request = Request::new(RTM_GETNEIGH, NLM_F_DUMP, &ndmsg(family, 0, 0));
     match ifindex {
         Some(index) => request.attr(NDA_IFINDEX, &index.to_ne_bytes()),
         None => request,
@@ -203,11 +237,16 @@ pub(super) fn dump_neighbours(ifindex: Option<u32>) -> Request {
 }
 
 /// What `ip neigh replace ADDR dev IF use` sends: create the entry if missing and mark it used,
-/// so the kernel starts resolving it as if a packet were waiting. The state is NUD_NONE, which
-/// the kernel ignores for a "use" and which keeps the new entry subject to garbage collection.
-pub(super) fn use_neighbour(ifindex: u32, addr: Ipv4Addr) -> Request {
-    Request::new(RTM_NEWNEIGH, GET | NLM_F_CREATE, &ndmsg(ifindex, NTF_USE))
-        .attr(NDA_DST, &addr.octets())
+/// so the kernel starts resolving it as if a packet were waiting (an ARP request, or an IPv6
+/// neighbour solicitation). The state is NUD_NONE, which the kernel ignores for a "use" and
+/// which keeps the new entry subject to garbage collection.
+pub(super) fn use_neighbour(ifindex: u32, addr: IpAddr) -> Request {
+    Request::new(
+        RTM_NEWNEIGH,
+        GET | NLM_F_CREATE,
+        &ndmsg(family_of(addr), ifindex, NTF_USE),
+    )
+    .attr(NDA_DST, &addr_bytes(&addr))
 }
 
 /// The messages of one datagram, each checked to lie within it.
@@ -317,6 +356,14 @@ fn ipv4_value(name: &str, value: &[u8]) -> Parsed<Ipv4Addr> {
     }
 }
 
+/// An address attribute of either family, by its length (4 or 16 bytes).
+fn ip_value(name: &str, value: &[u8]) -> Parsed<IpAddr> {
+    if let Ok(v6) = <[u8; 16]>::try_from(value) {
+        return Ok(IpAddr::V6(Ipv6Addr::from(v6)));
+    }
+    ipv4_value(name, value).map(IpAddr::V4)
+}
+
 /// A C string attribute: up to the first NUL.
 fn string(value: &[u8]) -> String {
     let end = value.iter().position(|&b| b == 0).unwrap_or(value.len());
@@ -333,6 +380,7 @@ pub(super) fn parse_link(payload: &[u8]) -> Parsed<Link> {
         mac: [0; 6],
         mtu: 0,
         ipv4: Vec::new(),
+        ipv6: Vec::new(),
         kind: None,
         peer_index: None,
         peer_netnsid: None,
@@ -395,13 +443,58 @@ pub(super) fn parse_ipv4_address(payload: &[u8]) -> Parsed<Option<(u32, Ipv4Addr
     )))
 }
 
+/// An RTM_NEWADDR payload of an IPv6 address usable as a source: `(ifindex, address, prefix
+/// length, scope)`; `None` for other families and for addresses not usable yet (tentative:
+/// duplicate address detection still running) or ever (DAD failed).
+pub(super) fn parse_ipv6_address(payload: &[u8]) -> Parsed<Option<(u32, Ipv6Addr, u8, u8)>> {
+    let attrs = attributes(payload, IFADDR_LEN)?;
+    if payload[IFADDR_FAMILY] != AF_INET6 {
+        return Ok(None);
+    }
+    let mut local = None;
+    let mut address = None;
+    // IFA_FLAGS (32 bits) supersedes the header's 8-bit flags when present.
+    let mut flags = u32::from(payload[IFADDR_FLAGS]);
+    for (kind, value) in attrs {
+        match kind {
+            IFA_LOCAL | IFA_ADDRESS => {
+                let addr = match <[u8; 16]>::try_from(value) {
+                    Ok(octets) => Ipv6Addr::from(octets),
+                    Err(_) => {
+                        return Err(format!("IPv6 address attribute of {} bytes", value.len()));
+                    }
+                };
+                if kind == IFA_LOCAL {
+                    local = Some(addr);
+                } else {
+                    address = Some(addr);
+                }
+            }
+            IFA_FLAGS => flags = u32_value("IFA_FLAGS", value)?,
+            _ => {}
+        }
+    }
+    let addr = local
+        .or(address)
+        .ok_or("IPv6 address message without an address")?;
+    if flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED) != 0 {
+        return Ok(None);
+    }
+    Ok(Some((
+        u32_at(payload, IFADDR_INDEX),
+        addr,
+        payload[IFADDR_PREFIXLEN],
+        payload[IFADDR_SCOPE],
+    )))
+}
+
 /// The parts of an RTM_NEWROUTE answer to RTM_GETROUTE that lbd uses.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct RouteReply {
     pub route_type: u8,
     pub oif: Option<u32>,
-    pub gateway: Option<Ipv4Addr>,
-    pub prefsrc: Option<Ipv4Addr>,
+    pub gateway: Option<IpAddr>,
+    pub prefsrc: Option<IpAddr>,
     /// An IPv6 next hop for an IPv4 route (RTA_VIA, RFC 5549).
     pub via: bool,
 }
@@ -418,8 +511,8 @@ pub(super) fn parse_route(payload: &[u8]) -> Parsed<RouteReply> {
     for (kind, value) in attrs {
         match kind {
             RTA_OIF => reply.oif = Some(u32_value("RTA_OIF", value)?),
-            RTA_GATEWAY => reply.gateway = Some(ipv4_value("RTA_GATEWAY", value)?),
-            RTA_PREFSRC => reply.prefsrc = Some(ipv4_value("RTA_PREFSRC", value)?),
+            RTA_GATEWAY => reply.gateway = Some(ip_value("RTA_GATEWAY", value)?),
+            RTA_PREFSRC => reply.prefsrc = Some(ip_value("RTA_PREFSRC", value)?),
             RTA_VIA => reply.via = true,
             _ => {}
         }
@@ -427,11 +520,11 @@ pub(super) fn parse_route(payload: &[u8]) -> Parsed<RouteReply> {
     Ok(reply)
 }
 
-/// One IPv4 neighbour-table entry as the kernel reports it, usable or not.
+/// One neighbour-table entry (ARP or NDP) as the kernel reports it, usable or not.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct NeighbourEntry {
     pub ifindex: u32,
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     /// NUD_* bits.
     pub state: u16,
     /// The link-layer address when it is an Ethernet one.
@@ -462,17 +555,28 @@ fn neigh_state(nud: u16) -> Option<NeighState> {
     .map(|(_, state)| state)
 }
 
-/// An RTM_NEWNEIGH/RTM_DELNEIGH payload; `None` for other families (IPv6, bridge FDB).
+/// An RTM_NEWNEIGH/RTM_DELNEIGH payload of IPv4 (ARP) or IPv6 (NDP); `None` for other
+/// families (bridge FDB).
 pub(super) fn parse_neighbour(payload: &[u8]) -> Parsed<Option<NeighbourEntry>> {
     let attrs = attributes(payload, NDMSG_LEN)?;
-    if payload[NDMSG_FAMILY] != AF_INET {
+    let family = payload[NDMSG_FAMILY];
+    if family != AF_INET && family != AF_INET6 {
         return Ok(None);
     }
     let mut addr = None;
     let mut lladdr = None;
     for (kind, value) in attrs {
         match kind {
-            NDA_DST => addr = Some(ipv4_value("NDA_DST", value)?),
+            NDA_DST => {
+                let dst = ip_value("NDA_DST", value)?;
+                if family_of(dst) != family {
+                    return Err(format!(
+                        "NDA_DST of {} bytes in a family {family} entry",
+                        value.len()
+                    ));
+                }
+                addr = Some(dst);
+            }
             NDA_LLADDR => lladdr = <[u8; 6]>::try_from(value).ok(),
             _ => {}
         }
@@ -506,7 +610,7 @@ mod tests {
 
     #[test]
     fn use_neighbour_is_a_create_with_ntf_use() {
-        let mut request = use_neighbour(7, Ipv4Addr::new(10, 0, 0, 2));
+        let mut request = use_neighbour(7, Ipv4Addr::new(10, 0, 0, 2).into());
         request.set_sequence_number(0x0102_0304);
         #[rustfmt::skip]
         let expected: &[u8] = &[
@@ -526,12 +630,12 @@ mod tests {
             2, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,                     // AF_INET, /32
             8, 0, 1, 0, 192, 0, 2, 9,                                // RTA_DST
         ];
-        assert_eq!(get_route(Ipv4Addr::new(192, 0, 2, 9)).bytes(), route);
-        let dump = dump_neighbours(Some(3));
+        assert_eq!(get_route(Ipv4Addr::new(192, 0, 2, 9).into()).bytes(), route);
+        let dump = dump_neighbours(AF_INET, Some(3));
         assert!(dump.is_dump());
         assert_eq!(&dump.bytes()[4..8], &[30, 0, 0x01, 0x03]); // GETNEIGH, REQUEST|DUMP
         assert_eq!(&dump.bytes()[28..], &[8, 0, 8, 0, 3, 0, 0, 0]); // NDA_IFINDEX 3
-        assert_eq!(dump_neighbours(None).bytes().len(), 16 + 12);
+        assert_eq!(dump_neighbours(AF_INET, None).bytes().len(), 16 + 12);
     }
 
     /// An RTM_NEWLINK for a veth as the kernel sends it (trimmed to the attributes read, plus
@@ -559,6 +663,7 @@ mod tests {
                 mac: [2, 0, 0, 0, 0, 1],
                 mtu: 1500,
                 ipv4: vec![],
+                ipv6: vec![],
                 kind: Some("veth".into()),
                 peer_index: Some(4),
                 peer_netnsid: Some(0),
@@ -619,8 +724,8 @@ mod tests {
             RouteReply {
                 route_type: 1,
                 oif: Some(3),
-                gateway: Some(Ipv4Addr::new(10, 0, 0, 254)),
-                prefsrc: Some(Ipv4Addr::new(10, 0, 0, 1)),
+                gateway: Some(Ipv4Addr::new(10, 0, 0, 254).into()),
+                prefsrc: Some(Ipv4Addr::new(10, 0, 0, 1).into()),
                 via: false,
             }
         );
@@ -637,7 +742,10 @@ mod tests {
     #[test]
     fn parses_neighbours_and_decides_usability() {
         let entry = parse_neighbour(REACHABLE_NEIGHBOUR).unwrap().unwrap();
-        assert_eq!((entry.ifindex, entry.addr), (3, Ipv4Addr::new(10, 0, 0, 2)));
+        assert_eq!(
+            (entry.ifindex, entry.addr),
+            (3, Ipv4Addr::new(10, 0, 0, 2).into())
+        );
         assert_eq!(
             entry.usable(),
             Some(Neighbour {
@@ -709,8 +817,10 @@ mod tests {
 
     #[test]
     fn splits_a_datagram_into_messages() {
-        let mut datagram = get_neighbour(1, Ipv4Addr::LOCALHOST).bytes().to_vec();
-        datagram.extend_from_slice(get_route(Ipv4Addr::LOCALHOST).bytes());
+        let mut datagram = get_neighbour(1, Ipv4Addr::LOCALHOST.into())
+            .bytes()
+            .to_vec();
+        datagram.extend_from_slice(get_route(Ipv4Addr::LOCALHOST.into()).bytes());
         let types: Vec<u16> = messages(&datagram)
             .map(|m| m.unwrap().message_type())
             .collect();

@@ -68,7 +68,11 @@ pub fn table(candidates: &[Candidate], fallback: bool) -> Vec<u32> {
 
 impl Dest {
     fn new(c: &Candidate) -> Dest {
-        let (offset, skip) = mh_offset_skip(u32::from_ne_bytes(c.addr.octets()), c.port.to_be());
+        let (offset, skip) = mh_offset_skip(
+            // IPVS folds an IPv6 address into one word (an IPv4 one is that word).
+            lb_common::Addr::from(c.addr).fold(),
+            c.port.to_be(),
+        );
         Dest {
             id: c.id,
             weight: c.weight,

@@ -8,7 +8,7 @@ mod dh;
 mod maglev;
 mod sh;
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use lb_common::MAX_TABLE_LEN;
 
@@ -23,7 +23,7 @@ pub struct Candidate {
     pub weight: u32,
     /// The real server's address and port: `mh` derives its place in the table from them (not
     /// from `id`, which another director may number differently).
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     /// Host order.
     pub port: u16,
 }
@@ -137,7 +137,7 @@ fn test_candidate(id: u32, weight: u32) -> Candidate {
     Candidate {
         id,
         weight,
-        addr: Ipv4Addr::new(10, 0, (id >> 8) as u8, id as u8),
+        addr: std::net::Ipv4Addr::new(10, 0, (id >> 8) as u8, id as u8).into(),
         port: 80,
     }
 }

@@ -1,5 +1,7 @@
 //! Layouts compared byte for byte with what ipvsadm prints for the same table.
 
+use std::net::{IpAddr, Ipv4Addr};
+
 use super::*;
 use crate::{
     ipvsadm::{
@@ -7,14 +9,18 @@ use crate::{
         parse::parse_restore_with,
         testutil::{FakeNames, LONG_NAME},
     },
-    model::{Command, Persistence, Rates, RealSpec, ServiceSpec, Stats},
+    model::{Command, Netmask, Persistence, Rates, RealSpec, ServiceSpec, Stats},
 };
 
-fn ip(a: u8, b: u8, c: u8, d: u8) -> Ipv4Addr {
-    Ipv4Addr::new(a, b, c, d)
+fn ip(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(a, b, c, d))
 }
 
-fn addr(protocol: Protocol, a: Ipv4Addr, port: u16) -> ServiceAddr {
+fn ip6(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+fn addr(protocol: Protocol, a: IpAddr, port: u16) -> ServiceAddr {
     ServiceAddr {
         protocol,
         addr: a,
@@ -37,7 +43,7 @@ fn svc(addr: ServiceAddr, scheduler: Scheduler, reals: Vec<RealStatus>) -> Servi
 }
 
 fn rs(
-    a: Ipv4Addr,
+    a: IpAddr,
     port: u16,
     forward: Forward,
     weight: u32,
@@ -206,7 +212,7 @@ fn persistence_mask_and_scheduler_flags() {
     );
     s.spec.persistence = Some(Persistence {
         timeout: 600,
-        netmask: ip(255, 255, 255, 0),
+        netmask: Netmask::V4(Ipv4Addr::new(255, 255, 255, 0)),
     });
     s.spec.sched_flags = SchedFlags {
         fallback: true,
@@ -220,7 +226,7 @@ fn persistence_mask_and_scheduler_flags() {
     );
     t.spec.persistence = Some(Persistence {
         timeout: 300,
-        netmask: Ipv4Addr::BROADCAST,
+        netmask: Netmask::V4(Ipv4Addr::BROADCAST),
     });
     t.spec.sched_flags = SchedFlags {
         fallback: false,
@@ -540,7 +546,7 @@ fn save_like_ipvsadm() {
     let web = &mut snap.services[0];
     web.spec.persistence = Some(Persistence {
         timeout: 600,
-        netmask: ip(255, 255, 255, 0),
+        netmask: Netmask::V4(Ipv4Addr::new(255, 255, 255, 0)),
     });
     web.spec.scheduler = Scheduler::Sh;
     web.spec.sched_flags = SchedFlags {
@@ -587,7 +593,7 @@ fn save_keeps_thresholds_and_every_flag() {
     );
     s.spec.persistence = Some(Persistence {
         timeout: 300,
-        netmask: Ipv4Addr::BROADCAST,
+        netmask: Netmask::V4(Ipv4Addr::BROADCAST),
     });
     s.spec.sched_flags = SchedFlags {
         fallback: false,
@@ -666,8 +672,8 @@ fn conn(
     protocol: Protocol,
     expires_in: u32,
     state: &str,
-    client: (Ipv4Addr, u16),
-    real: (Ipv4Addr, u16),
+    client: (IpAddr, u16),
+    real: (IpAddr, u16),
 ) -> ConnectionStatus {
     ConnectionStatus {
         protocol,
@@ -808,5 +814,204 @@ fn a_cyclic_order_is_sorted_without_panicking() {
             "TCP  10.0.0.1:80 rr",
             "TCP  100.0.0.1:80 rr",
         ]
+    );
+}
+
+// ---- IPv6 ---------------------------------------------------------------------------------
+// The expected rows are those of the real ipvsadm 1.31 for the same table
+// (tests/golden/ipvsadm/ipv6.golden).
+
+fn persistent(mut service: ServiceStatus, timeout: u32, netmask: Netmask) -> ServiceStatus {
+    service.spec.persistence = Some(Persistence { timeout, netmask });
+    service
+}
+
+/// Both families, a tunnel service mixing them, a long IPv6 real server and service, and
+/// persistence by prefix length.
+fn dual_stack() -> Snapshot {
+    let v6 = ip6("2001:db8::1");
+    let long = ip6("2001:db8:1234:5678:9abc:def0:1234:5678");
+    snapshot(vec![
+        svc(
+            addr(Protocol::Tcp, v6, 80),
+            Scheduler::Rr,
+            vec![
+                rs(ip6("2001:db8::12"), 80, Forward::Route, 2, 0, 0),
+                rs(long, 80, Forward::Route, 3, 0, 0),
+                rs(ip(10, 0, 1, 1), 80, Forward::Tunnel, 1, 0, 0),
+            ],
+        ),
+        persistent(
+            svc(
+                addr(Protocol::Udp, v6, 53),
+                Scheduler::Sh,
+                vec![rs(ip6("2001:db8::31"), 5353, Forward::Masq, 1, 0, 0)],
+            ),
+            600,
+            Netmask::V6(64),
+        ),
+        persistent(
+            svc(
+                addr(Protocol::Tcp, ip6("2001:db8::2"), 443),
+                Scheduler::Wlc,
+                vec![],
+            ),
+            360,
+            Netmask::V6(48),
+        ),
+        persistent(
+            svc(
+                addr(Protocol::Tcp, ip6("2001:db8::3"), 443),
+                Scheduler::Wlc,
+                vec![],
+            ),
+            100,
+            Netmask::V6(128),
+        ),
+        svc(addr(Protocol::Tcp, long, 65535), Scheduler::Rr, vec![]),
+        svc(
+            addr(Protocol::Tcp, ip6("::ffff:10.0.0.9"), 80),
+            Scheduler::Rr,
+            vec![],
+        ),
+        svc(addr(Protocol::Tcp, ip6("::"), 80), Scheduler::Rr, vec![]),
+        svc(
+            addr(Protocol::Tcp, ip(10, 0, 0, 1), 80),
+            Scheduler::Wlc,
+            vec![
+                rs(ip6("2001:db8::21"), 80, Forward::Tunnel, 5, 0, 0),
+                rs(ip(10, 0, 1, 2), 80, Forward::Tunnel, 1, 0, 0),
+            ],
+        ),
+    ])
+}
+
+#[test]
+fn ipv6_listing_brackets_sorts_and_does_not_cut() {
+    assert_eq!(
+        list(&dual_stack(), numeric()),
+        "IP Virtual Server version 1.2.1 (size=4096)\n\
+         Prot LocalAddress:Port Scheduler Flags\n  \
+         -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
+         TCP  10.0.0.1:80 wlc\n  \
+         -> 10.0.1.2:80                  Tunnel  1      0          0         \n  \
+         -> [2001:db8::21]:80            Tunnel  5      0          0         \n\
+         TCP  [::]:80 rr\n\
+         TCP  [::ffff:10.0.0.9]:80 rr\n\
+         TCP  [2001:db8::1]:80 rr\n  \
+         -> 10.0.1.1:80                  Tunnel  1      0          0         \n  \
+         -> [2001:db8::12]:80            Route   2      0          0         \n  \
+         -> [2001:db8:1234:5678:9abc:def0:1234:5678]:80 Route   3      0          0         \n\
+         TCP  [2001:db8::2]:443 wlc persistent 360 mask 48\n\
+         TCP  [2001:db8::3]:443 wlc persistent 100\n\
+         TCP  [2001:db8:1234:5678:9abc:def0:1234:5678]:65535 rr\n\
+         UDP  [2001:db8::1]:53 sh persistent 600 mask 64\n  \
+         -> [2001:db8::31]:5353          Masq    1      0          0         \n"
+    );
+}
+
+#[test]
+fn ipv6_stats_and_thresholds_rows() {
+    let stats = list(
+        &dual_stack(),
+        ListOptions {
+            stats: true,
+            ..numeric()
+        },
+    );
+    let rows: Vec<&str> = stats.lines().collect();
+    assert!(rows.contains(
+        &"TCP  [2001:db8:1234:5678:9abc:def0:1234:5678]:65535        0        0        0        0        0"
+    ));
+    assert!(rows.contains(
+        &"  -> [2001:db8:1234:5678:9abc:def0:1234:5678]:80        0        0        0        0        0"
+    ));
+    assert!(rows.contains(
+        &"TCP  [2001:db8::1]:80                    0        0        0        0        0"
+    ));
+    assert!(rows.contains(
+        &"  -> [2001:db8::12]:80                   0        0        0        0        0"
+    ));
+    let thresholds = list(
+        &dual_stack(),
+        ListOptions {
+            thresholds: true,
+            ..numeric()
+        },
+    );
+    assert!(thresholds.lines().any(|l| l
+        == "  -> [2001:db8:1234:5678:9abc:def0:1234:5678]:80 0          0          0          0         "));
+}
+
+#[test]
+fn ipv6_save_writes_prefix_lengths_and_brackets() {
+    assert_eq!(
+        format_save(&dual_stack(), true, &NoNames),
+        "-A -t 10.0.0.1:80 -s wlc\n\
+         -a -t 10.0.0.1:80 -r 10.0.1.2:80 -i -w 1 --tun-type ipip\n\
+         -a -t 10.0.0.1:80 -r [2001:db8::21]:80 -i -w 5 --tun-type ipip\n\
+         -A -t [::]:80 -s rr\n\
+         -A -t [::ffff:10.0.0.9]:80 -s rr\n\
+         -A -t [2001:db8::1]:80 -s rr\n\
+         -a -t [2001:db8::1]:80 -r 10.0.1.1:80 -i -w 1 --tun-type ipip\n\
+         -a -t [2001:db8::1]:80 -r [2001:db8::12]:80 -g -w 2\n\
+         -a -t [2001:db8::1]:80 -r [2001:db8:1234:5678:9abc:def0:1234:5678]:80 -g -w 3\n\
+         -A -t [2001:db8::2]:443 -s wlc -p 360 -M 48\n\
+         -A -t [2001:db8::3]:443 -s wlc -p 100\n\
+         -A -t [2001:db8:1234:5678:9abc:def0:1234:5678]:65535 -s rr\n\
+         -A -u [2001:db8::1]:53 -s sh -p 600 -M 64\n\
+         -a -u [2001:db8::1]:53 -r [2001:db8::31]:5353 -m -w 1\n"
+    );
+    // What -S writes, -R reads back as the same commands.
+    let saved = format_save(&dual_stack(), true, &NoNames);
+    let restored = parse_restore_with(&saved, &NoNames).unwrap();
+    assert_eq!(restored.len(), 14);
+    assert!(restored.contains(&Command::AddService {
+        service: ServiceSpec {
+            addr: addr(Protocol::Udp, ip6("2001:db8::1"), 53),
+            scheduler: Scheduler::Sh,
+            persistence: Some(Persistence {
+                timeout: 600,
+                netmask: Netmask::V6(64)
+            }),
+            sched_flags: SchedFlags::default(),
+        }
+    }));
+}
+
+#[test]
+fn ipv6_names_keep_their_brackets() {
+    // ipvsadm prints a named IPv6 host in brackets too.
+    let snap = snapshot(vec![svc(
+        addr(Protocol::Tcp, ip6("2001:db8::1"), 80),
+        Scheduler::Rr,
+        vec![rs(ip6("2001:db8::1"), 80, Forward::Route, 1, 0, 0)],
+    )]);
+    let named = list(&snap, ListOptions::default());
+    assert!(
+        named.contains("TCP  [web6.example.com]:http rr\n"),
+        "{named}"
+    );
+    assert!(
+        named.contains("  -> [web6.example.com]:http      Route   1"),
+        "{named}"
+    );
+}
+
+#[test]
+fn ipv6_connections() {
+    let conns = [ConnectionStatus {
+        protocol: Protocol::Tcp,
+        expires_in: 14 * 60 + 58,
+        state: "ESTABLISHED".to_owned(),
+        client: (ip6("2001:db8:ff::50"), 51234),
+        virtual_addr: (ip6("2001:db8::1"), 80),
+        real: (ip6("2001:db8::12"), 80),
+    }];
+    assert_eq!(
+        format_connections(&conns, &numeric(), &NoNames),
+        "IPVS connection entries\n\
+         pro expire state       source             virtual            destination\n\
+         TCP 14:58  ESTABLISHED [2001:db8:ff::50]:51234 [2001:db8::1]:80   [2001:db8::12]:80\n"
     );
 }

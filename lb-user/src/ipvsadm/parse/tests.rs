@@ -1,6 +1,6 @@
 //! Command lines in, [`Invocation`]s or ipvsadm's error messages out.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::*;
 use crate::{
@@ -9,7 +9,8 @@ use crate::{
         values::MAX_TIMEOUT,
     },
     model::{
-        Forward, Persistence, Protocol, RealSpec, SchedFlags, Scheduler, ServiceSpec, Timeouts,
+        Forward, Netmask, Persistence, Protocol, RealSpec, SchedFlags, Scheduler, ServiceSpec,
+        Timeouts,
     },
 };
 
@@ -59,11 +60,15 @@ fn usage(line: &str) -> String {
     message
 }
 
-fn ip(a: u8, b: u8, c: u8, d: u8) -> Ipv4Addr {
-    Ipv4Addr::new(a, b, c, d)
+fn ip(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(a, b, c, d))
 }
 
-fn tcp(addr: Ipv4Addr, port: u16) -> ServiceAddr {
+fn ip6(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+fn tcp(addr: IpAddr, port: u16) -> ServiceAddr {
     ServiceAddr {
         protocol: Protocol::Tcp,
         addr,
@@ -84,7 +89,7 @@ fn service(addr: ServiceAddr, scheduler: Scheduler) -> ServiceSpec {
     }
 }
 
-fn real(addr: Ipv4Addr, port: u16, forward: Forward, weight: u32) -> RealSpec {
+fn real(addr: IpAddr, port: u16, forward: Forward, weight: u32) -> RealSpec {
     RealSpec {
         addr,
         port,
@@ -163,23 +168,23 @@ fn persistence_default_timeout_and_mask() {
     };
     assert_eq!(
         command("-A -t 192.168.1.99:80 -s rr -p"),
-        persistent(360, Ipv4Addr::BROADCAST)
+        persistent(360, Netmask::V4(Ipv4Addr::BROADCAST))
     );
     assert_eq!(
         command("-A -t 192.168.1.99:80 -p -s rr"),
-        persistent(360, Ipv4Addr::BROADCAST)
+        persistent(360, Netmask::V4(Ipv4Addr::BROADCAST))
     );
     assert_eq!(
         command("-A -t 192.168.1.99:80 -s rr -p 600 -M 255.255.255.0"),
-        persistent(600, ip(255, 255, 255, 0))
+        persistent(600, Netmask::V4(Ipv4Addr::new(255, 255, 255, 0)))
     );
     assert_eq!(
         command("-A -t 192.168.1.99:80 -s rr --persistent=60 --netmask 255.255.0.0"),
-        persistent(60, ip(255, 255, 0, 0))
+        persistent(60, Netmask::V4(Ipv4Addr::new(255, 255, 0, 0)))
     );
     assert_eq!(
         command("-A -t 192.168.1.99:80 -s rr -p2678400"),
-        persistent(MAX_TIMEOUT, Ipv4Addr::BROADCAST)
+        persistent(MAX_TIMEOUT, Netmask::V4(Ipv4Addr::BROADCAST))
     );
 }
 
@@ -209,7 +214,7 @@ fn zero_port_needs_persistence() {
             service: ServiceSpec {
                 persistence: Some(Persistence {
                     timeout: 360,
-                    netmask: Ipv4Addr::BROADCAST
+                    netmask: Netmask::V4(Ipv4Addr::BROADCAST)
                 }),
                 ..service(tcp(ip(192, 168, 1, 99), 0), Scheduler::Rr)
             }
@@ -485,7 +490,7 @@ fn system_names_resolve_localhost() {
     assert_eq!(
         parsed.invocation,
         Invocation::Apply(vec![Command::DeleteService {
-            service: tcp(Ipv4Addr::LOCALHOST, 80)
+            service: tcp(Ipv4Addr::LOCALHOST.into(), 80)
         }])
     );
 }
@@ -927,9 +932,6 @@ fn features_lb_does_not_have() {
     };
     unsupported("-A -f 1 -s rr", "firewall-mark services (-f) are");
     unsupported("-A --sctp-service 1.2.3.4:80", "SCTP services are");
-    unsupported("-A -t [2001:db8::80]:80 -s rr", "IPv6 is");
-    unsupported("-L -t 2001:db8::80", "IPv6 is");
-    unsupported("-a -t 1.2.3.4:80 -r [2001:db8::a0a0]:80 -m", "IPv6 is");
     unsupported("-A -u 1.2.3.4:53 -o", "One-Packet Scheduling (-o) is");
     unsupported(
         "-A -t 1.2.3.4:5060 -p --pe sip",
@@ -952,7 +954,7 @@ fn features_lb_does_not_have() {
         "illegal start-daemon parameter specified"
     );
     assert_eq!(usage("-A -f 0"), "invalid fwmark value `0' specified");
-    assert_eq!(usage("-A -t 1.2.3.4:80 -6"), "-6 used before -f");
+    assert_eq!(usage("-A -t 1.2.3.4:80 -6"), "-6 used before -f\n");
 }
 
 // ---- restore ------------------------------------------------------------------------------
@@ -1034,4 +1036,208 @@ fn restore_only_takes_rules() {
         restore("-C --socket /x\n").unwrap_err().to_string(),
         "--socket: unknown option\n  in line 1 of the restore input: -C --socket /x"
     );
+}
+
+// ---- IPv6 ---------------------------------------------------------------------------------
+// Messages and outcomes as the real ipvsadm 1.31 gave them (tests/golden/ipvsadm/ipv6.golden).
+
+fn v6(port: u16) -> ServiceAddr {
+    tcp(ip6("2001:db8::1"), port)
+}
+
+fn with_persistence(line: &str) -> Persistence {
+    match command(line) {
+        Command::AddService { service } => service.persistence.expect(line),
+        other => panic!("{line}: {other:?}"),
+    }
+}
+
+#[test]
+fn ipv6_services_in_brackets() {
+    assert_eq!(
+        command("-A -t [2001:db8::1]:80 -s rr"),
+        Command::AddService {
+            service: service(v6(80), Scheduler::Rr)
+        }
+    );
+    // Service names resolve after the brackets as after an IPv4 address.
+    assert_eq!(
+        command("-D -t [2001:db8::1]:http"),
+        Command::DeleteService { service: v6(80) }
+    );
+    // Without brackets the whole text is the address, without a port.
+    assert_eq!(
+        command("-D -t 2001:db8::1:80"),
+        Command::DeleteService {
+            service: tcp(ip6("2001:db8::1:80"), 0)
+        }
+    );
+    assert_eq!(
+        usage("-A -t 2001:db8::5 -s rr"),
+        "Zero port specified for non-persistent service"
+    );
+    for bad in [
+        "[2001:db8::6]",
+        "[2001:db8::6",
+        "[2001:db8::6]80",
+        "[2001:db8::6]:",
+    ] {
+        assert_eq!(
+            usage(&format!("-A -t {bad} -s rr")),
+            "illegal virtual server address[:port] specified",
+            "{bad}"
+        );
+    }
+    // Brackets around an IPv4 address: ipvsadm looks for the port inside them, finds none.
+    assert_eq!(
+        usage("-A -t [10.0.0.6]:80 -s rr"),
+        "Zero port specified for non-persistent service"
+    );
+    assert_eq!(
+        command("-A -t [::ffff:10.0.0.9]:80 -s rr"),
+        Command::AddService {
+            service: service(tcp(ip6("::ffff:10.0.0.9"), 80), Scheduler::Rr)
+        }
+    );
+    assert_eq!(list("-L -n -t [2001:db8::1]:80").service, Some(v6(80)));
+}
+
+#[test]
+fn ipv6_persistence_takes_a_prefix_length() {
+    let v6mask = |len| Netmask::V6(len);
+    assert_eq!(
+        with_persistence("-A -t [2001:db8::1]:80 -p 600 -M 64").netmask,
+        v6mask(64)
+    );
+    assert_eq!(
+        with_persistence("-A -t [2001:db8::1]:80 -p").netmask,
+        v6mask(128)
+    );
+    // atoi: digits as far as they go.
+    assert_eq!(
+        with_persistence("-A -t [2001:db8::1]:80 -p -M 48abc").netmask,
+        v6mask(48)
+    );
+    // -M before -t is read as an IPv4 netmask, then the IPv6 address resets it to 128.
+    assert_eq!(
+        with_persistence("-A -M 56 -t [2001:db8::3]:443 -p 100").netmask,
+        v6mask(128)
+    );
+    assert_eq!(
+        usage("-A -M nosuchmask -t [2001:db8::3]:443 -p 100"),
+        "illegal virtual server persistent mask specified"
+    );
+    for bad in ["0", "129", "255.255.255.0", "abc", "-1"] {
+        assert_eq!(
+            usage(&format!("-A -t [2001:db8::2]:443 -p -M {bad}")),
+            "illegal ipv6 netmask specified",
+            "{bad}"
+        );
+    }
+    // An IPv4 service still takes a netmask, even a number (inet_aton: 0.0.0.64).
+    assert_eq!(
+        with_persistence("-A -t 10.0.0.3:443 -p 100 -M 64").netmask,
+        Netmask::V4(Ipv4Addr::new(0, 0, 0, 64))
+    );
+}
+
+#[test]
+fn ipv6_real_servers_and_mixed_families() {
+    assert_eq!(
+        command("-a -t [2001:db8::1]:80 -r [2001:db8::12]:8080 -g -w 2"),
+        Command::AddReal {
+            service: v6(80),
+            // Direct routing keeps the service's port.
+            real: real(ip6("2001:db8::12"), 80, Forward::Route, 2),
+        }
+    );
+    assert_eq!(
+        command("-a -t [2001:db8::1]:80 -r [2001:db8::12]:8080 -m"),
+        Command::AddReal {
+            service: v6(80),
+            real: real(ip6("2001:db8::12"), 8080, Forward::Masq, 1),
+        }
+    );
+    assert_eq!(
+        usage("-a -t [2001:db8::1]:80 -r [2001:db8::11] -g"),
+        "illegal real server address[:port] specified"
+    );
+    const MIXED: &str = "Different address family is allowed only for tunneling servers";
+    for line in [
+        "-a -t [2001:db8::1]:80 -r 10.0.1.1 -g",
+        "-a -t [2001:db8::1]:80 -r 10.0.1.1:80 -m",
+        "-a -t 10.0.0.1:80 -r [2001:db8::23]:8080 -m",
+        "-e -t [2001:db8::1]:80 -r 10.0.1.1 -g -w 7",
+    ] {
+        assert_eq!(usage(line), MIXED, "{line}");
+    }
+    // Tunnels may mix families (IPVS since Linux 3.18), both ways.
+    assert_eq!(
+        command("-a -t [2001:db8::1]:80 -r 10.0.1.1 -i"),
+        Command::AddReal {
+            service: v6(80),
+            real: real(ip(10, 0, 1, 1), 80, Forward::Tunnel, 1),
+        }
+    );
+    assert_eq!(
+        command("-a -t 10.0.0.1:80 -r [2001:db8::21]:80 -i -w 5"),
+        Command::AddReal {
+            service: tcp(ip(10, 0, 0, 1), 80),
+            real: real(ip6("2001:db8::21"), 80, Forward::Tunnel, 5),
+        }
+    );
+    // Deleting checks no family (-d has no forwarding method).
+    assert_eq!(
+        command("-d -t [2001:db8::1]:80 -r 10.0.1.1"),
+        Command::DeleteReal {
+            service: v6(80),
+            addr: ip(10, 0, 1, 1),
+            port: 80,
+        }
+    );
+}
+
+#[test]
+fn ipv6_restore_of_a_mixed_file() {
+    let commands = parse_restore_with(
+        "-A -t [2001:db8::40]:80 -s rr\n\
+         -a -t [2001:db8::40]:80 -r [2001:db8::41]:80 -g -w 1\n\
+         -A -t 10.0.0.40:80 -s rr\n\
+         -a -t 10.0.0.40:80 -r [2001:db8::42]:80 -i -w 1 --tun-type ipip\n\
+         -a -t 10.0.0.40:80 -r 10.0.1.40:80 -g -w 1\n\
+         -A -u [2001:db8::40]:53 -s rr -p 300 -M 96\n",
+        &FakeNames::new(),
+    )
+    .unwrap();
+    assert_eq!(commands.len(), 6);
+    assert_eq!(
+        commands[5],
+        Command::AddService {
+            service: ServiceSpec {
+                persistence: Some(Persistence {
+                    timeout: 300,
+                    netmask: Netmask::V6(96)
+                }),
+                ..service(
+                    ServiceAddr {
+                        protocol: Protocol::Udp,
+                        addr: ip6("2001:db8::40"),
+                        port: 53
+                    },
+                    Scheduler::Rr
+                )
+            }
+        }
+    );
+    let err = parse_restore_with(
+        "-A -t [2001:db8::50]:80 -s rr\n-a -t [2001:db8::50]:80 -r 10.0.1.50:80 -m -w 1\n",
+        &FakeNames::new(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("Different address family is allowed only for tunneling servers"),
+        "{err}"
+    );
+    assert_eq!(err.exit_code(), 2);
 }

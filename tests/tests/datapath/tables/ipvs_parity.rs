@@ -141,7 +141,7 @@ fn setup(case: &Case) -> Vec<Change> {
         candidates.push(Candidate {
             id: def.id,
             weight,
-            addr: def.addr,
+            addr: def.addr.into(),
             port: HTTP.port,
         });
     }

@@ -567,7 +567,7 @@ fn sh_table(reals: &[Rs], fallback: bool) -> (Vec<u32>, u32) {
         .map(|r| Candidate {
             id: r.def.id,
             weight: r.weight,
-            addr: r.def.addr,
+            addr: r.def.addr.into(),
             port: HTTP.port,
         })
         .collect();
