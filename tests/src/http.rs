@@ -13,10 +13,27 @@ use crate::netns::Netns;
 /// `server_addr:server_port remote_addr:remote_port status`, to `dir/access.log`, so a test can
 /// tell which address a request arrived at (the VIP, in DR) and count requests per server.
 pub fn nginx_config(dir: &Path, name: &str, ports: &[u16]) -> std::path::PathBuf {
+    nginx_config_families(dir, name, ports, false)
+}
+
+/// [`nginx_config`], listening on IPv6 too (`listen [::]:PORT`) when `ipv6`; an IPv6
+/// `server_addr` is logged without brackets (`fd00::99:80 ...`).
+pub fn nginx_config_families(
+    dir: &Path,
+    name: &str,
+    ports: &[u16],
+    ipv6: bool,
+) -> std::path::PathBuf {
     let d = dir.display();
     let listens: String = ports
         .iter()
-        .map(|port| format!("        listen {port} reuseport;\n"))
+        .map(|port| {
+            let mut listen = format!("        listen {port} reuseport;\n");
+            if ipv6 {
+                listen += &format!("        listen [::]:{port} reuseport;\n");
+            }
+            listen
+        })
         .collect();
     let conf = format!(
         r#"# nginx for real server {name}; started in the foreground by lb-tests.

@@ -32,7 +32,7 @@
 //! the director as their gateway (seed 001).
 
 use std::{
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddrV4},
     os::fd::OwnedFd,
     path::{Path, PathBuf},
     process::ExitStatus,
@@ -194,6 +194,7 @@ pub struct TestbedBuilder {
     subnet: Option<Ipv4Addr>,
     backup_director: bool,
     vip_is_director_address: bool,
+    ipv6: bool,
 }
 
 impl Default for TestbedBuilder {
@@ -206,8 +207,16 @@ impl Default for TestbedBuilder {
             subnet: None,
             backup_director: false,
             vip_is_director_address: false,
+            ipv6: false,
         }
     }
+}
+
+/// The IPv6 twin of an IPv4 test address `a.b.c.d`: `fd00:0:b:c::d` in a /64 of its own per
+/// IPv4 /24, so that hosts on one LAN share a prefix in both families.
+pub fn v6_of(ip: Ipv4Addr) -> Ipv6Addr {
+    let o = ip.octets();
+    Ipv6Addr::new(0xfd00, 0, o[1].into(), o[2].into(), 0, 0, 0, o[3].into())
 }
 
 /// `base` (`a.b.c.0`) with the last octet `host`.
@@ -264,6 +273,14 @@ impl TestbedBuilder {
 
     /// The /24 to number hosts in (`a.b.c.0`); by default `10.<100 + n>.0.0`. Topologies
     /// with a separate real-server network number it in the next /24 (`a.b.c+1.0`).
+    /// Dual stack: every interface gets the IPv6 twin of its address ([`v6_of`], `nodad`),
+    /// the VIP's twin goes where the VIP goes (the director, the real servers' `lo` in DR and
+    /// TUN), and nginx listens on IPv6 too.
+    pub fn ipv6(mut self) -> Self {
+        self.ipv6 = true;
+        self
+    }
+
     pub fn subnet(mut self, subnet: Ipv4Addr) -> Self {
         let o = subnet.octets();
         assert_eq!(
@@ -335,6 +352,7 @@ impl TestbedBuilder {
             switch.run(&["ip", "link", "set", "dev", bridge, "up"]);
         }
 
+        let ipv6 = self.ipv6;
         let plug = |host: &mut Host, bridge: &str, port: &str, iface: &str, ip: Ipv4Addr| {
             // Created in the switch namespace with the host's end moved straight into the
             // host's namespace, so names never collide with the host's interfaces.
@@ -354,6 +372,12 @@ impl TestbedBuilder {
             switch.run(&["ip", "link", "set", "dev", port, "master", bridge, "up"]);
             host.ns
                 .run(&["ip", "addr", "add", &format!("{ip}/24"), "dev", iface]);
+            if ipv6 {
+                // nodad: usable at once (duplicate address detection would hold it a second).
+                let v6 = format!("{}/64", v6_of(ip));
+                host.ns
+                    .run(&["ip", "-6", "addr", "add", &v6, "dev", iface, "nodad"]);
+            }
             host.ns.run(&["ip", "link", "set", "dev", iface, "up"]);
             // A veth leaves TCP checksums to be completed "by the NIC" (CHECKSUM_PARTIAL).
             // Native XDP sees raw frames without that note, so a frame it sends back on
@@ -480,6 +504,18 @@ impl TestbedBuilder {
                 "dev",
                 director.iface(),
             ]);
+            if self.ipv6 {
+                director.ns.run(&[
+                    "ip",
+                    "-6",
+                    "addr",
+                    "add",
+                    &format!("{}/128", v6_of(vip)),
+                    "dev",
+                    director.iface(),
+                    "nodad",
+                ]);
+            }
         }
 
         let mut real_servers = Vec::new();
@@ -499,6 +535,12 @@ impl TestbedBuilder {
                 // Seeds 000 and 003 (TUN): no reverse-path filtering.
                 rs.ns
                     .run(&["ip", "addr", "add", &format!("{vip}/32"), "dev", "lo"]);
+                // IPv6 needs no arp_ignore: neighbour solicitations are answered only for
+                // addresses of the interface they arrive on, not for lo's.
+                if self.ipv6 {
+                    let vip6 = format!("{}/128", v6_of(vip));
+                    rs.ns.run(&["ip", "-6", "addr", "add", &vip6, "dev", "lo"]);
+                }
                 for conf in ["all", "default", "lo", HOST_IFACE] {
                     rs.ns
                         .sysctl(&format!("net.ipv4.conf.{conf}.arp_ignore"), "1");
@@ -540,7 +582,12 @@ impl TestbedBuilder {
         for rs in &real_servers {
             let rs_dir = dir.path().join(&rs.name);
             std::fs::create_dir_all(rs_dir.join("files")).expect("create real server dir");
-            let conf = http::nginx_config(&rs_dir, &rs.name, &[SERVICE_PORT, UNSERVED_PORT]);
+            let conf = http::nginx_config_families(
+                &rs_dir,
+                &rs.name,
+                &[SERVICE_PORT, UNSERVED_PORT],
+                self.ipv6,
+            );
             servers.push(http::start_nginx(&rs.ns, &rs_dir, &conf));
             servers.push(echo::start_tcp_echo(&rs.ns, &rs_dir, &rs.name));
             servers.push(echo::start_udp_echo(&rs.ns, &rs_dir, &rs.name, rs.ip));
@@ -577,6 +624,7 @@ impl TestbedBuilder {
             vip,
             xdp_mode: self.xdp_mode,
             loads: 0,
+            ipv6: self.ipv6,
         };
         testbed.lbd_files = Some(LbdFiles::in_dir(testbed.dir.path()));
         testbed.wait_ready();
@@ -615,6 +663,8 @@ pub struct Testbed {
     vip: Ipv4Addr,
     xdp_mode: XdpMode,
     loads: u32,
+    /// Built with [`TestbedBuilder::ipv6`].
+    ipv6: bool,
 }
 
 impl Testbed {
@@ -661,6 +711,43 @@ impl Testbed {
     /// `VIP:port`, as lbadm takes it after `-t`.
     pub fn vip_port(&self, port: u16) -> String {
         format!("{}:{port}", self.vip)
+    }
+
+    /// The VIP's IPv6 twin (a testbed built with [`TestbedBuilder::ipv6`]).
+    #[track_caller]
+    pub fn vip6(&self) -> Ipv6Addr {
+        assert!(self.ipv6, "not a dual-stack testbed: build it with .ipv6()");
+        v6_of(self.vip)
+    }
+
+    /// `[VIP6]:port`, as lbadm takes it after `-t` and curl in a URL.
+    pub fn vip6_port(&self, port: u16) -> String {
+        format!("[{}]:{port}", self.vip6())
+    }
+
+    /// Real server `i`'s IPv6 address.
+    pub fn rip6(&self, i: usize) -> Ipv6Addr {
+        assert!(self.ipv6, "not a dual-stack testbed: build it with .ipv6()");
+        v6_of(self.rs(i).ip)
+    }
+
+    /// The client's IPv6 address.
+    pub fn client6(&self) -> Ipv6Addr {
+        assert!(self.ipv6, "not a dual-stack testbed: build it with .ipv6()");
+        v6_of(self.client.ip)
+    }
+
+    /// How many requests real server `i` has served that were addressed to `[VIP6]:port`
+    /// (nginx logs an IPv6 `$server_addr` without brackets).
+    pub fn served_via_vip6(&self, i: usize, port: u16) -> usize {
+        self.served(i, &format!("{}:{port}", self.vip6()))
+    }
+
+    /// [`Testbed::served_via_vip6`] for every real server, in order.
+    pub fn served_via_vip6_all(&self, port: u16) -> Vec<usize> {
+        (1..=self.real_servers.len())
+            .map(|i| self.served_via_vip6(i, port))
+            .collect()
     }
 
     /// Real server `i`, counting from 1 like the names (`rs1`).

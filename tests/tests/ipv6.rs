@@ -1,0 +1,160 @@
+//! IPv6 end to end (issue 14): the LVS-DR topology of `dr.rs` with every host dual-stack
+//! (`TestbedBuilder::ipv6`: each address's IPv6 twin, `nodad`; the VIP's twin on the director
+//! and on the real servers' `lo`), lbd configured with lbadm in ipvsadm's IPv6 syntax.
+//!
+//! `ipv6_real_servers_are_resolved_over_ndp` needs only user space (route and neighbour lookups
+//! over IPv6). The traffic tests need the data path's IPv6 forwarding.
+
+use std::time::Duration;
+
+use lb_tests::{SERVICE_PORT, Testbed, wait};
+
+/// How long the real servers' access logs may take to show what a test waits for.
+const TRAFFIC_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs one lbadm command written as on a shell line, returning its stdout.
+#[track_caller]
+fn adm(tb: &Testbed, line: &str) -> String {
+    let args: Vec<&str> = line.split_whitespace().collect();
+    tb.lbadm(&args)
+}
+
+/// Seed 000's DR service, in IPv6: `-A -t [VIP6]:80 -s rr`, rs1 and rs2 with `-g`.
+#[track_caller]
+fn configure_dr6(tb: &Testbed) {
+    let vip = tb.vip6_port(SERVICE_PORT);
+    adm(tb, "-C");
+    adm(tb, &format!("-A -t {vip} -s rr"));
+    adm(tb, &format!("-a -t {vip} -r [{}] -g", tb.rip6(1)));
+    adm(tb, &format!("-a -t {vip} -r [{}] -g", tb.rip6(2)));
+}
+
+/// One real-server line of `ipvsadm -Ln` (`"  -> %-28s %-7s %-6d %-10u %-10u"`), its
+/// connection counts left out.
+fn real_line_prefix(addr: &str, forward: &str, weight: u32) -> String {
+    format!("  -> {addr:<28} {forward:<7} {weight:<6} ")
+}
+
+#[test]
+fn ipv6_real_servers_are_resolved_over_ndp() {
+    let mut tb = Testbed::builder().ipv6().build();
+    tb.start_lbd();
+    configure_dr6(&tb);
+    let vip = tb.vip6_port(SERVICE_PORT);
+    let list = adm(&tb, "-Ln");
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines[3], format!("TCP  {vip} rr"), "{list}");
+    for (i, line) in lines[4..6].iter().enumerate() {
+        let rs = format!("[{}]:{SERVICE_PORT}", tb.rip6(i + 1));
+        assert!(
+            line.starts_with(&real_line_prefix(&rs, "Route", 1)),
+            "{line:?} in\n{list}"
+        );
+    }
+    // lbd asked the kernel for the real servers' MACs (a neighbour solicitation each) and
+    // published them once the advertisements came.
+    for i in 1..=2 {
+        let rip = tb.rip6(i).to_string();
+        wait::wait_ok(
+            &format!("rs{i} ({rip}) resolved"),
+            Duration::from_secs(10),
+            || {
+                let log = tb.lbd_log();
+                log.lines()
+                    .any(|l| l.contains("real server resolved") && l.contains(&rip))
+                    .then_some(())
+                    .ok_or_else(|| format!("lbd's log:\n{log}"))
+            },
+        );
+    }
+    // -S and -R round trip in IPv6 syntax.
+    let saved = adm(&tb, "-Sn");
+    assert_eq!(
+        saved,
+        format!(
+            "-A -t {vip} -s rr\n\
+             -a -t {vip} -r [{}]:80 -g -w 1\n\
+             -a -t {vip} -r [{}]:80 -g -w 1\n",
+            tb.rip6(1),
+            tb.rip6(2)
+        )
+    );
+    adm(&tb, "-C");
+    tb.lbadm_stdin(&["-R"], Some(&saved));
+    assert_eq!(adm(&tb, "-Sn"), saved);
+}
+
+#[test]
+fn dr_ipv6_round_robin_reaches_the_real_servers_at_the_vip() {
+    let mut tb = Testbed::builder().ipv6().build();
+    tb.start_lbd();
+    configure_dr6(&tb);
+
+    let tally = tb.curl(&format!("http://{}/", tb.vip6_port(SERVICE_PORT)), 10);
+    tally.assert_all_ok();
+    assert_eq!(tally.count("rs1"), 5, "{tally}");
+    assert_eq!(tally.count("rs2"), 5, "{tally}");
+    // DR changes only MACs: the requests reach nginx addressed to the VIP.
+    let served = wait::wait_ok(
+        "5 requests via the IPv6 VIP on each",
+        TRAFFIC_TIMEOUT,
+        || {
+            let served = tb.served_via_vip6_all(SERVICE_PORT);
+            (served == [5, 5])
+                .then_some(served.clone())
+                .ok_or_else(|| format!("served via the VIP (rs1, rs2): {served:?}"))
+        },
+    );
+    println!("served {served:?}");
+
+    // The connection table lists IPv6 connections with brackets, as ipvsadm does.
+    let conns = adm(&tb, "-L -n -c");
+    let client = format!("[{}]:", tb.client6());
+    let vip = tb.vip6_port(SERVICE_PORT);
+    assert!(
+        conns
+            .lines()
+            .skip(2)
+            .any(|l| l.contains(&client) && l.contains(&vip)),
+        "{conns}"
+    );
+    // Counters: 10 connections on the service.
+    let stats = adm(&tb, "-L -n --stats --exact");
+    let row = stats
+        .lines()
+        .find(|l| l.starts_with(&format!("TCP  {vip}")))
+        .unwrap_or_else(|| panic!("no service row in\n{stats}"));
+    let conns: u64 = row.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert_eq!(conns, 10, "{stats}");
+}
+
+#[test]
+fn dual_stack_director_serves_an_ipv4_and_an_ipv6_vip_at_once() {
+    let mut tb = Testbed::builder().ipv6().build();
+    tb.start_lbd();
+    configure_dr6(&tb);
+    let vip4 = tb.vip_port(SERVICE_PORT);
+    adm(&tb, &format!("-A -t {vip4} -s rr"));
+    adm(&tb, &format!("-a -t {vip4} -r {} -g", tb.rip(1)));
+    adm(&tb, &format!("-a -t {vip4} -r {} -g", tb.rip(2)));
+
+    let v6 = tb.curl(&format!("http://{}/", tb.vip6_port(SERVICE_PORT)), 4);
+    let v4 = tb.curl_vip(SERVICE_PORT, 4);
+    v6.assert_all_ok();
+    v4.assert_all_ok();
+    for tally in [&v6, &v4] {
+        assert_eq!(tally.count("rs1"), 2, "{tally}");
+        assert_eq!(tally.count("rs2"), 2, "{tally}");
+    }
+    // Listed IPv4 first, as ipvsadm sorts by family.
+    let list = adm(&tb, "-Ln");
+    let services: Vec<&str> = list.lines().filter(|l| l.starts_with("TCP")).collect();
+    assert_eq!(
+        services,
+        [
+            format!("TCP  {vip4} rr"),
+            format!("TCP  {} rr", tb.vip6_port(SERVICE_PORT))
+        ],
+        "{list}"
+    );
+}
