@@ -167,6 +167,12 @@ pub fn lb_route(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn lb_tunnel(ctx: XdpContext) -> u32 {
     verdict(stage::carry().and_then(|carry| {
+        // IPv6 tunnels (6in6, 4in6, 6in4) are not built yet.
+        if carry.packet.flow.family == lb_common::AF_INET6
+            || carry.real.family == lb_common::AF_INET6
+        {
+            return Err(drop(Stat::DropUnsupported));
+        }
         let verdict = forward::tunnel::forward(&ctx, &carry.packet, &carry.real, &carry.ingress)?;
         relayed(&carry.packet);
         Ok(verdict)

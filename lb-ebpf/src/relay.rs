@@ -13,7 +13,7 @@
 //! the real server's), and NAT forwards them like its other packets: one hop less.
 
 use aya_ebpf::programs::XdpContext;
-use lb_common::{CONN_F_REPLY, FlowKey, IPPROTO_UDP, Stat, csum, method};
+use lb_common::{AF_INET, CONN_F_REPLY, FlowKey, IPPROTO_UDP, Stat, csum, method};
 use network_types::ip::Ipv4Hdr;
 
 use crate::{
@@ -56,7 +56,7 @@ pub fn relay(ctx: &XdpContext, carry: &mut Carry) -> Result<Verdict, Verdict> {
     if conn.flags & CONN_F_REPLY != 0 {
         // From the real server's side: make it about client → VIP:vport, from the VIP.
         stats::account_reply(conn.service, conn.real, err.ip_len);
-        let hop = fib::forward_lookup(ctx, ingress, conn.vaddr.ipv4(), err.flow.daddr.ipv4())
+        let hop = fib::forward_lookup(ctx, ingress, AF_INET, &conn.vaddr, &err.flow.daddr)
             .ok_or_else(|| crate::drop(Stat::DropFib))?;
         let rewrite = Rewrite {
             outer_at: SADDR,
@@ -84,7 +84,7 @@ pub fn relay(ctx: &XdpContext, carry: &mut Carry) -> Result<Verdict, Verdict> {
         return Ok(forward::to_real(ctx, real.method));
     }
     // NAT: make it about RIP:rport → client, to the real server.
-    let hop = fib::forward_lookup(ctx, ingress, err.flow.saddr.ipv4(), real.addr.ipv4())
+    let hop = fib::forward_lookup(ctx, ingress, AF_INET, &err.flow.saddr, &real.addr)
         .ok_or_else(|| crate::drop(Stat::DropFib))?;
     let rewrite = Rewrite {
         outer_at: DADDR,

@@ -94,6 +94,15 @@ fn direct_routing() {
 }
 
 #[test]
+fn ipv6() {
+    run_table("ipv6", tables::ipv6::fixtures());
+    in_fresh_netns(|| {
+        let net = tables::ipv6::Nat6Net::build();
+        run_table("ipv6-nat", tables::ipv6::nat_fixtures(&net));
+    });
+}
+
+#[test]
 fn scheduling() {
     run_table("sched", tables::sched::fixtures());
 }
