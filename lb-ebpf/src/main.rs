@@ -41,6 +41,7 @@ mod fib;
 mod forward;
 mod frag;
 mod icmp;
+mod icmp6;
 mod ip;
 mod locality;
 mod maps;
@@ -167,11 +168,10 @@ pub fn lb_route(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn lb_tunnel(ctx: XdpContext) -> u32 {
     verdict(stage::carry().and_then(|carry| {
-        // IPv6 tunnels (6in6, 4in6, 6in4) are not built yet.
         if carry.packet.flow.family == lb_common::AF_INET6
             || carry.real.family == lb_common::AF_INET6
         {
-            return Err(drop(Stat::DropUnsupported));
+            return forward::tunnel6::forward(&ctx, &carry.packet, &carry.real, &carry.ingress);
         }
         let verdict = forward::tunnel::forward(&ctx, &carry.packet, &carry.real, &carry.ingress)?;
         relayed(&carry.packet);

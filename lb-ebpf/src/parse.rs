@@ -63,7 +63,6 @@ const IPV6_MAX_EXTENSIONS: usize = 4;
 /// fragment header's offset field.
 const IPV6_OFFSET: u16 = 0xfff8;
 const IPV6_MF: u16 = 0x0001;
-pub const IPPROTO_ICMPV6: u8 = 58;
 
 /// Whether the frame is for this host: addressed to the ingress NIC's MAC. IPVS balances only
 /// such frames (`PACKET_HOST`): broadcast and multicast ones are the stack's, and the kernel
@@ -91,10 +90,12 @@ pub fn for_this_host(ctx: &XdpContext, carry: &mut Carry) -> Result<(), Verdict>
             Some(iface) => {
                 ingress.mac = iface.mac;
                 ingress.addr = iface.addr;
+                ingress.addr6 = iface.addr6;
             }
             None => {
                 ingress.mac = [0; 6];
                 ingress.addr = 0;
+                ingress.addr6 = Addr::ZERO;
             }
         }
         ingress._pad = [0; 2];

@@ -96,6 +96,7 @@ fn direct_routing() {
 #[test]
 fn ipv6() {
     run_table("ipv6", tables::ipv6::fixtures());
+    run_table("ipv6-tun", tables::ipv6::tunnel_fixtures());
     in_fresh_netns(|| {
         let net = tables::ipv6::Nat6Net::build();
         run_table("ipv6-nat", tables::ipv6::nat_fixtures(&net));

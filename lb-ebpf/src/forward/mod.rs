@@ -5,12 +5,13 @@
 pub mod nat;
 pub mod route;
 pub mod tunnel;
+pub mod tunnel6;
 
 use aya_ebpf::programs::XdpContext;
 use lb_common::{AF_INET6, Stat, method, stage};
 
 use crate::{
-    Verdict, drop, icmp, ip,
+    Verdict, drop, icmp, icmp6, ip,
     parse::IPPROTO_ICMP,
     stage::{LATER_FRAGMENT, Packet, jump},
 };
@@ -23,12 +24,16 @@ pub fn hop(ctx: &XdpContext, packet: &Packet) -> Result<(), Verdict> {
     if ip::decrement(ctx, packet.flow.family)? {
         return Ok(());
     }
-    // ICMPv6 "time exceeded" is not generated yet: an IPv6 packet whose hop limit runs out
-    // here is dropped and counted.
-    if packet.flow.family == AF_INET6 || !may_answer(packet) {
+    let v6 = packet.flow.family == AF_INET6;
+    if v6 && !icmp6::may_answer(packet) || !v6 && !may_answer(packet) {
         return Err(drop(Stat::DropTtlExpired));
     }
-    Err(match icmp::time_exceeded(ctx, packet) {
+    let answered = if v6 {
+        icmp6::time_exceeded(ctx, packet)
+    } else {
+        icmp::time_exceeded(ctx, packet)
+    };
+    Err(match answered {
         Ok(verdict) | Err(verdict) => verdict,
     })
 }

@@ -9,7 +9,7 @@
 //!                    real servers A6 2001:db8:1::11, B6 ::12 (HTTP), D6 ::14 (DNS)
 //! ```
 
-use std::net::Ipv6Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use lb_common::{
     AF_INET6, Addr, FlowKey, IPPROTO_TCP, IPPROTO_UDP, REAL_F_IN_USE, REAL_F_RESOLVED, RealServer,
@@ -18,9 +18,10 @@ use lb_common::{
 };
 
 use crate::{
+    checksum,
     fixture::{Expect, Fixture, Output, Send, counters},
     harness::{Change, Verdict},
-    packet::{ACK, Frame, Ipv6, L3, L4, SYN, Tcp, Udp},
+    packet::{ACK, Frame, Ipv4, Ipv6, L3, L4, SYN, Tcp, Udp},
     wire::Mac,
     world::{self, DIRECTOR_MAC, ROUTER_MAC, director_iface},
 };
@@ -219,6 +220,30 @@ fn untouched6(name: &'static str, setup: Vec<Change>, input: Vec<u8>, reason: St
     }
 }
 
+/// The ICMPv6 error `ty`/`code` with `word` (the MTU for "packet too big") the director sends
+/// back about `frame` as it left this hop (RFC 4443): from the VIP to the client, hop limit
+/// 64, quoting the first 48 bytes of the packet; checksum over the IPv6 pseudo-header.
+fn icmp6_error(frame: &Frame, ty: u8, code: u8, word: u32) -> Vec<u8> {
+    let ip = ip6(frame);
+    let original = ip.bytes();
+    let mut message = vec![ty, code, 0, 0];
+    message.extend_from_slice(&word.to_be_bytes());
+    message.extend_from_slice(&original[..48]);
+    let pseudo = checksum::pseudo_v6(ip.dst, ip.src, 58, message.len() as u32);
+    let sum = checksum::finish(checksum::sum(pseudo, &message));
+    message[2..4].copy_from_slice(&sum.to_be_bytes());
+    let mut reply = Ipv6::new(
+        ip.dst,
+        ip.src,
+        L4::Raw {
+            proto: 58,
+            bytes: message,
+        },
+    );
+    reply.hop_limit = 64;
+    Frame::new(frame.src, frame.dst, reply).bytes()
+}
+
 pub fn fixtures() -> Vec<Fixture> {
     vec![
         {
@@ -332,16 +357,42 @@ pub fn fixtures() -> Vec<Fixture> {
                 ],
             }
         },
-        Fixture {
-            name: "IPv6 hop limit 1: dropped and counted (no ICMPv6 time exceeded yet)",
-            setup: world6(&[&A6]),
-            steps: vec![{
-                let mut frame = http6(41030, SYN);
+        {
+            let mut frame = http6(41030, SYN);
+            frame.ipv6_mut().hop_limit = 1;
+            let mut steps = vec![
+                Send::new(
+                    "SYN, hop limit 1",
+                    frame.bytes(),
+                    Verdict::TX,
+                    Output::Exact(icmp6_error(&frame, 3, 0, 0)),
+                )
+                .counts(&[Stat::ConnNew, Stat::IcmpTimeExceeded])
+                .into(),
+            ];
+            // RFC 4443 2.4 (e): never to a source that is no single host.
+            for (i, src) in ["ff02::1", "::", "::1"].into_iter().enumerate() {
+                let mut frame = frame6(Ipv6::new(
+                    src.parse().unwrap(),
+                    VIP6,
+                    Tcp::new(41031 + i as u16, 80, SYN),
+                ));
                 frame.ipv6_mut().hop_limit = 1;
-                Send::drop("SYN, hop limit 1", frame.bytes(), Stat::DropTtlExpired)
+                steps.push(
+                    Send::drop(
+                        format!("SYN from {src}, hop limit 1"),
+                        frame.bytes(),
+                        Stat::DropTtlExpired,
+                    )
                     .counts(&[Stat::ConnNew])
-                    .into()
-            }],
+                    .into(),
+                );
+            }
+            Fixture {
+                name: "IPv6 hop limit 1: answered with ICMPv6 time exceeded from the VIP (IPVS's decrement_ttl), never to a multicast, unspecified or loopback source",
+                setup: world6(&[&A6]),
+                steps,
+            }
         },
         untouched6(
             "IPv6 SYN to an address with no service",
@@ -606,4 +657,145 @@ pub fn nat_fixtures(net: &Nat6Net) -> Vec<Fixture> {
             .into(),
         ],
     }]
+}
+
+// ---- tunnels -------------------------------------------------------------------------------
+
+/// The director's IPv6 address on its NIC: the outer source of IPv6 tunnels.
+const DIRECTOR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x10, 0, 0, 0, 0, 2);
+
+/// The director's NIC with its IPv4 and IPv6 addresses.
+fn dual_stack_iface() -> Change {
+    Change::Iface {
+        ifindex: crate::harness::TEST_RUN_IFINDEX,
+        iface: lb_common::Iface {
+            mac: DIRECTOR_MAC,
+            addr: world::addr(world::DIRECTOR_IP).ipv4(),
+            addr6: Addr::from(DIRECTOR6),
+            ..lb_common::Iface::default()
+        },
+    }
+}
+
+/// HTTP6 with A6 as its one real server, by TUN, reached at `addr` (either family), with
+/// `mtu` on the path (0: unknown).
+fn tun_world6(addr: std::net::IpAddr, mtu: u32) -> Vec<Change> {
+    let mut setup = vec![dual_stack_iface()];
+    let mut changes = service6(&HTTP6, &[&A6]);
+    if let Change::Real { real, .. } = &mut changes[0] {
+        real.method = method::TUNNEL;
+        real.addr = Addr::from(addr);
+        real.family = lb_common::addr::family_of(&addr);
+        real.mtu = mtu;
+    }
+    setup.extend(changes);
+    setup
+}
+
+/// `frame`'s IP packet (one hop on) as the payload of an outer header of protocol `proto`.
+fn inner_of(frame: &Frame, proto: u8) -> L4 {
+    let bytes = frame.bytes();
+    L4::Raw {
+        proto,
+        bytes: bytes[14..].to_vec(),
+    }
+}
+
+fn hopped6(frame: &Frame) -> Frame {
+    let mut out = frame.clone();
+    out.ipv6_mut().hop_limit -= 1;
+    out
+}
+
+pub fn tunnel_fixtures() -> Vec<Fixture> {
+    let syn = http6(41200, SYN);
+    let big = {
+        let mut f = http6(41201, SYN);
+        f.ipv6_mut().payload = Tcp::new(41201, 80, SYN).payload(&[0x42; 1300]).into();
+        f
+    };
+    vec![
+        {
+            let mut outer = Ipv6::new(DIRECTOR6, A6.addr, inner_of(&hopped6(&syn), 41));
+            outer.hop_limit = 63;
+            let out = Frame::new(A6.mac, DIRECTOR_MAC, outer);
+            Fixture {
+                name: "IPv6 in IPv6 (RFC 2473): the SYN, one hop on, in an outer IPv6 header from the NIC's IPv6 address, next header 41, hop limit copied",
+                setup: tun_world6(A6.addr.into(), 0),
+                steps: vec![
+                    Send::new("SYN", syn.bytes(), Verdict::TX, Output::Exact(out.bytes()))
+                        .counts(&[Stat::ConnNew, Stat::TxTunnel])
+                        .into(),
+                ],
+            }
+        },
+        {
+            let real4 = Ipv4Addr::new(10, 1, 0, 11);
+            let mut outer = Ipv4::new(world::DIRECTOR_IP, real4, inner_of(&hopped6(&syn), 41));
+            outer.ident = 0;
+            outer.dont_fragment = true;
+            outer.ttl = 63;
+            let out = Frame::new(A6.mac, DIRECTOR_MAC, outer);
+            Fixture {
+                name: "IPv6 in IPv4 (6in4): an IPv6 service's IPv4 tunnel real server gets protocol 41, DF, ID 0, TTL from the hop limit",
+                setup: tun_world6(real4.into(), 0),
+                steps: vec![
+                    Send::new("SYN", syn.bytes(), Verdict::TX, Output::Exact(out.bytes()))
+                        .counts(&[Stat::ConnNew, Stat::TxTunnel])
+                        .into(),
+                ],
+            }
+        },
+        {
+            let v4 = world::http(41202, SYN);
+            let mut outer = Ipv6::new(DIRECTOR6, A6.addr, inner_of(&world::hopped(&v4), 4));
+            outer.hop_limit = 63;
+            let out = Frame::new(world::A.mac, DIRECTOR_MAC, outer);
+            Fixture {
+                name: "IPv4 in IPv6: an IPv4 service's IPv6 tunnel real server (IPVS since 3.18) gets next header 4",
+                setup: {
+                    let mut setup = world::http_world(&[&world::A]);
+                    setup.push(dual_stack_iface());
+                    setup.push(world::edit_real(&world::A, &world::HTTP, |r| {
+                        r.method = method::TUNNEL;
+                        r.addr = Addr::from(A6.addr);
+                        r.family = AF_INET6;
+                    }));
+                    setup
+                },
+                steps: vec![
+                    Send::new("SYN", v4.bytes(), Verdict::TX, Output::Exact(out.bytes()))
+                        .counts(&[Stat::ConnNew, Stat::TxTunnel])
+                        .into(),
+                ],
+            }
+        },
+        Fixture {
+            name: "IPv6 in IPv6, too big for the path (MTU 1300): ICMPv6 packet too big with 1280, the minimum MTU (IPVS's ensure_mtu_is_adequate)",
+            setup: tun_world6(A6.addr.into(), 1300),
+            steps: vec![
+                Send::new(
+                    "1,360-byte SYN",
+                    big.bytes(),
+                    Verdict::TX,
+                    Output::Exact(icmp6_error(&hopped6(&big), 2, 0, 1280)),
+                )
+                .counts(&[Stat::ConnNew, Stat::IcmpFragNeeded])
+                .into(),
+            ],
+        },
+        Fixture {
+            name: "IPv6 in IPv6 from a NIC with no IPv6 address: dropped (drop_no_iface)",
+            setup: {
+                let mut setup = tun_world6(A6.addr.into(), 0);
+                setup[0] = director_iface();
+                setup
+            },
+            steps: vec![
+                Send::drop("SYN", syn.bytes(), Stat::DropNoIface)
+                    .counts(&[Stat::ConnNew])
+                    .into(),
+            ],
+        },
+    ]
 }
