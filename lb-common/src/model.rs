@@ -240,6 +240,9 @@ enum Parsed<'a> {
     /// program can only pass it: for the reason it would (pre-filter, frame for another host,
     /// an unknown fragment, no service), remembering first fragments as it does.
     Ipv6(Frame6<'a>),
+    /// An ICMPv6 error about an IPv6 TCP/UDP packet (the frame, its ingress): about no
+    /// connection the model can have.
+    Icmp6Error(&'a [u8], u32),
 }
 
 /// An IPv6 datagram's fragments: source, destination, identification, protocol.
@@ -585,6 +588,10 @@ impl Model {
             Parsed::IcmpError(frame, quote) => {
                 self.for_this_host(&frame)?;
                 self.icmp_error(&frame, &quote, stats)
+            }
+            Parsed::Icmp6Error(bytes, ingress) => {
+                self.for_this_host_of(bytes, ingress)?;
+                Err(pass(Stat::PassNotService))
             }
             Parsed::Ipv6(frame) => {
                 let key = (frame.saddr, frame.daddr, frame.id, frame.proto);
@@ -1323,6 +1330,9 @@ fn parse6(ingress: u32, bytes: &[u8]) -> Result<Parsed<'_>, Early> {
             break;
         }
     }
+    if proto == 58 && !first && !later {
+        return parse_icmp6_error(ingress, bytes, at, end);
+    }
     if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
         return Err((Action::Pass, Stat::PassNotService));
     }
@@ -1351,6 +1361,40 @@ fn parse6(ingress: u32, bytes: &[u8]) -> Result<Parsed<'_>, Early> {
         sport,
         dport,
     }))
+}
+
+/// An ICMPv6 error (types 1 to 4) quoting an IPv6 header followed by TCP/UDP, as the program
+/// reads it: the model knows no IPv6 connection, so such an error for this host is passed
+/// (`pass_not_service`) after the frame check; anything else for its reason.
+fn parse_icmp6_error(
+    ingress: u32,
+    bytes: &[u8],
+    at: usize,
+    end: usize,
+) -> Result<Parsed<'_>, Early> {
+    let malformed = (Action::Pass, Stat::PassMalformed);
+    if at + 2 > end {
+        return Err(malformed);
+    }
+    let icmp_type = bytes[at];
+    if icmp_type == 0 || icmp_type > 4 {
+        return Err((Action::Pass, Stat::PassNotService));
+    }
+    let quoted = at + 8;
+    if quoted + 40 > end {
+        return Err(malformed);
+    }
+    if bytes[quoted] >> 4 != 6 {
+        return Err(malformed);
+    }
+    let next = bytes[quoted + 6];
+    if next != IPPROTO_TCP && next != IPPROTO_UDP {
+        return Err((Action::Pass, Stat::PassNotService));
+    }
+    if quoted + 40 + 8 > end || quoted + 40 > 255 {
+        return Err(malformed);
+    }
+    Ok(Parsed::Icmp6Error(bytes, ingress))
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ pub fn may_answer(packet: &Packet) -> bool {
     let src = packet.flow.saddr;
     let first_octet = src.0[0].to_ne_bytes()[0];
     packet.flow.family == AF_INET6
+        && !crate::parse::is_icmp(packet.flow.proto)
         && packet.fragment != crate::stage::LATER_FRAGMENT
         && first_octet != 0xff
         && src != Addr::ZERO

@@ -55,7 +55,7 @@ mod stats;
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use lb_common::{Stat, stage::ICMP};
 
-use crate::{conn::Hit, parse::IPPROTO_ICMP, parse::Kind, stage::jump};
+use crate::{conn::Hit, parse::Kind, parse::is_icmp, stage::jump};
 
 /// What to do with the packet: an `xdp_action` value. Helpers return `Result<_, Verdict>` so
 /// that `?` carries an early decision (pass to the kernel, drop) straight to the entry.
@@ -171,7 +171,10 @@ pub fn lb_tunnel(ctx: XdpContext) -> u32 {
         if carry.packet.flow.family == lb_common::AF_INET6
             || carry.real.family == lb_common::AF_INET6
         {
-            return forward::tunnel6::forward(&ctx, &carry.packet, &carry.real, &carry.ingress);
+            let verdict =
+                forward::tunnel6::forward(&ctx, &carry.packet, &carry.real, &carry.ingress)?;
+            relayed(&carry.packet);
+            return Ok(verdict);
         }
         let verdict = forward::tunnel::forward(&ctx, &carry.packet, &carry.real, &carry.ingress)?;
         relayed(&carry.packet);
@@ -204,7 +207,7 @@ pub fn lb_icmp(ctx: XdpContext) -> u32 {
 /// are on their way.
 #[inline(always)]
 fn relayed(packet: &stage::Packet) {
-    if packet.flow.proto == IPPROTO_ICMP {
+    if is_icmp(packet.flow.proto) {
         stats::count(Stat::IcmpRelayed);
     }
 }

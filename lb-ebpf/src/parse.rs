@@ -37,6 +37,13 @@ pub enum Kind {
 }
 
 pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_ICMPV6: u8 = 58;
+
+/// Whether a flow's protocol says it is an ICMP error being relayed (either family).
+#[inline(always)]
+pub const fn is_icmp(proto: u8) -> bool {
+    proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6
+}
 /// ICMP errors that quote the offending packet (RFC 792): unreachable, source quench,
 /// time exceeded, parameter problem.
 const ICMP_ERRORS: [u8; 4] = [3, 4, 11, 12];
@@ -115,7 +122,7 @@ pub fn parse(ctx: &XdpContext, packet: &mut Packet, quote: &mut Quote) -> Result
     // SAFETY: `at` checked that a whole EthHdr lies within the packet.
     let ether_type = unsafe { (*eth).ether_type };
     if ether_type == EtherType::Ipv6 as u16 {
-        return parse6(ctx, packet);
+        return parse6(ctx, packet, quote);
     }
     if ether_type != EtherType::Ipv4 as u16 {
         return Err(pass(Stat::PassNotIp));
@@ -199,7 +206,7 @@ pub fn parse(ctx: &XdpContext, packet: &mut Packet, quote: &mut Quote) -> Result
 /// handled as IPv4's fragmentation fields are (RFC 8200 4.5: its 32-bit identification
 /// tells a datagram's fragments apart). ICMPv6 (neighbour discovery, errors) is the kernel's.
 #[inline(always)]
-fn parse6(ctx: &XdpContext, packet: &mut Packet) -> Result<Kind, Verdict> {
+fn parse6(ctx: &XdpContext, packet: &mut Packet, quote: &mut Quote) -> Result<Kind, Verdict> {
     let ip = ptr::at::<Ipv6Hdr>(ctx, L3_OFFSET).ok_or_else(|| pass(Stat::PassMalformed))?;
     // SAFETY: `at` checked that a whole Ipv6Hdr lies within the packet.
     let ip = unsafe { &*ip };
@@ -242,8 +249,12 @@ fn parse6(ctx: &XdpContext, packet: &mut Packet) -> Result<Kind, Verdict> {
             break;
         }
     }
+    if proto == IPPROTO_ICMPV6 && fragment == WHOLE {
+        icmp6_error(ctx, ip, offset, end, packet, quote)?;
+        return Ok(Kind::IcmpError);
+    }
     if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
-        // ICMPv6, other protocols, or more extension headers than we step over.
+        // Other protocols, or more extension headers than we step over.
         return Err(pass(Stat::PassNotService));
     }
     // Offsets cross to the next stage as a byte.
@@ -290,6 +301,82 @@ fn parse6(ctx: &XdpContext, packet: &mut Packet) -> Result<Kind, Verdict> {
     } else {
         Kind::Flow
     })
+}
+
+/// An ICMPv6 error (RFC 4443: destination unreachable, packet too big, time exceeded,
+/// parameter problem) about a TCP or UDP packet whose quoted IPv6 header is followed by its
+/// TCP/UDP header; anything else (neighbour discovery, echo, quotes with extension headers) is
+/// the kernel's.
+#[inline(always)]
+fn icmp6_error(
+    ctx: &XdpContext,
+    ip: &Ipv6Hdr,
+    icmp_offset: usize,
+    end: usize,
+    packet: &mut Packet,
+    quote: &mut Quote,
+) -> Result<(), Verdict> {
+    if icmp_offset + 2 > end {
+        return Err(pass(Stat::PassMalformed));
+    }
+    let type_code =
+        ptr::at::<[u8; 2]>(ctx, icmp_offset).ok_or_else(|| pass(Stat::PassMalformed))?;
+    // SAFETY: `at` checked the two bytes.
+    let icmp_type = unsafe { (*type_code)[0] };
+    if icmp_type == 0 || icmp_type > 4 {
+        return Err(pass(Stat::PassNotService));
+    }
+    let quoted_ip_offset = icmp_offset + ICMP_HEADER;
+    if quoted_ip_offset + Ipv6Hdr::LEN > end {
+        return Err(pass(Stat::PassMalformed));
+    }
+    let quoted =
+        ptr::at::<Ipv6Hdr>(ctx, quoted_ip_offset).ok_or_else(|| pass(Stat::PassMalformed))?;
+    // SAFETY: `at` checked the quoted IPv6 header.
+    let quoted = unsafe { &*quoted };
+    if quoted.vcf[0] >> 4 != 6 {
+        return Err(pass(Stat::PassMalformed));
+    }
+    if quoted.next_hdr != IPPROTO_TCP && quoted.next_hdr != IPPROTO_UDP {
+        return Err(pass(Stat::PassNotService));
+    }
+    let quoted_l4_offset = quoted_ip_offset + Ipv6Hdr::LEN;
+    if quoted_l4_offset + 8 > end || quoted_l4_offset > usize::from(u8::MAX) {
+        return Err(pass(Stat::PassMalformed));
+    }
+    let ports =
+        ptr::at::<[u8; 8]>(ctx, quoted_l4_offset).ok_or_else(|| pass(Stat::PassMalformed))?;
+    // SAFETY: `at` checked the eight bytes.
+    let ports = unsafe { *ports };
+    packet.flow = FlowKey {
+        saddr: Addr::from_octets(ip.src_addr),
+        daddr: Addr::from_octets(ip.dst_addr),
+        sport: 0,
+        dport: 0,
+        proto: IPPROTO_ICMPV6,
+        family: AF_INET6,
+        _pad16: 0,
+    };
+    packet.l4_offset = icmp_offset as u8;
+    packet.ip_len = (end - L3_OFFSET) as u16;
+    packet.tcp_flags = 0;
+    packet.ip_id = 0;
+    packet.fragment = WHOLE;
+    packet.entry = 0;
+    packet._pad = 0;
+    quote.flow = FlowKey {
+        saddr: Addr::from_octets(quoted.src_addr),
+        daddr: Addr::from_octets(quoted.dst_addr),
+        sport: u16::from_ne_bytes([ports[0], ports[1]]),
+        dport: u16::from_ne_bytes([ports[2], ports[3]]),
+        proto: quoted.next_hdr,
+        family: AF_INET6,
+        _pad16: 0,
+    };
+    quote.ip_offset = quoted_ip_offset as u8;
+    quote.l4_offset = quoted_l4_offset as u8;
+    quote._pad = 0;
+    Ok(())
 }
 
 /// An ICMP error about a TCP or UDP packet; anything else (echo, errors about other

@@ -799,3 +799,118 @@ pub fn tunnel_fixtures() -> Vec<Fixture> {
         },
     ]
 }
+
+// ---- ICMPv6 errors about connections ----------------------------------------------------------
+
+/// An ICMPv6 message `ty`/`code`/`word` quoting `quoted`, from `src` to `dst`, its checksum
+/// computed here over the IPv6 pseudo-header.
+fn icmp6(src: Ipv6Addr, dst: Ipv6Addr, ty: u8, word: u32, quoted: &[u8]) -> Ipv6 {
+    let mut message = vec![ty, 0, 0, 0];
+    message.extend_from_slice(&word.to_be_bytes());
+    message.extend_from_slice(quoted);
+    let pseudo = checksum::pseudo_v6(src, dst, 58, message.len() as u32);
+    let sum = checksum::finish(checksum::sum(pseudo, &message));
+    message[2..4].copy_from_slice(&sum.to_be_bytes());
+    Ipv6::new(
+        src,
+        dst,
+        L4::Raw {
+            proto: 58,
+            bytes: message,
+        },
+    )
+}
+
+/// The first 60 bytes (IPv6 and TCP headers) of a segment `src:sport` → `dst:dport`.
+fn quote6(src: Ipv6Addr, sport: u16, dst: Ipv6Addr, dport: u16) -> Vec<u8> {
+    let ip = Ipv6::new(src, dst, Tcp::new(sport, dport, SYN | ACK));
+    ip.bytes()[..60].to_vec()
+}
+
+pub fn relay_fixtures() -> Vec<Fixture> {
+    let syn = http6(41300, SYN);
+    let error = Frame::new(
+        DIRECTOR_MAC,
+        ROUTER_MAC,
+        icmp6(ROUTER6, VIP6, 2, 1400, &quote6(VIP6, 80, CLIENT6, 41300)),
+    );
+    let mut relayed = error.clone().with_macs(A6.mac, DIRECTOR_MAC);
+    relayed.ipv6_mut().hop_limit -= 1;
+    let unknown = Frame::new(
+        DIRECTOR_MAC,
+        ROUTER_MAC,
+        icmp6(ROUTER6, VIP6, 2, 1400, &quote6(VIP6, 80, CLIENT6, 41399)),
+    );
+    vec![Fixture {
+        name: "IPv6 DR: a packet too big about the real server's reply (VIP6:80 → client) is relayed to it (IPVS's ip_vs_in_icmp_v6), hop limit one less; one about no connection goes to the kernel",
+        setup: world6(&[&A6]),
+        steps: vec![
+            dr6("SYN", &syn, &A6, &HTTP6, SYN_RECV, true).into(),
+            Send::new(
+                "packet too big",
+                error.bytes(),
+                Verdict::TX,
+                Output::Exact(relayed.bytes()),
+            )
+            .counts(&[Stat::IcmpRelayed, Stat::TxRoute])
+            .into(),
+            Send::pass(
+                "packet too big about no connection",
+                unknown.bytes(),
+                Stat::PassNotService,
+            )
+            .into(),
+        ],
+    }]
+}
+
+pub fn nat_relay_fixtures(net: &Nat6Net) -> Vec<Fixture> {
+    let syn = http6(41310, SYN);
+    let mut to_real = syn.clone().with_macs(A6.mac, world::OTHER_NIC_MAC);
+    {
+        let ip = to_real.ipv6_mut();
+        ip.dst = A6.addr;
+        ip.hop_limit -= 1;
+        *ports_mut(ip).1 = RPORT;
+    }
+    // The client's side saw the reply from VIP6:80; the real server sent it from A6:8080.
+    let seen = quote6(VIP6, 80, CLIENT6, 41310);
+    let error = Frame::new(
+        DIRECTOR_MAC,
+        ROUTER_MAC,
+        icmp6(ROUTER6, VIP6, 2, 1400, &seen),
+    );
+    let mut sent = seen.clone();
+    sent[8..24].copy_from_slice(&A6.addr.octets());
+    sent[40..42].copy_from_slice(&RPORT.to_be_bytes());
+    let mut translated = Frame::new(
+        A6.mac,
+        world::OTHER_NIC_MAC,
+        icmp6(ROUTER6, A6.addr, 2, 1400, &sent),
+    );
+    translated.ipv6_mut().hop_limit = 63;
+    vec![Fixture {
+        name: "IPv6 NAT: a packet too big about VIP6:80 → client goes to A6, about A6:8080 → client (outer destination, quote and ICMPv6 checksum rewritten; the quoted TCP checksum left, as IPVS does)",
+        setup: nat_world6(net),
+        steps: vec![
+            Send::new(
+                "SYN",
+                syn.bytes(),
+                Verdict::REDIRECT,
+                Output::Exact(to_real.bytes()),
+            )
+            .on(net.ext)
+            .counts(&[Stat::ConnNew, Stat::TxNat, Stat::Redirect])
+            .into(),
+            Send::new(
+                "packet too big",
+                error.bytes(),
+                Verdict::REDIRECT,
+                Output::Exact(translated.bytes()),
+            )
+            .on(net.ext)
+            .counts(&[Stat::IcmpRelayed, Stat::Redirect])
+            .into(),
+        ],
+    }]
+}
