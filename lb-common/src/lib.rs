@@ -643,8 +643,8 @@ pub const SETTINGS_F_CONN_REUSE_FIN_WAIT: u32 = 1 << 4;
 pub enum Stat {
     /// Packets seen by the program.
     Rx = 0,
-    /// Not IPv4 (ARP, IPv6, ...): passed to the kernel.
-    PassNotIpv4,
+    /// Not IP (ARP, LLDP, VLAN-tagged, ...): passed to the kernel.
+    PassNotIp,
     /// An IPv4 fragment lb cannot place: a later fragment whose first one was not seen (or
     /// not balanced), a fragmented ICMP message: passed to the kernel.
     PassFragment,
@@ -730,7 +730,7 @@ impl Stat {
 
     pub const ALL: [Stat; Stat::COUNT as usize] = [
         Stat::Rx,
-        Stat::PassNotIpv4,
+        Stat::PassNotIp,
         Stat::PassFragment,
         Stat::PassNotService,
         Stat::PassMalformed,
@@ -770,7 +770,7 @@ impl Stat {
     pub const fn name(self) -> &'static str {
         match self {
             Stat::Rx => "rx",
-            Stat::PassNotIpv4 => "pass_not_ipv4",
+            Stat::PassNotIp => "pass_not_ip",
             Stat::PassFragment => "pass_fragment",
             Stat::PassNotService => "pass_not_service",
             Stat::PassMalformed => "pass_malformed",

@@ -50,6 +50,7 @@ pub type Addr = [u8; 4];
 
 const ETH_LEN: usize = 14;
 const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_IPV6: u16 = 0x86dd;
 const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_IPIP: u8 = 4;
 const IP_DF: u16 = 0x4000;
@@ -204,6 +205,9 @@ pub struct Model {
     half_open: BTreeMap<Tuple, Entry>,
     /// First fragments by (source, destination, IP ID, protocol): their flow.
     frags: BTreeMap<(Addr, Addr, u16, u8), Tuple>,
+    /// IPv6 first fragments by (source, destination, identification, protocol): their
+    /// ports.
+    frags6: BTreeMap<Frag6Key, (u16, u16)>,
     service_stats: BTreeMap<u32, Counters>,
     real_stats: BTreeMap<u32, Counters>,
     /// Round-robin draws per service (RR advances on every new connection).
@@ -232,6 +236,30 @@ enum Parsed<'a> {
     Flow(Frame<'a>, Tuple, u8),
     LaterFragment(Frame<'a>),
     IcmpError(Frame<'a>, Quote),
+    /// A well-formed IPv6 TCP/UDP packet. The model's world has IPv4 services only, so the
+    /// program can only pass it: for the reason it would (pre-filter, frame for another host,
+    /// an unknown fragment, no service), remembering first fragments as it does.
+    Ipv6(Frame6<'a>),
+    /// An ICMPv6 error about an IPv6 TCP/UDP packet (the frame, its ingress): about no
+    /// connection the model can have.
+    Icmp6Error(&'a [u8], u32),
+}
+
+/// An IPv6 datagram's fragments: source, destination, identification, protocol.
+type Frag6Key = ([u8; 16], [u8; 16], u32, u8);
+
+/// The parsed IPv6 packet.
+struct Frame6<'a> {
+    bytes: &'a [u8],
+    ingress: u32,
+    saddr: [u8; 16],
+    daddr: [u8; 16],
+    proto: u8,
+    first_fragment: bool,
+    later_fragment: bool,
+    id: u32,
+    sport: u16,
+    dport: u16,
 }
 
 /// The packet an ICMP error quotes, as offsets into the frame.
@@ -299,6 +327,7 @@ impl Model {
             conns: BTreeMap::new(),
             half_open: BTreeMap::new(),
             frags: BTreeMap::new(),
+            frags6: BTreeMap::new(),
             service_stats: BTreeMap::new(),
             real_stats: BTreeMap::new(),
             rr_draws: BTreeMap::new(),
@@ -318,7 +347,7 @@ impl Model {
 
     /// The first fragments remembered, keyed as the program keys them.
     pub fn frags(&self) -> impl Iterator<Item = (crate::FragKey, FlowKey)> + '_ {
-        self.frags.iter().map(|((saddr, daddr, id, proto), tuple)| {
+        let v4 = self.frags.iter().map(|((saddr, daddr, id, proto), tuple)| {
             let key = crate::FragKey {
                 saddr: crate::Addr::v4(u32::from_ne_bytes(*saddr)),
                 daddr: crate::Addr::v4(u32::from_ne_bytes(*daddr)),
@@ -328,7 +357,35 @@ impl Model {
                 _pad16: 0,
             };
             (key, tuple.key())
-        })
+        });
+        let v6 = self
+            .frags6
+            .iter()
+            .map(|((saddr, daddr, id, proto), (sport, dport))| {
+                let (saddr, daddr) = (
+                    crate::Addr::from_octets(*saddr),
+                    crate::Addr::from_octets(*daddr),
+                );
+                let key = crate::FragKey {
+                    saddr,
+                    daddr,
+                    id: *id,
+                    proto: *proto,
+                    family: crate::AF_INET6,
+                    _pad16: 0,
+                };
+                let flow = FlowKey {
+                    saddr,
+                    daddr,
+                    sport: sport.to_be(),
+                    dport: dport.to_be(),
+                    proto: *proto,
+                    family: crate::AF_INET6,
+                    _pad16: 0,
+                };
+                (key, flow)
+            });
+        v4.chain(v6)
     }
 
     /// The live connection counts of real server `id` (IPVS's ActiveConn and InActConn,
@@ -455,13 +512,21 @@ impl Model {
     /// The pre-filter: the destination may be a virtual address, or the source a NAT real
     /// server's (the same hash lbd fills it with, false positives included).
     fn maybe_ours(&self, tuple: &Tuple) -> bool {
+        self.maybe_ours_words(
+            u32::from_ne_bytes(tuple.saddr),
+            u32::from_ne_bytes(tuple.daddr),
+        )
+    }
+
+    /// The pre-filter on addresses folded to a word each (an IPv4 address is its own).
+    fn maybe_ours_words(&self, saddr: u32, daddr: u32) -> bool {
         let slot = |addr: Addr| filter::slot(u32::from_ne_bytes(addr));
         let services = &self.world.services;
-        services.iter().any(|s| slot(s.vip) == slot(tuple.daddr))
+        services.iter().any(|s| slot(s.vip) == filter::slot(daddr))
             || services
                 .iter()
                 .filter(|s| s.real.method == method::MASQ)
-                .any(|s| slot(s.real.addr) == slot(tuple.saddr))
+                .any(|s| slot(s.real.addr) == filter::slot(saddr))
     }
 
     /// Runs one frame that arrived on `ingress`.
@@ -524,16 +589,48 @@ impl Model {
                 self.for_this_host(&frame)?;
                 self.icmp_error(&frame, &quote, stats)
             }
+            Parsed::Icmp6Error(bytes, ingress) => {
+                self.for_this_host_of(bytes, ingress)?;
+                Err(pass(Stat::PassNotService))
+            }
+            Parsed::Ipv6(frame) => {
+                let key = (frame.saddr, frame.daddr, frame.id, frame.proto);
+                if frame.later_fragment {
+                    if !self.frags6.contains_key(&key) {
+                        return Err(pass(Stat::PassFragment));
+                    }
+                    stats.push(Stat::Fragment);
+                    self.for_this_host_of(frame.bytes, frame.ingress)?;
+                    return Err(pass(Stat::PassNotService));
+                }
+                let fold = |a: &[u8; 16]| {
+                    a.chunks(4)
+                        .map(|w| u32::from_ne_bytes([w[0], w[1], w[2], w[3]]))
+                        .fold(0, |x, w| x ^ w)
+                };
+                if !self.maybe_ours_words(fold(&frame.saddr), fold(&frame.daddr)) {
+                    return Err(pass(Stat::PassNotService));
+                }
+                self.for_this_host_of(frame.bytes, frame.ingress)?;
+                if frame.first_fragment {
+                    self.frags6.insert(key, (frame.sport, frame.dport));
+                }
+                Err(pass(Stat::PassNotService))
+            }
         }
     }
 
     /// Only frames addressed to the ingress NIC's own MAC are balanced (IPVS's PACKET_HOST).
     fn for_this_host(&self, frame: &Frame) -> Result<(), Early> {
-        let dst = &frame.bytes[0..6];
+        self.for_this_host_of(frame.bytes, frame.ingress)
+    }
+
+    fn for_this_host_of(&self, bytes: &[u8], ingress: u32) -> Result<(), Early> {
+        let dst = &bytes[0..6];
         if dst[0] & 1 != 0 {
             return Err((Action::Pass, Stat::PassBroadcast));
         }
-        match self.iface(frame.ingress) {
+        match self.iface(ingress) {
             Some(iface) if iface.mac != dst => Err((Action::Pass, Stat::PassOtherHost)),
             _ => Ok(()),
         }
@@ -1096,8 +1193,11 @@ fn emit(
 /// (which drops it in `ip_rcv`).
 fn parse(ingress: u32, bytes: &[u8]) -> Result<Parsed<'_>, Early> {
     let malformed = (Action::Pass, Stat::PassMalformed);
+    if bytes.len() >= ETH_LEN && be16(bytes, 12) == ETHERTYPE_IPV6 {
+        return parse6(ingress, bytes);
+    }
     if bytes.len() < ETH_LEN || be16(bytes, 12) != ETHERTYPE_IPV4 {
-        return Err((Action::Pass, Stat::PassNotIpv4));
+        return Err((Action::Pass, Stat::PassNotIp));
     }
     let ip = &bytes[ETH_LEN..];
     if ip.len() < 20 {
@@ -1187,6 +1287,114 @@ fn parse(ingress: u32, bytes: &[u8]) -> Result<Parsed<'_>, Early> {
     };
     let flags = if proto == IPPROTO_TCP { l4[13] } else { 0 };
     Ok(Parsed::Flow(frame, tuple, flags))
+}
+
+/// Ethernet → IPv6 → up to four extension headers (hop-by-hop, routing, destination options
+/// stepped over; a fragment header read) → TCP/UDP ports (RFC 8200). The payload length
+/// delimits the packet. As the program reads headers, none may lie past byte 511 of the
+/// frame, and the TCP/UDP header must start within the first 256.
+fn parse6(ingress: u32, bytes: &[u8]) -> Result<Parsed<'_>, Early> {
+    let malformed = (Action::Pass, Stat::PassMalformed);
+    // A read of `len` bytes at frame offset `at`, as the program's bounds-checked pointers.
+    let readable = |at: usize, len: usize| at <= 0x1ff && at + len <= bytes.len();
+    if !readable(ETH_LEN, 40) {
+        return Err(malformed);
+    }
+    let ip = &bytes[ETH_LEN..];
+    let payload = usize::from(be16(ip, 4));
+    if ip[0] >> 4 != 6 || 40 + payload > ip.len() {
+        return Err(malformed);
+    }
+    let end = ETH_LEN + 40 + payload;
+    let mut proto = ip[6];
+    let mut at = ETH_LEN + 40;
+    let (mut first, mut later, mut id) = (false, false, 0u32);
+    for _ in 0..4 {
+        if proto == 44 {
+            if !readable(at, 8) {
+                return Err(malformed);
+            }
+            let field = be16(bytes, at + 2);
+            later = field & 0xfff8 != 0;
+            first = !later && field & 1 != 0;
+            id = u32::from_ne_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]);
+            proto = bytes[at];
+            at += 8;
+        } else if proto == 0 || proto == 43 || proto == 60 {
+            if !readable(at, 2) {
+                return Err(malformed);
+            }
+            proto = bytes[at];
+            at += (usize::from(bytes[at + 1]) + 1) * 8;
+        } else {
+            break;
+        }
+    }
+    if proto == 58 && !first && !later {
+        return parse_icmp6_error(ingress, bytes, at, end);
+    }
+    if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
+        return Err((Action::Pass, Stat::PassNotService));
+    }
+    if at > 255 || at > end {
+        return Err(malformed);
+    }
+    let (mut sport, mut dport) = (0, 0);
+    if !later {
+        let l4_len = if proto == IPPROTO_TCP { 20 } else { 8 };
+        if at + l4_len > end {
+            return Err(malformed);
+        }
+        sport = be16(bytes, at);
+        dport = be16(bytes, at + 2);
+    }
+    let addr = |at: usize| -> [u8; 16] { bytes[at..at + 16].try_into().unwrap_or([0; 16]) };
+    Ok(Parsed::Ipv6(Frame6 {
+        bytes,
+        ingress,
+        saddr: addr(ETH_LEN + 8),
+        daddr: addr(ETH_LEN + 24),
+        proto,
+        first_fragment: first,
+        later_fragment: later,
+        id,
+        sport,
+        dport,
+    }))
+}
+
+/// An ICMPv6 error (types 1 to 4) quoting an IPv6 header followed by TCP/UDP, as the program
+/// reads it: the model knows no IPv6 connection, so such an error for this host is passed
+/// (`pass_not_service`) after the frame check; anything else for its reason.
+fn parse_icmp6_error(
+    ingress: u32,
+    bytes: &[u8],
+    at: usize,
+    end: usize,
+) -> Result<Parsed<'_>, Early> {
+    let malformed = (Action::Pass, Stat::PassMalformed);
+    if at + 2 > end {
+        return Err(malformed);
+    }
+    let icmp_type = bytes[at];
+    if icmp_type == 0 || icmp_type > 4 {
+        return Err((Action::Pass, Stat::PassNotService));
+    }
+    let quoted = at + 8;
+    if quoted + 40 > end {
+        return Err(malformed);
+    }
+    if bytes[quoted] >> 4 != 6 {
+        return Err(malformed);
+    }
+    let next = bytes[quoted + 6];
+    if next != IPPROTO_TCP && next != IPPROTO_UDP {
+        return Err((Action::Pass, Stat::PassNotService));
+    }
+    if quoted + 40 + 8 > end || quoted + 40 > 255 {
+        return Err(malformed);
+    }
+    Ok(Parsed::Icmp6Error(bytes, ingress))
 }
 
 #[cfg(test)]

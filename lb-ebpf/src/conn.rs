@@ -28,7 +28,7 @@ use crate::{
     counts::{self, Table},
     drop,
     maps::{self, CONNS, HALF_OPEN, PERSIST},
-    parse::IPPROTO_ICMP,
+    parse::is_icmp,
     stage::{ENTRY_HALF_OPEN, ENTRY_REFRESHED, LATER_FRAGMENT, Packet},
     stats,
 };
@@ -352,7 +352,7 @@ fn expire(flow: &FlowKey, conn: &Conn, real: &RealServer, table: Table) {
 /// the LRU evicts has gone unused for a while, and the flow's next packet refreshes.
 #[inline(always)]
 pub fn keep_reply_entry(packet: &Packet, conn: &Conn, real: &RealServer) {
-    if packet.flow.proto == IPPROTO_ICMP {
+    if is_icmp(packet.flow.proto) {
         // A relayed ICMP error: its `flow` is the error's, not the connection's.
         return;
     }

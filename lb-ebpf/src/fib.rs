@@ -6,12 +6,10 @@ use aya_ebpf::{
     helpers::bpf_fib_lookup as fib_lookup,
     programs::XdpContext,
 };
-use lb_common::Stat;
+use lb_common::{AF_INET6, Addr, Stat};
 use network_types::eth::EthHdr;
 
 use crate::{Verdict, drop, maps::TX_PORTS, ptr, stats};
-
-const AF_INET: u8 = 2;
 
 /// Where a frame goes next.
 pub struct NextHop {
@@ -20,17 +18,28 @@ pub struct NextHop {
     pub dmac: [u8; 6],
 }
 
-/// Routes `src` → `dst` (network order) as the kernel would forward a packet arriving on
+/// Routes `src` → `dst` (of `family`) as the kernel would forward a packet arriving on
 /// `ifindex`, with the next hop's MAC from the neighbour table. The kernel answers only when
 /// forwarding is enabled on that interface (LVS-NAT directors enable it, as in seed 001).
 #[inline(always)]
-pub fn forward_lookup(ctx: &XdpContext, ifindex: u32, src: u32, dst: u32) -> Option<NextHop> {
+pub fn forward_lookup(
+    ctx: &XdpContext,
+    ifindex: u32,
+    family: u8,
+    src: &Addr,
+    dst: &Addr,
+) -> Option<NextHop> {
     // SAFETY: bpf_fib_lookup is plain old data; all-zero is a valid starting point.
     let mut params: bpf_fib_lookup = unsafe { core::mem::zeroed() };
-    params.family = AF_INET;
+    params.family = family;
     params.ifindex = ifindex;
-    params.__bindgen_anon_3.ipv4_src = src;
-    params.__bindgen_anon_4.ipv4_dst = dst;
+    if family == AF_INET6 {
+        params.__bindgen_anon_3.ipv6_src = src.0;
+        params.__bindgen_anon_4.ipv6_dst = dst.0;
+    } else {
+        params.__bindgen_anon_3.ipv4_src = src.ipv4();
+        params.__bindgen_anon_4.ipv4_dst = dst.ipv4();
+    }
     // SAFETY: the helper reads and writes `params`, whose size we pass.
     let rc = unsafe {
         fib_lookup(

@@ -1,10 +1,11 @@
-//! IPv4 header helpers: checksums of headers the program writes itself, and the TTL of
-//! packets it forwards as a router would.
+//! IP header helpers: checksums of IPv4 headers the program writes itself, and the TTL (IPv6:
+//! hop limit) of packets it forwards as a router would.
 
-use lb_common::{Stat, csum};
-use network_types::ip::Ipv4Hdr;
+use aya_ebpf::programs::XdpContext;
+use lb_common::{AF_INET6, Stat, csum};
+use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
-use crate::{Verdict, pass};
+use crate::{Verdict, drop, parse::L3_OFFSET, pass, ptr};
 
 /// The checksum field for `h` (a 20-byte header whose own checksum field is ignored).
 #[inline(always)]
@@ -46,12 +47,36 @@ pub fn decrement_ttl(h: &mut Ipv4Hdr) -> bool {
     true
 }
 
-/// A NAT reply's hop: one off the TTL; a reply whose TTL runs out here is left to the kernel
-/// untouched, whose forwarding answers it with ICMP "time exceeded" (IPVS sees replies after
-/// the kernel's forwarding has done so).
+/// IPv6's hop limit, one less (it has no header checksum); false, and the header untouched,
+/// when it would run out here.
 #[inline(always)]
-pub fn reply_hop(h: &mut Ipv4Hdr) -> Result<(), Verdict> {
-    if decrement_ttl(h) {
+pub fn decrement_hop_limit(h: &mut Ipv6Hdr) -> bool {
+    if h.hop_limit <= 1 {
+        return false;
+    }
+    h.hop_limit -= 1;
+    true
+}
+
+/// One hop for the packet in `ctx` of `family`: false when its TTL or hop limit runs out.
+#[inline(always)]
+pub fn decrement(ctx: &XdpContext, family: u8) -> Result<bool, Verdict> {
+    if family == AF_INET6 {
+        let ip = ptr::at_mut::<Ipv6Hdr>(ctx, L3_OFFSET).ok_or_else(|| drop(Stat::DropMalformed))?;
+        // SAFETY: `at_mut` checked the IPv6 header; no other reference to it is live.
+        return Ok(decrement_hop_limit(unsafe { &mut *ip }));
+    }
+    let ip = ptr::at_mut::<Ipv4Hdr>(ctx, L3_OFFSET).ok_or_else(|| drop(Stat::DropMalformed))?;
+    // SAFETY: `at_mut` checked the IPv4 header; no other reference to it is live.
+    Ok(decrement_ttl(unsafe { &mut *ip }))
+}
+
+/// A NAT reply's hop: one off the TTL (hop limit); a reply whose TTL runs out here is left to
+/// the kernel untouched, whose forwarding answers it with ICMP "time exceeded" (IPVS sees
+/// replies after the kernel's forwarding has done so).
+#[inline(always)]
+pub fn reply_hop(ctx: &XdpContext, family: u8) -> Result<(), Verdict> {
+    if decrement(ctx, family)? {
         Ok(())
     } else {
         Err(pass(Stat::PassTtlExpired))

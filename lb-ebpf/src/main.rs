@@ -41,6 +41,7 @@ mod fib;
 mod forward;
 mod frag;
 mod icmp;
+mod icmp6;
 mod ip;
 mod locality;
 mod maps;
@@ -54,7 +55,7 @@ mod stats;
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use lb_common::{Stat, stage::ICMP};
 
-use crate::{conn::Hit, parse::IPPROTO_ICMP, parse::Kind, stage::jump};
+use crate::{conn::Hit, parse::Kind, parse::is_icmp, stage::jump};
 
 /// What to do with the packet: an `xdp_action` value. Helpers return `Result<_, Verdict>` so
 /// that `?` carries an early decision (pass to the kernel, drop) straight to the entry.
@@ -167,6 +168,14 @@ pub fn lb_route(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn lb_tunnel(ctx: XdpContext) -> u32 {
     verdict(stage::carry().and_then(|carry| {
+        if carry.packet.flow.family == lb_common::AF_INET6
+            || carry.real.family == lb_common::AF_INET6
+        {
+            let verdict =
+                forward::tunnel6::forward(&ctx, &carry.packet, &carry.real, &carry.ingress)?;
+            relayed(&carry.packet);
+            return Ok(verdict);
+        }
         let verdict = forward::tunnel::forward(&ctx, &carry.packet, &carry.real, &carry.ingress)?;
         relayed(&carry.packet);
         Ok(verdict)
@@ -198,7 +207,7 @@ pub fn lb_icmp(ctx: XdpContext) -> u32 {
 /// are on their way.
 #[inline(always)]
 fn relayed(packet: &stage::Packet) {
-    if packet.flow.proto == IPPROTO_ICMP {
+    if is_icmp(packet.flow.proto) {
         stats::count(Stat::IcmpRelayed);
     }
 }

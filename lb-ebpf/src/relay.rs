@@ -13,8 +13,8 @@
 //! the real server's), and NAT forwards them like its other packets: one hop less.
 
 use aya_ebpf::programs::XdpContext;
-use lb_common::{CONN_F_REPLY, FlowKey, IPPROTO_UDP, Stat, csum, method};
-use network_types::ip::Ipv4Hdr;
+use lb_common::{AF_INET6, Addr, CONN_F_REPLY, FlowKey, IPPROTO_UDP, Stat, csum, method};
+use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use crate::{
     Verdict, fib, forward, ip, maps,
@@ -26,6 +26,8 @@ use crate::{
 
 const SADDR: usize = 12;
 const DADDR: usize = 16;
+const SADDR6: usize = 8;
+const DADDR6: usize = 24;
 const SPORT: usize = 0;
 const DPORT: usize = 2;
 const IP_CHECK: usize = 10;
@@ -53,17 +55,19 @@ pub fn relay(ctx: &XdpContext, carry: &mut Carry) -> Result<Verdict, Verdict> {
         return Err(pass(Stat::PassNotService));
     };
     let ingress = ctx.ingress_ifindex() as u32;
+    let v6 = q.family == AF_INET6;
+    let (saddr_at, daddr_at) = if v6 { (SADDR6, DADDR6) } else { (SADDR, DADDR) };
     if conn.flags & CONN_F_REPLY != 0 {
         // From the real server's side: make it about client → VIP:vport, from the VIP.
         stats::account_reply(conn.service, conn.real, err.ip_len);
-        let hop = fib::forward_lookup(ctx, ingress, conn.vaddr.ipv4(), err.flow.daddr.ipv4())
+        let hop = fib::forward_lookup(ctx, ingress, q.family, &conn.vaddr, &err.flow.daddr)
             .ok_or_else(|| crate::drop(Stat::DropFib))?;
         let rewrite = Rewrite {
-            outer_at: SADDR,
-            quoted_addr_at: DADDR,
+            outer_at: saddr_at,
+            quoted_addr_at: daddr_at,
             quoted_port_at: DPORT,
-            old_addr: q.daddr.ipv4(),
-            new_addr: conn.vaddr.ipv4(),
+            old_addr: q.daddr,
+            new_addr: conn.vaddr,
             old_port: q.dport,
             new_port: conn.vport,
         };
@@ -84,14 +88,14 @@ pub fn relay(ctx: &XdpContext, carry: &mut Carry) -> Result<Verdict, Verdict> {
         return Ok(forward::to_real(ctx, real.method));
     }
     // NAT: make it about RIP:rport → client, to the real server.
-    let hop = fib::forward_lookup(ctx, ingress, err.flow.saddr.ipv4(), real.addr.ipv4())
+    let hop = fib::forward_lookup(ctx, ingress, q.family, &err.flow.saddr, &real.addr)
         .ok_or_else(|| crate::drop(Stat::DropFib))?;
     let rewrite = Rewrite {
-        outer_at: DADDR,
-        quoted_addr_at: SADDR,
+        outer_at: daddr_at,
+        quoted_addr_at: saddr_at,
         quoted_port_at: SPORT,
-        old_addr: q.saddr.ipv4(),
-        new_addr: real.addr.ipv4(),
+        old_addr: q.saddr,
+        new_addr: real.addr,
         old_port: q.sport,
         new_port: real.port_for(conn.vport),
     };
@@ -107,8 +111,8 @@ struct Rewrite {
     outer_at: usize,
     quoted_addr_at: usize,
     quoted_port_at: usize,
-    old_addr: u32,
-    new_addr: u32,
+    old_addr: Addr,
+    new_addr: Addr,
     old_port: u16,
     new_port: u16,
 }
@@ -120,6 +124,10 @@ struct Rewrite {
 /// packet: one hop less ([`ip::forward_hop`]).
 #[inline(always)]
 fn translate(ctx: &XdpContext, err: &Packet, quote: &Quote, r: &Rewrite) -> Result<(), Verdict> {
+    if quote.flow.family == AF_INET6 {
+        return translate6(ctx, err, quote, r);
+    }
+    let (old_addr, new_addr) = (r.old_addr.ipv4(), r.new_addr.ipv4());
     let bad = || crate::drop(Stat::DropMalformed);
     let outer = ptr::at_mut::<Ipv4Hdr>(ctx, L3_OFFSET).ok_or_else(bad)?;
     let outer_addr = ptr::at_mut::<u32>(ctx, L3_OFFSET + r.outer_at).ok_or_else(bad)?;
@@ -143,13 +151,13 @@ fn translate(ctx: &XdpContext, err: &Packet, quote: &Quote, r: &Rewrite) -> Resu
     unsafe {
         let check = u16::from_ne_bytes((*outer).check);
         (*outer).check =
-            csum::replace32(check, outer_addr.read_unaligned(), r.new_addr).to_ne_bytes();
-        outer_addr.write_unaligned(r.new_addr);
+            csum::replace32(check, outer_addr.read_unaligned(), new_addr).to_ne_bytes();
+        outer_addr.write_unaligned(new_addr);
 
         let mut icmp = icmp_check.read_unaligned();
         let old_quoted_check = quoted_check.read_unaligned();
-        let new_quoted_check = csum::replace32(old_quoted_check, r.old_addr, r.new_addr);
-        icmp = csum::replace32(icmp, r.old_addr, r.new_addr);
+        let new_quoted_check = csum::replace32(old_quoted_check, old_addr, new_addr);
+        icmp = csum::replace32(icmp, old_addr, new_addr);
         icmp = csum::replace16(icmp, old_quoted_check, new_quoted_check);
         icmp = csum::replace16(icmp, r.old_port, r.new_port);
         if quote.flow.proto == IPPROTO_UDP && udp_check.read_unaligned() != 0 {
@@ -157,7 +165,7 @@ fn translate(ctx: &XdpContext, err: &Packet, quote: &Quote, r: &Rewrite) -> Resu
             let new_udp = csum::udp_fixup(
                 old_udp,
                 csum::replace16(
-                    csum::replace32(old_udp, r.old_addr, r.new_addr),
+                    csum::replace32(old_udp, old_addr, new_addr),
                     r.old_port,
                     r.new_port,
                 ),
@@ -166,7 +174,52 @@ fn translate(ctx: &XdpContext, err: &Packet, quote: &Quote, r: &Rewrite) -> Resu
             udp_check.write_unaligned(new_udp);
         }
         quoted_check.write_unaligned(new_quoted_check);
-        quoted_addr.write_unaligned(r.new_addr);
+        quoted_addr.write_unaligned(new_addr);
+        quoted_port.write_unaligned(r.new_port);
+        icmp_check.write_unaligned(icmp);
+    }
+    Ok(())
+}
+
+/// [`translate`] for IPv6: no IP header checksums, but the ICMPv6 checksum covers the outer
+/// addresses (its pseudo-header) as well as the quoted ones.
+#[inline(always)]
+fn translate6(ctx: &XdpContext, err: &Packet, quote: &Quote, r: &Rewrite) -> Result<(), Verdict> {
+    let bad = || crate::drop(Stat::DropMalformed);
+    let outer = ptr::at_mut::<Ipv6Hdr>(ctx, L3_OFFSET).ok_or_else(bad)?;
+    let outer_addr = ptr::at_mut::<[u32; 4]>(ctx, L3_OFFSET + r.outer_at).ok_or_else(bad)?;
+    let icmp_check =
+        ptr::at_mut::<u16>(ctx, err.l4_offset as usize + ICMP_CHECK).ok_or_else(bad)?;
+    let quoted_addr = ptr::at_mut::<[u32; 4]>(ctx, quote.ip_offset as usize + r.quoted_addr_at)
+        .ok_or_else(bad)?;
+    let quoted_port =
+        ptr::at_mut::<u16>(ctx, quote.l4_offset as usize + r.quoted_port_at).ok_or_else(bad)?;
+    let udp_check =
+        ptr::at_mut::<u16>(ctx, quote.l4_offset as usize + UDP_CHECK).ok_or_else(bad)?;
+    // SAFETY: `at_mut` checked the outer header; no other reference to it is live.
+    // One hop less; an error whose hop limit runs out here is dropped.
+    if !ip::decrement_hop_limit(unsafe { &mut *outer }) {
+        return Err(crate::drop(Stat::DropTtlExpired));
+    }
+    let (old, new) = (&r.old_addr.0, &r.new_addr.0);
+    // SAFETY: every pointer was bounds-checked by `at_mut` just above; read and written
+    // unaligned, as packet fields may be.
+    unsafe {
+        let mut icmp = icmp_check.read_unaligned();
+        icmp = csum::replace128(icmp, &outer_addr.read_unaligned(), new);
+        icmp = csum::replace128(icmp, old, new);
+        icmp = csum::replace16(icmp, r.old_port, r.new_port);
+        if quote.flow.proto == IPPROTO_UDP && udp_check.read_unaligned() != 0 {
+            let old_udp = udp_check.read_unaligned();
+            let new_udp = csum::udp_fixup(
+                old_udp,
+                csum::replace16(csum::replace128(old_udp, old, new), r.old_port, r.new_port),
+            );
+            icmp = csum::replace16(icmp, old_udp, new_udp);
+            udp_check.write_unaligned(new_udp);
+        }
+        outer_addr.write_unaligned(*new);
+        quoted_addr.write_unaligned(*new);
         quoted_port.write_unaligned(r.new_port);
         icmp_check.write_unaligned(icmp);
     }

@@ -5,15 +5,14 @@
 pub mod nat;
 pub mod route;
 pub mod tunnel;
+pub mod tunnel6;
 
 use aya_ebpf::programs::XdpContext;
-use lb_common::{Stat, method, stage};
-use network_types::ip::Ipv4Hdr;
+use lb_common::{AF_INET6, Stat, method, stage};
 
 use crate::{
-    Verdict, drop, icmp, ip,
-    parse::{IPPROTO_ICMP, L3_OFFSET},
-    ptr,
+    Verdict, drop, icmp, icmp6, ip,
+    parse::IPPROTO_ICMP,
     stage::{LATER_FRAGMENT, Packet, jump},
 };
 
@@ -22,15 +21,19 @@ use crate::{
 /// "time exceeded", or dropped when no error may be sent about it ([`may_answer`]).
 #[inline(always)]
 pub fn hop(ctx: &XdpContext, packet: &Packet) -> Result<(), Verdict> {
-    let ip = ptr::at_mut::<Ipv4Hdr>(ctx, L3_OFFSET).ok_or_else(|| drop(Stat::DropMalformed))?;
-    // SAFETY: `at_mut` checked the IPv4 header; no other reference to it is live.
-    if ip::decrement_ttl(unsafe { &mut *ip }) {
+    if ip::decrement(ctx, packet.flow.family)? {
         return Ok(());
     }
-    if !may_answer(packet) {
+    let v6 = packet.flow.family == AF_INET6;
+    if v6 && !icmp6::may_answer(packet) || !v6 && !may_answer(packet) {
         return Err(drop(Stat::DropTtlExpired));
     }
-    Err(match icmp::time_exceeded(ctx, packet) {
+    let answered = if v6 {
+        icmp6::time_exceeded(ctx, packet)
+    } else {
+        icmp::time_exceeded(ctx, packet)
+    };
+    Err(match answered {
         Ok(verdict) | Err(verdict) => verdict,
     })
 }

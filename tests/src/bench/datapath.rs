@@ -11,7 +11,7 @@
 
 use std::{
     collections::BTreeSet,
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     os::fd::{AsFd as _, BorrowedFd, OwnedFd},
 };
 
@@ -53,6 +53,13 @@ pub const ROUTER_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 pub const GATEWAY_IP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
 pub const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
 pub const VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+/// The IPv6 service's VIP and client (the DR-over-IPv6 rows).
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x10, 0, 0, 0, 0, 0x10);
+pub const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x51, 0, 0, 0, 0, 7);
+pub const DR_REALS6: [Ipv6Addr; 2] = [
+    Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x11),
+    Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x12),
+];
 /// An address the director has no service on.
 pub const OTHER_VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 99);
 pub const DR_REALS: [Ipv4Addr; 2] = [
@@ -471,6 +478,39 @@ impl Lb {
         self.set_service(1, VIP, 80, RR, 0, &[1, 2])?;
         self.set_service(2, VIP, 81, RR, 2, &[3, 4])?;
         self.set_service(3, VIP, 82, RR, 4, &[5, 6])?;
+        // Port 80 over IPv6 by DR (real servers 7, 8).
+        for (i, ip) in DR_REALS6.iter().enumerate() {
+            let real = RealServer {
+                addr: (*ip).into(),
+                port: 80u16.to_be(),
+                method: method::ROUTE,
+                flags: REAL_F_IN_USE | REAL_F_RESOLVED,
+                mac: DR_REAL_MAC,
+                family: lb_common::AF_INET6,
+                weight: 1,
+                service: 4,
+                ..RealServer::default()
+            };
+            self.reals.set(7 + i as u32, real, 0)?;
+        }
+        for (i, id) in [7u32, 8].iter().enumerate() {
+            self.slots.set(6 + i as u32, *id, 0)?;
+        }
+        let key = ServiceKey {
+            addr: VIP6.into(),
+            port: 80u16.to_be(),
+            proto: IPPROTO_TCP,
+            family: lb_common::AF_INET6,
+        };
+        self.admit(filter::VIP, key.addr.fold())?;
+        let service = Service {
+            id: 4,
+            scheduler: RR,
+            table_offset: 6,
+            table_len: 2,
+            ..Service::default()
+        };
+        self.services.insert(key, service, 0)?;
         Ok(())
     }
 }

@@ -1,7 +1,7 @@
 //! The frames the per-packet benchmarks send: Ethernet + IPv4 + TCP with correct checksums,
 //! and IP-in-IP as a director sends it to a TUN real server.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub type Mac = [u8; 6];
 
@@ -11,6 +11,7 @@ pub const PSH: u8 = 0x08;
 pub const ACK: u8 = 0x10;
 
 const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_IPV6: u16 = 0x86dd;
 const IPPROTO_IPIP: u8 = 4;
 const IPPROTO_TCP: u8 = 6;
 /// Ethernet's minimum frame without the FCS: shorter frames arrive padded to it.
@@ -113,6 +114,48 @@ pub fn tcp_frame(
     ethernet(dmac, smac, &ipv4(src, dst, IPPROTO_TCP, &seg))
 }
 
+/// A TCP frame over IPv6 from `[src]:sport` to `[dst]:dport` (no extension headers).
+#[expect(clippy::too_many_arguments, reason = "a frame, spelled out")]
+pub fn tcp6_frame(
+    dmac: Mac,
+    smac: Mac,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    sport: u16,
+    dport: u16,
+    flags: u8,
+    data: &[u8],
+) -> Vec<u8> {
+    let mut t = tcp(
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        sport,
+        dport,
+        flags,
+        data,
+    );
+    t[16..18].copy_from_slice(&[0, 0]);
+    let mut pseudo = Vec::with_capacity(40);
+    pseudo.extend_from_slice(&src.octets());
+    pseudo.extend_from_slice(&dst.octets());
+    pseudo.extend_from_slice(&(t.len() as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, IPPROTO_TCP]);
+    let c = checksum(&t, sum16(&pseudo, 0));
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+    let mut ip = vec![0x60, 0, 0, 0];
+    ip.extend_from_slice(&(t.len() as u16).to_be_bytes());
+    ip.extend_from_slice(&[IPPROTO_TCP, 64]);
+    ip.extend_from_slice(&src.octets());
+    ip.extend_from_slice(&dst.octets());
+    ip.extend_from_slice(&t);
+    let mut f = Vec::with_capacity(14 + ip.len());
+    f.extend_from_slice(&dmac);
+    f.extend_from_slice(&smac);
+    f.extend_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f
+}
+
 /// `inner` (an Ethernet frame carrying IPv4) wrapped in IP-in-IP from `outer_src` to
 /// `outer_dst`, as lb's TUN forwarding sends it.
 pub fn ipip(
@@ -134,6 +177,20 @@ pub fn ipip(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_tcp_checksum_verifies_to_zero() {
+        let a: Ipv6Addr = "2001:db8:51::7".parse().unwrap();
+        let b: Ipv6Addr = "2001:db8:10::10".parse().unwrap();
+        let frame = tcp6_frame([2; 6], [4; 6], a, b, 40000, 80, SYN, b"");
+        assert_eq!(frame.len(), 14 + 40 + 20);
+        let mut pseudo = Vec::new();
+        pseudo.extend_from_slice(&a.octets());
+        pseudo.extend_from_slice(&b.octets());
+        pseudo.extend_from_slice(&20u32.to_be_bytes());
+        pseudo.extend_from_slice(&[0, 0, 0, 6]);
+        assert_eq!(checksum(&frame[54..], sum16(&pseudo, 0)), 0);
+    }
 
     #[test]
     fn checksums_verify_to_zero() {

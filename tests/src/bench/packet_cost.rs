@@ -148,6 +148,36 @@ fn measure_all(repeat: u32, rounds: usize) -> Result<PacketCost> {
             }
         }
     }
+    // And one over IPv6, by DR.
+    let client6 = |sport: u16, flags: u8| {
+        frames::tcp6_frame(
+            DIRECTOR_MAC,
+            ROUTER_MAC,
+            datapath::CLIENT6,
+            datapath::VIP6,
+            sport,
+            80,
+            flags,
+            b"",
+        )
+    };
+    for flags in [SYN, ACK] {
+        let r = bpf::TestRun {
+            prog: lb_fd,
+            data: &client6(40012, flags),
+            ingress_ifindex: net.ext,
+            repeat: 1,
+            flags: 0,
+            batch_size: 0,
+        }
+        .run()?;
+        if r.verdict != XDP_TX {
+            bail!(
+                "opening connection 40012 → [VIP6]:80 (flags {flags:#x}): verdict {}",
+                r.verdict
+            );
+        }
+    }
     // The NAT real server that connection went to answers the client.
     let nat_flow = datapath::flow_key(CLIENT, VIP, 40005, 82);
     let nat_conn = lb
@@ -229,6 +259,26 @@ fn measure_all(repeat: u32, rounds: usize) -> Result<PacketCost> {
             XDP_TX,
             vec![Rx, ConnNew, TxRoute],
             Wrap::NewFlows,
+        ),
+        spec(
+            "dr6-new",
+            "lb DR over IPv6: new connection",
+            Target::Lb,
+            client6(40011, SYN),
+            net.ext,
+            XDP_TX,
+            vec![Rx, ConnNew, TxRoute],
+            Wrap::NewFlows,
+        ),
+        spec(
+            "dr6-est",
+            "lb DR over IPv6: established connection",
+            Target::Lb,
+            client6(40012, ACK),
+            net.ext,
+            XDP_TX,
+            vec![Rx, ConnHit, TxRoute],
+            Wrap::Restore,
         ),
         spec(
             "dr-est",

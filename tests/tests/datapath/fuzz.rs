@@ -783,8 +783,12 @@ impl Gen {
                 frame([0xff; 6], ROUTER_MAC, 0x0806, &arp)
             }
             1 => {
-                let mut v6 = vec![0x60, 0, 0, 0, 0, 20, 6, 64];
-                v6.extend(self.rng.bytes(32 + 20));
+                // IPv6 (the world has IPv4 services only): TCP, UDP, or extension headers
+                // (hop-by-hop, fragment, destination options) over random bytes.
+                let next = self.rng.pick(&[6, 17, 0, 44, 60, 58]);
+                let len = 8 + self.rng.below(48);
+                let mut v6 = vec![0x60, 0, 0, 0, 0, len as u8, next, 64];
+                v6.extend(self.rng.bytes(32 + len));
                 frame(mac, ROUTER_MAC, 0x86dd, &v6)
             }
             2 => {

@@ -82,6 +82,13 @@ impl Frame {
     }
 
     /// The IPv4 packet inside, for fixtures that tweak it.
+    pub fn ipv6_mut(&mut self) -> &mut Ipv6 {
+        match &mut self.body {
+            L3::Ipv6(ip) => ip,
+            other => panic!("not an IPv6 frame: {other:?}"),
+        }
+    }
+
     pub fn ipv4_mut(&mut self) -> &mut Ipv4 {
         match &mut self.body {
             L3::Ipv4(ip) => ip,
@@ -484,7 +491,14 @@ pub struct Ipv6 {
     pub src: Ipv6Addr,
     pub dst: Ipv6Addr,
     pub hop_limit: u8,
+    /// Extension headers between the fixed header and the payload, in order: each its type
+    /// (0 hop-by-hop, 43 routing, 44 fragment, 60 destination options) and its bytes, whose
+    /// first (the next header) is filled in.
+    pub extensions: Vec<(u8, Vec<u8>)>,
     pub payload: L4,
+    /// Bytes sent in place of the emitted payload (a later fragment's), if any; the next
+    /// header still says the payload's protocol.
+    pub raw_payload: Option<Vec<u8>>,
 }
 
 impl Ipv6 {
@@ -493,22 +507,59 @@ impl Ipv6 {
             src,
             dst,
             hop_limit: 64,
+            extensions: Vec::new(),
             payload: payload.into(),
+            raw_payload: None,
         }
     }
 
-    fn bytes(&self) -> Vec<u8> {
-        let payload = self.payload.emit(&Pseudo::V6 {
-            src: self.src,
-            dst: self.dst,
-        });
+    /// With an extension header of `kind` and `len` bytes (a multiple of 8; hop-by-hop,
+    /// routing and destination options carry their length, in 8-byte units after the first
+    /// 8, in byte 1; the rest is padding: PadN).
+    pub fn with_extension(mut self, kind: u8, len: usize) -> Self {
+        assert!(len >= 8 && len.is_multiple_of(8));
+        let mut bytes = vec![0u8; len];
+        bytes[1] = (len / 8 - 1) as u8;
+        // PadN over the rest (RFC 8200 4.2), so the options are well-formed.
+        bytes[2] = 1;
+        bytes[3] = (len - 4) as u8;
+        self.extensions.push((kind, bytes));
+        self
+    }
+
+    /// With a fragment header: `offset` in bytes (a multiple of 8), `more` fragments, `id`.
+    pub fn with_fragment(mut self, offset: u16, more: bool, id: u32) -> Self {
+        let mut bytes = vec![0u8; 8];
+        bytes[2..4].copy_from_slice(&(offset | u16::from(more)).to_be_bytes());
+        bytes[4..8].copy_from_slice(&id.to_be_bytes());
+        self.extensions.push((44, bytes));
+        self
+    }
+
+    pub fn bytes(&self) -> Vec<u8> {
+        let payload = match &self.raw_payload {
+            Some(raw) => raw.clone(),
+            None => self.payload.emit(&Pseudo::V6 {
+                src: self.src,
+                dst: self.dst,
+            }),
+        };
+        let mut chain = Vec::new();
+        let kinds: Vec<u8> = self.extensions.iter().map(|(kind, _)| *kind).collect();
+        for (i, (_, bytes)) in self.extensions.iter().enumerate() {
+            let mut bytes = bytes.clone();
+            bytes[0] = kinds.get(i + 1).copied().unwrap_or(self.payload.proto());
+            chain.extend_from_slice(&bytes);
+        }
         let mut h = vec![0u8; field::ipv6::LEN];
         h[field::ipv6::VER_TC_FLOW].copy_from_slice(&(6u32 << 28).to_be_bytes());
-        h[field::ipv6::PAYLOAD_LEN].copy_from_slice(&(payload.len() as u16).to_be_bytes());
-        h[field::ipv6::NEXT_HEADER] = self.payload.proto();
+        h[field::ipv6::PAYLOAD_LEN]
+            .copy_from_slice(&((chain.len() + payload.len()) as u16).to_be_bytes());
+        h[field::ipv6::NEXT_HEADER] = kinds.first().copied().unwrap_or(self.payload.proto());
         h[field::ipv6::HOP_LIMIT] = self.hop_limit;
         h[field::ipv6::SRC].copy_from_slice(&self.src.octets());
         h[field::ipv6::DST].copy_from_slice(&self.dst.octets());
+        h.extend_from_slice(&chain);
         h.extend_from_slice(&payload);
         h
     }

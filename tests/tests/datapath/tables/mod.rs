@@ -5,6 +5,7 @@ pub mod conns;
 pub mod decap;
 pub mod dr;
 pub mod frags;
+pub mod ipv6;
 pub mod ipvs_parity;
 pub mod locality;
 pub mod nat;

@@ -58,7 +58,7 @@ fn syn() -> Vec<u8> {
 
 pub fn fixtures() -> Vec<Fixture> {
     vec![
-        // ---- not IPv4 ----
+        // ---- not IP ----
         untouched(
             "ARP request for the VIP",
             world(),
@@ -69,10 +69,10 @@ pub fn fixtures() -> Vec<Fixture> {
             )
             .padded_to(60)
             .bytes(),
-            Stat::PassNotIpv4,
+            Stat::PassNotIp,
         ),
         untouched(
-            "IPv6 TCP SYN to port 80",
+            "IPv6 TCP SYN to port 80 of an address with no service (IPv6: table ipv6)",
             world(),
             Frame::new(
                 DIRECTOR_MAC,
@@ -84,7 +84,7 @@ pub fn fixtures() -> Vec<Fixture> {
                 ),
             )
             .bytes(),
-            Stat::PassNotIpv4,
+            Stat::PassNotService,
         ),
         untouched(
             "802.1Q-tagged IPv4 SYN to VIP:80 (lb sees untagged traffic only)",
@@ -97,7 +97,7 @@ pub fn fixtures() -> Vec<Fixture> {
                 };
                 frame.bytes()
             },
-            Stat::PassNotIpv4,
+            Stat::PassNotIp,
         ),
         untouched(
             "LLDP (EtherType 0x88cc)",
@@ -112,7 +112,7 @@ pub fn fixtures() -> Vec<Fixture> {
             )
             .padded_to(60)
             .bytes(),
-            Stat::PassNotIpv4,
+            Stat::PassNotIp,
         ),
         // ---- truncated or malformed headers ----
         untouched(
