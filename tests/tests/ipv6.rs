@@ -25,8 +25,15 @@ fn configure_dr6(tb: &Testbed) {
     let vip = tb.vip6_port(SERVICE_PORT);
     adm(tb, "-C");
     adm(tb, &format!("-A -t {vip} -s rr"));
-    adm(tb, &format!("-a -t {vip} -r [{}] -g", tb.rip6(1)));
-    adm(tb, &format!("-a -t {vip} -r [{}] -g", tb.rip6(2)));
+    // ipvsadm takes an IPv6 real server in brackets only with a port.
+    adm(
+        tb,
+        &format!("-a -t {vip} -r [{}]:{SERVICE_PORT} -g", tb.rip6(1)),
+    );
+    adm(
+        tb,
+        &format!("-a -t {vip} -r [{}]:{SERVICE_PORT} -g", tb.rip6(2)),
+    );
 }
 
 /// One real-server line of `ipvsadm -Ln` (`"  -> %-28s %-7s %-6d %-10u %-10u"`), its
