@@ -505,6 +505,11 @@ impl TestbedBuilder {
                 director.iface(),
             ]);
             if self.ipv6 {
+                // Deprecated at once (preferred_lft 0), as IPv6 VIPs usually are: still an
+                // address of the director, but never chosen as the source of its own
+                // connections. Source selection prefers the /128 VIP's longer match
+                // otherwise, and the director's health checks would come from the VIP, which
+                // the real servers answer to their own lo.
                 director.ns.run(&[
                     "ip",
                     "-6",
@@ -514,6 +519,8 @@ impl TestbedBuilder {
                     "dev",
                     director.iface(),
                     "nodad",
+                    "preferred_lft",
+                    "0",
                 ]);
             }
         }

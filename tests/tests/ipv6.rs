@@ -3,11 +3,12 @@
 //! and on the real servers' `lo`), lbd configured with lbadm in ipvsadm's IPv6 syntax.
 //!
 //! `ipv6_real_servers_are_resolved_over_ndp` needs only user space (route and neighbour lookups
-//! over IPv6). The traffic tests need the data path's IPv6 forwarding.
+//! over IPv6). The traffic tests need the data path's IPv6 forwarding. The keepalived test
+//! runs health checks over IPv6 from the director.
 
 use std::time::Duration;
 
-use lb_tests::{SERVICE_PORT, Testbed, wait};
+use lb_tests::{SERVICE_PORT, Testbed, lbd::Lbd, wait};
 
 /// How long the real servers' access logs may take to show what a test waits for.
 const TRAFFIC_TIMEOUT: Duration = Duration::from_secs(30);
@@ -34,6 +35,28 @@ fn configure_dr6(tb: &Testbed) {
         tb,
         &format!("-a -t {vip} -r [{}]:{SERVICE_PORT} -g", tb.rip6(2)),
     );
+    wait_resolved(tb);
+}
+
+/// Waits until lbd has published both real servers' MACs: it asked the kernel for them (a
+/// neighbour solicitation each, sent once the director's link-local address has passed
+/// duplicate address detection) and the advertisements came.
+#[track_caller]
+fn wait_resolved(tb: &Testbed) {
+    for i in 1..=2 {
+        let rip = tb.rip6(i).to_string();
+        wait::wait_ok(
+            format!("rs{i} ({rip}) resolved"),
+            Duration::from_secs(10),
+            || {
+                let log = tb.lbd_log();
+                log.lines()
+                    .any(|l| l.contains("real server resolved") && l.contains(&rip))
+                    .then_some(())
+                    .ok_or_else(|| format!("lbd's log:\n{log}"))
+            },
+        );
+    }
 }
 
 /// One real-server line of `ipvsadm -Ln` (`"  -> %-28s %-7s %-6d %-10u %-10u"`), its
@@ -56,22 +79,6 @@ fn ipv6_real_servers_are_resolved_over_ndp() {
         assert!(
             line.starts_with(&real_line_prefix(&rs, "Route", 1)),
             "{line:?} in\n{list}"
-        );
-    }
-    // lbd asked the kernel for the real servers' MACs (a neighbour solicitation each) and
-    // published them once the advertisements came.
-    for i in 1..=2 {
-        let rip = tb.rip6(i).to_string();
-        wait::wait_ok(
-            &format!("rs{i} ({rip}) resolved"),
-            Duration::from_secs(10),
-            || {
-                let log = tb.lbd_log();
-                log.lines()
-                    .any(|l| l.contains("real server resolved") && l.contains(&rip))
-                    .then_some(())
-                    .ok_or_else(|| format!("lbd's log:\n{log}"))
-            },
         );
     }
     // -S and -R round trip in IPv6 syntax.
@@ -163,5 +170,88 @@ fn dual_stack_director_serves_an_ipv4_and_an_ipv6_vip_at_once() {
             format!("TCP  {} rr", tb.vip6_port(SERVICE_PORT))
         ],
         "{list}"
+    );
+}
+
+/// keepalived.conf with an IPv6 virtual server: HTTP_GET passes on rs1 (over IPv6, to its
+/// nginx), TCP_CHECK fails on rs2 (a closed port, refused over IPv6), so only rs1 is listed
+/// and it takes every request.
+#[test]
+fn keepalived_ipv6_virtual_server_with_checks_over_ipv6() {
+    let tb = Testbed::builder().ipv6().build();
+    let (vip, rip1, rip2) = (tb.vip6(), tb.rip6(1), tb.rip6(2));
+    let conf = format!(
+        "virtual_server {vip} {SERVICE_PORT} {{
+    delay_loop 1
+    lb_algo rr
+    lb_kind DR
+    protocol TCP
+    real_server {rip1} {SERVICE_PORT} {{
+        HTTP_GET {{
+            url {{
+                path /
+                status_code 200
+            }}
+            connect_timeout 1
+            warmup 0
+        }}
+    }}
+    real_server {rip2} {SERVICE_PORT} {{
+        TCP_CHECK {{
+            connect_port 9
+            connect_timeout 1
+            retry 0
+            warmup 0
+        }}
+    }}
+}}
+"
+    );
+    let conf_path = tb.dir().join("keepalived6.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let conf_arg = conf_path.display().to_string();
+    let mut lbd = Lbd::start_with(
+        &tb.director.ns,
+        tb.director_ifaces(),
+        tb.xdp_mode(),
+        tb.lbd_files(),
+        &["--config", &conf_arg],
+    );
+    let has = |l: &str, rip| l.contains(&format!("-> [{rip}]:{SERVICE_PORT} "));
+    let listing = wait::wait_ok("rs1 in, rs2 out", Duration::from_secs(20), || {
+        let l = tb.lbadm(&["-Ln"]);
+        if has(&l, rip1) && !has(&l, rip2) {
+            Ok(l)
+        } else {
+            let probe = tb.director.ns.try_run(
+                &[
+                    "curl",
+                    "-sS",
+                    "-m",
+                    "2",
+                    &format!("http://[{rip1}]:{SERVICE_PORT}/"),
+                ],
+                None,
+            );
+            let neigh = tb.director.ns.try_run(&["ip", "-6", "neigh"], None);
+            let route = tb
+                .director
+                .ns
+                .try_run(&["ip", "-6", "route", "get", &rip1.to_string()], None);
+            Err(format!(
+                "-Ln:\n{l}\nlbd:\n{}\ncurl from the director: {probe}\n{neigh}\n{route}",
+                lbd.daemon.report()
+            ))
+        }
+    });
+    println!("{listing}");
+    let tally = tb.curl(&format!("http://{}/", tb.vip6_port(SERVICE_PORT)), 4);
+    tally.assert_all_ok();
+    assert_eq!(tally.count("rs1"), 4, "{tally}");
+    let status = lbd.daemon.stop(libc::SIGTERM, Duration::from_secs(15));
+    assert!(
+        status.success(),
+        "lbd exited with {status:?}\n{}",
+        lbd.daemon.report()
     );
 }
