@@ -978,6 +978,53 @@ lb_real_up{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.9",real_port=
     }
 
     #[test]
+    fn ipv6_addresses_are_labels_without_brackets() {
+        let vip: IpAddr = "2001:db8::1".parse().unwrap();
+        let rs: IpAddr = "2001:db8::12".parse().unwrap();
+        let web6 = ServiceAddr {
+            protocol: Protocol::Tcp,
+            addr: vip,
+            port: 80,
+        };
+        let mut r = real([0; 4], 80, Forward::Route, 1);
+        r.spec.addr = rs;
+        r.stats = stats(1, 2, 0, 120, 0);
+        let input = MetricsInput {
+            snapshot: Snapshot {
+                conn_table_size: 4096,
+                services: vec![service(
+                    web6,
+                    Scheduler::Rr,
+                    stats(1, 2, 0, 120, 0),
+                    vec![r],
+                )],
+                timeouts: Default::default(),
+            },
+            health: vec![HealthState {
+                service: web6,
+                real: rs,
+                port: 80,
+                up: true,
+            }],
+            ..Default::default()
+        };
+        let text = render(&input);
+        assert!(
+            text.contains(
+                "lb_service_connections_total{protocol=\"tcp\",vip=\"2001:db8::1\",port=\"80\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "lb_real_up{protocol=\"tcp\",vip=\"2001:db8::1\",port=\"80\",real=\"2001:db8::12\",\
+                 real_port=\"80\",forward=\"route\"} 1\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn empty_input_has_only_build_info() {
         let input = MetricsInput {
             build: BuildInfo {

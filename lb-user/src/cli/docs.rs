@@ -270,7 +270,7 @@ lbadm \-R < lb.rules
 .IP \(bu 2
 Not supported (refused with exit status 2): firewall-mark services
 .RB ( \-f ),
-SCTP and IPv6 services,
+SCTP services,
 .BR \-\-pe ,
 .BR \-\-ops ,
 GUE and GRE tunnels, and the connection synchronisation daemon

@@ -23,7 +23,7 @@ pub enum CliError {
         option: String,
         reason: &'static str,
     },
-    /// Valid for ipvsadm but a feature lb does not have (fwmark, IPv6, SCTP, sync daemon, ...).
+    /// Valid for ipvsadm but a feature lb does not have (fwmark, SCTP, sync daemon, ...).
     #[error("{0}")]
     Unsupported(String),
     /// A change the kernel (here lbd) refuses, with libipvs' wording, e.g. "No such service".

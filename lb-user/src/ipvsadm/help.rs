@@ -91,7 +91,7 @@ Options:
   --sysctl [NAME[=VALUE]]...          list, show or set IPVS's sysctls as lbd has
                                       them (net.ipv4.vs.NAME); first, after --socket
 
-Not supported by lb: firewall-mark (-f), SCTP and IPv6 services, --pe, --ops,
+Not supported by lb: firewall-mark (-f), SCTP services, --pe, --ops,
 GUE/GRE tunnels and the connection synchronization daemon.
 "
     );
