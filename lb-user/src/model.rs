@@ -605,4 +605,72 @@ mod tests {
             "-A -t 192.168.1.99:80 -s rr"
         );
     }
+
+    #[test]
+    fn netmasks_by_family() {
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        let v4: IpAddr = Ipv4Addr::new(10, 0, 0, 1).into();
+        assert_eq!(Netmask::host(v6), Netmask::V6(128));
+        assert_eq!(Netmask::host(v4), Netmask::V4(Ipv4Addr::BROADCAST));
+        assert!(Netmask::V6(128).is_host() && !Netmask::V6(64).is_host());
+        // What the data path ANDs client addresses with.
+        assert_eq!(Netmask::V6(64).to_addr(), lb_common::Addr::prefix_mask(64));
+        assert_eq!(
+            Netmask::V4(Ipv4Addr::new(255, 255, 255, 0)).to_addr(),
+            lb_common::Addr::from(Ipv4Addr::new(255, 255, 255, 0))
+        );
+        assert_eq!(Netmask::V6(48).to_string(), "48");
+        // JSON: a string for an IPv4 mask (as state files before IPv6 have it), a number for
+        // a prefix length.
+        assert_eq!(serde_json::to_string(&Netmask::V6(64)).unwrap(), "64");
+        assert_eq!(
+            serde_json::from_str::<Netmask>("\"255.255.255.0\"").unwrap(),
+            Netmask::V4(Ipv4Addr::new(255, 255, 255, 0))
+        );
+        assert_eq!(
+            serde_json::from_str::<Netmask>("96").unwrap(),
+            Netmask::V6(96)
+        );
+    }
+
+    #[test]
+    fn ipv6_commands_are_logged_in_ipvsadm_syntax() {
+        let service = ServiceAddr {
+            protocol: Protocol::Udp,
+            addr: "2001:db8::1".parse().unwrap(),
+            port: 53,
+        };
+        assert_eq!(service.family(), lb_common::AF_INET6);
+        assert_eq!(service.to_string(), "UDP [2001:db8::1]:53");
+        let command = Command::AddService {
+            service: ServiceSpec {
+                addr: service,
+                scheduler: Scheduler::Sh,
+                persistence: Some(Persistence {
+                    timeout: 600,
+                    netmask: Netmask::V6(64),
+                }),
+                sched_flags: SchedFlags::default(),
+            },
+        };
+        assert_eq!(
+            command.to_string(),
+            "-A -u [2001:db8::1]:53 -s sh -p 600 -M 64"
+        );
+        let real = Command::AddReal {
+            service,
+            real: RealSpec {
+                addr: Ipv4Addr::new(10, 0, 1, 1).into(),
+                port: 53,
+                forward: Forward::Tunnel,
+                weight: 1,
+                upper_threshold: 0,
+                lower_threshold: 0,
+            },
+        };
+        assert_eq!(
+            real.to_string(),
+            "-a -u [2001:db8::1]:53 -r 10.0.1.1:53 -i -w 1"
+        );
+    }
 }
