@@ -134,6 +134,11 @@ fn ip_in_ip_tunnelling() {
 }
 
 #[test]
+fn gue_and_gre_tunnelling() {
+    run_table("tun-encap", tables::tun_encap::fixtures());
+}
+
+#[test]
 fn decapsulation_on_the_real_server() {
     run_table_of("decap", DECAP_PROGRAM, tables::decap::fixtures());
 }
