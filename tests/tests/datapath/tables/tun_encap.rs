@@ -287,3 +287,22 @@ pub fn fixtures() -> Vec<Fixture> {
     }
     fixtures
 }
+
+/// The UDP source ports of `flows` new flows from one client to a GUE real server, as the
+/// data path sends them (host order).
+pub fn gue_source_ports(flows: u16) -> Vec<u16> {
+    let mut director = crate::harness::Director::load();
+    for change in world(GUE, MTU) {
+        director.apply(&change);
+    }
+    (0..flows)
+        .map(|i| {
+            let (verdict, out) = director
+                .run(&http(44000 + i, SYN).bytes())
+                .expect("BPF_PROG_TEST_RUN");
+            assert_eq!(verdict, Verdict::TX, "flow {i}");
+            // Ethernet 14 + outer IPv4 20: the UDP source port.
+            u16::from_be_bytes([out[34], out[35]])
+        })
+        .collect()
+}
