@@ -13,13 +13,15 @@ set -eu
 LB_BIN=${LB_BIN:?directory of lbd and lbadm}
 WORK=$(mktemp -d /tmp/tun-interop.XXXXXX)
 VIP=10.0.0.100
-SOCK=$WORK/lbd.sock
+# Unix sockets cannot live on the VM's 9p share: the socket and state go to /run (a tmpfs).
+SOCK=/run/tun-interop.sock
 
 cleanup() {
     for pid in $(cat "$WORK"/pids 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
     sleep 1
     for ns in cl dir rs1 rs2; do ip netns del "$ns" 2>/dev/null || true; done
     ip link del br0 2>/dev/null || true
+    rm -f "$SOCK" /run/tun-interop.state
 }
 trap cleanup EXIT
 
@@ -59,12 +61,13 @@ done
 ip netns exec rs1 ip fou add port 6080 gue
 ip -n rs1 link set tunl0 up
 ip netns exec rs1 sysctl -qw net.ipv4.conf.tunl0.rp_filter=0
-# rs2: GRE into the GRE fallback device.
+# rs2: GRE into the GRE fallback device (which takes GRE without a checksum only: the kernel
+# drops GRE whose checksum flag differs from the device's `icsum`).
 ip -n rs2 link set gre0 up
 ip netns exec rs2 sysctl -qw net.ipv4.conf.gre0.rp_filter=0
 
 ip netns exec dir "$LB_BIN/lbd" --iface eth0 --xdp-mode skb --socket "$SOCK" \
-    --state "$WORK/state.json" --bpffs /sys/fs/bpf/tun-interop > "$WORK/lbd.log" 2>&1 &
+     --state /run/tun-interop.state --bpffs /sys/fs/bpf/tun-interop > "$WORK/lbd.log" 2>&1 &
 echo $! >> "$WORK/pids"
 for _ in $(seq 1 60); do [ -S "$SOCK" ] && break; sleep 1; done
 adm() { ip netns exec dir "$LB_BIN/lbadm" --socket "$SOCK" "$@"; }
@@ -78,7 +81,11 @@ round() {
         got="$got $who"
     done
     echo "tun-interop: $what:$got"
-    case "$got" in *FAIL*) echo "tun-interop: $what: a request failed"; exit 1;; esac
+    case "$got" in *FAIL*)
+        echo "tun-interop: $what: a request failed"
+        ip -n rs1 -s link show tunl0; ip -n rs2 -s -s link; ip netns exec rs1 netstat -su || true
+        exit 1;;
+    esac
     echo "$got" | grep -q rs1 || { echo "tun-interop: $what: rs1 (GUE) never answered"; exit 1; }
     echo "$got" | grep -q rs2 || { echo "tun-interop: $what: rs2 (GRE) never answered"; exit 1; }
 }
@@ -88,6 +95,11 @@ adm -Ln --tun-info
 round "GUE and GRE without checksums"
 adm -e -t "$VIP:80" -r 10.0.0.3:80 -i --tun-type gue --tun-port 6080 --tun-csum
 adm -e -t "$VIP:80" -r 10.0.0.4:80 -i --tun-type gre --tun-csum
+# GRE with checksums arrives on a device that expects them (`icsum`), keyed on the director's
+# address, the outer source; the kernel verifies each checksum there.
+ip -n rs2 link add grec type gre local 10.0.0.4 remote 10.0.0.2 icsum
+ip -n rs2 link set grec up
+ip netns exec rs2 sysctl -qw net.ipv4.conf.grec.rp_filter=0
 adm -Ln --tun-info
 round "GUE and GRE with checksums"
 adm -e -t "$VIP:80" -r 10.0.0.3:80 -i --tun-type gue --tun-port 6080 --tun-remcsum
@@ -102,6 +114,7 @@ echo "tun-interop: downloads intact"
 adm -Ln --stats
 echo "tun-interop: kernel counters rs1 (fou/tunl0):"
 ip -n rs1 -s link show tunl0 | sed -n '3,4p'
-echo "tun-interop: kernel counters rs2 (gre0):"
+echo "tun-interop: kernel counters rs2 (gre0, then grec with icsum):"
 ip -n rs2 -s link show gre0 | sed -n '3,4p'
+ip -n rs2 -s link show grec | sed -n '3,4p'
 echo "tun-interop: ok"
