@@ -2037,7 +2037,7 @@ fn tunnel_options(options: &[String]) -> Result<Tunnel, (ErrorKind, String)> {
                     .ok_or_else(|| {
                         (
                             ErrorKind::Invalid,
-                            format!("invalid tunnel port '{value}': expected 1-65535"),
+                            format!("Invalid gue tunnel port {value}: expected 1-65535"),
                         )
                     })?;
                 port = Some(number);
@@ -2066,19 +2066,14 @@ fn tunnel_options(options: &[String]) -> Result<Tunnel, (ErrorKind, String)> {
     }
     let kind = tunnel.kind.name();
     match (tunnel.kind, port) {
-        (TunnelType::Gue, None) => {
+        // keepalived's words (check_parser.c).
+        (TunnelType::Gue, None) | (TunnelType::Ipip | TunnelType::Gre, Some(_)) => {
             return Err((
                 ErrorKind::Invalid,
-                "a GUE tunnel needs 'port N' (the real servers' GUE port)".to_owned(),
+                "gue tunnels require port, otherwise cannot have port".to_owned(),
             ));
         }
         (TunnelType::Gue, Some(port)) => tunnel.port = port,
-        (_, Some(_)) => {
-            return Err((
-                ErrorKind::Invalid,
-                format!("a tunnel port is only for GUE tunnels, not {kind}"),
-            ));
-        }
         (_, None) => {}
     }
     tunnel.csum = match (tunnel.kind, csum) {
@@ -2086,10 +2081,16 @@ fn tunnel_options(options: &[String]) -> Result<Tunnel, (ErrorKind, String)> {
         (_, None | Some("nocsum")) => TunnelCsum::Nocsum,
         (TunnelType::Gue | TunnelType::Gre, Some("csum")) => TunnelCsum::Csum,
         (TunnelType::Gue, Some("remcsum")) => TunnelCsum::Remcsum,
+        (TunnelType::Ipip, Some(_)) => {
+            return Err((
+                ErrorKind::Invalid,
+                "ipip tunnels do not support checksum option".to_owned(),
+            ));
+        }
         (_, Some(word)) => {
             return Err((
                 ErrorKind::Invalid,
-                format!("{kind} tunnels have no '{word}' option"),
+                format!("{kind} tunnels do not support the {word} option"),
             ));
         }
     };

@@ -1151,11 +1151,11 @@ fn errors_name_file_and_line() {
         ),
         (
             "virtual_server 10.0.0.1 80 {\n lb_kind TUN type gue\n}\n",
-            "a GUE tunnel needs 'port N' (the real servers' GUE port) at k.conf:2",
+            "gue tunnels require port, otherwise cannot have port at k.conf:2",
         ),
         (
             "virtual_server 10.0.0.1 80 {\n lb_kind TUN type gre remcsum\n}\n",
-            "gre tunnels have no 'remcsum' option at k.conf:2",
+            "gre tunnels do not support the remcsum option at k.conf:2",
         ),
         (
             "virtual_server 10.0.0.1 53 {\n protocol UDP\n ops\n real_server 10.0.0.2 53 {\n \
