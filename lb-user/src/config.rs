@@ -369,6 +369,7 @@ mod tests {
             weight,
             upper_threshold: 0,
             lower_threshold: 0,
+            tunnel: Default::default(),
         }
     }
 
@@ -695,6 +696,7 @@ mod diff_tests {
             weight,
             upper_threshold: 0,
             lower_threshold: 0,
+            tunnel: Default::default(),
         }
     }
 

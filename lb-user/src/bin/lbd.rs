@@ -47,7 +47,11 @@ fn lbd_main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match args.command {
-        Some(Sub::Decap { ifaces, xdp_mode }) => runtime.block_on(decap(ifaces, xdp_mode)),
+        Some(Sub::Decap {
+            ifaces,
+            gue_ports,
+            xdp_mode,
+        }) => runtime.block_on(decap(ifaces, gue_ports, xdp_mode)),
         Some(Sub::Reload { socket }) => {
             match lb_user::control::client::request(&socket, RequestBody::Reload)? {
                 ResponseBody::Done => {
@@ -62,20 +66,26 @@ fn lbd_main() -> anyhow::Result<()> {
     }
 }
 
-async fn decap(ifaces: Vec<String>, mode: AttachMode) -> anyhow::Result<()> {
+async fn decap(ifaces: Vec<String>, gue_ports: Vec<u16>, mode: AttachMode) -> anyhow::Result<()> {
+    if gue_ports.len() > lb_common::DECAP_GUE_PORTS_MAX as usize {
+        anyhow::bail!(
+            "at most {} --gue-port options",
+            lb_common::DECAP_GUE_PORTS_MAX
+        );
+    }
     let mut attached = Vec::new();
     for name in &ifaces {
         netlink::link_by_name(name)?;
-        let (decap, mode) = Decap::attach(name, mode)
-            .with_context(|| format!("attaching the IPIP decapsulator to {name}"))?;
-        info!(iface = %name, mode, "IPIP decapsulation attached");
+        let (decap, mode) = Decap::attach(name, mode, &gue_ports)
+            .with_context(|| format!("attaching the tunnel decapsulator to {name}"))?;
+        info!(iface = %name, mode, ?gue_ports, "IPIP, GRE and GUE decapsulation attached");
         attached.push(decap);
     }
-    service_manager::ready("IPIP decapsulation attached");
+    service_manager::ready("tunnel decapsulation attached");
     wait_for_signal().await?;
     service_manager::stopping();
     drop(attached);
-    info!("IPIP decapsulation detached");
+    info!("tunnel decapsulation detached");
     Ok(())
 }
 

@@ -273,7 +273,7 @@ Not supported (refused with exit status 2): firewall-mark services
 SCTP and IPv6 services,
 .BR \-\-pe ,
 .BR \-\-ops ,
-GUE and GRE tunnels, and the connection synchronisation daemon
+and the connection synchronisation daemon
 .RB ( \-\-start\-daemon ).
 .IP \(bu 2
 .B \-R

@@ -74,12 +74,17 @@ fn parse_sysctl(text: &str) -> Result<(Sysctl, u32), String> {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Sub {
-    /// On a real server of an LVS-TUN service: strip the director's IP-in-IP header in XDP, for
-    /// kernels without the ipip module (no tunl0). Put the VIP on `lo` as with tunl0.
+    /// On a real server of an LVS-TUN service: strip the director's IP-in-IP, GUE or GRE
+    /// headers in XDP, for kernels without the ipip, fou or gre modules (no tunl0). Put the
+    /// VIP on `lo` as with tunl0.
     Decap {
         /// The real server's interface facing the director.
         #[arg(long = "iface", required = true, value_name = "IF")]
         ifaces: Vec<String>,
+        /// A UDP port GUE arrives on (the director's `--tun-port` for this real server);
+        /// repeatable. Without it only IP-in-IP and GRE are stripped.
+        #[arg(long = "gue-port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+        gue_ports: Vec<u16>,
         /// XDP attach mode: native (driver) if possible, or generic (skb).
         #[arg(long, value_enum, default_value = "auto")]
         xdp_mode: AttachMode,

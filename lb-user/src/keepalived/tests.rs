@@ -213,6 +213,7 @@ fn seed_002_director_with_dr_and_http_checks() {
             weight: 1,
             upper_threshold: 0,
             lower_threshold: 0,
+            tunnel: Default::default(),
         },
         inhibit_on_failure: false,
         checks: vec![HealthCheck {
@@ -277,6 +278,7 @@ fn example_conf() {
                 weight: 1,
                 upper_threshold: 0,
                 lower_threshold: 0,
+                tunnel: Default::default(),
             },
             inhibit: false,
         })
@@ -590,7 +592,8 @@ fn every_supported_keyword() {
                 forward: Forward::Route,
                 weight: 1,
                 upper_threshold: 0,
-                lower_threshold: 0
+                lower_threshold: 0,
+                tunnel: Default::default(),
             },
             inhibit: true
         })
@@ -606,7 +609,8 @@ fn every_supported_keyword() {
             forward: Forward::Masq,
             weight: 3,
             upper_threshold: 100,
-            lower_threshold: 50
+            lower_threshold: 50,
+            tunnel: Default::default(),
         }
     );
     assert!(!r1.inhibit_on_failure);
@@ -691,7 +695,8 @@ fn every_supported_keyword() {
             forward: Forward::Tunnel,
             weight: 0,
             upper_threshold: 0,
-            lower_threshold: 0
+            lower_threshold: 0,
+            tunnel: Default::default(),
         }
     );
     assert!(r2.inhibit_on_failure);
@@ -1145,8 +1150,12 @@ fn errors_name_file_and_line() {
             "persistence engines (persistence_engine) are not supported by lb at k.conf:2",
         ),
         (
-            "virtual_server 10.0.0.1 80 {\n lb_kind TUN type gue port 6080\n}\n",
-            "GUE and GRE tunnels are not supported by lb (ipip only) at k.conf:2",
+            "virtual_server 10.0.0.1 80 {\n lb_kind TUN type gue\n}\n",
+            "gue tunnels require port, otherwise cannot have port at k.conf:2",
+        ),
+        (
+            "virtual_server 10.0.0.1 80 {\n lb_kind TUN type gre remcsum\n}\n",
+            "gre tunnels do not support the remcsum option at k.conf:2",
         ),
         (
             "virtual_server 10.0.0.1 53 {\n protocol UDP\n ops\n real_server 10.0.0.2 53 {\n \
@@ -1526,4 +1535,27 @@ fn virtual_server_groups_expand_to_one_service_per_address() {
             "'10.0.0.1/24': the address has bits set past the netmask at k.conf:4",
         ]
     );
+}
+
+#[test]
+fn tun_methods_with_gue_and_gre() {
+    let config = parse(
+        "virtual_server 10.0.0.1 80 {\n    protocol TCP\n    lb_kind TUN type gue port 6080 csum\n    \
+         real_server 10.0.0.11 80 {\n    }\n    real_server 10.0.0.12 80 {\n        \
+         lvs_method TUN type gre csum\n    }\n    real_server 10.0.0.13 80 {\n        \
+         lvs_method TUN type gue port 6079 remcsum\n    }\n    real_server 10.0.0.14 80 {\n        \
+         lvs_method TUN type ipip nocsum\n    }\n}\n",
+    );
+    let commands = commands(&config);
+    for expected in [
+        "-a -t 10.0.0.1:80 -r 10.0.0.11:80 -i -w 1 --tun-type gue --tun-port 6080 --tun-csum",
+        "-a -t 10.0.0.1:80 -r 10.0.0.12:80 -i -w 1 --tun-type gre --tun-csum",
+        "-a -t 10.0.0.1:80 -r 10.0.0.13:80 -i -w 1 --tun-type gue --tun-port 6079 --tun-remcsum",
+        "-a -t 10.0.0.1:80 -r 10.0.0.14:80 -i -w 1",
+    ] {
+        assert!(
+            commands.iter().any(|c| c == expected),
+            "{expected} not in {commands:#?}"
+        );
+    }
 }
