@@ -147,6 +147,16 @@ impl Managed {
         self.quorum.get(&vs.spec.addr).copied().unwrap_or(true)
     }
 
+    /// Whether each virtual server of the file has its quorum (keepalived's `quorum_state_up`):
+    /// a director announces a VIP through BIRD only while it has.
+    pub fn quorum_states(&self) -> std::collections::BTreeMap<ServiceAddr, bool> {
+        self.conf
+            .services
+            .iter()
+            .map(|vs| (vs.spec.addr, self.quorum_up(vs)))
+            .collect()
+    }
+
     /// Records a health verdict and the weight the checks give. Returns whether it changed
     /// anything, and the scripts keepalived would run for it: the real server's `notify_up`
     /// or `notify_down` when it comes up or goes down (or, with `alpha`, fails its first
