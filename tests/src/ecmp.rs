@@ -601,6 +601,27 @@ virtual_server {vip} {SERVICE_PORT} {{
         }
     }
 
+    /// Drops (`true`) or lets through again director `i`'s own packets to the real servers'
+    /// service port, i.e. its health checks (nftables' output hook in its namespace; what
+    /// the XDP program forwards never passes there).
+    pub fn block_health_checks(&self, i: usize, block: bool) {
+        let ns = &self.directors[i].host.ns;
+        if block {
+            let rules = format!(
+                "table ip lb_test_block {{\n\
+                 chain output {{\n\
+                 type filter hook output priority 0;\n\
+                 tcp dport {SERVICE_PORT} drop\n\
+                 }}\n\
+                 }}\n"
+            );
+            let ran = ns.try_run(&["nft", "-f", "-"], Some(&rules));
+            assert!(ran.success(), "nft failed\n{ran}");
+        } else {
+            ns.run(&["nft", "delete", "table", "ip", "lb_test_block"]);
+        }
+    }
+
     /// `lbd drain|undrain|status --socket ...` on director `i`.
     pub fn lbd_command(&self, i: usize, sub: &str) -> Ran {
         let d = &self.directors[i];

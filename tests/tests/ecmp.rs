@@ -6,6 +6,8 @@
 //! Under `wrk` and with 200 long-lived downloads (read slowly through a small receive window,
 //! so that their ACKs keep crossing the directors throughout), one test measures and prints:
 //!
+//! 0. a director whose health checks fail (its own packets to the real servers dropped)
+//!    withdraws the VIP, and announces it again once they pass (`lbd status` says why);
 //! 1. a director drained (`lbd drain`), restarted while drained, and returned (`lbd
 //!    undrain`): no request fails, no download breaks;
 //! 2. a fourth director added: established downloads that survive (bar: >= 99%);
@@ -210,17 +212,49 @@ impl Downloads {
     }
 }
 
-/// How many of `ports` director `i` has in its connection table.
+/// How many of `ports` go through director `i` now: established entries of its connection
+/// table that a packet refreshed within the last few seconds (an entry a flow left behind on
+/// a director it moved away from stays until it expires, and a later download may reuse its
+/// port).
 fn flows_through(lab: &EcmpLab, i: usize, ports: &HashSet<u16>, client: Ipv4Addr) -> usize {
     let ran = lab.lbadm(i, &["-Lnc"]);
     ran.stdout
         .lines()
-        .filter_map(|l| l.split_whitespace().nth(3))
-        .filter_map(|src| src.split_once(':'))
-        .filter(|(ip, port)| {
-            ip.parse() == Ok(client) && port.parse().is_ok_and(|p: u16| ports.contains(&p))
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() >= 4
+                && f[2] == "ESTABLISHED"
+                && expire_secs(f[1]).is_some_and(|s| s + FRESH_SECS >= TCP_TIMEOUT_SECS)
+                && f[3].split_once(':').is_some_and(|(ip, port)| {
+                    ip.parse() == Ok(client) && port.parse().is_ok_and(|p: u16| ports.contains(&p))
+                })
         })
         .count()
+}
+
+/// IPVS's established TCP timeout (lbd's default), and how recently an entry must have seen
+/// a packet to count as a flow going through a director.
+const TCP_TIMEOUT_SECS: u32 = 900;
+const FRESH_SECS: u32 = 5;
+
+/// `-Lnc`'s expire column, `MM:SS`, in seconds.
+fn expire_secs(text: &str) -> Option<u32> {
+    let (m, s) = text.split_once(':')?;
+    Some(m.parse::<u32>().ok()? * 60 + s.parse::<u32>().ok()?)
+}
+
+/// Waits for the router's route to satisfy `ok`.
+#[track_caller]
+fn wait_until_route(lab: &EcmpLab, what: &str, mut ok: impl FnMut() -> bool) {
+    let end = Instant::now() + ROUTE_TIMEOUT;
+    while !ok() {
+        assert!(
+            Instant::now() < end,
+            "timed out waiting for {what}\n{}",
+            lab.report()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 fn percent(part: usize, whole: usize) -> f64 {
@@ -248,12 +282,54 @@ fn ecmp_directors_drained_added_and_killed() {
     );
     lab.curl_url(&lab.url(), 20).assert_all_ok();
 
+    // ---- (0) a director whose health checks fail withdraws the VIP ----
+    // d1's own packets to the real servers' port 80 are dropped (its health checks, from its
+    // kernel; the data path's forwarding does not pass the output hook): it sees every real
+    // server down, while the others see them up.
+    let d1 = 0;
+    let d1_ip = lab.directors[d1].ip();
+    let load = wrk(&lab, "health");
+    let t = Instant::now();
+    lab.block_health_checks(d1, true);
+    wait_until_route(&lab, "d1 to withdraw the VIP once its checks fail", || {
+        !lab.next_hops().contains(&d1_ip)
+    });
+    let health_withdrawn = t.elapsed();
+    let status = lab.lbd_command(d1, "status");
+    assert!(
+        status.stdout.contains("withdrawn")
+            && status
+                .stdout
+                .contains("no service has a healthy real server"),
+        "`lbd status` does not say why d1 withdrew\n{status}"
+    );
+    let t = Instant::now();
+    lab.block_health_checks(d1, false);
+    wait_until_route(
+        &lab,
+        "d1 to announce the VIP again once its checks pass",
+        || lab.next_hops().contains(&d1_ip),
+    );
+    let health_back = t.elapsed();
+    let report = load.stop();
+    println!(
+        "(0) health: d1 out of the route {:.2} s after its health checks began to fail \
+         (TCP_CHECK, delay_loop 2, connect_timeout 2), back {:.2} s after they pass again; \
+         wrk: {} requests, {} failed, {} non-2xx",
+        health_withdrawn.as_secs_f64(),
+        health_back.as_secs_f64(),
+        report.requests,
+        report.failed,
+        report.non_2xx
+    );
+
     // ---- (1) drain d2, restart its lbd while drained, return it ----
     let d2 = 1;
     let d2_ip = lab.directors[d2].ip();
     let mut downloads = Downloads::open(&lab);
     let load = wrk(&lab, "drain");
     downloads.pace(Duration::from_secs(2));
+    let on_d2 = flows_through(&lab, d2, &downloads.ports(), client);
     let t = Instant::now();
     let status = lab.lbd_command(d2, "drain");
     assert!(
@@ -271,9 +347,6 @@ fn ecmp_directors_drained_added_and_killed() {
         status.stdout.contains("DRAINED") && status.stdout.contains("withdrawn"),
         "`lbd status` does not show the drain\n{status}"
     );
-    let ports = downloads.ports();
-    downloads.pace(Duration::from_secs(1));
-    let on_d2_drained = flows_through(&lab, d2, &ports, client);
     // A drained director stays drained across a restart of lbd (its drain state file).
     let restarted = Instant::now();
     lab.stop_lbd(d2);
@@ -302,8 +375,8 @@ fn ecmp_directors_drained_added_and_killed() {
     let report = load.stop();
     let (complete, broken) = downloads.finish();
     println!(
-        "(1) drain: d2 withdrawn from the router {:.2} s after `lbd drain`; {on_d2_drained} \
-         downloads still in d2's table while drained; lbd restarted while drained \
+        "(1) drain: d2 withdrawn from the router {:.2} s after `lbd drain` ({on_d2} of \
+         {DOWNLOADS} downloads were going through it); lbd restarted while drained \
          ({restart_secs:.1} s) and stayed drained; back as a next hop {:.2} s after `lbd \
          undrain`; wrk: {} requests, {} failed, {} non-2xx; downloads intact: {complete}/{DOWNLOADS}",
         withdrawn.as_secs_f64(),
