@@ -694,6 +694,27 @@ mod tests {
     }
 
     #[test]
+    fn a_vip_below_its_quorum_is_withdrawn_though_the_sorry_server_has_weight() {
+        let mut m = managed(" quorum 4\n sorry_server 10.0.0.99 80");
+        let announced = |m: &Managed| {
+            let config = applied(m, &Config::default());
+            let views = crate::bird::ServiceView::from_config(&config, &m.quorum_states());
+            crate::bird::decide(&views, false)[0].announce
+        };
+        assert_eq!(m.quorum_states().values().collect::<Vec<_>>(), [&true]);
+        assert!(announced(&m));
+        set(&mut m, 11, false, 2);
+        set(&mut m, 12, false, 2);
+        // Live weight 1 < 4: the sorry server stands in, with weight, and the VIP goes.
+        assert_eq!(weights(&m), [(99, 1)]);
+        assert_eq!(m.quorum_states().values().collect::<Vec<_>>(), [&false]);
+        assert!(!announced(&m));
+        set(&mut m, 11, true, 2);
+        set(&mut m, 12, true, 2);
+        assert!(announced(&m));
+    }
+
+    #[test]
     fn omega_runs_the_down_scripts_on_the_way_out() {
         let mut m = managed(" omega\n quorum_down \"/bin/q down\"");
         set(&mut m, 12, false, 2);
