@@ -396,6 +396,7 @@ template bgp director {{
     hold time 3;
     keepalive time 1;
     connect retry time 1;
+    error wait time 1, 5;
     ipv4 {{
         import filter director_vips;
         export none;
@@ -448,6 +449,7 @@ protocol bgp upstream {{
     hold time 3;
     keepalive time 1;
     connect retry time 1;
+    error wait time 1, 5;
     ipv4 {{
         import none;
         export where proto = \"lb_vips\";
@@ -463,6 +465,11 @@ protocol bgp upstream {{
 
     /// The keepalived.conf every director's lbd reads: Maglev hashing with the port, so that
     /// all directors choose the same real server for a flow, and TCP health checks.
+    /// `inhibit_on_failure` keeps a failed real server in the table with weight 0 instead of
+    /// removing it: a director's real servers then stay in the order every director has
+    /// them, and Maglev's table, which depends on that order (as IPVS's does), stays the same
+    /// on all once the real server is back. Removed and added again, it would be the newest
+    /// on that director only, whose table would then send some flows elsewhere.
     pub fn keepalived_conf(&self) -> String {
         let mut text = format!(
             "! The same on every director: lbd --config reads the virtual_server.
@@ -479,6 +486,7 @@ virtual_server {vip} {SERVICE_PORT} {{
             text += &format!(
                 "    real_server {} {SERVICE_PORT} {{
         weight 1
+        inhibit_on_failure
         TCP_CHECK {{
             connect_timeout 2
         }}

@@ -257,6 +257,13 @@ fn wait_until_route(lab: &EcmpLab, what: &str, mut ok: impl FnMut() -> bool) {
     }
 }
 
+/// Says which downloads did not arrive whole, and how they ended.
+fn print_broken(broken: &[String]) {
+    for b in broken {
+        println!("    download not intact: {b}");
+    }
+}
+
 fn percent(part: usize, whole: usize) -> f64 {
     100.0 * part as f64 / whole.max(1) as f64
 }
@@ -311,6 +318,23 @@ fn ecmp_directors_drained_added_and_killed() {
         || lab.next_hops().contains(&d1_ip),
     );
     let health_back = t.elapsed();
+    // Every director has the real servers in the same order (newest first, as IPVS walks
+    // them for mh), so the same Maglev table.
+    let order = |i: usize| -> Vec<String> {
+        lab.lbadm(i, &["-Ln", "--nosort"])
+            .stdout
+            .lines()
+            .filter_map(|l| l.trim_start().strip_prefix("-> "))
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|a| !a.starts_with("RemoteAddress"))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(
+        order(d1),
+        order(1),
+        "d1's real servers are in another order than d2's after the health checks flapped"
+    );
     let report = load.stop();
     println!(
         "(0) health: d1 out of the route {:.2} s after its health checks began to fail \
@@ -374,6 +398,7 @@ fn ecmp_directors_drained_added_and_killed() {
     downloads.pace(Duration::from_secs(2));
     let report = load.stop();
     let (complete, broken) = downloads.finish();
+    print_broken(&broken);
     println!(
         "(1) drain: d2 withdrawn from the router {:.2} s after `lbd drain` ({on_d2} of \
          {DOWNLOADS} downloads were going through it); lbd restarted while drained \
@@ -416,6 +441,7 @@ fn ecmp_directors_drained_added_and_killed() {
     let moved = flows_through(&lab, d4, &ports, client);
     let report = load.stop();
     let (complete, broken) = downloads.finish();
+    print_broken(&broken);
     println!(
         "(2) add: d4 a next hop {:.2} s after its lbd started (health checks, BIRD, BGP); \
          {moved} of {DOWNLOADS} established downloads moved to d4; downloads intact: \
@@ -452,6 +478,7 @@ fn ecmp_directors_drained_added_and_killed() {
     downloads.pace(Duration::from_secs(2));
     let report = load.stop();
     let (complete, broken) = downloads.finish();
+    print_broken(&broken);
     println!(
         "(3) kill: d3 out of the router's route {:.2} s after it died (BFD {}x{} ms); new \
          connections afterwards: {new_ok}/{NEW_CONNECTIONS} succeeded; {on_d3} of {DOWNLOADS} \
