@@ -257,10 +257,29 @@ fn wait_until_route(lab: &EcmpLab, what: &str, mut ok: impl FnMut() -> bool) {
     }
 }
 
-/// Says which downloads did not arrive whole, and how they ended.
-fn print_broken(broken: &[String]) {
+/// Says which downloads did not arrive whole, how they ended, and what each director's
+/// connection table holds for them (which real server, which state).
+fn print_broken(lab: &EcmpLab, broken: &[String]) {
+    let client = lab.client.ip;
     for b in broken {
         println!("    download not intact: {b}");
+        let Some(port) = b
+            .strip_prefix("port ")
+            .and_then(|r| r.split(':').next())
+            .and_then(|p| p.parse::<u16>().ok())
+        else {
+            continue;
+        };
+        let source = format!("{client}:{port} ");
+        for (i, d) in lab.directors.iter().enumerate() {
+            let ran = lab.lbadm(i, &["-Lnc"]);
+            if !ran.success() {
+                continue;
+            }
+            for line in ran.stdout.lines().filter(|l| l.contains(&source)) {
+                println!("      {}: {}", d.name(), line.trim());
+            }
+        }
     }
 }
 
@@ -398,7 +417,7 @@ fn ecmp_directors_drained_added_and_killed() {
     downloads.pace(Duration::from_secs(2));
     let report = load.stop();
     let (complete, broken) = downloads.finish();
-    print_broken(&broken);
+    print_broken(&lab, &broken);
     println!(
         "(1) drain: d2 withdrawn from the router {:.2} s after `lbd drain` ({on_d2} of \
          {DOWNLOADS} downloads were going through it); lbd restarted while drained \
@@ -441,7 +460,7 @@ fn ecmp_directors_drained_added_and_killed() {
     let moved = flows_through(&lab, d4, &ports, client);
     let report = load.stop();
     let (complete, broken) = downloads.finish();
-    print_broken(&broken);
+    print_broken(&lab, &broken);
     println!(
         "(2) add: d4 a next hop {:.2} s after its lbd started (health checks, BIRD, BGP); \
          {moved} of {DOWNLOADS} established downloads moved to d4; downloads intact: \
@@ -478,7 +497,7 @@ fn ecmp_directors_drained_added_and_killed() {
     downloads.pace(Duration::from_secs(2));
     let report = load.stop();
     let (complete, broken) = downloads.finish();
-    print_broken(&broken);
+    print_broken(&lab, &broken);
     println!(
         "(3) kill: d3 out of the router's route {:.2} s after it died (BFD {}x{} ms); new \
          connections afterwards: {new_ok}/{NEW_CONNECTIONS} succeeded; {on_d3} of {DOWNLOADS} \
