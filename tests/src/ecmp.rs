@@ -468,7 +468,7 @@ protocol bgp upstream {{
     /// `inhibit_on_failure` keeps a failed real server in the table with weight 0 instead of
     /// removing it: a director's real servers then stay in the order every director has
     /// them, and Maglev's table, which depends on that order (as IPVS's does), stays the same
-    /// on all once the real server is back. Removed and added again, it would be the newest
+    /// on all once the real server is back. Removed and added again, it might be the newest
     /// on that director only, whose table would then send some flows elsewhere.
     pub fn keepalived_conf(&self) -> String {
         let mut text = format!(
