@@ -24,7 +24,7 @@ pub use addr::{AF_INET, AF_INET6, Addr};
 /// Version of the map layout (names, key and value types). lbd keeps maps pinned across
 /// restarts and refuses pinned maps of another layout, so bump this with any change to a map
 /// type or meaning.
-pub const LAYOUT_VERSION: u32 = 6;
+pub const LAYOUT_VERSION: u32 = 7;
 
 /// Upper bound on virtual services (the per-service arrays are this long).
 pub const MAX_SERVICES: u32 = 16 * 1024;
@@ -61,6 +61,8 @@ pub const fn half_open_table_size(conn_table_size: u32) -> u32 {
         share
     }
 }
+/// UDP ports `lbd decap` takes GUE on (`--gue-port`, the `DECAP_GUE_PORTS` map).
+pub const DECAP_GUE_PORTS_MAX: u32 = 16;
 /// Interfaces lbd can attach to.
 pub const MAX_IFACES: u32 = 64;
 /// Locality entries of lblc/lblcr (LRU hash entries, shared by all services). IPVS keeps up
@@ -87,6 +89,65 @@ pub mod method {
     pub const TUNNEL: u8 = 1;
     /// Masquerading, i.e. NAT (`-m`, "Masq").
     pub const MASQ: u8 = 2;
+}
+
+/// Encapsulation of a tunnelled real server (ipvsadm `--tun-type`), as [`RealServer::tun_type`]:
+/// IPVS's `IP_VS_CONN_F_TUNNEL_TYPE_*` values.
+pub mod tunnel {
+    /// IP-in-IP (protocol 4), the default.
+    pub const IPIP: u8 = 0;
+    /// Generic UDP Encapsulation: outer IPv4, UDP to the real server's `--tun-port`, a 4-byte
+    /// GUE header (version 0, no options) carrying protocol 4.
+    pub const GUE: u8 = 1;
+    /// GRE (RFC 2784): outer IPv4, protocol 47, a GRE header with protocol 0x0800.
+    pub const GRE: u8 = 2;
+
+    /// `--tun-csum`: GUE's UDP checksum, GRE's checksum (IPVS's `IP_VS_TUNNEL_ENCAP_FLAG_CSUM`).
+    pub const F_CSUM: u8 = 1 << 0;
+    /// `--tun-remcsum`: GUE remote checksum offload (`IP_VS_TUNNEL_ENCAP_FLAG_REMCSUM`). IPVS
+    /// adds the option only for packets whose checksum is still to be done
+    /// (`CHECKSUM_PARTIAL`, locally sent ones); packets it forwards from a NIC get the full
+    /// UDP checksum, and so do all of lb's.
+    pub const F_REMCSUM: u8 = 1 << 1;
+
+    /// Outer IPv4 header.
+    pub const IP_LEN: u16 = 20;
+    /// UDP header.
+    pub const UDP_LEN: u16 = 8;
+    /// GUE header, version 0, no optional fields.
+    pub const GUE_LEN: u16 = 4;
+    /// GRE header without optional fields.
+    pub const GRE_LEN: u16 = 4;
+    /// GRE's checksum and reserved field, present with [`F_CSUM`].
+    pub const GRE_CSUM_LEN: u16 = 4;
+
+    /// Bytes the tunnel adds in front of the client's IP packet.
+    pub const fn overhead(tun_type: u8, flags: u8) -> u16 {
+        match tun_type {
+            GUE => IP_LEN + UDP_LEN + GUE_LEN,
+            GRE if flags & F_CSUM != 0 => IP_LEN + GRE_LEN + GRE_CSUM_LEN,
+            GRE => IP_LEN + GRE_LEN,
+            _ => IP_LEN,
+        }
+    }
+
+    /// The ephemeral range GUE's UDP source ports come from: the kernel's default
+    /// `ip_local_port_range` (32768-60999), as `udp_flow_src_port` uses for IPVS's tunnels.
+    pub const SPORT_MIN: u16 = 32768;
+    pub const SPORT_END: u32 = 61000;
+
+    /// GUE's UDP source port (network order) for a packet of flow `saddr:sport -> daddr:dport`
+    /// (network order, as in the packet; `proto` its protocol): a hash of the inner flow
+    /// scaled into the ephemeral range, as the kernel's `udp_flow_src_port`, so that routers'
+    /// ECMP and real servers' RSS spread flows while each flow keeps one port.
+    #[inline(always)]
+    pub const fn source_port(saddr: u32, daddr: u32, sport: u16, dport: u16, proto: u8) -> u16 {
+        let ports = ((sport as u32) << 16) | dport as u32;
+        let hash = crate::hash::flow_hash(saddr, daddr, ports, proto as u32);
+        let span = (SPORT_END - SPORT_MIN as u32) as u64;
+        let port = ((hash as u64 * span) >> 32) as u32 + SPORT_MIN as u32;
+        (port as u16).to_be()
+    }
 }
 
 /// Scheduler codes, as stored in [`Service::scheduler`].
@@ -183,8 +244,14 @@ pub struct RealServer {
     /// Lower threshold (`-y`): an overloaded real server takes new connections again below
     /// it (0 = three quarters of the upper threshold, as IPVS).
     pub lower_threshold: u32,
+    /// A TUN real server's encapsulation, one of [`tunnel`] (`--tun-type`; 0 = IP-in-IP).
+    pub tun_type: u8,
+    /// `tunnel::F_*` bits (`--tun-csum`, `--tun-remcsum`).
+    pub tun_flags: u8,
+    /// GUE's UDP destination port (`--tun-port`), network order.
+    pub tun_port: u16,
 }
-const _: () = assert!(size_of::<RealServer>() == 52);
+const _: () = assert!(size_of::<RealServer>() == 56);
 
 impl RealServer {
     /// The port a connection to virtual port `vport` uses on this real server: its own, or
@@ -659,7 +726,7 @@ pub enum Stat {
     TxRoute,
     /// Forwarded through another interface (redirect).
     Redirect,
-    /// Encapsulated in IPIP to a real server (`-i`).
+    /// Encapsulated to a real server (`-i`: IP-in-IP, GUE or GRE).
     TxTunnel,
     /// Rewritten to a real server (`-m`).
     TxNat,
@@ -667,7 +734,7 @@ pub enum Stat {
     TxNatReply,
     /// Too big to tunnel with DF set: answered with ICMP "fragmentation needed".
     IcmpFragNeeded,
-    /// IPIP frames decapsulated by the real-server program (`lbd decap`).
+    /// IP-in-IP, GUE and GRE frames decapsulated by the real-server program (`lbd decap`).
     Decap,
     /// ICMP errors about a known connection sent on (and translated, for NAT).
     IcmpRelayed,
@@ -829,6 +896,8 @@ pub mod maps {
     pub const IFACES_VERSION: &str = "IFACES_VERSION";
     pub const SETTINGS: &str = "SETTINGS";
     pub const FRAGS: &str = "FRAGS";
+    /// `lbd decap`'s GUE ports (the director leaves it empty).
+    pub const DECAP_GUE_PORTS: &str = "DECAP_GUE_PORTS";
 }
 
 /// The data path as separate XDP programs, each verified on its own (the kernel's verifier

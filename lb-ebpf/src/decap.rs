@@ -1,12 +1,25 @@
-//! The real-server side of LVS-TUN where the kernel has no `ipip` module (no `tunl0`): strip
-//! the outer IPv4 header of IP-in-IP frames and hand the client's packet to the stack, which
-//! then finds the VIP on `lo` as with `tunl0`. Everything else passes untouched.
+//! The real-server side of LVS-TUN where the kernel has no `ipip`, `fou` or `gre` module (no
+//! `tunl0`, no `ip fou add ... gue`, no `gre0`): strip what the director put in front of the
+//! client's packet and hand that packet to the stack, which then finds the VIP on `lo` as
+//! with `tunl0`. Three encapsulations, as the director sends them (`--tun-type`):
+//! - IP-in-IP: outer IPv4, protocol 4;
+//! - GUE: outer IPv4, UDP to one of the ports in [`DECAP_GUE_PORTS`], a GUE header of
+//!   version 0 without optional fields carrying protocol 4 (`lbd decap --gue-port`);
+//! - GRE: outer IPv4, protocol 47, version 0, no key, sequence or routing, protocol type
+//!   0x0800, with or without the checksum field.
+//!
+//! Outer checksums (UDP's, GRE's) are not verified: the client's packet keeps its own.
+//! Everything else passes untouched.
 
 use aya_ebpf::{
-    EbpfContext as _, bindings::xdp_action, helpers::bpf_xdp_adjust_head, macros::xdp,
+    EbpfContext as _,
+    bindings::xdp_action,
+    helpers::bpf_xdp_adjust_head,
+    macros::{map, xdp},
+    maps::HashMap,
     programs::XdpContext,
 };
-use lb_common::Stat;
+use lb_common::{Stat, tunnel};
 use network_types::{
     eth::{EthHdr, EtherType},
     ip::Ipv4Hdr,
@@ -15,16 +28,25 @@ use network_types::{
 use crate::{ptr, stats};
 
 const IPPROTO_IPIP: u8 = 4;
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_GRE: u8 = 47;
+/// Where the tunnel's header (UDP, GRE) starts.
+const TUNNEL_OFFSET: usize = EthHdr::LEN + Ipv4Hdr::LEN;
+/// GRE's C bit; every other flag bit and the version must be zero here.
+const GRE_F_CSUM: u16 = 0x8000;
+const ETH_P_IP: u16 = 0x0800;
+
+/// The UDP ports (network order) GUE arrives on: `lbd decap --gue-port`. Empty: no GUE.
+#[map]
+pub static DECAP_GUE_PORTS: HashMap<u16, u8> =
+    HashMap::with_max_entries(lb_common::DECAP_GUE_PORTS_MAX, 0);
 
 #[xdp]
 pub fn lb_decap(ctx: XdpContext) -> u32 {
-    match decapsulate(&ctx) {
-        Some(()) => {
-            stats::count(Stat::Decap);
-            xdp_action::XDP_PASS
-        }
-        None => xdp_action::XDP_PASS,
+    if decapsulate(&ctx).is_some() {
+        stats::count(Stat::Decap);
     }
+    xdp_action::XDP_PASS
 }
 
 #[inline(always)]
@@ -39,19 +61,56 @@ fn decapsulate(ctx: &XdpContext) -> Option<()> {
     // SAFETY: `at` checked the outer IPv4 header.
     let outer = unsafe { *outer };
     // Only plain 20-byte outer headers, unfragmented, as the director sends them.
-    if outer.proto != IPPROTO_IPIP
-        || outer.vihl != 0x45
-        || u16::from_be_bytes(outer.frags) & 0x3fff != 0
-    {
+    if outer.vihl != 0x45 || u16::from_be_bytes(outer.frags) & 0x3fff != 0 {
         return None;
     }
-    ptr::at::<Ipv4Hdr>(ctx, EthHdr::LEN + Ipv4Hdr::LEN)?;
-    // Move the Ethernet header forward over the outer IP header, then drop the front.
-    let moved = ptr::at_mut::<EthHdr>(ctx, Ipv4Hdr::LEN)?;
+    match outer.proto {
+        IPPROTO_IPIP => strip::<{ tunnel::IP_LEN as usize }>(ctx, &eth),
+        IPPROTO_GRE => {
+            let gre = ptr::at::<[u8; 4]>(ctx, TUNNEL_OFFSET)?;
+            // SAFETY: `at` checked the four bytes.
+            let [f0, f1, p0, p1] = unsafe { gre.read_unaligned() };
+            if u16::from_be_bytes([p0, p1]) != ETH_P_IP {
+                return None;
+            }
+            match u16::from_be_bytes([f0, f1]) {
+                0 => strip::<{ (tunnel::IP_LEN + tunnel::GRE_LEN) as usize }>(ctx, &eth),
+                GRE_F_CSUM => strip::<
+                    { (tunnel::IP_LEN + tunnel::GRE_LEN + tunnel::GRE_CSUM_LEN) as usize },
+                >(ctx, &eth),
+                _ => None,
+            }
+        }
+        IPPROTO_UDP => {
+            // UDP's destination port, then GUE's first two bytes: version 0, not a control
+            // message, no optional fields (0), and the inner protocol.
+            let dport = ptr::at::<[u8; 2]>(ctx, TUNNEL_OFFSET + 2)?;
+            let gue = ptr::at::<[u8; 2]>(ctx, TUNNEL_OFFSET + tunnel::UDP_LEN as usize)?;
+            // SAFETY: `at` checked both.
+            let (dport, gue) = unsafe { (dport.read_unaligned(), gue.read_unaligned()) };
+            // SAFETY: a plain-data value, only tested for presence.
+            if unsafe { DECAP_GUE_PORTS.get(&u16::from_ne_bytes(dport)) }.is_none()
+                || gue != [0, IPPROTO_IPIP]
+            {
+                return None;
+            }
+            strip::<{ (tunnel::IP_LEN + tunnel::UDP_LEN + tunnel::GUE_LEN) as usize }>(ctx, &eth)
+        }
+        _ => None,
+    }
+}
+
+/// Drops the `N` bytes after the Ethernet header (the tunnel's headers) when an IPv4 header's
+/// worth of bytes follows them: moves the Ethernet header forward over them, then the start
+/// of the frame.
+#[inline(always)]
+fn strip<const N: usize>(ctx: &XdpContext, eth: &EthHdr) -> Option<()> {
+    ptr::at::<Ipv4Hdr>(ctx, EthHdr::LEN + N)?;
+    let moved = ptr::at_mut::<EthHdr>(ctx, N)?;
     // SAFETY: `at_mut` checked the destination; `eth` is a copy.
-    unsafe { *moved = eth };
+    unsafe { *moved = *eth };
     // SAFETY: helper call on our own context; nothing is read through old pointers after it.
-    if unsafe { bpf_xdp_adjust_head(ctx.as_ptr() as *mut _, Ipv4Hdr::LEN as i32) } != 0 {
+    if unsafe { bpf_xdp_adjust_head(ctx.as_ptr() as *mut _, N as i32) } != 0 {
         return None;
     }
     Some(())

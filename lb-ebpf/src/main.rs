@@ -51,6 +51,7 @@ mod relay;
 mod sched;
 mod stage;
 mod stats;
+mod sum;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use lb_common::{Stat, stage::ICMP};
@@ -164,7 +165,7 @@ pub fn lb_route(ctx: XdpContext) -> u32 {
     }))
 }
 
-/// IP-in-IP tunnelling (`-i`).
+/// Tunnelling (`-i`): IP-in-IP, GUE or GRE.
 #[xdp]
 pub fn lb_tunnel(ctx: XdpContext) -> u32 {
     verdict(stage::carry().and_then(|carry| {

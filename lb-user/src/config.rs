@@ -387,6 +387,7 @@ mod tests {
             weight,
             upper_threshold: 0,
             lower_threshold: 0,
+            tunnel: Default::default(),
         }
     }
 
@@ -757,6 +758,7 @@ mod diff_tests {
             weight,
             upper_threshold: 0,
             lower_threshold: 0,
+            tunnel: Default::default(),
         }
     }
 

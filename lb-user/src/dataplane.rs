@@ -264,14 +264,19 @@ pub fn verified_instructions(ebpf: &Ebpf) -> Result<Vec<(String, u32)>> {
     Ok(counts)
 }
 
-/// The real-server side of LVS-TUN (`lbd decap`): strips IP-in-IP headers in XDP on kernels
-/// without the `ipip` module. Detached when dropped.
+/// The real-server side of LVS-TUN (`lbd decap`): strips IP-in-IP, GRE and GUE (on
+/// `gue_ports`) headers in XDP on kernels without the `ipip`, `gre` or `fou` modules.
+/// Detached when dropped.
 pub struct Decap {
     _ebpf: Ebpf,
 }
 
 impl Decap {
-    pub fn attach(iface: &str, mode: AttachMode) -> Result<(Self, &'static str)> {
+    pub fn attach(
+        iface: &str,
+        mode: AttachMode,
+        gue_ports: &[u16],
+    ) -> Result<(Self, &'static str)> {
         check_running_kernel()?;
         let object = crate::object::ebpf_object();
         if object.is_empty() {
@@ -296,6 +301,13 @@ impl Decap {
             loader.map_max_entries(name, 1);
         }
         let mut ebpf = loader.load(object)?;
+        let mut ports: HashMap<_, u16, u8> = HashMap::try_from(
+            ebpf.map_mut(maps::DECAP_GUE_PORTS)
+                .ok_or(DataplaneError::MissingMap(maps::DECAP_GUE_PORTS))?,
+        )?;
+        for port in gue_ports {
+            ports.insert(port.to_be(), 1, 0)?;
+        }
         let program: &mut Xdp = ebpf
             .program_mut(DECAP_PROGRAM)
             .ok_or(DataplaneError::MissingMap(DECAP_PROGRAM))?

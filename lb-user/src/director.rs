@@ -580,6 +580,9 @@ impl Director {
             mtu: hop.map(|h| h.mtu).unwrap_or(0),
             upper_threshold: spec.upper_threshold,
             lower_threshold: spec.lower_threshold,
+            tun_type: spec.tunnel.kind.code(),
+            tun_flags: spec.tunnel.csum.flags(),
+            tun_port: spec.tunnel.port.to_be(),
         }
     }
 

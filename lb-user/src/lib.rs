@@ -2,6 +2,7 @@
 //! (configuration rules, schedulers, ipvsadm syntax and layouts) kept pure and unit-tested
 //! apart from the parts that touch the kernel.
 
+pub mod bird;
 pub mod bpf_batch;
 pub mod cli;
 pub mod config;

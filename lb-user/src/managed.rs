@@ -147,6 +147,16 @@ impl Managed {
         self.quorum.get(&vs.spec.addr).copied().unwrap_or(true)
     }
 
+    /// Whether each virtual server of the file has its quorum (keepalived's `quorum_state_up`):
+    /// a director announces a VIP through BIRD only while it has.
+    pub fn quorum_states(&self) -> std::collections::BTreeMap<ServiceAddr, bool> {
+        self.conf
+            .services
+            .iter()
+            .map(|vs| (vs.spec.addr, self.quorum_up(vs)))
+            .collect()
+    }
+
     /// Records a health verdict and the weight the checks give. Returns whether it changed
     /// anything, and the scripts keepalived would run for it: the real server's `notify_up`
     /// or `notify_down` when it comes up or goes down (or, with `alpha`, fails its first
@@ -692,6 +702,27 @@ mod tests {
         // Weight 0 is live but weighs nothing: quorum lost.
         assert_eq!(set(&mut m, 11, true, 0), ["/bin/q down"]);
         assert_eq!(weights(&m), [(99, 1)]);
+    }
+
+    #[test]
+    fn a_vip_below_its_quorum_is_withdrawn_though_the_sorry_server_has_weight() {
+        let mut m = managed(" quorum 4\n sorry_server 10.0.0.99 80");
+        let announced = |m: &Managed| {
+            let config = applied(m, &Config::default());
+            let views = crate::bird::ServiceView::from_config(&config, &m.quorum_states());
+            crate::bird::decide(&views, false)[0].announce
+        };
+        assert_eq!(m.quorum_states().values().collect::<Vec<_>>(), [&true]);
+        assert!(announced(&m));
+        set(&mut m, 11, false, 2);
+        set(&mut m, 12, false, 2);
+        // Live weight 1 < 4: the sorry server stands in, with weight, and the VIP goes.
+        assert_eq!(weights(&m), [(99, 1)]);
+        assert_eq!(m.quorum_states().values().collect::<Vec<_>>(), [&false]);
+        assert!(!announced(&m));
+        set(&mut m, 11, true, 2);
+        set(&mut m, 12, true, 2);
+        assert!(announced(&m));
     }
 
     #[test]

@@ -802,6 +802,7 @@ mod tests {
                 weight,
                 upper_threshold: 0,
                 lower_threshold: 0,
+                tunnel: Default::default(),
             },
             active_conns: 0,
             inactive_conns: 0,

@@ -231,6 +231,121 @@ impl Forward {
     }
 }
 
+/// How a tunnelled real server's packets are wrapped (`--tun-type`, IPVS's tunnel types).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TunnelType {
+    /// IP-in-IP, the default.
+    #[default]
+    Ipip,
+    /// Generic UDP Encapsulation to `--tun-port`.
+    Gue,
+    /// GRE.
+    Gre,
+}
+
+impl TunnelType {
+    /// The name ipvsadm takes and prints.
+    pub const fn name(self) -> &'static str {
+        match self {
+            TunnelType::Ipip => "ipip",
+            TunnelType::Gue => "gue",
+            TunnelType::Gre => "gre",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        [TunnelType::Ipip, TunnelType::Gue, TunnelType::Gre]
+            .into_iter()
+            .find(|t| t.name() == name)
+    }
+
+    pub const fn code(self) -> u8 {
+        match self {
+            TunnelType::Ipip => lb_common::tunnel::IPIP,
+            TunnelType::Gue => lb_common::tunnel::GUE,
+            TunnelType::Gre => lb_common::tunnel::GRE,
+        }
+    }
+}
+
+/// A tunnel's checksum (`--tun-nocsum`, `--tun-csum`, `--tun-remcsum`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TunnelCsum {
+    /// No checksum (UDP checksum 0, no GRE checksum field), the default.
+    #[default]
+    Nocsum,
+    /// GUE's UDP checksum, GRE's checksum.
+    Csum,
+    /// GUE remote checksum offload (see `lb_common::tunnel::F_REMCSUM`).
+    Remcsum,
+}
+
+impl TunnelCsum {
+    /// ipvsadm's short form in `--tun-info` listings.
+    pub const fn label(self) -> &'static str {
+        match self {
+            TunnelCsum::Nocsum => "-c",
+            TunnelCsum::Csum => "+c",
+            TunnelCsum::Remcsum => "r+c",
+        }
+    }
+
+    /// The option ipvsadm takes and `-S` writes.
+    pub const fn option(self) -> &'static str {
+        match self {
+            TunnelCsum::Nocsum => "--tun-nocsum",
+            TunnelCsum::Csum => "--tun-csum",
+            TunnelCsum::Remcsum => "--tun-remcsum",
+        }
+    }
+
+    pub const fn flags(self) -> u8 {
+        match self {
+            TunnelCsum::Nocsum => 0,
+            TunnelCsum::Csum => lb_common::tunnel::F_CSUM,
+            TunnelCsum::Remcsum => lb_common::tunnel::F_REMCSUM,
+        }
+    }
+}
+
+/// A tunnelled real server's encapsulation; the default (IP-in-IP) for other methods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub struct Tunnel {
+    #[serde(rename = "type", default)]
+    pub kind: TunnelType,
+    /// GUE's UDP destination port (`--tun-port`); 0 for the other types.
+    #[serde(default)]
+    pub port: u16,
+    #[serde(default)]
+    pub csum: TunnelCsum,
+}
+
+impl Tunnel {
+    /// What ipvsadm's `--tun-info` column shows: `ipip`, `gue:PORT:-c`, `gre:+c`.
+    pub fn info(&self) -> String {
+        match self.kind {
+            TunnelType::Ipip => "ipip".to_owned(),
+            TunnelType::Gue => format!("gue:{}:{}", self.port, self.csum.label()),
+            TunnelType::Gre => format!("gre:{}", self.csum.label()),
+        }
+    }
+
+    /// The options `ipvsadm -S` writes after `-w` (`print_tunnel_rule`).
+    pub fn save_options(&self) -> String {
+        match self.kind {
+            TunnelType::Ipip => " --tun-type ipip".to_owned(),
+            TunnelType::Gue => format!(
+                " --tun-type gue --tun-port {} {}",
+                self.port,
+                self.csum.option()
+            ),
+            TunnelType::Gre => format!(" --tun-type gre {}", self.csum.option()),
+        }
+    }
+}
+
 /// Persistence (`-p [timeout]`, `-M netmask`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Persistence {
@@ -345,6 +460,9 @@ pub struct RealSpec {
     /// Lower connection threshold (`-y`), 0 = none.
     #[serde(default)]
     pub lower_threshold: u32,
+    /// The encapsulation of a tunnelled real server (`-i --tun-type ...`).
+    #[serde(default)]
+    pub tunnel: Tunnel,
 }
 
 /// Largest weight ipvsadm accepts.
@@ -501,6 +619,9 @@ impl fmt::Display for Command {
                 r.forward.flag(),
                 r.weight
             )?;
+            if r.forward == Forward::Tunnel && r.tunnel.kind != TunnelType::Ipip {
+                f.write_str(&r.tunnel.save_options())?;
+            }
             if r.upper_threshold > 0 {
                 write!(f, " -x {}", r.upper_threshold)?;
             }
@@ -666,6 +787,7 @@ mod tests {
                 weight: 1,
                 upper_threshold: 0,
                 lower_threshold: 0,
+                tunnel: Tunnel::default(),
             },
         };
         assert_eq!(

@@ -91,12 +91,26 @@ pub fn lbadm(ns: &Netns, socket: &Path, args: &[&str], stdin: Option<&str>) -> R
     ns.try_run(&argv, stdin)
 }
 
-/// Starts `lbd decap --iface IFACE` in `ns` (a real server of an LVS-TUN service on a kernel
-/// without the ipip module), its output appended to `log`. It has no socket to ask whether it
-/// is ready: wait for [`xdp_attached`].
+/// The UDP port the testbed's real servers take GUE on (`lbd decap --gue-port`), the port
+/// ipvsadm's man page uses.
+pub const GUE_PORT: u16 = 6080;
+
+/// Starts `lbd decap --iface IFACE --gue-port 6080` in `ns` (a real server of an LVS-TUN
+/// service on a kernel without the ipip, fou and gre modules), its output appended to `log`.
+/// It has no socket to ask whether it is ready: wait for [`xdp_attached`].
 pub fn start_decap(ns: &Netns, iface: &str, mode: XdpMode, log: &Path) -> Daemon {
     let lbd = tools::binary("lbd").display().to_string();
-    let argv = ns.argv(&[&lbd, "decap", "--iface", iface, "--xdp-mode", mode.as_arg()]);
+    let port = GUE_PORT.to_string();
+    let argv = ns.argv(&[
+        &lbd,
+        "decap",
+        "--iface",
+        iface,
+        "--gue-port",
+        &port,
+        "--xdp-mode",
+        mode.as_arg(),
+    ]);
     Daemon::spawn_with_env(
         &format!("lbd decap in {}", ns.name()),
         argv,

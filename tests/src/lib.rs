@@ -22,6 +22,7 @@
 pub mod bench;
 pub mod cmd;
 pub mod echo;
+pub mod ecmp;
 pub mod http;
 pub mod lbd;
 pub mod listing;

@@ -77,9 +77,9 @@ const GATEWAY_HOST: u8 = 1;
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Prefix of the namespaces and directories of testbeds made by tests: `lbt-<pid>-<n>`.
-const TEST_PREFIX: &str = "lbt";
+pub(crate) const TEST_PREFIX: &str = "lbt";
 
-static NEXT_ID: AtomicU32 = AtomicU32::new(0);
+pub(crate) static NEXT_ID: AtomicU32 = AtomicU32::new(0);
 
 /// Which LVS set-up to build; see the module documentation for the pictures.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -154,7 +154,8 @@ pub struct Host {
 }
 
 impl Host {
-    fn new(name: &str, prefix: &str) -> Host {
+    /// A host named `name` in a new namespace `<prefix>-<name>`, not plugged in yet.
+    pub fn new(name: &str, prefix: &str) -> Host {
         Host {
             name: name.to_owned(),
             ns: Netns::create(&format!("{prefix}-{name}")),
@@ -178,10 +179,51 @@ impl Host {
     }
 
     /// Adds a route in this host: `ip route add DEST via GW`.
-    fn route(&self, dest: &str, via: Ipv4Addr) {
+    pub fn route(&self, dest: &str, via: Ipv4Addr) {
         self.ns
             .run(&["ip", "route", "add", dest, "via", &via.to_string()]);
     }
+}
+
+/// Plugs `host` into `bridge` of the `switch` namespace: a veth whose switch end is `port`
+/// and whose host end is `iface` with address `ip/24`; the first leg becomes the host's
+/// address.
+pub fn plug(switch: &Netns, host: &mut Host, bridge: &str, port: &str, iface: &str, ip: Ipv4Addr) {
+    // Created in the switch namespace with the host's end moved straight into the
+    // host's namespace, so names never collide with the host's interfaces.
+    switch.run(&[
+        "ip",
+        "link",
+        "add",
+        port,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        iface,
+        "netns",
+        host.ns.name(),
+    ]);
+    switch.run(&["ip", "link", "set", "dev", port, "master", bridge, "up"]);
+    host.ns
+        .run(&["ip", "addr", "add", &format!("{ip}/24"), "dev", iface]);
+    host.ns.run(&["ip", "link", "set", "dev", iface, "up"]);
+    // A veth leaves TCP checksums to be completed "by the NIC" (CHECKSUM_PARTIAL).
+    // Native XDP sees raw frames without that note, so a frame it sends back on
+    // would reach the real server with a wrong checksum and be dropped; and NAT
+    // updates checksums incrementally, so they must be complete to begin with.
+    // Frames from a real wire are complete: make every host send them that way.
+    host.ns.run(&["ethtool", "-K", iface, "tx", "off"]);
+    if host.legs.is_empty() {
+        host.ip = ip;
+        host.switch_port = port.to_owned();
+    }
+    host.legs.push(Leg {
+        iface: iface.to_owned(),
+        ip,
+        bridge: bridge.to_owned(),
+        switch_port: port.to_owned(),
+    });
 }
 
 /// Configures and builds a [`Testbed`].
@@ -220,7 +262,7 @@ pub fn v6_of(ip: Ipv4Addr) -> Ipv6Addr {
 }
 
 /// `base` (`a.b.c.0`) with the last octet `host`.
-fn at(base: Ipv4Addr, host: u8) -> Ipv4Addr {
+pub(crate) fn at(base: Ipv4Addr, host: u8) -> Ipv4Addr {
     let o = base.octets();
     Ipv4Addr::new(o[0], o[1], o[2], host)
 }
@@ -354,47 +396,13 @@ impl TestbedBuilder {
 
         let ipv6 = self.ipv6;
         let plug = |host: &mut Host, bridge: &str, port: &str, iface: &str, ip: Ipv4Addr| {
-            // Created in the switch namespace with the host's end moved straight into the
-            // host's namespace, so names never collide with the host's interfaces.
-            switch.run(&[
-                "ip",
-                "link",
-                "add",
-                port,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                iface,
-                "netns",
-                host.ns.name(),
-            ]);
-            switch.run(&["ip", "link", "set", "dev", port, "master", bridge, "up"]);
-            host.ns
-                .run(&["ip", "addr", "add", &format!("{ip}/24"), "dev", iface]);
+            plug(&switch, host, bridge, port, iface, ip);
             if ipv6 {
                 // nodad: usable at once (duplicate address detection would hold it a second).
                 let v6 = format!("{}/64", v6_of(ip));
                 host.ns
                     .run(&["ip", "-6", "addr", "add", &v6, "dev", iface, "nodad"]);
             }
-            host.ns.run(&["ip", "link", "set", "dev", iface, "up"]);
-            // A veth leaves TCP checksums to be completed "by the NIC" (CHECKSUM_PARTIAL).
-            // Native XDP sees raw frames without that note, so a frame it sends back on
-            // would reach the real server with a wrong checksum and be dropped; and NAT
-            // updates checksums incrementally, so they must be complete to begin with.
-            // Frames from a real wire are complete: make every host send them that way.
-            host.ns.run(&["ethtool", "-K", iface, "tx", "off"]);
-            if host.legs.is_empty() {
-                host.ip = ip;
-                host.switch_port = port.to_owned();
-            }
-            host.legs.push(Leg {
-                iface: iface.to_owned(),
-                ip,
-                bridge: bridge.to_owned(),
-                switch_port: port.to_owned(),
-            });
         };
 
         let mut client = Host::new("client", &prefix);
@@ -1322,7 +1330,7 @@ impl Drop for TempDir {
 
 /// Removes the namespaces and directories of test testbeds whose process is gone (killed
 /// before its destructors ran). Names carry the owner's pid: `lbt-<pid>-<n>-<role>`.
-fn sweep_stale_testbeds() {
+pub(crate) fn sweep_stale_testbeds() {
     let owner_gone = |name: &str| -> bool {
         let Some(rest) = name.strip_prefix(&format!("{TEST_PREFIX}-")) else {
             return false;

@@ -146,6 +146,36 @@ fn ip_in_ip_tunnelling() {
 }
 
 #[test]
+fn gue_and_gre_tunnelling() {
+    run_table("tun-encap", tables::tun_encap::fixtures());
+}
+
+/// GUE's UDP source port is the flow's (the fixtures pin each one), and flows spread over the
+/// ephemeral range, so that routers' ECMP and the real server's RSS spread them: 512 flows of
+/// one client (only the client's port differs) take almost as many ports, spread over both
+/// halves of the range.
+#[test]
+fn gue_source_ports_spread_over_flows() {
+    let ports = tables::tun_encap::gue_source_ports(512);
+    assert!(
+        ports.iter().all(|p| (32768..61000).contains(p)),
+        "{ports:?}"
+    );
+    let mut distinct = ports.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert!(
+        distinct.len() >= 500,
+        "{} distinct ports of 512",
+        distinct.len()
+    );
+    let low = ports.iter().filter(|&&p| p < 46884).count();
+    assert!((192..=320).contains(&low), "{low} of 512 in the lower half");
+    // The same flow again: the same port.
+    assert_eq!(tables::tun_encap::gue_source_ports(4), ports[..4]);
+}
+
+#[test]
 fn decapsulation_on_the_real_server() {
     run_table_of("decap", DECAP_PROGRAM, tables::decap::fixtures());
 }

@@ -88,6 +88,9 @@ fn package_holds_the_programs_units_config_man_pages_and_completions() {
         "/usr/share/man/man8/lbd.8.gz",
         "/usr/share/man/man8/lbd-decap.8.gz",
         "/usr/share/man/man8/lbd-reload.8.gz",
+        "/usr/share/man/man8/lbd-drain.8.gz",
+        "/usr/share/man/man8/lbd-undrain.8.gz",
+        "/usr/share/man/man8/lbd-status.8.gz",
         "/usr/share/man/man8/lbadm.8.gz",
         "/usr/share/bash-completion/completions/lbd",
         "/usr/share/bash-completion/completions/lbadm",
@@ -205,7 +208,15 @@ fn units_pass_systemd_analyze_verify() {
 fn man_pages_render_without_warnings() {
     let root = extracted("man");
     let dir = root.path().join("usr/share/man/man8");
-    for page in ["lbd", "lbd-decap", "lbd-reload", "lbadm"] {
+    for page in [
+        "lbd",
+        "lbd-decap",
+        "lbd-reload",
+        "lbd-drain",
+        "lbd-undrain",
+        "lbd-status",
+        "lbadm",
+    ] {
         let path = dir.join(format!("{page}.8.gz"));
         let mut roff = String::new();
         flate(&path).read_to_string(&mut roff).unwrap();

@@ -1,13 +1,17 @@
 //! LVS-TUN end to end (seeds 000 and 003): lbd on the director encapsulates each client
 //! packet in IP-in-IP to a real server; each real server runs `lbd decap` (this kernel has
 //! no ipip module, so no `tunl0`) and, holding the VIP on `lo`, answers the client directly.
-//! The director is configured with lbadm exactly as seed 003 configures ipvsadm.
+//! The director is configured with lbadm exactly as seed 003 configures ipvsadm; and with GUE
+//! and GRE (`--tun-type`), which `lbd decap` on the real servers strips too.
 
 use std::time::Duration;
 
 use lb_common::Stat;
 use lb_tests::{
-    Counter, SERVICE_PORT, Tally, Testbed, Topology, XdpMode, lbd, testbed::HOST_IFACE, wait,
+    Counter, SERVICE_PORT, Tally, Testbed, Topology, XdpMode,
+    lbd::{self, GUE_PORT},
+    testbed::HOST_IFACE,
+    wait,
 };
 
 /// How long the real servers' access logs may take to show what a test waits for.
@@ -272,5 +276,137 @@ fn a_1_mib_download_arrives_intact_from_each_real_server() {
         downloads,
         vec![1, 1, 1],
         "one download from each real server, addressed to the VIP"
+    );
+}
+
+/// Seed 003's service with each real server on another tunnel: rs1 GUE with the UDP
+/// checksum, rs2 GRE with its checksum, rs3 GUE without. Requests go round-robin through
+/// the three tunnels, each real server's `lbd decap` strips its tunnel, and replies go
+/// straight to the client; `-L --tun-info` and `-S` show the tunnels as ipvsadm does. On the
+/// switch: GUE to the tunnel port, GRE, no IP-in-IP, no reply through the director.
+#[test]
+fn gue_and_gre_tunnels_through_lbd_decap() {
+    let tb = seed_003_testbed(XdpMode::Skb);
+    let vip = tb.vip_port(SERVICE_PORT);
+    adm(&tb, "-C");
+    adm(&tb, &format!("-A -t {vip} -s rr"));
+    let options = [
+        format!("--tun-type gue --tun-port {GUE_PORT} --tun-csum"),
+        "--tun-type gre --tun-csum".to_owned(),
+        format!("--tun-type gue --tun-port {GUE_PORT}"),
+    ];
+    for (i, options) in (1..=3).zip(&options) {
+        adm(
+            &tb,
+            &format!("-a -t {vip} -r {}:80 -i {options}", tb.rip(i)),
+        );
+    }
+
+    let list = adm(&tb, "-Ln --tun-info");
+    let rows: Vec<String> = list
+        .lines()
+        .skip(3)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    let mut expected = vec![
+        format!("-> {}:80 Tunnel gue:{GUE_PORT}:+c 1 0 0", tb.rip(1)),
+        format!("-> {}:80 Tunnel gre:+c 1 0 0", tb.rip(2)),
+        format!("-> {}:80 Tunnel gue:{GUE_PORT}:-c 1 0 0", tb.rip(3)),
+    ];
+    let mut got = rows[1..].to_vec();
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected, "`-Ln --tun-info`:\n{list}");
+    let saved = adm(&tb, "-Sn");
+    for (i, tail) in [
+        format!("--tun-type gue --tun-port {GUE_PORT} --tun-csum"),
+        "--tun-type gre --tun-csum".to_owned(),
+        format!("--tun-type gue --tun-port {GUE_PORT} --tun-nocsum"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let line = format!("-a -t {vip} -r {}:80 -i -w 1 {tail}", tb.rip(i + 1));
+        assert!(
+            saved.lines().any(|l| l == line),
+            "`-Sn` should have {line:?}:\n{saved}"
+        );
+    }
+
+    let director = format!("\"{}\"", tb.director.switch_port);
+    let rs_ports: Vec<String> = tb
+        .real_servers
+        .iter()
+        .map(|rs| format!("\"{}\"", rs.switch_port))
+        .collect();
+    let rs_ports = format!("{{ {} }}", rs_ports.join(", "));
+    let counters = tb.switch_counters(&[
+        Counter::new(
+            "gue_from_director",
+            format!("iifname {director} oifname {rs_ports} udp dport {GUE_PORT}"),
+        ),
+        Counter::new(
+            "gre_from_director",
+            format!("iifname {director} oifname {rs_ports} ip protocol 47"),
+        ),
+        Counter::new(
+            "ipip_from_director",
+            format!("iifname {director} oifname {rs_ports} ip protocol 4"),
+        ),
+        Counter::new(
+            "replies_to_director",
+            format!("oifname {director} ip saddr {} tcp sport 80", tb.vip()),
+        ),
+    ]);
+
+    let tally = tb.curl_vip(SERVICE_PORT, 9);
+    tally.assert_all_ok();
+    assert_round_robin(&tally, 3);
+    for i in 1..=3 {
+        assert_eq!(tally.count(&format!("rs{i}")), 3, "{tally}");
+    }
+    let served = wait_served_via_vip(&tb, 9);
+    assert_eq!(served, vec![3, 3, 3], "requests served via the VIP");
+
+    // A download through each tunnel arrives intact (the checksummed ones included).
+    let file = pseudo_random(300 * 1024 + 3, 0x6e_0015);
+    tb.publish_file("gue.bin", &file);
+    let url = format!("http://{}/files/gue.bin", tb.vip());
+    for n in 1..=3 {
+        let got = tb
+            .download(&url)
+            .unwrap_or_else(|e| panic!("download {n} of {url}:\n{e}"));
+        assert!(got == file, "download {n} of {url} differs from the file");
+    }
+
+    for rs in &tb.real_servers {
+        let counters = lbd::data_path_counters(&rs.ns, HOST_IFACE)
+            .unwrap_or_else(|e| panic!("{}'s decapsulator counters: {e}", rs.name));
+        assert!(
+            stat(&counters, Stat::Decap) > 0,
+            "{}'s `lbd decap` decapsulated nothing: {}",
+            rs.name,
+            lbd::name_counters(&counters)
+        );
+    }
+    let report = counters.to_string();
+    println!("switch counters:\n{report}");
+    assert!(
+        counters.packets("gue_from_director") >= 10,
+        "the director should send GUE to rs1 and rs3:\n{report}"
+    );
+    assert!(
+        counters.packets("gre_from_director") >= 5,
+        "the director should send GRE to rs2:\n{report}"
+    );
+    assert_eq!(
+        counters.packets("ipip_from_director"),
+        0,
+        "no real server is on IP-in-IP:\n{report}"
+    );
+    assert_eq!(
+        counters.packets("replies_to_director"),
+        0,
+        "replies should bypass the director:\n{report}"
     );
 }

@@ -133,7 +133,8 @@ enum Command {
         cases: Vec<String>,
     },
     /// Set up, build, then run lb-tests' `lab` binary: `dr`, `tun` or `nat` builds that LVS
-    /// set-up in network namespaces with lbd as the director (`--keep` stays up until Ctrl-C).
+    /// set-up in network namespaces with lbd as the director, `ecmp` three directors running
+    /// lbd and BIRD behind a BGP router (`--keep` stays up until Ctrl-C).
     Lab {
         /// The lab and its options, passed to the lab binary as they are (`dr --keep`).
         #[arg(

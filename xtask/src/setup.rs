@@ -73,6 +73,7 @@ const APT_PACKAGES: &[AptPackage] = &[
     },
     pkg("haproxy", "user-space load-balancer peer"),
     pkg("keepalived", "VRRP failover of the director"),
+    pkg("bird2", "BGP: directors announcing VIPs to an ECMP router"),
     pkg("curl", "HTTP client"),
     pkg("iperf3", "throughput tests"),
     pkg("socat", "TCP/UDP test clients and servers"),
@@ -91,7 +92,7 @@ const APT_PACKAGES: &[AptPackage] = &[
 
 /// Services that the packages above may start system-wide; the tests and labs start their own
 /// instances per namespace instead.
-const SERVICES: &[&str] = &["nginx", "haproxy", "keepalived"];
+const SERVICES: &[&str] = &["nginx", "haproxy", "keepalived", "bird"];
 
 fn apt_packages() -> Result<()> {
     let names: Vec<&str> = APT_PACKAGES

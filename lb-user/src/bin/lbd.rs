@@ -2,6 +2,7 @@
 //! `lbadm` on a control socket. Configuration survives restarts through the state file.
 
 use std::{
+    collections::BTreeMap,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -9,17 +10,18 @@ use std::{
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use lb_user::{
+    bird::{Announcer, ServiceView},
     cli::lbd::{Args, Sub},
     control::{
         RequestBody, ResponseBody,
-        server::{ControlSocket, ReloadHook},
+        server::{AnnounceHook, ControlSocket, Hooks, ReloadHook},
     },
     dataplane::{AttachMode, Dataplane, Decap, OnExit},
     director::Director,
     logging,
     managed::Managed,
     metrics,
-    model::Command,
+    model::{Command, ServiceAddr},
     netlink,
     pinning::PinDir,
     resolution::{RESOLUTION_WAIT, wait_for_resolution},
@@ -47,7 +49,11 @@ fn lbd_main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match args.command {
-        Some(Sub::Decap { ifaces, xdp_mode }) => runtime.block_on(decap(ifaces, xdp_mode)),
+        Some(Sub::Decap {
+            ifaces,
+            gue_ports,
+            xdp_mode,
+        }) => runtime.block_on(decap(ifaces, gue_ports, xdp_mode)),
         Some(Sub::Reload { socket }) => {
             match lb_user::control::client::request(&socket, RequestBody::Reload)? {
                 ResponseBody::Done => {
@@ -58,24 +64,47 @@ fn lbd_main() -> anyhow::Result<()> {
                 other => Err(anyhow::anyhow!("unexpected answer from lbd: {other:?}")),
             }
         }
+        Some(Sub::Drain { socket }) => announcements(&socket, RequestBody::Drain { drained: true }),
+        Some(Sub::Undrain { socket }) => {
+            announcements(&socket, RequestBody::Drain { drained: false })
+        }
+        Some(Sub::Status { socket }) => announcements(&socket, RequestBody::Announcements),
         None => runtime.block_on(run(args)),
     }
 }
 
-async fn decap(ifaces: Vec<String>, mode: AttachMode) -> anyhow::Result<()> {
+/// `lbd drain`, `undrain`, `status`: asks the running lbd and prints what it announces.
+fn announcements(socket: &std::path::Path, body: RequestBody) -> anyhow::Result<()> {
+    match lb_user::control::client::request(socket, body)? {
+        ResponseBody::Announcements { status } => {
+            print!("{status}");
+            Ok(())
+        }
+        ResponseBody::Error { message } => Err(anyhow::anyhow!("{message}")),
+        other => Err(anyhow::anyhow!("unexpected answer from lbd: {other:?}")),
+    }
+}
+
+async fn decap(ifaces: Vec<String>, gue_ports: Vec<u16>, mode: AttachMode) -> anyhow::Result<()> {
+    if gue_ports.len() > lb_common::DECAP_GUE_PORTS_MAX as usize {
+        anyhow::bail!(
+            "at most {} --gue-port options",
+            lb_common::DECAP_GUE_PORTS_MAX
+        );
+    }
     let mut attached = Vec::new();
     for name in &ifaces {
         netlink::link_by_name(name)?;
-        let (decap, mode) = Decap::attach(name, mode)
-            .with_context(|| format!("attaching the IPIP decapsulator to {name}"))?;
-        info!(iface = %name, mode, "IPIP decapsulation attached");
+        let (decap, mode) = Decap::attach(name, mode, &gue_ports)
+            .with_context(|| format!("attaching the tunnel decapsulator to {name}"))?;
+        info!(iface = %name, mode, ?gue_ports, "IPIP, GRE and GUE decapsulation attached");
         attached.push(decap);
     }
-    service_manager::ready("IPIP decapsulation attached");
+    service_manager::ready("tunnel decapsulation attached");
     wait_for_signal().await?;
     service_manager::stopping();
     drop(attached);
-    info!("IPIP decapsulation detached");
+    info!("tunnel decapsulation detached");
     Ok(())
 }
 
@@ -159,6 +188,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None => None,
     };
     lb_user::state::load(&args.state).context("reading the state file")?;
+    let announcer = match &args.bird_vips {
+        Some(file) => {
+            let drain_state = args
+                .drain_state
+                .clone()
+                .unwrap_or_else(|| args.state.with_file_name("drain.json"));
+            Some(
+                Announcer::new(
+                    file.clone(),
+                    args.birdc.clone(),
+                    args.birdc_socket.clone(),
+                    drain_state,
+                )
+                .context("reading the drain state")?,
+            )
+        }
+        None => None,
+    };
     let metrics_listener = match args.metrics {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
@@ -173,7 +220,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("control socket {}", args.socket.display()))?;
 
     let started = start(&args, pins.clone(), &links, managed);
-    let (director, reload, stopping) = match started {
+    let (director, reload, stopping, quorum) = match started {
         Ok(started) => started,
         Err(e) => {
             // Undo: what this lbd pinned goes (its links with it, so nothing stays attached);
@@ -188,19 +235,71 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     info!(socket = %socket.path().display(), state = %args.state.display(), "lbd ready");
     service_manager::ready("serving");
+    let announcer = announcer.map(|a| Arc::new(Mutex::new(a)));
+    let hooks = Hooks {
+        reload,
+        announce: announcer
+            .as_ref()
+            .map(|a| announce_hook(Arc::clone(a), Arc::clone(&director), quorum.clone())),
+    };
     serve(
         args,
         signals,
         socket,
         metrics_listener,
         director,
-        reload,
-        stopping,
+        hooks,
+        Upkeep {
+            stopping,
+            announcing: announcer.map(|a| (a, quorum)),
+        },
     )
     .await
 }
 
-type Started = (Arc<Mutex<Director>>, Option<ReloadHook>, Option<StopHook>);
+/// What `serve` keeps up besides the sockets: keepalived's `omega` scripts for the way out,
+/// and the VIPs announced through BIRD with the quorum states they depend on.
+struct Upkeep {
+    stopping: Option<StopHook>,
+    announcing: Option<(Arc<Mutex<Announcer>>, Option<QuorumView>)>,
+}
+
+type Started = (
+    Arc<Mutex<Director>>,
+    Option<ReloadHook>,
+    Option<StopHook>,
+    Option<QuorumView>,
+);
+
+/// keepalived's quorum state of each virtual server of `--config`.
+type QuorumView = Arc<dyn Fn() -> BTreeMap<ServiceAddr, bool> + Send + Sync>;
+
+/// What the announcer decides from: the director's services, their live weights and quorums.
+fn service_views(director: &Mutex<Director>, quorum: Option<&QuorumView>) -> Vec<ServiceView> {
+    // The quorum first, then the director: never both locks at once.
+    let quorum = quorum.map(|q| q()).unwrap_or_default();
+    let d = director.lock().unwrap_or_else(|p| p.into_inner());
+    ServiceView::from_config(d.config(), &quorum)
+}
+
+/// `lbd drain`, `undrain` and `status`.
+fn announce_hook(
+    announcer: Arc<Mutex<Announcer>>,
+    director: Arc<Mutex<Director>>,
+    quorum: Option<QuorumView>,
+) -> AnnounceHook {
+    Arc::new(move |drain| {
+        let views = service_views(&director, quorum.as_ref());
+        let mut a = announcer.lock().unwrap_or_else(|p| p.into_inner());
+        match drain {
+            Some(drained) => a
+                .set_drained(drained, &views)
+                .map_err(|e| format!("saving the drain state: {e}"))?,
+            None => a.sync(&views),
+        }
+        Ok(a.status())
+    })
+}
 
 /// Loads the data path, restores the configuration, puts keepalived.conf's services in place
 /// and attaches: everything of a start-up that touches the system, in that order (the first
@@ -229,12 +328,12 @@ fn start(
         d.apply(&commands).context("setting --sysctl")?;
         info!(sysctls = ?d.sysctls(), "sysctls set from the command line");
     }
-    let (reload, stopping) = match managed {
+    let (reload, stopping, quorum) = match managed {
         Some(managed) => {
-            let (reload, stopping) = supervise(managed, &director)?;
-            (Some(told_to_systemd(reload)), Some(stopping))
+            let (reload, stopping, quorum) = supervise(managed, &director)?;
+            (Some(told_to_systemd(reload)), Some(stopping), Some(quorum))
         }
-        None => (None, None),
+        None => (None, None, None),
     };
     {
         let mut d = director.lock().unwrap_or_else(|p| p.into_inner());
@@ -244,7 +343,7 @@ fn start(
         }
         d.attached_everywhere()?;
     }
-    Ok((director, reload, stopping))
+    Ok((director, reload, stopping, quorum))
 }
 
 /// Serves until SIGTERM or SIGINT, then stops as `--on-exit` says.
@@ -254,9 +353,14 @@ async fn serve(
     socket: ControlSocket,
     metrics_listener: Option<tokio::net::TcpListener>,
     director: Arc<Mutex<Director>>,
-    reload: Option<ReloadHook>,
-    stopping: Option<StopHook>,
+    hooks: Hooks,
+    upkeep: Upkeep,
 ) -> anyhow::Result<()> {
+    let Upkeep {
+        stopping,
+        announcing: announcer,
+    } = upkeep;
+    let reload = hooks.reload.clone();
     let ticker = {
         let director = Arc::clone(&director);
         async move {
@@ -272,6 +376,36 @@ async fn serve(
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => warn!("periodic upkeep failed: {e}"),
                     Err(e) => warn!("periodic upkeep panicked: {e}"),
+                }
+            }
+        }
+    };
+
+    // Every half second: the VIPs to announce follow health checks, quorums and lbadm's
+    // changes (the announcer only writes and calls birdc when something changed).
+    let announcing = {
+        let announcer = announcer.clone();
+        let director = Arc::clone(&director);
+        async move {
+            let Some((announcer, quorum)) = announcer else {
+                return std::future::pending().await;
+            };
+            let mut interval = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                interval.tick().await;
+                let announcer = Arc::clone(&announcer);
+                let director = Arc::clone(&director);
+                let quorum = quorum.clone();
+                let result = tokio::task::spawn_blocking(move || {
+                    let views = service_views(&director, quorum.as_ref());
+                    announcer
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .sync(&views);
+                })
+                .await;
+                if let Err(e) = result {
+                    warn!("announcing VIPs panicked: {e}");
                 }
             }
         }
@@ -326,8 +460,9 @@ async fn serve(
     tokio::select! {
         r = metrics => r?,
         r = hup => r?,
-        _ = socket.serve(Arc::clone(&director), reload) => {}
+        _ = socket.serve(Arc::clone(&director), hooks) => {}
         _ = ticker => {}
+        _ = announcing => {}
         _ = signals.term.recv() => info!("SIGTERM: shutting down"),
         _ = signals.int.recv() => info!("SIGINT: shutting down"),
     }
@@ -340,6 +475,16 @@ async fn serve(
             lb_user::health::script::run(&n.script, Duration::from_secs(1)).await
         });
         futures_join_all(runs).await;
+    }
+    if let Some((announcer, _)) = &announcer {
+        let mut a = announcer.lock().unwrap_or_else(|p| p.into_inner());
+        match args.on_exit {
+            // Withdrawn before the data path goes, so that the router stops sending first.
+            OnExit::Detach => a.withdraw_all("lbd is stopping and takes its data path down"),
+            OnExit::Keep => info!(
+                "VIPs stay announced as they are: the data path keeps running (--on-exit keep)"
+            ),
+        }
     }
     let mut d = director.lock().unwrap_or_else(|p| p.into_inner());
     d.shutdown(args.on_exit)?;
@@ -401,7 +546,7 @@ type StopHook = Box<dyn FnOnce() -> Vec<lb_user::managed::Notification> + Send>;
 fn supervise(
     managed: Managed,
     director: &Arc<Mutex<Director>>,
-) -> anyhow::Result<(ReloadHook, StopHook)> {
+) -> anyhow::Result<(ReloadHook, StopHook, QuorumView)> {
     let path = managed.path().to_owned();
     for note in &managed.config().notes {
         info!("{note}");
@@ -468,11 +613,16 @@ fn supervise(
         }
         result
     });
+    let quorum_of = Arc::clone(&stopping);
     let stop: StopHook = Box::new(move || {
         let guard = stopping.lock().unwrap_or_else(|p| p.into_inner());
         guard.0.shutdown_notifications()
     });
-    Ok((reload, stop))
+    let quorum: QuorumView = Arc::new(move || {
+        let guard = quorum_of.lock().unwrap_or_else(|p| p.into_inner());
+        guard.0.quorum_states()
+    });
+    Ok((reload, stop, quorum))
 }
 
 /// Re-reads keepalived.conf and applies it, all or nothing: a file that does not parse, health

@@ -164,6 +164,13 @@ The data path's pinned maps and links
 .RB ( \-\-bpffs ,
 on the BPF file system).
 .TP
+.I /var/lib/lb/drain.json
+Whether the director is drained
+.RB ( "lbd drain" ;
+beside the state file unless
+.B \-\-drain\-state
+says).
+.TP
 .I /etc/default/lbd
 The packaged service's options
 .RB ( LBD_OPTS ).
@@ -175,7 +182,11 @@ The packaged service's options
             "lbadm(8)",
             "lbd-decap(8)",
             "lbd-reload(8)",
+            "lbd-drain(8)",
+            "lbd-undrain(8)",
+            "lbd-status(8)",
             "ipvsadm(8)",
+            "bird(8)",
             "keepalived.conf(5)",
             "systemd.service(5)",
         ])
@@ -273,7 +284,7 @@ Not supported (refused with exit status 2): firewall-mark services
 SCTP services,
 .BR \-\-pe ,
 .BR \-\-ops ,
-GUE and GRE tunnels, and the connection synchronisation daemon
+and the connection synchronisation daemon
 .RB ( \-\-start\-daemon ).
 .IP \(bu 2
 .B \-R
@@ -370,7 +381,18 @@ mod tests {
     #[test]
     fn lbd_pages_cover_every_subcommand() {
         let names: Vec<String> = man_pages().unwrap().into_iter().map(|(n, _)| n).collect();
-        assert_eq!(names, ["lbd", "lbd-decap", "lbd-reload", "lbadm"]);
+        assert_eq!(
+            names,
+            [
+                "lbd",
+                "lbd-decap",
+                "lbd-reload",
+                "lbd-drain",
+                "lbd-undrain",
+                "lbd-status",
+                "lbadm"
+            ]
+        );
         let lbd = page("lbd");
         for needle in [
             "\\-\\-log\\-format",

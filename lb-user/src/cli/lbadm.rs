@@ -69,7 +69,11 @@ pub fn command() -> Command {
             param(flag("gatewaying", Some('g'), "Use gatewaying (direct routing). This is the default.")),
             param(flag("ipip", Some('i'), "Use ipip encapsulation (tunneling).")),
             param(flag("masquerading", Some('m'), "Use masquerading (network access translation, or NAT).")),
-            param(value("tun-type", None, "tun-type", "Tunnel type of a real server: only ipip, as --save writes it.").value_parser(["ipip"])),
+            param(value("tun-type", None, "tun-type", "Tunnel type of a tunnelled (-i) real server: ipip (the default), gue (UDP to --tun-port, then a GUE header) or gre.").value_parser(["ipip", "gue", "gre"])),
+            param(value("tun-port", None, "tun-port", "GUE's UDP destination port on the real server (1-65535); required with --tun-type gue, refused with the others.")),
+            param(flag("tun-nocsum", None, "Tunnel encapsulation without checksum (the default); gue and gre only.")),
+            param(flag("tun-csum", None, "Tunnel encapsulation with checksum: GUE's UDP checksum, GRE's checksum; gue and gre only.")),
+            param(flag("tun-remcsum", None, "GUE with remote checksum offload; gue only. As IPVS for the packets it forwards, the UDP checksum is sent in full.")),
             param(value("weight", Some('w'), "weight", "Weight is an integer specifying the capacity of a server relative to the others in the pool. The valid values of weight are 0 through to 65535. The default is 1. A weight of 0 stops new connections only.")),
             param(value("u-threshold", Some('x'), "uthreshold", "Upper connection threshold of a server: no new connections once it has this many (0: no limit).")),
             param(value("l-threshold", Some('y'), "lthreshold", "Lower connection threshold of a server: new connections again once it has fewer than this many.")),
@@ -128,11 +132,11 @@ mod tests {
             .get_arguments()
             .filter_map(|a| a.get_long().map(str::to_owned))
             .collect();
-        // `-h` lists every option lb implements; --tun-type (which -S writes and -R reads) and
-        // --sysctl (lbadm's own, parsed before ipvsadm's syntax) are documented here only.
+        // `-h` lists every option lb implements; --sysctl (lbadm's own, parsed before
+        // ipvsadm's syntax) is documented here only.
         let extra: Vec<&String> = described
             .difference(&help)
-            .filter(|o| !["tun-type", "sysctl"].contains(&o.as_str()))
+            .filter(|o| !["sysctl"].contains(&o.as_str()))
             .collect();
         let missing: Vec<&String> = help.difference(&described).collect();
         assert!(

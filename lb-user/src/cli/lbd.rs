@@ -62,6 +62,21 @@ pub struct Args {
     /// run time with `lbadm --sysctl NAME=VALUE`.
     #[arg(long = "sysctl", value_name = "NAME=VALUE", value_parser = parse_sysctl)]
     pub sysctls: Vec<(Sysctl, u32)>,
+    /// Announce the VIPs through BIRD: lbd writes this BIRD include file (a `route VIP/32
+    /// blackhole;` per VIP of a service with a healthy real server, none while drained) and
+    /// runs `birdc configure`. Include it in a `protocol static` of bird.conf, exported by BGP.
+    #[arg(long, value_name = "FILE")]
+    pub bird_vips: Option<PathBuf>,
+    /// BIRD's control socket, for `birdc -s PATH configure` (with --bird-vips).
+    #[arg(long, default_value = crate::bird::DEFAULT_BIRDC_SOCKET, value_name = "PATH")]
+    pub birdc_socket: PathBuf,
+    /// The birdc program (with --bird-vips).
+    #[arg(long, default_value = "birdc", value_name = "PATH")]
+    pub birdc: PathBuf,
+    /// Where the director's drain state is kept across restarts (`lbd drain`); default: `drain.json`
+    /// beside the --state file.
+    #[arg(long, value_name = "PATH")]
+    pub drain_state: Option<PathBuf>,
     /// Log as plain text (coloured only when standard error is a terminal) or as one JSON
     /// object per line, for log shippers. `LBD_LOG` sets the level (e.g. `debug`).
     #[arg(long, value_enum, default_value = "text", global = true)]
@@ -74,18 +89,43 @@ fn parse_sysctl(text: &str) -> Result<(Sysctl, u32), String> {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Sub {
-    /// On a real server of an LVS-TUN service: strip the director's IP-in-IP header in XDP, for
-    /// kernels without the ipip module (no tunl0). Put the VIP on `lo` as with tunl0.
+    /// On a real server of an LVS-TUN service: strip the director's IP-in-IP, GUE or GRE
+    /// headers in XDP, for kernels without the ipip, fou or gre modules (no tunl0). Put the
+    /// VIP on `lo` as with tunl0.
     Decap {
         /// The real server's interface facing the director.
         #[arg(long = "iface", required = true, value_name = "IF")]
         ifaces: Vec<String>,
+        /// A UDP port GUE arrives on (the director's `--tun-port` for this real server);
+        /// repeatable. Without it only IP-in-IP and GRE are stripped.
+        #[arg(long = "gue-port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+        gue_ports: Vec<u16>,
         /// XDP attach mode: native (driver) if possible, or generic (skb).
         #[arg(long, value_enum, default_value = "auto")]
         xdp_mode: AttachMode,
     },
     /// Ask the running lbd to re-read its --config file and apply what changed.
     Reload {
+        /// Control socket of the running lbd.
+        #[arg(long, default_value = DEFAULT_SOCKET, value_name = "PATH")]
+        socket: PathBuf,
+    },
+    /// Drain the director for maintenance: the running lbd (started with --bird-vips) withdraws
+    /// every VIP from BIRD, so the router sends new flows elsewhere, while connections that
+    /// still arrive keep flowing. Kept across restarts until `lbd undrain`.
+    Drain {
+        /// Control socket of the running lbd.
+        #[arg(long, default_value = DEFAULT_SOCKET, value_name = "PATH")]
+        socket: PathBuf,
+    },
+    /// Return a drained director to service: the VIPs of healthy services are announced again.
+    Undrain {
+        /// Control socket of the running lbd.
+        #[arg(long, default_value = DEFAULT_SOCKET, value_name = "PATH")]
+        socket: PathBuf,
+    },
+    /// Show whether the director is drained and which VIPs it announces through BIRD, and why.
+    Status {
         /// Control socket of the running lbd.
         #[arg(long, default_value = DEFAULT_SOCKET, value_name = "PATH")]
         socket: PathBuf,
@@ -119,5 +159,33 @@ mod tests {
         assert_eq!(args.log_format, LogFormat::Json);
         assert!(matches!(args.command, Some(Sub::Decap { .. })));
         assert!(Args::try_parse_from(["lbd", "--log-format", "xml"]).is_err());
+    }
+
+    #[test]
+    fn bird_options_and_drain_commands() {
+        let args = Args::try_parse_from([
+            "lbd",
+            "--iface",
+            "eth0",
+            "--bird-vips",
+            "/etc/bird/lb-vips.conf",
+            "--birdc-socket",
+            "/run/bird.ctl",
+        ])
+        .unwrap();
+        assert_eq!(
+            args.bird_vips,
+            Some(PathBuf::from("/etc/bird/lb-vips.conf"))
+        );
+        assert_eq!(args.birdc_socket, PathBuf::from("/run/bird.ctl"));
+        assert_eq!(args.birdc, PathBuf::from("birdc"));
+        let args = Args::try_parse_from(["lbd", "drain", "--socket", "/tmp/s"]).unwrap();
+        assert!(
+            matches!(args.command, Some(Sub::Drain { socket }) if socket.as_os_str() == "/tmp/s")
+        );
+        let args = Args::try_parse_from(["lbd", "undrain"]).unwrap();
+        assert!(matches!(args.command, Some(Sub::Undrain { .. })));
+        let args = Args::try_parse_from(["lbd", "status"]).unwrap();
+        assert!(matches!(args.command, Some(Sub::Status { .. })));
     }
 }

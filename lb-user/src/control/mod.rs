@@ -38,6 +38,11 @@ pub enum RequestBody {
     Sysctls,
     /// Re-read the configuration file (`lbd --config`) and apply what changed.
     Reload,
+    /// Drain the director (`true`: withdraw every VIP from BIRD, connections keep flowing) or
+    /// return it to service (`lbd drain`, `lbd undrain`).
+    Drain { drained: bool },
+    /// What the director announces through BIRD, and whether it is drained (`lbd status`).
+    Announcements,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +66,9 @@ pub enum ResponseBody {
     },
     Sysctls {
         sysctls: crate::sysctl::Sysctls,
+    },
+    Announcements {
+        status: crate::bird::AnnounceStatus,
     },
     /// The request was refused; `message` is what ipvsadm would print.
     Error {

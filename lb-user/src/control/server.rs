@@ -23,6 +23,19 @@ use crate::{
 /// Re-reads `lbd --config`'s file and applies it; the error says why nothing changed.
 pub type ReloadHook = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
+/// Drains the director (`Some(true)`), returns it to service (`Some(false)`) or only reports
+/// (`None`): what BIRD is told to announce, and why.
+pub type AnnounceHook =
+    Arc<dyn Fn(Option<bool>) -> Result<crate::bird::AnnounceStatus, String> + Send + Sync>;
+
+/// The hooks a session may call besides the director: reloading `--config`, and the VIP
+/// announcements of `--bird-vips`.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    pub reload: Option<ReloadHook>,
+    pub announce: Option<AnnounceHook>,
+}
+
 /// Requests longer than this are refused (a restore of tens of thousands of services fits).
 const MAX_REQUEST: usize = 256 * 1024 * 1024;
 
@@ -60,14 +73,14 @@ impl ControlSocket {
     }
 
     /// Serves requests until the task is dropped.
-    pub async fn serve(&self, director: Arc<Mutex<Director>>, reload: Option<ReloadHook>) {
+    pub async fn serve(&self, director: Arc<Mutex<Director>>, hooks: Hooks) {
         loop {
             match self.listener.accept().await {
                 Ok((stream, _)) => {
                     let director = Arc::clone(&director);
-                    let reload = reload.clone();
+                    let hooks = hooks.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = session(stream, director, reload).await {
+                        if let Err(e) = session(stream, director, hooks).await {
                             debug!("control connection ended: {e}");
                         }
                     });
@@ -87,7 +100,7 @@ impl Drop for ControlSocket {
 async fn session(
     stream: UnixStream,
     director: Arc<Mutex<Director>>,
-    reload: Option<ReloadHook>,
+    hooks: Hooks,
 ) -> io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read.take(MAX_REQUEST as u64)).lines();
@@ -103,13 +116,38 @@ async fn session(
                 body: RequestBody::Reload,
                 ..
             }) => {
-                let reload = reload.clone();
+                let reload = hooks.reload.clone();
                 tokio::task::spawn_blocking(move || match reload {
                     None => ResponseBody::Error {
                         message: "lbd was started without --config: nothing to reload".to_owned(),
                     },
                     Some(reload) => match reload() {
                         Ok(()) => ResponseBody::Done,
+                        Err(message) => ResponseBody::Error { message },
+                    },
+                })
+                .await
+                .unwrap_or_else(|e| ResponseBody::Error {
+                    message: format!("internal error: {e}"),
+                })
+            }
+            Ok(Request {
+                body: body @ (RequestBody::Drain { .. } | RequestBody::Announcements),
+                ..
+            }) => {
+                let announce = hooks.announce.clone();
+                let drain = match body {
+                    RequestBody::Drain { drained } => Some(drained),
+                    _ => None,
+                };
+                tokio::task::spawn_blocking(move || match announce {
+                    None => ResponseBody::Error {
+                        message: "lbd was started without --bird-vips: it announces no VIP, so \
+                                  there is nothing to drain or show"
+                            .to_owned(),
+                    },
+                    Some(announce) => match announce(drain) {
+                        Ok(status) => ResponseBody::Announcements { status },
                         Err(message) => ResponseBody::Error { message },
                     },
                 })
@@ -197,8 +235,10 @@ pub fn handle(director: &Mutex<Director>, body: RequestBody) -> ResponseBody {
         RequestBody::Sysctls => ResponseBody::Sysctls {
             sysctls: lock().sysctls(),
         },
-        RequestBody::Reload => ResponseBody::Error {
-            message: "reload is handled by the session".to_owned(),
-        },
+        RequestBody::Reload | RequestBody::Drain { .. } | RequestBody::Announcements => {
+            ResponseBody::Error {
+                message: "handled by the session".to_owned(),
+            }
+        }
     }
 }

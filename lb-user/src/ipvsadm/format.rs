@@ -97,9 +97,9 @@ pub fn format_save(snapshot: &Snapshot, numeric: bool, names: &dyn Names) -> Str
                 r.forward.flag(),
                 r.weight
             );
-            // ipvsadm 1.31's print_tunnel_rule(): a tunnel's type (lb's are all ipip).
+            // ipvsadm 1.31's print_tunnel_rule(): a tunnel's type and its options.
             if r.forward == Forward::Tunnel {
-                out.push_str(" --tun-type ipip");
+                out.push_str(&r.tunnel.save_options());
             }
             if r.upper_threshold != 0 {
                 let _ = write!(out, " -x {}", r.upper_threshold);
@@ -315,9 +315,9 @@ fn service_rows(
             }
             Style::TunInfo => {
                 let info = if r.forward == Forward::Tunnel {
-                    "ipip"
+                    r.tunnel.info()
                 } else {
-                    "n/a"
+                    "n/a".to_owned()
                 };
                 let _ = write!(
                     out,

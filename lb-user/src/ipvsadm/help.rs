@@ -69,6 +69,12 @@ Options:
   --gatewaying   -g                   gatewaying (direct routing) (default)
   --ipip         -i                   ipip encapsulation (tunneling)
   --masquerading -m                   masquerading (NAT)
+  --tun-type      type                one of ipip|gue|gre,
+                                      the default tunnel type is ipip.
+  --tun-port      port                tunnel destination port
+  --tun-nocsum                        tunnel encapsulation without checksum
+  --tun-csum                          tunnel encapsulation with checksum
+  --tun-remcsum                       tunnel encapsulation with remote checksum
   --weight       -w weight            capacity of real server
   --u-threshold  -x uthreshold        upper threshold of connections
   --l-threshold  -y lthreshold        lower threshold of connections
@@ -91,8 +97,8 @@ Options:
   --sysctl [NAME[=VALUE]]...          list, show or set IPVS's sysctls as lbd has
                                       them (net.ipv4.vs.NAME); first, after --socket
 
-Not supported by lb: firewall-mark (-f), SCTP services, --pe, --ops,
-GUE/GRE tunnels and the connection synchronization daemon.
+Not supported by lb: firewall-mark (-f), SCTP services, --pe, --ops
+and the connection synchronization daemon.
 "
     );
     out

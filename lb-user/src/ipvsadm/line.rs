@@ -29,7 +29,7 @@ use super::{
 };
 use crate::model::{
     Command, Forward, Netmask, Persistence, Protocol, RealSpec, SchedFlags, Scheduler, ServiceAddr,
-    ServiceSpec, Timeouts, family,
+    ServiceSpec, Timeouts, Tunnel, TunnelCsum, TunnelType, family,
 };
 
 /// The scheduler ipvsadm uses when `-s` is not given.
@@ -54,6 +54,7 @@ pub(crate) struct Line {
     weight: u32,
     u_threshold: u32,
     l_threshold: u32,
+    tunnel: Tunnel,
     timeouts: Timeouts,
     list: ListOptions,
 }
@@ -76,6 +77,7 @@ impl Line {
             weight: 1,
             u_threshold: 0,
             l_threshold: 0,
+            tunnel: Tunnel::default(),
             timeouts: Timeouts {
                 tcp: 0,
                 tcp_fin: 0,
@@ -242,21 +244,24 @@ impl Line {
             }
             Opt::TunType => {
                 self.options.set(Bit::TunType)?;
-                match value {
-                    "ipip" => {}
-                    "gue" | "gre" => {
-                        return Err(CliError::unsupported("GUE and GRE tunnels are"));
-                    }
-                    _ => return Err(CliError::usage("illegal tunnel type specified")),
-                }
+                self.tunnel.kind = TunnelType::from_name(value)
+                    .ok_or_else(|| CliError::usage("illegal tunnel type specified"))?;
             }
             Opt::TunPort => {
                 self.options.set(Bit::TunPort)?;
-                number(value, 1, 65535, "illegal tunnel port specified")?;
+                self.tunnel.port = number(value, 1, 65535, "illegal tunnel port specified")? as u16;
             }
             Opt::TunNocsum => self.options.set(Bit::TunNocsum)?,
-            Opt::TunCsum => self.options.set(Bit::TunCsum)?,
-            Opt::TunRemcsum => self.options.set(Bit::TunRemcsum)?,
+            // ipvsadm ORs the flags; --tun-csum with --tun-remcsum is refused later
+            // (`tunnel_opt_check`), so the last one given stands for the one given.
+            Opt::TunCsum => {
+                self.options.set(Bit::TunCsum)?;
+                self.tunnel.csum = TunnelCsum::Csum;
+            }
+            Opt::TunRemcsum => {
+                self.options.set(Bit::TunRemcsum)?;
+                self.tunnel.csum = TunnelCsum::Remcsum;
+            }
             // Sync daemon options: checked like ipvsadm, then refused by the table since the
             // daemon commands never get this far.
             Opt::McastInterface => self.options.set(Bit::Mcast)?,
@@ -414,6 +419,7 @@ impl Line {
                     weight: self.weight,
                     upper_threshold: self.u_threshold,
                     lower_threshold: self.l_threshold,
+                    tunnel: self.tunnel,
                 };
                 let service = need_service()?;
                 if self.cmd == Cmd::AddDest {
@@ -431,9 +437,16 @@ impl Line {
         Ok(Invocation::Apply(vec![command]))
     }
 
-    /// ipvsadm allows tunnel options only with -i, and with the ipip tunnel type (the only one
-    /// lb has) none of them apply.
+    /// ipvsadm allows tunnel options only with -i, then checks them against the tunnel type
+    /// (`tunnel_opt_check`): ipip takes none; gue needs --tun-port and takes one of
+    /// --tun-nocsum, --tun-csum, --tun-remcsum; gre takes one of --tun-nocsum, --tun-csum.
     fn check_tunnel_options(&self) -> Result<(), CliError> {
+        /// '+' compulsory, 'x' illegal, '1' at most one of them.
+        const TABLE: [(TunnelType, [u8; 4]); 3] = [
+            (TunnelType::Ipip, *b"xxxx"),
+            (TunnelType::Gue, *b"+111"),
+            (TunnelType::Gre, *b"x11x"),
+        ];
         let tunnel_bits = [Bit::TunPort, Bit::TunNocsum, Bit::TunCsum, Bit::TunRemcsum];
         let any =
             self.options.has(Bit::TunType) || tunnel_bits.iter().any(|&b| self.options.has(b));
@@ -442,11 +455,44 @@ impl Line {
                 "Tunnel options conflict with forward method",
             ));
         }
-        if let Some(bit) = tunnel_bits.into_iter().find(|&b| self.options.has(b)) {
-            return Err(CliError::usage(format!(
-                "Illegal '{}' option with the 'ipip' tunnel type",
-                bit.name()
-            )));
+        let kind = self.tunnel.kind;
+        let rules = TABLE
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or(*b"xxxx", |(_, rules)| *rules);
+        let mut first_exclusive: Option<Bit> = None;
+        for (bit, rule) in tunnel_bits.into_iter().zip(rules) {
+            if !self.options.has(bit) {
+                if rule == b'+' {
+                    return Err(CliError::usage(format!(
+                        "You need to supply the '{}' option for the '{}' tunnel type",
+                        bit.name(),
+                        kind.name()
+                    )));
+                }
+                continue;
+            }
+            match rule {
+                b'x' => {
+                    return Err(CliError::usage(format!(
+                        "Illegal '{}' option with the '{}' tunnel type",
+                        bit.name(),
+                        kind.name()
+                    )));
+                }
+                b'1' => match first_exclusive {
+                    None => first_exclusive = Some(bit),
+                    Some(first) => {
+                        return Err(CliError::usage(format!(
+                            "The option '{}' conflicts with the '{}' option in the '{}' tunnel type",
+                            bit.name(),
+                            first.name(),
+                            kind.name()
+                        )));
+                    }
+                },
+                _ => {}
+            }
         }
         Ok(())
     }

@@ -484,7 +484,8 @@ fn seed_004_director_script() {
             forward: Forward::Route,
             weight: 1,
             upper_threshold: 0,
-            lower_threshold: 0
+            lower_threshold: 0,
+            tunnel: Default::default(),
         }
     );
     // stop)

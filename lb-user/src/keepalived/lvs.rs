@@ -25,7 +25,7 @@ use crate::{
     health::{DnsProbe, ScriptSpec, UdpProbe, script},
     model::{
         AddrPort, Forward, MAX_WEIGHT, Netmask, Persistence, Protocol, RealSpec, SchedFlags,
-        Scheduler, ServiceAddr, ServiceSpec, Timeouts,
+        Scheduler, ServiceAddr, ServiceSpec, Timeouts, Tunnel, TunnelCsum, TunnelType,
     },
 };
 
@@ -153,7 +153,7 @@ struct VsDraft {
     scheduler: Option<Scheduler>,
     flags: Vec<(String, Location)>,
     ops: Option<Location>,
-    forward: Option<Forward>,
+    forward: Option<(Forward, Tunnel)>,
     persistence_timeout: Option<u32>,
     granularity: Option<Netmask>,
     /// `ip_family`, to check against the address.
@@ -170,7 +170,7 @@ struct VsDraft {
     quorum_down: Option<Script>,
     sorry: Option<(IpAddr, u16, Location)>,
     sorry_inhibit: Option<Location>,
-    sorry_forward: Option<(Forward, Location)>,
+    sorry_forward: Option<((Forward, Tunnel), Location)>,
     timing: Timing,
     weight: Option<u32>,
     reals: Vec<RsDraft>,
@@ -182,7 +182,7 @@ struct RsDraft {
     /// As written; 0 when none.
     port: u16,
     weight: Option<u32>,
-    forward: Option<Forward>,
+    forward: Option<(Forward, Tunnel)>,
     upper_threshold: u32,
     lower_threshold: u32,
     inhibit: Option<bool>,
@@ -526,8 +526,10 @@ impl Reader<'_> {
         true
     }
 
-    /// `lb_kind` / `lvs_method` / `sorry_server_lvs_method`: `NAT|DR|TUN [type ipip] [nocsum]`.
-    fn forward(&mut self, stmt: &Stmt) -> Option<Forward> {
+    /// `lb_kind` / `lvs_method` / `sorry_server_lvs_method`: `NAT|DR|TUN`, TUN optionally
+    /// followed by keepalived's tunnel options: `type ipip`, `type gue port N
+    /// [nocsum|csum|remcsum]`, `type gre [nocsum|csum]` (IPVS's rules, as ipvsadm checks them).
+    fn forward(&mut self, stmt: &Stmt) -> Option<(Forward, Tunnel)> {
         let args = self.values(stmt, 1, usize::MAX)?;
         let forward = match args[0].as_str() {
             "NAT" => Forward::Masq,
@@ -544,52 +546,20 @@ impl Reader<'_> {
         };
         let options = &args[1..];
         if options.is_empty() {
-            return Some(forward);
+            return Some((forward, Tunnel::default()));
         }
         if forward != Forward::Tunnel {
             let message = format!("'{}' takes tunnel options only with TUN", stmt.keyword());
             self.error(ErrorKind::Syntax, stmt, message);
             return None;
         }
-        let mut i = 0;
-        let mut ok = true;
-        while i < options.len() {
-            let problem = match (options[i].as_str(), options.get(i + 1).map(String::as_str)) {
-                ("type", Some("ipip")) => {
-                    i += 1;
-                    None
-                }
-                ("type", Some("gue" | "gre")) => Some((
-                    ErrorKind::Unsupported,
-                    "GUE and GRE tunnels are not supported by lb (ipip only)".to_owned(),
-                )),
-                ("type", Some(other)) => Some((
-                    ErrorKind::Invalid,
-                    format!("unknown tunnel type '{other}': expected ipip, gue or gre"),
-                )),
-                ("type", None) => Some((ErrorKind::Syntax, "'type' needs a value".to_owned())),
-                ("port", _) => Some((
-                    ErrorKind::Invalid,
-                    "a tunnel port is only for GUE tunnels, which lb does not support".to_owned(),
-                )),
-                ("nocsum", _) => None,
-                ("csum" | "remcsum", _) => Some((
-                    ErrorKind::Invalid,
-                    "ipip tunnels have no checksum option".to_owned(),
-                )),
-                (other, _) => Some((
-                    ErrorKind::Invalid,
-                    format!("unknown tunnel option '{other}'"),
-                )),
-            };
-            if let Some((kind, message)) = problem {
+        match tunnel_options(options) {
+            Ok(tunnel) => Some((forward, tunnel)),
+            Err((kind, message)) => {
                 self.error(kind, stmt, message);
-                ok = false;
-                break;
+                None
             }
-            i += 1;
         }
-        ok.then_some(forward)
     }
 
     // ---- top level ----------------------------------------------------------------------
@@ -1150,7 +1120,7 @@ impl Reader<'_> {
             let message = format!("{name} has no 'lb_kind': keepalived uses NAT");
             self.report.note(at, message);
         }
-        let default_forward = vs.forward.unwrap_or(Forward::Masq);
+        let default_forward = vs.forward.unwrap_or((Forward::Masq, Tunnel::default()));
 
         let service = ServiceAddr {
             protocol,
@@ -1160,7 +1130,7 @@ impl Reader<'_> {
         let mut reals: Vec<RealServerConf> = Vec::new();
         let mut real_locations: HashMap<(IpAddr, u16), Location> = HashMap::new();
         for rs in &vs.reals {
-            let forward = rs.forward.unwrap_or(default_forward);
+            let (forward, tunnel) = rs.forward.unwrap_or(default_forward);
             let real_port = self.real_port(forward, rs.port, port, &rs.location, "real_server");
             match real_locations.entry((rs.addr, real_port)) {
                 Entry::Occupied(first) => {
@@ -1200,6 +1170,7 @@ impl Reader<'_> {
                     weight: rs.weight.or(vs.weight).unwrap_or(1),
                     upper_threshold: rs.upper_threshold,
                     lower_threshold: rs.lower_threshold,
+                    tunnel,
                 },
                 inhibit_on_failure: rs.inhibit.unwrap_or(vs.inhibit),
                 checks,
@@ -1211,7 +1182,7 @@ impl Reader<'_> {
 
         let sorry_server = match vs.sorry {
             Some((sorry_addr, sorry_port, ref sorry_at)) => {
-                let forward = vs.sorry_forward.as_ref().map_or(default_forward, |f| f.0);
+                let (forward, tunnel) = vs.sorry_forward.as_ref().map_or(default_forward, |f| f.0);
                 let sorry_port =
                     self.real_port(forward, sorry_port, port, sorry_at, "sorry_server");
                 self.check_family(&name, addr, sorry_addr, forward, sorry_at, "sorry_server");
@@ -1236,6 +1207,7 @@ impl Reader<'_> {
                         weight: 1,
                         upper_threshold: 0,
                         lower_threshold: 0,
+                        tunnel,
                     },
                     inhibit,
                 })
@@ -2099,4 +2071,91 @@ fn status_range(text: &str) -> Option<(u16, u16)> {
         None => (code(text)?, code(text)?),
     };
     (lo <= hi).then_some((lo, hi))
+}
+
+/// keepalived's tunnel options after `TUN`, checked as IPVS (ipvsadm's `tunnel_opt_check`)
+/// would: a port only, and always, for GUE; a checksum option for GUE and GRE, at most one,
+/// `remcsum` for GUE only.
+fn tunnel_options(options: &[String]) -> Result<Tunnel, (ErrorKind, String)> {
+    let mut tunnel = Tunnel::default();
+    let (mut port, mut csum): (Option<u16>, Option<&str>) = (None, None);
+    let mut i = 0;
+    while i < options.len() {
+        let value = options.get(i + 1).map(String::as_str);
+        match (options[i].as_str(), value) {
+            ("type", Some(name)) => {
+                tunnel.kind = TunnelType::from_name(name).ok_or_else(|| {
+                    (
+                        ErrorKind::Invalid,
+                        format!("unknown tunnel type '{name}': expected ipip, gue or gre"),
+                    )
+                })?;
+                i += 1;
+            }
+            ("port", Some(value)) => {
+                let number = value
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|&p| p != 0)
+                    .ok_or_else(|| {
+                        (
+                            ErrorKind::Invalid,
+                            format!("Invalid gue tunnel port {value}: expected 1-65535"),
+                        )
+                    })?;
+                port = Some(number);
+                i += 1;
+            }
+            (keyword @ ("type" | "port"), None) => {
+                return Err((ErrorKind::Syntax, format!("'{keyword}' needs a value")));
+            }
+            (word @ ("nocsum" | "csum" | "remcsum"), _) => {
+                if let Some(first) = csum {
+                    return Err((
+                        ErrorKind::Invalid,
+                        format!("'{word}' conflicts with '{first}': give one checksum option"),
+                    ));
+                }
+                csum = Some(word);
+            }
+            (other, _) => {
+                return Err((
+                    ErrorKind::Invalid,
+                    format!("unknown tunnel option '{other}'"),
+                ));
+            }
+        }
+        i += 1;
+    }
+    let kind = tunnel.kind.name();
+    match (tunnel.kind, port) {
+        // keepalived's words (check_parser.c).
+        (TunnelType::Gue, None) | (TunnelType::Ipip | TunnelType::Gre, Some(_)) => {
+            return Err((
+                ErrorKind::Invalid,
+                "gue tunnels require port, otherwise cannot have port".to_owned(),
+            ));
+        }
+        (TunnelType::Gue, Some(port)) => tunnel.port = port,
+        (_, None) => {}
+    }
+    tunnel.csum = match (tunnel.kind, csum) {
+        // keepalived has always taken `nocsum` after any type (the default).
+        (_, None | Some("nocsum")) => TunnelCsum::Nocsum,
+        (TunnelType::Gue | TunnelType::Gre, Some("csum")) => TunnelCsum::Csum,
+        (TunnelType::Gue, Some("remcsum")) => TunnelCsum::Remcsum,
+        (TunnelType::Ipip, Some(_)) => {
+            return Err((
+                ErrorKind::Invalid,
+                "ipip tunnels do not support checksum option".to_owned(),
+            ));
+        }
+        (_, Some(word)) => {
+            return Err((
+                ErrorKind::Invalid,
+                format!("{kind} tunnels do not support the {word} option"),
+            ));
+        }
+    };
+    Ok(tunnel)
 }

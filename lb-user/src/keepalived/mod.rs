@@ -13,7 +13,7 @@
 //! allows; DR and NAT may not). What lb refuses ([`ErrorKind::Unsupported`]): scoped IPv6
 //! addresses, IPv6 `virtual_server_group` entries, `virtual_server fwmark` (and `fwmark`
 //! entries of a `virtual_server_group`), SCTP, one-packet scheduling (`ops`) on
-//! UDP, persistence engines, GUE/GRE tunnels, the twos scheduler, `SSL_GET`, `PING_CHECK`,
+//! UDP, persistence engines, the twos scheduler, `SSL_GET`, `PING_CHECK`,
 //! `BFD_CHECK` and `FILE_CHECK`, `regex` in `HTTP_GET` urls, TLS
 //! settings, `bind_if` and `fwmark` of checks, keepalived's `$` parameters and `~SEQ` blocks.
 //! Every other keyword works as in keepalived, or is noted as left aside with the reason

@@ -216,6 +216,7 @@ fn seed_002_director_with_dr_and_http_checks() {
             weight: 1,
             upper_threshold: 0,
             lower_threshold: 0,
+            tunnel: Default::default(),
         },
         inhibit_on_failure: false,
         checks: vec![HealthCheck {
@@ -280,6 +281,7 @@ fn example_conf() {
                 weight: 1,
                 upper_threshold: 0,
                 lower_threshold: 0,
+                tunnel: Default::default(),
             },
             inhibit: false,
         })
@@ -593,7 +595,8 @@ fn every_supported_keyword() {
                 forward: Forward::Route,
                 weight: 1,
                 upper_threshold: 0,
-                lower_threshold: 0
+                lower_threshold: 0,
+                tunnel: Default::default(),
             },
             inhibit: true
         })
@@ -609,7 +612,8 @@ fn every_supported_keyword() {
             forward: Forward::Masq,
             weight: 3,
             upper_threshold: 100,
-            lower_threshold: 50
+            lower_threshold: 50,
+            tunnel: Default::default(),
         }
     );
     assert!(!r1.inhibit_on_failure);
@@ -694,7 +698,8 @@ fn every_supported_keyword() {
             forward: Forward::Tunnel,
             weight: 0,
             upper_threshold: 0,
-            lower_threshold: 0
+            lower_threshold: 0,
+            tunnel: Default::default(),
         }
     );
     assert!(r2.inhibit_on_failure);
@@ -1149,8 +1154,12 @@ fn errors_name_file_and_line() {
             "persistence engines (persistence_engine) are not supported by lb at k.conf:2",
         ),
         (
-            "virtual_server 10.0.0.1 80 {\n lb_kind TUN type gue port 6080\n}\n",
-            "GUE and GRE tunnels are not supported by lb (ipip only) at k.conf:2",
+            "virtual_server 10.0.0.1 80 {\n lb_kind TUN type gue\n}\n",
+            "gue tunnels require port, otherwise cannot have port at k.conf:2",
+        ),
+        (
+            "virtual_server 10.0.0.1 80 {\n lb_kind TUN type gre remcsum\n}\n",
+            "gre tunnels do not support the remcsum option at k.conf:2",
         ),
         (
             "virtual_server 10.0.0.1 53 {\n protocol UDP\n ops\n real_server 10.0.0.2 53 {\n \
@@ -1650,4 +1659,27 @@ fn ipv6_mistakes_are_refused() {
         errors(&vs("    real_server 2001:db8::zz 80 {\n    }")),
         ["invalid real_server address '2001:db8::zz': not an IPv4 or IPv6 address at k.conf:4"]
     );
+}
+
+#[test]
+fn tun_methods_with_gue_and_gre() {
+    let config = parse(
+        "virtual_server 10.0.0.1 80 {\n    protocol TCP\n    lb_kind TUN type gue port 6080 csum\n    \
+         real_server 10.0.0.11 80 {\n    }\n    real_server 10.0.0.12 80 {\n        \
+         lvs_method TUN type gre csum\n    }\n    real_server 10.0.0.13 80 {\n        \
+         lvs_method TUN type gue port 6079 remcsum\n    }\n    real_server 10.0.0.14 80 {\n        \
+         lvs_method TUN type ipip nocsum\n    }\n}\n",
+    );
+    let commands = commands(&config);
+    for expected in [
+        "-a -t 10.0.0.1:80 -r 10.0.0.11:80 -i -w 1 --tun-type gue --tun-port 6080 --tun-csum",
+        "-a -t 10.0.0.1:80 -r 10.0.0.12:80 -i -w 1 --tun-type gre --tun-csum",
+        "-a -t 10.0.0.1:80 -r 10.0.0.13:80 -i -w 1 --tun-type gue --tun-port 6079 --tun-remcsum",
+        "-a -t 10.0.0.1:80 -r 10.0.0.14:80 -i -w 1",
+    ] {
+        assert!(
+            commands.iter().any(|c| c == expected),
+            "{expected} not in {commands:#?}"
+        );
+    }
 }

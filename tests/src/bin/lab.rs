@@ -7,6 +7,7 @@
 //! cargo run -p lb-tests --bin lab -- nat           # seed 001's LVS/NAT, two-NIC director
 //! cargo run -p lb-tests --bin lab -- nat --one-arm # LVS/NAT with a one-NIC director
 //! cargo run -p lb-tests --bin lab -- dr --keep     # ... and stay up until Ctrl-C
+//! cargo run -p lb-tests --bin lab -- ecmp          # three directors behind an ECMP router
 //! cargo run -p lb-tests --bin lab -- clean         # remove what a killed lab left behind
 //! ```
 //!
@@ -15,7 +16,11 @@
 use std::{net::Ipv4Addr, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};
-use lb_tests::{SERVICE_PORT, Testbed, Topology, XdpMode, cmd, testbed, tools};
+use lb_tests::{
+    SERVICE_PORT, Testbed, Topology, XdpMode, cmd,
+    ecmp::{EcmpLab, EcmpOptions},
+    testbed, tools,
+};
 
 #[derive(Parser)]
 #[command(
@@ -44,6 +49,10 @@ enum Kind {
         #[arg(long)]
         one_arm: bool,
     },
+    /// Scale-out: a router running BIRD spreads flows by ECMP over three directors, each
+    /// running lbd (DR, mh, sloppy_tcp=1) and BIRD, which announces the VIP over BGP with BFD
+    /// (`lbd --bird-vips`); a drain, and a director stopped, shown on the router's route.
+    Ecmp(EcmpArgs),
     /// Remove the namespaces and files of a lab that was killed before cleaning up.
     Clean {
         /// The prefix the lab was started with.
@@ -76,6 +85,27 @@ struct LabArgs {
     verbose: bool,
 }
 
+#[derive(Args, Clone, Debug)]
+struct EcmpArgs {
+    /// Stay up after the demonstration, until Ctrl-C, to explore the namespaces.
+    #[arg(long)]
+    keep: bool,
+    /// The first of three /24s: the client's network (client .10, router .1); the next one
+    /// holds the router (.1), directors (.11, .12, ...) and real servers (.21, ...); the VIP
+    /// is .99 of the third.
+    #[arg(long, default_value = "10.0.1.0")]
+    subnet: Ipv4Addr,
+    /// Namespace names: <prefix>-client, <prefix>-router, <prefix>-d1, ...
+    #[arg(long, default_value = "lab")]
+    prefix: String,
+    /// Number of directors.
+    #[arg(long, default_value_t = 3)]
+    directors: usize,
+    /// Print every command that builds the topology.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
 fn main() -> ExitCode {
     // Ctrl-C (and SIGTERM) must not kill us halfway: block them in every thread (none exist
     // yet) and look for them between steps, so the testbed is always dropped and cleans up.
@@ -93,6 +123,7 @@ fn main() -> ExitCode {
             };
             lab(topology, &args, &signals)
         }
+        Kind::Ecmp(args) => ecmp(&args, &signals),
         Kind::Clean { prefix } => {
             let removed = testbed::remove_leftovers(&prefix);
             if removed.is_empty() {
@@ -336,6 +367,131 @@ fn nat(tb: &Testbed, real_servers: usize) {
     }
     lbadm(tb, "-l -n --stats");
     println!("(Conns split 3:1 by wrr; OutPkts/OutBytes are the replies NAT'd back)");
+}
+
+/// Prints a command's output as the lab runs it.
+fn shown(what: &str, ran: &cmd::Ran) {
+    println!("# {what}");
+    print!("{}", ran.stdout);
+    if !ran.success() {
+        println!(
+            "(failed: {}) {}",
+            cmd::describe_status(ran.status),
+            ran.stderr.trim()
+        );
+    }
+}
+
+fn ecmp(args: &EcmpArgs, signals: &Signals) -> ExitCode {
+    cmd::set_echo(args.verbose);
+    step(&format!(
+        "building {} directors behind an ECMP router in network namespaces (BIRD, BGP, BFD)",
+        args.directors
+    ));
+    let lab = EcmpLab::start(&EcmpOptions {
+        prefix: Some(args.prefix.clone()),
+        subnet: Some(args.subnet),
+        directors: args.directors,
+        running: args.directors,
+        ..EcmpOptions::default()
+    });
+    print!("{}", lab.describe());
+    if signals.pending() {
+        return ecmp_interrupted(lab);
+    }
+    step("the router: a BGP session (with BFD) to every director, one multipath route for the VIP");
+    shown(
+        "birdc show protocols (router)",
+        &lab.router_birdc(&["show", "protocols"]),
+    );
+    shown(
+        "birdc show bfd sessions (router)",
+        &lab.router_birdc(&["show", "bfd", "sessions"]),
+    );
+    shown(
+        &format!("ip route show {} (router)", lab.vip()),
+        &lab.router
+            .ns
+            .try_run(&["ip", "route", "show", &lab.vip().to_string()], None),
+    );
+    step("what each director announces, and why (`lbd status`)");
+    for i in 0..args.directors {
+        shown(
+            &format!("lbd status ({})", lab.directors[i].name()),
+            &lab.lbd_command(i, "status"),
+        );
+    }
+    step("from the client: curl the VIP 6 times; ECMP picks a director per flow, mh a real server");
+    ecmp_curls(&lab, 6);
+    step("`lbd drain` on d1: its BIRD withdraws the VIP, the router takes d1 out of the route");
+    shown("lbd drain (d1)", &lab.lbd_command(0, "drain"));
+    lab.wait_next_hops(args.directors - 1);
+    shown(
+        &format!("ip route show {} (router)", lab.vip()),
+        &lab.router
+            .ns
+            .try_run(&["ip", "route", "show", &lab.vip().to_string()], None),
+    );
+    ecmp_curls(&lab, 3);
+    shown("lbd undrain (d1)", &lab.lbd_command(0, "undrain"));
+    lab.wait_next_hops(args.directors);
+    shown(
+        &format!("ip route show {} (router)", lab.vip()),
+        &lab.router
+            .ns
+            .try_run(&["ip", "route", "show", &lab.vip().to_string()], None),
+    );
+
+    if args.keep && !signals.pending() {
+        step("the lab stays up; press Ctrl-C to stop it and clean up");
+        let bin = tools::bin_dir();
+        println!("Enter a machine with:");
+        println!(
+            "  ip netns exec {} bash        then e.g.: curl {}",
+            lab.client.ns.name(),
+            lab.url()
+        );
+        println!(
+            "  ip netns exec {} bash        then e.g.: birdc -s {} show route; ip route",
+            lab.router.ns.name(),
+            lab.router_bird_socket().display()
+        );
+        for d in &lab.directors {
+            println!(
+                "  ip netns exec {} env LBD_SOCKET={} PATH={}:$PATH bash",
+                d.host.ns.name(),
+                d.files.socket.display(),
+                bin.display()
+            );
+            println!(
+                "      then e.g.: lbadm -Ln; lbd status --socket {sock}; lbd drain --socket {sock}; birdc -s {} show route",
+                d.bird_socket().display(),
+                sock = d.files.socket.display()
+            );
+        }
+        signals.wait();
+    }
+    step("cleaning up");
+    drop(lab);
+    println!("done");
+    ExitCode::SUCCESS
+}
+
+fn ecmp_curls(lab: &EcmpLab, n: usize) {
+    for _ in 0..n {
+        println!("# curl {}", lab.url());
+        let tally = lab.curl_url(&lab.url(), 1);
+        match tally.replies.first() {
+            Some(r) if r.status == 200 => println!("{}", r.body),
+            _ => println!("(failed) {}", tally.ran.stderr.trim()),
+        }
+    }
+}
+
+fn ecmp_interrupted(lab: EcmpLab) -> ExitCode {
+    step("interrupted; cleaning up");
+    drop(lab);
+    ExitCode::from(130)
 }
 
 fn interrupted(tb: Testbed) -> ExitCode {

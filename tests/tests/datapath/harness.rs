@@ -138,6 +138,8 @@ pub enum Change {
         used: std::time::Duration,
         modified: std::time::Duration,
     },
+    /// A UDP port `lbd decap` takes GUE on (`--gue-port`), host order.
+    DecapGuePort(u16),
 }
 
 /// The loaded program and its maps.
@@ -164,6 +166,8 @@ pub struct Director {
     real_stats: PerCpuArray<MapData, Counters>,
     dp_stats: PerCpuArray<MapData, u64>,
     settings: Array<MapData, Settings>,
+    /// `lbd decap --gue-port`, network order.
+    decap_gue_ports: HashMap<MapData, u16, u8>,
     /// The pre-filter's sets, filled as lbd fills them: every service's address and every
     /// NAT real server's, never removed.
     filter: Array<MapData, u64>,
@@ -237,6 +241,7 @@ impl Director {
             dp_stats: take(&mut ebpf, maps::DP_STATS),
             filter: take(&mut ebpf, maps::FILTER),
             settings: take(&mut ebpf, maps::SETTINGS),
+            decap_gue_ports: take(&mut ebpf, maps::DECAP_GUE_PORTS),
             admitted: Box::default(),
             ebpf,
         }
@@ -354,6 +359,7 @@ impl Director {
                 .remove(flow)
                 .or_else(|_| self.half_open.remove(flow)),
             Change::Settings(settings) => self.settings.set(0, settings, 0),
+            Change::DecapGuePort(port) => self.decap_gue_ports.insert(port.to_be(), 1, 0),
             Change::RealConns { id, conns } => self.real_conns.set(*id, conns, 0),
             Change::SweptConns {
                 id,

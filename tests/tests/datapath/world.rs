@@ -337,19 +337,116 @@ pub fn tunnelled(
     smac: Mac,
     src: Ipv4Addr,
 ) -> Vec<u8> {
+    tunnelled_as(frame, real_addr, next_hop, smac, src, Encap::Ipip)
+}
+
+/// A TUN real server's encapsulation (`--tun-type`), as the fixtures expect it.
+#[derive(Clone, Copy, Debug)]
+pub enum Encap {
+    Ipip,
+    /// UDP to `port`, a GUE header (version 0, no options, protocol 4); `csum`: the UDP
+    /// checksum is computed, else 0.
+    Gue {
+        port: u16,
+        csum: bool,
+    },
+    /// GRE with protocol 0x0800; `csum`: with the checksum field (C bit).
+    Gre {
+        csum: bool,
+    },
+}
+
+impl Encap {
+    /// Bytes in front of the client's packet.
+    pub fn overhead(self) -> usize {
+        match self {
+            Encap::Ipip => 20,
+            Encap::Gue { .. } => 20 + 8 + 4,
+            Encap::Gre { csum: false } => 20 + 4,
+            Encap::Gre { csum: true } => 20 + 8,
+        }
+    }
+}
+
+/// GUE's UDP source port for the flow of `inner` (a TCP or UDP packet): a hash of the flow
+/// (`lb_common::tunnel::source_port`, the helper both sides share), in host order.
+pub fn gue_source_port(inner: &Ipv4) -> u16 {
+    let (sport, dport, proto) = match &inner.payload {
+        L4::Tcp(t) => (t.sport, t.dport, IPPROTO_TCP),
+        L4::Udp(u) => (u.sport, u.dport, IPPROTO_UDP),
+        L4::Icmp(_) => (0, 0, 1),
+        other => panic!("gue_source_port: {other:?}"),
+    };
+    u16::from_be(lb_common::tunnel::source_port(
+        addr(inner.src).ipv4(),
+        addr(inner.dst).ipv4(),
+        sport.to_be(),
+        dport.to_be(),
+        proto,
+    ))
+}
+
+/// [`tunnelled`] with the encapsulation `encap`. The tunnel's own checksums (UDP's over the
+/// pseudo header, GRE's over its header and payload) are computed here from the bytes
+/// (RFC 768, RFC 2784), independently of the data path's incremental sums.
+pub fn tunnelled_as(
+    frame: &Frame,
+    real_addr: Ipv4Addr,
+    next_hop: Mac,
+    smac: Mac,
+    src: Ipv4Addr,
+    encap: Encap,
+) -> Vec<u8> {
     let inner = frame.ipv4().clone();
-    let mut outer = Ipv4::new(src, real_addr, inner.clone());
+    let payload: L4 = match encap {
+        Encap::Ipip => inner.clone().into(),
+        Encap::Gue { port, csum } => {
+            let mut gue = vec![0x00, 0x04, 0x00, 0x00];
+            gue.extend_from_slice(&inner.bytes());
+            let mut udp = Udp::new(gue_source_port(&inner), port, &gue);
+            if !csum {
+                udp.checksum = Some(0);
+            }
+            udp.into()
+        }
+        Encap::Gre { csum } => {
+            let mut bytes = if csum {
+                vec![0x80, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00]
+            } else {
+                vec![0x00, 0x00, 0x08, 0x00]
+            };
+            bytes.extend_from_slice(&inner.bytes());
+            if csum {
+                let sum = super::checksum::checksum(&bytes);
+                bytes[4..6].copy_from_slice(&sum.to_be_bytes());
+            }
+            L4::Raw { proto: 47, bytes }
+        }
+    };
+    let mut outer = Ipv4::new(src, real_addr, payload);
     outer.tos = inner.tos;
     outer.dont_fragment = inner.dont_fragment;
     outer.ident = if inner.dont_fragment { 0 } else { inner.ident };
     outer.ttl = inner.ttl;
-    // The input's padding (if any) ends `min_len` bytes in; the outer header moves it by 20.
+    // The input's padding (if any) ends `min_len` bytes in; the tunnel's headers move it.
     let padded = if frame.min_len == 0 {
         0
     } else {
-        frame.min_len + 20
+        frame.min_len + encap.overhead()
     };
     Frame::new(next_hop, smac, outer).padded_to(padded).bytes()
+}
+
+/// What TUN sends to `real` with the encapsulation `encap` ([`via_tun`] for IP-in-IP).
+pub fn via_tun_as(frame: &Frame, real: &RealDef, encap: Encap) -> Vec<u8> {
+    tunnelled_as(
+        &hopped(frame),
+        real.addr,
+        real.mac,
+        DIRECTOR_MAC,
+        DIRECTOR_IP,
+        encap,
+    )
 }
 
 /// The director's answer to a packet too big for the tunnel with DF set: ICMP "fragmentation

@@ -58,6 +58,7 @@ fn rs(
             weight,
             upper_threshold: 0,
             lower_threshold: 0,
+            tunnel: Default::default(),
         },
         active_conns: active,
         inactive_conns: inactive,

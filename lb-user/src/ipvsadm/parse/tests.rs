@@ -10,7 +10,7 @@ use crate::{
     },
     model::{
         Forward, Netmask, Persistence, Protocol, RealSpec, SchedFlags, Scheduler, ServiceSpec,
-        Timeouts,
+        Timeouts, Tunnel, TunnelCsum, TunnelType,
     },
 };
 
@@ -97,6 +97,7 @@ fn real(addr: IpAddr, port: u16, forward: Forward, weight: u32) -> RealSpec {
         weight,
         upper_threshold: 0,
         lower_threshold: 0,
+        tunnel: Default::default(),
     }
 }
 
@@ -921,6 +922,71 @@ fn tunnel_options() {
         usage("-a -t 1.2.3.4:80 -r 10.0.0.1 -i --tun-port 0"),
         "illegal tunnel port specified"
     );
+    // ipvsadm 1.31's tunnel_opt_check, for gue and gre.
+    assert_eq!(
+        usage("-a -t 1.2.3.4:80 -r 10.0.0.1 -i --tun-type gue"),
+        "You need to supply the 'tun-port' option for the 'gue' tunnel type"
+    );
+    assert_eq!(
+        usage(
+            "-a -t 1.2.3.4:80 -r 10.0.0.1 -i --tun-type gue --tun-port 6080 --tun-csum --tun-remcsum"
+        ),
+        "The option 'tun-remcsum' conflicts with the 'tun-csum' option in the 'gue' tunnel type"
+    );
+    assert_eq!(
+        usage(
+            "-a -t 1.2.3.4:80 -r 10.0.0.1 -i --tun-type gue --tun-port 6080 --tun-nocsum --tun-csum"
+        ),
+        "The option 'tun-csum' conflicts with the 'tun-nocsum' option in the 'gue' tunnel type"
+    );
+    assert_eq!(
+        usage("-a -t 1.2.3.4:80 -r 10.0.0.1 -i --tun-type gre --tun-port 6080"),
+        "Illegal 'tun-port' option with the 'gre' tunnel type"
+    );
+    assert_eq!(
+        usage("-a -t 1.2.3.4:80 -r 10.0.0.1 -i --tun-type gre --tun-remcsum"),
+        "Illegal 'tun-remcsum' option with the 'gre' tunnel type"
+    );
+    assert_eq!(
+        usage("-a -t 1.2.3.4:80 -r 10.0.0.1 -m --tun-type gre"),
+        "Tunnel options conflict with forward method"
+    );
+}
+
+#[test]
+fn gue_and_gre_real_servers() {
+    let tunnel = |line: &str| match invocation(line) {
+        Invocation::Apply(commands) => match &commands[..] {
+            [Command::AddReal { real, .. } | Command::EditReal { real, .. }] => real.tunnel,
+            other => panic!("{line}: {other:?}"),
+        },
+        other => panic!("{line}: {other:?}"),
+    };
+    assert_eq!(
+        tunnel("-a -t 1.2.3.4:80 -r 10.0.0.1 -i --tun-type gue --tun-port 6080"),
+        Tunnel {
+            kind: TunnelType::Gue,
+            port: 6080,
+            csum: TunnelCsum::Nocsum
+        }
+    );
+    assert_eq!(
+        tunnel("-e -t 1.2.3.4:80 -r 10.0.0.1 -i --tun-type gue --tun-port 6079 --tun-remcsum"),
+        Tunnel {
+            kind: TunnelType::Gue,
+            port: 6079,
+            csum: TunnelCsum::Remcsum
+        }
+    );
+    assert_eq!(
+        tunnel("-a -t 1.2.3.4:80 -r 10.0.0.1 -i --tun-type gre --tun-csum"),
+        Tunnel {
+            kind: TunnelType::Gre,
+            port: 0,
+            csum: TunnelCsum::Csum
+        }
+    );
+    assert_eq!(tunnel("-a -t 1.2.3.4:80 -r 10.0.0.1 -i"), Tunnel::default());
 }
 
 #[test]
@@ -936,10 +1002,6 @@ fn features_lb_does_not_have() {
     unsupported(
         "-A -t 1.2.3.4:5060 -p --pe sip",
         "Persistence engines (--pe) are",
-    );
-    unsupported(
-        "-a -t 1.2.3.4:80 -r 10.0.0.1 -i --tun-type gue --tun-port 6080",
-        "GUE and GRE tunnels are",
     );
     unsupported(
         "--start-daemon master",

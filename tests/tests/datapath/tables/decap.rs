@@ -1,7 +1,8 @@
-//! The real-server side of TUN (`lb_decap`, for kernels without the `ipip` module): an IP-in-IP
-//! frame as the director sends it (outer header of 20 bytes, protocol 4, not a fragment) is
-//! passed to the stack as the client's packet, the outer header gone and the Ethernet header
-//! kept (same MACs, type IPv4); everything else is passed untouched. Only decapsulations count.
+//! The real-server side of TUN (`lb_decap`, for kernels without the `ipip`, `fou` or `gre`
+//! modules): an IP-in-IP, GUE (to a port given with `--gue-port`) or GRE frame as the director
+//! sends it (outer header of 20 bytes, not a fragment) is passed to the stack as the client's
+//! packet, the tunnel's headers gone and the Ethernet header kept (same MACs, type IPv4);
+//! everything else is passed untouched. Only decapsulations count.
 
 use std::net::Ipv6Addr;
 
@@ -9,10 +10,52 @@ use lb_common::Stat;
 
 use crate::{
     fixture::{Fixture, Output, Send},
-    harness::Verdict,
+    harness::{Change, Verdict},
     packet::{Arp, Frame, Icmp, Ipv4, Ipv6, L3, L4, SYN, Tcp, Udp, cut},
-    world::{A, CLIENT, DIRECTOR_IP, DIRECTOR_MAC, VIP, hopped, http, via_tun},
+    world::{A, CLIENT, DIRECTOR_IP, DIRECTOR_MAC, Encap, VIP, hopped, http, via_tun, via_tun_as},
 };
+
+const GUE_6080: Encap = Encap::Gue {
+    port: 6080,
+    csum: false,
+};
+
+/// A GRE frame from the director to A with the GRE header `header`, carrying a client's SYN.
+fn gre_raw(header: &[u8], sport: u16) -> Vec<u8> {
+    Frame::new(
+        A.mac,
+        DIRECTOR_MAC,
+        Ipv4::new(
+            DIRECTOR_IP,
+            A.addr,
+            L4::Raw {
+                proto: 47,
+                bytes: [header, &client_syn(sport).bytes()].concat(),
+            },
+        ),
+    )
+    .bytes()
+}
+
+/// What the director sends to A with `encap` comes out as the client's packet (one hop on)
+/// under the same Ethernet header, `lbd decap --gue-port 6080 --gue-port 6079` being on.
+fn stripped_from(name: &'static str, frame: Frame, encap: Encap) -> Fixture {
+    let expected = hopped(&frame).with_macs(A.mac, DIRECTOR_MAC).bytes();
+    Fixture {
+        name,
+        setup: vec![Change::DecapGuePort(6080), Change::DecapGuePort(6079)],
+        steps: vec![
+            Send::new(
+                "tunnelled",
+                via_tun_as(&frame, &A, encap),
+                Verdict::PASS,
+                Output::Exact(expected),
+            )
+            .counts(&[Stat::Decap])
+            .into(),
+        ],
+    }
+}
 
 /// The client's SYN as the real server must see it: to the VIP, from the client.
 fn client_syn(sport: u16) -> Ipv4 {
@@ -65,6 +108,33 @@ fn untouched(name: &'static str, input: Vec<u8>) -> Fixture {
 
 pub fn fixtures() -> Vec<Fixture> {
     vec![
+        stripped_from(
+            "GUE to port 6080: the client's SYN",
+            http(42020, SYN),
+            GUE_6080,
+        ),
+        stripped_from(
+            "GUE with a UDP checksum, to the second port: the client's 1000-byte segment",
+            {
+                let mut frame = http(42021, 0x18);
+                frame.ipv4_mut().payload = Tcp::new(42021, 80, 0x18).payload(&[0x42; 960]).into();
+                frame
+            },
+            Encap::Gue {
+                port: 6079,
+                csum: true,
+            },
+        ),
+        stripped_from(
+            "GRE: the client's SYN",
+            http(42022, SYN),
+            Encap::Gre { csum: false },
+        ),
+        stripped_from(
+            "GRE with a checksum: the client's padded SYN",
+            http(42023, SYN).padded_to(60),
+            Encap::Gre { csum: true },
+        ),
         {
             // The director's own output (the TUN table pins it) goes in; the client's frame,
             // as DR would have delivered it (one hop on), comes out.
@@ -198,20 +268,16 @@ pub fn fixtures() -> Vec<Fixture> {
             .bytes(),
         ),
         untouched(
-            "GRE (47): untouched",
-            Frame::new(
-                A.mac,
-                DIRECTOR_MAC,
-                Ipv4::new(
-                    DIRECTOR_IP,
-                    A.addr,
-                    L4::Raw {
-                        proto: 47,
-                        bytes: [&[0x00, 0x00, 0x08, 0x00][..], &client_syn(42011).bytes()].concat(),
-                    },
-                ),
-            )
-            .bytes(),
+            "GRE with a key (K bit): untouched",
+            gre_raw(&[0x20, 0x00, 0x08, 0x00, 0, 0, 0, 7], 42011),
+        ),
+        untouched(
+            "GRE carrying another protocol (0x86dd): untouched",
+            gre_raw(&[0x00, 0x00, 0x86, 0xdd], 42012),
+        ),
+        untouched(
+            "GUE to a port not given with --gue-port: untouched",
+            via_tun_as(&http(42013, SYN), &A, GUE_6080),
         ),
         untouched(
             "IP-in-IP behind an 802.1Q tag: untouched",

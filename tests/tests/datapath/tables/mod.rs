@@ -15,3 +15,4 @@ pub mod sched;
 pub mod sched_counts;
 pub mod stats;
 pub mod tun;
+pub mod tun_encap;

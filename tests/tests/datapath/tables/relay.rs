@@ -40,9 +40,10 @@ use crate::{
     },
     wire::Mac,
     world::{
-        A, ALL_PORTS, ALL_PORTS_VIP, B, CLIENT, CLIENT_2, D, DIRECTOR_MAC, DNS, F, HTTP, NatNet,
-        OTHER_NIC_MAC, ROUTER_MAC, RealDef, ServiceDef, VIP, addr, dns, dns_world, edit_real,
-        flow_of, http, http_world, ip_len, new_flow, service_with_table, tcp, via_dr, via_tun,
+        A, ALL_PORTS, ALL_PORTS_VIP, B, CLIENT, CLIENT_2, D, DIRECTOR_MAC, DNS, Encap, F, HTTP,
+        NatNet, OTHER_NIC_MAC, ROUTER_MAC, RealDef, ServiceDef, VIP, addr, dns, dns_world,
+        edit_real, flow_of, http, http_world, ip_len, new_flow, service_with_table, tcp, via_dr,
+        via_tun, via_tun_as,
     },
 };
 
@@ -388,6 +389,70 @@ pub fn fixtures() -> Vec<Fixture> {
                     .counts(&[Stat::ConnNew, Stat::TxTunnel])
                     .into(),
                     relayed_tun("frag-needed", &error, &A).into(),
+                ],
+            }
+        },
+        {
+            // GUE with its UDP checksum and GRE with its checksum: the error's own flow picks
+            // the UDP source port (its addresses, no ports), and the sums cover the error.
+            let port = 45040;
+            let mut error = from_client_side(
+                CLIENT_PATH_ROUTER,
+                VIP,
+                frag_needed(MTU, quote(&http_reply(port), 0)),
+            );
+            error.ipv4_mut().dont_fragment = true;
+            let gue = Encap::Gue {
+                port: 6080,
+                csum: true,
+            };
+            let gre = Encap::Gre { csum: true };
+            let mut setup = http_world(&[&A]);
+            setup.push(edit_real(&A, &HTTP, |e| {
+                e.method = method::TUNNEL;
+                e.mtu = 1500;
+                e.tun_type = lb_common::tunnel::GUE;
+                e.tun_port = 6080u16.to_be();
+                e.tun_flags = lb_common::tunnel::F_CSUM;
+            }));
+            let to_gre = edit_real(&A, &HTTP, |e| {
+                e.method = method::TUNNEL;
+                e.mtu = 1500;
+                e.tun_type = lb_common::tunnel::GRE;
+                e.tun_flags = lb_common::tunnel::F_CSUM;
+            });
+            Fixture {
+                name: "TUN with GUE, then GRE: frag-needed quoting a reply goes to the real server in the real server's tunnel, checksums over the error",
+                setup,
+                steps: vec![
+                    Send::new(
+                        "SYN",
+                        http(port, SYN).bytes(),
+                        Verdict::TX,
+                        Output::Exact(via_tun_as(&http(port, SYN), &A, gue)),
+                    )
+                    .counts(&[Stat::ConnNew, Stat::TxTunnel])
+                    .into(),
+                    Send::new(
+                        "frag-needed (GUE)",
+                        error.bytes(),
+                        Verdict::TX,
+                        Output::Exact(via_tun_as(&error, &A, gue)),
+                    )
+                    .counts(&[Stat::IcmpRelayed, Stat::TxTunnel])
+                    .into(),
+                    Step::Apply {
+                        what: "A's tunnel becomes GRE with checksum (-e)",
+                        changes: vec![to_gre],
+                    },
+                    Send::new(
+                        "frag-needed (GRE)",
+                        error.bytes(),
+                        Verdict::TX,
+                        Output::Exact(via_tun_as(&error, &A, gre)),
+                    )
+                    .counts(&[Stat::IcmpRelayed, Stat::TxTunnel])
+                    .into(),
                 ],
             }
         },
