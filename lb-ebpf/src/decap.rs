@@ -8,6 +8,9 @@
 //! - GRE: outer IPv4, protocol 47, version 0, no key, sequence or routing, protocol type
 //!   0x0800, with or without the checksum field.
 //!
+//! - IPv6: an outer IPv6 header (next header 41, IPv6 in IPv6; 4, IPv4 in IPv6) or an outer
+//!   IPv4 header with protocol 41 (IPv6 in IPv4), the Ethernet type then the inner packet's.
+//!
 //! Outer checksums (UDP's, GRE's) are not verified: the client's packet keeps its own.
 //! Everything else passes untouched.
 
@@ -22,12 +25,13 @@ use aya_ebpf::{
 use lb_common::{Stat, tunnel};
 use network_types::{
     eth::{EthHdr, EtherType},
-    ip::Ipv4Hdr,
+    ip::{Ipv4Hdr, Ipv6Hdr},
 };
 
 use crate::{ptr, stats};
 
 const IPPROTO_IPIP: u8 = 4;
+const IPPROTO_IPV6: u8 = 41;
 const IPPROTO_UDP: u8 = 17;
 const IPPROTO_GRE: u8 = 47;
 /// Where the tunnel's header (UDP, GRE) starts.
@@ -54,6 +58,9 @@ fn decapsulate(ctx: &XdpContext) -> Option<()> {
     let eth = ptr::at::<EthHdr>(ctx, 0)?;
     // SAFETY: `at` checked the Ethernet header.
     let eth = unsafe { *eth };
+    if eth.ether_type == EtherType::Ipv6 as u16 {
+        return decapsulate6(ctx, &eth);
+    }
     if eth.ether_type != EtherType::Ipv4 as u16 {
         return None;
     }
@@ -66,6 +73,9 @@ fn decapsulate(ctx: &XdpContext) -> Option<()> {
     }
     match outer.proto {
         IPPROTO_IPIP => strip::<{ tunnel::IP_LEN as usize }>(ctx, &eth),
+        // IPv6 in IPv4 (6in4): the director's tunnel to an IPv4 real server of an IPv6
+        // service.
+        IPPROTO_IPV6 => strip6::<{ tunnel::IP_LEN as usize }>(ctx, &eth, EtherType::Ipv6),
         IPPROTO_GRE => {
             let gre = ptr::at::<[u8; 4]>(ctx, TUNNEL_OFFSET)?;
             // SAFETY: `at` checked the four bytes.
@@ -98,6 +108,42 @@ fn decapsulate(ctx: &XdpContext) -> Option<()> {
         }
         _ => None,
     }
+}
+
+/// The IPv6 outer header of RFC 2473 tunnels, as the director sends them to IPv6 real
+/// servers: IPv6 in IPv6 (next header 41) or IPv4 in IPv6 (4), no extension headers.
+#[inline(always)]
+fn decapsulate6(ctx: &XdpContext, eth: &EthHdr) -> Option<()> {
+    let outer = ptr::at::<Ipv6Hdr>(ctx, EthHdr::LEN)?;
+    // SAFETY: `at` checked the outer IPv6 header.
+    let next = unsafe { (*outer).next_hdr };
+    match next {
+        IPPROTO_IPV6 => strip6::<{ Ipv6Hdr::LEN }>(ctx, eth, EtherType::Ipv6),
+        IPPROTO_IPIP => strip6::<{ Ipv6Hdr::LEN }>(ctx, eth, EtherType::Ipv4),
+        _ => None,
+    }
+}
+
+/// [`strip`] where the inner packet's family is `inner` (which the Ethernet header then
+/// says), checking that a header of that family follows.
+#[inline(always)]
+fn strip6<const N: usize>(ctx: &XdpContext, eth: &EthHdr, inner: EtherType) -> Option<()> {
+    if inner == EtherType::Ipv6 {
+        ptr::at::<Ipv6Hdr>(ctx, EthHdr::LEN + N)?;
+    } else {
+        ptr::at::<Ipv4Hdr>(ctx, EthHdr::LEN + N)?;
+    }
+    let moved = ptr::at_mut::<EthHdr>(ctx, N)?;
+    // SAFETY: `at_mut` checked the destination; `eth` is a copy.
+    unsafe {
+        *moved = *eth;
+        (*moved).ether_type = inner as u16;
+    }
+    // SAFETY: helper call on our own context; nothing is read through old pointers after it.
+    if unsafe { bpf_xdp_adjust_head(ctx.as_ptr() as *mut _, N as i32) } != 0 {
+        return None;
+    }
+    Some(())
 }
 
 /// Drops the `N` bytes after the Ethernet header (the tunnel's headers) when an IPv4 header's

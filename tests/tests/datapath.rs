@@ -178,6 +178,7 @@ fn gue_source_ports_spread_over_flows() {
 #[test]
 fn decapsulation_on_the_real_server() {
     run_table_of("decap", DECAP_PROGRAM, tables::decap::fixtures());
+    run_table_of("decap-ipv6", DECAP_PROGRAM, tables::ipv6::decap_fixtures());
 }
 
 #[test]

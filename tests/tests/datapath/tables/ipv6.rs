@@ -914,3 +914,80 @@ pub fn nat_relay_fixtures(net: &Nat6Net) -> Vec<Fixture> {
         ],
     }]
 }
+
+// ---- the real server's side: `lbd decap` ------------------------------------------------------
+
+/// A decapsulation: `input` comes out as `inner` under the same MACs.
+fn decapsulated6(name: &'static str, input: Frame, inner: Frame) -> Fixture {
+    Fixture {
+        name,
+        setup: Vec::new(),
+        steps: vec![
+            Send::new(
+                "tunnelled",
+                input.bytes(),
+                Verdict::PASS,
+                Output::Exact(inner.bytes()),
+            )
+            .counts(&[Stat::Decap])
+            .into(),
+        ],
+    }
+}
+
+pub fn decap_fixtures() -> Vec<Fixture> {
+    let syn6 = hopped6(&http6(41400, SYN));
+    let syn4 = world::hopped(&world::http(41401, SYN));
+    let real4 = Ipv4Addr::new(10, 1, 0, 11);
+    let on_a6 = |f: &Frame| f.clone().with_macs(A6.mac, DIRECTOR_MAC);
+    vec![
+        decapsulated6(
+            "IPv6 in IPv6: the client's IPv6 SYN, Ethernet type IPv6",
+            Frame::new(
+                A6.mac,
+                DIRECTOR_MAC,
+                Ipv6::new(DIRECTOR6, A6.addr, inner_of(&syn6, 41)),
+            ),
+            on_a6(&syn6),
+        ),
+        decapsulated6(
+            "IPv4 in IPv6: the client's IPv4 SYN, Ethernet type IPv4",
+            Frame::new(
+                A6.mac,
+                DIRECTOR_MAC,
+                Ipv6::new(DIRECTOR6, A6.addr, inner_of(&syn4, 4)),
+            ),
+            on_a6(&syn4),
+        ),
+        decapsulated6(
+            "IPv6 in IPv4 (6in4): the client's IPv6 SYN, Ethernet type IPv6",
+            Frame::new(
+                A6.mac,
+                DIRECTOR_MAC,
+                Ipv4::new(world::DIRECTOR_IP, real4, inner_of(&syn6, 41)),
+            ),
+            on_a6(&syn6),
+        ),
+        Fixture {
+            name: "an outer IPv6 header with next header 41 but no whole inner header: untouched",
+            setup: Vec::new(),
+            steps: vec![
+                Send::new(
+                    "cut",
+                    {
+                        let full = Frame::new(
+                            A6.mac,
+                            DIRECTOR_MAC,
+                            Ipv6::new(DIRECTOR6, A6.addr, inner_of(&syn6, 41)),
+                        )
+                        .bytes();
+                        full[..14 + 40 + 30].to_vec()
+                    },
+                    Verdict::PASS,
+                    Output::Unchanged,
+                )
+                .into(),
+            ],
+        },
+    ]
+}
