@@ -3,8 +3,9 @@
 //! and on the real servers' `lo`), lbd configured with lbadm in ipvsadm's IPv6 syntax.
 //!
 //! `ipv6_real_servers_are_resolved_over_ndp` needs only user space (route and neighbour lookups
-//! over IPv6). The traffic tests need the data path's IPv6 forwarding. The keepalived test
-//! runs health checks over IPv6 from the director.
+//! over IPv6). The traffic tests need the data path's IPv6 forwarding (DR, and TUN as IPv6 in
+//! IPv6 with `lbd decap` on the real servers). The keepalived test runs health checks over IPv6
+//! from the director.
 
 use std::time::Duration;
 
@@ -253,5 +254,40 @@ fn keepalived_ipv6_virtual_server_with_checks_over_ipv6() {
         status.success(),
         "lbd exited with {status:?}\n{}",
         lbd.daemon.report()
+    );
+}
+
+/// LVS-TUN over IPv6: the director encapsulates IPv6 in IPv6 (next header 41) to each real
+/// server's IPv6 address, where `lbd decap` strips the outer header; the requests reach nginx
+/// addressed to the VIP.
+#[test]
+fn tun_ipv6_in_ipv6_reaches_the_real_servers_at_the_vip() {
+    let mut tb = Testbed::builder()
+        .topology(lb_tests::Topology::Tun)
+        .ipv6()
+        .build();
+    tb.start_lbd();
+    let vip = tb.vip6_port(SERVICE_PORT);
+    adm(&tb, &format!("-A -t {vip} -s rr"));
+    for i in 1..=2 {
+        adm(
+            &tb,
+            &format!("-a -t {vip} -r [{}]:{SERVICE_PORT} -i", tb.rip6(i)),
+        );
+    }
+    wait_resolved(&tb);
+    let tally = tb.curl(&format!("http://{vip}/"), 6);
+    tally.assert_all_ok();
+    assert_eq!(tally.count("rs1"), 3, "{tally}");
+    assert_eq!(tally.count("rs2"), 3, "{tally}");
+    wait::wait_ok(
+        "3 requests via the IPv6 VIP on each",
+        TRAFFIC_TIMEOUT,
+        || {
+            let served = tb.served_via_vip6_all(SERVICE_PORT);
+            (served == [3, 3])
+                .then_some(())
+                .ok_or_else(|| format!("served via the VIP (rs1, rs2): {served:?}"))
+        },
     );
 }
