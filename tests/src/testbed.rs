@@ -448,6 +448,10 @@ impl TestbedBuilder {
                     at(rs_subnet, GATEWAY_HOST),
                 );
                 director.ns.sysctl("net.ipv4.ip_forward", "1");
+                if self.ipv6 {
+                    // Also what lets the data path's IPv6 FIB lookups answer.
+                    director.ns.sysctl("net.ipv6.conf.all.forwarding", "1");
+                }
                 let vip = if self.vip_is_director_address {
                     at(subnet, DIRECTOR_HOST)
                 } else {
@@ -570,6 +574,11 @@ impl TestbedBuilder {
             if let Some(gateway) = rs_gateway {
                 // Seed 001: `route add default gw 172.16.20.150 dev eth0`.
                 rs.route("default", gateway);
+                if self.ipv6 {
+                    let via = v6_of(gateway).to_string();
+                    rs.ns
+                        .run(&["ip", "-6", "route", "add", "default", "via", &via]);
+                }
             }
             real_servers.push(rs);
         }

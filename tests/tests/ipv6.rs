@@ -291,3 +291,48 @@ fn tun_ipv6_in_ipv6_reaches_the_real_servers_at_the_vip() {
         },
     );
 }
+
+/// LVS-NAT over IPv6 (seed 001's two networks, each with its IPv6 twin; the real servers'
+/// default IPv6 route through the director): requests reach the real servers rewritten to
+/// their own address and port, and the replies come back through the director from the VIP
+/// (curl gets them).
+#[test]
+fn nat_ipv6_rewrites_to_the_real_servers_and_back() {
+    let mut tb = Testbed::builder()
+        .topology(lb_tests::Topology::Nat)
+        .ipv6()
+        .build();
+    tb.start_lbd();
+    let vip = tb.vip6_port(SERVICE_PORT);
+    adm(&tb, &format!("-A -t {vip} -s rr"));
+    for i in 1..=2 {
+        adm(
+            &tb,
+            &format!("-a -t {vip} -r [{}]:{SERVICE_PORT} -m", tb.rip6(i)),
+        );
+    }
+    wait_resolved(&tb);
+    let tally = tb.curl(&format!("http://{vip}/"), 6);
+    tally.assert_all_ok();
+    assert_eq!(tally.count("rs1"), 3, "{tally}");
+    assert_eq!(tally.count("rs2"), 3, "{tally}");
+    // NAT rewrites the destination: nginx logs the real server's own address as the local one.
+    wait::wait_ok(
+        "3 requests at each real server's address",
+        TRAFFIC_TIMEOUT,
+        || {
+            let served: Vec<usize> = (1..=2)
+                .map(|i| {
+                    lb_tests::http::count_served(
+                        &tb.dir().join(format!("rs{i}")).join("access.log"),
+                        &format!("{}:{SERVICE_PORT}", tb.rip6(i)),
+                        None,
+                    )
+                })
+                .collect();
+            (served == [3, 3])
+                .then_some(())
+                .ok_or_else(|| format!("served at the real servers' addresses: {served:?}"))
+        },
+    );
+}
