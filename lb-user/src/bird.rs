@@ -108,19 +108,32 @@ pub fn decide(services: &[ServiceView], drained: bool) -> Vec<VipVerdict> {
         .collect()
 }
 
-/// The include file for the verdicts: one static route per announced VIP.
-pub fn render(verdicts: &[VipVerdict]) -> String {
+/// The include file for the verdicts of one family (`ipv6`: the IPv6 VIPs, else the IPv4
+/// ones): one static route per announced VIP. BIRD's `protocol static` has one channel, so
+/// each family has its file, included by a static protocol of that family.
+pub fn render(verdicts: &[VipVerdict], ipv6: bool) -> String {
     let mut text = String::from(
         "# Written by lbd (--bird-vips): the VIPs this director announces. Do not edit;\n\
          # include it in a `protocol static` of bird.conf (see lb's README).\n",
     );
-    for v in verdicts.iter().filter(|v| v.announce) {
-        // A host route of the VIP's family (an IPv6 VIP needs a `protocol static` with an
-        // ipv6 channel on BIRD's side).
-        let len = if v.vip.is_ipv6() { 128 } else { 32 };
+    for v in verdicts
+        .iter()
+        .filter(|v| v.announce && v.vip.is_ipv6() == ipv6)
+    {
+        let len = if ipv6 { 128 } else { 32 };
         text += &format!("route {}/{len} blackhole;\n", v.vip);
     }
     text
+}
+
+/// The IPv6 include file beside `--bird-vips FILE`: `vips.conf` → `vips6.conf`.
+pub fn ipv6_file(path: &Path) -> std::path::PathBuf {
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}6.{}", ext.to_string_lossy()),
+        None => format!("{stem}6"),
+    };
+    path.with_file_name(name)
 }
 
 /// A change of one VIP's announcement, for the log.
@@ -365,8 +378,15 @@ impl Announcer {
                 info!(vip = %c.vip, reason = %c.reason, "withdrawing VIP from BIRD");
             }
         }
-        if let Err(e) = write_atomically(&self.file, render(&self.verdicts).as_bytes()) {
-            let message = format!("writing {}: {e}", self.file.display());
+        let written = write_atomically(&self.file, render(&self.verdicts, false).as_bytes())
+            .map_err(|e| (self.file.clone(), e))
+            .and_then(|()| {
+                let file6 = ipv6_file(&self.file);
+                write_atomically(&file6, render(&self.verdicts, true).as_bytes())
+                    .map_err(|e| (file6, e))
+            });
+        if let Err((file, e)) = written {
+            let message = format!("writing {}: {e}", file.display());
             warn!("{message}; trying again in a second");
             self.bird_error = Some(message);
             return;
@@ -539,14 +559,36 @@ mod tests {
             service([10, 0, 0, 2], 80, 1, None),
             service([10, 0, 0, 1], 80, 0, None),
         ];
-        let text = render(&decide(&services, false));
+        let text = render(&decide(&services, false), false);
         let routes: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(routes, ["route 10.0.0.2/32 blackhole;"]);
         assert!(
-            render(&decide(&services, true))
+            render(&decide(&services, true), false)
                 .lines()
                 .all(|l| l.starts_with('#'))
         );
+    }
+
+    #[test]
+    fn ipv6_vips_go_to_their_own_file() {
+        let mut v6 = service([0; 4], 80, 1, None);
+        v6.addr.addr = "2001:db8:10::100".parse().unwrap();
+        let services = [service([10, 0, 0, 2], 80, 1, None), v6];
+        let verdicts = decide(&services, false);
+        let routes = |ipv6| -> Vec<String> {
+            render(&verdicts, ipv6)
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(routes(false), ["route 10.0.0.2/32 blackhole;"]);
+        assert_eq!(routes(true), ["route 2001:db8:10::100/128 blackhole;"]);
+        assert_eq!(
+            ipv6_file(Path::new("/etc/bird/lb/vips.conf")),
+            Path::new("/etc/bird/lb/vips6.conf")
+        );
+        assert_eq!(ipv6_file(Path::new("/run/vips")), Path::new("/run/vips6"));
     }
 
     #[test]

@@ -63,8 +63,9 @@ pub struct Args {
     #[arg(long = "sysctl", value_name = "NAME=VALUE", value_parser = parse_sysctl)]
     pub sysctls: Vec<(Sysctl, u32)>,
     /// Announce the VIPs through BIRD: lbd writes this BIRD include file (a `route VIP/32
-    /// blackhole;` per VIP of a service with a healthy real server, none while drained) and
-    /// runs `birdc configure`. Include it in a `protocol static` of bird.conf, exported by BGP.
+    /// blackhole;` per IPv4 VIP of a service with a healthy real server, none while drained),
+    /// the IPv6 ones (`/128`) to the same name with a 6 before the extension, and runs `birdc
+    /// configure`. Include each in a `protocol static` of its family, exported by BGP.
     #[arg(long, value_name = "FILE")]
     pub bird_vips: Option<PathBuf>,
     /// BIRD's control socket, for `birdc -s PATH configure` (with --bird-vips).
