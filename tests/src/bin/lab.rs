@@ -7,6 +7,7 @@
 //! cargo run -p lb-tests --bin lab -- nat           # seed 001's LVS/NAT, two-NIC director
 //! cargo run -p lb-tests --bin lab -- nat --one-arm # LVS/NAT with a one-NIC director
 //! cargo run -p lb-tests --bin lab -- dr --keep     # ... and stay up until Ctrl-C
+//! cargo run -p lb-tests --bin lab -- dr --ipv6     # any of them over IPv6 (dual stack)
 //! cargo run -p lb-tests --bin lab -- ecmp          # three directors behind an ECMP router
 //! cargo run -p lb-tests --bin lab -- clean         # remove what a killed lab left behind
 //! ```
@@ -83,6 +84,11 @@ struct LabArgs {
     /// Print every command that builds the topology.
     #[arg(short, long)]
     verbose: bool,
+    /// Dual stack, the lab's service over IPv6: every host also gets the IPv6 twin of its
+    /// address (`10.0.1.11` → `fd00::a00:10b`), and lbadm and curl use the IPv6 VIP and real
+    /// servers (`-t [VIP6]:80 -r [RIP6]:80`).
+    #[arg(long)]
+    ipv6: bool,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -148,8 +154,34 @@ fn lbadm(tb: &Testbed, line: &str) {
 }
 
 /// `curl URL` from the client `n` times, printing each answer.
-fn curls(tb: &Testbed, n: usize) {
-    let url = format!("http://{}/", tb.vip());
+/// Which family the lab's service is of, and its addresses as lbadm and curl take them.
+#[derive(Clone, Copy)]
+struct Family {
+    ipv6: bool,
+}
+
+impl Family {
+    /// `VIP:port`, or `[VIP6]:port`.
+    fn vip(self, tb: &Testbed, port: u16) -> String {
+        if self.ipv6 {
+            tb.vip6_port(port)
+        } else {
+            tb.vip_port(port)
+        }
+    }
+
+    /// Real server `i`'s address, bracketed for IPv6 as lbadm takes it before `:port`.
+    fn rip(self, tb: &Testbed, i: usize) -> String {
+        if self.ipv6 {
+            format!("[{}]", tb.rip6(i))
+        } else {
+            tb.rip(i).to_string()
+        }
+    }
+}
+
+fn curls(tb: &Testbed, family: Family, n: usize) {
+    let url = format!("http://{}/", family.vip(tb, SERVICE_PORT));
     for _ in 0..n {
         println!("# curl {url}");
         let ran = tb.curl_once(&url);
@@ -185,13 +217,17 @@ fn lab(topology: Topology, args: &LabArgs, signals: &Signals) -> ExitCode {
         "building {} topology in network namespaces",
         title(topology)
     ));
-    let mut tb = Testbed::builder()
+    let mut builder = Testbed::builder()
         .topology(topology)
         .prefix(&args.prefix)
         .subnet(args.subnet)
         .real_servers(real_servers)
-        .xdp_mode(args.xdp_mode)
-        .build();
+        .xdp_mode(args.xdp_mode);
+    if args.ipv6 {
+        builder = builder.ipv6();
+    }
+    let mut tb = builder.build();
+    let family = Family { ipv6: args.ipv6 };
     print!("{}", tb.describe());
     if signals.pending() {
         return interrupted(tb);
@@ -215,15 +251,15 @@ fn lab(topology: Topology, args: &LabArgs, signals: &Signals) -> ExitCode {
     }
 
     match topology {
-        Topology::Dr => dr(&tb, real_servers),
-        Topology::Tun => tun(&tb, real_servers),
-        Topology::Nat | Topology::NatOneArm => nat(&tb, real_servers),
+        Topology::Dr => dr(&tb, real_servers, family),
+        Topology::Tun => tun(&tb, real_servers, family),
+        Topology::Nat | Topology::NatOneArm => nat(&tb, real_servers, family),
     }
 
     if args.keep && !signals.pending() {
         step("the lab stays up; press Ctrl-C to stop it and clean up");
         let bin = tools::bin_dir();
-        let url = format!("http://{}/", tb.vip());
+        let url = format!("http://{}/", family.vip(&tb, SERVICE_PORT));
         println!("Enter a machine with:");
         println!("  ip netns exec {} bash", tb.client.ns.name());
         println!("      then e.g.: curl {url}");
@@ -254,13 +290,19 @@ fn lab(topology: Topology, args: &LabArgs, signals: &Signals) -> ExitCode {
 }
 
 /// Seed 000's LVS/DR commands, then curl alternating.
-fn dr(tb: &Testbed, real_servers: usize) {
+fn dr(tb: &Testbed, real_servers: usize, family: Family) {
     step("configuring the director as seed 000 does, with lbadm in place of ipvsadm");
-    let vip = tb.vip_port(SERVICE_PORT);
+    let vip = family.vip(tb, SERVICE_PORT);
     lbadm(tb, "-C");
     lbadm(tb, &format!("-A -t {vip} -s rr"));
     for i in 1..=real_servers {
-        lbadm(tb, &format!("-a -t {vip} -r {} -g", tb.rip(i)));
+        // Seed 000 gives no port; an IPv6 address in brackets needs one.
+        let rip = if family.ipv6 {
+            format!("{}:80", family.rip(tb, i))
+        } else {
+            family.rip(tb, i)
+        };
+        lbadm(tb, &format!("-a -t {vip} -r {rip} -g"));
     }
     lbadm(tb, "-Ln");
 
@@ -268,23 +310,23 @@ fn dr(tb: &Testbed, real_servers: usize) {
         "from the client ({}): curl the VIP 6 times, round-robin over the real servers",
         tb.client.ip
     ));
-    curls(tb, 6);
+    curls(tb, family, 6);
     lbadm(tb, "-Ln");
 }
 
 /// Seed 003's LVS/TUN commands, then curl going round the real servers, whose answers go
 /// to the client directly.
-fn tun(tb: &Testbed, real_servers: usize) {
+fn tun(tb: &Testbed, real_servers: usize, family: Family) {
     println!(
         "(each real server: VIP on lo, arp_ignore=1, arp_announce=2, rp_filter=0, and \
          `lbd decap --iface eth0` in place of seed 003's tunl0: no ipip module here)"
     );
     step("configuring the director as seed 003 does, with lbadm in place of ipvsadm");
-    let vip = tb.vip_port(SERVICE_PORT);
+    let vip = family.vip(tb, SERVICE_PORT);
     lbadm(tb, "-C");
     lbadm(tb, &format!("-A -t {vip} -s rr"));
     for i in 1..=real_servers {
-        lbadm(tb, &format!("-a -t {vip} -r {}:80 -i", tb.rip(i)));
+        lbadm(tb, &format!("-a -t {vip} -r {}:80 -i", family.rip(tb, i)));
     }
     lbadm(tb, "-Ln");
 
@@ -294,14 +336,14 @@ fn tun(tb: &Testbed, real_servers: usize) {
          each answers the client directly, not through the director",
         tb.client.ip
     ));
-    curls(tb, n);
+    curls(tb, family, n);
     lbadm(tb, "-Ln --stats");
     println!("(OutPkts stays 0: in TUN the replies never pass the director)");
 }
 
 /// Seed 001's LVS/NAT commands: rr with weights 3:1, `-E -s wrr`, `-Z`, a short `ab`, and
 /// `-l -n --stats`.
-fn nat(tb: &Testbed, real_servers: usize) {
+fn nat(tb: &Testbed, real_servers: usize, family: Family) {
     let gateway = if tb.topology() == Topology::Nat {
         format!(
             "the director's {} {}",
@@ -315,14 +357,14 @@ fn nat(tb: &Testbed, real_servers: usize) {
          001's `route add default gw 172.16.20.150`; ip_forward=1 on the director)"
     );
     step("configuring the director as seed 001 does, with lbadm in place of ipvsadm");
-    let vip = tb.vip_port(SERVICE_PORT);
+    let vip = family.vip(tb, SERVICE_PORT);
     lbadm(tb, "-C");
     lbadm(tb, &format!("-A -t {vip} -s rr"));
     for i in 1..=real_servers {
         let weight = if i == 1 { 3 } else { 1 };
         lbadm(
             tb,
-            &format!("-a -t {vip} -r {}:80 -m -w {weight}", tb.rip(i)),
+            &format!("-a -t {vip} -r {}:80 -m -w {weight}", family.rip(tb, i)),
         );
     }
     lbadm(tb, "-l -n");
@@ -331,12 +373,12 @@ fn nat(tb: &Testbed, real_servers: usize) {
         "from the client ({}): curl the VIP 4 times; rr ignores the weights",
         tb.client.ip
     ));
-    curls(tb, 4);
+    curls(tb, family, 4);
 
     step("switching to wrr: weights 3:1 now count");
     lbadm(tb, &format!("-E -t {vip} -s wrr"));
     lbadm(tb, "-l -n");
-    curls(tb, 8);
+    curls(tb, family, 8);
 
     step("clearing the counters, then a short ab from the client");
     lbadm(tb, &format!("-Z -t {vip}"));
