@@ -90,9 +90,14 @@ const APT_PACKAGES: &[AptPackage] = &[
     ),
 ];
 
-/// Services that the packages above may start system-wide; the tests and labs start their own
-/// instances per namespace instead.
-const SERVICES: &[&str] = &["nginx", "haproxy", "keepalived", "bird"];
+/// Services that the packages above may start system-wide, by package and unit; the tests and
+/// labs start their own instances per namespace instead.
+const SERVICES: &[(&str, &str)] = &[
+    ("nginx", "nginx"),
+    ("haproxy", "haproxy"),
+    ("keepalived", "keepalived"),
+    ("bird2", "bird"),
+];
 
 fn apt_packages() -> Result<()> {
     let names: Vec<&str> = APT_PACKAGES
@@ -139,7 +144,7 @@ fn apt_packages() -> Result<()> {
             bail!("apt-get did not install {still_missing:?}");
         }
     }
-    for service in SERVICES {
+    for (_, service) in SERVICES {
         quiesce_service(service);
     }
     Ok(())
@@ -765,8 +770,11 @@ mod tests {
 
     #[test]
     fn every_service_belongs_to_a_listed_package() {
-        for service in SERVICES {
-            assert!(APT_PACKAGES.iter().any(|p| p.name == *service), "{service}");
+        for (package, service) in SERVICES {
+            assert!(
+                APT_PACKAGES.iter().any(|p| p.name == *package),
+                "{service}: {package}"
+            );
         }
     }
 }
