@@ -170,12 +170,43 @@ impl Family {
         }
     }
 
+    /// The client's address.
+    fn client(self, tb: &Testbed) -> String {
+        if self.ipv6 {
+            tb.client6().to_string()
+        } else {
+            tb.client.ip.to_string()
+        }
+    }
+
     /// Real server `i`'s address, bracketed for IPv6 as lbadm takes it before `:port`.
     fn rip(self, tb: &Testbed, i: usize) -> String {
         if self.ipv6 {
             format!("[{}]", tb.rip6(i))
         } else {
             tb.rip(i).to_string()
+        }
+    }
+}
+
+/// Over IPv6, waits (up to 10 s) until lbd has the real servers' MACs: the director solicits
+/// them once its link-local address has passed duplicate address detection, about a second
+/// after its link came up, and a real server not yet resolved takes no connections.
+fn wait_resolved(tb: &Testbed, family: Family, real_servers: usize) {
+    if !family.ipv6 {
+        return;
+    }
+    println!("(waiting for lbd to resolve the real servers over NDP)");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    for i in 1..=real_servers {
+        let rip = tb.rip6(i).to_string();
+        while !tb
+            .lbd_log()
+            .lines()
+            .any(|l| l.contains("real server resolved") && l.contains(&rip))
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(200));
         }
     }
 }
@@ -305,10 +336,11 @@ fn dr(tb: &Testbed, real_servers: usize, family: Family) {
         lbadm(tb, &format!("-a -t {vip} -r {rip} -g"));
     }
     lbadm(tb, "-Ln");
+    wait_resolved(tb, family, real_servers);
 
     step(&format!(
         "from the client ({}): curl the VIP 6 times, round-robin over the real servers",
-        tb.client.ip
+        family.client(tb)
     ));
     curls(tb, family, 6);
     lbadm(tb, "-Ln");
@@ -329,12 +361,13 @@ fn tun(tb: &Testbed, real_servers: usize, family: Family) {
         lbadm(tb, &format!("-a -t {vip} -r {}:80 -i", family.rip(tb, i)));
     }
     lbadm(tb, "-Ln");
+    wait_resolved(tb, family, real_servers);
 
     let n = 2 * real_servers;
     step(&format!(
         "from the client ({}): curl the VIP {n} times, round-robin over the real servers; \
          each answers the client directly, not through the director",
-        tb.client.ip
+        family.client(tb)
     ));
     curls(tb, family, n);
     lbadm(tb, "-Ln --stats");
@@ -371,7 +404,7 @@ fn nat(tb: &Testbed, real_servers: usize, family: Family) {
 
     step(&format!(
         "from the client ({}): curl the VIP 4 times; rr ignores the weights",
-        tb.client.ip
+        family.client(tb)
     ));
     curls(tb, family, 4);
 
