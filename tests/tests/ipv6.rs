@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use lb_tests::{SERVICE_PORT, Testbed, lbd::Lbd, wait};
+use lb_tests::{SERVICE_PORT, Testbed, http::LoadGen, lbd::Lbd, wait};
 
 /// How long the real servers' access logs may take to show what a test waits for.
 const TRAFFIC_TIMEOUT: Duration = Duration::from_secs(30);
@@ -161,6 +161,20 @@ fn dual_stack_director_serves_an_ipv4_and_an_ipv6_vip_at_once() {
         assert_eq!(tally.count("rs1"), 2, "{tally}");
         assert_eq!(tally.count("rs2"), 2, "{tally}");
     }
+    // Both VIPs under wrk at once (a new connection per request): nothing fails, and the
+    // connection counters of both services grow.
+    let url6 = format!("http://{}/", tb.vip6_port(SERVICE_PORT));
+    let url4 = format!("http://{vip4}/");
+    let load6 = tb.start_load(LoadGen::Wrk { connections: 4 }, &url6);
+    let load4 = tb.start_load(LoadGen::Wrk { connections: 4 }, &url4);
+    std::thread::sleep(Duration::from_secs(3));
+    let (report6, report4) = (load6.stop(), load4.stop());
+    println!("wrk over IPv6: {report6:?}\nwrk over IPv4: {report4:?}");
+    for report in [&report6, &report4] {
+        assert!(report.requests > 0, "{}", report.output);
+        assert_eq!((report.failed, report.non_2xx), (0, 0), "{}", report.output);
+    }
+
     // Listed IPv4 first, as ipvsadm sorts by family.
     let list = adm(&tb, "-Ln");
     let services: Vec<&str> = list.lines().filter(|l| l.starts_with("TCP")).collect();
