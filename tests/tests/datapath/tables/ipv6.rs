@@ -591,17 +591,26 @@ fn nat_entry(state: u8, reply: bool) -> lb_common::Conn {
     }
 }
 
+/// A client's SYN (on ext0) readdressed to [A6]:8080 and sent out of int0, hop limit one
+/// less; the test's builder recomputes the TCP checksum over the new pseudo-header.
+fn nat_syn6(net: &Nat6Net, syn: &Frame) -> Send {
+    let mut to_real = syn.clone().with_macs(A6.mac, world::OTHER_NIC_MAC);
+    let ip = to_real.ipv6_mut();
+    ip.dst = A6.addr;
+    ip.hop_limit -= 1;
+    *ports_mut(ip).1 = RPORT;
+    Send::new(
+        "SYN",
+        syn.bytes(),
+        Verdict::REDIRECT,
+        Output::Exact(to_real.bytes()),
+    )
+    .on(net.ext)
+    .counts(&[Stat::ConnNew, Stat::TxNat, Stat::Redirect])
+}
+
 pub fn nat_fixtures(net: &Nat6Net) -> Vec<Fixture> {
     let syn = http6(41100, SYN);
-    // Client → A6:8080, out of int0 (redirect), hop limit one less; the builder recomputes
-    // the TCP checksum over the new pseudo-header.
-    let mut to_real = syn.clone().with_macs(A6.mac, world::OTHER_NIC_MAC);
-    {
-        let ip = to_real.ipv6_mut();
-        ip.dst = A6.addr;
-        ip.hop_limit -= 1;
-        *ports_mut(ip).1 = RPORT;
-    }
     let reply = Frame::new(
         world::OTHER_NIC_MAC,
         A6.mac,
@@ -627,25 +636,18 @@ pub fn nat_fixtures(net: &Nat6Net) -> Vec<Fixture> {
         name: "IPv6 NAT: the SYN is readdressed to [A6]:8080 (TCP checksum over the new pseudo-header), the SYN-ACK back from [VIP6]:80; both entries",
         setup: nat_world6(net),
         steps: vec![
-            Send::new(
-                "SYN",
-                syn.bytes(),
-                Verdict::REDIRECT,
-                Output::Exact(to_real.bytes()),
-            )
-            .on(net.ext)
-            .counts(&[Stat::ConnNew, Stat::TxNat, Stat::Redirect])
-            .expect([
-                Expect::ConnEntry {
-                    flow: flow6(&syn),
-                    conn: nat_entry(SYN_RECV, false),
-                },
-                Expect::ConnEntry {
-                    flow: reply_key,
-                    conn: nat_entry(SYN_RECV, true),
-                },
-            ])
-            .into(),
+            nat_syn6(net, &syn)
+                .expect([
+                    Expect::ConnEntry {
+                        flow: flow6(&syn),
+                        conn: nat_entry(SYN_RECV, false),
+                    },
+                    Expect::ConnEntry {
+                        flow: reply_key,
+                        conn: nat_entry(SYN_RECV, true),
+                    },
+                ])
+                .into(),
             Send::new(
                 "SYN-ACK",
                 reply.bytes(),
@@ -866,13 +868,6 @@ pub fn relay_fixtures() -> Vec<Fixture> {
 
 pub fn nat_relay_fixtures(net: &Nat6Net) -> Vec<Fixture> {
     let syn = http6(41310, SYN);
-    let mut to_real = syn.clone().with_macs(A6.mac, world::OTHER_NIC_MAC);
-    {
-        let ip = to_real.ipv6_mut();
-        ip.dst = A6.addr;
-        ip.hop_limit -= 1;
-        *ports_mut(ip).1 = RPORT;
-    }
     // The client's side saw the reply from VIP6:80; the real server sent it from A6:8080.
     let seen = quote6(VIP6, 80, CLIENT6, 41310);
     let error = Frame::new(
@@ -893,15 +888,7 @@ pub fn nat_relay_fixtures(net: &Nat6Net) -> Vec<Fixture> {
         name: "IPv6 NAT: a packet too big about VIP6:80 → client goes to A6, about A6:8080 → client (outer destination, quote and ICMPv6 checksum rewritten; the quoted TCP checksum left, as IPVS does)",
         setup: nat_world6(net),
         steps: vec![
-            Send::new(
-                "SYN",
-                syn.bytes(),
-                Verdict::REDIRECT,
-                Output::Exact(to_real.bytes()),
-            )
-            .on(net.ext)
-            .counts(&[Stat::ConnNew, Stat::TxNat, Stat::Redirect])
-            .into(),
+            nat_syn6(net, &syn).into(),
             Send::new(
                 "packet too big",
                 error.bytes(),
