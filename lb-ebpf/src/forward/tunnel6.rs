@@ -54,13 +54,9 @@ pub fn forward(
     let overhead = if outer6 { Ipv6Hdr::LEN } else { Ipv4Hdr::LEN };
     let outer_len = u32::from(packet.ip_len) + overhead as u32;
     if real.mtu != 0 && outer_len > real.mtu {
-        return Err(too_big(
-            ctx,
-            packet,
-            real.mtu - overhead as u32,
-            inner6,
-            inner.df,
-        ));
+        // A path smaller than the outer header (a bad MTU) leaves no room, not a wrapped one.
+        let room = real.mtu.saturating_sub(overhead as u32);
+        return Err(too_big(ctx, packet, room, inner6, inner.df));
     }
     // SAFETY: helper call on our own context; every pointer is re-derived afterwards.
     if unsafe { bpf_xdp_adjust_head(ctx.as_ptr() as *mut _, -(overhead as i32)) } != 0 {
