@@ -24,7 +24,7 @@ pub use addr::{AF_INET, AF_INET6, Addr};
 /// Version of the map layout (names, key and value types). lbd keeps maps pinned across
 /// restarts and refuses pinned maps of another layout, so bump this with any change to a map
 /// type or meaning.
-pub const LAYOUT_VERSION: u32 = 7;
+pub const LAYOUT_VERSION: u32 = 8;
 
 /// Upper bound on virtual services (the per-service arrays are this long).
 pub const MAX_SERVICES: u32 = 16 * 1024;
@@ -879,6 +879,8 @@ impl Stat {
 pub mod maps {
     pub const SERVICES: &str = "SERVICES";
     pub const REALS: &str = "REALS";
+    /// Which of a real server's two copies in `REALS` is live (see `real_slot`).
+    pub const REAL_SLOT: &str = "REAL_SLOT";
     pub const SCHED_TABLE: &str = "SCHED_TABLE";
     pub const SERVICE_STATE: &str = "SERVICE_STATE";
     pub const CONNS: &str = "CONNS";

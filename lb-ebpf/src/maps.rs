@@ -16,9 +16,18 @@ use crate::{Verdict, pass};
 #[map]
 pub static SERVICES: HashMap<ServiceKey, Service> = HashMap::with_max_entries(MAX_SERVICES, 0);
 
-/// Real servers by id (id 0 unused).
+/// Real servers by id (id 0 unused), two copies each: slot `id` and slot `id + MAX_REALS`.
+/// `REAL_SLOT` says which copy is live. lbd writes a changed real server into the other copy
+/// and then flips `REAL_SLOT` (one aligned word), so a packet reads either the old entry or the
+/// new one whole, never a mix of both (a map update copies the value while programs read it).
+/// lbd waits out an RCU grace period before it writes a copy that was live, so a program that
+/// read `REAL_SLOT` just before a flip finishes with an entry nothing is writing.
 #[map]
-pub static REALS: Array<RealServer> = Array::with_max_entries(MAX_REALS, 0);
+pub static REALS: Array<RealServer> = Array::with_max_entries(2 * MAX_REALS, 0);
+
+/// Which copy of each real server's entry in `REALS` is live (0 or 1), by id.
+#[map]
+pub static REAL_SLOT: Array<u32> = Array::with_max_entries(MAX_REALS, 0);
 
 /// Scheduling tables: runs of real-server ids, one run per service (see `Service::table_*`).
 #[map]
@@ -150,7 +159,8 @@ pub fn lookup_service(flow: &FlowKey) -> Result<Service, Verdict> {
 /// A configured real server by id (a reference into the array: copied only where needed).
 #[inline(always)]
 pub fn real(id: u32) -> Option<&'static RealServer> {
-    let real = REALS.get(id)?;
+    let copy = REAL_SLOT.get(id).map_or(0, |slot| *slot & 1);
+    let real = REALS.get(id + copy * MAX_REALS)?;
     if real.flags & lb_common::REAL_F_IN_USE == 0 {
         return None;
     }

@@ -15,7 +15,7 @@
 use std::{
     io,
     mem::{MaybeUninit, size_of},
-    os::fd::{AsRawFd as _, BorrowedFd},
+    os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
 };
 
 use aya::Pod;
@@ -46,22 +46,32 @@ struct BatchAttr {
 const _: () = assert!(size_of::<BatchAttr>() == 56);
 
 fn bpf(cmd: libc::c_long, attr: &mut BatchAttr) -> io::Result<()> {
-    // SAFETY: `attr` is an initialised bpf_attr prefix of the size passed; the kernel reads
-    // and writes only within it, the cursors it points to (8 bytes each, more than the 4 the
-    // kernel uses for hash maps and arrays) and the key and value buffers, which every
-    // caller sizes for `count` entries.
+    // SAFETY: a batch attribute; the kernel reads and writes only within it, the cursors it
+    // points to (8 bytes each, more than the 4 the kernel uses for hash maps and arrays) and
+    // the key and value buffers, which every caller sizes for `count` entries.
+    unsafe { sys_bpf(cmd, attr) }.map(drop)
+}
+
+/// bpf(2) with `attr` as its `union bpf_attr` prefix; the call's non-negative result (a new
+/// descriptor for the create commands).
+///
+/// # Safety
+/// `attr` is a `union bpf_attr` member as linux/bpf.h lays it out for `cmd`, and every
+/// buffer it points to is valid for what the kernel reads or writes through it.
+unsafe fn sys_bpf<A>(cmd: libc::c_long, attr: &mut A) -> io::Result<i64> {
+    // SAFETY: the caller's promise, above; the size passed is `attr`'s own.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_bpf,
             cmd,
             std::ptr::from_mut(attr),
-            size_of::<BatchAttr>() as libc::c_uint,
+            size_of::<A>() as libc::c_uint,
         )
     };
     if ret < 0 {
         Err(io::Error::last_os_error())
     } else {
-        Ok(())
+        Ok(ret)
     }
 }
 
@@ -277,22 +287,9 @@ struct ElemAttr {
 }
 
 fn bpf_elem(cmd: libc::c_long, attr: &mut ElemAttr) -> io::Result<()> {
-    // SAFETY: `attr` is an initialised bpf_attr prefix of the size passed; the kernel reads
-    // the key and writes or reads the value, buffers of the map's key and value sizes (the
-    // callers' types are the map's).
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            std::ptr::from_mut(attr),
-            size_of::<ElemAttr>() as libc::c_uint,
-        )
-    };
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    // SAFETY: an element attribute; the kernel reads the key and writes or reads the value,
+    // buffers of the map's key and value sizes (the callers' types are the map's).
+    unsafe { sys_bpf(cmd, attr) }.map(drop)
 }
 
 /// Removes `key` from a hash map and returns the value it held at that moment, in one step
@@ -330,55 +327,95 @@ pub fn insert_new<K: Pod, V: Pod>(fd: BorrowedFd<'_>, key: &K, value: &V) -> io:
     }
 }
 
+/// `BPF_MAP_CREATE` and the map types created here.
+const BPF_MAP_CREATE: libc::c_long = 0;
+const BPF_MAP_TYPE_ARRAY: u32 = 2;
+const BPF_MAP_TYPE_ARRAY_OF_MAPS: u32 = 12;
+
+/// The head of `union bpf_attr` for `BPF_MAP_CREATE`.
+#[repr(C)]
+struct CreateAttr {
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
+    inner_map_fd: u32,
+}
+
+/// A map of its own for lbd (not in the object, never pinned): gone with its descriptor.
+fn create_map(
+    map_type: u32,
+    key_size: usize,
+    value_size: usize,
+    max_entries: u32,
+    inner: Option<BorrowedFd<'_>>,
+) -> io::Result<OwnedFd> {
+    let mut attr = CreateAttr {
+        map_type,
+        key_size: key_size as u32,
+        value_size: value_size as u32,
+        max_entries,
+        map_flags: 0,
+        inner_map_fd: inner.map_or(0, |fd| fd.as_raw_fd() as u32),
+    };
+    // SAFETY: a BPF_MAP_CREATE attribute prefix, pointing at nothing.
+    let fd = unsafe { sys_bpf(BPF_MAP_CREATE, &mut attr) }?;
+    // SAFETY: a descriptor the kernel just gave us and nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Waits out an RCU grace period: when [`Grace::wait`] returns, every run of a BPF program
+/// that began before the call has finished. lbd needs this before it rewrites memory a
+/// running program may still be reading (a real server's copy that was live, see
+/// `dataplane::RealCopies`).
+///
+/// bpf(2) has no command for it, but the kernel waits (`synchronize_rcu`) after each update
+/// of a map of maps, so that "userspace, when we return to it, knows that all non-sleepable
+/// programs that could be running use the new map value" (`maybe_wait_bpf_programs`,
+/// kernel/bpf/syscall.c, Linux 4.15 on). Updating the one slot of a private array of maps
+/// is that wait and nothing else.
+pub struct Grace {
+    outer: OwnedFd,
+    inner: OwnedFd,
+}
+
+impl Grace {
+    pub fn new() -> io::Result<Self> {
+        let inner = create_map(BPF_MAP_TYPE_ARRAY, 4, 4, 1, None)?;
+        let outer = create_map(BPF_MAP_TYPE_ARRAY_OF_MAPS, 4, 4, 1, Some(inner.as_fd()))?;
+        Ok(Grace { outer, inner })
+    }
+
+    /// Returns once every BPF program run that was under way at the call has finished.
+    pub fn wait(&self) -> io::Result<()> {
+        let key = 0u32;
+        let value = self.inner.as_raw_fd() as u32;
+        let mut attr = ElemAttr {
+            map_fd: self.outer.as_raw_fd() as u32,
+            key: std::ptr::from_ref(&key) as u64,
+            value: std::ptr::from_ref(&value) as u64,
+            ..ElemAttr::default()
+        };
+        bpf_elem(BPF_MAP_UPDATE_ELEM, &mut attr)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Against the kernel (root): maps made with BPF_MAP_CREATE for the test alone.
 
-    use std::os::fd::{AsFd as _, FromRawFd as _, OwnedFd};
+    use std::os::fd::{AsFd as _, OwnedFd};
 
     use super::*;
 
-    const BPF_MAP_CREATE: libc::c_long = 0;
     const BPF_MAP_TYPE_HASH: u32 = 1;
-    const BPF_MAP_TYPE_ARRAY: u32 = 2;
     const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
     const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
 
-    /// The head of `union bpf_attr` for BPF_MAP_CREATE.
-    #[repr(C)]
-    struct CreateAttr {
-        map_type: u32,
-        key_size: u32,
-        value_size: u32,
-        max_entries: u32,
-        map_flags: u32,
-    }
-
     fn create<K, V>(map_type: u32, max_entries: u32) -> OwnedFd {
-        let mut attr = CreateAttr {
-            map_type,
-            key_size: size_of::<K>() as u32,
-            value_size: size_of::<V>() as u32,
-            max_entries,
-            map_flags: 0,
-        };
-        // SAFETY: a BPF_MAP_CREATE attribute prefix of the size passed; the new descriptor
-        // is owned at once.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_CREATE,
-                &raw mut attr,
-                size_of::<CreateAttr>() as libc::c_uint,
-            )
-        };
-        assert!(
-            fd >= 0,
-            "BPF_MAP_CREATE (root needed): {}",
-            io::Error::last_os_error()
-        );
-        // SAFETY: a descriptor the kernel just gave us and nobody else owns.
-        unsafe { OwnedFd::from_raw_fd(fd as i32) }
+        create_map(map_type, size_of::<K>(), size_of::<V>(), max_entries, None)
+            .unwrap_or_else(|e| panic!("BPF_MAP_CREATE (root needed): {e}"))
     }
 
     fn read_all<K: Pod + Default, V: Pod + Default>(
@@ -393,6 +430,14 @@ mod tests {
             .unwrap();
         assert_eq!(n, all.len());
         all
+    }
+
+    #[test]
+    fn a_grace_period_is_waited_for_as_often_as_asked() {
+        let grace = Grace::new().expect("an array of maps (root needed)");
+        for _ in 0..3 {
+            grace.wait().expect("updating the array of maps");
+        }
     }
 
     #[test]

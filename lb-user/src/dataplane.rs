@@ -21,6 +21,7 @@ use crate::{
     bpf_batch::{self, Cursor, Reader},
     live_counts::LiveCounts,
     pinning::{PINNED_MAPS, PinDir, PinError},
+    real_copies::RealWriter,
 };
 use lb_common::{
     CONN_F_REPLY, Conn, Counters, FlowKey, Iface, Locality, LocalityKey, MAX_REALS, Persist,
@@ -142,7 +143,8 @@ pub struct Dataplane {
     /// State was found pinned at load: this lbd took over from a previous one.
     adopted: bool,
     services: HashMap<MapData, ServiceKey, Service>,
-    reals: Array<MapData, RealServer>,
+    /// Real servers' entries, written so that none is read torn (see `real_copies`).
+    reals: RealWriter,
     sched_table: Array<MapData, u32>,
     conns: HashMap<MapData, FlowKey, Conn>,
     half_open: HashMap<MapData, FlowKey, Conn>,
@@ -182,13 +184,13 @@ struct BatchFds {
     service_stats: OwnedFd,
     real_stats: OwnedFd,
     sched_table: OwnedFd,
-    reals: OwnedFd,
     services: OwnedFd,
     service_state: OwnedFd,
 }
 
-/// A descriptor of its own for map `name` (aya's typed maps do not lend theirs).
-fn map_fd(ebpf: &Ebpf, name: &'static str) -> Result<OwnedFd> {
+/// A descriptor of its own for map `name` (aya's typed maps do not lend theirs): for
+/// `bpf_batch` and `real_copies`.
+pub fn map_fd(ebpf: &Ebpf, name: &'static str) -> Result<OwnedFd> {
     let data = match ebpf.map(name).ok_or(DataplaneError::MissingMap(name))? {
         Map::Array(d) | Map::PerCpuArray(d) | Map::HashMap(d) | Map::LruHashMap(d) => d,
         _ => return Err(DataplaneError::MissingMap(name)),
@@ -287,6 +289,7 @@ impl Decap {
         for name in [
             maps::SERVICES,
             maps::REALS,
+            maps::REAL_SLOT,
             maps::SCHED_TABLE,
             maps::SERVICE_STATE,
             maps::CONNS,
@@ -406,7 +409,6 @@ impl Dataplane {
             service_stats: map_fd(&ebpf, maps::SERVICE_STATS)?,
             real_stats: map_fd(&ebpf, maps::REAL_STATS)?,
             sched_table: map_fd(&ebpf, maps::SCHED_TABLE)?,
-            reals: map_fd(&ebpf, maps::REALS)?,
             services: map_fd(&ebpf, maps::SERVICES)?,
             service_state: map_fd(&ebpf, maps::SERVICE_STATE)?,
         };
@@ -415,6 +417,14 @@ impl Dataplane {
         let admitted = Box::new(Filter::from_words(
             (0..lb_common::filter::LEN).map(|i| filter.get(&i, 0).unwrap_or(0)),
         ));
+        // A restarted lbd goes on from the pinned copies' flips.
+        let real_slot: Array<MapData, u32> = take(&mut ebpf, maps::REAL_SLOT)?;
+        let reals = RealWriter::new(
+            map_fd(&ebpf, maps::REALS)?,
+            map_fd(&ebpf, maps::REAL_SLOT)?,
+            (0..MAX_REALS).map(|id| real_slot.get(&id, 0).unwrap_or(0)),
+        )
+        .map_err(batch_err("creating the grace-period map"))?;
         let live = LiveCounts::map(fds.real_conns.as_fd(), MAX_REALS)
             .map_err(|e| DataplaneError::MapLiveCounts(e.to_string()))?;
         Ok(Dataplane {
@@ -423,7 +433,7 @@ impl Dataplane {
             live,
             fds,
             services: take(&mut ebpf, maps::SERVICES)?,
-            reals: take(&mut ebpf, maps::REALS)?,
+            reals,
             sched_table: take(&mut ebpf, maps::SCHED_TABLE)?,
             conns: take(&mut ebpf, maps::CONNS)?,
             half_open: take(&mut ebpf, maps::HALF_OPEN)?,
@@ -576,7 +586,7 @@ impl Dataplane {
     }
 
     pub fn set_real(&mut self, id: u32, real: &RealServer) -> Result<()> {
-        Ok(self.reals.set(id, real, 0)?)
+        self.set_reals(&[id], std::slice::from_ref(real))
     }
 
     /// Writes a scheduling table run starting at `offset` (one call: a Maglev table has
@@ -587,9 +597,10 @@ impl Dataplane {
             .map_err(batch_err("writing a scheduling table"))
     }
 
-    /// Writes real servers' entries.
+    /// Writes real servers' entries (never read torn: `real_copies`).
     pub fn set_reals(&mut self, ids: &[u32], reals: &[RealServer]) -> Result<()> {
-        bpf_batch::update(self.fds.reals.as_fd(), ids, reals)
+        self.reals
+            .write(ids, reals)
             .map_err(batch_err("writing real servers"))
     }
 

@@ -22,6 +22,7 @@ pub mod model;
 pub mod netlink;
 pub mod object;
 pub mod pinning;
+pub mod real_copies;
 pub mod resolution;
 pub mod sched;
 pub mod service_manager;

@@ -23,13 +23,14 @@ pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf/lb";
 
 /// The maps kept across restarts, with their key and value sizes. (lblcr's per-CPU scratch
 /// value holds nothing between packets and is not among them.)
-pub const PINNED_MAPS: [(&str, usize, usize); 15] = [
+pub const PINNED_MAPS: [(&str, usize, usize); 16] = [
     (
         maps::SERVICES,
         size_of::<ServiceKey>(),
         size_of::<Service>(),
     ),
     (maps::REALS, 4, size_of::<RealServer>()),
+    (maps::REAL_SLOT, 4, 4),
     (maps::SCHED_TABLE, 4, 4),
     (maps::SERVICE_STATE, 4, size_of::<ServiceState>()),
     (maps::CONNS, size_of::<FlowKey>(), size_of::<Conn>()),

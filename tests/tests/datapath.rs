@@ -83,6 +83,63 @@ fn every_program_verifies_within_budget() {
     }
 }
 
+/// A real server's entry rewritten while its packets flow is read whole: lbd's writer
+/// (`lb_user::real_copies`) puts each change into the copy that is not live and then flips
+/// it, so every packet leaves with one MAC or the other, never a mix of both (an entry
+/// rewritten in place can be read half written: a map update copies the value while programs
+/// read it).
+#[test]
+fn a_real_server_rewritten_under_traffic_is_never_read_torn() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut director = harness::Director::load();
+    for change in world::http_world(&[&world::A]) {
+        director.apply(&change);
+    }
+    let frame = world::http(40000, packet::ACK);
+    director.apply(&world::conn_entry(
+        world::flow_of(&frame),
+        &world::A,
+        &world::HTTP,
+        lb_common::tcp_state::ESTABLISHED,
+    ));
+    let macs = [[0xa1; 6], [0xb2; 6]];
+    let mut writer = director.real_writer();
+    let stop = AtomicBool::new(false);
+    let (writes, packets) = std::thread::scope(|s| {
+        let writes = s.spawn(|| {
+            let mut writes = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let real = lb_common::RealServer {
+                    mac: macs[writes % 2],
+                    ..world::real_server(&world::A, &world::HTTP)
+                };
+                writer.write(&[world::A.id], &[real]).expect("writing A");
+                writes += 1;
+            }
+            writes
+        });
+        let input = frame.bytes();
+        let mut packets = 0;
+        while packets < 20_000 {
+            let (verdict, out) = director.run(&input).expect("test run");
+            assert_eq!(verdict, harness::Verdict::TX);
+            let dst: [u8; 6] = out[..6].try_into().expect("a MAC");
+            assert!(
+                dst == world::A.mac || macs.contains(&dst),
+                "packet {packets} left for {dst:02x?}: a real server's entry read torn"
+            );
+            packets += 1;
+        }
+        stop.store(true, Ordering::Relaxed);
+        (writes.join().expect("the writer"), packets)
+    });
+    println!("{packets} packets while A's entry was rewritten {writes} times");
+    assert!(
+        writes >= 2,
+        "the writer never flipped A's entry ({writes} writes)"
+    );
+}
+
 #[test]
 fn packets_not_balanced_pass_untouched() {
     run_table("parse", tables::parse::fixtures());

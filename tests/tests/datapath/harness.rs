@@ -23,6 +23,7 @@ use lb_common::{
     filter::{self, Filter},
     maps, method,
 };
+use lb_user::real_copies::RealWriter;
 
 /// The name of the XDP entry point in the object.
 pub const PROGRAM: &str = "lb_xdp";
@@ -40,7 +41,7 @@ const MAX_ENTRIES: &[(&str, u32)] = &[
     (maps::SERVICES, 64),
     (maps::SERVICE_STATE, 64),
     (maps::SERVICE_STATS, 64),
-    (maps::REALS, 256),
+    // (REALS keeps its size: a real server's second copy is at id + MAX_REALS.)
     (maps::REAL_STATS, 256),
     (maps::SCHED_TABLE, 4096), // an `mh` table is 4093 slots
     (maps::CONNS, 1024),
@@ -148,7 +149,8 @@ pub struct Director {
     /// Which entry point of the object runs the packets.
     program: &'static str,
     services: HashMap<MapData, ServiceKey, Service>,
-    reals: Array<MapData, RealServer>,
+    /// Real servers' entries, written as lbd writes them (two copies, one live).
+    reals: RealWriter,
     slots: Array<MapData, u32>,
     service_state: Array<MapData, ServiceState>,
     conns: HashMap<MapData, FlowKey, Conn>,
@@ -224,7 +226,12 @@ impl Director {
         Self {
             program,
             services: take(&mut ebpf, maps::SERVICES),
-            reals: take(&mut ebpf, maps::REALS),
+            reals: RealWriter::new(
+                lb_user::dataplane::map_fd(&ebpf, maps::REALS).expect("REALS"),
+                lb_user::dataplane::map_fd(&ebpf, maps::REAL_SLOT).expect("REAL_SLOT"),
+                [],
+            )
+            .expect("a grace-period map"),
             slots: take(&mut ebpf, maps::SCHED_TABLE),
             service_state: take(&mut ebpf, maps::SERVICE_STATE),
             conns: take(&mut ebpf, maps::CONNS),
@@ -245,6 +252,16 @@ impl Director {
             admitted: Box::default(),
             ebpf,
         }
+    }
+
+    /// Another writer of real servers' entries over this director's maps, as lbd's, from
+    /// where the director's own left them (for a test that writes from another thread).
+    pub fn real_writer(&self) -> RealWriter {
+        let map = self.ebpf.map(maps::REAL_SLOT).expect("REAL_SLOT");
+        let slots: Array<&MapData, u32> = Array::try_from(map).expect("an array");
+        let live: Vec<u32> = (0..256).map(|id| slots.get(&id, 0).unwrap_or(0)).collect();
+        let fd = |name| lb_user::dataplane::map_fd(&self.ebpf, name).expect(name);
+        RealWriter::new(fd(maps::REALS), fd(maps::REAL_SLOT), live).expect("a grace-period map")
     }
 
     /// The kernel's count of instructions its verifier processed, per loaded program.
@@ -346,7 +363,16 @@ impl Director {
                 } else {
                     Ok(())
                 };
-                admitted.and_then(|()| self.reals.set(*id, real, 0))
+                admitted.and_then(|()| {
+                    self.reals
+                        .write(&[*id], std::slice::from_ref(real))
+                        .map_err(|e| {
+                            MapError::SyscallError(aya::sys::SyscallError {
+                                call: "writing a real server",
+                                io_error: e,
+                            })
+                        })
+                })
             }
             Change::Slots { offset, ids } => ids
                 .iter()
