@@ -63,6 +63,12 @@ fn error(
     if ihl < Ipv4Hdr::LEN {
         return Err(drop(Stat::DropMalformed));
     }
+    // The quoted header's own words, summed as they are: its checksum may be bad (the kernel
+    // would have dropped such a packet; lb does not check on the way in), and the error's
+    // checksum must cover the bytes it carries. (Before the check below: after it, the
+    // compiler would drop the options' own bounds checks as implied, which the verifier,
+    // tracking constant offsets only, cannot follow.)
+    let mut sum = header_sum(ctx, ihl)?;
     // The quoted L4 bytes (TCP/UDP headers are >= 8 bytes).
     let quoted =
         ptr::at::<[u16; 4]>(ctx, EthHdr::LEN + ihl).ok_or_else(|| drop(Stat::DropMalformed))?;
@@ -106,9 +112,7 @@ fn error(
     header.check = ip::checksum(&header);
     let type_code = u16::from_ne_bytes([icmp_type, code]);
     let mtu_word = u16::from_ne_bytes(word.to_be_bytes());
-    // The quoted IP header has a valid checksum, so its words sum to 0xffff (zero in one's
-    // complement): only our header and the quoted payload need summing.
-    let mut sum = u32::from(type_code) + u32::from(mtu_word) + 0xffff;
+    sum += u32::from(type_code) + u32::from(mtu_word);
     let mut i = 0;
     while i < 4 {
         sum += u32::from(quoted[i]);
@@ -124,4 +128,33 @@ fn error(
         icmp.write_unaligned([type_code, check, 0, mtu_word]);
     }
     Ok(())
+}
+
+/// The one's complement sum (unfolded) of the `ihl` bytes of the IPv4 header at the frame's
+/// start: the fixed 20 bytes, then its options a word at a time.
+#[inline(always)]
+fn header_sum(ctx: &XdpContext, ihl: usize) -> Result<u32, Verdict> {
+    let fixed = ptr::at::<[u16; 10]>(ctx, EthHdr::LEN).ok_or_else(|| drop(Stat::DropMalformed))?;
+    // SAFETY: `at` checked the 20 bytes.
+    let fixed = unsafe { fixed.read_unaligned() };
+    let mut sum = 0u32;
+    let mut i = 0;
+    while i < 10 {
+        sum += u32::from(fixed[i]);
+        i += 1;
+    }
+    // Options: at most 40 bytes.
+    let mut off = Ipv4Hdr::LEN;
+    while off < 60 {
+        if off >= ihl {
+            break;
+        }
+        let word =
+            ptr::at::<[u16; 2]>(ctx, EthHdr::LEN + off).ok_or_else(|| drop(Stat::DropMalformed))?;
+        // SAFETY: `at` checked the four bytes.
+        let word = unsafe { word.read_unaligned() };
+        sum += u32::from(word[0]) + u32::from(word[1]);
+        off += 4;
+    }
+    Ok(sum)
 }

@@ -418,10 +418,12 @@ impl Dataplane {
             (0..lb_common::filter::LEN).map(|i| filter.get(&i, 0).unwrap_or(0)),
         ));
         // A restarted lbd goes on from the pinned copies' flips.
+        let reals_fd = map_fd(&ebpf, maps::REALS)?;
+        let real_slot_fd = map_fd(&ebpf, maps::REAL_SLOT)?;
         let real_slot: Array<MapData, u32> = take(&mut ebpf, maps::REAL_SLOT)?;
         let reals = RealWriter::new(
-            map_fd(&ebpf, maps::REALS)?,
-            map_fd(&ebpf, maps::REAL_SLOT)?,
+            reals_fd,
+            real_slot_fd,
             (0..MAX_REALS).map(|id| real_slot.get(&id, 0).unwrap_or(0)),
         )
         .map_err(batch_err("creating the grace-period map"))?;

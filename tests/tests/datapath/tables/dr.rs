@@ -81,6 +81,29 @@ pub fn fixtures() -> Vec<Fixture> {
             }
         },
         {
+            // The error's checksum covers the quoted header as it is: with options, and with a
+            // bad checksum of its own (the kernel would have dropped such a packet; lb does not
+            // check on the way in, so its answer must still add up).
+            let mut frame = http(40032, SYN);
+            frame.ipv4_mut().ttl = 1;
+            frame.ipv4_mut().options = vec![1, 1, 1, 1, 1, 1, 1, 0];
+            frame.ipv4_mut().header_checksum = Some(0x1234);
+            Fixture {
+                name: "TTL 1 with IP options and a bad header checksum: the time exceeded error sums the quote as it is",
+                setup: http_world(&[&A]),
+                steps: vec![
+                    Send::new(
+                        "SYN, TTL 1, 8 bytes of options, header checksum 0x1234",
+                        frame.bytes(),
+                        Verdict::TX,
+                        Output::Exact(crate::world::time_exceeded(&frame)),
+                    )
+                    .counts(&[Stat::ConnNew, Stat::IcmpTimeExceeded])
+                    .into(),
+                ],
+            }
+        },
+        {
             // RFC 1122 3.2.2: no ICMP error to a source that names no single host.
             let sources = [
                 Ipv4Addr::new(0, 0, 0, 7),
