@@ -4,6 +4,7 @@
 use std::{
     fs,
     io::{self, Write as _},
+    os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _},
     path::{Path, PathBuf},
 };
 
@@ -61,26 +62,55 @@ pub fn load(path: &Path) -> Result<Option<Config>, StateError> {
     Ok(Some(file.config))
 }
 
-/// Saves `config` to `path`, replacing the previous file only once the new one is complete.
+/// Saves `config` to `path`, replacing the previous file only once the new one is complete
+/// and on disk: written to a temporary file of its own (created afresh, mode 0600, never
+/// through a symbolic link), flushed, renamed over `path`, and the directory flushed so the
+/// rename survives a crash. The file holds the whole configuration: only root reads it.
 pub fn save(path: &Path, config: &Config) -> Result<(), StateError> {
     let io_err = |source| StateError::Io {
         path: path.to_owned(),
         source,
     };
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(io_err)?;
-    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_err)?;
     let file = StateFile {
         version: FORMAT_VERSION,
         config: config.clone(),
     };
     let text = serde_json::to_vec_pretty(&file).expect("configuration serialises");
-    let tmp = path.with_extension("json.tmp");
-    let mut out = fs::File::create(&tmp).map_err(io_err)?;
-    out.write_all(&text).map_err(io_err)?;
-    out.sync_all().map_err(io_err)?;
-    fs::rename(&tmp, path).map_err(io_err)?;
-    Ok(())
+    let name = path
+        .file_name()
+        .map_or_else(|| "state".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), unique()));
+    let written = (|| {
+        let mut out = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)?;
+        out.write_all(&text)?;
+        out.sync_all()?;
+        fs::rename(&tmp, path)?;
+        fs::File::open(dir)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written.map_err(io_err)
+}
+
+/// A number no other save of this process has used.
+fn unique() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 #[cfg(test)]
@@ -111,6 +141,36 @@ mod tests {
                 .to_string()
                 .contains("not a valid lb state file")
         );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_file_is_private_replaces_a_symlink_rather_than_follow_it_and_leaves_no_temporary() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("lb-state-safe-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim");
+        fs::write(&victim, "keep me").unwrap();
+        let path = dir.join("state.json");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        save(&path, &Config::default()).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep me");
+        let meta = fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_file());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(load(&path).unwrap(), Some(Config::default()));
+        // A temporary someone planted under the old fixed name is not written through.
+        std::os::unix::fs::symlink(&victim, dir.join("state.json.tmp")).unwrap();
+        save(&path, &Config::default()).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep me");
+        let mut names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["state.json", "state.json.tmp", "victim"]);
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -1180,3 +1180,84 @@ fn startup_checks_first_and_one_lbd_per_pin_directory() {
     tb.curl_vip(SERVICE_PORT, 4).assert_all_ok();
     stop_lbd(lbd);
 }
+
+/// The control socket answers root, lbd's own user and the members of `--socket-group`
+/// only: the socket is 0660 for that group, a member lists the table, and a user who is not
+/// one is refused by lbd itself (by the peer's credentials) even when the file's mode lets
+/// them connect, with a message that says who asked. lbd never deletes a file at `--socket`
+/// that is not a socket.
+#[test]
+fn the_control_socket_answers_root_and_the_socket_group_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut tb = Testbed::builder().real_servers(1).build();
+    let socket = tb.lbd_files().socket.clone();
+    // Something that is not a socket where the socket goes: refused, left alone.
+    std::fs::write(&socket, "not a socket").unwrap();
+    let ran = tb.director.ns.try_run(
+        &[
+            tools::binary("lbd").to_str().unwrap(),
+            "--iface",
+            tb.director_ifaces()[0],
+            "--socket",
+            socket.to_str().unwrap(),
+            "--state",
+            tb.lbd_files().state.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(!ran.success(), "lbd started over a plain file:\n{ran}");
+    assert!(ran.stderr.contains("is not a socket"), "{ran}");
+    assert_eq!(std::fs::read_to_string(&socket).unwrap(), "not a socket");
+    std::fs::remove_file(&socket).unwrap();
+
+    // nogroup (65534) may use it.
+    tb.start_lbd_with(&["--socket-group", "nogroup"]);
+    let vip = tb.vip();
+    tb.lbadm(&["-A", "-t", &format!("{vip}:{SERVICE_PORT}"), "-s", "rr"]);
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660, "the socket's mode with --socket-group");
+    let lbadm = tools::binary("lbadm").display().to_string();
+    let socket_arg = socket.display().to_string();
+    let as_user = |uid: &str, gid: &str| {
+        tb.director.ns.try_run(
+            &[
+                "setpriv",
+                "--reuid",
+                uid,
+                "--regid",
+                gid,
+                "--clear-groups",
+                &lbadm,
+                "--socket",
+                &socket_arg,
+                "-Ln",
+            ],
+            None,
+        )
+    };
+    let member = as_user("65534", "65534");
+    assert!(
+        member.success(),
+        "a member of --socket-group was refused:\n{member}"
+    );
+    assert!(
+        member.stdout.contains(&format!("{vip}:{SERVICE_PORT}")),
+        "{member}"
+    );
+    // Another user cannot open the file...
+    let other = as_user("4242", "4242");
+    assert!(!other.success(), "{other}");
+    // ...and when the file lets them (a mode loosened by hand), lbd refuses them itself.
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let other = as_user("4242", "4242");
+    println!("uid 4242 on a 0666 socket: {other}");
+    assert!(!other.success(), "{other}");
+    assert!(
+        other.stderr.contains("permission denied: uid 4242"),
+        "the refusal does not say who asked:\n{other}"
+    );
+    assert!(
+        tb.lbd_log().contains("control connection refused"),
+        "lbd did not log the refusal"
+    );
+}

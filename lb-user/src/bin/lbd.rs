@@ -14,7 +14,7 @@ use lb_user::{
     cli::lbd::{Args, Sub},
     control::{
         RequestBody, ResponseBody,
-        server::{AnnounceHook, ControlSocket, Hooks, ReloadHook},
+        server::{Access, AnnounceHook, ControlSocket, Hooks, ReloadHook, group_id},
     },
     dataplane::{AttachMode, Dataplane, Decap, OnExit},
     director::Director,
@@ -216,7 +216,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let _lock = pins.lock()?;
     let adopted = pins.check()?;
-    let socket = ControlSocket::bind(&args.socket)
+    let access = Access {
+        group: args
+            .socket_group
+            .as_deref()
+            .map(group_id)
+            .transpose()
+            .context("--socket-group")?,
+    };
+    let socket = ControlSocket::bind(&args.socket, access)
         .with_context(|| format!("control socket {}", args.socket.display()))?;
 
     let started = start(&args, pins.clone(), &links, managed);

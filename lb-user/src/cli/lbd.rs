@@ -29,6 +29,10 @@ pub struct Args {
     /// Control socket lbadm talks to.
     #[arg(long, default_value = DEFAULT_SOCKET, value_name = "PATH")]
     pub socket: PathBuf,
+    /// A group (name or gid) whose members may use the control socket too (mode 0660);
+    /// without it only root and lbd's own user may.
+    #[arg(long, value_name = "GROUP")]
+    pub socket_group: Option<String>,
     /// Where the configuration is saved and restored from.
     #[arg(long, default_value = DEFAULT_STATE, value_name = "PATH")]
     pub state: PathBuf,

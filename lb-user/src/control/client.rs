@@ -4,7 +4,11 @@ use std::{
     io::{self, BufRead as _, BufReader, Write as _},
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
+    time::Duration,
 };
+
+/// How long lbadm waits for lbd's answer (a restore of 100,000 services takes a few seconds).
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 
 use super::{PROTOCOL_VERSION, Request, RequestBody, Response, ResponseBody};
 
@@ -16,6 +20,11 @@ pub enum ClientError {
     Connect { path: PathBuf, source: io::Error },
     #[error("talking to lbd at {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error(
+        "lbd at {path} did not answer within {} s (is it stuck? its log says what it is doing)",
+        ANSWER_TIMEOUT.as_secs()
+    )]
+    Timeout { path: PathBuf },
     #[error("lbd closed the connection without answering")]
     NoAnswer,
     #[error("unreadable answer from lbd: {0}")]
@@ -30,10 +39,19 @@ pub fn request(path: &Path, body: RequestBody) -> Result<ResponseBody, ClientErr
         path: path.to_owned(),
         source,
     })?;
-    let io_err = |source| ClientError::Io {
-        path: path.to_owned(),
-        source,
+    let io_err = |source: io::Error| match source.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ClientError::Timeout {
+            path: path.to_owned(),
+        },
+        _ => ClientError::Io {
+            path: path.to_owned(),
+            source,
+        },
     };
+    stream
+        .set_read_timeout(Some(ANSWER_TIMEOUT))
+        .and_then(|()| stream.set_write_timeout(Some(ANSWER_TIMEOUT)))
+        .map_err(io_err)?;
     let mut line = serde_json::to_string(&Request {
         version: PROTOCOL_VERSION,
         body,
