@@ -27,8 +27,12 @@ use super::{
     files::{Files, glob},
 };
 
-/// Includes nested deeper than this are taken for a file including itself.
+/// Includes nested deeper than this are refused (a chain of distinct files that long is a
+/// mistake too).
 const MAX_INCLUDE_DEPTH: usize = 32;
+/// Files read through includes, in all: beyond it the rest are refused (files that include
+/// each other's directories would otherwise be read a factorial number of times).
+const MAX_INCLUDED_FILES: usize = 1000;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Tok {
@@ -60,6 +64,8 @@ pub(super) fn lex(
         config_id,
         tokens: Vec::new(),
         depth: 0,
+        chain: vec![name.to_owned()],
+        included: 0,
     };
     lexer.text(text, name);
     lexer.tokens
@@ -71,6 +77,10 @@ struct Lexer<'a> {
     config_id: &'a str,
     tokens: Vec<Token>,
     depth: usize,
+    /// The files being read, outermost first: an include of one of them is a loop.
+    chain: Vec<String>,
+    /// Files read through includes so far.
+    included: usize,
 }
 
 /// How strict an include is about missing files (keepalived's `include_check` levels,
@@ -221,10 +231,7 @@ impl Lexer<'_> {
             self.report.error(
                 ErrorKind::File,
                 location,
-                format!(
-                    "include {pattern}: includes nested deeper than {MAX_INCLUDE_DEPTH} \
-                     (does a file include itself?)"
-                ),
+                format!("include {pattern}: includes nested deeper than {MAX_INCLUDE_DEPTH}"),
             );
             return;
         }
@@ -245,10 +252,37 @@ impl Lexer<'_> {
         }
         for path in matches {
             let name = path.to_string_lossy().into_owned();
+            if self.chain.contains(&name) {
+                let from = self.chain.iter().position(|f| *f == name).unwrap_or(0);
+                let cycle = &self.chain[from..];
+                self.report.error(
+                    ErrorKind::File,
+                    location,
+                    format!(
+                        "include {pattern}: an include loop: {} -> {name}",
+                        cycle.join(" -> ")
+                    ),
+                );
+                continue;
+            }
+            if self.included >= MAX_INCLUDED_FILES {
+                self.report.error(
+                    ErrorKind::File,
+                    location,
+                    format!(
+                        "include {pattern}: more than {MAX_INCLUDED_FILES} files read through \
+                         includes (do files include each other's directories?)"
+                    ),
+                );
+                return;
+            }
             match self.files.read(&path) {
                 Ok(text) => {
+                    self.included += 1;
                     self.depth += 1;
+                    self.chain.push(name.clone());
                     self.text(&text, &name);
+                    self.chain.pop();
                     self.depth -= 1;
                 }
                 Err(e) => {

@@ -1457,15 +1457,41 @@ fn includes_are_relative_to_the_including_file() {
              /etc/keepalived/keepalived.conf:1"
         ]
     );
-    // A file that includes itself.
+    // A file that includes itself, and two that include each other: the loop is named.
     let files = MemFiles::default().with("/etc/keepalived/loop.conf", "include loop.conf\n");
     let errors = errors_in(&files, "include loop.conf\n", ETC);
     assert_eq!(
         errors,
         [
-            "include loop.conf: includes nested deeper than 32 (does a file include itself?) at \
-             /etc/keepalived/loop.conf:1"
+            "include loop.conf: an include loop: /etc/keepalived/loop.conf -> \
+             /etc/keepalived/loop.conf at /etc/keepalived/loop.conf:1"
         ]
+    );
+    let files = MemFiles::default()
+        .with("/etc/keepalived/a.conf", "include b.conf\n")
+        .with("/etc/keepalived/b.conf", "include a.conf\n");
+    assert_eq!(
+        errors_in(&files, "include a.conf\n", ETC),
+        [
+            "include a.conf: an include loop: /etc/keepalived/a.conf -> /etc/keepalived/b.conf \
+             -> /etc/keepalived/a.conf at /etc/keepalived/b.conf:1"
+        ]
+    );
+    // Files that include their own directory: each loop refused, and the reading bounded
+    // (without a bound, 12 such files would be read 12! times).
+    let mut files = MemFiles::default();
+    for i in 0..12 {
+        files = files.with(
+            &format!("/etc/keepalived/d/{i:02}.conf"),
+            "include *.conf\n",
+        );
+    }
+    let errors = errors_in(&files, "include d/*.conf\n", ETC);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("more than 1000 files read through includes")),
+        "{errors:?}"
     );
     // parse_file reads through the same path.
     let files = MemFiles::default()
