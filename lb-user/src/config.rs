@@ -11,7 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     ids::IdPool,
-    model::{Command, Forward, RealSpec, ServiceAddr, ServiceSpec, Timeouts},
+    model::{
+        Command, Forward, MAX_TIMEOUT, MAX_WEIGHT, Netmask, RealSpec, ServiceAddr, ServiceSpec,
+        Timeouts,
+    },
 };
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -179,6 +182,7 @@ impl Edit {
 
     /// Applies one command.
     fn apply(&mut self, command: &Command) -> Result<(), ConfigError> {
+        check_ranges(command)?;
         match command {
             Command::AddService { service } => {
                 if self.service(&service.addr).is_some() {
@@ -339,6 +343,43 @@ impl Edit {
 
 /// IPVS (since Linux 3.18) forwards to a real server of the other family than its service's
 /// only through a tunnel (`ip_vs_genl_set_cmd` refuses the rest with EINVAL).
+/// The ranges the front ends check (ipvsadm's syntax, keepalived.conf), checked again here:
+/// a request on the control socket or a state file may carry anything its types hold.
+fn check_ranges(command: &Command) -> Result<(), ConfigError> {
+    let invalid = |what: String| Err(ConfigError::Invalid(what));
+    match command {
+        Command::AddService { service } | Command::EditService { service } => {
+            if let Some(p) = &service.persistence {
+                if !(1..=MAX_TIMEOUT).contains(&p.timeout) {
+                    return invalid(format!(
+                        "persistence timeout {} is not in 1..={MAX_TIMEOUT}",
+                        p.timeout
+                    ));
+                }
+                if let Netmask::V6(len) = p.netmask
+                    && len > 128
+                {
+                    return invalid(format!("persistence prefix length {len} is over 128"));
+                }
+            }
+        }
+        Command::AddReal { real, .. } | Command::EditReal { real, .. } => {
+            if real.weight > MAX_WEIGHT {
+                return invalid(format!("weight {} is over {MAX_WEIGHT}", real.weight));
+            }
+        }
+        Command::SetTimeouts { timeouts } => {
+            for t in [timeouts.tcp, timeouts.tcp_fin, timeouts.udp] {
+                if t > MAX_TIMEOUT {
+                    return invalid(format!("timeout {t} is over {MAX_TIMEOUT}"));
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 fn check_family(service: &ServiceAddr, real: &RealSpec) -> Result<(), ConfigError> {
     if service.addr.is_ipv4() != real.addr.is_ipv4() && real.forward != Forward::Tunnel {
         return Err(ConfigError::MixedFamily);
@@ -418,6 +459,51 @@ mod tests {
         assert_eq!(s.reals.len(), 2);
         assert_eq!(s.reals[0].id, 1);
         assert_eq!(s.reals[1].id, 2);
+    }
+
+    #[test]
+    fn ranges_are_checked_here_too_whatever_the_front_end() {
+        let config = Config::default().apply_all(&[add_service(80)]).unwrap();
+        let refused = |command: Command| {
+            let err = config.apply_all(&[command]).unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid(_)), "{err}");
+            err.to_string()
+        };
+        let heavy = Command::AddReal {
+            service: svc(80),
+            real: real(12, Forward::Route, MAX_WEIGHT + 1),
+        };
+        assert!(refused(heavy).contains("weight 65536 is over 65535"));
+        let mut persistent = spec(80, Scheduler::Rr);
+        persistent.persistence = Some(crate::model::Persistence {
+            timeout: 0,
+            netmask: Netmask::V4(Ipv4Addr::BROADCAST),
+        });
+        let edit = Command::EditService {
+            service: persistent.clone(),
+        };
+        assert!(refused(edit).contains("persistence timeout 0"));
+        let long = Command::SetTimeouts {
+            timeouts: Timeouts {
+                tcp: MAX_TIMEOUT + 1,
+                tcp_fin: 0,
+                udp: 0,
+            },
+        };
+        assert!(refused(long).contains("over 2678400"));
+        // The limits themselves are fine.
+        persistent.persistence.as_mut().unwrap().timeout = MAX_TIMEOUT;
+        config
+            .apply_all(&[
+                Command::EditService {
+                    service: persistent,
+                },
+                Command::AddReal {
+                    service: svc(80),
+                    real: real(12, Forward::Route, MAX_WEIGHT),
+                },
+            ])
+            .unwrap();
     }
 
     #[test]

@@ -468,6 +468,9 @@ pub struct RealSpec {
 /// Largest weight ipvsadm accepts.
 pub const MAX_WEIGHT: u32 = 65535;
 
+/// Longest timeout ipvsadm accepts (persistence, `--set`): 31 days.
+pub const MAX_TIMEOUT: u32 = 86400 * 31;
+
 /// Connection timeouts (`--set tcp tcpfin udp`), in seconds; 0 in a request means "unchanged".
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timeouts {

@@ -16,8 +16,7 @@ use crate::model::{Protocol, SchedFlags};
 /// Persistence timeout when `-p` has no value: ipvsadm 1.31's IPVS_SVC_PERSISTENT_TIMEOUT,
 /// 6 minutes (recorded in `tests/golden/ipvsadm/persistence.golden`; older manuals say 300).
 pub const DEFAULT_PERSISTENT_TIMEOUT: u32 = 360;
-/// Longest timeout ipvsadm accepts: 31 days.
-pub const MAX_TIMEOUT: u32 = 86400 * 31;
+pub use crate::model::MAX_TIMEOUT;
 
 /// `strtol` into `min..=max`, or ipvsadm's message for that option.
 pub(crate) fn number(value: &str, min: i64, max: i64, message: &str) -> Result<u32, CliError> {
