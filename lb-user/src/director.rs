@@ -71,6 +71,14 @@ struct NextHop {
     mac: Option<[u8; 6]>,
 }
 
+/// A service ready to publish: its scheduling table, built and known to fit.
+struct Plan {
+    entry: ServiceEntry,
+    /// Real servers that may take new connections (resolved).
+    available: usize,
+    table: Vec<u32>,
+}
+
 /// What the data path currently has for one service.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Published {
@@ -347,7 +355,8 @@ impl Director {
         }
         if let Some(saved) = saved {
             let services = saved.services.len();
-            let resolution = director.adopt(saved)?;
+            let (plans, resolution) = director.prepare(&saved)?;
+            director.adopt(saved, plans)?;
             // Nothing else runs yet: wait here, so the first packets find the real servers.
             resolution::wait_with(resolution, RESOLUTION_WAIT, |events, resolution| {
                 director.learn(events, resolution)
@@ -429,18 +438,24 @@ impl Director {
         if let Some(keepalived) = keepalived {
             next.keepalived = keepalived;
         }
+        // All or nothing: what can run out (scheduling-table slots) is planned, and the new
+        // configuration saved, before anything in the data path changes; a change that does
+        // not fit or cannot be saved (a full disk) leaves data path, memory and file as they
+        // were.
+        let (plans, resolution) = self.prepare(&next)?;
+        state::save(&self.state_path, &next)?;
         for command in commands {
             if let Command::Zero { service } = command {
                 self.zero(service.as_ref(), &next)?;
             }
         }
-        let resolution = self.adopt(next)?;
-        state::save(&self.state_path, &self.config)?;
+        self.adopt(next, plans)?;
         Ok(resolution)
     }
 
-    /// Makes `next` the running configuration in the data path.
-    fn adopt(&mut self, next: Config) -> Result<Resolution> {
+    /// What making `next` the running configuration takes: the services to publish, planned
+    /// to fit, and the resolution of real servers not seen before (asked of the kernel now).
+    fn prepare(&mut self, next: &Config) -> Result<(Vec<Plan>, Resolution)> {
         let new_addrs: Vec<IpAddr> = next
             .services
             .iter()
@@ -450,7 +465,24 @@ impl Director {
             .into_iter()
             .collect();
         let resolution = self.resolve(&new_addrs, true);
+        // Everything that can run out is planned before anything changes.
+        let before: HashMap<u32, &ServiceEntry> =
+            self.config.services.iter().map(|s| (s.id, s)).collect();
+        let changed: Vec<ServiceEntry> = next
+            .services
+            .iter()
+            .filter(|entry| {
+                before.get(&entry.id) != Some(entry) || !self.published.contains_key(&entry.id)
+            })
+            .cloned()
+            .collect();
+        let plans = self.plan(&changed)?;
+        Ok((plans, resolution))
+    }
 
+    /// Makes `next` the running configuration in the data path, its services as `plans`
+    /// (from [`Self::prepare`]) has them.
+    fn adopt(&mut self, next: Config, plans: Vec<Plan>) -> Result<()> {
         let previous = std::mem::replace(&mut self.config, next);
         let live: HashMap<u32, ServiceAddr> = self
             .config
@@ -476,18 +508,7 @@ impl Director {
             .cloned()
             .collect();
         self.mark_removed(&newly_trashed)?;
-        let before: HashMap<u32, &ServiceEntry> =
-            previous.services.iter().map(|s| (s.id, s)).collect();
-        let changed: Vec<ServiceEntry> = self
-            .config
-            .services
-            .iter()
-            .filter(|entry| {
-                before.get(&entry.id) != Some(entry) || !self.published.contains_key(&entry.id)
-            })
-            .cloned()
-            .collect();
-        self.publish_all(&changed)?;
+        self.publish_planned(plans)?;
         // As IPVS frees an lblc/lblcr service's table when the service goes or changes
         // scheduler. (The data path no longer reads them by then: the service entry changed
         // first.)
@@ -505,7 +526,7 @@ impl Director {
         }
         self.rules = sweep_rules(&self.config);
         self.limits = Limits::of(&self.config);
-        Ok(resolution)
+        Ok(())
     }
 
     /// Writes trashed real servers as removed: their connections go on, new ones never reach
@@ -589,14 +610,61 @@ impl Director {
     /// Publishes services, their data-path writes made in batches; a long list (a restore)
     /// is logged in one line.
     fn publish_all(&mut self, entries: &[ServiceEntry]) -> Result<()> {
-        let announce = entries.len() <= LOG_EACH_UP_TO;
-        let mut writes = Writes::default();
+        let plans = self.plan(entries)?;
+        self.publish_planned(plans)
+    }
+
+    /// The scheduling table each of `entries` gets, checked to fit: every run they need is
+    /// allocated, in order, from a copy of the slot allocator, so that [`Self::publish`]
+    /// cannot run out of slots half way and leave some services published and others not.
+    /// Nothing is written or changed.
+    fn plan(&self, entries: &[ServiceEntry]) -> Result<Vec<Plan>> {
+        let mut trial = self.slots.clone();
+        let mut plans = Vec::with_capacity(entries.len());
         for entry in entries {
-            self.publish(entry, announce, &mut writes)?;
+            let candidates: Vec<sched::Candidate> = entry
+                .reals
+                .iter()
+                .filter(|real| self.real_entry(entry.id, &real.spec).flags & REAL_F_RESOLVED != 0)
+                .map(|real| sched::Candidate {
+                    id: real.id,
+                    weight: real.spec.weight,
+                    addr: real.spec.addr,
+                    port: real.spec.port,
+                })
+                .collect();
+            // `entry.reals` is in the order they were added; IPVS walks them newest first.
+            let table =
+                sched::build_ipvs_order(entry.spec.scheduler, entry.spec.sched_flags, &candidates);
+            let reuses = self
+                .published
+                .get(&entry.id)
+                .is_some_and(|p| p.table == table);
+            if !reuses && !table.is_empty() {
+                trial
+                    .allocate(table.len() as u32)
+                    .ok_or(DirectorError::SlotsFull)?;
+            }
+            plans.push(Plan {
+                entry: entry.clone(),
+                available: candidates.len(),
+                table,
+            });
+        }
+        Ok(plans)
+    }
+
+    /// Publishes what [`Self::plan`] prepared (against the allocator it was planned on).
+    fn publish_planned(&mut self, plans: Vec<Plan>) -> Result<()> {
+        let announce = plans.len() <= LOG_EACH_UP_TO;
+        let mut writes = Writes::default();
+        let count = plans.len();
+        for plan in plans {
+            self.publish(plan, announce, &mut writes)?;
         }
         writes.flush(&mut self.dataplane)?;
         if !announce {
-            info!(services = entries.len(), "scheduling tables published");
+            info!(services = count, "scheduling tables published");
         }
         Ok(())
     }
@@ -604,8 +672,12 @@ impl Director {
     /// Prepares a service, its real servers and its scheduling table for publication in
     /// `writes` (the table itself is written at once, to slots nothing points to yet);
     /// `announce` logs a new table at info level (else debug).
-    fn publish(&mut self, entry: &ServiceEntry, announce: bool, writes: &mut Writes) -> Result<()> {
-        let mut candidates = Vec::with_capacity(entry.reals.len());
+    fn publish(&mut self, plan: Plan, announce: bool, writes: &mut Writes) -> Result<()> {
+        let Plan {
+            entry,
+            available,
+            table,
+        } = plan;
         writes
             .admit
             .push((filter::VIP, service_key(&entry.spec.addr).addr.fold()));
@@ -615,18 +687,7 @@ impl Director {
             if value.method == lb_common::method::MASQ {
                 writes.admit.push((filter::NAT_REAL, value.addr.fold()));
             }
-            if value.flags & REAL_F_RESOLVED != 0 {
-                candidates.push(sched::Candidate {
-                    id: real.id,
-                    weight: real.spec.weight,
-                    addr: real.spec.addr,
-                    port: real.spec.port,
-                });
-            }
         }
-        // `entry.reals` is in the order they were added; IPVS walks them newest first.
-        let table =
-            sched::build_ipvs_order(entry.spec.scheduler, entry.spec.sched_flags, &candidates);
         let key = service_key(&entry.spec.addr);
         let previous = self.published.get(&entry.id).cloned();
         let previous_scheduler = previous.as_ref().map(|p| p.value.scheduler);
@@ -683,7 +744,7 @@ impl Director {
         }
         if table_changed {
             let (service, scheduler) = (&entry.spec.addr, &entry.spec.scheduler);
-            let (reals, available) = (entry.reals.len(), candidates.len());
+            let reals = entry.reals.len();
             if announce {
                 info!(%service, %scheduler, slots = len, reals, available, "scheduling table published");
             } else {

@@ -1261,3 +1261,50 @@ fn the_control_socket_answers_root_and_the_socket_group_only() {
         "lbd did not log the refusal"
     );
 }
+
+/// A change that does not fit is refused whole: a batch of `mh` services one more than the
+/// scheduling-table slots hold (each `mh` table is 4,093 slots, 256 fit next to nothing else)
+/// fails with ipvsadm's exit status and lbd's reason, and leaves the running services, the
+/// listing and the state file exactly as they were; the service that was there goes on
+/// serving, and a batch that fits is applied afterwards.
+#[test]
+fn a_batch_that_does_not_fit_changes_nothing() {
+    let mut tb = Testbed::builder().real_servers(1).build();
+    tb.start_lbd();
+    let vip = tb.vip_port(SERVICE_PORT);
+    let rip = tb.rip(1);
+    tb.lbadm(&["-A", "-t", &vip, "-s", "mh"]);
+    tb.lbadm(&["-a", "-t", &vip, "-r", &rip, "-g"]);
+    tb.curl_vip(SERVICE_PORT, 4).assert_all_ok();
+    let listed = list(&tb);
+    let saved = std::fs::read(&tb.lbd_files().state).unwrap();
+
+    let many: String = (0..256)
+        .map(|i| {
+            let service = format!("{}:{}", tb.vip(), 20000 + i);
+            format!("-A -t {service} -s mh\n-a -t {service} -r {rip}:{SERVICE_PORT} -g\n")
+        })
+        .collect();
+    let ran = tb.try_lbadm(&["-R"], Some(&many));
+    println!("256 more mh services: {ran}");
+    assert!(!ran.success(), "a batch over the slots was applied:\n{ran}");
+    assert!(ran.stderr.contains("scheduling tables are full"), "{ran}");
+    assert_eq!(list(&tb), listed, "the listing changed");
+    assert_eq!(
+        std::fs::read(&tb.lbd_files().state).unwrap(),
+        saved,
+        "the state file changed"
+    );
+    tb.curl_vip(SERVICE_PORT, 4).assert_all_ok();
+
+    // What fits goes in.
+    let fits: String = many
+        .lines()
+        .take(2 * 255)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    tb.lbadm_stdin(&["-R"], Some(&fits));
+    let l = list(&tb);
+    assert_eq!(l.matches("TCP  ").count(), 256, "{l}");
+    tb.curl_vip(SERVICE_PORT, 4).assert_all_ok();
+}
