@@ -1200,6 +1200,13 @@ fn decapsulated6(name: &'static str, input: Frame, inner: Frame) -> Fixture {
     }
 }
 
+/// [`decapsulated6`] of GUE in `outer` to [`GUE_PORT`], which `lbd decap` was given.
+fn decapsulated6_gue(name: &'static str, outer: L3, inner: Frame) -> Fixture {
+    let mut fixture = decapsulated6(name, Frame::new(A6.mac, DIRECTOR_MAC, outer), inner);
+    fixture.setup = vec![Change::DecapGuePort(GUE_PORT)];
+    fixture
+}
+
 pub fn decap_fixtures() -> Vec<Fixture> {
     let syn6 = hopped6(&http6(41400, SYN));
     let syn4 = world::hopped(&world::http(41401, SYN));
@@ -1233,6 +1240,77 @@ pub fn decap_fixtures() -> Vec<Fixture> {
             ),
             on_a6(&syn6),
         ),
+        // GUE and GRE as the director sends them (`encap_fixtures`), either family inside
+        // either: the port GUE arrives on is lbd decap's --gue-port.
+        decapsulated6_gue(
+            "GUE over IPv6 carrying IPv6 (UDP checksum 0): the client's IPv6 SYN",
+            Ipv6::new(DIRECTOR6, A6.addr, encapsulated(&syn6, 41, 40000, GUE)).into(),
+            on_a6(&syn6),
+        ),
+        decapsulated6_gue(
+            "GUE over IPv6 carrying IPv4, with checksum: the client's IPv4 SYN",
+            Ipv6::new(DIRECTOR6, A6.addr, encapsulated(&syn4, 4, 40001, GUE_CSUM)).into(),
+            on_a6(&syn4),
+        ),
+        decapsulated6_gue(
+            "GUE over IPv4 carrying IPv6: the client's IPv6 SYN, Ethernet type IPv6",
+            Ipv4::new(
+                world::DIRECTOR_IP,
+                real4,
+                encapsulated(&syn6, 41, 40002, GUE_CSUM),
+            )
+            .into(),
+            on_a6(&syn6),
+        ),
+        decapsulated6(
+            "GRE over IPv6 carrying IPv6 (0x86dd)",
+            Frame::new(
+                A6.mac,
+                DIRECTOR_MAC,
+                Ipv6::new(DIRECTOR6, A6.addr, encapsulated(&syn6, 41, 0, GRE)),
+            ),
+            on_a6(&syn6),
+        ),
+        decapsulated6(
+            "GRE over IPv6 with checksum carrying IPv4 (0x0800)",
+            Frame::new(
+                A6.mac,
+                DIRECTOR_MAC,
+                Ipv6::new(DIRECTOR6, A6.addr, encapsulated(&syn4, 4, 0, GRE_CSUM)),
+            ),
+            on_a6(&syn4),
+        ),
+        decapsulated6(
+            "GRE over IPv4 with checksum carrying IPv6 (0x86dd): Ethernet type IPv6",
+            Frame::new(
+                A6.mac,
+                DIRECTOR_MAC,
+                Ipv4::new(
+                    world::DIRECTOR_IP,
+                    real4,
+                    encapsulated(&syn6, 41, 0, GRE_CSUM),
+                ),
+            ),
+            on_a6(&syn6),
+        ),
+        Fixture {
+            name: "GUE over IPv6 to a port lbd decap was not given: untouched",
+            setup: vec![Change::DecapGuePort(6081)],
+            steps: vec![
+                Send::new(
+                    "GUE",
+                    Frame::new(
+                        A6.mac,
+                        DIRECTOR_MAC,
+                        Ipv6::new(DIRECTOR6, A6.addr, encapsulated(&syn6, 41, 40003, GUE)),
+                    )
+                    .bytes(),
+                    Verdict::PASS,
+                    Output::Unchanged,
+                )
+                .into(),
+            ],
+        },
         Fixture {
             name: "an outer IPv6 header with next header 41 but no whole inner header: untouched",
             setup: Vec::new(),
