@@ -9,8 +9,8 @@
 # - rs3 takes GRE over IPv6 on the ip6gre fallback device (`ip6gre0`), then, with
 #   `--tun-csum`, on a device that expects checksums (`icsum`).
 # Each round sends requests through the director and checks that every real server of the
-# round answered. Prints "tun6-interop: ok" at the end. Run from the workspace root, after a
-# build:
+# round answered. Prints "tun6-interop: ok" at the end. `cargo xtask test` runs it in its VM
+# phase; by hand, from the workspace root, after a build:
 #   vng -r /boot/vmlinuz-6.12.*-amd64 --disable-kvm --memory 2G --cpus 2 --rwdir /tmp -- \
 #     sh -c "mount -t bpf bpf /sys/fs/bpf; LB_BIN=$PWD/target/debug tests/vm/tun6-interop.sh"
 set -eu
