@@ -278,6 +278,69 @@ fn keepalived_ipv6_virtual_server_with_checks_over_ipv6() {
     );
 }
 
+/// keepalived.conf's `virtual_server group` over IPv6: a `virtual_server_group` entry that is a
+/// range of the last 16 bits (`VIP6-END`, the end in hexadecimal) sets up one service per
+/// address; the VIP's serves through rs1.
+#[test]
+fn keepalived_ipv6_virtual_server_group_range() {
+    let tb = Testbed::builder().ipv6().build();
+    let (vip, rip1) = (tb.vip6(), tb.rip6(1));
+    let segments = vip.segments();
+    let next = std::net::Ipv6Addr::from({
+        let mut s = segments;
+        s[7] += 1;
+        s
+    });
+    let conf = format!(
+        "virtual_server_group web6 {{
+    {vip}-{:x} {SERVICE_PORT}
+}}
+virtual_server group web6 {{
+    lb_algo rr
+    lb_kind DR
+    protocol TCP
+    real_server {rip1} {SERVICE_PORT} {{
+    }}
+}}
+",
+        segments[7] + 1
+    );
+    let conf_path = tb.dir().join("keepalived6-group.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let conf_arg = conf_path.display().to_string();
+    let mut lbd = Lbd::start_with(
+        &tb.director.ns,
+        tb.director_ifaces(),
+        tb.xdp_mode(),
+        tb.lbd_files(),
+        &["--config", &conf_arg],
+    );
+    let listing = tb.lbadm(&["-Ln"]);
+    for addr in [vip, next] {
+        assert!(
+            listing.contains(&format!("TCP  [{addr}]:{SERVICE_PORT} rr")),
+            "a service on [{addr}]:{SERVICE_PORT}:\n{listing}"
+        );
+    }
+    let rip = tb.rip6(1).to_string();
+    wait::wait_ok("rs1 resolved", Duration::from_secs(10), || {
+        let log = tb.lbd_log();
+        log.lines()
+            .any(|l| l.contains("real server resolved") && l.contains(&rip))
+            .then_some(())
+            .ok_or_else(|| format!("lbd's log:\n{log}"))
+    });
+    let tally = tb.curl(&format!("http://{}/", tb.vip6_port(SERVICE_PORT)), 4);
+    tally.assert_all_ok();
+    assert_eq!(tally.count("rs1"), 4, "{tally}");
+    let status = lbd.daemon.stop(libc::SIGTERM, Duration::from_secs(15));
+    assert!(
+        status.success(),
+        "lbd exited with {status:?}\n{}",
+        lbd.daemon.report()
+    );
+}
+
 /// LVS-TUN over IPv6: the director encapsulates IPv6 in IPv6 (next header 41) to each real
 /// server's IPv6 address, where `lbd decap` strips the outer header; the requests reach nginx
 /// addressed to the VIP.
