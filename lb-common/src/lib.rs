@@ -96,10 +96,11 @@ pub mod method {
 pub mod tunnel {
     /// IP-in-IP (protocol 4), the default.
     pub const IPIP: u8 = 0;
-    /// Generic UDP Encapsulation: outer IPv4, UDP to the real server's `--tun-port`, a 4-byte
-    /// GUE header (version 0, no options) carrying protocol 4.
+    /// Generic UDP Encapsulation: the outer IP header, UDP to the real server's `--tun-port`,
+    /// a 4-byte GUE header (version 0, no options) carrying protocol 4 or 41.
     pub const GUE: u8 = 1;
-    /// GRE (RFC 2784): outer IPv4, protocol 47, a GRE header with protocol 0x0800.
+    /// GRE (RFC 2784): the outer IP header, protocol 47, a GRE header with protocol 0x0800
+    /// or 0x86dd.
     pub const GRE: u8 = 2;
 
     /// `--tun-csum`: GUE's UDP checksum, GRE's checksum (IPVS's `IP_VS_TUNNEL_ENCAP_FLAG_CSUM`).
@@ -121,7 +122,8 @@ pub mod tunnel {
     /// GRE's checksum and reserved field, present with [`F_CSUM`].
     pub const GRE_CSUM_LEN: u16 = 4;
 
-    /// Bytes the tunnel adds in front of the client's IP packet.
+    /// Bytes the tunnel adds in front of the client's IP packet with an outer IPv4 header (an
+    /// outer IPv6 header adds 20 more).
     pub const fn overhead(tun_type: u8, flags: u8) -> u16 {
         match tun_type {
             GUE => IP_LEN + UDP_LEN + GUE_LEN,

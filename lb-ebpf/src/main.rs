@@ -169,14 +169,7 @@ pub fn lb_route(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn lb_tunnel(ctx: XdpContext) -> u32 {
     verdict(stage::carry().and_then(|carry| {
-        if carry.packet.flow.family == lb_common::AF_INET6
-            || carry.real.family == lb_common::AF_INET6
-        {
-            let verdict =
-                forward::tunnel6::forward(&ctx, &carry.packet, &carry.real, &carry.ingress)?;
-            relayed(&carry.packet);
-            return Ok(verdict);
-        }
+        // Either family in an outer header of the real server's.
         let verdict = forward::tunnel::forward(&ctx, &carry.packet, &carry.real, &carry.ingress)?;
         relayed(&carry.packet);
         Ok(verdict)

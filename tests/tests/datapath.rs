@@ -154,6 +154,7 @@ fn direct_routing() {
 fn ipv6() {
     run_table("ipv6", tables::ipv6::fixtures());
     run_table("ipv6-tun", tables::ipv6::tunnel_fixtures());
+    run_table("ipv6-tun-encap", tables::ipv6::encap_fixtures());
     run_table("ipv6-relay", tables::ipv6::relay_fixtures());
     in_fresh_netns(|| {
         let net = tables::ipv6::Nat6Net::build();

@@ -4,12 +4,19 @@
 //!
 //! `ipv6_real_servers_are_resolved_over_ndp` needs only user space (route and neighbour lookups
 //! over IPv6). The traffic tests need the data path's IPv6 forwarding (DR, and TUN as IPv6 in
-//! IPv6 with `lbd decap` on the real servers). The keepalived test runs health checks over IPv6
-//! from the director.
+//! IPv6, GUE and GRE over IPv6, with `lbd decap` on the real servers). The keepalived test
+//! runs health checks over IPv6 from the director.
 
 use std::time::Duration;
 
-use lb_tests::{SERVICE_PORT, Testbed, http::LoadGen, lbd::Lbd, wait};
+use lb_common::Stat;
+use lb_tests::{
+    Counter, SERVICE_PORT, Testbed,
+    http::LoadGen,
+    lbd::{self, GUE_PORT, Lbd},
+    testbed::HOST_IFACE,
+    wait,
+};
 
 /// How long the real servers' access logs may take to show what a test waits for.
 const TRAFFIC_TIMEOUT: Duration = Duration::from_secs(30);
@@ -44,7 +51,7 @@ fn configure_dr6(tb: &Testbed) {
 /// duplicate address detection) and the advertisements came.
 #[track_caller]
 fn wait_resolved(tb: &Testbed) {
-    for i in 1..=2 {
+    for i in 1..=tb.real_servers.len() {
         let rip = tb.rip6(i).to_string();
         wait::wait_ok(
             format!("rs{i} ({rip}) resolved"),
@@ -271,6 +278,69 @@ fn keepalived_ipv6_virtual_server_with_checks_over_ipv6() {
     );
 }
 
+/// keepalived.conf's `virtual_server group` over IPv6: a `virtual_server_group` entry that is a
+/// range of the last 16 bits (`VIP6-END`, the end in hexadecimal) sets up one service per
+/// address; the VIP's serves through rs1.
+#[test]
+fn keepalived_ipv6_virtual_server_group_range() {
+    let tb = Testbed::builder().ipv6().build();
+    let (vip, rip1) = (tb.vip6(), tb.rip6(1));
+    let segments = vip.segments();
+    let next = std::net::Ipv6Addr::from({
+        let mut s = segments;
+        s[7] += 1;
+        s
+    });
+    let conf = format!(
+        "virtual_server_group web6 {{
+    {vip}-{:x} {SERVICE_PORT}
+}}
+virtual_server group web6 {{
+    lb_algo rr
+    lb_kind DR
+    protocol TCP
+    real_server {rip1} {SERVICE_PORT} {{
+    }}
+}}
+",
+        segments[7] + 1
+    );
+    let conf_path = tb.dir().join("keepalived6-group.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let conf_arg = conf_path.display().to_string();
+    let mut lbd = Lbd::start_with(
+        &tb.director.ns,
+        tb.director_ifaces(),
+        tb.xdp_mode(),
+        tb.lbd_files(),
+        &["--config", &conf_arg],
+    );
+    let listing = tb.lbadm(&["-Ln"]);
+    for addr in [vip, next] {
+        assert!(
+            listing.contains(&format!("TCP  [{addr}]:{SERVICE_PORT} rr")),
+            "a service on [{addr}]:{SERVICE_PORT}:\n{listing}"
+        );
+    }
+    let rip = tb.rip6(1).to_string();
+    wait::wait_ok("rs1 resolved", Duration::from_secs(10), || {
+        let log = tb.lbd_log();
+        log.lines()
+            .any(|l| l.contains("real server resolved") && l.contains(&rip))
+            .then_some(())
+            .ok_or_else(|| format!("lbd's log:\n{log}"))
+    });
+    let tally = tb.curl(&format!("http://{}/", tb.vip6_port(SERVICE_PORT)), 4);
+    tally.assert_all_ok();
+    assert_eq!(tally.count("rs1"), 4, "{tally}");
+    let status = lbd.daemon.stop(libc::SIGTERM, Duration::from_secs(15));
+    assert!(
+        status.success(),
+        "lbd exited with {status:?}\n{}",
+        lbd.daemon.report()
+    );
+}
+
 /// LVS-TUN over IPv6: the director encapsulates IPv6 in IPv6 (next header 41) to each real
 /// server's IPv6 address, where `lbd decap` strips the outer header; the requests reach nginx
 /// addressed to the VIP.
@@ -303,6 +373,151 @@ fn tun_ipv6_in_ipv6_reaches_the_real_servers_at_the_vip() {
                 .then_some(())
                 .ok_or_else(|| format!("served via the VIP (rs1, rs2): {served:?}"))
         },
+    );
+}
+
+/// GUE and GRE over IPv6 (`ip_vs_tunnel_xmit_v6`'s `--tun-type gue|gre`), as
+/// `tun::gue_and_gre_tunnels_through_lbd_decap` over IPv4: rs1 GUE with the UDP checksum,
+/// rs2 GRE with its checksum, rs3 GUE without; requests go round-robin through the three
+/// tunnels to the IPv6 VIP, each real server's `lbd decap` strips its tunnel, and replies go
+/// straight to the client. On the switch: GUE (next header 17) to the tunnel port, GRE (47),
+/// no IPv6 in IPv6, no reply through the director; a download through each arrives intact.
+#[test]
+fn gue_and_gre_over_ipv6_through_lbd_decap() {
+    let mut tb = Testbed::builder()
+        .topology(lb_tests::Topology::Tun)
+        .real_servers(3)
+        .ipv6()
+        .build();
+    tb.start_lbd();
+    let vip = tb.vip6_port(SERVICE_PORT);
+    adm(&tb, &format!("-A -t {vip} -s rr"));
+    let options = [
+        format!("--tun-type gue --tun-port {GUE_PORT} --tun-csum"),
+        "--tun-type gre --tun-csum".to_owned(),
+        format!("--tun-type gue --tun-port {GUE_PORT}"),
+    ];
+    for (i, options) in (1..=3).zip(&options) {
+        adm(
+            &tb,
+            &format!(
+                "-a -t {vip} -r [{}]:{SERVICE_PORT} -i {options}",
+                tb.rip6(i)
+            ),
+        );
+    }
+    let list = adm(&tb, "-Ln --tun-info");
+    for (i, tunnel) in (1..=3).zip([
+        format!("gue:{GUE_PORT}:+c"),
+        "gre:+c".to_owned(),
+        format!("gue:{GUE_PORT}:-c"),
+    ]) {
+        let rs = format!("[{}]:{SERVICE_PORT}", tb.rip6(i));
+        assert!(
+            list.lines().any(|l| {
+                let words: Vec<&str> = l.split_whitespace().collect();
+                words.len() > 3 && words[1] == rs && words[2] == "Tunnel" && words[3] == tunnel
+            }),
+            "`-Ln --tun-info` should show {rs} as Tunnel {tunnel}:\n{list}"
+        );
+    }
+    wait_resolved(&tb);
+
+    let director = format!("\"{}\"", tb.director.switch_port);
+    let rs_ports: Vec<String> = tb
+        .real_servers
+        .iter()
+        .map(|rs| format!("\"{}\"", rs.switch_port))
+        .collect();
+    let rs_ports = format!("{{ {} }}", rs_ports.join(", "));
+    let counters = tb.switch_counters(&[
+        Counter::new(
+            "gue_from_director",
+            format!("iifname {director} oifname {rs_ports} ip6 nexthdr udp udp dport {GUE_PORT}"),
+        ),
+        Counter::new(
+            "gre_from_director",
+            format!("iifname {director} oifname {rs_ports} ip6 nexthdr 47"),
+        ),
+        Counter::new(
+            "ip6ip6_from_director",
+            format!("iifname {director} oifname {rs_ports} ip6 nexthdr 41"),
+        ),
+        Counter::new(
+            "replies_to_director",
+            format!(
+                "oifname {director} ip6 saddr {} tcp sport {SERVICE_PORT}",
+                tb.vip6()
+            ),
+        ),
+    ]);
+
+    let tally = tb.curl(&format!("http://{vip}/"), 9);
+    tally.assert_all_ok();
+    for i in 1..=3 {
+        assert_eq!(tally.count(&format!("rs{i}")), 3, "{tally}");
+    }
+    wait::wait_ok(
+        "3 requests via the IPv6 VIP on each",
+        TRAFFIC_TIMEOUT,
+        || {
+            let served = tb.served_via_vip6_all(SERVICE_PORT);
+            (served == [3, 3, 3])
+                .then_some(())
+                .ok_or_else(|| format!("served via the VIP (rs1, rs2, rs3): {served:?}"))
+        },
+    );
+
+    // A download through each tunnel arrives intact (the checksummed ones included).
+    // Pseudo-random (xorshift), so that a misplaced, repeated or lost segment shows.
+    let mut x: u64 = 0x6e_0016;
+    let file: Vec<u8> = (0..300 * 1024 + 3)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    tb.publish_file("gue6.bin", &file);
+    let url = format!("http://{vip}/files/gue6.bin");
+    for n in 1..=3 {
+        let got = tb
+            .download(&url)
+            .unwrap_or_else(|e| panic!("download {n} of {url}:\n{e}"));
+        assert!(got == file, "download {n} of {url} differs from the file");
+    }
+
+    for rs in &tb.real_servers {
+        let counters = lbd::data_path_counters(&rs.ns, HOST_IFACE)
+            .unwrap_or_else(|e| panic!("{}'s decapsulator counters: {e}", rs.name));
+        let decapsulated = counters.get(Stat::Decap as usize).copied().unwrap_or(0);
+        assert!(
+            decapsulated > 0,
+            "{}'s `lbd decap` decapsulated nothing: {}",
+            rs.name,
+            lbd::name_counters(&counters)
+        );
+    }
+    let report = counters.to_string();
+    println!("switch counters:\n{report}");
+    assert!(
+        counters.packets("gue_from_director") >= 10,
+        "the director should send GUE over IPv6 to rs1 and rs3:\n{report}"
+    );
+    assert!(
+        counters.packets("gre_from_director") >= 5,
+        "the director should send GRE over IPv6 to rs2:\n{report}"
+    );
+    assert_eq!(
+        counters.packets("ip6ip6_from_director"),
+        0,
+        "no real server is on IPv6 in IPv6:\n{report}"
+    );
+    assert_eq!(
+        counters.packets("replies_to_director"),
+        0,
+        "replies should bypass the director:\n{report}"
     );
 }
 

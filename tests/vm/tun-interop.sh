@@ -5,7 +5,8 @@
 # rs1 takes GUE on port 6080 (`ip fou add port 6080 gue` + tunl0), rs2 takes GRE (gre0); both
 # hold the VIP on lo. Each round sends requests through the director and checks that both
 # real servers answered; between rounds `lbadm -e` changes the tunnels' checksum options.
-# Prints "tun-interop: ok" at the end. Run from the workspace root, after a build:
+# Prints "tun-interop: ok" at the end. `cargo xtask test` runs it in its VM phase; by hand, from
+# the workspace root, after a build:
 #   vng -r /boot/vmlinuz-6.12.*-amd64 --disable-kvm --memory 2G --cpus 2 --rwdir /tmp -- \
 #     sh -c "mount -t bpf bpf /sys/fs/bpf; LB_BIN=$PWD/target/debug tests/vm/tun-interop.sh"
 set -eu

@@ -1,6 +1,7 @@
 //! `cargo xtask test`: every test of the default members, with lb-tests (data-path fixtures and
 //! end-to-end tests in network namespaces) run one test at a time, on the host's kernel; then
-//! the data-path fixtures again in a VM per kernel of the matrix ([`vm::KERNEL_MATRIX`]).
+//! the data-path fixtures again in a VM per kernel of the matrix ([`vm::KERNEL_MATRIX`]), and
+//! the tunnel interoperation scripts (`tests/vm/`) in a VM of its newest kernel.
 
 use std::{
     io::{BufRead as _, BufReader, Read, Write as _},
@@ -48,6 +49,9 @@ pub fn run(ws: &Workspace, harness_args: &[String], phases: Phases) -> Result<()
     }
     if !kernels.is_empty() && !interrupt::interrupted() {
         vm_phases(ws, &bin_dir, harness_args, &kernels, &mut results)?;
+        if !interrupt::interrupted() && runs_interop(harness_args) {
+            interop_phase(ws, &bin_dir, &kernels, &mut results);
+        }
     } else if phases.vm && kernels.is_empty() {
         step!("data-path fixtures in VMs: skipped (LB_VM_KERNELS=none)");
     }
@@ -254,6 +258,114 @@ fn vm_phases(
     Ok(())
 }
 
+/// The tunnel interoperation scripts (`tests/vm/`): lb's tunnels decapsulated by the kernel's
+/// own devices (ipip/fou/gre, ip6tnl/fou -6/ip6gre), which the host's kernel lacks. Each
+/// prints `NAME: ok` last; each is one test in the counts.
+const INTEROP_SCRIPTS: &[&str] = &["tun-interop", "tun6-interop"];
+
+/// Whether the user's filter (if any) selects the interoperation scripts.
+fn runs_interop(harness_args: &[String]) -> bool {
+    let filters = filters(harness_args);
+    filters.is_empty()
+        || filters
+            .iter()
+            .any(|f| INTEROP_SCRIPTS.iter().any(|name| name.contains(f)))
+}
+
+/// The interoperation scripts in one VM of the newest kernel of the matrix (booting one more
+/// VM costs less than a minute; the scripts a minute or two under emulation).
+fn interop_phase(
+    ws: &Workspace,
+    bin_dir: &Path,
+    kernels: &[&'static vm::KernelSeries],
+    results: &mut Vec<PhaseResult>,
+) {
+    let start = Instant::now();
+    let series = kernels.last().expect("at least one kernel");
+    let mut label = format!("tunnel interoperation on Linux {} (VM)", series.name);
+    let script = INTEROP_SCRIPTS
+        .iter()
+        .map(|name| format!("tests/vm/{name}.sh"))
+        .collect::<Vec<_>>()
+        .join(" && ");
+    let mut env = vm::passed_env();
+    env.push(("LB_BIN".to_owned(), bin_dir.into()));
+    let program = Path::new("/bin/sh");
+    let cmd = vm::GuestCommand {
+        dir: &ws.root,
+        env,
+        program,
+        args: vec!["-c".into(), script.clone().into()],
+    };
+    let outcome = vm::require_vng().and_then(|vng| {
+        let kernel = vm::Kernel::find(series)?.with_context(|| {
+            format!(
+                "no Linux {} kernel in /boot (`cargo xtask setup` installs one)",
+                series.name
+            )
+        })?;
+        label = format!("tunnel interoperation on {} (VM)", kernel.release);
+        step!("{label}: booting {}, then {script}", kernel.image.display());
+        let mut guest = vm::Guest::start(&vng, &kernel, &cmd, VM_TIME_LIMIT)?;
+        let passed = echo_and_count_oks(guest.stdout().expect("stdout is piped"))?;
+        let exit = guest.wait()?;
+        step!(
+            "{label}: took {} ({})",
+            minutes_and_seconds(start.elapsed()),
+            exit.status
+        );
+        Ok((exit, passed))
+    });
+    let (counts, failure) = match outcome {
+        Ok((exit, passed)) => {
+            let failed = INTEROP_SCRIPTS.len() as u64 - passed;
+            let failure = if exit.timed_out {
+                Some("FAILED (timed out)".to_owned())
+            } else if !exit.status.success() || failed > 0 {
+                Some(format!(
+                    "FAILED ({}; {failed} script(s) did not end in ok)",
+                    exit.status
+                ))
+            } else {
+                None
+            };
+            let counts = Counts {
+                passed,
+                failed,
+                ignored: 0,
+            };
+            (counts, failure)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            (Counts::default(), Some(format!("FAILED ({e:#})")))
+        }
+    };
+    results.push(PhaseResult {
+        label,
+        counts,
+        failure,
+        elapsed: start.elapsed(),
+    });
+}
+
+/// Echoes `stdout` line by line, counting the interoperation scripts' closing `NAME: ok`.
+fn echo_and_count_oks(stdout: impl Read) -> Result<u64> {
+    let mut passed = 0;
+    let mut out = std::io::stdout().lock();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading the scripts' output")?;
+        writeln!(out, "{line}")?;
+        if INTEROP_SCRIPTS
+            .iter()
+            .any(|name| line.trim() == format!("{name}: ok"))
+        {
+            passed += 1;
+        }
+    }
+    Ok(passed)
+}
+
 /// The data-path test binary, as the host phase built it: the same cargo, profile and
 /// features, so this only builds it when the host phase did not run (`--vm-only`).
 fn datapath_binary(ws: &Workspace) -> Result<PathBuf> {
@@ -305,6 +417,12 @@ fn vm_harness_args(harness_args: &[String]) -> Vec<String> {
 /// Whether libtest arguments hold a test name filter: a word that is neither an option nor
 /// the value of one.
 fn has_filter(harness_args: &[String]) -> bool {
+    !filters(harness_args).is_empty()
+}
+
+/// The user's test name filters among the harness arguments (those not options or their
+/// values).
+fn filters(harness_args: &[String]) -> Vec<&str> {
     /// libtest's options that take their value as the next argument.
     const TAKE_VALUE: &[&str] = &[
         "--skip",
@@ -316,16 +434,17 @@ fn has_filter(harness_args: &[String]) -> bool {
         "-Z",
     ];
     let mut value_next = false;
+    let mut out = Vec::new();
     for arg in harness_args {
         if value_next {
             value_next = false;
         } else if arg.starts_with('-') {
             value_next = TAKE_VALUE.contains(&arg.as_str());
         } else {
-            return true;
+            out.push(arg.as_str());
         }
     }
-    false
+    out
 }
 
 /// Why a VM phase failed, if it did. Beyond the exit status: a VM that did not boot, or a
@@ -528,6 +647,11 @@ mod tests {
         ])));
         assert!(has_filter(&args(&["--skip=nat", "dr"])));
         assert!(has_filter(&args(&["--exact", "nat"])));
+        // The tunnel interoperation scripts count as tests named after them.
+        assert!(runs_interop(&args(&["--nocapture"])));
+        assert!(runs_interop(&args(&["interop"])));
+        assert!(runs_interop(&args(&["tun6"])));
+        assert!(!runs_interop(&args(&["nat", "--skip", "interop"])));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use std::{
     collections::{HashMap, hash_map::Entry},
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     time::Duration,
 };
 
@@ -78,7 +78,7 @@ struct Reader<'r> {
     /// Whom scripts run as when they do not say: (uid, gid), `None` for lbd's own user.
     script_user: Option<(u32, u32)>,
     /// `virtual_server_group`s by name: their addresses and ports, expanded.
-    groups: HashMap<String, Vec<(Ipv4Addr, u16)>>,
+    groups: HashMap<String, Vec<(IpAddr, u16)>>,
 }
 
 /// Top-level sections that are keepalived's own business, and why lb leaves them alone.
@@ -723,7 +723,6 @@ impl Reader<'_> {
         let (errors, notes) = (self.report.errors.len(), self.report.notes.len());
         let mut out = Vec::new();
         for (i, &(addr, port)) in entries.iter().enumerate() {
-            let addr = IpAddr::V4(addr);
             let (errors_now, notes_now) = (self.report.errors.len(), self.report.notes.len());
             if let Some(mut vs) = self.finish_virtual_server(stmt, (addr, port), draft.clone()) {
                 vs.group = Some(name.clone());
@@ -762,9 +761,10 @@ impl Reader<'_> {
         out
     }
 
-    /// `virtual_server_group NAME { IP PORT ... }`: each line an address (`10.0.0.1`), a
-    /// range of the last byte (`10.0.0.1-10`), a range of addresses (`10.0.0.1-10.0.1.5`) or a
-    /// network (`10.0.0.0/30`), and a port.
+    /// `virtual_server_group NAME { IP PORT ... }`: each line an address (`10.0.0.1`,
+    /// `2001:db8::1`), a range of the last byte (`10.0.0.1-10`) or, for IPv6, of the last 16
+    /// bits in hexadecimal (`2001:db8::1-a`, keepalived's `inet_stor`), a range of addresses
+    /// (`10.0.0.1-10.0.1.5`) or a network (`10.0.0.0/30`, `2001:db8::/126`), and a port.
     fn group(&mut self, stmt: &Stmt) {
         let [name] = stmt.args() else {
             self.error(
@@ -790,7 +790,7 @@ impl Reader<'_> {
             if !self.no_block(s) {
                 continue;
             }
-            let (first, last) = match group_range(s.keyword()) {
+            let (first, last, v6) = match group_range(s.keyword()) {
                 Ok(range) => range,
                 Err((kind, message)) => {
                     self.error(kind, s, message);
@@ -810,8 +810,20 @@ impl Reader<'_> {
                     continue;
                 }
             };
-            let count = u64::from(last) - u64::from(first) + 1;
-            if entries.len() as u64 + count > MAX_ENTRIES {
+            // The group's services share one block of real servers and checks, so lb keeps
+            // a group to one family.
+            if let Some(&(a, _)) = entries.first()
+                && IpAddr::is_ipv6(&a) != v6
+            {
+                let message = format!(
+                    "virtual_server_group {name} mixes IPv4 and IPv6 addresses: lb takes one \
+                     family per group"
+                );
+                self.error(ErrorKind::Invalid, s, message);
+                continue;
+            }
+            let count = last - first + 1;
+            if entries.len() as u128 + count > u128::from(MAX_ENTRIES) {
                 let message = format!(
                     "virtual_server_group {name} has more than {MAX_ENTRIES} addresses: write \
                      smaller groups"
@@ -820,7 +832,11 @@ impl Reader<'_> {
                 continue;
             }
             for a in first..=last {
-                entries.push((Ipv4Addr::from(a), port));
+                let addr = match u32::try_from(a) {
+                    Ok(a) if !v6 => IpAddr::V4(Ipv4Addr::from(a)),
+                    _ => IpAddr::V6(Ipv6Addr::from(a)),
+                };
+                entries.push((addr, port));
             }
         }
         if entries.is_empty() && self.report.errors.len() == errors_before {
@@ -1973,8 +1989,12 @@ fn md5_hex(text: &str) -> Option<[u8; 16]> {
     Some(sum)
 }
 
-/// The first and last address of a virtual_server_group entry's address part.
-fn group_range(text: &str) -> Result<(u32, u32), Problem> {
+/// The first and last address of a virtual_server_group entry's address part, as numbers,
+/// and whether they are IPv6 addresses.
+fn group_range(text: &str) -> Result<(u128, u128, bool), Problem> {
+    if text.contains(':') {
+        return group_range6(text);
+    }
     let what = "virtual_server_group address";
     if let Some((addr, bits)) = text.split_once('/') {
         let base = u32::from(values::ipv4(addr, what)?);
@@ -1987,11 +2007,11 @@ fn group_range(text: &str) -> Result<(u32, u32), Problem> {
             let message = format!("'{text}': the address has bits set past the netmask");
             return Err((ErrorKind::Invalid, message));
         }
-        return Ok((base, base | host));
+        return Ok((base.into(), (base | host).into(), false));
     }
     let Some((start, end)) = text.split_once('-') else {
         let a = u32::from(values::ipv4(text, what)?);
-        return Ok((a, a));
+        return Ok((a.into(), a.into(), false));
     };
     let first = u32::from(values::ipv4(start, what)?);
     let last = if end.contains('.') {
@@ -2007,7 +2027,56 @@ fn group_range(text: &str) -> Result<(u32, u32), Problem> {
         let message = format!("'{text}': the range ends before it starts");
         return Err((ErrorKind::Invalid, message));
     }
-    Ok((first, last))
+    Ok((first.into(), last.into(), false))
+}
+
+/// [`group_range`] of an IPv6 entry: an address, a network (`2001:db8::/126`), or a range
+/// of the last 16 bits whose end is hexadecimal (`2001:db8::1-a`: keepalived's `inet_stor`
+/// reads it with `strtoul(.., 16)` and refuses more than 0xffff; IPVS's wrapper then walks
+/// the address's last 16-bit group).
+fn group_range6(text: &str) -> Result<(u128, u128, bool), Problem> {
+    let what = "virtual_server_group address";
+    let ipv6 = |t: &str| -> Result<u128, Problem> {
+        match values::ip(t, what)? {
+            IpAddr::V6(a) => Ok(u128::from(a)),
+            IpAddr::V4(_) => Err((
+                ErrorKind::Invalid,
+                format!("invalid {what} '{t}': not an IPv6 address"),
+            )),
+        }
+    };
+    if let Some((addr, bits)) = text.split_once('/') {
+        let base = ipv6(addr)?;
+        let bits: u32 = match bits.parse() {
+            Ok(b) if (1..=128).contains(&b) => b,
+            _ => return Err((ErrorKind::Invalid, format!("invalid netmask in '{text}'"))),
+        };
+        let host = if bits == 128 { 0 } else { u128::MAX >> bits };
+        if base & host != 0 {
+            let message = format!("'{text}': the address has bits set past the netmask");
+            return Err((ErrorKind::Invalid, message));
+        }
+        return Ok((base, base | host, true));
+    }
+    let Some((start, end)) = text.split_once('-') else {
+        let a = ipv6(text)?;
+        return Ok((a, a, true));
+    };
+    let first = ipv6(start)?;
+    let last = match u16::from_str_radix(end, 16) {
+        Ok(n) => (first & !0xffff) | u128::from(n),
+        Err(_) => {
+            let message = format!(
+                "invalid range end in '{text}': the last 16 bits' end, in hexadecimal (0-ffff)"
+            );
+            return Err((ErrorKind::Invalid, message));
+        }
+    };
+    if last < first {
+        let message = format!("'{text}': the range ends before it starts");
+        return Err((ErrorKind::Invalid, message));
+    }
+    Ok((first, last, true))
 }
 
 /// check_dns.c's query types.

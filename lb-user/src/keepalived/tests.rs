@@ -1570,6 +1570,61 @@ fn virtual_server_groups_expand_to_one_service_per_address() {
 
 // ---- IPv6 -----------------------------------------------------------------------------------
 
+/// IPv6 entries of a virtual_server_group: an address, a range of the last 16 bits with a
+/// hexadecimal end (keepalived's `inet_stor`), and a network; refused: a bad range end, a
+/// range that ends before it starts, bits past the netmask, both families in one group.
+#[test]
+fn virtual_server_groups_take_ipv6_entries() {
+    let text = "virtual_server group web6 {\n\
+                \x20   protocol TCP\n\
+                \x20   lb_algo rr\n\
+                \x20   lb_kind DR\n\
+                \x20   real_server 2001:db8:1::11 80 {\n\
+                \x20       TCP_CHECK {\n\
+                \x20       }\n\
+                \x20   }\n\
+                }\n\
+                virtual_server_group web6 {\n\
+                \x20   2001:db8::1 80\n\
+                \x20   2001:db8::9-b 80\n\
+                \x20   2001:db8::1:0/127 443\n\
+                }\n";
+    let config = parse(text);
+    let services: Vec<(String, u16)> = config
+        .services
+        .iter()
+        .map(|vs| {
+            assert_eq!(vs.group.as_deref(), Some("web6"));
+            (vs.spec.addr.addr.to_string(), vs.spec.addr.port)
+        })
+        .collect();
+    assert_eq!(
+        services,
+        [
+            ("2001:db8::1".to_owned(), 80),
+            ("2001:db8::9".to_owned(), 80),
+            ("2001:db8::a".to_owned(), 80),
+            ("2001:db8::b".to_owned(), 80),
+            ("2001:db8::1:0".to_owned(), 443),
+            ("2001:db8::1:1".to_owned(), 443),
+        ]
+    );
+    assert_eq!(
+        errors(
+            "virtual_server_group g {\n 2001:db8::1-1g 80\n 2001:db8::9-3 80\n \
+             2001:db8::1/64 80\n 2001:db8::5 80\n 10.0.0.1 80\n}\n"
+        ),
+        [
+            "invalid range end in '2001:db8::1-1g': the last 16 bits' end, in hexadecimal \
+             (0-ffff) at k.conf:2",
+            "'2001:db8::9-3': the range ends before it starts at k.conf:3",
+            "'2001:db8::1/64': the address has bits set past the netmask at k.conf:4",
+            "virtual_server_group g mixes IPv4 and IPv6 addresses: lb takes one family per \
+             group at k.conf:6",
+        ]
+    );
+}
+
 #[test]
 fn ipv6_virtual_and_real_servers_with_checks() {
     let config = parse(

@@ -60,6 +60,20 @@ pub const DR_REALS6: [Ipv6Addr; 2] = [
     Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x11),
     Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x12),
 ];
+/// The director's IPv6 address on ext0 (the outer source of IPv6 tunnels), and the IPv6
+/// service's TUN real servers (behind the router, as the IPv4 ones) and NAT real servers (on
+/// int0's network).
+pub const DIRECTOR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x10, 0, 0, 0, 0, 2);
+pub const TUN_REALS6: [Ipv6Addr; 2] = [
+    Ipv6Addr::new(0x2001, 0xdb8, 9, 0, 0, 0, 0, 3),
+    Ipv6Addr::new(0x2001, 0xdb8, 9, 0, 0, 0, 0, 4),
+];
+/// int0's IPv6 address: the IPv6 NAT real servers' gateway.
+pub const GATEWAY6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 1, 0, 0, 0, 0, 1);
+pub const NAT_REALS6: [Ipv6Addr; 2] = [
+    Ipv6Addr::new(0xfd00, 0, 1, 0, 0, 0, 0, 0x11),
+    Ipv6Addr::new(0xfd00, 0, 1, 0, 0, 0, 0, 0x12),
+];
 /// An address the director has no service on.
 pub const OTHER_VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 99);
 pub const DR_REALS: [Ipv4Addr; 2] = [
@@ -172,9 +186,22 @@ impl Net {
                 fmt_mac(&mac)
             ))?;
         }
+        // The IPv6 twins: the director's address, the IPv6 VIP, and int0's network with the
+        // IPv6 NAT real servers (the IPv6 NAT rows route through the kernel's FIB too).
+        sh(&format!("ip addr add {DIRECTOR6}/64 dev ext0 nodad"))?;
+        sh(&format!("ip addr add {VIP6}/128 dev ext0 nodad"))?;
+        sh(&format!("ip addr add {GATEWAY6}/64 dev int0 nodad"))?;
+        for (i, ip) in NAT_REALS6.iter().enumerate() {
+            sh(&format!(
+                "ip neigh replace {ip} lladdr {} dev int0 nud permanent",
+                fmt_mac(&real_mac(0x40 + i as u8))
+            ))?;
+        }
         // LVS-NAT directors forward (seed 001); bpf_fib_lookup answers only then.
         std::fs::write("/proc/sys/net/ipv4/conf/all/forwarding", "1")
             .context("enabling forwarding")?;
+        std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1")
+            .context("enabling IPv6 forwarding")?;
         Ok(Net {
             ext: ifindex("ext0")?,
             int: ifindex("int0")?,
@@ -388,6 +415,16 @@ impl Lb {
         Ok(())
     }
 
+    /// Gives interface `ifindex` (already set) the IPv6 address `ip` too.
+    pub fn set_iface6(&mut self, ifindex: u32, ip: Ipv6Addr) -> Result<()> {
+        let mut iface = self.ifaces.get(&ifindex, 0)?;
+        iface.addr6 = ip.into();
+        self.ifaces.insert(ifindex, iface, 0)?;
+        let version = self.ifaces_version.get(&0, 0)?;
+        self.ifaces_version.set(0, version.wrapping_add(1), 0)?;
+        Ok(())
+    }
+
     /// Admits `addr` into a pre-filter set, as lbd does when it publishes a service.
     fn admit(&mut self, set: u32, addr: u32) -> Result<()> {
         if let Some((index, word)) = self.admitted.admit(set, addr) {
@@ -452,7 +489,8 @@ impl Lb {
     }
 
     /// The lab's standard services on the VIP: port 80 by DR (real servers 1, 2), port 81
-    /// by TUN (3, 4), port 82 by NAT (5, 6); round-robin each.
+    /// by TUN (3, 4), port 82 by NAT (5, 6); round-robin each; and the same three on the
+    /// IPv6 VIP (services 4, 5, 6; real servers 7-12).
     pub fn standard_world(&mut self, net: &Net) -> Result<()> {
         self.set_iface(net.ext, DIRECTOR_MAC, DIRECTOR_IP)?;
         self.set_iface(net.int, INT_MAC, GATEWAY_IP)?;
@@ -478,39 +516,59 @@ impl Lb {
         self.set_service(1, VIP, 80, RR, 0, &[1, 2])?;
         self.set_service(2, VIP, 81, RR, 2, &[3, 4])?;
         self.set_service(3, VIP, 82, RR, 4, &[5, 6])?;
-        // Port 80 over IPv6 by DR (real servers 7, 8).
-        for (i, ip) in DR_REALS6.iter().enumerate() {
+        // Over IPv6: port 80 by DR (real servers 7, 8), 81 by TUN, IPv6 in IPv6 (9, 10), 82
+        // by NAT (11, 12).
+        self.set_iface6(net.ext, DIRECTOR6)?;
+        let v6 = DR_REALS6
+            .iter()
+            .map(|ip| (method::ROUTE, *ip, DR_REAL_MAC, 0))
+            .chain(
+                TUN_REALS6
+                    .iter()
+                    .map(|ip| (method::TUNNEL, *ip, ROUTER_MAC, 0)),
+            )
+            .chain(
+                NAT_REALS6
+                    .iter()
+                    .enumerate()
+                    .map(|(i, ip)| (method::MASQ, *ip, real_mac(0x40 + i as u8), net.int)),
+            );
+        for (i, (how, ip, mac, ifindex)) in v6.enumerate() {
             let real = RealServer {
-                addr: (*ip).into(),
+                addr: ip.into(),
                 port: 80u16.to_be(),
-                method: method::ROUTE,
+                method: how,
                 flags: REAL_F_IN_USE | REAL_F_RESOLVED,
-                mac: DR_REAL_MAC,
+                mac,
+                ifindex,
                 family: lb_common::AF_INET6,
                 weight: 1,
-                service: 4,
+                service: 4 + i as u32 / 2,
                 ..RealServer::default()
             };
+            if how == method::MASQ {
+                self.admit(filter::NAT_REAL, real.addr.fold())?;
+            }
             self.reals.set(7 + i as u32, real, 0)?;
+            self.slots.set(6 + i as u32, 7 + i as u32, 0)?;
         }
-        for (i, id) in [7u32, 8].iter().enumerate() {
-            self.slots.set(6 + i as u32, *id, 0)?;
+        for (id, port) in [(4u32, 80u16), (5, 81), (6, 82)] {
+            let key = ServiceKey {
+                addr: VIP6.into(),
+                port: port.to_be(),
+                proto: IPPROTO_TCP,
+                family: lb_common::AF_INET6,
+            };
+            self.admit(filter::VIP, key.addr.fold())?;
+            let service = Service {
+                id,
+                scheduler: RR,
+                table_offset: 6 + 2 * (id - 4),
+                table_len: 2,
+                ..Service::default()
+            };
+            self.services.insert(key, service, 0)?;
         }
-        let key = ServiceKey {
-            addr: VIP6.into(),
-            port: 80u16.to_be(),
-            proto: IPPROTO_TCP,
-            family: lb_common::AF_INET6,
-        };
-        self.admit(filter::VIP, key.addr.fold())?;
-        let service = Service {
-            id: 4,
-            scheduler: RR,
-            table_offset: 6,
-            table_len: 2,
-            ..Service::default()
-        };
-        self.services.insert(key, service, 0)?;
         Ok(())
     }
 }

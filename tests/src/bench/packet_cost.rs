@@ -148,34 +148,40 @@ fn measure_all(repeat: u32, rounds: usize) -> Result<PacketCost> {
             }
         }
     }
-    // And one over IPv6, by DR.
-    let client6 = |sport: u16, flags: u8| {
+    // And over IPv6: by DR (port 80), TUN (81) and NAT (82).
+    let client6 = |port: u16, sport: u16, flags: u8| {
         frames::tcp6_frame(
             DIRECTOR_MAC,
             ROUTER_MAC,
             datapath::CLIENT6,
             datapath::VIP6,
             sport,
-            80,
+            port,
             flags,
             b"",
         )
     };
-    for flags in [SYN, ACK] {
-        let r = bpf::TestRun {
-            prog: lb_fd,
-            data: &client6(40012, flags),
-            ingress_ifindex: net.ext,
-            repeat: 1,
-            flags: 0,
-            batch_size: 0,
-        }
-        .run()?;
-        if r.verdict != XDP_TX {
-            bail!(
-                "opening connection 40012 → [VIP6]:80 (flags {flags:#x}): verdict {}",
-                r.verdict
-            );
+    for (port, sport, verdict) in [
+        (80, 40012, XDP_TX),
+        (81, 40013, XDP_TX),
+        (82, 40015, XDP_REDIRECT),
+    ] {
+        for flags in [SYN, ACK] {
+            let r = bpf::TestRun {
+                prog: lb_fd,
+                data: &client6(port, sport, flags),
+                ingress_ifindex: net.ext,
+                repeat: 1,
+                flags: 0,
+                batch_size: 0,
+            }
+            .run()?;
+            if r.verdict != verdict {
+                bail!(
+                    "opening connection {sport} → [VIP6]:{port} (flags {flags:#x}): verdict {}",
+                    r.verdict
+                );
+            }
         }
     }
     // The NAT real server that connection went to answers the client.
@@ -264,7 +270,7 @@ fn measure_all(repeat: u32, rounds: usize) -> Result<PacketCost> {
             "dr6-new",
             "lb DR over IPv6: new connection",
             Target::Lb,
-            client6(40011, SYN),
+            client6(80, 40011, SYN),
             net.ext,
             XDP_TX,
             vec![Rx, ConnNew, TxRoute],
@@ -274,7 +280,7 @@ fn measure_all(repeat: u32, rounds: usize) -> Result<PacketCost> {
             "dr6-est",
             "lb DR over IPv6: established connection",
             Target::Lb,
-            client6(40012, ACK),
+            client6(80, 40012, ACK),
             net.ext,
             XDP_TX,
             vec![Rx, ConnHit, TxRoute],
@@ -311,6 +317,26 @@ fn measure_all(repeat: u32, rounds: usize) -> Result<PacketCost> {
             Wrap::Restore,
         ),
         spec(
+            "tun6-new",
+            "lb TUN over IPv6 (IPv6 in IPv6): new connection",
+            Target::Lb,
+            client6(81, 40014, SYN),
+            net.ext,
+            XDP_TX,
+            vec![Rx, ConnNew, TxTunnel],
+            Wrap::NewFlows,
+        ),
+        spec(
+            "tun6-est",
+            "lb TUN over IPv6 (IPv6 in IPv6): established connection",
+            Target::Lb,
+            client6(81, 40013, ACK),
+            net.ext,
+            XDP_TX,
+            vec![Rx, ConnHit, TxTunnel],
+            Wrap::Restore,
+        ),
+        spec(
             "nat-new",
             "lb NAT: new connection",
             Target::Lb,
@@ -325,6 +351,26 @@ fn measure_all(repeat: u32, rounds: usize) -> Result<PacketCost> {
             "lb NAT: established connection",
             Target::Lb,
             client(82, 40005, ACK),
+            net.ext,
+            XDP_REDIRECT,
+            vec![Rx, ConnHit, TxNat, Redirect],
+            Wrap::Restore,
+        ),
+        spec(
+            "nat6-new",
+            "lb NAT over IPv6: new connection",
+            Target::Lb,
+            client6(82, 40016, SYN),
+            net.ext,
+            XDP_REDIRECT,
+            vec![Rx, ConnNew, TxNat, Redirect],
+            Wrap::NewFlows,
+        ),
+        spec(
+            "nat6-est",
+            "lb NAT over IPv6: established connection",
+            Target::Lb,
+            client6(82, 40015, ACK),
             net.ext,
             XDP_REDIRECT,
             vec![Rx, ConnHit, TxNat, Redirect],

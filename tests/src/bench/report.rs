@@ -211,7 +211,7 @@ impl Doc {
         if let Some(pc) = r.packet_cost.done()
             && let Some(floor) = pc.get("floor")
         {
-            for key in ["dr-est", "dr6-est", "dr-new", "nat-est"] {
+            for key in ["dr-est", "dr6-est", "dr-new", "nat-est", "nat6-est"] {
                 if let Some(m) = pc.get(key)
                     && m.error.is_none()
                 {

@@ -272,8 +272,12 @@ pub fn fixtures() -> Vec<Fixture> {
             gre_raw(&[0x20, 0x00, 0x08, 0x00, 0, 0, 0, 7], 42011),
         ),
         untouched(
-            "GRE carrying another protocol (0x86dd): untouched",
+            "GRE saying IPv6 (0x86dd) in front of an IPv4 packet: untouched",
             gre_raw(&[0x00, 0x00, 0x86, 0xdd], 42012),
+        ),
+        untouched(
+            "GRE carrying another protocol (0x6558, Ethernet): untouched",
+            gre_raw(&[0x00, 0x00, 0x65, 0x58], 42014),
         ),
         untouched(
             "GUE to a port not given with --gue-port: untouched",

@@ -15,6 +15,7 @@ use lb_common::{
     AF_INET6, Addr, FlowKey, IPPROTO_TCP, IPPROTO_UDP, REAL_F_IN_USE, REAL_F_RESOLVED, RealServer,
     Service, ServiceKey, Stat, method,
     tcp_state::{ESTABLISHED, SYN_RECV, UDP},
+    tunnel,
 };
 
 use crate::{
@@ -23,7 +24,7 @@ use crate::{
     harness::{Change, Verdict},
     packet::{ACK, Frame, Ipv4, Ipv6, L3, L4, SYN, Tcp, Udp},
     wire::Mac,
-    world::{self, DIRECTOR_MAC, ROUTER_MAC, director_iface},
+    world::{self, DIRECTOR_MAC, Encap, ROUTER_MAC, director_iface},
 };
 
 const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x51, 0, 0, 0, 0, 7);
@@ -802,6 +803,283 @@ pub fn tunnel_fixtures() -> Vec<Fixture> {
     ]
 }
 
+// ---- GUE and GRE where IPv6 is involved ------------------------------------------------------
+
+/// `setup`'s one TUN real server set to the encapsulation `encap`.
+fn with_encap(mut setup: Vec<Change>, encap: Encap) -> Vec<Change> {
+    for change in &mut setup {
+        if let Change::Real { real, .. } = change {
+            match encap {
+                Encap::Ipip => {}
+                Encap::Gue { port, csum } => {
+                    real.tun_type = tunnel::GUE;
+                    real.tun_port = port.to_be();
+                    real.tun_flags = if csum { tunnel::F_CSUM } else { 0 };
+                }
+                Encap::Gre { csum } => {
+                    real.tun_type = tunnel::GRE;
+                    real.tun_flags = if csum { tunnel::F_CSUM } else { 0 };
+                }
+            }
+        }
+    }
+    setup
+}
+
+/// GUE's UDP source port for an IPv6 client's TCP flow: the flow hashed by
+/// `lb_common::tunnel::source_port`, the helper both sides share (as for IPv4), over the
+/// addresses folded as IPVS folds them.
+fn gue_source_port6(frame: &Frame) -> u16 {
+    let ip = ip6(frame);
+    let L4::Tcp(tcp) = &ip.payload else {
+        panic!("not TCP: {:?}", ip.payload)
+    };
+    u16::from_be(tunnel::source_port(
+        Addr::from(ip.src).fold(),
+        Addr::from(ip.dst).fold(),
+        tcp.sport.to_be(),
+        tcp.dport.to_be(),
+        IPPROTO_TCP,
+    ))
+}
+
+/// What follows the outer header when `encap` carries `inner` (an IP packet whose protocol
+/// number is `proto`: 4 or 41), GUE from the UDP port `gue_sport`. The UDP checksum is
+/// computed by the packet builder over the pseudo header of the outer header it ends up in;
+/// GRE's here over the GRE header and the packet (RFC 2784).
+fn encapsulated(inner: &Frame, proto: u8, gue_sport: u16, encap: Encap) -> L4 {
+    let inner = inner.bytes()[14..].to_vec();
+    match encap {
+        Encap::Ipip => L4::Raw {
+            proto,
+            bytes: inner,
+        },
+        Encap::Gue { port, csum } => {
+            let mut gue = vec![0x00, proto, 0x00, 0x00];
+            gue.extend_from_slice(&inner);
+            let mut udp = Udp::new(gue_sport, port, &gue);
+            if !csum {
+                udp.checksum = Some(0);
+            }
+            udp.into()
+        }
+        Encap::Gre { csum } => {
+            let [t0, t1] = if proto == 41 {
+                [0x86, 0xdd]
+            } else {
+                [0x08, 0x00]
+            };
+            let mut bytes = if csum {
+                vec![0x80, 0x00, t0, t1, 0x00, 0x00, 0x00, 0x00]
+            } else {
+                vec![0x00, 0x00, t0, t1]
+            };
+            bytes.extend_from_slice(&inner);
+            if csum {
+                let sum = checksum::checksum(&bytes);
+                bytes[4..6].copy_from_slice(&sum.to_be_bytes());
+            }
+            L4::Raw { proto: 47, bytes }
+        }
+    }
+}
+
+/// An IPv6 SYN from `sport` carrying `len` bytes (odd lengths leave the checksums a tail).
+fn syn6_with(sport: u16, len: usize) -> Frame {
+    let mut frame = http6(sport, SYN);
+    frame.ipv6_mut().payload = Tcp::new(sport, 80, SYN)
+        .payload(&(0..len).map(|i| (i * 13 + 5) as u8).collect::<Vec<_>>())
+        .into();
+    frame
+}
+
+fn tunnelled(name: &'static str, setup: Vec<Change>, input: &Frame, out: Frame) -> Fixture {
+    Fixture {
+        name,
+        setup,
+        steps: vec![
+            Send::new(
+                "SYN",
+                input.bytes(),
+                Verdict::TX,
+                Output::Exact(out.bytes()),
+            )
+            .counts(&[Stat::ConnNew, Stat::TxTunnel])
+            .into(),
+        ],
+    }
+}
+
+const GUE_PORT: u16 = 6080;
+const GUE: Encap = Encap::Gue {
+    port: GUE_PORT,
+    csum: false,
+};
+const GUE_CSUM: Encap = Encap::Gue {
+    port: GUE_PORT,
+    csum: true,
+};
+const GRE: Encap = Encap::Gre { csum: false };
+const GRE_CSUM: Encap = Encap::Gre { csum: true };
+
+/// GUE and GRE (`--tun-type gue|gre`) to IPv6 real servers, as `ip_vs_tunnel_xmit_v6` builds
+/// them (next header 17 or 47 after the outer IPv6 header; GUE carrying 41 or 4, GRE
+/// 0x86dd or 0x0800; the UDP checksum 0 unless `--tun-csum`, else over the IPv6 pseudo
+/// header), and to an IPv4 real server of an IPv6 service (6in4: GUE carrying 41, the UDP
+/// checksum over the IPv4 pseudo header).
+pub fn encap_fixtures() -> Vec<Fixture> {
+    // 6in6, each encapsulation; the checksummed ones over odd lengths.
+    let six_in_six = |name, encap: Encap, input: Frame| {
+        let hopped = hopped6(&input);
+        let mut outer = Ipv6::new(
+            DIRECTOR6,
+            A6.addr,
+            encapsulated(&hopped, 41, gue_source_port6(&input), encap),
+        );
+        outer.hop_limit = 63;
+        tunnelled(
+            name,
+            with_encap(tun_world6(A6.addr.into(), 0), encap),
+            &input,
+            Frame::new(A6.mac, DIRECTOR_MAC, outer),
+        )
+    };
+    let real4 = Ipv4Addr::new(10, 1, 0, 11);
+    let six_in_four = |name, encap: Encap, input: Frame| {
+        let hopped = hopped6(&input);
+        let mut outer = Ipv4::new(
+            world::DIRECTOR_IP,
+            real4,
+            encapsulated(&hopped, 41, gue_source_port6(&input), encap),
+        );
+        outer.ident = 0;
+        outer.dont_fragment = true;
+        outer.ttl = 63;
+        tunnelled(
+            name,
+            with_encap(tun_world6(real4.into(), 0), encap),
+            &input,
+            Frame::new(A6.mac, DIRECTOR_MAC, outer),
+        )
+    };
+    let four_in_six = |name, encap: Encap, input: Frame| {
+        let hopped = world::hopped(&input);
+        let mut outer = Ipv6::new(
+            DIRECTOR6,
+            A6.addr,
+            encapsulated(&hopped, 4, world::gue_source_port(input.ipv4()), encap),
+        );
+        outer.hop_limit = 63;
+        let mut setup = world::http_world(&[&world::A]);
+        setup.push(dual_stack_iface());
+        setup.push(world::edit_real(&world::A, &world::HTTP, |r| {
+            r.method = method::TUNNEL;
+            r.addr = Addr::from(A6.addr);
+            r.family = AF_INET6;
+            match encap {
+                Encap::Gue { port, csum } => {
+                    r.tun_type = tunnel::GUE;
+                    r.tun_port = port.to_be();
+                    r.tun_flags = if csum { tunnel::F_CSUM } else { 0 };
+                }
+                Encap::Gre { csum } => {
+                    r.tun_type = tunnel::GRE;
+                    r.tun_flags = if csum { tunnel::F_CSUM } else { 0 };
+                }
+                Encap::Ipip => {}
+            }
+        }));
+        tunnelled(
+            name,
+            setup,
+            &input,
+            Frame::new(world::A.mac, DIRECTOR_MAC, outer),
+        )
+    };
+    let v4_segment = |sport: u16, len: usize| {
+        let mut frame = world::http(sport, SYN);
+        frame.ipv4_mut().payload = Tcp::new(sport, world::HTTP.port, SYN)
+            .payload(&(0..len).map(|i| (i * 7 + 3) as u8).collect::<Vec<_>>())
+            .into();
+        frame
+    };
+    let big = syn6_with(41509, 1300);
+    vec![
+        six_in_six(
+            "GUE over IPv6: next header 17 to the tunnel port, GUE carrying 41, UDP checksum 0 (udp6_set_csum nocheck, as IPVS without --tun-csum)",
+            GUE,
+            http6(41500, SYN),
+        ),
+        six_in_six(
+            "GUE over IPv6 with checksum: the UDP checksum over the IPv6 pseudo header and the whole datagram (333-byte payload: a 1-byte tail)",
+            GUE_CSUM,
+            syn6_with(41501, 333),
+        ),
+        six_in_six(
+            "GRE over IPv6: next header 47, flags 0, protocol 0x86dd",
+            GRE,
+            http6(41502, SYN),
+        ),
+        six_in_six(
+            "GRE over IPv6 with checksum: the C bit and the sum over the GRE header and the packet (1,001-byte payload: a 1-byte tail after 256-byte pieces)",
+            GRE_CSUM,
+            syn6_with(41503, 1001),
+        ),
+        four_in_six(
+            "GUE over IPv6 for an IPv4 client (4in6): GUE carrying 4, UDP checksum over the IPv6 pseudo header",
+            GUE_CSUM,
+            v4_segment(41504, 2),
+        ),
+        four_in_six(
+            "GRE over IPv6 for an IPv4 client (4in6): protocol 0x0800, no checksum",
+            GRE,
+            world::http(41505, SYN),
+        ),
+        six_in_four(
+            "GUE over IPv4 for an IPv6 client (6in4): GUE carrying 41, UDP checksum over the IPv4 pseudo header, DF, ID 0",
+            GUE_CSUM,
+            syn6_with(41506, 3),
+        ),
+        six_in_four(
+            "GRE over IPv4 for an IPv6 client (6in4): protocol 0x86dd with checksum",
+            GRE_CSUM,
+            http6(41507, SYN),
+        ),
+        Fixture {
+            name: "GUE over IPv6, too big for the path (MTU 1400): ICMPv6 packet too big announcing 1348, the MTU less the IPv6, UDP and GUE headers",
+            setup: with_encap(tun_world6(A6.addr.into(), 1400), GUE),
+            steps: vec![
+                Send::new(
+                    "1,360-byte SYN",
+                    big.bytes(),
+                    Verdict::TX,
+                    Output::Exact(icmp6_error(&hopped6(&big), 2, 0, 1348)),
+                )
+                .counts(&[Stat::ConnNew, Stat::IcmpFragNeeded])
+                .into(),
+            ],
+        },
+        Fixture {
+            name: "GRE with checksum over IPv6, the packet exactly fits the path (1,360 + 40 + 8 = MTU 1408): sent",
+            setup: with_encap(tun_world6(A6.addr.into(), 1408), GRE_CSUM),
+            steps: vec![{
+                let hopped = hopped6(&big);
+                let mut outer =
+                    Ipv6::new(DIRECTOR6, A6.addr, encapsulated(&hopped, 41, 0, GRE_CSUM));
+                outer.hop_limit = 63;
+                Send::new(
+                    "1,360-byte SYN",
+                    big.bytes(),
+                    Verdict::TX,
+                    Output::Exact(Frame::new(A6.mac, DIRECTOR_MAC, outer).bytes()),
+                )
+                .counts(&[Stat::ConnNew, Stat::TxTunnel])
+                .into()
+            }],
+        },
+    ]
+}
+
 // ---- ICMPv6 errors about connections ----------------------------------------------------------
 
 /// An ICMPv6 message `ty`/`code`/`word` quoting `quoted`, from `src` to `dst`, its checksum
@@ -922,6 +1200,13 @@ fn decapsulated6(name: &'static str, input: Frame, inner: Frame) -> Fixture {
     }
 }
 
+/// [`decapsulated6`] of GUE in `outer` to [`GUE_PORT`], which `lbd decap` was given.
+fn decapsulated6_gue(name: &'static str, outer: L3, inner: Frame) -> Fixture {
+    let mut fixture = decapsulated6(name, Frame::new(A6.mac, DIRECTOR_MAC, outer), inner);
+    fixture.setup = vec![Change::DecapGuePort(GUE_PORT)];
+    fixture
+}
+
 pub fn decap_fixtures() -> Vec<Fixture> {
     let syn6 = hopped6(&http6(41400, SYN));
     let syn4 = world::hopped(&world::http(41401, SYN));
@@ -955,6 +1240,77 @@ pub fn decap_fixtures() -> Vec<Fixture> {
             ),
             on_a6(&syn6),
         ),
+        // GUE and GRE as the director sends them (`encap_fixtures`), either family inside
+        // either: the port GUE arrives on is lbd decap's --gue-port.
+        decapsulated6_gue(
+            "GUE over IPv6 carrying IPv6 (UDP checksum 0): the client's IPv6 SYN",
+            Ipv6::new(DIRECTOR6, A6.addr, encapsulated(&syn6, 41, 40000, GUE)).into(),
+            on_a6(&syn6),
+        ),
+        decapsulated6_gue(
+            "GUE over IPv6 carrying IPv4, with checksum: the client's IPv4 SYN",
+            Ipv6::new(DIRECTOR6, A6.addr, encapsulated(&syn4, 4, 40001, GUE_CSUM)).into(),
+            on_a6(&syn4),
+        ),
+        decapsulated6_gue(
+            "GUE over IPv4 carrying IPv6: the client's IPv6 SYN, Ethernet type IPv6",
+            Ipv4::new(
+                world::DIRECTOR_IP,
+                real4,
+                encapsulated(&syn6, 41, 40002, GUE_CSUM),
+            )
+            .into(),
+            on_a6(&syn6),
+        ),
+        decapsulated6(
+            "GRE over IPv6 carrying IPv6 (0x86dd)",
+            Frame::new(
+                A6.mac,
+                DIRECTOR_MAC,
+                Ipv6::new(DIRECTOR6, A6.addr, encapsulated(&syn6, 41, 0, GRE)),
+            ),
+            on_a6(&syn6),
+        ),
+        decapsulated6(
+            "GRE over IPv6 with checksum carrying IPv4 (0x0800)",
+            Frame::new(
+                A6.mac,
+                DIRECTOR_MAC,
+                Ipv6::new(DIRECTOR6, A6.addr, encapsulated(&syn4, 4, 0, GRE_CSUM)),
+            ),
+            on_a6(&syn4),
+        ),
+        decapsulated6(
+            "GRE over IPv4 with checksum carrying IPv6 (0x86dd): Ethernet type IPv6",
+            Frame::new(
+                A6.mac,
+                DIRECTOR_MAC,
+                Ipv4::new(
+                    world::DIRECTOR_IP,
+                    real4,
+                    encapsulated(&syn6, 41, 0, GRE_CSUM),
+                ),
+            ),
+            on_a6(&syn6),
+        ),
+        Fixture {
+            name: "GUE over IPv6 to a port lbd decap was not given: untouched",
+            setup: vec![Change::DecapGuePort(6081)],
+            steps: vec![
+                Send::new(
+                    "GUE",
+                    Frame::new(
+                        A6.mac,
+                        DIRECTOR_MAC,
+                        Ipv6::new(DIRECTOR6, A6.addr, encapsulated(&syn6, 41, 40003, GUE)),
+                    )
+                    .bytes(),
+                    Verdict::PASS,
+                    Output::Unchanged,
+                )
+                .into(),
+            ],
+        },
         Fixture {
             name: "an outer IPv6 header with next header 41 but no whole inner header: untouched",
             setup: Vec::new(),
