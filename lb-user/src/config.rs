@@ -363,10 +363,10 @@ fn check_ranges(command: &Command) -> Result<(), ConfigError> {
                 }
             }
         }
-        Command::AddReal { real, .. } | Command::EditReal { real, .. } => {
-            if real.weight > MAX_WEIGHT {
-                return invalid(format!("weight {} is over {MAX_WEIGHT}", real.weight));
-            }
+        Command::AddReal { real, .. } | Command::EditReal { real, .. }
+            if real.weight > MAX_WEIGHT =>
+        {
+            return invalid(format!("weight {} is over {MAX_WEIGHT}", real.weight));
         }
         Command::SetTimeouts { timeouts } => {
             for t in [timeouts.tcp, timeouts.tcp_fin, timeouts.udp] {
