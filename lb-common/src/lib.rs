@@ -792,10 +792,14 @@ pub enum Stat {
     IcmpTimeExceeded,
     /// A relayed ICMP error whose TTL runs out here: dropped (no ICMP error about an error).
     DropTtlExpired,
+    /// A packet too big for its tunnel's path that no ICMP error may answer: an IPv4 packet
+    /// without DF (IPVS fragments the outer packet; XDP cannot send two frames for one), an
+    /// ICMP error being relayed, a later fragment, a source that is no one host's.
+    DropTooBig,
 }
 
 impl Stat {
-    pub const COUNT: u32 = Stat::DropTtlExpired as u32 + 1;
+    pub const COUNT: u32 = Stat::DropTooBig as u32 + 1;
 
     pub const ALL: [Stat; Stat::COUNT as usize] = [
         Stat::Rx,
@@ -833,6 +837,7 @@ impl Stat {
         Stat::Fragment,
         Stat::IcmpTimeExceeded,
         Stat::DropTtlExpired,
+        Stat::DropTooBig,
     ];
 
     /// Stable snake_case name, used in logs and metrics.
@@ -873,6 +878,7 @@ impl Stat {
             Stat::Fragment => "fragment",
             Stat::IcmpTimeExceeded => "icmp_time_exceeded",
             Stat::DropTtlExpired => "drop_ttl_expired",
+            Stat::DropTooBig => "drop_too_big",
         }
     }
 }

@@ -848,7 +848,7 @@ impl Model {
                 || frame.later_fragment
                 || !unicast_host(frame.saddr)
             {
-                return Err((Action::Drop, Stat::DropFib));
+                return Err((Action::Drop, Stat::DropTooBig));
             }
             let mtu = (real.mtu - 20) as u16;
             return self.icmp_answer(frame, &inner, (Action::Tx, Stat::IcmpFragNeeded), 3, 4, mtu);

@@ -255,14 +255,14 @@ fn too_big(ctx: &XdpContext, packet: &Packet, room: u32, inner6: bool, df: bool)
             room
         };
         if u32::from(packet.ip_len) <= mtu || !icmp6::may_answer(packet) {
-            return drop(Stat::DropFib);
+            return drop(Stat::DropTooBig);
         }
         icmp6::packet_too_big(ctx, packet, mtu)
     } else {
         // Nor is a packet no ICMP error may be about (an ICMP error we relay, a later
         // fragment, a source that is no one host's) ever answered with one.
         if !df || !super::may_answer(packet) {
-            return drop(Stat::DropFib);
+            return drop(Stat::DropTooBig);
         }
         icmp::frag_needed(ctx, packet, room as u16)
     };

@@ -492,7 +492,7 @@ pub fn fixtures() -> Vec<Fixture> {
             );
             error.ipv4_mut().dont_fragment = true;
             Fixture {
-                name: "TUN: an error too big for the tunnel (DF set) is dropped (drop_fib), never answered with frag-needed: no ICMP error about an ICMP error (RFC 1122)",
+                name: "TUN: an error too big for the tunnel (DF set) is dropped (drop_too_big), never answered with frag-needed: no ICMP error about an ICMP error (RFC 1122)",
                 setup: {
                     let mut setup = tun_world();
                     // 76 bytes in IP-in-IP: more than this path carries.
@@ -513,7 +513,7 @@ pub fn fixtures() -> Vec<Fixture> {
                     });
                     setup
                 },
-                steps: vec![Send::drop("frag-needed", error.bytes(), Stat::DropFib).into()],
+                steps: vec![Send::drop("frag-needed", error.bytes(), Stat::DropTooBig).into()],
             }
         },
     ];

@@ -349,10 +349,10 @@ pub fn fixtures() -> Vec<Fixture> {
             let mut frame = segment(41016, PSH | ACK, 1441);
             frame.ipv4_mut().dont_fragment = false;
             Fixture {
-                name: "too big without DF: dropped (drop_fib), XDP cannot fragment",
+                name: "too big without DF: dropped (drop_too_big), XDP cannot fragment",
                 setup: sloppy(tun_world(&[&A], MTU)),
                 steps: vec![
-                    Send::drop("1481-byte segment", frame.bytes(), Stat::DropFib)
+                    Send::drop("1481-byte segment", frame.bytes(), Stat::DropTooBig)
                         .counts(&[Stat::ConnNew])
                         .into(),
                 ],
