@@ -15,6 +15,9 @@
 //! Label values follow the model's own spelling: `protocol="tcp"|"udp"`,
 //! `forward="route"|"tunnel"|"masq"`, addresses dotted-quad or IPv6 text (`2001:db8::1`, no brackets: ports have labels of their own), ports decimal. Rates (ipvsadm
 //! `--rate`) are not exported: Prometheus derives them from the counters with `rate()`.
+//!
+//! After lb's own families come node_exporter's IPVS collector's (`node_ipvs_*`), with its
+//! names, help texts and labels, for dashboards written for IPVS directors.
 
 use std::{
     borrow::Cow, collections::HashMap, fmt::Write as _, io, net::IpAddr, sync::Arc, time::Duration,
@@ -172,6 +175,52 @@ const REAL_UP: Family = Family {
     kind: Kind::Gauge,
     help: "Health-check verdict on the real server: 1 up, 0 down (health-checked real servers \
            only).",
+};
+
+// node_exporter's IPVS collector (`collector/ipvs_linux.go`): the same names, types, help
+// texts and labels, so that dashboards and alerts written for IPVS directors read lb unchanged.
+// node_exporter takes the totals from `/proc/net/ip_vs_stats` (the kernel's sum over every
+// service) and the per-real-server gauges from `/proc/net/ip_vs`; lb's figures are the ones
+// `lbadm -Ln --stats` and `lbadm -Ln` print.
+const NODE_IPVS_CONNECTIONS: Family = Family {
+    name: "node_ipvs_connections_total",
+    kind: Kind::Counter,
+    help: "The total number of connections made.",
+};
+const NODE_IPVS_INCOMING_PACKETS: Family = Family {
+    name: "node_ipvs_incoming_packets_total",
+    kind: Kind::Counter,
+    help: "The total number of incoming packets.",
+};
+const NODE_IPVS_OUTGOING_PACKETS: Family = Family {
+    name: "node_ipvs_outgoing_packets_total",
+    kind: Kind::Counter,
+    help: "The total number of outgoing packets.",
+};
+const NODE_IPVS_INCOMING_BYTES: Family = Family {
+    name: "node_ipvs_incoming_bytes_total",
+    kind: Kind::Counter,
+    help: "The total amount of incoming data.",
+};
+const NODE_IPVS_OUTGOING_BYTES: Family = Family {
+    name: "node_ipvs_outgoing_bytes_total",
+    kind: Kind::Counter,
+    help: "The total amount of outgoing data.",
+};
+const NODE_IPVS_BACKEND_ACTIVE: Family = Family {
+    name: "node_ipvs_backend_connections_active",
+    kind: Kind::Gauge,
+    help: "The current active connections by local and remote address.",
+};
+const NODE_IPVS_BACKEND_INACTIVE: Family = Family {
+    name: "node_ipvs_backend_connections_inactive",
+    kind: Kind::Gauge,
+    help: "The current inactive connections by local and remote address.",
+};
+const NODE_IPVS_BACKEND_WEIGHT: Family = Family {
+    name: "node_ipvs_backend_weight",
+    kind: Kind::Gauge,
+    help: "The current backend weight by local and remote address.",
 };
 
 /// The label value of a protocol (the model's serde spelling).
@@ -405,7 +454,80 @@ pub fn render(input: &MetricsInput) -> String {
             .chain(out_of_table.into_iter().map(|(l, up)| (Cow::Owned(l), up))),
     );
 
+    write_node_ipvs(&mut out, &input.snapshot);
+
     out
+}
+
+/// An address as Go's `net.IP.String` writes it, which is how node_exporter labels them:
+/// dotted quad for IPv4, RFC 5952 text for IPv6 (as Rust's), except that an IPv4-mapped IPv6
+/// address is written as the IPv4 address it maps.
+fn go_ip_string(addr: IpAddr) -> String {
+    match addr {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => v6.to_string(),
+        },
+        IpAddr::V4(v4) => v4.to_string(),
+    }
+}
+
+/// node_exporter's IPVS families: the five totals (no labels), then one series per real server
+/// of each backend gauge, labelled `local_address`, `local_port`, `remote_address`,
+/// `remote_port`, `proto` (`TCP`, `UDP`) and `local_mark` (the firewall mark of an FWM
+/// service in `/proc/net/ip_vs`'s hex, empty otherwise: lb has no fwmark services, so it is
+/// always empty, as node_exporter writes it for TCP and UDP services).
+fn write_node_ipvs(out: &mut String, snapshot: &Snapshot) {
+    let total = snapshot
+        .services
+        .iter()
+        .fold(crate::model::Stats::default(), |mut sum, s| {
+            sum.conns = sum.conns.wrapping_add(s.stats.conns);
+            sum.in_pkts = sum.in_pkts.wrapping_add(s.stats.in_pkts);
+            sum.out_pkts = sum.out_pkts.wrapping_add(s.stats.out_pkts);
+            sum.in_bytes = sum.in_bytes.wrapping_add(s.stats.in_bytes);
+            sum.out_bytes = sum.out_bytes.wrapping_add(s.stats.out_bytes);
+            sum
+        });
+    let none = || Cow::Owned(Labels::default());
+    write_family(out, &NODE_IPVS_CONNECTIONS, [(none(), total.conns)]);
+    write_family(out, &NODE_IPVS_INCOMING_PACKETS, [(none(), total.in_pkts)]);
+    write_family(out, &NODE_IPVS_OUTGOING_PACKETS, [(none(), total.out_pkts)]);
+    write_family(out, &NODE_IPVS_INCOMING_BYTES, [(none(), total.in_bytes)]);
+    write_family(out, &NODE_IPVS_OUTGOING_BYTES, [(none(), total.out_bytes)]);
+
+    let backends: Vec<_> = snapshot
+        .services
+        .iter()
+        .flat_map(|service| {
+            let addr = &service.spec.addr;
+            service.reals.iter().map(move |real| {
+                let labels = Labels::new(&[
+                    ("local_address", &go_ip_string(addr.addr)),
+                    ("local_port", &addr.port.to_string()),
+                    ("remote_address", &go_ip_string(real.spec.addr)),
+                    ("remote_port", &real.spec.port.to_string()),
+                    ("proto", addr.protocol.label()),
+                    ("local_mark", ""),
+                ]);
+                (labels, real)
+            })
+        })
+        .collect();
+    let backend_gauge = |out: &mut String, family: &Family, value: fn(&RealStatus) -> u64| {
+        write_family(
+            out,
+            family,
+            backends
+                .iter()
+                .map(|(labels, r)| (Cow::Borrowed(labels), value(r))),
+        );
+    };
+    backend_gauge(out, &NODE_IPVS_BACKEND_ACTIVE, |r| r.active_conns.into());
+    backend_gauge(out, &NODE_IPVS_BACKEND_INACTIVE, |r| {
+        r.inactive_conns.into()
+    });
+    backend_gauge(out, &NODE_IPVS_BACKEND_WEIGHT, |r| r.spec.weight.into());
 }
 
 fn service_labels(addr: &ServiceAddr) -> Labels {
@@ -965,6 +1087,36 @@ lb_real_weight{protocol="udp",vip="10.0.0.1",port="53",real="192.168.1.4",real_p
 lb_real_up{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.2",real_port="80",forward="route"} 1
 lb_real_up{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.3",real_port="8080",forward="masq"} 0
 lb_real_up{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.9",real_port="80"} 1
+# HELP node_ipvs_connections_total The total number of connections made.
+# TYPE node_ipvs_connections_total counter
+node_ipvs_connections_total 10
+# HELP node_ipvs_incoming_packets_total The total number of incoming packets.
+# TYPE node_ipvs_incoming_packets_total counter
+node_ipvs_incoming_packets_total 100
+# HELP node_ipvs_outgoing_packets_total The total number of outgoing packets.
+# TYPE node_ipvs_outgoing_packets_total counter
+node_ipvs_outgoing_packets_total 38
+# HELP node_ipvs_incoming_bytes_total The total amount of incoming data.
+# TYPE node_ipvs_incoming_bytes_total counter
+node_ipvs_incoming_bytes_total 6000
+# HELP node_ipvs_outgoing_bytes_total The total amount of outgoing data.
+# TYPE node_ipvs_outgoing_bytes_total counter
+node_ipvs_outgoing_bytes_total 91000
+# HELP node_ipvs_backend_connections_active The current active connections by local and remote address.
+# TYPE node_ipvs_backend_connections_active gauge
+node_ipvs_backend_connections_active{local_address="10.0.0.1",local_port="80",remote_address="192.168.1.2",remote_port="80",proto="TCP",local_mark=""} 3
+node_ipvs_backend_connections_active{local_address="10.0.0.1",local_port="80",remote_address="192.168.1.3",remote_port="8080",proto="TCP",local_mark=""} 2
+node_ipvs_backend_connections_active{local_address="10.0.0.1",local_port="53",remote_address="192.168.1.4",remote_port="53",proto="UDP",local_mark=""} 0
+# HELP node_ipvs_backend_connections_inactive The current inactive connections by local and remote address.
+# TYPE node_ipvs_backend_connections_inactive gauge
+node_ipvs_backend_connections_inactive{local_address="10.0.0.1",local_port="80",remote_address="192.168.1.2",remote_port="80",proto="TCP",local_mark=""} 1
+node_ipvs_backend_connections_inactive{local_address="10.0.0.1",local_port="80",remote_address="192.168.1.3",remote_port="8080",proto="TCP",local_mark=""} 0
+node_ipvs_backend_connections_inactive{local_address="10.0.0.1",local_port="53",remote_address="192.168.1.4",remote_port="53",proto="UDP",local_mark=""} 0
+# HELP node_ipvs_backend_weight The current backend weight by local and remote address.
+# TYPE node_ipvs_backend_weight gauge
+node_ipvs_backend_weight{local_address="10.0.0.1",local_port="80",remote_address="192.168.1.2",remote_port="80",proto="TCP",local_mark=""} 1
+node_ipvs_backend_weight{local_address="10.0.0.1",local_port="80",remote_address="192.168.1.3",remote_port="8080",proto="TCP",local_mark=""} 2
+node_ipvs_backend_weight{local_address="10.0.0.1",local_port="53",remote_address="192.168.1.4",remote_port="53",proto="UDP",local_mark=""} 0
 "#;
 
     #[test]
@@ -1023,10 +1175,34 @@ lb_real_up{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.9",real_port=
             ),
             "{text}"
         );
+        // node_exporter writes IPv6 addresses as Go's net.IP does: RFC 5952, no brackets.
+        assert!(
+            text.contains(
+                "node_ipvs_backend_weight{local_address=\"2001:db8::1\",local_port=\"80\",\
+                 remote_address=\"2001:db8::12\",remote_port=\"80\",proto=\"TCP\",\
+                 local_mark=\"\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nnode_ipvs_incoming_bytes_total 120\n"),
+            "{text}"
+        );
     }
 
     #[test]
-    fn empty_input_has_only_build_info() {
+    fn node_ipvs_addresses_are_written_as_go_writes_them() {
+        let ip = |s: &str| go_ip_string(s.parse().unwrap());
+        assert_eq!(ip("10.0.0.1"), "10.0.0.1");
+        assert_eq!(ip("2001:db8:0:0:1:0:0:1"), "2001:db8::1:0:0:1");
+        assert_eq!(ip("2001:db8::"), "2001:db8::");
+        assert_eq!(ip("::1"), "::1");
+        // Go's To4() sees an IPv4-mapped address as the IPv4 address.
+        assert_eq!(ip("::ffff:192.0.2.1"), "192.0.2.1");
+    }
+
+    #[test]
+    fn empty_input_has_build_info_and_node_ipvs_totals() {
         let input = MetricsInput {
             build: BuildInfo {
                 version: "1.2.3".to_owned(),
@@ -1038,7 +1214,22 @@ lb_real_up{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.9",real_port=
             render(&input),
             "# HELP lb_build_info Build of the running lbd: always 1, described by its labels.\n\
              # TYPE lb_build_info gauge\n\
-             lb_build_info{version=\"1.2.3\"} 1\n"
+             lb_build_info{version=\"1.2.3\"} 1\n\
+             # HELP node_ipvs_connections_total The total number of connections made.\n\
+             # TYPE node_ipvs_connections_total counter\n\
+             node_ipvs_connections_total 0\n\
+             # HELP node_ipvs_incoming_packets_total The total number of incoming packets.\n\
+             # TYPE node_ipvs_incoming_packets_total counter\n\
+             node_ipvs_incoming_packets_total 0\n\
+             # HELP node_ipvs_outgoing_packets_total The total number of outgoing packets.\n\
+             # TYPE node_ipvs_outgoing_packets_total counter\n\
+             node_ipvs_outgoing_packets_total 0\n\
+             # HELP node_ipvs_incoming_bytes_total The total amount of incoming data.\n\
+             # TYPE node_ipvs_incoming_bytes_total counter\n\
+             node_ipvs_incoming_bytes_total 0\n\
+             # HELP node_ipvs_outgoing_bytes_total The total amount of outgoing data.\n\
+             # TYPE node_ipvs_outgoing_bytes_total counter\n\
+             node_ipvs_outgoing_bytes_total 0\n"
         );
     }
 
@@ -1252,9 +1443,28 @@ lb_real_up{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.9",real_port=
         let mut out = masq.to_vec();
         out.push(("direction", "out"));
         assert_eq!(value("lb_real_bytes_total", &out), 91000.0);
+        assert_eq!(
+            value(
+                "node_ipvs_backend_connections_active",
+                &[
+                    ("local_address", "10.0.0.1"),
+                    ("local_port", "80"),
+                    ("remote_address", "192.168.1.3"),
+                    ("remote_port", "8080"),
+                    ("proto", "TCP"),
+                    ("local_mark", ""),
+                ]
+            ),
+            2.0
+        );
+        assert_eq!(value("node_ipvs_outgoing_bytes_total", &[]), 91000.0);
         // One series per family and service/real, plus build, events and three health verdicts
-        // (one for a real server out of the table).
-        assert_eq!(samples.len(), 1 + Stat::ALL.len() + 2 * 5 + 3 * 9 + 3);
+        // (one for a real server out of the table), then node_exporter's five totals and three
+        // gauges per real server.
+        assert_eq!(
+            samples.len(),
+            1 + Stat::ALL.len() + 2 * 5 + 3 * 9 + 3 + 5 + 3 * 3
+        );
     }
 
     #[test]
@@ -1512,7 +1722,8 @@ lb_real_up{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.9",real_port=
         let server = tokio::spawn(serve(listener, MetricsInput::default));
         let reply = exchange(addr, b"GET /metrics HTTP/1.1\r\n\r\n").await;
         assert!(
-            reply.ends_with("lb_build_info{version=\"\"} 1\n"),
+            reply.contains("\nlb_build_info{version=\"\"} 1\n")
+                && reply.ends_with("\nnode_ipvs_outgoing_bytes_total 0\n"),
             "{reply}"
         );
         server.abort();
