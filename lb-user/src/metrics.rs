@@ -1728,4 +1728,203 @@ node_ipvs_backend_weight{local_address="10.0.0.1",local_port="53",remote_address
         );
         server.abort();
     }
+
+    /// `docs/grafana-lb.json` queries only what lbd exports: every metric name in its PromQL
+    /// (panels and template variables) is a family [`render`] writes, and every label it
+    /// groups or matches by is one of those families' labels.
+    mod dashboard {
+        use std::collections::{BTreeMap, BTreeSet};
+
+        use super::*;
+
+        const DASHBOARD: &str = include_str!("../../docs/grafana-lb.json");
+
+        /// What one PromQL expression names: metric names and label names.
+        #[derive(Debug, Default, PartialEq, Eq)]
+        struct Names {
+            metrics: BTreeSet<String>,
+            labels: BTreeSet<String>,
+        }
+
+        /// A small PromQL scanner, enough for the dashboard's expressions (a full PromQL parser
+        /// crate would be a dependency for one test): string literals and range selectors (`[5m]`, `[$__rate_interval]`) are skipped; inside `{...}` the
+        /// identifiers are label names; after `by`/`without`/`on`/`ignoring`/`group_left`/
+        /// `group_right` the parenthesised identifiers are label names; an identifier followed
+        /// by `(` is a function; keywords and numbers are skipped; every other identifier is a
+        /// metric name.
+        fn scan(expr: &str) -> Names {
+            // Binary operators, modifiers, and aggregation operators (which may take their
+            // `by (...)` before the parenthesis).
+            const KEYWORDS: [&str; 18] = [
+                "and",
+                "or",
+                "unless",
+                "bool",
+                "offset",
+                "sum",
+                "min",
+                "max",
+                "avg",
+                "group",
+                "stddev",
+                "stdvar",
+                "count",
+                "count_values",
+                "bottomk",
+                "topk",
+                "quantile",
+                "limitk",
+            ];
+            const GROUPING: [&str; 6] = [
+                "by",
+                "without",
+                "on",
+                "ignoring",
+                "group_left",
+                "group_right",
+            ];
+            let chars: Vec<char> = expr.chars().collect();
+            let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+            let mut names = Names::default();
+            let (mut i, mut in_braces, mut label_list) = (0, false, false);
+            while i < chars.len() {
+                let c = chars[i];
+                match c {
+                    '"' | '\'' | '`' => {
+                        i += 1;
+                        while i < chars.len() && chars[i] != c {
+                            i += if chars[i] == '\\' { 2 } else { 1 };
+                        }
+                        i += 1;
+                    }
+                    '[' => {
+                        while i < chars.len() && chars[i] != ']' {
+                            i += 1;
+                        }
+                        i += 1;
+                    }
+                    '{' => (in_braces, i) = (true, i + 1),
+                    '}' => (in_braces, i) = (false, i + 1),
+                    ')' => (label_list, i) = (false, i + 1),
+                    c if c.is_ascii_digit() || c == '.' => {
+                        while i < chars.len() && (ident(chars[i]) || chars[i] == '.') {
+                            i += 1;
+                        }
+                    }
+                    c if ident(c) => {
+                        let start = i;
+                        while i < chars.len() && ident(chars[i]) {
+                            i += 1;
+                        }
+                        let word: String = chars[start..i].iter().collect();
+                        let next = chars[i..].iter().find(|c| !c.is_whitespace());
+                        if in_braces || label_list {
+                            names.labels.insert(word);
+                        } else if GROUPING.contains(&word.as_str()) {
+                            label_list = next == Some(&'(');
+                        } else if next == Some(&'(') || KEYWORDS.contains(&word.as_str()) {
+                            // A function or a keyword.
+                        } else {
+                            names.metrics.insert(word);
+                        }
+                    }
+                    _ => i += 1,
+                }
+            }
+            names
+        }
+
+        #[test]
+        fn scanner_tells_metrics_from_labels_and_functions() {
+            let names = scan(
+                r#"8 * sum by (vip, direction) (rate(lb_a_total{vip=~"$vip", x!="a b"}[$__rate_interval])) or vector(0) / on (port) group_left lb_b"#,
+            );
+            assert_eq!(
+                names.metrics,
+                BTreeSet::from(["lb_a_total".to_owned(), "lb_b".to_owned()])
+            );
+            assert_eq!(
+                names.labels,
+                ["vip", "direction", "x", "port"]
+                    .map(str::to_owned)
+                    .into_iter()
+                    .collect()
+            );
+        }
+
+        /// Every expression of the dashboard: panel targets, then template-variable queries
+        /// (`label_values(METRIC, LABEL)` becomes `METRIC{LABEL=""}` for the scanner).
+        fn expressions(dashboard: &serde_json::Value) -> Vec<String> {
+            fn walk(value: &serde_json::Value, out: &mut Vec<String>) {
+                match value {
+                    serde_json::Value::Object(map) => {
+                        for (key, v) in map {
+                            match (key.as_str(), v) {
+                                ("expr", serde_json::Value::String(e)) => out.push(e.clone()),
+                                _ => walk(v, out),
+                            }
+                        }
+                    }
+                    serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+                    _ => {}
+                }
+            }
+            let mut out = Vec::new();
+            walk(&dashboard["panels"], &mut out);
+            for variable in dashboard["templating"]["list"].as_array().unwrap() {
+                if variable["type"] != "query" {
+                    continue;
+                }
+                let query = variable["query"]["query"].as_str().unwrap();
+                let args = query
+                    .strip_prefix("label_values(")
+                    .and_then(|q| q.strip_suffix(')'))
+                    .unwrap_or_else(|| panic!("unexpected variable query {query}"));
+                let (metric, label) = args.split_once(',').unwrap();
+                out.push(format!("{}{{{}=\"\"}}", metric.trim(), label.trim()));
+            }
+            out
+        }
+
+        #[test]
+        fn dashboard_queries_only_exported_metrics() {
+            let dashboard: serde_json::Value = serde_json::from_str(DASHBOARD).unwrap();
+            let mut input = sample();
+            input.events = Stat::ALL.iter().map(|&s| (s, 1)).collect();
+            let mut exported: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+            for ((name, labels), _) in parse_exposition(&render(&input)) {
+                exported
+                    .entry(name)
+                    .or_default()
+                    .extend(labels.into_iter().map(|(l, _)| l));
+            }
+            let expressions = expressions(&dashboard);
+            assert!(expressions.len() >= 10, "{expressions:?}");
+            let mut used = BTreeSet::new();
+            for expr in &expressions {
+                let names = scan(expr);
+                assert!(!names.metrics.is_empty(), "no metric in {expr}");
+                let mut labels = BTreeSet::new();
+                for metric in &names.metrics {
+                    let family = exported
+                        .get(metric)
+                        .unwrap_or_else(|| panic!("{metric} (in {expr}) is not exported"));
+                    labels.extend(family.iter().cloned());
+                    used.insert(metric.clone());
+                }
+                for label in &names.labels {
+                    assert!(
+                        labels.contains(label),
+                        "label {label} (in {expr}) is not on {:?}",
+                        names.metrics
+                    );
+                }
+            }
+            // The dashboard covers lb's own families (node_exporter's have dashboards of
+            // their own).
+            for family in exported.keys().filter(|n| n.starts_with("lb_")) {
+                assert!(used.contains(family), "{family} is on no panel");
+            }
+        }
+    }
 }
