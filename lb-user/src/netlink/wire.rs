@@ -6,6 +6,18 @@
 //! offsets named once, with the values of `<linux/rtnetlink.h>`, `<linux/if_link.h>`,
 //! `<linux/if_addr.h>`, `<linux/neighbour.h>` and `<linux/netlink.h>`. Everything is in host
 //! byte order except addresses, which are in network order.
+//!
+//! Why not `netlink-packet-route` (issue #16): it would fit. Its 0.34 builds on the same
+//! `netlink-packet-core` 0.9 used here (and on rustc 1.95), and has typed messages for all
+//! lbd sends and reads: `RouteNetlinkMessage::{GetLink, GetAddress, GetRoute, GetNeighbour,
+//! NewNeighbour}` (with `NeighbourFlags::Use` for the ARP/NDP nudge) and the attributes
+//! `LinkAttribute::{IfName, Address, ...}`, `AddressAttribute::Address`,
+//! `RouteAttribute::{Oif, Gateway, PrefSource}`, `NeighbourAttribute::{Destination,
+//! LinkLocalAddress}`. Adopting it means rewriting this file's request builders and `parse_*`
+//! functions as conversions from those types, keeping what the callers get (`Link`,
+//! `Neighbour`, `RouteReply`, the `Parsed` errors of a short or odd reply); the byte-level
+//! unit tests below then turn into round trips through the crate, and `netns_tests.rs`
+//! checks the result against the kernel. It has not been done yet (time), not refused.
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
