@@ -191,6 +191,7 @@ fn seed_002_director_with_dr_and_http_checks() {
             }],
             protocol: HttpVersion::V1_0,
             fast_recovery: false,
+            tls: false,
         }),
         addr: Ipv4Addr::UNSPECIFIED.into(),
         port: 80,
@@ -673,6 +674,7 @@ fn every_supported_keyword() {
                     ],
                     protocol: HttpVersion::V1_1,
                     fast_recovery: true,
+                    tls: false,
                 }),
                 addr: ip("10.0.1.1"),
                 port: 8080,
@@ -715,6 +717,7 @@ fn every_supported_keyword() {
                 }],
                 protocol: HttpVersion::V1_0,
                 fast_recovery: false,
+                tls: false,
             }),
             addr: ip("10.0.1.2"),
             port: 8080,
@@ -894,7 +897,8 @@ fn keepalived_sections_are_noted() {
             "k.conf:9: net_namespace blue ignored: a setting of keepalived's own processes",
             "k.conf:10: track_file maint ignored: keepalived itself tracks files for VRRP",
             "k.conf:13: bfd_instance peer ignored: keepalived itself runs BFD",
-            "k.conf:17: SSL ignored: lb has no SSL_GET check to use it",
+            "k.conf:17: SSL ignored: lb's SSL_GET neither verifies real servers' certificates \
+             nor presents one",
         ]
     );
     assert!(config.services.is_empty());
@@ -1180,10 +1184,9 @@ fn errors_name_file_and_line() {
              k.conf:5",
         ),
         (
-            "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  SSL_GET {\n  }\n \
-             }\n}\n",
-            "SSL_GET health checks are not supported by lb: use TCP_CHECK on the TLS port, or \
-             HTTP_GET on a plain HTTP port at k.conf:3",
+            "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  SSL_GET {\n   url \
+             {\n    path /\n   }\n   enable_sni\n  }\n }\n}\n",
+            "enable_sni: lb's SSL_GET sends no SNI and has no such setting at k.conf:7",
         ),
         (
             "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  HTTP_GET {\n   url \
