@@ -1686,3 +1686,49 @@ fn tun_methods_with_gue_and_gre() {
         );
     }
 }
+
+#[test]
+fn ssl_get_is_http_get_over_tls() {
+    let config = parse(
+        "virtual_server 10.0.0.1 443 {\n\
+         \x20   real_server 10.0.0.11 443 {\n\
+         \x20       SSL_GET {\n\
+         \x20           url { path /health }\n\
+         \x20           url {\n\
+         \x20               path /ready\n\
+         \x20               digest 9b3a0c85a887a256d6939da88aabd8cd\n\
+         \x20           }\n\
+         \x20           http_protocol 1.1\n\
+         \x20           connect_timeout 2\n\
+         \x20       }\n\
+         \x20   }\n\
+         \x20   real_server 10.0.0.12 80 { HTTP_GET { url { path / } } }\n\
+         }",
+    );
+    let vs = &config.services[0];
+    let CheckKind::Http(ssl) = &vs.reals[0].checks[0].kind else {
+        panic!("{:?}", vs.reals[0].checks)
+    };
+    assert!(ssl.tls);
+    assert_eq!(ssl.urls.len(), 2);
+    assert_eq!(ssl.protocol, HttpVersion::V1_1);
+    assert!(ssl.urls[1].digest.is_some());
+    // keepalived's HTTP_GET and SSL_GET share their defaults (delay_before_retry 3 s).
+    assert_eq!(
+        vs.reals[0].checks[0].delay_before_retry,
+        std::time::Duration::from_secs(3)
+    );
+    let CheckKind::Http(plain) = &vs.reals[1].checks[0].kind else {
+        panic!()
+    };
+    assert!(!plain.tls);
+    assert_eq!(
+        errors(
+            "virtual_server 10.0.0.1 443 {\n real_server 10.0.0.11 443 {\n  SSL_GET {\n  }\n \
+                }\n}\n"
+        ),
+        [
+            "SSL_GET needs at least one url { path ... } (keepalived would drop the check) at k.conf:3"
+        ]
+    );
+}
