@@ -433,6 +433,7 @@ fn check_spec(check: &HealthCheck) -> CheckSpec {
                 .collect(),
             protocol: http.protocol,
             fast_recovery: http.fast_recovery,
+            tls: http.tls,
         }),
         CheckKind::Misc(misc) => Probe::Misc(MiscProbe {
             script: misc.script.clone(),

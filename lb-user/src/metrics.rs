@@ -2,28 +2,52 @@
 //!
 //! Two halves, kept apart so the first can be tested exactly:
 //! - [`render`] turns a [`MetricsInput`] (the running configuration with its live figures, the
-//!   data-path event counters, health-check verdicts, build) into the exposition text. Pure.
-//! - [`serve`] is a deliberately tiny HTTP/1.1 server on a [`TcpListener`]: one request per
-//!   connection, closed after the reply, with a deadline for the request head, a size limit on
-//!   it, a deadline for writing the reply and a cap on concurrent connections, so slow or
-//!   hostile clients cost a bounded amount.
+//!   data-path event counters, health-check verdicts, build) into the exposition text, written
+//!   by `prometheus-client` (its Prometheus text encoder, from a collector that holds one
+//!   scrape's figures: every series is read from lbd's tables at scrape time, so there are no
+//!   long-lived counters to keep in step). Pure.
+//! - [`serve`] is an HTTP/1.1 server on hyper: one request per connection, closed after the
+//!   reply, with a deadline for the request head (hyper closes the connection when it passes),
+//!   a size limit on it (431), a deadline for the whole exchange and a cap on concurrent
+//!   connections, so slow or hostile clients cost a bounded amount.
 //!
 //! lbd serves it only when asked (`--metrics ADDR`). The endpoint has no authentication and no
 //! TLS; binding anything other than a loopback address is the operator's choice, to make with a
 //! firewall in mind.
 //!
 //! Label values follow the model's own spelling: `protocol="tcp"|"udp"`,
-//! `forward="route"|"tunnel"|"masq"`, addresses dotted-quad or IPv6 text (`2001:db8::1`, no brackets: ports have labels of their own), ports decimal. Rates (ipvsadm
-//! `--rate`) are not exported: Prometheus derives them from the counters with `rate()`.
+//! `forward="route"|"tunnel"|"masq"`, addresses dotted-quad or IPv6 text (`2001:db8::1`, no
+//! brackets: ports have labels of their own), ports decimal. Rates (ipvsadm `--rate`) are not
+//! exported: Prometheus derives them from the counters with `rate()`.
+//!
+//! After lb's own families come node_exporter's IPVS collector's (`node_ipvs_*`), with its
+//! names, help texts and labels, for dashboards written for IPVS directors.
 
 use std::{
-    borrow::Cow, collections::HashMap, fmt::Write as _, io, net::IpAddr, sync::Arc, time::Duration,
+    borrow::Cow, collections::HashMap, convert::Infallible, fmt, io, net::IpAddr, sync::Arc,
+    time::Duration,
 };
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{
+    Method, Request, Response, StatusCode,
+    body::Incoming,
+    header::{self, HeaderValue},
+    server::conn::http1,
+    service::service_fn,
+};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use lb_common::Stat;
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric as _, prometheus_text},
+    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge, info::Info},
+    registry::Registry,
+};
 use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::{TcpListener, TcpStream},
+    sync::Semaphore,
     task::JoinSet,
     time::timeout,
 };
@@ -80,21 +104,12 @@ impl BuildInfo {
 // ---------------------------------------------------------------------------------------------
 
 /// The `Content-Type` of [`render`]'s output.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Counter,
     Gauge,
-}
-
-impl Kind {
-    const fn name(self) -> &'static str {
-        match self {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
-        }
-    }
 }
 
 /// A metric family: the name its samples carry and what HELP/TYPE say about it.
@@ -174,6 +189,52 @@ const REAL_UP: Family = Family {
            only).",
 };
 
+// node_exporter's IPVS collector (`collector/ipvs_linux.go`): the same names, types, help
+// texts and labels, so that dashboards and alerts written for IPVS directors read lb unchanged.
+// node_exporter takes the totals from `/proc/net/ip_vs_stats` (the kernel's sum over every
+// service) and the per-real-server gauges from `/proc/net/ip_vs`; lb's figures are the ones
+// `lbadm -Ln --stats` and `lbadm -Ln` print.
+const NODE_IPVS_CONNECTIONS: Family = Family {
+    name: "node_ipvs_connections_total",
+    kind: Kind::Counter,
+    help: "The total number of connections made.",
+};
+const NODE_IPVS_INCOMING_PACKETS: Family = Family {
+    name: "node_ipvs_incoming_packets_total",
+    kind: Kind::Counter,
+    help: "The total number of incoming packets.",
+};
+const NODE_IPVS_OUTGOING_PACKETS: Family = Family {
+    name: "node_ipvs_outgoing_packets_total",
+    kind: Kind::Counter,
+    help: "The total number of outgoing packets.",
+};
+const NODE_IPVS_INCOMING_BYTES: Family = Family {
+    name: "node_ipvs_incoming_bytes_total",
+    kind: Kind::Counter,
+    help: "The total amount of incoming data.",
+};
+const NODE_IPVS_OUTGOING_BYTES: Family = Family {
+    name: "node_ipvs_outgoing_bytes_total",
+    kind: Kind::Counter,
+    help: "The total amount of outgoing data.",
+};
+const NODE_IPVS_BACKEND_ACTIVE: Family = Family {
+    name: "node_ipvs_backend_connections_active",
+    kind: Kind::Gauge,
+    help: "The current active connections by local and remote address.",
+};
+const NODE_IPVS_BACKEND_INACTIVE: Family = Family {
+    name: "node_ipvs_backend_connections_inactive",
+    kind: Kind::Gauge,
+    help: "The current inactive connections by local and remote address.",
+};
+const NODE_IPVS_BACKEND_WEIGHT: Family = Family {
+    name: "node_ipvs_backend_weight",
+    kind: Kind::Gauge,
+    help: "The current backend weight by local and remote address.",
+};
+
 /// The label value of a protocol (the model's serde spelling).
 const fn protocol_label(protocol: Protocol) -> &'static str {
     match protocol {
@@ -191,82 +252,57 @@ const fn forward_label(forward: Forward) -> &'static str {
     }
 }
 
-/// A label set rendered once, escaped, without braces: `a="x",b="y"`.
+/// A label set, in the order its labels are written.
 #[derive(Clone, Debug, Default)]
-struct Labels(String);
+struct Labels(Vec<(&'static str, String)>);
 
 impl Labels {
-    fn new(pairs: &[(&str, &str)]) -> Self {
-        let mut labels = Labels::default();
-        for (name, value) in pairs {
-            labels.push(name, value);
-        }
-        labels
+    fn new(pairs: &[(&'static str, &str)]) -> Self {
+        Labels(pairs.iter().map(|&(k, v)| (k, v.to_owned())).collect())
     }
 
-    fn push(&mut self, name: &str, value: &str) {
-        if !self.0.is_empty() {
-            self.0.push(',');
-        }
-        self.0.push_str(name);
-        self.0.push_str("=\"");
-        escape_label_value(&mut self.0, value);
-        self.0.push('"');
+    fn push(&mut self, name: &'static str, value: &str) {
+        self.0.push((name, value.to_owned()));
     }
 
-    fn with(&self, name: &str, value: &str) -> Self {
+    fn with(&self, name: &'static str, value: &str) -> Self {
         let mut labels = self.clone();
         labels.push(name, value);
         labels
     }
 }
 
-/// Label values escape `\`, `"` and line feed (exposition format 0.0.4).
-fn escape_label_value(out: &mut String, value: &str) {
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
-
-/// HELP text escapes `\` and line feed (but not `"`).
-fn escape_help(out: &mut String, help: &str) {
-    for c in help.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
-
 /// Writes one family: HELP and TYPE, then its samples, all together as the format requires.
-/// A family without samples is left out entirely.
+/// A family without samples is left out entirely. prometheus-client writes a counter's
+/// `_total` itself, so it is given the name without it; the help text is written as given.
 fn write_family<'a>(
-    out: &mut String,
+    encoder: &mut DescriptorEncoder<'_>,
     family: &Family,
     samples: impl IntoIterator<Item = (Cow<'a, Labels>, u64)>,
-) {
+) -> fmt::Result {
     let mut samples = samples.into_iter().peekable();
     if samples.peek().is_none() {
-        return;
+        return Ok(());
     }
-    let _ = write!(out, "# HELP {} ", family.name);
-    escape_help(out, family.help);
-    let _ = writeln!(out, "\n# TYPE {} {}", family.name, family.kind.name());
+    let (name, metric_type) = match family.kind {
+        Kind::Counter => (
+            family
+                .name
+                .strip_suffix("_total")
+                .expect("counter names end in _total"),
+            MetricType::Counter,
+        ),
+        Kind::Gauge => (family.name, MetricType::Gauge),
+    };
+    let mut metric = encoder.encode_descriptor(name, family.help, None, metric_type)?;
     for (labels, value) in samples {
-        out.push_str(family.name);
-        if !labels.0.is_empty() {
-            out.push('{');
-            out.push_str(&labels.0);
-            out.push('}');
+        let sample = metric.encode_family(&labels.0)?;
+        match family.kind {
+            Kind::Counter => ConstCounter::new(value).encode(sample)?,
+            Kind::Gauge => ConstGauge::new(value).encode(sample)?,
         }
-        let _ = writeln!(out, " {value}");
     }
+    Ok(())
 }
 
 /// The two samples of a per-direction counter.
@@ -284,6 +320,25 @@ fn directions<'a>(labels: &Labels, in_: u64, out: u64) -> [(Cow<'a, Labels>, u64
 /// about a real server not in the table (its failed check took it out, as keepalived does) is
 /// shown without the `forward` label, and of two verdicts about the same one the last wins.
 pub fn render(input: &MetricsInput) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Scrape(input.clone())));
+    let mut out = String::new();
+    prometheus_text::encode(&mut out, &registry).expect("writing to a String cannot fail");
+    out
+}
+
+/// One scrape's figures as a prometheus-client collector: the registry of a scrape holds only
+/// this, since every series comes from the snapshot taken for it.
+#[derive(Debug)]
+struct Scrape(MetricsInput);
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
+        encode_scrape(&self.0, &mut encoder)
+    }
+}
+
+fn encode_scrape(input: &MetricsInput, out: &mut DescriptorEncoder<'_>) -> fmt::Result {
     let services: Vec<_> = input
         .snapshot
         .services
@@ -307,79 +362,84 @@ pub fn render(input: &MetricsInput) -> String {
         .map(|h| ((h.service, h.real, h.port), h.up))
         .collect();
 
-    let mut out = String::new();
-
     let mut build = Labels::new(&[("version", &input.build.version)]);
     if let Some(git) = &input.build.git {
         build.push("git", git);
     }
-    write_family(&mut out, &BUILD_INFO, [(Cow::Owned(build), 1)]);
+    let info = Info::new(build.0);
+    info.encode(out.encode_descriptor(
+        BUILD_INFO.name.strip_suffix("_info").expect("an info name"),
+        BUILD_INFO.help,
+        None,
+        info.metric_type(),
+    )?)?;
 
     write_family(
-        &mut out,
+        out,
         &DATAPATH_EVENTS,
         input
             .events
             .iter()
             .map(|&(stat, n)| (Cow::Owned(Labels::new(&[("event", stat.name())])), n)),
-    );
+    )?;
 
     write_family(
-        &mut out,
+        out,
         &SERVICE_CONNECTIONS,
         services
             .iter()
             .map(|(labels, s)| (Cow::Borrowed(labels), s.stats.conns)),
-    );
+    )?;
     write_family(
-        &mut out,
+        out,
         &SERVICE_PACKETS,
         services
             .iter()
             .flat_map(|(labels, s)| directions(labels, s.stats.in_pkts, s.stats.out_pkts)),
-    );
+    )?;
     write_family(
-        &mut out,
+        out,
         &SERVICE_BYTES,
         services
             .iter()
             .flat_map(|(labels, s)| directions(labels, s.stats.in_bytes, s.stats.out_bytes)),
-    );
+    )?;
 
     write_family(
-        &mut out,
+        out,
         &REAL_CONNECTIONS,
         reals
             .iter()
             .map(|(labels, _, r)| (Cow::Borrowed(labels), r.stats.conns)),
-    );
+    )?;
     write_family(
-        &mut out,
+        out,
         &REAL_PACKETS,
         reals
             .iter()
             .flat_map(|(labels, _, r)| directions(labels, r.stats.in_pkts, r.stats.out_pkts)),
-    );
+    )?;
     write_family(
-        &mut out,
+        out,
         &REAL_BYTES,
         reals
             .iter()
             .flat_map(|(labels, _, r)| directions(labels, r.stats.in_bytes, r.stats.out_bytes)),
-    );
-    let real_gauge = |out: &mut String, family: &Family, value: fn(&RealStatus) -> u64| {
-        write_family(
-            out,
-            family,
-            reals
-                .iter()
-                .map(|(labels, _, r)| (Cow::Borrowed(labels), value(r))),
-        );
-    };
-    real_gauge(&mut out, &REAL_ACTIVE, |r| r.active_conns.into());
-    real_gauge(&mut out, &REAL_INACTIVE, |r| r.inactive_conns.into());
-    real_gauge(&mut out, &REAL_PERSISTENT, |r| r.persistent_conns.into());
-    real_gauge(&mut out, &REAL_WEIGHT, |r| r.spec.weight.into());
+    )?;
+    let real_gauge =
+        |out: &mut DescriptorEncoder<'_>, family: &Family, value: fn(&RealStatus) -> u64| {
+            write_family(
+                out,
+                family,
+                reals
+                    .iter()
+                    .map(|(labels, _, r)| (Cow::Borrowed(labels), value(r))),
+            )
+        };
+    real_gauge(out, &REAL_ACTIVE, |r| r.active_conns.into())?;
+    real_gauge(out, &REAL_INACTIVE, |r| r.inactive_conns.into())?;
+    real_gauge(out, &REAL_PERSISTENT, |r| r.persistent_conns.into())?;
+    real_gauge(out, &REAL_WEIGHT, |r| r.spec.weight.into())?;
     let listed: std::collections::HashSet<_> = reals.iter().map(|(_, key, _)| *key).collect();
     let mut out_of_table: Vec<_> = health
         .iter()
@@ -393,7 +453,7 @@ pub fn render(input: &MetricsInput) -> String {
         .collect();
     out_of_table.sort_by(|a, b| a.0.0.cmp(&b.0.0));
     write_family(
-        &mut out,
+        out,
         &REAL_UP,
         reals
             .iter()
@@ -403,9 +463,81 @@ pub fn render(input: &MetricsInput) -> String {
                     .map(|&up| (Cow::Borrowed(labels), u64::from(up)))
             })
             .chain(out_of_table.into_iter().map(|(l, up)| (Cow::Owned(l), up))),
-    );
+    )?;
 
-    out
+    write_node_ipvs(out, &input.snapshot)
+}
+
+/// An address as Go's `net.IP.String` writes it, which is how node_exporter labels them:
+/// dotted quad for IPv4, RFC 5952 text for IPv6 (as Rust's), except that an IPv4-mapped IPv6
+/// address is written as the IPv4 address it maps.
+fn go_ip_string(addr: IpAddr) -> String {
+    match addr {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => v6.to_string(),
+        },
+        IpAddr::V4(v4) => v4.to_string(),
+    }
+}
+
+/// node_exporter's IPVS families: the five totals (no labels), then one series per real server
+/// of each backend gauge, labelled `local_address`, `local_port`, `remote_address`,
+/// `remote_port`, `proto` (`TCP`, `UDP`) and `local_mark` (the firewall mark of an FWM
+/// service in `/proc/net/ip_vs`'s hex, empty otherwise: lb has no fwmark services, so it is
+/// always empty, as node_exporter writes it for TCP and UDP services).
+fn write_node_ipvs(out: &mut DescriptorEncoder<'_>, snapshot: &Snapshot) -> fmt::Result {
+    let total = snapshot
+        .services
+        .iter()
+        .fold(crate::model::Stats::default(), |mut sum, s| {
+            sum.conns = sum.conns.wrapping_add(s.stats.conns);
+            sum.in_pkts = sum.in_pkts.wrapping_add(s.stats.in_pkts);
+            sum.out_pkts = sum.out_pkts.wrapping_add(s.stats.out_pkts);
+            sum.in_bytes = sum.in_bytes.wrapping_add(s.stats.in_bytes);
+            sum.out_bytes = sum.out_bytes.wrapping_add(s.stats.out_bytes);
+            sum
+        });
+    let none = || Cow::Owned(Labels::default());
+    write_family(out, &NODE_IPVS_CONNECTIONS, [(none(), total.conns)])?;
+    write_family(out, &NODE_IPVS_INCOMING_PACKETS, [(none(), total.in_pkts)])?;
+    write_family(out, &NODE_IPVS_OUTGOING_PACKETS, [(none(), total.out_pkts)])?;
+    write_family(out, &NODE_IPVS_INCOMING_BYTES, [(none(), total.in_bytes)])?;
+    write_family(out, &NODE_IPVS_OUTGOING_BYTES, [(none(), total.out_bytes)])?;
+
+    let backends: Vec<_> = snapshot
+        .services
+        .iter()
+        .flat_map(|service| {
+            let addr = &service.spec.addr;
+            service.reals.iter().map(move |real| {
+                let labels = Labels::new(&[
+                    ("local_address", &go_ip_string(addr.addr)),
+                    ("local_port", &addr.port.to_string()),
+                    ("remote_address", &go_ip_string(real.spec.addr)),
+                    ("remote_port", &real.spec.port.to_string()),
+                    ("proto", addr.protocol.label()),
+                    ("local_mark", ""),
+                ]);
+                (labels, real)
+            })
+        })
+        .collect();
+    let backend_gauge =
+        |out: &mut DescriptorEncoder<'_>, family: &Family, value: fn(&RealStatus) -> u64| {
+            write_family(
+                out,
+                family,
+                backends
+                    .iter()
+                    .map(|(labels, r)| (Cow::Borrowed(labels), value(r))),
+            )
+        };
+    backend_gauge(out, &NODE_IPVS_BACKEND_ACTIVE, |r| r.active_conns.into())?;
+    backend_gauge(out, &NODE_IPVS_BACKEND_INACTIVE, |r| {
+        r.inactive_conns.into()
+    })?;
+    backend_gauge(out, &NODE_IPVS_BACKEND_WEIGHT, |r| r.spec.weight.into())
 }
 
 fn service_labels(addr: &ServiceAddr) -> Labels {
@@ -425,159 +557,7 @@ fn real_labels(service: &ServiceAddr, real: &RealSpec) -> Labels {
 }
 
 // ---------------------------------------------------------------------------------------------
-// HTTP: the pure part
-// ---------------------------------------------------------------------------------------------
-
-/// Why a request head could not be answered normally.
-#[derive(Debug, thiserror::Error)]
-enum RequestError {
-    #[error("request head longer than {0} bytes")]
-    TooLarge(usize),
-    #[error("malformed request: {0}")]
-    Malformed(&'static str),
-    #[error("no complete request head within {0:?}")]
-    Timeout(Duration),
-    #[error("client closed the connection before a request")]
-    Closed,
-    #[error(transparent)]
-    Io(#[from] io::Error),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Method {
-    Get,
-    Head,
-    Other,
-}
-
-/// The request line, which is all this server looks at.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct RequestLine<'a> {
-    method: Method,
-    /// Path without the query.
-    path: &'a str,
-}
-
-/// Where the head ends (the index just past its blank line). Bare LF line ends are accepted,
-/// as RFC 9112 §2.2 allows; `\n\r\n` also covers the usual `\r\n\r\n`.
-fn head_end(buf: &[u8]) -> Option<usize> {
-    (0..buf.len()).find_map(|i| {
-        let rest = &buf[i..];
-        if rest.starts_with(b"\n\n") {
-            Some(i + 2)
-        } else if rest.starts_with(b"\n\r\n") {
-            Some(i + 3)
-        } else {
-            None
-        }
-    })
-}
-
-/// Parses the request line of a head (headers are ignored: nothing here depends on them).
-fn parse_request_line(head: &[u8]) -> Result<RequestLine<'_>, RequestError> {
-    // RFC 9112 §2.2: empty lines before the request line are to be ignored.
-    let start = head
-        .iter()
-        .position(|&b| b != b'\r' && b != b'\n')
-        .ok_or(RequestError::Malformed("empty request"))?;
-    let head = &head[start..];
-    let end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
-    let line = head[..end].strip_suffix(b"\r").unwrap_or(&head[..end]);
-    let line = std::str::from_utf8(line).map_err(|_| RequestError::Malformed("not ASCII"))?;
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(RequestError::Malformed(
-            "request line is not `METHOD TARGET VERSION`",
-        ));
-    };
-    if !matches!(version, "HTTP/1.0" | "HTTP/1.1") {
-        return Err(RequestError::Malformed("not HTTP/1.x"));
-    }
-    if !target.starts_with('/') {
-        return Err(RequestError::Malformed("target is not an absolute path"));
-    }
-    let method = match method {
-        "GET" => Method::Get,
-        "HEAD" => Method::Head,
-        "" => return Err(RequestError::Malformed("empty method")),
-        _ => Method::Other,
-    };
-    let path = target.split_once('?').map_or(target, |(path, _)| path);
-    Ok(RequestLine { method, path })
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Status {
-    Ok,
-    BadRequest,
-    NotFound,
-    MethodNotAllowed,
-    RequestTimeout,
-    HeaderTooLarge,
-    InternalError,
-}
-
-impl Status {
-    const fn line(self) -> &'static str {
-        match self {
-            Status::Ok => "200 OK",
-            Status::BadRequest => "400 Bad Request",
-            Status::NotFound => "404 Not Found",
-            Status::MethodNotAllowed => "405 Method Not Allowed",
-            Status::RequestTimeout => "408 Request Timeout",
-            Status::HeaderTooLarge => "431 Request Header Fields Too Large",
-            Status::InternalError => "500 Internal Server Error",
-        }
-    }
-}
-
-/// What to do with a well-formed request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Route {
-    /// Render the metrics; `body: false` for HEAD.
-    Metrics {
-        body: bool,
-    },
-    Error(Status),
-}
-
-fn route(request: &RequestLine<'_>) -> Route {
-    match (request.path, request.method) {
-        ("/metrics", Method::Get) => Route::Metrics { body: true },
-        ("/metrics", Method::Head) => Route::Metrics { body: false },
-        ("/metrics", Method::Other) => Route::Error(Status::MethodNotAllowed),
-        _ => Route::Error(Status::NotFound),
-    }
-}
-
-/// A complete response as bytes: `Connection: close`, `Content-Length`, and the body unless
-/// `body` is false (HEAD).
-fn response(status: Status, content_type: &str, payload: &str, body: bool) -> Vec<u8> {
-    let mut head = format!(
-        "HTTP/1.1 {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        status.line(),
-        payload.len()
-    );
-    if status == Status::MethodNotAllowed {
-        head.push_str("Allow: GET, HEAD\r\n");
-    }
-    head.push_str("\r\n");
-    let mut bytes = head.into_bytes();
-    if body {
-        bytes.extend_from_slice(payload.as_bytes());
-    }
-    bytes
-}
-
-fn error_response(status: Status, body: bool) -> Vec<u8> {
-    let text = format!("{}\n", status.line());
-    response(status, "text/plain; charset=utf-8", &text, body)
-}
-
-// ---------------------------------------------------------------------------------------------
-// HTTP: the tokio shell
+// HTTP: hyper
 // ---------------------------------------------------------------------------------------------
 
 /// Where a scrape's figures come from. Called on a blocking thread, once per `GET /metrics`.
@@ -586,11 +566,13 @@ pub type Source = dyn Fn() -> MetricsInput + Send + Sync;
 /// Bounds on what one client may cost.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServerLimits {
-    /// Time for the whole request head to arrive (a client trickling bytes gets no longer).
+    /// Time for the whole request head to arrive (a client trickling bytes gets no longer);
+    /// then hyper closes the connection.
     pub request_timeout: Duration,
     /// Time for the client to take the whole reply.
     pub write_timeout: Duration,
-    /// Largest request head (request line and headers).
+    /// Largest request head (request line and headers): hyper's read buffer, which it does not
+    /// let below 8 KiB. A larger head is answered 431.
     pub max_head: usize,
     /// Connections served at once; further ones wait in the listen backlog.
     pub max_connections: usize,
@@ -607,12 +589,6 @@ impl Default for ServerLimits {
     }
 }
 
-/// After the reply, how long to read and discard what the client still sends before closing:
-/// closing a socket with unread data makes the kernel answer RST, which can destroy the reply
-/// before the client has read it.
-const LINGER: Duration = Duration::from_secs(1);
-const LINGER_MAX: usize = 64 * 1024;
-
 /// Answers `GET /metrics` on `listener` with [`ServerLimits::default`]; see [`serve_with`].
 pub async fn serve(
     listener: TcpListener,
@@ -622,24 +598,25 @@ pub async fn serve(
 }
 
 /// Answers `GET /metrics` (and `HEAD`) on `listener` with [`render`]`(source())`, 404 for any
-/// other path, one request per connection. Runs until the future is dropped, which also ends
-/// the connections in progress.
+/// other path, 405 for other methods, one request per connection (HTTP/1.x, hyper). Runs until
+/// the future is dropped, which also ends the connections in progress.
 pub async fn serve_with(listener: TcpListener, source: Arc<Source>, limits: ServerLimits) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut connections = JoinSet::new();
     loop {
         while let Some(done) = connections.try_join_next() {
             reap(done);
         }
-        if connections.len() >= limits.max_connections.max(1) {
-            if let Some(done) = connections.join_next().await {
-                reap(done);
-            }
-            continue;
-        }
+        // A slot is freed when its connection's task ends.
+        let slot = Arc::clone(&slots)
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let source = Arc::clone(&source);
                 connections.spawn(async move {
+                    let _slot = slot;
                     if let Err(e) = connection(stream, source, limits).await {
                         debug!(%peer, "metrics connection: {e}");
                     }
@@ -660,100 +637,71 @@ fn reap(done: Result<(), tokio::task::JoinError>) {
     }
 }
 
+/// One connection: hyper reads the head (within `request_timeout`, at most `max_head` bytes,
+/// answering 400 or 431 itself when it cannot), [`answer`] replies, and the connection closes.
 async fn connection(
-    mut stream: TcpStream,
+    stream: TcpStream,
     source: Arc<Source>,
     limits: ServerLimits,
-) -> Result<(), RequestError> {
-    let read = timeout(
-        limits.request_timeout,
-        read_head(&mut stream, limits.max_head),
-    )
-    .await;
-    let (reply, outcome) = match read {
-        Err(_elapsed) => (
-            error_response(Status::RequestTimeout, true),
-            Err(RequestError::Timeout(limits.request_timeout)),
-        ),
-        Ok(Err(RequestError::Closed)) => return Ok(()),
-        Ok(Err(e @ (RequestError::Io(_) | RequestError::Timeout(_)))) => return Err(e),
-        Ok(Err(e @ RequestError::TooLarge(_))) => {
-            (error_response(Status::HeaderTooLarge, true), Err(e))
-        }
-        Ok(Err(e @ RequestError::Malformed(_))) => {
-            (error_response(Status::BadRequest, true), Err(e))
-        }
-        Ok(Ok(head)) => match parse_request_line(&head) {
-            Err(e) => (error_response(Status::BadRequest, true), Err(e)),
-            Ok(request) => (answer(&request, source).await, Ok(())),
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let service = service_fn(move |request| answer(request, Arc::clone(&source)));
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.request_timeout)
+        .max_buf_size(limits.max_head.max(8 * 1024))
+        .keep_alive(false);
+    let serving = builder.serve_connection(TokioIo::new(stream), service);
+    timeout(limits.request_timeout + limits.write_timeout, serving)
+        .await
+        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+    Ok(())
+}
+
+fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(content_type).expect("a valid content type"),
+    );
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    }
+    response
+}
+
+fn error_reply(status: StatusCode) -> Response<Full<Bytes>> {
+    let text = format!(
+        "{} {}\n",
+        status.as_str(),
+        status.canonical_reason().unwrap_or("")
+    );
+    reply(status, "text/plain; charset=utf-8", text)
+}
+
+/// Routes one request. hyper leaves out the body of a reply to HEAD and keeps its length.
+async fn answer(
+    request: Request<Incoming>,
+    source: Arc<Source>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if request.uri().path() != "/metrics" {
+        return Ok(error_reply(StatusCode::NOT_FOUND));
+    }
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        return Ok(error_reply(StatusCode::METHOD_NOT_ALLOWED));
+    }
+    Ok(
+        match tokio::task::spawn_blocking(move || render(&source())).await {
+            Ok(text) => reply(StatusCode::OK, CONTENT_TYPE, text),
+            Err(e) => {
+                warn!("metrics source failed: {e}");
+                error_reply(StatusCode::INTERNAL_SERVER_ERROR)
+            }
         },
-    };
-    timeout(limits.write_timeout, async {
-        stream.write_all(&reply).await?;
-        stream.shutdown().await
-    })
-    .await
-    .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
-    let _ = timeout(LINGER, drain(&mut stream)).await;
-    outcome
-}
-
-async fn answer(request: &RequestLine<'_>, source: Arc<Source>) -> Vec<u8> {
-    match route(request) {
-        Route::Error(status) => error_response(status, request.method != Method::Head),
-        Route::Metrics { body } => {
-            match tokio::task::spawn_blocking(move || render(&source())).await {
-                Ok(text) => response(Status::Ok, CONTENT_TYPE, &text, body),
-                Err(e) => {
-                    warn!("metrics source failed: {e}");
-                    error_response(Status::InternalError, body)
-                }
-            }
-        }
-    }
-}
-
-/// Reads until the blank line that ends the request head, at most `max` bytes.
-async fn read_head(stream: &mut TcpStream, max: usize) -> Result<Vec<u8>, RequestError> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    loop {
-        let room = (max + 1).saturating_sub(buf.len()).min(chunk.len());
-        let n = stream.read(&mut chunk[..room]).await?;
-        if n == 0 {
-            return Err(if buf.is_empty() {
-                RequestError::Closed
-            } else {
-                RequestError::Malformed("connection closed inside the request head")
-            });
-        }
-        // Search the new bytes and the two before them: a terminator is at most 3 bytes long.
-        let from = buf.len().saturating_sub(2);
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = head_end(&buf[from..]) {
-            let end = from + end;
-            if end > max {
-                return Err(RequestError::TooLarge(max));
-            }
-            buf.truncate(end);
-            return Ok(buf);
-        }
-        if buf.len() > max {
-            return Err(RequestError::TooLarge(max));
-        }
-    }
-}
-
-/// Reads and discards until EOF or [`LINGER_MAX`] bytes (see [`LINGER`]).
-async fn drain(stream: &mut TcpStream) {
-    let mut chunk = [0u8; 4096];
-    let mut total = 0;
-    while total < LINGER_MAX {
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => total += n,
-        }
-    }
+    )
 }
 
 #[cfg(test)]
@@ -965,6 +913,36 @@ lb_real_weight{protocol="udp",vip="10.0.0.1",port="53",real="192.168.1.4",real_p
 lb_real_up{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.2",real_port="80",forward="route"} 1
 lb_real_up{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.3",real_port="8080",forward="masq"} 0
 lb_real_up{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.9",real_port="80"} 1
+# HELP node_ipvs_connections_total The total number of connections made.
+# TYPE node_ipvs_connections_total counter
+node_ipvs_connections_total 10
+# HELP node_ipvs_incoming_packets_total The total number of incoming packets.
+# TYPE node_ipvs_incoming_packets_total counter
+node_ipvs_incoming_packets_total 100
+# HELP node_ipvs_outgoing_packets_total The total number of outgoing packets.
+# TYPE node_ipvs_outgoing_packets_total counter
+node_ipvs_outgoing_packets_total 38
+# HELP node_ipvs_incoming_bytes_total The total amount of incoming data.
+# TYPE node_ipvs_incoming_bytes_total counter
+node_ipvs_incoming_bytes_total 6000
+# HELP node_ipvs_outgoing_bytes_total The total amount of outgoing data.
+# TYPE node_ipvs_outgoing_bytes_total counter
+node_ipvs_outgoing_bytes_total 91000
+# HELP node_ipvs_backend_connections_active The current active connections by local and remote address.
+# TYPE node_ipvs_backend_connections_active gauge
+node_ipvs_backend_connections_active{local_address="10.0.0.1",local_port="80",remote_address="192.168.1.2",remote_port="80",proto="TCP",local_mark=""} 3
+node_ipvs_backend_connections_active{local_address="10.0.0.1",local_port="80",remote_address="192.168.1.3",remote_port="8080",proto="TCP",local_mark=""} 2
+node_ipvs_backend_connections_active{local_address="10.0.0.1",local_port="53",remote_address="192.168.1.4",remote_port="53",proto="UDP",local_mark=""} 0
+# HELP node_ipvs_backend_connections_inactive The current inactive connections by local and remote address.
+# TYPE node_ipvs_backend_connections_inactive gauge
+node_ipvs_backend_connections_inactive{local_address="10.0.0.1",local_port="80",remote_address="192.168.1.2",remote_port="80",proto="TCP",local_mark=""} 1
+node_ipvs_backend_connections_inactive{local_address="10.0.0.1",local_port="80",remote_address="192.168.1.3",remote_port="8080",proto="TCP",local_mark=""} 0
+node_ipvs_backend_connections_inactive{local_address="10.0.0.1",local_port="53",remote_address="192.168.1.4",remote_port="53",proto="UDP",local_mark=""} 0
+# HELP node_ipvs_backend_weight The current backend weight by local and remote address.
+# TYPE node_ipvs_backend_weight gauge
+node_ipvs_backend_weight{local_address="10.0.0.1",local_port="80",remote_address="192.168.1.2",remote_port="80",proto="TCP",local_mark=""} 1
+node_ipvs_backend_weight{local_address="10.0.0.1",local_port="80",remote_address="192.168.1.3",remote_port="8080",proto="TCP",local_mark=""} 2
+node_ipvs_backend_weight{local_address="10.0.0.1",local_port="53",remote_address="192.168.1.4",remote_port="53",proto="UDP",local_mark=""} 0
 "#;
 
     #[test]
@@ -1023,10 +1001,34 @@ lb_real_up{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.9",real_port=
             ),
             "{text}"
         );
+        // node_exporter writes IPv6 addresses as Go's net.IP does: RFC 5952, no brackets.
+        assert!(
+            text.contains(
+                "node_ipvs_backend_weight{local_address=\"2001:db8::1\",local_port=\"80\",\
+                 remote_address=\"2001:db8::12\",remote_port=\"80\",proto=\"TCP\",\
+                 local_mark=\"\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nnode_ipvs_incoming_bytes_total 120\n"),
+            "{text}"
+        );
     }
 
     #[test]
-    fn empty_input_has_only_build_info() {
+    fn node_ipvs_addresses_are_written_as_go_writes_them() {
+        let ip = |s: &str| go_ip_string(s.parse().unwrap());
+        assert_eq!(ip("10.0.0.1"), "10.0.0.1");
+        assert_eq!(ip("2001:db8:0:0:1:0:0:1"), "2001:db8::1:0:0:1");
+        assert_eq!(ip("2001:db8::"), "2001:db8::");
+        assert_eq!(ip("::1"), "::1");
+        // Go's To4() sees an IPv4-mapped address as the IPv4 address.
+        assert_eq!(ip("::ffff:192.0.2.1"), "192.0.2.1");
+    }
+
+    #[test]
+    fn empty_input_has_build_info_and_node_ipvs_totals() {
         let input = MetricsInput {
             build: BuildInfo {
                 version: "1.2.3".to_owned(),
@@ -1038,19 +1040,27 @@ lb_real_up{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.9",real_port=
             render(&input),
             "# HELP lb_build_info Build of the running lbd: always 1, described by its labels.\n\
              # TYPE lb_build_info gauge\n\
-             lb_build_info{version=\"1.2.3\"} 1\n"
+             lb_build_info{version=\"1.2.3\"} 1\n\
+             # HELP node_ipvs_connections_total The total number of connections made.\n\
+             # TYPE node_ipvs_connections_total counter\n\
+             node_ipvs_connections_total 0\n\
+             # HELP node_ipvs_incoming_packets_total The total number of incoming packets.\n\
+             # TYPE node_ipvs_incoming_packets_total counter\n\
+             node_ipvs_incoming_packets_total 0\n\
+             # HELP node_ipvs_outgoing_packets_total The total number of outgoing packets.\n\
+             # TYPE node_ipvs_outgoing_packets_total counter\n\
+             node_ipvs_outgoing_packets_total 0\n\
+             # HELP node_ipvs_incoming_bytes_total The total amount of incoming data.\n\
+             # TYPE node_ipvs_incoming_bytes_total counter\n\
+             node_ipvs_incoming_bytes_total 0\n\
+             # HELP node_ipvs_outgoing_bytes_total The total amount of outgoing data.\n\
+             # TYPE node_ipvs_outgoing_bytes_total counter\n\
+             node_ipvs_outgoing_bytes_total 0\n"
         );
     }
 
     #[test]
-    fn escapes_label_values_and_help() {
-        let mut out = String::new();
-        escape_label_value(&mut out, "a\"b\\c\nd\te");
-        assert_eq!(out, r#"a\"b\\c\nd	e"#);
-        let mut out = String::new();
-        escape_help(&mut out, "a\"b\\c\nd");
-        assert_eq!(out, r#"a"b\\c\nd"#);
-
+    fn escapes_label_values() {
         let input = MetricsInput {
             build: BuildInfo {
                 version: "1.0 \"beta\"\n".to_owned(),
@@ -1252,9 +1262,28 @@ lb_real_up{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.9",real_port=
         let mut out = masq.to_vec();
         out.push(("direction", "out"));
         assert_eq!(value("lb_real_bytes_total", &out), 91000.0);
+        assert_eq!(
+            value(
+                "node_ipvs_backend_connections_active",
+                &[
+                    ("local_address", "10.0.0.1"),
+                    ("local_port", "80"),
+                    ("remote_address", "192.168.1.3"),
+                    ("remote_port", "8080"),
+                    ("proto", "TCP"),
+                    ("local_mark", ""),
+                ]
+            ),
+            2.0
+        );
+        assert_eq!(value("node_ipvs_outgoing_bytes_total", &[]), 91000.0);
         // One series per family and service/real, plus build, events and three health verdicts
-        // (one for a real server out of the table).
-        assert_eq!(samples.len(), 1 + Stat::ALL.len() + 2 * 5 + 3 * 9 + 3);
+        // (one for a real server out of the table), then node_exporter's five totals and three
+        // gauges per real server.
+        assert_eq!(
+            samples.len(),
+            1 + Stat::ALL.len() + 2 * 5 + 3 * 9 + 3 + 5 + 3 * 3
+        );
     }
 
     #[test]
@@ -1271,64 +1300,6 @@ lb_real_up{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.9",real_port=
                 "accepted {text:?}"
             );
         }
-    }
-
-    #[test]
-    fn finds_the_end_of_a_head() {
-        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nbody"), Some(27));
-        assert_eq!(head_end(b"GET / HTTP/1.1\n\n"), Some(16));
-        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
-        assert_eq!(head_end(b""), None);
-    }
-
-    #[test]
-    fn parses_request_lines() {
-        fn ok(head: &[u8]) -> RequestLine<'_> {
-            parse_request_line(head).unwrap()
-        }
-        assert_eq!(
-            ok(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
-            RequestLine {
-                method: Method::Get,
-                path: "/metrics"
-            }
-        );
-        assert_eq!(
-            ok(b"\r\nHEAD /metrics?name[]=x HTTP/1.0\n\n"),
-            RequestLine {
-                method: Method::Head,
-                path: "/metrics"
-            }
-        );
-        assert_eq!(ok(b"DELETE / HTTP/1.1\r\n\r\n").method, Method::Other);
-        for bad in [
-            &b"\r\n\r\n"[..],
-            b"GET /metrics\r\n\r\n",
-            b"GET /metrics HTTP/2\r\n\r\n",
-            b"GET  /metrics HTTP/1.1\r\n\r\n",
-            b"GET http://host/metrics HTTP/1.1\r\n\r\n",
-            b"GET /metrics HTTP/1.1 x\r\n\r\n",
-            b"GET /\xff HTTP/1.1\r\n\r\n",
-        ] {
-            assert!(
-                parse_request_line(bad).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
-        }
-    }
-
-    #[test]
-    fn routes() {
-        let r = |method, path| route(&RequestLine { method, path });
-        assert_eq!(r(Method::Get, "/metrics"), Route::Metrics { body: true });
-        assert_eq!(r(Method::Head, "/metrics"), Route::Metrics { body: false });
-        assert_eq!(
-            r(Method::Other, "/metrics"),
-            Route::Error(Status::MethodNotAllowed)
-        );
-        assert_eq!(r(Method::Get, "/"), Route::Error(Status::NotFound));
-        assert_eq!(r(Method::Get, "/metrics/"), Route::Error(Status::NotFound));
     }
 
     // The server, over real TCP connections on 127.0.0.1.
@@ -1424,7 +1395,8 @@ lb_real_up{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.9",real_port=
         stream.shutdown().await.unwrap();
         let mut reply = String::new();
         stream.read_to_string(&mut reply).await.unwrap();
-        assert_eq!(status(&reply), "HTTP/1.1 400 Bad Request");
+        // hyper answers nothing to a head cut short, and closes.
+        assert_eq!(reply, "");
         // Connected and gone without a word: nothing to answer, and the server carries on.
         drop(TcpStream::connect(addr).await.unwrap());
         let reply = exchange(addr, b"GET /metrics HTTP/1.1\r\n\r\n").await;
@@ -1486,9 +1458,10 @@ lb_real_up{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.9",real_port=
             begin.elapsed()
         );
 
+        // hyper closes a connection whose head did not come in time, without a reply.
         let mut reply = String::new();
         slow.read_to_string(&mut reply).await.unwrap();
-        assert_eq!(reply.lines().next(), Some("HTTP/1.1 408 Request Timeout"));
+        assert_eq!(reply, "");
     }
 
     #[tokio::test]
@@ -1512,9 +1485,209 @@ lb_real_up{protocol="tcp",vip="10.0.0.1",port="80",real="192.168.1.9",real_port=
         let server = tokio::spawn(serve(listener, MetricsInput::default));
         let reply = exchange(addr, b"GET /metrics HTTP/1.1\r\n\r\n").await;
         assert!(
-            reply.ends_with("lb_build_info{version=\"\"} 1\n"),
+            reply.contains("\nlb_build_info{version=\"\"} 1\n")
+                && reply.ends_with("\nnode_ipvs_outgoing_bytes_total 0\n"),
             "{reply}"
         );
         server.abort();
+    }
+
+    /// `docs/grafana-lb.json` queries only what lbd exports: every metric name in its PromQL
+    /// (panels and template variables) is a family [`render`] writes, and every label it
+    /// groups or matches by is one of those families' labels.
+    mod dashboard {
+        use std::collections::{BTreeMap, BTreeSet};
+
+        use super::*;
+
+        const DASHBOARD: &str = include_str!("../../docs/grafana-lb.json");
+
+        /// What one PromQL expression names: metric names and label names.
+        #[derive(Debug, Default, PartialEq, Eq)]
+        struct Names {
+            metrics: BTreeSet<String>,
+            labels: BTreeSet<String>,
+        }
+
+        /// A small PromQL scanner, enough for the dashboard's expressions (a full PromQL parser
+        /// crate would be a dependency for one test): string literals and range selectors (`[5m]`, `[$__rate_interval]`) are skipped; inside `{...}` the
+        /// identifiers are label names; after `by`/`without`/`on`/`ignoring`/`group_left`/
+        /// `group_right` the parenthesised identifiers are label names; an identifier followed
+        /// by `(` is a function; keywords and numbers are skipped; every other identifier is a
+        /// metric name.
+        fn scan(expr: &str) -> Names {
+            // Binary operators, modifiers, and aggregation operators (which may take their
+            // `by (...)` before the parenthesis).
+            const KEYWORDS: [&str; 18] = [
+                "and",
+                "or",
+                "unless",
+                "bool",
+                "offset",
+                "sum",
+                "min",
+                "max",
+                "avg",
+                "group",
+                "stddev",
+                "stdvar",
+                "count",
+                "count_values",
+                "bottomk",
+                "topk",
+                "quantile",
+                "limitk",
+            ];
+            const GROUPING: [&str; 6] = [
+                "by",
+                "without",
+                "on",
+                "ignoring",
+                "group_left",
+                "group_right",
+            ];
+            let chars: Vec<char> = expr.chars().collect();
+            let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+            let mut names = Names::default();
+            let (mut i, mut in_braces, mut label_list) = (0, false, false);
+            while i < chars.len() {
+                let c = chars[i];
+                match c {
+                    '"' | '\'' | '`' => {
+                        i += 1;
+                        while i < chars.len() && chars[i] != c {
+                            i += if chars[i] == '\\' { 2 } else { 1 };
+                        }
+                        i += 1;
+                    }
+                    '[' => {
+                        while i < chars.len() && chars[i] != ']' {
+                            i += 1;
+                        }
+                        i += 1;
+                    }
+                    '{' => (in_braces, i) = (true, i + 1),
+                    '}' => (in_braces, i) = (false, i + 1),
+                    ')' => (label_list, i) = (false, i + 1),
+                    c if c.is_ascii_digit() || c == '.' => {
+                        while i < chars.len() && (ident(chars[i]) || chars[i] == '.') {
+                            i += 1;
+                        }
+                    }
+                    c if ident(c) => {
+                        let start = i;
+                        while i < chars.len() && ident(chars[i]) {
+                            i += 1;
+                        }
+                        let word: String = chars[start..i].iter().collect();
+                        let next = chars[i..].iter().find(|c| !c.is_whitespace());
+                        if in_braces || label_list {
+                            names.labels.insert(word);
+                        } else if GROUPING.contains(&word.as_str()) {
+                            label_list = next == Some(&'(');
+                        } else if next == Some(&'(') || KEYWORDS.contains(&word.as_str()) {
+                            // A function or a keyword.
+                        } else {
+                            names.metrics.insert(word);
+                        }
+                    }
+                    _ => i += 1,
+                }
+            }
+            names
+        }
+
+        #[test]
+        fn scanner_tells_metrics_from_labels_and_functions() {
+            let names = scan(
+                r#"8 * sum by (vip, direction) (rate(lb_a_total{vip=~"$vip", x!="a b"}[$__rate_interval])) or vector(0) / on (port) group_left lb_b"#,
+            );
+            assert_eq!(
+                names.metrics,
+                BTreeSet::from(["lb_a_total".to_owned(), "lb_b".to_owned()])
+            );
+            assert_eq!(
+                names.labels,
+                ["vip", "direction", "x", "port"]
+                    .map(str::to_owned)
+                    .into_iter()
+                    .collect()
+            );
+        }
+
+        /// Every expression of the dashboard: panel targets, then template-variable queries
+        /// (`label_values(METRIC, LABEL)` becomes `METRIC{LABEL=""}` for the scanner).
+        fn expressions(dashboard: &serde_json::Value) -> Vec<String> {
+            fn walk(value: &serde_json::Value, out: &mut Vec<String>) {
+                match value {
+                    serde_json::Value::Object(map) => {
+                        for (key, v) in map {
+                            match (key.as_str(), v) {
+                                ("expr", serde_json::Value::String(e)) => out.push(e.clone()),
+                                _ => walk(v, out),
+                            }
+                        }
+                    }
+                    serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+                    _ => {}
+                }
+            }
+            let mut out = Vec::new();
+            walk(&dashboard["panels"], &mut out);
+            for variable in dashboard["templating"]["list"].as_array().unwrap() {
+                if variable["type"] != "query" {
+                    continue;
+                }
+                let query = variable["query"]["query"].as_str().unwrap();
+                let args = query
+                    .strip_prefix("label_values(")
+                    .and_then(|q| q.strip_suffix(')'))
+                    .unwrap_or_else(|| panic!("unexpected variable query {query}"));
+                let (metric, label) = args.split_once(',').unwrap();
+                out.push(format!("{}{{{}=\"\"}}", metric.trim(), label.trim()));
+            }
+            out
+        }
+
+        #[test]
+        fn dashboard_queries_only_exported_metrics() {
+            let dashboard: serde_json::Value = serde_json::from_str(DASHBOARD).unwrap();
+            let mut input = sample();
+            input.events = Stat::ALL.iter().map(|&s| (s, 1)).collect();
+            let mut exported: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+            for ((name, labels), _) in parse_exposition(&render(&input)) {
+                exported
+                    .entry(name)
+                    .or_default()
+                    .extend(labels.into_iter().map(|(l, _)| l));
+            }
+            let expressions = expressions(&dashboard);
+            assert!(expressions.len() >= 10, "{expressions:?}");
+            let mut used = BTreeSet::new();
+            for expr in &expressions {
+                let names = scan(expr);
+                assert!(!names.metrics.is_empty(), "no metric in {expr}");
+                let mut labels = BTreeSet::new();
+                for metric in &names.metrics {
+                    let family = exported
+                        .get(metric)
+                        .unwrap_or_else(|| panic!("{metric} (in {expr}) is not exported"));
+                    labels.extend(family.iter().cloned());
+                    used.insert(metric.clone());
+                }
+                for label in &names.labels {
+                    assert!(
+                        labels.contains(label),
+                        "label {label} (in {expr}) is not on {:?}",
+                        names.metrics
+                    );
+                }
+            }
+            // The dashboard covers lb's own families (node_exporter's have dashboards of
+            // their own).
+            for family in exported.keys().filter(|n| n.starts_with("lb_")) {
+                assert!(used.contains(family), "{family} is on no panel");
+            }
+        }
     }
 }

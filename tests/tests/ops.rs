@@ -716,6 +716,7 @@ fn metrics_report_connections_and_health() {
         }
     });
     println!("{m}");
+    node_ipvs_matches_lbadm(&tb, addr);
 
     let mut extra = Vec::new();
     kill_nginx(&tb, 1);
@@ -738,6 +739,104 @@ fn metrics_report_connections_and_health() {
     });
     stop_lbd(lbd);
     drop(extra);
+}
+
+/// node_exporter's IPVS series (`node_ipvs_*`) carry the figures lbadm prints: the totals are
+/// the sums of `-Ln --stats --exact`'s service lines, each real server's active and inactive
+/// connections and weight its `-Ln` line's. Connections age between two listings, so it takes
+/// a scrape between two identical listings.
+fn node_ipvs_matches_lbadm(tb: &Testbed, addr: &str) {
+    let numbers = |fields: &[&str]| -> Vec<f64> {
+        fields.iter().map(|f| f.parse::<f64>().unwrap()).collect()
+    };
+    wait::wait_ok(
+        "node_ipvs_* series equal lbadm's figures",
+        Duration::from_secs(20),
+        || {
+            let before = (tb.lbadm(&["-Ln", "--stats", "--exact"]), tb.lbadm(&["-Ln"]));
+            let m = scrape(tb, addr);
+            let after = (tb.lbadm(&["-Ln", "--stats", "--exact"]), tb.lbadm(&["-Ln"]));
+            if before != after {
+                return Err("the listing changed during the scrape".to_owned());
+            }
+            let (stats, listing) = before;
+            let mut totals = vec![0.0; 5];
+            let mut services = 0;
+            for line in stats
+                .lines()
+                .filter(|l| l.starts_with("TCP ") || l.starts_with("UDP "))
+            {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                for (t, v) in totals.iter_mut().zip(numbers(&fields[2..7])) {
+                    *t += v;
+                }
+                services += 1;
+            }
+            if services == 0 {
+                return Err(format!("no service listed:\n{stats}"));
+            }
+            let names = [
+                "node_ipvs_connections_total",
+                "node_ipvs_incoming_packets_total",
+                "node_ipvs_outgoing_packets_total",
+                "node_ipvs_incoming_bytes_total",
+                "node_ipvs_outgoing_bytes_total",
+            ];
+            for (name, want) in names.iter().zip(&totals) {
+                let got = metric(&m, name, &[]);
+                if got != Some(*want) {
+                    return Err(format!("{name}: {got:?}, lbadm {want}\n{stats}\n{m}"));
+                }
+            }
+            let mut service: Option<(String, String, String)> = None;
+            let mut reals = 0;
+            for line in listing.lines() {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                match fields.as_slice() {
+                    [proto @ ("TCP" | "UDP"), vip_port, ..] => {
+                        let (vip, port) = vip_port.rsplit_once(':').unwrap();
+                        service = Some((proto.to_string(), vip.to_owned(), port.to_owned()));
+                    }
+                    ["->", rip_port, _forward, weight, active, inactive] => {
+                        let Some((proto, vip, port)) = &service else {
+                            continue;
+                        };
+                        let (rip, rport) = rip_port.rsplit_once(':').unwrap();
+                        let labels = [
+                            ("local_address", vip.as_str()),
+                            ("local_port", port.as_str()),
+                            ("remote_address", rip),
+                            ("remote_port", rport),
+                            ("proto", proto.as_str()),
+                            ("local_mark", ""),
+                        ];
+                        for (name, want) in [
+                            ("node_ipvs_backend_weight", weight),
+                            ("node_ipvs_backend_connections_active", active),
+                            ("node_ipvs_backend_connections_inactive", inactive),
+                        ] {
+                            let want: f64 = want.parse().unwrap();
+                            let got = metric(&m, name, &labels);
+                            if got != Some(want) {
+                                return Err(format!(
+                                    "{name}{labels:?}: {got:?}, lbadm {want}\n{listing}\n{m}"
+                                ));
+                            }
+                        }
+                        reals += 1;
+                    }
+                    _ => {}
+                }
+            }
+            if reals == 0 {
+                return Err(format!("no real server listed:\n{listing}"));
+            }
+            println!(
+                "node_ipvs_* agree with lbadm on {services} service(s), {reals} real server(s)"
+            );
+            Ok(())
+        },
+    );
 }
 
 /// A bare TCP header with `flags`, no payload, from `sport` to `dport`, sequence `seq`.

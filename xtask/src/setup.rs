@@ -78,6 +78,10 @@ const APT_PACKAGES: &[AptPackage] = &[
     pkg("iperf3", "throughput tests"),
     pkg("socat", "TCP/UDP test clients and servers"),
     pkg("netcat-openbsd", "nc"),
+    pkg(
+        "openssl",
+        "openssl s_server: the TLS real server of the SSL_GET test",
+    ),
     pkg("python3", "helper scripts"),
     pkg("qemu-system-x86", "the VMs of the kernel matrix"),
     pkg("busybox-static", "virtme-ng's guest tools"),

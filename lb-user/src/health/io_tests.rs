@@ -826,3 +826,102 @@ async fn http_digest_is_the_md5_of_the_body() {
     let e = next_event_of(&mut events, 2).await;
     assert!(!e.up && e.reason.contains("MD5 digest 444bcb3a"), "{e:?}");
 }
+
+/// SSL_GET against `openssl s_server -WWW`, whose certificate is self-signed: as keepalived,
+/// the check does not verify it. A page's status and digest pass, another digest does not,
+/// and HTTP_GET on the TLS port gets no answer it can read.
+#[tokio::test]
+async fn ssl_get_talks_tls_and_takes_any_certificate() {
+    use md5::{Digest as _, Md5};
+    let dir = std::env::temp_dir().join(format!("lb-ssl-get-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let page = b"hello over TLS\n";
+    std::fs::write(dir.join("page.html"), page).unwrap();
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args([
+            "-nodes", "-keyout", "key.pem", "-out", "cert.pem", "-days", "2",
+        ])
+        .args(["-subj", "/CN=rs.example", "-batch"])
+        .current_dir(&dir)
+        .output()
+        .expect("openssl (cargo xtask setup installs it)");
+    assert!(made.status.success(), "{made:?}");
+    let port = std::net::TcpListener::bind((LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _server = tokio::process::Command::new("openssl")
+        .args(["s_server", "-accept", &format!("127.0.0.1:{port}")])
+        .args(["-cert", "cert.pem", "-key", "key.pem", "-WWW", "-quiet"])
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    let mut check = http_check(port, None, Duration::from_secs(2));
+    let Probe::Http(http) = &mut check.probe else {
+        unreachable!()
+    };
+    http.tls = true;
+    http.urls[0].path = "/page.html".to_owned();
+    http.urls[0].digest = Some(Md5::digest(page).into());
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let outcome = loop {
+        let outcome = probe::attempt(&check, 0).await;
+        if outcome.success || tokio::time::Instant::now() > deadline {
+            break outcome;
+        }
+        tokio::time::sleep(100 * MS).await;
+    };
+    assert_eq!(
+        outcome.reason,
+        format!(
+            "SSL_GET https://127.0.0.1:{port}/page.html returned 200 with the digest configured"
+        )
+    );
+    assert!(outcome.success);
+
+    // Without the digest: the status line only.
+    let Probe::Http(http) = &mut check.probe else {
+        unreachable!()
+    };
+    http.urls[0].digest = None;
+    let outcome = probe::attempt(&check, 0).await;
+    assert!(outcome.success, "{outcome:?}");
+    assert_eq!(
+        outcome.reason,
+        format!("SSL_GET https://127.0.0.1:{port}/page.html returned 200")
+    );
+
+    let Probe::Http(http) = &mut check.probe else {
+        unreachable!()
+    };
+    // Another page's digest.
+    http.urls[0].digest = Some(Md5::digest(b"another page\n").into());
+    let outcome = probe::attempt(&check, 0).await;
+    assert!(!outcome.success, "{outcome:?}");
+    assert!(
+        outcome.reason.ends_with("is not the one configured"),
+        "{outcome:?}"
+    );
+
+    let Probe::Http(http) = &mut check.probe else {
+        unreachable!()
+    };
+    http.urls[0].digest = None;
+    http.tls = false;
+    let outcome = probe::attempt(&check, 0).await;
+    assert!(!outcome.success, "{outcome:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -150,6 +150,8 @@ pub struct HttpProbe {
     /// `fast_recovery`: while recovering (or in alpha mode at start), the urls are checked
     /// back to back rather than one per `delay_loop`.
     pub fast_recovery: bool,
+    /// `SSL_GET`: the same exchange over TLS, the certificate unverified (as keepalived).
+    pub tls: bool,
 }
 
 /// One `url` of an `HTTP_GET`.
@@ -204,6 +206,7 @@ impl CheckSpec {
                 }],
                 protocol: HttpVersion::V1_0,
                 fast_recovery: false,
+                tls: false,
             }),
             delay_before_retry: defaults::HTTP_DELAY_BEFORE_RETRY,
             ..CheckSpec::tcp(addr, port)

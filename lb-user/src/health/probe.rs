@@ -1,14 +1,31 @@
 //! One attempt of a check: the network I/O, each step bounded by the check's
 //! `connect_timeout` as keepalived bounds each of its steps by `connection_to`; or a run of a
 //! `MISC_CHECK` program.
+//!
+//! HTTP_GET and SSL_GET speak HTTP themselves rather than through hyper's client, on purpose:
+//! keepalived's checker sends its own request template (HTTP/1.0 without `Connection`, or
+//! `http_protocol 1.1` with `Connection: close`, `User-Agent: KeepAliveClient`, `Host:
+//! address:port` unless `virtualhost`), reads only the status line unless a `digest` is set,
+//! and hashes the raw bytes after the head up to the server's close, cut at a case-sensitive
+//! `Content-Length:` and with any chunked framing left in, which is what genhash prints and
+//! so what configurations hold. hyper would send its own headers and decode the body, and the
+//! configured digests of chunked pages would no longer match. TLS (SSL_GET) is rustls, through
+//! tokio-rustls, under the same exchange.
 
 use std::{
     io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    sync::{Arc, LazyLock},
 };
 
+use rustls::{
+    ClientConfig, DigitallySignedStruct, SignatureScheme,
+    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature},
+    pki_types::{CertificateDer, ServerName, UnixTime},
+};
 use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _},
     net::{TcpSocket, TcpStream, UdpSocket},
     time::{Instant, timeout, timeout_at},
 };
@@ -283,14 +300,117 @@ pub(crate) fn request(check: &CheckSpec, http: &HttpProbe, url: &UrlProbe) -> St
     )
 }
 
+/// The words of a check's outcomes: `HTTP_GET http://10.0.0.12:80/`,
+/// `SSL_GET https://10.0.0.12:443/`.
+fn http_label(check: &CheckSpec, http: &HttpProbe, url: &UrlProbe) -> String {
+    let (keyword, scheme) = match http.tls {
+        true => ("SSL_GET", "https"),
+        false => ("HTTP_GET", "http"),
+    };
+    format!(
+        "{keyword} {scheme}://{}:{}{}",
+        check.addr, check.port, url.path
+    )
+}
+
+/// What an HTTP check talks over: the TCP connection, or TLS on it (SSL_GET).
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// Connects as [`connect`] does, then for SSL_GET shakes hands within `connect_timeout` too.
+async fn http_connect(check: &CheckSpec, http: &HttpProbe) -> Result<Box<dyn Stream>, String> {
+    let tcp = connect(check).await?;
+    if !http.tls {
+        return Ok(Box::new(tcp));
+    }
+    let limit = check.connect_timeout;
+    // An IP address as the server name: rustls then sends no SNI, as keepalived without
+    // `enable_sni`.
+    let server = ServerName::IpAddress(check.addr.into());
+    match timeout(limit, TLS.connect(server, tcp)).await {
+        Ok(Ok(tls)) => Ok(Box::new(tls)),
+        Ok(Err(e)) => Err(format!("TLS handshake: {}", describe(&e))),
+        Err(_) => Err(format!("TLS handshake timed out after {limit:?}")),
+    }
+}
+
+/// SSL_GET's client: TLS 1.2 or 1.3 with rustls's safe defaults (ring), no client
+/// certificate, and as keepalived without `SSL { ca ... }`, any server certificate.
+static TLS: LazyLock<tokio_rustls::TlsConnector> = LazyLock::new(|| {
+    #[expect(
+        deprecated,
+        reason = "ring has no post-quantum key exchange, which a health check can do without; \
+                  aws-lc-rs, which has, needs cmake and a much longer build"
+    )]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+});
+
+/// Takes any certificate, as keepalived's SSL_GET does unless given a CA: a health check asks
+/// whether the real server answers, not who it is. The handshake's signatures are still
+/// checked against the certificate presented.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
 async fn http_get(check: &CheckSpec, http: &HttpProbe, url: &UrlProbe) -> Outcome {
-    let label = format!("HTTP_GET http://{}:{}{}", check.addr, check.port, url.path);
+    let label = http_label(check, http, url);
     if let Some(digest) = url.digest {
         return http_digest(check, http, url, &digest, &label).await;
     }
     let limit = check.connect_timeout;
     let status = async {
-        let mut stream = connect(check).await?;
+        let mut stream = http_connect(check, http).await?;
         let request = request(check, http, url);
         let line = timeout(limit, status_line(&mut stream, request.as_bytes()))
             .await
@@ -327,7 +447,7 @@ async fn http_digest(
     use md5::{Digest as _, Md5};
     let limit = check.connect_timeout;
     let response = async {
-        let mut stream = connect(check).await?;
+        let mut stream = http_connect(check, http).await?;
         stream
             .write_all(request(check, http, url).as_bytes())
             .await
@@ -335,10 +455,13 @@ async fn http_digest(
         let mut response = Vec::new();
         let mut chunk = [0u8; 8192];
         loop {
-            let n = timeout(limit, stream.read(&mut chunk))
-                .await
-                .map_err(|_| format!("timeout reading the response after {limit:?}"))?
-                .map_err(|e| format!("reading the response: {}", describe(&e)))?;
+            let n = match timeout(limit, stream.read(&mut chunk)).await {
+                Err(_) => return Err(format!("timeout reading the response after {limit:?}")),
+                Ok(Ok(n)) => n,
+                // A TLS server that closes without close_notify has still said all it had.
+                Ok(Err(e)) if http.tls && e.kind() == io::ErrorKind::UnexpectedEof => 0,
+                Ok(Err(e)) => return Err(format!("reading the response: {}", describe(&e))),
+            };
             if n == 0 {
                 break;
             }
@@ -458,7 +581,10 @@ async fn connect(check: &CheckSpec) -> Result<TcpStream, String> {
 
 /// Sends `request` and reads up to the end of the first line of the response (or what came
 /// before the server closed the connection), without the line ending.
-async fn status_line(stream: &mut TcpStream, request: &[u8]) -> Result<Vec<u8>, String> {
+async fn status_line(
+    stream: &mut (impl AsyncRead + AsyncWrite + Unpin + ?Sized),
+    request: &[u8],
+) -> Result<Vec<u8>, String> {
     stream
         .write_all(request)
         .await

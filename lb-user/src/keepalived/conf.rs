@@ -123,7 +123,7 @@ pub struct HealthCheck {
 pub enum CheckKind {
     /// `TCP_CHECK`: a connection is accepted.
     Tcp,
-    /// `HTTP_GET`.
+    /// `HTTP_GET`, or `SSL_GET` (the same over TLS).
     Http(HttpGet),
     /// `MISC_CHECK`: a program's exit status.
     Misc(MiscCheck),
@@ -157,6 +157,9 @@ pub struct HttpGet {
     /// `fast_recovery`: after a failure, check all the URLs at once rather than one per
     /// `delay_loop`.
     pub fast_recovery: bool,
+    /// `SSL_GET`: the request goes over TLS, and as keepalived without an `SSL { ca }`, the
+    /// real server's certificate is not verified.
+    pub tls: bool,
 }
 
 /// A `url { path ... }` of an `HTTP_GET`.

@@ -135,7 +135,7 @@ const WALK: &[Entry] = &[
     ("TCP_CHECK", RS, "", "TCP_CHECK {\n}", Applied),
     ("HTTP_GET", RS, "", "HTTP_GET {\nurl {\npath /x\n}\n}", Applied),
     ("MISC_CHECK", RS, "", "MISC_CHECK {\nmisc_path /bin/false\n}", Applied),
-    ("SSL_GET", RS, "", "SSL_GET {\n}", Refused),
+    ("SSL_GET", RS, "", "SSL_GET {\nurl {\npath /x\n}\n}", Applied),
     ("SMTP_CHECK", RS, "", "SMTP_CHECK {\nconnect_port 25\n}", Applied),
     ("DNS_CHECK", RS, "", "DNS_CHECK {\nconnect_port 53\n}", Applied),
     ("UDP_CHECK", RS, "", "UDP_CHECK {\nconnect_port 53\n}", Applied),

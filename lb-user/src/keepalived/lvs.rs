@@ -104,7 +104,7 @@ fn keepalived_section(keyword: &str) -> Option<&'static str> {
         | "instance"
         | "child_wait_time"
         | "linkbeat_use_polling" => "a setting of keepalived's own processes",
-        "SSL" => "lb has no SSL_GET check to use it",
+        "SSL" => "lb's SSL_GET neither verifies real servers' certificates nor presents one",
         _ => return None,
     })
 }
@@ -112,10 +112,6 @@ fn keepalived_section(keyword: &str) -> Option<&'static str> {
 /// Health checkers keepalived has and lb does not.
 fn unsupported_checker(keyword: &str) -> Option<&'static str> {
     Some(match keyword {
-        "SSL_GET" => {
-            "SSL_GET health checks are not supported by lb: use TCP_CHECK on the TLS port, or \
-             HTTP_GET on a plain HTTP port"
-        }
         "PING_CHECK" | "BFD_CHECK" | "FILE_CHECK" => {
             "this health check is not supported by lb (it runs TCP_CHECK, HTTP_GET, \
              MISC_CHECK, SMTP_CHECK, UDP_CHECK and DNS_CHECK): check the service with one of \
@@ -239,6 +235,7 @@ struct HttpDraft {
     virtualhost: Option<String>,
     protocol: HttpVersion,
     fast_recovery: bool,
+    tls: bool,
 }
 
 #[derive(Clone)]
@@ -277,8 +274,8 @@ impl Seen {
 /// The name under which a keyword counts for [`Seen`]; `None` for keywords that may repeat.
 fn canonical(keyword: &str) -> Option<&str> {
     Some(match keyword {
-        "real_server" | "url" | "status_code" | "TCP_CHECK" | "HTTP_GET" | "MISC_CHECK"
-        | "SMTP_CHECK" | "UDP_CHECK" | "DNS_CHECK" => {
+        "real_server" | "url" | "status_code" | "TCP_CHECK" | "HTTP_GET" | "SSL_GET"
+        | "MISC_CHECK" | "SMTP_CHECK" | "UDP_CHECK" | "DNS_CHECK" => {
             return None;
         }
         "lb_algo" | "lvs_sched" => "lb_algo",
@@ -1457,7 +1454,8 @@ impl Reader<'_> {
                         .note(&s.location, "snmp_name ignored: lb has no SNMP agent");
                 }
             }
-            "TCP_CHECK" | "HTTP_GET" | "MISC_CHECK" | "SMTP_CHECK" | "UDP_CHECK" | "DNS_CHECK" => {
+            "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "MISC_CHECK" | "SMTP_CHECK" | "UDP_CHECK"
+            | "DNS_CHECK" => {
                 if let Some(check) = self.checker(s) {
                     rs.checks.push(check);
                 }
@@ -1472,7 +1470,7 @@ impl Reader<'_> {
     // ---- checks -------------------------------------------------------------------------
 
     fn checker(&mut self, stmt: &Stmt) -> Option<CheckDraft> {
-        let http = stmt.keyword() == "HTTP_GET";
+        let http = matches!(stmt.keyword(), "HTTP_GET" | "SSL_GET");
         let misc = stmt.keyword() == "MISC_CHECK";
         if !stmt.args().is_empty() {
             let message = format!("'{}' takes no value before its {{ }} block", stmt.keyword());
@@ -1482,7 +1480,10 @@ impl Reader<'_> {
         let errors_before = self.report.errors.len();
         let mut check = CheckDraft {
             keyword: stmt.keyword().to_owned(),
-            http: http.then(HttpDraft::default),
+            http: http.then(|| HttpDraft {
+                tls: stmt.keyword() == "SSL_GET",
+                ..HttpDraft::default()
+            }),
             misc: misc.then(MiscDraft::default),
             other: match stmt.keyword() {
                 "SMTP_CHECK" => Some(OtherDraft::Smtp { helo_name: None }),
@@ -1515,8 +1516,10 @@ impl Reader<'_> {
             && h.urls.is_empty()
             && self.report.errors.len() == errors_before
         {
-            let message = "HTTP_GET needs at least one url { path ... } (keepalived would drop \
-                           the check)";
+            let message = format!(
+                "{} needs at least one url {{ path ... }} (keepalived would drop the check)",
+                stmt.keyword()
+            );
             self.error(ErrorKind::Invalid, stmt, message);
             return None;
         }
@@ -1725,11 +1728,13 @@ impl Reader<'_> {
                 self.http_keyword(s, &mut http);
                 check.http = Some(http);
             }
-            "enable_sni" | "sni_name" | "tls_compliant" if check.http.is_some() => self.error(
-                ErrorKind::Unsupported,
-                s,
-                format!("{keyword} is a TLS setting: SSL_GET is not supported by lb"),
-            ),
+            "enable_sni" | "sni_name" | "tls_compliant" if check.http.is_some() => {
+                let message = match check.http.as_ref().is_some_and(|h| h.tls) {
+                    true => format!("{keyword}: lb's SSL_GET sends no SNI and has no such setting"),
+                    false => format!("{keyword} is a TLS setting, for SSL_GET"),
+                };
+                self.error(ErrorKind::Unsupported, s, message)
+            }
             _ => self.unknown(s),
         }
     }
@@ -1826,7 +1831,7 @@ impl Reader<'_> {
                 "tls_compliant" => self.error(
                     ErrorKind::Unsupported,
                     s,
-                    "tls_compliant is a TLS setting: SSL_GET is not supported by lb",
+                    "tls_compliant: lb's SSL_GET has no such setting",
                 ),
                 _ => self.unknown(s),
             }
@@ -1931,6 +1936,7 @@ impl Reader<'_> {
                         .collect(),
                     protocol: http.protocol,
                     fast_recovery: http.fast_recovery,
+                    tls: http.tls,
                 })
             }
         };

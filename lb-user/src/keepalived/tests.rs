@@ -191,6 +191,7 @@ fn seed_002_director_with_dr_and_http_checks() {
             }],
             protocol: HttpVersion::V1_0,
             fast_recovery: false,
+            tls: false,
         }),
         addr: Ipv4Addr::UNSPECIFIED.into(),
         port: 80,
@@ -673,6 +674,7 @@ fn every_supported_keyword() {
                     ],
                     protocol: HttpVersion::V1_1,
                     fast_recovery: true,
+                    tls: false,
                 }),
                 addr: ip("10.0.1.1"),
                 port: 8080,
@@ -715,6 +717,7 @@ fn every_supported_keyword() {
                 }],
                 protocol: HttpVersion::V1_0,
                 fast_recovery: false,
+                tls: false,
             }),
             addr: ip("10.0.1.2"),
             port: 8080,
@@ -894,7 +897,8 @@ fn keepalived_sections_are_noted() {
             "k.conf:9: net_namespace blue ignored: a setting of keepalived's own processes",
             "k.conf:10: track_file maint ignored: keepalived itself tracks files for VRRP",
             "k.conf:13: bfd_instance peer ignored: keepalived itself runs BFD",
-            "k.conf:17: SSL ignored: lb has no SSL_GET check to use it",
+            "k.conf:17: SSL ignored: lb's SSL_GET neither verifies real servers' certificates \
+             nor presents one",
         ]
     );
     assert!(config.services.is_empty());
@@ -1180,10 +1184,9 @@ fn errors_name_file_and_line() {
              k.conf:5",
         ),
         (
-            "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  SSL_GET {\n  }\n \
-             }\n}\n",
-            "SSL_GET health checks are not supported by lb: use TCP_CHECK on the TLS port, or \
-             HTTP_GET on a plain HTTP port at k.conf:3",
+            "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  SSL_GET {\n   url \
+             {\n    path /\n   }\n   enable_sni\n  }\n }\n}\n",
+            "enable_sni: lb's SSL_GET sends no SNI and has no such setting at k.conf:7",
         ),
         (
             "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  HTTP_GET {\n   url \
@@ -1763,4 +1766,50 @@ fn tun_methods_with_gue_and_gre() {
             "{expected} not in {commands:#?}"
         );
     }
+}
+
+#[test]
+fn ssl_get_is_http_get_over_tls() {
+    let config = parse(
+        "virtual_server 10.0.0.1 443 {\n\
+         \x20   real_server 10.0.0.11 443 {\n\
+         \x20       SSL_GET {\n\
+         \x20           url { path /health }\n\
+         \x20           url {\n\
+         \x20               path /ready\n\
+         \x20               digest 9b3a0c85a887a256d6939da88aabd8cd\n\
+         \x20           }\n\
+         \x20           http_protocol 1.1\n\
+         \x20           connect_timeout 2\n\
+         \x20       }\n\
+         \x20   }\n\
+         \x20   real_server 10.0.0.12 80 { HTTP_GET { url { path / } } }\n\
+         }",
+    );
+    let vs = &config.services[0];
+    let CheckKind::Http(ssl) = &vs.reals[0].checks[0].kind else {
+        panic!("{:?}", vs.reals[0].checks)
+    };
+    assert!(ssl.tls);
+    assert_eq!(ssl.urls.len(), 2);
+    assert_eq!(ssl.protocol, HttpVersion::V1_1);
+    assert!(ssl.urls[1].digest.is_some());
+    // keepalived's HTTP_GET and SSL_GET share their defaults (delay_before_retry 3 s).
+    assert_eq!(
+        vs.reals[0].checks[0].delay_before_retry,
+        std::time::Duration::from_secs(3)
+    );
+    let CheckKind::Http(plain) = &vs.reals[1].checks[0].kind else {
+        panic!()
+    };
+    assert!(!plain.tls);
+    assert_eq!(
+        errors(
+            "virtual_server 10.0.0.1 443 {\n real_server 10.0.0.11 443 {\n  SSL_GET {\n  }\n \
+                }\n}\n"
+        ),
+        [
+            "SSL_GET needs at least one url { path ... } (keepalived would drop the check) at k.conf:3"
+        ]
+    );
 }

@@ -6,6 +6,22 @@
 //! offsets named once, with the values of `<linux/rtnetlink.h>`, `<linux/if_link.h>`,
 //! `<linux/if_addr.h>`, `<linux/neighbour.h>` and `<linux/netlink.h>`. Everything is in host
 //! byte order except addresses, which are in network order.
+//!
+//! Why not `netlink-packet-route` and `rtnetlink` (issue #16): the reason is in the module
+//! documentation of [`super`] (the typed crate parses every attribute of a message and
+//! rejects the whole message when one does not read as it expects). Checked again for #16:
+//! the dependency itself is no obstacle, `netlink-packet-route` 0.34 builds on the same
+//! `netlink-packet-core` 0.9 used here and on rustc 1.95, and it has typed messages for all
+//! lbd sends and reads (`RouteNetlinkMessage::{GetLink, GetAddress, GetRoute, GetNeighbour,
+//! NewNeighbour}`, `NeighbourFlags::Use`). Adopting it would mean turning this file's request
+//! builders and `parse_*` functions into conversions from those types, keeping what the
+//! callers get (`Link`, `Neighbour`, `RouteReply`, the errors of a short or odd reply), with
+//! `netns_tests.rs` checking the result against the kernel. The tolerance problem above did
+//! not show on kernel 6.18: 0.34 parsed every message of link, address, route and neighbour
+//! dumps (lo, veth, a bridge and its port, macvlan; IPv4 and IPv6) without refusing one, so
+//! what is left is the rewrite itself, not a misfit. `rtnetlink` adds an async handle on a
+//! connection task, where lbd's calls are blocking and open their socket in the calling
+//! thread's network namespace, which the tests rely on.
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
