@@ -1407,3 +1407,42 @@ fn a_batch_that_does_not_fit_changes_nothing() {
     assert_eq!(l.matches("TCP  ").count(), 256, "{l}");
     tb.curl_vip(SERVICE_PORT, 4).assert_all_ok();
 }
+
+/// lbd raises its soft limit on open files to the hard one (a health check holds a socket:
+/// a thousand real servers checked at once would not fit in the usual 1,024).
+#[test]
+fn lbd_raises_its_open_file_limit() {
+    let tb = Testbed::builder().real_servers(1).build();
+    // lbd inherits a soft limit below the hard one (the usual 1,024), as under a login shell.
+    let mut ours = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on this process with local values.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut ours) };
+    assert!(
+        ours.rlim_max > 1024,
+        "the hard limit is too low for this test"
+    );
+    let low = libc::rlimit {
+        rlim_cur: 1024,
+        rlim_max: ours.rlim_max,
+    };
+    // SAFETY: as above.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &low) };
+    let lbd = start_lbd_with(&tb, &[]);
+    // SAFETY: as above.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &ours) };
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", lbd.daemon.pid())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    println!("{line}");
+    assert_eq!(
+        fields[3], fields[4],
+        "soft limit below the hard one: {line}"
+    );
+    stop_lbd(lbd);
+}

@@ -138,6 +138,7 @@ impl Signals {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let signals = Signals::install()?;
+    raise_fd_limit();
     let pins = PinDir::new(&args.bpffs);
     if args.cleanup {
         // Not under a running lbd's feet. (The lock creates the directory if it was not
@@ -678,4 +679,32 @@ fn reload_managed(
     wait_for_resolution(director, resolution, RESOLUTION_WAIT);
     run_notifications(notifications);
     Ok(())
+}
+
+/// Raises the soft limit on open files to the hard one: a health check holds a socket (a
+/// thousand real servers checked at once would hit the usual soft limit of 1,024 and be marked
+/// down), and so do metrics scrapes and control sessions.
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid resource and a pointer to a local rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= limit.rlim_max
+        {
+            return;
+        }
+        let from = limit.rlim_cur;
+        limit.rlim_cur = limit.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+            tracing::debug!(from, to = limit.rlim_max, "open-file limit raised");
+        } else {
+            warn!(
+                limit = from,
+                "cannot raise the open-file limit: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
 }

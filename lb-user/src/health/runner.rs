@@ -138,7 +138,7 @@ impl Slot {
     fn starting(spec: CheckSpec, now: Instant, failed: bool) -> Self {
         let mut policy = spec.policy();
         policy.alpha |= failed;
-        let state = CheckState::new(policy, now + warmup(spec.warmup));
+        let state = CheckState::new(policy, now + first_delay(&spec));
         Slot {
             spec,
             state,
@@ -149,8 +149,23 @@ impl Slot {
     }
 }
 
-/// A random delay up to `max`, as keepalived staggers first checks (`warmup`).
-fn warmup(max: Duration) -> Duration {
+/// Without a `warmup`, first checks are still spread over up to this (and their check's
+/// `delay_loop`, if shorter): a thousand real servers' checks started in the same instant
+/// would connect in the same instant on every round after.
+pub const FIRST_CHECK_SPREAD: Duration = Duration::from_secs(1);
+
+/// When a check's first attempt comes: after a random delay up to its `warmup`, as keepalived
+/// staggers first checks, or up to [`FIRST_CHECK_SPREAD`] without one.
+fn first_delay(spec: &CheckSpec) -> Duration {
+    if spec.warmup.is_zero() {
+        random_up_to(FIRST_CHECK_SPREAD.min(spec.delay_loop))
+    } else {
+        random_up_to(spec.warmup)
+    }
+}
+
+/// A random delay up to `max`.
+fn random_up_to(max: Duration) -> Duration {
     use std::hash::{BuildHasher as _, RandomState};
     if max.is_zero() {
         return Duration::ZERO;
@@ -434,5 +449,31 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_checks_are_spread_over_a_second_their_loop_or_their_warmup() {
+        let mut spec = CheckSpec::tcp(Ipv4Addr::LOCALHOST, 80);
+        spec.delay_loop = Duration::from_secs(60);
+        let delays: Vec<Duration> = (0..200).map(|_| first_delay(&spec)).collect();
+        assert!(delays.iter().all(|d| *d <= FIRST_CHECK_SPREAD));
+        // Spread, not all at once.
+        let distinct: std::collections::HashSet<_> = delays.iter().collect();
+        assert!(
+            distinct.len() > 150,
+            "{} distinct delays of 200",
+            distinct.len()
+        );
+        spec.delay_loop = Duration::from_millis(200);
+        assert!((0..200).all(|_| first_delay(&spec) <= Duration::from_millis(200)));
+        spec.warmup = Duration::from_secs(5);
+        let delays: Vec<Duration> = (0..200).map(|_| first_delay(&spec)).collect();
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(5)));
+        assert!(delays.iter().any(|d| *d > Duration::from_secs(1)));
     }
 }
