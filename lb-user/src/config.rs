@@ -4,7 +4,10 @@
 //! a copy and only adopts it when every command succeeded, so a bad request changes nothing.
 //! Errors print as ipvsadm prints the kernel's refusals (libipvs `ipvs_strerror`).
 
-use std::{collections::HashMap, net::IpAddr};
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+};
 
 use lb_common::{MAX_REALS, MAX_SERVICES};
 use serde::{Deserialize, Serialize};
@@ -752,17 +755,22 @@ pub struct Desired {
 /// The commands that turn the services of `current` listed in `managed` (and those of
 /// `desired`) into `desired`, touching nothing else: services no longer desired are deleted,
 /// new ones added, changed ones edited, and real servers added, edited or deleted one by one,
-/// so connections to what did not change are never disturbed.
+/// so connections to what did not change are never disturbed. Runs on every health verdict:
+/// services and real servers are looked up through indexes, so it costs time linear in the
+/// sizes of `current` and `desired`.
 pub fn diff(current: &Config, managed: &[ServiceAddr], desired: &[Desired]) -> Vec<Command> {
+    let have_by_addr: HashMap<&ServiceAddr, &ServiceEntry> =
+        current.services.iter().map(|s| (&s.spec.addr, s)).collect();
+    let wanted_addrs: HashSet<&ServiceAddr> = desired.iter().map(|d| &d.spec.addr).collect();
     let mut commands = Vec::new();
     for addr in managed {
-        if current.service(addr).is_some() && !desired.iter().any(|d| d.spec.addr == *addr) {
+        if have_by_addr.contains_key(addr) && !wanted_addrs.contains(addr) {
             commands.push(Command::DeleteService { service: *addr });
         }
     }
     for want in desired {
         let addr = want.spec.addr;
-        let Some(have) = current.service(&addr) else {
+        let Some(have) = have_by_addr.get(&addr) else {
             commands.push(Command::AddService {
                 service: want.spec.clone(),
             });
@@ -778,11 +786,14 @@ pub fn diff(current: &Config, managed: &[ServiceAddr], desired: &[Desired]) -> V
             });
         }
         let wanted: Vec<RealSpec> = want.reals.iter().map(|r| normalise(&addr, r)).collect();
+        let wanted_keys: HashSet<(IpAddr, u16)> = wanted.iter().map(|r| (r.addr, r.port)).collect();
+        let have_reals: HashMap<(IpAddr, u16), &RealSpec> = have
+            .reals
+            .iter()
+            .map(|r| ((r.spec.addr, r.spec.port), &r.spec))
+            .collect();
         for real in &have.reals {
-            if !wanted
-                .iter()
-                .any(|r| r.addr == real.spec.addr && r.port == real.spec.port)
-            {
+            if !wanted_keys.contains(&(real.spec.addr, real.spec.port)) {
                 commands.push(Command::DeleteReal {
                     service: addr,
                     addr: real.spec.addr,
@@ -791,21 +802,15 @@ pub fn diff(current: &Config, managed: &[ServiceAddr], desired: &[Desired]) -> V
             }
         }
         for (real, normalised) in want.reals.iter().zip(&wanted) {
-            match have
-                .reals
-                .iter()
-                .find(|r| r.spec.addr == normalised.addr && r.spec.port == normalised.port)
-            {
+            match have_reals.get(&(normalised.addr, normalised.port)) {
                 None => commands.push(Command::AddReal {
                     service: addr,
                     real: real.clone(),
                 }),
-                Some(existing) if existing.spec != *normalised => {
-                    commands.push(Command::EditReal {
-                        service: addr,
-                        real: real.clone(),
-                    })
-                }
+                Some(existing) if **existing != *normalised => commands.push(Command::EditReal {
+                    service: addr,
+                    real: real.clone(),
+                }),
                 Some(_) => {}
             }
         }
@@ -846,6 +851,30 @@ mod diff_tests {
             lower_threshold: 0,
             tunnel: Default::default(),
         }
+    }
+
+    #[test]
+    fn one_verdict_among_thousands_of_services_is_one_command() {
+        let desired: Vec<Desired> = (0..5000)
+            .map(|port| Desired {
+                spec: spec(port, Scheduler::Wlc),
+                reals: vec![real(1, 1), real(2, 1), real(3, 1)],
+            })
+            .collect();
+        let managed: Vec<ServiceAddr> = desired.iter().map(|d| d.spec.addr).collect();
+        let current = Config::default()
+            .apply_all(&diff(&Config::default(), &managed, &desired))
+            .unwrap();
+        assert!(diff(&current, &managed, &desired).is_empty());
+        let mut after = desired.clone();
+        after[4321].reals[1].weight = 0;
+        assert_eq!(
+            diff(&current, &managed, &after),
+            vec![Command::EditReal {
+                service: addr(4321),
+                real: real(2, 0),
+            }]
+        );
     }
 
     #[test]
