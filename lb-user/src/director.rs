@@ -69,6 +69,16 @@ struct NextHop {
     /// server's family (resolved over ARP or NDP).
     via: IpAddr,
     mac: Option<[u8; 6]>,
+    /// `mac` is the last known one: the neighbour table no longer has it, and it is being
+    /// resolved again.
+    stale: bool,
+}
+
+impl NextHop {
+    /// What the data path is given of it.
+    fn published(&self) -> (u32, u32, IpAddr, Option<[u8; 6]>) {
+        (self.ifindex, self.mtu, self.via, self.mac)
+    }
 }
 
 /// A service ready to publish: its scheduling table, built and known to fit.
@@ -838,6 +848,7 @@ impl Director {
                     mtu,
                     via,
                     mac,
+                    stale: false,
                 },
             );
         }
@@ -906,9 +917,29 @@ impl Director {
             // Routes rarely change; re-learn them now and then (new addresses are looked up
             // when added).
             self.last_route_refresh = Instant::now();
-            let addrs: Vec<IpAddr> = self.next_hops.keys().copied().collect();
-            self.next_hops.clear();
+            let before = std::mem::take(&mut self.next_hops);
+            let addrs: Vec<IpAddr> = before.keys().copied().collect();
             self.resolve(&addrs, false);
+            let mut changed = HashSet::new();
+            for (addr, old) in &before {
+                let Some(new) = self.next_hops.get_mut(addr) else {
+                    // No route any more (logged): keep what the data path has.
+                    self.next_hops.insert(*addr, *old);
+                    continue;
+                };
+                // A neighbour entry the kernel let go (nothing of its own uses it: DR frames
+                // leave by XDP) is asked for again; meanwhile the last known MAC stands.
+                if new.mac.is_none() && (new.ifindex, new.via) == (old.ifindex, old.via) {
+                    new.mac = old.mac;
+                    new.stale = old.mac.is_some();
+                }
+                if new.published() != old.published() {
+                    info!(%addr, ifindex = new.ifindex, via = %new.via, mtu = new.mtu,
+                          "real server's next hop changed");
+                    changed.insert(*addr);
+                }
+            }
+            self.republish(&changed)?;
         }
         self.follow_neighbours()
     }
@@ -924,17 +955,32 @@ impl Director {
         let mut changed = HashSet::new();
         for (addr, hop) in self.next_hops.iter_mut() {
             let mac = known.get(&(hop.ifindex, hop.via)).copied();
-            if mac != hop.mac {
-                match (hop.mac, mac) {
-                    (None, Some(m)) => info!(%addr, mac = %fmt_mac(&m), "real server resolved"),
-                    (Some(_), Some(m)) => {
-                        info!(%addr, mac = %fmt_mac(&m), "real server's MAC changed")
-                    }
-                    (Some(_), None) => {
-                        warn!(%addr, "real server's MAC no longer known; re-resolving")
-                    }
-                    (None, None) => {}
+            match (hop.mac, mac) {
+                (None, Some(m)) => info!(%addr, mac = %fmt_mac(&m), "real server resolved"),
+                (Some(old), Some(m)) if old != m => {
+                    info!(%addr, mac = %fmt_mac(&m), "real server's MAC changed")
                 }
+                (Some(old), None) => {
+                    // The kernel dropped or failed its entry (the kernel itself never sends to
+                    // a DR real server, so it lets such entries go): ask again, and keep
+                    // forwarding to the last known MAC meanwhile rather than drop the real
+                    // server's connections. A real server that is really gone is the health
+                    // checks' to take out.
+                    if !hop.stale {
+                        warn!(%addr, mac = %fmt_mac(&old),
+                              "real server's MAC no longer in the neighbour table; re-resolving, \
+                               the last known MAC stands meanwhile");
+                    }
+                    hop.stale = true;
+                    if let Err(e) = netlink::request_resolution(hop.ifindex, hop.via) {
+                        warn!(%addr, "cannot request neighbour resolution: {e}");
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            hop.stale = false;
+            if mac != hop.mac {
                 hop.mac = mac;
                 changed.insert(*addr);
             }

@@ -1446,3 +1446,34 @@ fn lbd_raises_its_open_file_limit() {
     );
     stop_lbd(lbd);
 }
+
+/// A real server whose neighbour entry the director's kernel lets go (the kernel itself never
+/// sends to a DR real server, so it garbage-collects such entries) keeps taking its traffic:
+/// lbd asks for it again and forwards to the last known MAC meanwhile, even when the real
+/// server no longer answers ARP at all. (Before, the real server was unpublished until it was
+/// resolved again, and its connections were dropped.)
+#[test]
+fn a_real_server_whose_neighbour_entry_is_flushed_keeps_its_traffic() {
+    let mut tb = Testbed::builder().real_servers(1).build();
+    tb.start_lbd();
+    let vip = tb.vip_port(SERVICE_PORT);
+    tb.lbadm(&["-A", "-t", &vip, "-s", "rr"]);
+    tb.lbadm(&["-a", "-t", &vip, "-r", &tb.rip(1), "-g"]);
+    tb.curl_vip(SERVICE_PORT, 4).assert_all_ok();
+    // The real server stops answering ARP; the director's entry for it goes.
+    tb.rs(1)
+        .ns
+        .run(&["sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=8"]);
+    tb.director.ns.run(&["ip", "neigh", "flush", "all"]);
+    // Several ticks: the loss is seen, re-resolution is asked for and fails.
+    std::thread::sleep(Duration::from_secs(3));
+    let neigh = tb.director.ns.run(&["ip", "neigh", "show"]);
+    println!("director's neighbours after the flush:\n{neigh}");
+    tb.curl_vip(SERVICE_PORT, 10).assert_all_ok();
+    let l = list(&tb);
+    assert!(real_line(&l, &tb.rip(1)).is_some(), "{l}");
+    assert!(
+        tb.lbd_log().contains("the last known MAC stands"),
+        "lbd did not say why it keeps forwarding"
+    );
+}
