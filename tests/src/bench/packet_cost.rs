@@ -122,33 +122,6 @@ fn measure_all(repeat: u32, rounds: usize) -> Result<PacketCost> {
             b"",
         )
     };
-    // Connections that the established-flow cases continue: their handshake goes through the
-    // program once, as a client's SYN and ACK would (the ACK moves the connection from the
-    // half-open table to the connection table).
-    for (port, sport, verdict) in [
-        (80, 40002, XDP_TX),
-        (81, 40003, XDP_TX),
-        (82, 40005, XDP_REDIRECT),
-    ] {
-        for flags in [SYN, ACK] {
-            let r = bpf::TestRun {
-                prog: lb_fd,
-                data: &client(port, sport, flags),
-                ingress_ifindex: net.ext,
-                repeat: 1,
-                flags: 0,
-                batch_size: 0,
-            }
-            .run()?;
-            if r.verdict != verdict {
-                bail!(
-                    "opening connection {sport} → VIP:{port} (flags {flags:#x}): verdict {}",
-                    r.verdict
-                );
-            }
-        }
-    }
-    // And over IPv6: by DR (port 80), TUN (81) and NAT (82).
     let client6 = |port: u16, sport: u16, flags: u8| {
         frames::tcp6_frame(
             DIRECTOR_MAC,
@@ -161,15 +134,16 @@ fn measure_all(repeat: u32, rounds: usize) -> Result<PacketCost> {
             b"",
         )
     };
-    for (port, sport, verdict) in [
-        (80, 40012, XDP_TX),
-        (81, 40013, XDP_TX),
-        (82, 40015, XDP_REDIRECT),
-    ] {
+    // Connections that the established-flow cases continue: their handshake goes through the
+    // program once, as a client's SYN and ACK would (the ACK moves the connection from the
+    // half-open table to the connection table). By DR (port 80), TUN (81) and NAT (82), over
+    // IPv4 and IPv6.
+    let open = |frame: &dyn Fn(u16, u16, u8) -> Vec<u8>, vip: &str, sport: u16, port: u16| {
+        let verdict = if port == 82 { XDP_REDIRECT } else { XDP_TX };
         for flags in [SYN, ACK] {
             let r = bpf::TestRun {
                 prog: lb_fd,
-                data: &client6(port, sport, flags),
+                data: &frame(port, sport, flags),
                 ingress_ifindex: net.ext,
                 repeat: 1,
                 flags: 0,
@@ -178,11 +152,18 @@ fn measure_all(repeat: u32, rounds: usize) -> Result<PacketCost> {
             .run()?;
             if r.verdict != verdict {
                 bail!(
-                    "opening connection {sport} → [VIP6]:{port} (flags {flags:#x}): verdict {}",
+                    "opening connection {sport} → {vip}:{port} (flags {flags:#x}): verdict {}",
                     r.verdict
                 );
             }
         }
+        Ok(())
+    };
+    for (port, sport) in [(80, 40002), (81, 40003), (82, 40005)] {
+        open(&client, "VIP", sport, port)?;
+    }
+    for (port, sport) in [(80, 40012), (81, 40013), (82, 40015)] {
+        open(&client6, "[VIP6]", sport, port)?;
     }
     // The NAT real server that connection went to answers the client.
     let nat_flow = datapath::flow_key(CLIENT, VIP, 40005, 82);
