@@ -882,6 +882,26 @@ impl Testbed {
         lbd::data_path_counters(&self.director.ns, self.director.iface())
     }
 
+    /// Asserts that every real server's `lbd decap` took packets apart (its `decap` counter),
+    /// naming the real server and its counters otherwise.
+    #[track_caller]
+    pub fn assert_each_real_server_decapsulated(&self) {
+        for rs in &self.real_servers {
+            let counters = lbd::data_path_counters(&rs.ns, HOST_IFACE)
+                .unwrap_or_else(|e| panic!("{}'s decapsulator counters: {e}", rs.name));
+            let decapsulated = counters
+                .get(lb_common::Stat::Decap as usize)
+                .copied()
+                .unwrap_or(0);
+            assert!(
+                decapsulated > 0,
+                "{}'s `lbd decap` decapsulated nothing: {}",
+                rs.name,
+                lbd::name_counters(&counters)
+            );
+        }
+    }
+
     /// The director's non-zero data-path counters by name (`rx=12 tx_nat=5 ...`), or why
     /// they cannot be read: for failure messages.
     pub fn data_path_summary(&self) -> String {

@@ -9,12 +9,10 @@
 
 use std::time::Duration;
 
-use lb_common::Stat;
 use lb_tests::{
     Counter, SERVICE_PORT, Testbed,
     http::LoadGen,
-    lbd::{self, GUE_PORT, Lbd},
-    testbed::HOST_IFACE,
+    lbd::{GUE_PORT, Lbd},
     wait,
 };
 
@@ -488,17 +486,7 @@ fn gue_and_gre_over_ipv6_through_lbd_decap() {
         assert!(got == file, "download {n} of {url} differs from the file");
     }
 
-    for rs in &tb.real_servers {
-        let counters = lbd::data_path_counters(&rs.ns, HOST_IFACE)
-            .unwrap_or_else(|e| panic!("{}'s decapsulator counters: {e}", rs.name));
-        let decapsulated = counters.get(Stat::Decap as usize).copied().unwrap_or(0);
-        assert!(
-            decapsulated > 0,
-            "{}'s `lbd decap` decapsulated nothing: {}",
-            rs.name,
-            lbd::name_counters(&counters)
-        );
-    }
+    tb.assert_each_real_server_decapsulated();
     let report = counters.to_string();
     println!("switch counters:\n{report}");
     assert!(

@@ -10,7 +10,6 @@ use lb_common::Stat;
 use lb_tests::{
     Counter, SERVICE_PORT, Tally, Testbed, Topology, XdpMode,
     lbd::{self, GUE_PORT},
-    testbed::HOST_IFACE,
     wait,
 };
 
@@ -134,16 +133,7 @@ fn rr_over_ipip(mode: XdpMode) {
     assert_eq!(served, vec![3, 3, 3], "requests served via the VIP");
     // ... inside IP-in-IP: each real server's decapsulator took packets apart, and the
     // director tunnelled rather than routed.
-    for rs in &tb.real_servers {
-        let counters = lbd::data_path_counters(&rs.ns, HOST_IFACE)
-            .unwrap_or_else(|e| panic!("{}'s decapsulator counters: {e}", rs.name));
-        assert!(
-            stat(&counters, Stat::Decap) > 0,
-            "{}'s `lbd decap` decapsulated nothing: {}",
-            rs.name,
-            lbd::name_counters(&counters)
-        );
-    }
+    tb.assert_each_real_server_decapsulated();
     let counters = tb.data_path_counters().expect("director counters");
     assert!(
         stat(&counters, Stat::TxTunnel) > 0 && stat(&counters, Stat::TxRoute) == 0,
@@ -379,16 +369,7 @@ fn gue_and_gre_tunnels_through_lbd_decap() {
         assert!(got == file, "download {n} of {url} differs from the file");
     }
 
-    for rs in &tb.real_servers {
-        let counters = lbd::data_path_counters(&rs.ns, HOST_IFACE)
-            .unwrap_or_else(|e| panic!("{}'s decapsulator counters: {e}", rs.name));
-        assert!(
-            stat(&counters, Stat::Decap) > 0,
-            "{}'s `lbd decap` decapsulated nothing: {}",
-            rs.name,
-            lbd::name_counters(&counters)
-        );
-    }
+    tb.assert_each_real_server_decapsulated();
     let report = counters.to_string();
     println!("switch counters:\n{report}");
     assert!(
