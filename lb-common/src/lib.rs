@@ -24,7 +24,7 @@ pub use addr::{AF_INET, AF_INET6, Addr};
 /// Version of the map layout (names, key and value types). lbd keeps maps pinned across
 /// restarts and refuses pinned maps of another layout, so bump this with any change to a map
 /// type or meaning.
-pub const LAYOUT_VERSION: u32 = 8;
+pub const LAYOUT_VERSION: u32 = 9;
 
 /// Upper bound on virtual services (the per-service arrays are this long).
 pub const MAX_SERVICES: u32 = 16 * 1024;
@@ -679,15 +679,33 @@ pub struct ServiceState {
 }
 const _: () = assert!(size_of::<ServiceState>() == 8);
 
-/// Settings IPVS keeps as sysctls (`net.ipv4.vs.*`) that the data path reads: one value,
-/// written by lbd.
+/// Settings IPVS keeps as sysctls (`net.ipv4.vs.*`) and timeouts (`ipvsadm --set`) that the
+/// data path reads: one value, written by lbd. All zeroes are IPVS's defaults.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Settings {
     /// `SETTINGS_F_*` bits.
     pub flags: u32,
+    /// `--set tcp tcpfin udp`, in seconds (0: IPVS's default).
+    pub tcp_timeout: u32,
+    pub tcp_fin_timeout: u32,
+    pub udp_timeout: u32,
 }
-const _: () = assert!(size_of::<Settings>() == 4);
+const _: () = assert!(size_of::<Settings>() == 16);
+
+impl Settings {
+    /// Seconds of inactivity after which a connection in `state` is over: the data path
+    /// treats it as gone from then on, and lbd's sweep removes it a little later.
+    #[inline(always)]
+    pub const fn timeout_secs(&self, state: u8) -> u32 {
+        tcp_state::timeout_secs(
+            state,
+            self.tcp_timeout,
+            self.tcp_fin_timeout,
+            self.udp_timeout,
+        )
+    }
+}
 
 /// `sloppy_tcp`: any TCP packet but a RST may start a connection, not only a SYN (a director
 /// taking over flows mid-stream after a failover).

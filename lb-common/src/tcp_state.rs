@@ -109,6 +109,31 @@ pub const fn is_active(state: u8) -> bool {
     matches!(state, ESTABLISHED | SYN_SENT | SYN_RECV | SYNACK)
 }
 
+/// IPVS's default timeouts (`ipvsadm --set`): established TCP, FIN_WAIT, UDP, in seconds.
+pub const DEFAULT_TCP_TIMEOUT: u32 = 900;
+pub const DEFAULT_TCP_FIN_TIMEOUT: u32 = 120;
+pub const DEFAULT_UDP_TIMEOUT: u32 = 300;
+
+/// Seconds of inactivity after which IPVS expires a connection in `state`
+/// (`ip_vs_proto_tcp.c` `tcp_timeouts`), given the three that `--set` changes (0: the
+/// default).
+#[inline(always)]
+pub const fn timeout_secs(state: u8, tcp: u32, tcp_fin: u32, udp: u32) -> u32 {
+    const fn or(value: u32, default: u32) -> u32 {
+        if value == 0 { default } else { value }
+    }
+    match state {
+        ESTABLISHED => or(tcp, DEFAULT_TCP_TIMEOUT),
+        FIN_WAIT => or(tcp_fin, DEFAULT_TCP_FIN_TIMEOUT),
+        UDP => or(udp, DEFAULT_UDP_TIMEOUT),
+        SYN_SENT | TIME_WAIT | LISTEN | SYNACK => 120,
+        SYN_RECV | CLOSE_WAIT => 60,
+        LAST_ACK => 30,
+        CLOSE => 10,
+        _ => 2,
+    }
+}
+
 /// The name ipvsadm prints for a state (`-L -c`).
 pub const fn name(state: u8) -> &'static str {
     match state {

@@ -65,8 +65,14 @@ fn now() -> u64 {
 /// it wrote the entry's timestamp (a state change, or the first packet after
 /// [`TOUCH_INTERVAL_NS`]).
 #[inline(always)]
-fn touch(conn: &mut Conn, is_tcp: bool, flags: u8, direction: Direction, table: Table) -> bool {
-    let now = now();
+fn touch(
+    conn: &mut Conn,
+    now: u64,
+    is_tcp: bool,
+    flags: u8,
+    direction: Direction,
+    table: Table,
+) -> bool {
     let mut refreshed = false;
     if is_tcp {
         let old = conn.state;
@@ -84,6 +90,28 @@ fn touch(conn: &mut Conn, is_tcp: bool, flags: u8, direction: Direction, table: 
         refreshed = true;
     }
     refreshed
+}
+
+/// Whether `conn` has been idle past its state's timeout at `now`: then it is over, as IPVS's
+/// timer would have ended it, and no packet may change it any more (lbd's sweep removes such
+/// an entry only a margin later, so the two never act on one entry at once: the state and
+/// counts lbd takes off with an entry are the ones it read). Checked only for an entry idle
+/// longer than [`TOUCH_INTERVAL_NS`] (the shortest timeout is a second), so a busy flow pays
+/// one comparison.
+#[inline(always)]
+fn over(conn: &Conn, now: u64) -> bool {
+    // (A timestamp ahead of the clock, written by lbd, is not idle.)
+    let idle = now.saturating_sub(conn.last_seen_ns);
+    idle > TOUCH_INTERVAL_NS && idle >= maps::timeout_ns(conn.state)
+}
+
+/// Removes the client-direction entry `key` of `table`, over at its timeout, and takes it off
+/// its real server's counts if this call removed it (lbd's sweep may have removed it first).
+#[inline(always)]
+fn end(table: Table, key: &FlowKey, conn: &Conn) {
+    if remove(table, key) {
+        counts::closed(conn.real, conn.state, table);
+    }
 }
 
 /// Changes `conn`'s state from `old` to `new` if it is still `old`, atomically (a compare-
@@ -166,6 +194,7 @@ fn found(
     real_out: &mut RealServer,
 ) -> Result<Hit, Verdict> {
     let is_tcp = packet.flow.proto == IPPROTO_TCP;
+    let now = now();
     if conn.flags & CONN_F_REPLY != 0 {
         *conn_out = *conn;
         // The state lives in the client-direction entry.
@@ -181,7 +210,21 @@ fn found(
         if let Some(forward) = get_ptr_mut(table, &key) {
             // SAFETY: as in `lookup`.
             let forward = unsafe { &mut *forward };
-            let _ = touch(forward, is_tcp, packet.tcp_flags, Direction::Output, table);
+            if over(forward, now) {
+                // The connection is over: the reply goes to the kernel as IPVS passes a
+                // packet of no connection, and both entries go.
+                let _ = remove(table, &packet.flow);
+                end(table, &key, forward);
+                return Ok(Hit::Miss);
+            }
+            let _ = touch(
+                forward,
+                now,
+                is_tcp,
+                packet.tcp_flags,
+                Direction::Output,
+                table,
+            );
             // A UDP flow answered: both entries move. (Not with a later fragment: more of a
             // datagram, not a second one, as on the client's side.)
             if table == Table::HalfOpen && !is_tcp && packet.fragment != LATER_FRAGMENT {
@@ -195,6 +238,11 @@ fn found(
         // Its slot was freed: a stale entry, as if it were not there.
         return Ok(Hit::Miss);
     };
+    if over(conn, now) {
+        // Past its timeout: a new flow on the same ports, if it may open one.
+        expire(&packet.flow, conn, real, table);
+        return Ok(Hit::Miss);
+    }
     // A SYN without RST, as IPVS's `tcp_conn_schedule` takes for a new connection.
     if is_tcp
         && packet.tcp_flags & (tcp_state::TCP_SYN | tcp_state::TCP_RST) == tcp_state::TCP_SYN
@@ -217,6 +265,7 @@ fn found(
     }
     if touch(
         conn,
+        now,
         is_tcp,
         packet.tcp_flags,
         input_direction(real.method),
@@ -328,17 +377,15 @@ fn reusable(conn: &Conn, real: &RealServer) -> bool {
     }
 }
 
-/// Ends `conn` (of `table`) now: a SYN reuses its ports, or its real server is gone and
-/// `expire_nodest_conn` is set. Both of its entries go, and its real server's counts with
+/// Ends `conn` (of `table`) now: its timeout passed, a SYN reuses its ports, or its real
+/// server is gone and `expire_nodest_conn` is set. Both of its entries go, and its real server's counts with
 /// them if this call removed it.
 #[inline(always)]
 fn expire(flow: &FlowKey, conn: &Conn, real: &RealServer, table: Table) {
     if real.method == method::MASQ {
         let _ = remove(table, &reply_key(flow, real));
     }
-    if remove(table, flow) {
-        counts::closed(conn.real, conn.state, table);
-    }
+    end(table, flow, conn);
 }
 
 /// A NAT connection's two entries may part: the half-open table's LRU may evict one and not

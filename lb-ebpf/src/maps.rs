@@ -86,6 +86,17 @@ pub fn settings() -> u32 {
     SETTINGS.get(0).map_or(0, |s| s.flags)
 }
 
+/// Nanoseconds of inactivity after which a connection in `state` is over (IPVS's timeouts,
+/// as `--set` changed them).
+#[inline(always)]
+pub fn timeout_ns(state: u8) -> u64 {
+    let secs = match SETTINGS.get(0) {
+        Some(s) => s.timeout_secs(state),
+        None => lb_common::Settings::default().timeout_secs(state),
+    };
+    u64::from(secs) * 1_000_000_000
+}
+
 /// Whether `setting` (a `SETTINGS_F_*` bit) is on.
 #[inline(always)]
 pub fn setting(flag: u32) -> bool {

@@ -264,13 +264,24 @@ pub struct Director {
     /// Last sweep of the lblc/lblcr locality table (`None`: not yet).
     last_locality_sweep: Option<Instant>,
     /// The sysctls have been written to the data path since this lbd started.
-    sysctls_written: bool,
+    settings_written: bool,
 }
 
 /// How often lbd sweeps the locality table (IPVS checks its tables every minute).
 const LOCALITY_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// CLOCK_MONOTONIC_COARSE in nanoseconds: the clock `bpf_ktime_get_coarse_ns` reads.
+/// The sysctls and timeouts the data path reads.
+fn data_path_settings(config: &Config) -> lb_common::Settings {
+    let t = config.timeouts;
+    lb_common::Settings {
+        tcp_timeout: t.tcp,
+        tcp_fin_timeout: t.tcp_fin,
+        udp_timeout: t.udp,
+        ..config.sysctls.to_data_path()
+    }
+}
+
 fn coarse_now_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -358,7 +369,7 @@ impl Director {
             sweep_budget: SWEEP_BUDGET,
             last_route_refresh: Instant::now(),
             last_locality_sweep: None,
-            sysctls_written: false,
+            settings_written: false,
         };
         if adopted {
             director.take_over_published()?;
@@ -526,10 +537,13 @@ impl Director {
         if !flush.is_empty() {
             self.flush_locality(&flush)?;
         }
-        if previous.sysctls != self.config.sysctls || !self.sysctls_written {
+        if previous.sysctls != self.config.sysctls
+            || previous.timeouts != self.config.timeouts
+            || !self.settings_written
+        {
             self.dataplane
-                .set_settings(self.config.sysctls.to_data_path())?;
-            self.sysctls_written = true;
+                .set_settings(data_path_settings(&self.config))?;
+            self.settings_written = true;
             if previous.sysctls != self.config.sysctls {
                 info!(sysctls = ?self.config.sysctls, "sysctls changed");
             }
@@ -1239,7 +1253,11 @@ impl Director {
                 &mut Dataplane::connection_reader(),
                 |keys, conns| {
                     for (key, conn) in keys.iter().zip(conns) {
-                        if conn.flags & CONN_F_REPLY != 0 || !listed.insert(*key) {
+                        // (One over its timeout is gone for the data path already.)
+                        if conn.flags & CONN_F_REPLY != 0
+                            || sweep::expired(conn, now, &timeouts)
+                            || !listed.insert(*key)
+                        {
                             continue;
                         }
                         let (Some(service), Some(real)) =

@@ -23,19 +23,11 @@ pub struct ConnCounts {
     pub persistent: u32,
 }
 
-/// Seconds of inactivity after which IPVS expires a TCP connection in `state`, given the
-/// configurable timeouts (ip_vs_proto_tcp.c `tcp_timeouts`).
+/// Seconds of inactivity after which IPVS expires a connection in `state`, given the
+/// configurable timeouts (the table is `lb_common::tcp_state::timeout_secs`, which the data
+/// path reads too).
 pub fn tcp_timeout(state: u8, t: &Timeouts) -> u64 {
-    u64::from(match state {
-        tcp_state::ESTABLISHED => t.tcp,
-        tcp_state::FIN_WAIT => t.tcp_fin,
-        tcp_state::SYN_SENT | tcp_state::TIME_WAIT | tcp_state::LISTEN | tcp_state::SYNACK => 120,
-        tcp_state::SYN_RECV | tcp_state::CLOSE_WAIT => 60,
-        tcp_state::LAST_ACK => 30,
-        tcp_state::CLOSE => 10,
-        tcp_state::UDP => t.udp,
-        _ => 2,
-    })
+    u64::from(tcp_state::timeout_secs(state, t.tcp, t.tcp_fin, t.udp))
 }
 
 /// Whole seconds since `last_seen_ns`.
@@ -43,9 +35,23 @@ pub fn idle_secs(now_ns: u64, last_seen_ns: u64) -> u64 {
     now_ns.saturating_sub(last_seen_ns) / 1_000_000_000
 }
 
-/// Whether a client-direction connection is past its timeout.
+/// Whether a connection is over: idle past its timeout. The data path treats it as gone from
+/// then on (a packet of it opens a new connection if it may, or goes to the kernel) and no
+/// longer changes it.
 pub fn expired(conn: &Conn, now_ns: u64, timeouts: &Timeouts) -> bool {
     idle_secs(now_ns, conn.last_seen_ns) >= tcp_timeout(conn.state, timeouts)
+}
+
+/// How long after its timeout the sweep removes an entry. The data path may still be acting
+/// on an entry just before its timeout (changing its state and moving its real server's
+/// counts); an entry past its timeout it only removes. Removing entries only this much later
+/// means the sweep never removes one whose state the data path is changing, so the state it
+/// takes off the counts with the entry is the entry's last.
+pub const REMOVAL_MARGIN_SECS: u64 = 1;
+
+/// Whether the sweep removes an entry: [`REMOVAL_MARGIN_SECS`] past its timeout.
+pub fn removable(conn: &Conn, now_ns: u64, timeouts: &Timeouts) -> bool {
+    idle_secs(now_ns, conn.last_seen_ns) >= tcp_timeout(conn.state, timeouts) + REMOVAL_MARGIN_SECS
 }
 
 /// The client-direction key of a NAT reply entry.
@@ -143,7 +149,7 @@ impl Sweep {
         }
         let nat = rules.masq.contains(&conn.real);
         let active = tcp_state::is_active(conn.state);
-        if expired(conn, self.now_ns, &rules.timeouts) {
+        if removable(conn, self.now_ns, &rules.timeouts) {
             self.expired.push((*key, *conn));
             if nat {
                 self.expired_nat.insert(*key);
@@ -195,7 +201,7 @@ impl Sweep {
     /// its own timeout: the LRU may have evicted the other, and the data path puts a missing
     /// reply entry back while the client's is used.
     pub fn half_open_entry(&mut self, rules: &Rules, key: &FlowKey, conn: &Conn) {
-        if expired(conn, self.now_ns, &rules.timeouts) {
+        if removable(conn, self.now_ns, &rules.timeouts) {
             self.half_open_expired.push((*key, *conn));
             return;
         }
@@ -315,8 +321,9 @@ mod tests {
         sweep.begin_pass();
         sweep.tick(NOW);
         sweep.begin_half_open();
-        let syn = (key(1, 1), conn(3, tcp_state::SYN_RECV, 59));
-        let stale = (key(1, 2), conn(3, tcp_state::SYN_RECV, 60));
+        // Over at 60 s (SYN_RECV), removed a margin later.
+        let syn = (key(1, 1), conn(3, tcp_state::SYN_RECV, 60));
+        let stale = (key(1, 2), conn(3, tcp_state::SYN_RECV, 61));
         let udp = (key(1, 3), conn(4, tcp_state::UDP, 1));
         let (reply_key, reply) = reply_of(&syn.0, &syn.1);
         for (k, c) in [&syn, &stale, &udp, &(reply_key, reply)] {
@@ -355,17 +362,18 @@ mod tests {
     }
 
     #[test]
-    fn connections_expire_by_their_state_timeout_and_the_rest_are_counted() {
+    fn connections_are_removed_a_margin_past_their_state_timeout_and_the_rest_are_counted() {
         let rules = Rules::default();
         let mut sweep = Sweep::default();
         sweep.begin_pass();
         sweep.tick(NOW);
         let entries = [
             (key(1, 1), conn(3, tcp_state::ESTABLISHED, 899)),
-            (key(1, 2), conn(3, tcp_state::ESTABLISHED, 900)),
+            (key(1, 2), conn(3, tcp_state::ESTABLISHED, 901)),
             (key(1, 3), conn(3, tcp_state::FIN_WAIT, 119)),
-            (key(1, 4), conn(4, tcp_state::CLOSE, 10)),
-            (key(1, 5), conn(4, tcp_state::CLOSE, 9)),
+            (key(1, 4), conn(4, tcp_state::CLOSE, 11)),
+            // Over (10 s in CLOSE), but removed only a margin later: until then it counts.
+            (key(1, 5), conn(4, tcp_state::CLOSE, 10)),
             (key(1, 6), conn(4, tcp_state::SYN_RECV, 0)),
         ];
         for (k, c) in &entries {

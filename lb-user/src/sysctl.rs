@@ -122,7 +122,7 @@ impl Sysctls {
         }
     }
 
-    /// The data path's copy (all flags clear is IPVS's defaults).
+    /// The data path's copy of the flags (all clear is IPVS's defaults; lbd adds the timeouts).
     pub fn to_data_path(self) -> lb_common::Settings {
         let mut flags = 0;
         let mut set = |on: bool, flag: u32| {
@@ -147,7 +147,10 @@ impl Sysctls {
             self.conn_reuse_mode & 2 != 0,
             lb_common::SETTINGS_F_CONN_REUSE_FIN_WAIT,
         );
-        lb_common::Settings { flags }
+        lb_common::Settings {
+            flags,
+            ..lb_common::Settings::default()
+        }
     }
 }
 

@@ -10,7 +10,7 @@
 //! of their own in a fresh network namespace ([`in_fresh_netns`]) and name the ingress interface
 //! of each packet, which reaches the program through an `xdp_md` in `ctx_in` (Linux 5.15+).
 
-use std::fmt;
+use std::{fmt, time::Duration};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -103,10 +103,12 @@ pub enum Change {
         offset: u32,
         ids: Vec<u32>,
     },
-    /// A connection-table entry (as a sync daemon or a previous lbd would leave it).
+    /// A connection-table entry (as a sync daemon or a previous lbd would leave it), last
+    /// used `idle` before it is written (its `last_seen_ns` is set from that).
     Conn {
         flow: FlowKey,
         conn: Conn,
+        idle: Duration,
     },
     RemoveConn(FlowKey),
     /// IPVS's sysctls as lbd writes them (`lbadm --sysctl`).
@@ -378,7 +380,13 @@ impl Director {
                 .iter()
                 .enumerate()
                 .try_for_each(|(i, id)| self.slots.set(offset + i as u32, id, 0)),
-            Change::Conn { flow, conn } => self.conns.insert(flow, conn, 0),
+            Change::Conn { flow, conn, idle } => {
+                let conn = Conn {
+                    last_seen_ns: coarse_now_ns().saturating_sub(idle.as_nanos() as u64),
+                    ..*conn
+                };
+                self.conns.insert(flow, conn, 0)
+            }
             // From whichever table holds it.
             Change::RemoveConn(flow) => self
                 .conns

@@ -10,7 +10,7 @@
 //! NAT fixtures run in a network of real interfaces instead ([`NatNet`]), because the program
 //! asks the kernel's FIB for their next hops.
 
-use std::net::Ipv4Addr;
+use std::{net::Ipv4Addr, time::Duration};
 
 use lb_common::{
     Conn, FlowKey, IPPROTO_TCP, IPPROTO_UDP, Iface, REAL_F_IN_USE, REAL_F_RESOLVED, RealServer,
@@ -185,6 +185,7 @@ pub fn edit_real(real: &RealDef, svc: &ServiceDef, edit: impl FnOnce(&mut RealSe
 pub fn sloppy_tcp() -> Change {
     Change::Settings(lb_common::Settings {
         flags: lb_common::SETTINGS_F_SLOPPY_TCP,
+        ..lb_common::Settings::default()
     })
 }
 
@@ -219,7 +220,19 @@ pub fn dns_world() -> Vec<Change> {
 }
 
 pub fn conn_entry(flow: FlowKey, real: &RealDef, svc: &ServiceDef, state: u8) -> Change {
+    idle_conn_entry(flow, real, svc, state, Duration::ZERO)
+}
+
+/// A connection-table entry last used `idle` ago.
+pub fn idle_conn_entry(
+    flow: FlowKey,
+    real: &RealDef,
+    svc: &ServiceDef,
+    state: u8,
+    idle: Duration,
+) -> Change {
     Change::Conn {
+        idle,
         flow,
         conn: Conn {
             real: real.id,

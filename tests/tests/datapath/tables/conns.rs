@@ -2,9 +2,11 @@
 //! happens to the scheduling table, weights or the real-server list (as in IPVS), and its TCP
 //! state follows IPVS's input-only table. A SYN on a finished connection starts a new one.
 
+use std::time::Duration;
+
 use lb_common::{
-    REAL_F_REMOVED, RealServer, SETTINGS_F_CONN_REUSE_FIN_WAIT, SETTINGS_F_CONN_REUSE_OFF,
-    SETTINGS_F_EXPIRE_NODEST_CONN, Settings, Stat,
+    REAL_F_REMOVED, RealConns, RealServer, SETTINGS_F_CONN_REUSE_FIN_WAIT,
+    SETTINGS_F_CONN_REUSE_OFF, SETTINGS_F_EXPIRE_NODEST_CONN, Settings, Stat,
     tcp_state::{CLOSE, ESTABLISHED, FIN_WAIT, SYN_RECV, TIME_WAIT, UDP},
 };
 
@@ -14,8 +16,8 @@ use crate::{
     packet::{ACK, FIN, PSH, RST, SYN, Tcp},
     world::{
         A, B, C, CLIENT_2, D, DNS, HTTP, VIP, add_real, conn_entry, dns, dns_world, edit_real,
-        flow_of, http, http_world, known_flow, new_flow, service_key, service_with_table,
-        sloppy_tcp, tcp,
+        flow_of, http, http_world, idle_conn_entry, known_flow, new_flow, service_key,
+        service_with_table, sloppy_tcp, tcp,
     },
 };
 
@@ -31,7 +33,10 @@ fn with_sloppy_tcp(mut setup: Vec<Change>) -> Vec<Change> {
 
 /// `setup` with the sysctls `flags` (`SETTINGS_F_*`).
 fn with_settings(mut setup: Vec<Change>, flags: u32) -> Vec<Change> {
-    setup.push(Change::Settings(Settings { flags }));
+    setup.push(Change::Settings(Settings {
+        flags,
+        ..Settings::default()
+    }));
     setup
 }
 
@@ -492,6 +497,109 @@ pub fn fixtures() -> Vec<Fixture> {
         },
         flood_fixture(),
         full_table_fixture(),
+    ]
+    .into_iter()
+    .chain(timeout_fixtures())
+    .collect()
+}
+
+/// A connection idle past its state's timeout is over, as IPVS's timer ends it: the data
+/// path no longer follows or changes it (lbd's sweep removes what is left a little later).
+fn timeout_fixtures() -> Vec<Fixture> {
+    let secs = Duration::from_secs;
+    let b_active = |n: i64| Change::RealConns {
+        id: B.id,
+        conns: RealConns {
+            active: n,
+            ..RealConns::default()
+        },
+    };
+    vec![
+        Fixture {
+            name: "a connection idle past its timeout (900 s established) is over: its ACK goes to the kernel (pass_not_syn), a SYN on its ports is scheduled afresh, and both leave their real server's counts",
+            setup: {
+                let mut setup = http_world(&[&A]);
+                setup.extend([
+                    idle_conn_entry(flow_of(&http(9201, ACK)), &B, &HTTP, ESTABLISHED, secs(901)),
+                    idle_conn_entry(flow_of(&http(9202, ACK)), &B, &HTTP, ESTABLISHED, secs(901)),
+                    b_active(2),
+                ]);
+                setup
+            },
+            steps: vec![
+                Send::pass("ACK, 901 s idle", http(9201, ACK).bytes(), Stat::PassNotSyn)
+                    .expect([
+                        Expect::NoConn(flow_of(&http(9201, ACK))),
+                        Expect::RealConnsByTable {
+                            id: B.id,
+                            active: 1,
+                            half_open_active: 0,
+                        },
+                    ])
+                    .into(),
+                new_flow("SYN, 901 s idle", &http(9202, SYN), &A, &HTTP, SYN_RECV)
+                    .expect([Expect::RealConnsByTable {
+                        id: B.id,
+                        active: 0,
+                        half_open_active: 0,
+                    }])
+                    .into(),
+            ],
+        },
+        Fixture {
+            name: "the timeouts of `--set` are the data path's: established 10 s, FIN_WAIT 5 s",
+            setup: {
+                let mut setup = http_world(&[&A]);
+                setup.extend([
+                    Change::Settings(Settings {
+                        tcp_timeout: 10,
+                        tcp_fin_timeout: 5,
+                        ..Settings::default()
+                    }),
+                    idle_conn_entry(flow_of(&http(9301, ACK)), &B, &HTTP, ESTABLISHED, secs(9)),
+                    idle_conn_entry(flow_of(&http(9302, ACK)), &B, &HTTP, ESTABLISHED, secs(11)),
+                    idle_conn_entry(flow_of(&http(9303, ACK)), &B, &HTTP, FIN_WAIT, secs(6)),
+                    b_active(2),
+                ]);
+                setup
+            },
+            steps: vec![
+                known_flow("ACK, 9 s idle", &http(9301, ACK), &B, &HTTP, ESTABLISHED).into(),
+                Send::pass("ACK, 11 s idle", http(9302, ACK).bytes(), Stat::PassNotSyn)
+                    .expect([Expect::NoConn(flow_of(&http(9302, ACK)))])
+                    .into(),
+                Send::pass(
+                    "ACK, FIN_WAIT 6 s idle",
+                    http(9303, ACK).bytes(),
+                    Stat::PassNotSyn,
+                )
+                .expect([
+                    Expect::NoConn(flow_of(&http(9303, ACK))),
+                    Expect::RealConnsByTable {
+                        id: B.id,
+                        active: 1,
+                        half_open_active: 0,
+                    },
+                ])
+                .into(),
+            ],
+        },
+        Fixture {
+            name: "a UDP flow idle past its timeout (300 s) is over: its next datagram is scheduled afresh",
+            setup: {
+                let mut setup = dns_world();
+                setup.extend([
+                    add_real(&C, &DNS),
+                    idle_conn_entry(flow_of(&dns(5401)), &C, &DNS, UDP, secs(299)),
+                    idle_conn_entry(flow_of(&dns(5402)), &C, &DNS, UDP, secs(301)),
+                ]);
+                setup
+            },
+            steps: vec![
+                known_flow("query, 299 s idle", &dns(5401), &C, &DNS, UDP).into(),
+                new_flow("query, 301 s idle", &dns(5402), &D, &DNS, UDP).into(),
+            ],
+        },
     ]
 }
 

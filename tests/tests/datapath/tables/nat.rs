@@ -9,6 +9,8 @@
 //! of the inside real servers (A–D, F) on `int0` and go out of `ext0` (XDP_REDIRECT), those of
 //! the one-arm real server E arrive and leave on `ext0` (XDP_TX).
 
+use std::time::Duration;
+
 use lb_common::{
     CONN_F_REPLY, Conn, Counters, FlowKey, REAL_F_IN_USE, Stat, method,
     tcp_state::{CLOSE_WAIT, ESTABLISHED, FIN_WAIT, SYN_RECV, TIME_WAIT, UDP},
@@ -683,6 +685,39 @@ pub fn fixtures(net: &NatNet) -> Vec<Fixture> {
                     .counts(&[Stat::ConnHit, Stat::TxNatReply, Stat::Redirect])
                     .expect([Expect::NoConn(flow_of(&syn)), Expect::ConnCount(1)])
                     .into(),
+                ],
+            }
+        },
+        {
+            let port = 43060;
+            let ack = http(port, ACK);
+            let answer = reply(net, &A, Tcp::new(HTTP_RPORT, port, ACK));
+            Fixture {
+                name: "a real server's packet of a connection idle past its timeout is passed (the connection is over, as in IPVS) and both its entries go",
+                setup: {
+                    let mut setup = nat_world(net, &[&A]);
+                    setup.extend([
+                        Change::Conn {
+                            flow: flow_of(&ack),
+                            conn: client_entry(&A, &HTTP, ESTABLISHED),
+                            idle: Duration::from_secs(901),
+                        },
+                        Change::Conn {
+                            flow: flow_of(&answer),
+                            conn: reply_entry(&A, &HTTP, ESTABLISHED),
+                            idle: Duration::ZERO,
+                        },
+                    ]);
+                    setup
+                },
+                steps: vec![
+                    Send::pass("ACK from A", answer.bytes(), Stat::PassNotService)
+                        .on(net.int)
+                        .expect([
+                            Expect::NoConn(flow_of(&ack)),
+                            Expect::NoConn(flow_of(&answer)),
+                        ])
+                        .into(),
                 ],
             }
         },

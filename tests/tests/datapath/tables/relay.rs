@@ -23,7 +23,7 @@
 //! DR and TUN run in the default fixture world ([`fixtures`]); NAT asks the kernel's FIB for
 //! next hops and runs in [`NatNet`] ([`nat_fixtures`]).
 
-use std::net::Ipv4Addr;
+use std::{net::Ipv4Addr, time::Duration};
 
 use lb_common::{
     Conn, Counters, Stat, method,
@@ -468,6 +468,7 @@ pub fn fixtures() -> Vec<Fixture> {
                 setup: {
                     let mut setup = tun_world();
                     setup.push(Change::Conn {
+                        idle: Duration::ZERO,
                         flow: flow_of(&http(port, ACK)),
                         conn: Conn {
                             real: A.id,
@@ -501,6 +502,7 @@ pub fn fixtures() -> Vec<Fixture> {
                         e.mtu = 70;
                     }));
                     setup.push(Change::Conn {
+                        idle: Duration::ZERO,
                         flow: flow_of(&http(port, ACK)),
                         conn: Conn {
                             real: A.id,
@@ -529,6 +531,7 @@ fn passed() -> Vec<Fixture> {
     let known = || {
         let mut setup = http_world(&[&A]);
         setup.push(Change::Conn {
+            idle: Duration::ZERO,
             flow: flow_of(&http(port, ACK)),
             conn: Conn {
                 real: A.id,
@@ -1130,10 +1133,12 @@ fn port_zero(net: &NatNet) -> Fixture {
     setup.extend(service_with_table(&ALL_PORTS, &[&A]));
     setup.extend([
         Change::Conn {
+            idle: Duration::ZERO,
             flow: flow_of(&syn),
             conn: client_entry(&A, &conn_view, ESTABLISHED),
         },
         Change::Conn {
+            idle: Duration::ZERO,
             flow: flow_of(&reply(net, &A, Tcp::new(vport, cport, ACK))),
             conn: reply_entry(&A, &conn_view, ESTABLISHED),
         },

@@ -743,7 +743,10 @@ fn quiesced_template(key: PersistKey, settings: u32) -> Vec<Change> {
         real: B.id,
         age: Duration::from_secs(1),
     });
-    setup.push(Change::Settings(lb_common::Settings { flags: settings }));
+    setup.push(Change::Settings(lb_common::Settings {
+        flags: settings,
+        ..lb_common::Settings::default()
+    }));
     setup
 }
 
