@@ -381,8 +381,15 @@ impl Director {
                 .enumerate()
                 .try_for_each(|(i, id)| self.slots.set(offset + i as u32, id, 0)),
             Change::Conn { flow, conn, idle } => {
+                let now = coarse_now_ns();
+                let idle = idle.as_nanos() as u64;
+                assert!(
+                    now > idle,
+                    "{change:?}: the monotonic clock reads {now} ns, less than the idle time \
+                     (a VM just booted?): fixtures must use shorter timeouts"
+                );
                 let conn = Conn {
-                    last_seen_ns: coarse_now_ns().saturating_sub(idle.as_nanos() as u64),
+                    last_seen_ns: now - idle,
                     ..*conn
                 };
                 self.conns.insert(flow, conn, 0)

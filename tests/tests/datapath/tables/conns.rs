@@ -505,6 +505,8 @@ pub fn fixtures() -> Vec<Fixture> {
 
 /// A connection idle past its state's timeout is over, as IPVS's timer ends it: the data
 /// path no longer follows or changes it (lbd's sweep removes what is left a little later).
+/// Idle times stay short (`--set` timeouts of seconds, or IPVS's fixed 10 s for CLOSE): the
+/// kernel's clock in a VM just booted has not run for IPVS's 900 s.
 fn timeout_fixtures() -> Vec<Fixture> {
     let secs = Duration::from_secs;
     let b_active = |n: i64| Change::RealConns {
@@ -514,20 +516,29 @@ fn timeout_fixtures() -> Vec<Fixture> {
             ..RealConns::default()
         },
     };
+    let set = |tcp: u32, tcp_fin: u32, udp: u32| {
+        Change::Settings(Settings {
+            tcp_timeout: tcp,
+            tcp_fin_timeout: tcp_fin,
+            udp_timeout: udp,
+            ..Settings::default()
+        })
+    };
     vec![
         Fixture {
-            name: "a connection idle past its timeout (900 s established) is over: its ACK goes to the kernel (pass_not_syn), a SYN on its ports is scheduled afresh, and both leave their real server's counts",
+            name: "a connection idle past its timeout (--set 5: established 5 s) is over: its ACK goes to the kernel (pass_not_syn), a SYN on its ports is scheduled afresh, and both leave their real server's counts",
             setup: {
                 let mut setup = http_world(&[&A]);
                 setup.extend([
-                    idle_conn_entry(flow_of(&http(9201, ACK)), &B, &HTTP, ESTABLISHED, secs(901)),
-                    idle_conn_entry(flow_of(&http(9202, ACK)), &B, &HTTP, ESTABLISHED, secs(901)),
+                    set(5, 0, 0),
+                    idle_conn_entry(flow_of(&http(9201, ACK)), &B, &HTTP, ESTABLISHED, secs(6)),
+                    idle_conn_entry(flow_of(&http(9202, ACK)), &B, &HTTP, ESTABLISHED, secs(6)),
                     b_active(2),
                 ]);
                 setup
             },
             steps: vec![
-                Send::pass("ACK, 901 s idle", http(9201, ACK).bytes(), Stat::PassNotSyn)
+                Send::pass("ACK, 6 s idle", http(9201, ACK).bytes(), Stat::PassNotSyn)
                     .expect([
                         Expect::NoConn(flow_of(&http(9201, ACK))),
                         Expect::RealConnsByTable {
@@ -537,7 +548,7 @@ fn timeout_fixtures() -> Vec<Fixture> {
                         },
                     ])
                     .into(),
-                new_flow("SYN, 901 s idle", &http(9202, SYN), &A, &HTTP, SYN_RECV)
+                new_flow("SYN, 6 s idle", &http(9202, SYN), &A, &HTTP, SYN_RECV)
                     .expect([Expect::RealConnsByTable {
                         id: B.id,
                         active: 0,
@@ -551,11 +562,7 @@ fn timeout_fixtures() -> Vec<Fixture> {
             setup: {
                 let mut setup = http_world(&[&A]);
                 setup.extend([
-                    Change::Settings(Settings {
-                        tcp_timeout: 10,
-                        tcp_fin_timeout: 5,
-                        ..Settings::default()
-                    }),
+                    set(10, 5, 0),
                     idle_conn_entry(flow_of(&http(9301, ACK)), &B, &HTTP, ESTABLISHED, secs(9)),
                     idle_conn_entry(flow_of(&http(9302, ACK)), &B, &HTTP, ESTABLISHED, secs(11)),
                     idle_conn_entry(flow_of(&http(9303, ACK)), &B, &HTTP, FIN_WAIT, secs(6)),
@@ -585,19 +592,41 @@ fn timeout_fixtures() -> Vec<Fixture> {
             ],
         },
         Fixture {
-            name: "a UDP flow idle past its timeout (300 s) is over: its next datagram is scheduled afresh",
+            name: "IPVS's fixed timeouts without --set: CLOSE is over after 10 s",
             setup: {
-                let mut setup = dns_world();
+                let mut setup = http_world(&[&A]);
                 setup.extend([
-                    add_real(&C, &DNS),
-                    idle_conn_entry(flow_of(&dns(5401)), &C, &DNS, UDP, secs(299)),
-                    idle_conn_entry(flow_of(&dns(5402)), &C, &DNS, UDP, secs(301)),
+                    idle_conn_entry(flow_of(&http(9351, ACK)), &B, &HTTP, CLOSE, secs(9)),
+                    idle_conn_entry(flow_of(&http(9352, ACK)), &B, &HTTP, CLOSE, secs(11)),
                 ]);
                 setup
             },
             steps: vec![
-                known_flow("query, 299 s idle", &dns(5401), &C, &DNS, UDP).into(),
-                new_flow("query, 301 s idle", &dns(5402), &D, &DNS, UDP).into(),
+                known_flow("ACK, CLOSE 9 s idle", &http(9351, ACK), &B, &HTTP, CLOSE).into(),
+                Send::pass(
+                    "ACK, CLOSE 11 s idle",
+                    http(9352, ACK).bytes(),
+                    Stat::PassNotSyn,
+                )
+                .expect([Expect::NoConn(flow_of(&http(9352, ACK)))])
+                .into(),
+            ],
+        },
+        Fixture {
+            name: "a UDP flow idle past its timeout (--set udp 5) is over: its next datagram is scheduled afresh",
+            setup: {
+                let mut setup = dns_world();
+                setup.extend([
+                    set(0, 0, 5),
+                    add_real(&C, &DNS),
+                    idle_conn_entry(flow_of(&dns(5401)), &C, &DNS, UDP, secs(4)),
+                    idle_conn_entry(flow_of(&dns(5402)), &C, &DNS, UDP, secs(6)),
+                ]);
+                setup
+            },
+            steps: vec![
+                known_flow("query, 4 s idle", &dns(5401), &C, &DNS, UDP).into(),
+                new_flow("query, 6 s idle", &dns(5402), &D, &DNS, UDP).into(),
             ],
         },
     ]

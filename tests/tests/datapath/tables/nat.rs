@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use lb_common::{
-    CONN_F_REPLY, Conn, Counters, FlowKey, REAL_F_IN_USE, Stat, method,
+    CONN_F_REPLY, Conn, Counters, FlowKey, REAL_F_IN_USE, Settings, Stat, method,
     tcp_state::{CLOSE_WAIT, ESTABLISHED, FIN_WAIT, SYN_RECV, TIME_WAIT, UDP},
 };
 
@@ -693,14 +693,18 @@ pub fn fixtures(net: &NatNet) -> Vec<Fixture> {
             let ack = http(port, ACK);
             let answer = reply(net, &A, Tcp::new(HTTP_RPORT, port, ACK));
             Fixture {
-                name: "a real server's packet of a connection idle past its timeout is passed (the connection is over, as in IPVS) and both its entries go",
+                name: "a real server's packet of a connection idle past its timeout (--set 5) is passed (the connection is over, as in IPVS) and both its entries go",
                 setup: {
                     let mut setup = nat_world(net, &[&A]);
                     setup.extend([
+                        Change::Settings(Settings {
+                            tcp_timeout: 5,
+                            ..Settings::default()
+                        }),
                         Change::Conn {
                             flow: flow_of(&ack),
                             conn: client_entry(&A, &HTTP, ESTABLISHED),
-                            idle: Duration::from_secs(901),
+                            idle: Duration::from_secs(6),
                         },
                         Change::Conn {
                             flow: flow_of(&answer),
