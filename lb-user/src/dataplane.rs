@@ -523,6 +523,45 @@ impl Dataplane {
         Ok(how)
     }
 
+    /// Attaches again to `iface`, deleted and created anew: the old device's link went with
+    /// it (it is dropped, and its pin removed), the new device gets a link of its own.
+    pub fn reattach(
+        &mut self,
+        iface: &str,
+        old_ifindex: u32,
+        mode: AttachMode,
+    ) -> Result<&'static str> {
+        if let Some(at) = self.links.iter().position(|(name, _)| name == iface) {
+            let (_, id) = self.links.remove(at);
+            let program: &mut Xdp = self
+                .ebpf
+                .program_mut(PROGRAM)
+                .ok_or(DataplaneError::MissingMap(PROGRAM))?
+                .try_into()?;
+            // (Its device is gone: there is nothing left to detach from.)
+            let _ = program.detach(id);
+        }
+        if old_ifindex != 0 {
+            self.forget_iface(old_ifindex)?;
+        }
+        self.attach(iface, mode)
+    }
+
+    /// Forgets a NIC that is gone: its entry, its port for redirects and its link's pin.
+    pub fn forget_iface(&mut self, ifindex: u32) -> Result<()> {
+        let _ = self.ifaces.remove(&ifindex);
+        let _ = self.tx_ports.remove(ifindex);
+        let pin = self.pins.link(ifindex);
+        match std::fs::remove_file(&pin) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(DataplaneError::Pin(PinError::Io { path: pin, source })),
+        }
+        let version = self.ifaces_version.get(&0, 0)?;
+        self.ifaces_version.set(0, version.wrapping_add(1), 0)?;
+        Ok(())
+    }
+
     /// Stops: with [`OnExit::Detach`] removes every pin (the links go, so the program is
     /// detached, and the maps are freed); with [`OnExit::Keep`] leaves everything in place.
     pub fn finish(&mut self, on_exit: OnExit) -> Result<()> {

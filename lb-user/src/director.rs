@@ -25,8 +25,8 @@ use tracing::{debug, info, warn};
 use crate::{
     bpf_batch::{Cursor, Reader},
     config::{Config, ConfigError, ServiceEntry, TrashedReal},
-    dataplane::{Dataplane, DataplaneError, Table},
-    locality,
+    dataplane::{AttachMode, Dataplane, DataplaneError, Table},
+    interfaces, locality,
     model::{
         Command, ConnectionStatus, Forward, Rates, RealStatus, ServiceAddr, ServiceStatus,
         Snapshot, Stats, Timeouts,
@@ -265,12 +265,41 @@ pub struct Director {
     last_locality_sweep: Option<Instant>,
     /// The sysctls have been written to the data path since this lbd started.
     settings_written: bool,
+    /// The NICs attached to, followed by name, and how to attach to them.
+    interfaces: Vec<interfaces::Attached>,
+    attach_mode: AttachMode,
+    /// Until then, after a NIC came back, its addresses and the routes through it are read
+    /// every tick (they are configured after the device appears).
+    settling_until: Option<Instant>,
+}
+
+/// How long after a NIC came back lbd re-reads its addresses and routes every tick.
+const SETTLING: Duration = Duration::from_secs(10);
+
+/// The data path's description of a NIC.
+fn iface_of(link: &netlink::Link) -> Iface {
+    let addr = link
+        .ipv4
+        .first()
+        .map(|(a, _)| *a)
+        .unwrap_or(Ipv4Addr::UNSPECIFIED);
+    // The first global IPv6 address: the source of ICMPv6 errors lb sends.
+    let addr6 = link
+        .ipv6
+        .first()
+        .map(|(a, _)| *a)
+        .unwrap_or(Ipv6Addr::UNSPECIFIED);
+    Iface {
+        mac: link.mac,
+        _pad: [0; 2],
+        addr: u32::from_ne_bytes(addr.octets()),
+        addr6: Addr::from(addr6),
+    }
 }
 
 /// How often lbd sweeps the locality table (IPVS checks its tables every minute).
 const LOCALITY_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
-/// CLOCK_MONOTONIC_COARSE in nanoseconds: the clock `bpf_ktime_get_coarse_ns` reads.
 /// The sysctls and timeouts the data path reads.
 fn data_path_settings(config: &Config) -> lb_common::Settings {
     let t = config.timeouts;
@@ -282,6 +311,7 @@ fn data_path_settings(config: &Config) -> lb_common::Settings {
     }
 }
 
+/// CLOCK_MONOTONIC_COARSE in nanoseconds: the clock `bpf_ktime_get_coarse_ns` reads.
 fn coarse_now_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -321,26 +351,7 @@ impl Director {
         conn_table_size: u32,
     ) -> Result<Self> {
         for link in interfaces {
-            let addr = link
-                .ipv4
-                .first()
-                .map(|(a, _)| *a)
-                .unwrap_or(Ipv4Addr::UNSPECIFIED);
-            // The first global IPv6 address: the source of ICMPv6 errors lb sends.
-            let addr6 = link
-                .ipv6
-                .first()
-                .map(|(a, _)| *a)
-                .unwrap_or(Ipv6Addr::UNSPECIFIED);
-            dataplane.set_iface(
-                link.index,
-                Iface {
-                    mac: link.mac,
-                    _pad: [0; 2],
-                    addr: u32::from_ne_bytes(addr.octets()),
-                    addr6: Addr::from(addr6),
-                },
-            )?;
+            dataplane.set_iface(link.index, iface_of(link))?;
         }
         let saved = state::load(&state_path)?;
         let adopted = dataplane.adopted();
@@ -370,6 +381,9 @@ impl Director {
             last_route_refresh: Instant::now(),
             last_locality_sweep: None,
             settings_written: false,
+            interfaces: Vec::new(),
+            attach_mode: AttachMode::Auto,
+            settling_until: None,
         };
         if adopted {
             director.take_over_published()?;
@@ -918,6 +932,7 @@ impl Director {
         for (offset, len) in self.retired.drain(..) {
             self.slots.release(offset, len);
         }
+        self.follow_interfaces()?;
         self.refresh_next_hops()?;
         self.sweep_connections()?;
         self.sweep_locality()?;
@@ -925,9 +940,66 @@ impl Director {
         Ok(())
     }
 
+    /// Attaches again to a NIC deleted and created anew (its attachment went with the old
+    /// device), and forgets one that is gone. While a NIC that came back settles, its
+    /// addresses are read again every tick.
+    fn follow_interfaces(&mut self) -> Result<()> {
+        for change in interfaces::follow(&mut self.interfaces, interfaces::index_of) {
+            match change {
+                interfaces::Change::Gone { name, old } => {
+                    warn!(iface = %name, ifindex = old,
+                          "interface gone: no traffic through it until it is back, then lbd \
+                           attaches to it again");
+                    self.dataplane.forget_iface(old)?;
+                }
+                interfaces::Change::Back { name, old, new } => {
+                    match self.reattach(&name, old) {
+                        Ok(how) => {
+                            info!(iface = %name, ifindex = new, mode = how,
+                                  "interface back: XDP program attached again");
+                            self.settling_until = Some(Instant::now() + SETTLING);
+                        }
+                        Err(e) => {
+                            warn!(iface = %name, "interface back, attaching failed (tried again \
+                                  next second): {e}");
+                            // Seen as gone, so the next look tries again.
+                            if let Some(i) = self.interfaces.iter_mut().find(|i| i.name == name) {
+                                i.ifindex = 0;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if self.settling_until.is_some_and(|t| Instant::now() >= t) {
+            self.settling_until = None;
+        }
+        if self.settling_until.is_some() {
+            for iface in &self.interfaces {
+                if iface.ifindex == 0 {
+                    continue;
+                }
+                if let Ok(link) = netlink::link_by_name(&iface.name)
+                    && link.index == iface.ifindex
+                {
+                    self.dataplane.set_iface(link.index, iface_of(&link))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn reattach(&mut self, name: &str, old: u32) -> Result<&'static str> {
+        let link = netlink::link_by_name(name)?;
+        self.dataplane.set_iface(link.index, iface_of(&link))?;
+        Ok(self.dataplane.reattach(name, old, self.attach_mode)?)
+    }
+
     /// Follows neighbour-table changes (a real server's MAC resolved, changed or lost).
     fn refresh_next_hops(&mut self) -> Result<()> {
-        if self.last_route_refresh.elapsed() > Duration::from_secs(30) {
+        if self.last_route_refresh.elapsed() > Duration::from_secs(30)
+            || self.settling_until.is_some()
+        {
             // Routes rarely change; re-learn them now and then (new addresses are looked up
             // when added).
             self.last_route_refresh = Instant::now();
@@ -1357,12 +1429,14 @@ impl Director {
 
     /// Attaches the data path to an interface (after the configuration is in place, so the
     /// first packets already find their services).
-    pub fn attach(
-        &mut self,
-        iface: &str,
-        mode: crate::dataplane::AttachMode,
-    ) -> Result<&'static str> {
-        Ok(self.dataplane.attach(iface, mode)?)
+    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<&'static str> {
+        let how = self.dataplane.attach(iface, mode)?;
+        self.attach_mode = mode;
+        self.interfaces.push(interfaces::Attached {
+            name: iface.to_owned(),
+            ifindex: interfaces::index_of(iface),
+        });
+        Ok(how)
     }
 
     /// Once attached everywhere: forgets what a previous lbd left for its own programs.

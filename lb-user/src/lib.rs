@@ -11,6 +11,7 @@ pub mod dataplane;
 pub mod director;
 pub mod health;
 pub mod ids;
+pub mod interfaces;
 pub mod ipvsadm;
 pub mod keepalived;
 pub mod live_counts;

@@ -1477,3 +1477,84 @@ fn a_real_server_whose_neighbour_entry_is_flushed_keeps_its_traffic() {
         "lbd did not say why it keeps forwarding"
     );
 }
+
+/// #12: the director's NIC deleted and created again (a driver reload, a bond or VLAN
+/// rebuilt): its XDP attachment went with the old device, and lbd attaches to the new one by
+/// itself once it is back under the same name. Fails without it: the new device has no
+/// program, so the VIP answers from the director's own stack (connection refused).
+#[test]
+fn a_nic_deleted_and_created_again_is_attached_again() {
+    let mut tb = Testbed::builder().real_servers(2).build();
+    tb.start_lbd();
+    let vip = tb.vip_port(SERVICE_PORT);
+    tb.lbadm(&["-A", "-t", &vip, "-s", "rr"]);
+    for i in 1..=2 {
+        tb.lbadm(&["-a", "-t", &vip, "-r", &tb.rip(i), "-g"]);
+    }
+    tb.curl_vip(SERVICE_PORT, 4).assert_all_ok();
+
+    let port = tb.director.switch_port.clone();
+    let iface = tb.director.iface().to_owned();
+    // A NIC keeps its hardware address across a driver reload (and the client's neighbour
+    // entry for the VIP stays right).
+    let mac = tb.director.mac();
+    tb.switch().run(&["ip", "link", "del", &port]);
+    wait::wait_until("lbd to see the NIC gone", Duration::from_secs(10), || {
+        tb.lbd_log().contains("interface gone")
+    });
+    // Created again as the testbed first made it, with its MAC: the other end on the switch,
+    // then the director's addresses (its own and the VIP).
+    tb.switch().run(&[
+        "ip",
+        "link",
+        "add",
+        &port,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &iface,
+        "address",
+        &mac,
+        "netns",
+        tb.director.ns.name(),
+    ]);
+    tb.switch()
+        .run(&["ip", "link", "set", "dev", &port, "master", "br0", "up"]);
+    let d = &tb.director.ns;
+    d.run(&[
+        "ip",
+        "addr",
+        "add",
+        &format!("{}/24", tb.director.ip),
+        "dev",
+        &iface,
+    ]);
+    d.run(&[
+        "ip",
+        "addr",
+        "add",
+        &format!("{}/32", tb.vip()),
+        "dev",
+        &iface,
+    ]);
+    d.run(&["ip", "link", "set", "dev", &iface, "up"]);
+    d.run(&["ethtool", "-K", &iface, "tx", "off"]);
+    let recreated = Instant::now();
+
+    let url = format!("http://{vip}/");
+    wait::wait_until("the service back", Duration::from_secs(20), || {
+        tb.curl_once(&url).success()
+    });
+    println!(
+        "service back {:.1} s after the NIC was created again",
+        recreated.elapsed().as_secs_f64()
+    );
+    tb.curl_vip(SERVICE_PORT, 10).assert_all_ok();
+    assert!(
+        tb.director_xdp_attached(),
+        "no XDP program on the new {iface}"
+    );
+    let log = tb.lbd_log();
+    assert!(log.contains("XDP program attached again"), "{log}");
+}
