@@ -1558,3 +1558,47 @@ fn a_nic_deleted_and_created_again_is_attached_again() {
     let log = tb.lbd_log();
     assert!(log.contains("XDP program attached again"), "{log}");
 }
+
+/// #12: a real server's MAC changes (its NIC replaced, or a standby taking its address over)
+/// and it announces itself (gratuitous ARP, `arp_notify`): the director's neighbour table
+/// follows, and lbd forwards to the new MAC. Fails if lbd kept the old one: the bridge has
+/// no port for it any more and the real server's share of requests is lost.
+#[test]
+fn a_real_server_whose_mac_changes_keeps_its_traffic() {
+    let mut tb = Testbed::builder().real_servers(2).build();
+    tb.start_lbd();
+    let vip = tb.vip_port(SERVICE_PORT);
+    tb.lbadm(&["-A", "-t", &vip, "-s", "rr"]);
+    for i in 1..=2 {
+        tb.lbadm(&["-a", "-t", &vip, "-r", &tb.rip(i), "-g"]);
+    }
+    tb.curl_vip(SERVICE_PORT, 4).assert_all_ok();
+    // The kernel lets an announcement override an entry only a second after its last
+    // update (neigh locktime).
+    std::thread::sleep(Duration::from_secs(2));
+    let rs = tb.rs(1);
+    let iface = rs.iface().to_owned();
+    let old = rs.mac();
+    let new = "02:00:5e:10:00:99";
+    rs.ns.run(&[
+        "sysctl",
+        "-qw",
+        &format!("net.ipv4.conf.{iface}.arp_notify=1"),
+    ]);
+    rs.ns
+        .run(&["ip", "link", "set", "dev", &iface, "address", new]);
+    let changed = Instant::now();
+    let url = format!("http://{vip}/");
+    wait::wait_until(
+        "every request served again",
+        Duration::from_secs(10),
+        || (0..4).all(|_| tb.curl_once(&url).success()),
+    );
+    println!(
+        "{old} -> {new}: all requests served again {:.1} s later",
+        changed.elapsed().as_secs_f64()
+    );
+    tb.curl_vip(SERVICE_PORT, 10).assert_all_ok();
+    let log = tb.lbd_log();
+    assert!(log.contains("real server's MAC changed"), "{log}");
+}
