@@ -1602,3 +1602,112 @@ fn a_real_server_whose_mac_changes_keeps_its_traffic() {
     let log = tb.lbd_log();
     assert!(log.contains("real server's MAC changed"), "{log}");
 }
+
+/// Unmounts a test's tmpfs however the test ends.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: PathBuf, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(&dir).unwrap();
+        let opts = format!("size={size},mode=0700");
+        lb_tests::cmd::run(&[
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            &opts,
+            "tmpfs",
+            dir.to_str().unwrap(),
+        ]);
+        Tmpfs(dir)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = lb_tests::cmd::try_run(&["umount", "-l", self.0.to_str().unwrap()], None);
+    }
+}
+
+/// #12's fault list, under wrk (0 failed requests is the bar): 200 `lbadm -e` in a row, then
+/// the state directory full (a change is refused, says why, and changes nothing: the listing
+/// and, after a restart, the saved configuration are as before), then room again.
+#[test]
+fn two_hundred_changes_and_a_full_state_directory_under_load() {
+    let mut tb = Testbed::builder().real_servers(2).build();
+    let fs = Tmpfs::mount(tb.dir().join("state-fs"), "1m");
+    let files = lb_tests::lbd::LbdFiles {
+        state: fs.0.join("state.json"),
+        ..tb.lbd_files().clone()
+    };
+    let start = |tb: &Testbed| {
+        Lbd::start_with(
+            &tb.director.ns,
+            tb.director_ifaces(),
+            tb.xdp_mode(),
+            &files,
+            &[],
+        )
+    };
+    let lbd = start(&tb);
+    let vip = tb.vip_port(SERVICE_PORT);
+    tb.lbadm(&["-A", "-t", &vip, "-s", "wrr"]);
+    for i in 1..=2 {
+        tb.lbadm(&["-a", "-t", &vip, "-r", &tb.rip(i), "-g"]);
+    }
+    let url = format!("http://{vip}/");
+    let load = tb.start_load(LoadGen::Wrk { connections: 4 }, &url);
+
+    let began = Instant::now();
+    for i in 0..200u32 {
+        let weight = (1 + i % 5).to_string();
+        let rip = tb.rip(1 + (i % 2) as usize);
+        tb.lbadm(&["-e", "-t", &vip, "-r", &rip, "-g", "-w", &weight]);
+    }
+    println!("200 lbadm -e in {:.1} s", began.elapsed().as_secs_f64());
+    // The last two: rs1 (i = 198) weight 4, rs2 (i = 199) weight 5.
+    let l = list(&tb);
+    assert_eq!(weight_of(&real_line(&l, &tb.rip(1)).unwrap()), 4, "{l}");
+    assert_eq!(weight_of(&real_line(&l, &tb.rip(2)).unwrap()), 5, "{l}");
+
+    // Fill the state directory: writing there fails with ENOSPC.
+    let filler = fs.0.join("filler");
+    let _ = tb.director.ns.try_run(
+        &[
+            "dd",
+            "if=/dev/zero",
+            &format!("of={}", filler.display()),
+            "bs=64k",
+        ],
+        None,
+    );
+    let refused = tb.try_lbadm(&["-e", "-t", &vip, "-r", &tb.rip(1), "-g", "-w", "9"], None);
+    assert!(
+        !refused.success(),
+        "a change that cannot be saved was reported done"
+    );
+    println!("refused: {}", refused.stderr.trim());
+    assert!(
+        refused.stderr.contains("No space left on device"),
+        "{}",
+        refused.stderr
+    );
+    let l = list(&tb);
+    assert_eq!(weight_of(&real_line(&l, &tb.rip(1)).unwrap()), 4, "{l}");
+    std::fs::remove_file(&filler).unwrap();
+    tb.lbadm(&["-e", "-t", &vip, "-r", &tb.rip(1), "-g", "-w", "7"]);
+
+    let report = load.stop();
+    println!("wrk during the changes: {report:?}");
+    assert!(report.requests > 0, "{}", report.output);
+    assert_eq!(report.failed, 0, "{}", report.output);
+    assert_eq!(report.non_2xx, 0, "{}", report.output);
+
+    // What was saved is what was listed.
+    stop_lbd(lbd);
+    let lbd = start(&tb);
+    let l = list(&tb);
+    assert_eq!(weight_of(&real_line(&l, &tb.rip(1)).unwrap()), 7, "{l}");
+    assert_eq!(weight_of(&real_line(&l, &tb.rip(2)).unwrap()), 5, "{l}");
+    stop_lbd(lbd);
+}
