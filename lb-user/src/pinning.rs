@@ -47,7 +47,7 @@ pub const PINNED_MAPS: [(&str, usize, usize); 16] = [
     (maps::REAL_STATS, 4, size_of::<Counters>()),
     (maps::DP_STATS, 4, 8),
     (maps::FILTER, 4, 8),
-    (maps::SETTINGS, 4, 4),
+    (maps::SETTINGS, 4, size_of::<lb_common::Settings>()),
 ];
 
 #[derive(Debug, thiserror::Error)]

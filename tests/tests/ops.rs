@@ -1711,3 +1711,43 @@ fn two_hundred_changes_and_a_full_state_directory_under_load() {
     assert_eq!(weight_of(&real_line(&l, &tb.rip(2)).unwrap()), 5, "{l}");
     stop_lbd(lbd);
 }
+
+/// #12's fault list: lbd killed with SIGKILL (no shutdown at all) under wrk. Its pinned
+/// program and maps keep forwarding with nobody at the controls; an lbd started again adopts
+/// them and the configuration. 0 failed requests.
+#[test]
+fn lbd_killed_with_sigkill_and_started_again_under_load() {
+    let mut tb = Testbed::builder().real_servers(2).build();
+    let bpffs = HostBpffs::new(&tb);
+    let bpf_dir = bpffs.dir();
+    let args = ["--bpffs", bpf_dir.as_str()];
+    let mut lbd = start_lbd_with(&tb, &args);
+    let vip = tb.vip_port(SERVICE_PORT);
+    tb.lbadm(&["-A", "-t", &vip, "-s", "rr"]);
+    for i in 1..=2 {
+        tb.lbadm(&["-a", "-t", &vip, "-r", &tb.rip(i), "-g"]);
+    }
+    let url = format!("http://{vip}/");
+    let load = tb.start_load(LoadGen::Wrk { connections: 4 }, &url);
+    std::thread::sleep(Duration::from_secs(2));
+
+    let status = lbd.daemon.stop(libc::SIGKILL, Duration::from_secs(5));
+    println!("lbd: {status:?}");
+    assert!(tb.director_xdp_attached(), "nothing attached after SIGKILL");
+    std::thread::sleep(Duration::from_secs(2));
+    let lbd = start_lbd_with(&tb, &args);
+    let l = list(&tb);
+    assert!(
+        real_line(&l, &tb.rip(1)).is_some() && real_line(&l, &tb.rip(2)).is_some(),
+        "{l}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let report = load.stop();
+    println!("wrk across SIGKILL and start: {report:?}");
+    assert!(report.requests > 0, "{}", report.output);
+    assert_eq!(report.failed, 0, "{}", report.output);
+    assert_eq!(report.non_2xx, 0, "{}", report.output);
+    tb.curl_vip(SERVICE_PORT, 4).assert_all_ok();
+    stop_lbd(lbd);
+    drop(bpffs);
+}
