@@ -7,10 +7,12 @@
 //! - [`master`]: which entries to send, and when (pure).
 //! - [`backup`]: what a received entry becomes in lb's tables (pure).
 //! - [`socket`]: the multicast sockets.
+//! - [`running`]: the daemons as they run in lbd.
 //! - here: the daemons' settings, as `--start-daemon` gives them and `-L --daemon` lists them.
 
 pub mod backup;
 pub mod master;
+pub mod running;
 pub mod socket;
 pub mod wire;
 
