@@ -942,10 +942,12 @@ impl Director {
     /// A sync backup's received connections and templates, put in the data path's tables
     /// (call often: lbd does every 200 ms).
     pub fn sync_receive(&mut self) -> Result<()> {
-        let received = self.sync.receive(&self.config, coarse_now_ns());
+        let now = coarse_now_ns();
+        let received = self.sync.receive(&self.config, now);
         if received.messages == 0 {
             return Ok(());
         }
+        self.sync.received(&received.entries, now);
         let (mut conns, mut templates) = (0, Vec::new());
         for entry in &received.entries {
             match entry {

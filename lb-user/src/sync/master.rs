@@ -82,6 +82,21 @@ impl<K: Eq + Hash> Memory<K> {
         send
     }
 
+    /// Records `key` as just sent in `state` to `real`: an entry received from another
+    /// director is not sent back to them unless it changes here.
+    fn received(&mut self, key: K, state: u8, real: u32, now_ns: u64) {
+        let seen = self.pass;
+        self.sent.insert(
+            key,
+            Sent {
+                state,
+                real,
+                at_ns: now_ns,
+                seen,
+            },
+        );
+    }
+
     /// Forgets the entries the pass that ends did not see (they left the table).
     fn end_pass(&mut self) {
         let pass = self.pass;
@@ -158,6 +173,19 @@ impl Tracker {
     /// The templates were all read.
     pub fn end_templates_pass(&mut self) {
         self.templates.end_pass();
+    }
+
+    /// A connection a backup received and put in the table: as IPVS sends only the
+    /// connections its own packets move, it is not sent on from here until it changes here
+    /// (a director that is master and backup at once, in an active-active group, does not
+    /// echo what the others send).
+    pub fn received_connection(&mut self, key: &FlowKey, conn: &Conn, now_ns: u64) {
+        self.conns.received(*key, conn.state, conn.real, now_ns);
+    }
+
+    /// As [`Tracker::received_connection`], for a persistence template.
+    pub fn received_template(&mut self, key: &PersistKey, template: &Persist, now_ns: u64) {
+        self.templates.received(*key, 0, template.real, now_ns);
     }
 
     /// How many connections and templates it remembers.
@@ -261,6 +289,28 @@ mod tests {
         assert_eq!(t.len(), (1, 0));
         // `b` back (its ports reused): sent again.
         assert!(t.connection(&b, &c, 2 * NS, 900));
+    }
+
+    #[test]
+    fn received_entries_are_not_echoed() {
+        let mut t = Tracker::default();
+        let k = key(40000, IPPROTO_TCP);
+        let c = conn(tcp_state::ESTABLISHED, 1, 5 * NS);
+        t.received_connection(&k, &c, 5 * NS);
+        assert!(!t.connection(&k, &c, 6 * NS, 900));
+        // Until it moves here.
+        assert!(t.connection(&k, &conn(tcp_state::FIN_WAIT, 1, 7 * NS), 7 * NS, 120));
+        let p = PersistKey {
+            service: 1,
+            client: Addr::v4(1),
+        };
+        let template = Persist {
+            real: 2,
+            _pad: 0,
+            last_seen_ns: 0,
+        };
+        t.received_template(&p, &template, 0);
+        assert!(!t.template(&p, &template, NS, 360));
     }
 
     #[test]

@@ -124,6 +124,23 @@ impl Running {
         }
     }
 
+    /// Entries a backup put in the tables at `now_ns`: its master does not send them back.
+    pub fn received(&mut self, entries: &[Entry], now_ns: u64) {
+        if self.master.is_none() {
+            return;
+        }
+        for entry in entries {
+            match entry {
+                Entry::Conn { key, conn, .. } => {
+                    self.tracker.received_connection(key, conn, now_ns)
+                }
+                Entry::Template { key, template } => {
+                    self.tracker.received_template(key, template, now_ns);
+                }
+            }
+        }
+    }
+
     /// Sends what is due, as messages of the master's `sync_maxlen`.
     pub fn send(&mut self, config: &Config) {
         let Some(master) = &self.master else {
