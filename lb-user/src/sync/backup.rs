@@ -18,6 +18,10 @@ use crate::{
 
 const NS: u64 = 1_000_000_000;
 
+/// A persistence template's state once a connection under it was established
+/// (`IP_VS_CTPL_S_ASSURED`).
+const TEMPLATE_ASSURED: u16 = 1;
+
 /// IPVS's TCP states are lb's (`tcp_state`, NONE to SYNACK); UDP has one state, 0.
 const TCP_STATES: u16 = 11;
 
@@ -244,7 +248,10 @@ pub fn sync_template_of(
     Some(SyncConn {
         protocol: addr.protocol.number(),
         flags: flags::TEMPLATE | forward_flag(real.forward),
-        state: 0,
+        // IP_VS_CTPL_S_ASSURED: an lb template lasts its timeout after its last connection,
+        // which is what IPVS does with an assured one (a template none of whose connections
+        // was ever established goes with them there).
+        state: TEMPLATE_ASSURED,
         caddr: key.client.to_ip(addr.family()),
         cport: 0,
         vaddr: addr.addr,

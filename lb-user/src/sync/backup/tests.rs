@@ -215,8 +215,22 @@ fn persistence_templates_both_ways() {
     let lookup = Lookup::new(&master);
     let sent = sync_template_of(&key, &template, &lookup).unwrap();
     assert_eq!(
-        (sent.flags, sent.caddr, sent.cport, sent.vport, sent.timeout),
-        (flags::TEMPLATE | flags::DROUTE, ip("10.0.0.0"), 0, 443, 360)
+        (
+            sent.flags,
+            sent.state,
+            sent.caddr,
+            sent.cport,
+            sent.vport,
+            sent.timeout
+        ),
+        (
+            flags::TEMPLATE | flags::DROUTE,
+            1,
+            ip("10.0.0.0"),
+            0,
+            443,
+            360
+        )
     );
     assert_eq!(template_timeout(&lookup, svc), Some(360));
     let (b_svc, b_real) = id_of(&backup, 443, "10.0.0.12");
@@ -238,7 +252,6 @@ fn persistence_templates_both_ways() {
     // A connection of a persistent service is marked so (never rescheduled by a SYN).
     let conn = SyncConn {
         flags: flags::DROUTE,
-        state: 1,
         cport: 5000,
         caddr: ip("10.0.0.7"),
         timeout: 900,
