@@ -47,6 +47,19 @@ pub enum ConfigError {
     /// kernel's EINVAL, in libipvs' words).
     #[error("Invalid operation.  Possibly wrong module version, address not unicast, ...")]
     MixedFamily,
+    /// `--start-daemon` with a group that is not multicast or a bad interface name (the
+    /// kernel's EINVAL, in libipvs' words).
+    #[error("Invalid operation.  Possibly wrong module version, address not unicast, ...")]
+    InvalidDaemon,
+    /// `--start-daemon` of a role that runs (the kernel's EEXIST, in libipvs' words).
+    #[error("Daemon has already run")]
+    DaemonRunning,
+    /// `--stop-daemon` of a role that does not run (ESRCH).
+    #[error("No daemon is running")]
+    NoDaemon,
+    /// `--start-daemon` on an interface that does not exist (ENODEV, strerror's text).
+    #[error("No such device")]
+    NoSuchDevice,
 }
 
 /// A real server of a service, with its data-path id.
@@ -89,6 +102,10 @@ pub struct Config {
     /// that one removed from the file while lbd was down is removed at the next start.
     #[serde(default)]
     pub keepalived: Vec<ServiceAddr>,
+    /// The connection synchronisation daemons (`--start-daemon`), with the settings they run
+    /// with.
+    #[serde(default, skip_serializing_if = "crate::sync::SyncDaemons::is_empty")]
+    pub sync_daemons: crate::sync::SyncDaemons,
 }
 
 impl Config {
@@ -304,6 +321,18 @@ impl Edit {
                 };
             }
             Command::SetSysctl { name, value } => self.config.sysctls.set(*name, *value),
+            Command::StartDaemon { daemon } => {
+                let slot = self.config.sync_daemons.slot(daemon.role);
+                if slot.is_some() {
+                    return Err(ConfigError::DaemonRunning);
+                }
+                *slot = Some(daemon.clone());
+            }
+            Command::StopDaemon { role } => {
+                if self.config.sync_daemons.slot(*role).take().is_none() {
+                    return Err(ConfigError::NoDaemon);
+                }
+            }
         }
         Ok(())
     }
@@ -377,6 +406,14 @@ fn check_ranges(command: &Command) -> Result<(), ConfigError> {
                     return invalid(format!("timeout {t} is over {MAX_TIMEOUT}"));
                 }
             }
+        }
+        // The kernel's netlink checks (`ip_vs_genl_new_daemon`): EINVAL.
+        Command::StartDaemon { daemon }
+            if daemon.mcast_group.is_some_and(|g| !g.is_multicast())
+                || daemon.mcast_ifn.is_empty()
+                || daemon.mcast_ifn.len() >= 16 =>
+        {
+            return Err(ConfigError::InvalidDaemon);
         }
         _ => {}
     }

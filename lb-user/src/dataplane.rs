@@ -799,6 +799,37 @@ impl Dataplane {
         Ok(gone)
     }
 
+    /// Puts a connection learnt from elsewhere (a sync master) in the connection table, in
+    /// place of what the table has for `key`: the live counts follow (the replaced entry
+    /// off, the new one on), a NAT connection's reply entry is written first (as the data
+    /// path does), and a half-open entry of the flow goes (the sweep recounts that table).
+    pub fn put_connection(
+        &mut self,
+        key: &FlowKey,
+        conn: &Conn,
+        reply: Option<&FlowKey>,
+    ) -> Result<()> {
+        let err = |e| batch_err("writing a synchronised connection")(e);
+        let fd = self.fds.conns.as_fd();
+        if let Some(reply) = reply {
+            let entry = Conn {
+                flags: CONN_F_REPLY,
+                ..*conn
+            };
+            bpf_batch::update(fd, &[*reply], &[entry]).map_err(err)?;
+        }
+        let old = self.conns.get(key, 0).ok();
+        bpf_batch::update(fd, &[*key], &[*conn]).map_err(err)?;
+        if let Some(old) = old
+            && old.flags & CONN_F_REPLY == 0
+        {
+            self.live.closed(old.real, old.state);
+        }
+        self.live.opened(conn.real, conn.state);
+        bpf_batch::take::<FlowKey, Conn>(self.fds.half_open.as_fd(), key).map_err(err)?;
+        Ok(())
+    }
+
     /// The live counts, for atomic changes.
     pub fn live_counts(&self) -> &LiveCounts {
         &self.live

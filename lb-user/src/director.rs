@@ -271,6 +271,8 @@ pub struct Director {
     /// Until then, after a NIC came back, its addresses and the routes through it are read
     /// every tick (they are configured after the device appears).
     settling_until: Option<Instant>,
+    /// The connection synchronisation daemons (`--start-daemon`).
+    sync: crate::sync::running::Running,
 }
 
 /// How long after a NIC came back lbd re-reads its addresses and routes every tick.
@@ -312,6 +314,25 @@ fn data_path_settings(config: &Config) -> lb_common::Settings {
 }
 
 /// CLOCK_MONOTONIC_COARSE in nanoseconds: the clock `bpf_ktime_get_coarse_ns` reads.
+/// `--start-daemon`s as the kernel starts them: refused with ENODEV when the interface does
+/// not exist, otherwise with its defaults filled in (the message size from the interface's
+/// MTU), which `-L --daemon` then shows.
+fn start_daemons(commands: &[Command]) -> Result<Vec<Command>> {
+    commands
+        .iter()
+        .map(|command| match command {
+            Command::StartDaemon { daemon } => {
+                let link = netlink::link_by_name(&daemon.mcast_ifn)
+                    .map_err(|_| ConfigError::NoSuchDevice)?;
+                Ok(Command::StartDaemon {
+                    daemon: daemon.clone().with_defaults(link.mtu),
+                })
+            }
+            other => Ok(other.clone()),
+        })
+        .collect()
+}
+
 fn coarse_now_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -384,6 +405,7 @@ impl Director {
             interfaces: Vec::new(),
             attach_mode: AttachMode::Auto,
             settling_until: None,
+            sync: Default::default(),
         };
         if adopted {
             director.take_over_published()?;
@@ -469,6 +491,7 @@ impl Director {
         commands: &[Command],
         keepalived: Option<Vec<ServiceAddr>>,
     ) -> Result<Resolution> {
+        let commands = &start_daemons(commands)?;
         let mut next = self.config.apply_all(commands)?;
         if let Some(keepalived) = keepalived {
             next.keepalived = keepalived;
@@ -564,6 +587,7 @@ impl Director {
         }
         self.rules = sweep_rules(&self.config);
         self.limits = Limits::of(&self.config);
+        self.sync.reconcile(&self.config.sync_daemons);
         Ok(())
     }
 
@@ -934,7 +958,11 @@ impl Director {
         }
         self.follow_interfaces()?;
         self.refresh_next_hops()?;
+        // A daemon that could not start (its interface missing) is tried again.
+        self.sync.reconcile(&self.config.sync_daemons);
+        self.sync_receive()?;
         self.sweep_connections()?;
+        self.sync.send(&self.config);
         self.sweep_locality()?;
         self.estimate_rates()?;
         Ok(())
@@ -985,6 +1013,47 @@ impl Director {
                     self.dataplane.set_iface(link.index, iface_of(&link))?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// A sync backup's received connections and templates, put in the data path's tables
+    /// (call often: lbd does every 200 ms).
+    pub fn sync_receive(&mut self) -> Result<()> {
+        let now = coarse_now_ns();
+        let received = self.sync.receive(&self.config, now);
+        if received.messages == 0 {
+            return Ok(());
+        }
+        self.sync.received(&received.entries, now);
+        let (mut conns, mut templates) = (0, Vec::new());
+        for entry in &received.entries {
+            match entry {
+                crate::sync::backup::Entry::Conn { key, conn, reply } => {
+                    self.dataplane.put_connection(key, conn, reply.as_ref())?;
+                    conns += 1;
+                }
+                crate::sync::backup::Entry::Template { key, template } => {
+                    templates.push((*key, *template));
+                }
+            }
+        }
+        if !templates.is_empty() {
+            let (keys, values): (Vec<_>, Vec<_>) = templates.iter().copied().unzip();
+            self.dataplane.set_persistence_templates(&keys, &values)?;
+        }
+        let skipped: usize = received.skipped.values().sum();
+        debug!(
+            messages = received.messages,
+            connections = conns,
+            templates = templates.len(),
+            skipped,
+            other_syncid = received.other_syncid,
+            bad = received.bad,
+            "sync backup applied"
+        );
+        if skipped > 0 {
+            debug!(skipped = ?received.skipped, "sync backup: entries not taken");
         }
         Ok(())
     }
@@ -1124,8 +1193,10 @@ impl Director {
         if self.pass.cursor.at_start() {
             self.sweep.begin_pass();
         }
-        self.sweep.tick(coarse_now_ns());
-        let (rules, sweep) = (&self.rules, &mut self.sweep);
+        let now = coarse_now_ns();
+        self.sweep.tick(now);
+        let (rules, sweep, sync) = (&self.rules, &mut self.sweep, &mut self.sync);
+        let timeouts = self.config.timeouts;
         let (_, ended) = self.dataplane.read_connections_on(
             &mut self.readers.conns,
             &mut self.pass.cursor,
@@ -1133,10 +1204,12 @@ impl Director {
             |keys, conns| {
                 for (key, conn) in keys.iter().zip(conns) {
                     sweep.connection(rules, key, conn);
+                    sync.connection(key, conn, now, sweep::tcp_timeout(conn.state, &timeouts));
                 }
             },
         )?;
         if ended {
+            self.sync.end_connections_pass();
             let dataplane = &self.dataplane;
             self.sweep
                 .end_connections(|key| dataplane.has_connection(key));
@@ -1206,10 +1279,19 @@ impl Director {
     fn sweep_templates(&mut self) -> Result<()> {
         let (mut refresh_keys, mut refreshed, mut expired) = (Vec::new(), Vec::new(), Vec::new());
         let now = coarse_now_ns();
-        let (rules, sweep) = (&self.rules, &mut self.sweep);
+        let (rules, sweep, sync) = (&self.rules, &mut self.sweep, &mut self.sync);
+        let persistence: HashMap<u32, u64> = self
+            .config
+            .services
+            .iter()
+            .filter_map(|s| Some((s.id, u64::from(s.spec.persistence?.timeout))))
+            .collect();
         self.dataplane
             .read_templates(&mut self.readers.templates, |keys, templates| {
                 for (key, template) in keys.iter().zip(templates) {
+                    if let Some(&timeout) = persistence.get(&key.service) {
+                        sync.template(key, template, now, timeout);
+                    }
                     match sweep.template(rules, key, template) {
                         Template::Keep => {}
                         Template::Refresh => {
@@ -1223,6 +1305,7 @@ impl Director {
                     }
                 }
             })?;
+        self.sync.end_templates_pass();
         self.dataplane
             .set_persistence_templates(&refresh_keys, &refreshed)?;
         if !expired.is_empty() {

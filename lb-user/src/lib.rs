@@ -30,4 +30,5 @@ pub mod service_manager;
 pub mod slots;
 pub mod state;
 pub mod sweep;
+pub mod sync;
 pub mod sysctl;

@@ -85,20 +85,29 @@ impl LiveCounts {
         }
     }
 
+    /// Counts a connection in `state` to real server `id` in the connection table.
+    pub fn opened(&self, id: u32, state: u8) {
+        self.add(id, class_of(state), 1);
+    }
+
     /// Takes a connection in `state` to real server `id` off the connection table's counts.
     pub fn closed(&self, id: u32, state: u8) {
-        let offset = if lb_common::tcp_state::is_active(state) {
-            real_conns::ACTIVE
-        } else {
-            real_conns::INACTIVE
-        };
-        self.add(id, offset, -1);
+        self.add(id, class_of(state), -1);
     }
 
     /// Sets real server `id`'s half-open counts.
     pub fn set_half_open(&self, id: u32, active: i64, inactive: i64) {
         self.set(id, real_conns::HALF_OPEN_ACTIVE, active);
         self.set(id, real_conns::HALF_OPEN_INACTIVE, inactive);
+    }
+}
+
+/// The connection table's counter a connection in `state` counts in.
+fn class_of(state: u8) -> usize {
+    if lb_common::tcp_state::is_active(state) {
+        real_conns::ACTIVE
+    } else {
+        real_conns::INACTIVE
     }
 }
 

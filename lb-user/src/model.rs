@@ -528,6 +528,11 @@ pub enum Command {
         name: crate::sysctl::Sysctl,
         value: u32,
     },
+    /// `--start-daemon master|backup [--mcast-interface IF] [--syncid N] ...`: as given (0 and
+    /// `None` for the kernel's defaults, which lbd fills in when it starts the daemon).
+    StartDaemon { daemon: crate::sync::SyncDaemon },
+    /// `--stop-daemon master|backup`
+    StopDaemon { role: crate::sync::Role },
 }
 
 /// Traffic counters of a service or real server (ipvsadm `--stats`).
@@ -679,6 +684,29 @@ impl fmt::Display for Command {
                 write!(f, "--set {} {} {}", t.tcp, t.tcp_fin, t.udp)
             }
             Command::SetSysctl { name, value } => write!(f, "--sysctl {name}={value}"),
+            Command::StartDaemon { daemon: d } => {
+                write!(
+                    f,
+                    "--start-daemon {} --mcast-interface {} --syncid {}",
+                    d.role.name(),
+                    d.mcast_ifn,
+                    d.syncid
+                )?;
+                if d.sync_maxlen != 0 {
+                    write!(f, " --sync-maxlen {}", d.sync_maxlen)?;
+                }
+                if let Some(group) = d.mcast_group {
+                    write!(f, " --mcast-group {group}")?;
+                }
+                if d.mcast_port != 0 {
+                    write!(f, " --mcast-port {}", d.mcast_port)?;
+                }
+                if d.mcast_ttl != 0 {
+                    write!(f, " --mcast-ttl {}", d.mcast_ttl)?;
+                }
+                Ok(())
+            }
+            Command::StopDaemon { role } => write!(f, "--stop-daemon {}", role.name()),
         }
     }
 }

@@ -141,16 +141,25 @@ pub(crate) fn unpack(dir: &Path, package: &str) -> Result<()> {
     )
 }
 
-pub fn run(ws: &Workspace) -> Result<()> {
-    let golden = ws.root.join(GOLDEN_DIR);
-    let cases = read_cases(&golden)?;
+/// Debian's ipvsadm and the directory of the libpopt it needs (`LD_LIBRARY_PATH`), unpacked
+/// under the target directory (downloaded once).
+pub(crate) fn ipvsadm(ws: &Workspace) -> Result<(PathBuf, PathBuf)> {
     let work = ws.target_dir.join("ipvsadm-golden");
     fs::create_dir_all(&work)?;
     for package in ["ipvsadm", "libpopt0"] {
         unpack(&work, package)?;
     }
-    let ipvsadm = work.join("root/sbin/ipvsadm");
-    let libs = work.join("root/usr/lib/x86_64-linux-gnu");
+    Ok((
+        work.join("root/sbin/ipvsadm"),
+        work.join("root/usr/lib/x86_64-linux-gnu"),
+    ))
+}
+
+pub fn run(ws: &Workspace) -> Result<()> {
+    let golden = ws.root.join(GOLDEN_DIR);
+    let cases = read_cases(&golden)?;
+    let (ipvsadm, libs) = ipvsadm(ws)?;
+    let work = ws.target_dir.join("ipvsadm-golden");
     let script_path = work.join("record.sh");
     fs::write(&script_path, script(&cases, &ipvsadm))?;
 

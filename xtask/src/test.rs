@@ -1,7 +1,7 @@
 //! `cargo xtask test`: every test of the default members, with lb-tests (data-path fixtures and
 //! end-to-end tests in network namespaces) run one test at a time, on the host's kernel; then
 //! the data-path fixtures again in a VM per kernel of the matrix ([`vm::KERNEL_MATRIX`]), and
-//! the tunnel interoperation scripts (`tests/vm/`) in a VM of its newest kernel.
+//! the interoperation scripts (`tests/vm/`) in a VM of its newest kernel.
 
 use std::{
     io::{BufRead as _, BufReader, Read, Write as _},
@@ -258,10 +258,11 @@ fn vm_phases(
     Ok(())
 }
 
-/// The tunnel interoperation scripts (`tests/vm/`): lb's tunnels decapsulated by the kernel's
-/// own devices (ipip/fou/gre, ip6tnl/fou -6/ip6gre), which the host's kernel lacks. Each
-/// prints `NAME: ok` last; each is one test in the counts.
-const INTEROP_SCRIPTS: &[&str] = &["tun-interop", "tun6-interop"];
+/// The interoperation scripts (`tests/vm/`): lb's tunnels decapsulated by the kernel's own
+/// devices (ipip/fou/gre, ip6tnl/fou -6/ip6gre), and lb's connection synchronisation with the
+/// kernel's sync daemon, which the host's kernel lacks. Each prints `NAME: ok` last; each is
+/// one test in the counts.
+const INTEROP_SCRIPTS: &[&str] = &["tun-interop", "tun6-interop", "sync-interop"];
 
 /// Whether the user's filter (if any) selects the interoperation scripts.
 fn runs_interop(harness_args: &[String]) -> bool {
@@ -282,7 +283,7 @@ fn interop_phase(
 ) {
     let start = Instant::now();
     let series = kernels.last().expect("at least one kernel");
-    let mut label = format!("tunnel interoperation on Linux {} (VM)", series.name);
+    let mut label = format!("interoperation on Linux {} (VM)", series.name);
     let script = INTEROP_SCRIPTS
         .iter()
         .map(|name| format!("tests/vm/{name}.sh"))
@@ -290,6 +291,16 @@ fn interop_phase(
         .join(" && ");
     let mut env = vm::passed_env();
     env.push(("LB_BIN".to_owned(), bin_dir.into()));
+    // sync-interop drives the kernel's sync daemon with Debian's ipvsadm, unpacked as for
+    // `cargo xtask ipvsadm-golden` (nothing installed on the host); without it that script
+    // fails saying so.
+    match crate::golden::ipvsadm(ws) {
+        Ok((ipvsadm, libs)) => {
+            env.push(("IPVSADM".to_owned(), ipvsadm.into()));
+            env.push(("LD_LIBRARY_PATH".to_owned(), libs.into()));
+        }
+        Err(e) => eprintln!("warning: no ipvsadm for sync-interop: {e:#}"),
+    }
     let program = Path::new("/bin/sh");
     let cmd = vm::GuestCommand {
         dir: &ws.root,
@@ -304,7 +315,7 @@ fn interop_phase(
                 series.name
             )
         })?;
-        label = format!("tunnel interoperation on {} (VM)", kernel.release);
+        label = format!("interoperation on {} (VM)", kernel.release);
         step!("{label}: booting {}, then {script}", kernel.image.display());
         let mut guest = vm::Guest::start(&vng, &kernel, &cmd, VM_TIME_LIMIT)?;
         let passed = echo_and_count_oks(guest.stdout().expect("stdout is piped"))?;
@@ -647,7 +658,7 @@ mod tests {
         ])));
         assert!(has_filter(&args(&["--skip=nat", "dr"])));
         assert!(has_filter(&args(&["--exact", "nat"])));
-        // The tunnel interoperation scripts count as tests named after them.
+        // The interoperation scripts count as tests named after them.
         assert!(runs_interop(&args(&["--nocapture"])));
         assert!(runs_interop(&args(&["interop"])));
         assert!(runs_interop(&args(&["tun6"])));

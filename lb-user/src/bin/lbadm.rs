@@ -98,7 +98,10 @@ fn run(args: &[String]) -> Result<(), Failure> {
                     ResponseBody::Timeouts { timeouts } => ipvsadm::format_timeouts(&timeouts),
                     other => return Err(unexpected(other)),
                 },
-                ListWhat::Daemon => ipvsadm::format_daemon(),
+                ListWhat::Daemon => match ask(RequestBody::Daemons)? {
+                    ResponseBody::Daemons { daemons } => ipvsadm::format_daemon(&daemons),
+                    other => return Err(unexpected(other)),
+                },
             };
             out(&text);
             Ok(())

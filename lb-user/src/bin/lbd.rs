@@ -390,6 +390,31 @@ async fn serve(
         }
     };
 
+    // Every 200 ms: what a sync backup received goes into the connection table (the socket
+    // is read by a thread of its own meanwhile).
+    let syncing = {
+        let director = Arc::clone(&director);
+        async move {
+            let mut interval = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                interval.tick().await;
+                let director = Arc::clone(&director);
+                let result = tokio::task::spawn_blocking(move || {
+                    director
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .sync_receive()
+                })
+                .await;
+                match result {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => warn!("applying synchronised connections failed: {e}"),
+                    Err(e) => warn!("applying synchronised connections panicked: {e}"),
+                }
+            }
+        }
+    };
+
     // Every half second: the VIPs to announce follow health checks, quorums and lbadm's
     // changes (the announcer only writes and calls birdc when something changed).
     let announcing = {
@@ -471,6 +496,7 @@ async fn serve(
         r = hup => r?,
         _ = socket.serve(Arc::clone(&director), hooks) => {}
         _ = ticker => {}
+        _ = syncing => {}
         _ = announcing => {}
         _ = signals.term.recv() => info!("SIGTERM: shutting down"),
         _ = signals.int.recv() => info!("SIGINT: shutting down"),

@@ -282,10 +282,14 @@ lbadm \-R < lb.rules
 Not supported (refused with exit status 2): firewall-mark services
 .RB ( \-f ),
 SCTP services,
-.BR \-\-pe ,
-.BR \-\-ops ,
-and the connection synchronisation daemon
-.RB ( \-\-start\-daemon ).
+.BR \-\-pe
+and
+.BR \-\-ops .
+.IP \(bu 2
+.B \-\-start\-daemon
+runs the connection synchronisation daemon inside lbd, which keeps it across restarts; it
+speaks IPVS's sync protocol (version 1) and sends from lbd's scan of its connection table
+(about once a second) rather than per packet.
 .IP \(bu 2
 .B \-R
 applies its input as one transaction: nothing is applied when a line is wrong.

@@ -36,6 +36,8 @@ pub enum RequestBody {
     Timeouts,
     /// IPVS's sysctls as lbd has them (`lbadm --sysctl`).
     Sysctls,
+    /// The connection synchronisation daemons (`-L --daemon`).
+    Daemons,
     /// Re-read the configuration file (`lbd --config`) and apply what changed.
     Reload,
     /// Drain the director (`true`: withdraw every VIP from BIRD, connections keep flowing) or
@@ -66,6 +68,9 @@ pub enum ResponseBody {
     },
     Sysctls {
         sysctls: crate::sysctl::Sysctls,
+    },
+    Daemons {
+        daemons: crate::sync::SyncDaemons,
     },
     Announcements {
         status: crate::bird::AnnounceStatus,

@@ -406,6 +406,9 @@ pub fn handle(director: &Mutex<Director>, body: RequestBody) -> ResponseBody {
         RequestBody::Sysctls => ResponseBody::Sysctls {
             sysctls: lock().sysctls(),
         },
+        RequestBody::Daemons => ResponseBody::Daemons {
+            daemons: lock().config().sync_daemons.clone(),
+        },
         RequestBody::Reload | RequestBody::Drain { .. } | RequestBody::Announcements => {
             ResponseBody::Error {
                 message: "handled by the session".to_owned(),

@@ -162,9 +162,9 @@ pub fn format_timeouts(timeouts: &Timeouts) -> String {
     )
 }
 
-/// `-L --daemon`: ipvsadm prints one line per running sync daemon; lb has none.
-pub fn format_daemon() -> String {
-    String::new()
+/// `-L --daemon`: one line per running sync daemon, master first (ipvsadm's `list_daemon`).
+pub fn format_daemon(daemons: &crate::sync::SyncDaemons) -> String {
+    crate::sync::format_daemons(daemons)
 }
 
 /// Which `-L` layout, in ipvsadm's order of precedence.

@@ -37,6 +37,8 @@ pub fn help_text() -> String {
   {p} -L|l [virtual-service] [options]
   {p} -Z [virtual-service]
   {p} --set tcp tcpfin udp
+  {p} --start-daemon {{master|backup}} [daemon-options]
+  {p} --stop-daemon {{master|backup}}
   {p} -h
 
 Commands:
@@ -53,6 +55,8 @@ Either long or short options are allowed.
   --list            -L|-l     list the table
   --zero            -Z        zero counters in a service or all services
   --set tcp tcpfin udp        set connection timeout values
+  --start-daemon              start connection sync daemon
+  --stop-daemon               stop connection sync daemon
   --help            -h        display this help message
   --version         -v        display the version
 
@@ -80,6 +84,7 @@ Options:
   --l-threshold  -y lthreshold        lower threshold of connections
   --connection   -c                   output of current IPVS connections
   --timeout                           output of timeout (tcp tcpfin udp)
+  --daemon                            output of daemon information
   --stats                             output of statistics information
   --rate                              output of rate information
   --exact                             expand numbers (display exact values)
@@ -91,14 +96,21 @@ Options:
   --numeric      -n                   numeric output of addresses and ports
   --sched-flags  -b flags             scheduler flags (comma-separated)
 
+Daemon Options:
+  --syncid sid                        syncid for connection sync (default=255)
+  --sync-maxlen length                Max sync message length (default=1472)
+  --mcast-interface interface         multicast interface for connection sync
+  --mcast-group address               IPv4/IPv6 group (default=224.0.0.81)
+  --mcast-port port                   UDP port (default=8848)
+  --mcast-ttl ttl                     Multicast TTL (default=1)
+
 {p} options (anywhere on the command line):
   --socket PATH                       control socket of lbd; default ${SOCKET_ENV}
                                       if set, else {DEFAULT_SOCKET}
   --sysctl [NAME[=VALUE]]...          list, show or set IPVS's sysctls as lbd has
                                       them (net.ipv4.vs.NAME); first, after --socket
 
-Not supported by lb: firewall-mark (-f), SCTP services, --pe, --ops
-and the connection synchronization daemon.
+Not supported by lb: firewall-mark (-f), SCTP services, --pe and --ops.
 "
     );
     out
@@ -127,7 +139,8 @@ mod tests {
         assert!(h.contains("$LBD_SOCKET"));
         assert!(h.contains("/run/lb/lbd.sock"));
         assert!(!h.contains("ipvsadm -"));
-        assert!(h.ends_with("daemon.\n"));
+        assert!(h.ends_with("--pe and --ops.\n"));
+        assert!(h.contains("  lbadm --start-daemon {master|backup} [daemon-options]\n"));
     }
 
     #[test]

@@ -27,9 +27,12 @@ use super::{
         parse_timeout,
     },
 };
-use crate::model::{
-    Command, Forward, Netmask, Persistence, Protocol, RealSpec, SchedFlags, Scheduler, ServiceAddr,
-    ServiceSpec, Timeouts, Tunnel, TunnelCsum, TunnelType, family,
+use crate::{
+    model::{
+        Command, Forward, Netmask, Persistence, Protocol, RealSpec, SchedFlags, Scheduler,
+        ServiceAddr, ServiceSpec, Timeouts, Tunnel, TunnelCsum, TunnelType, family,
+    },
+    sync::{DEFAULT_MCAST_IFN, Role, SyncDaemon},
 };
 
 /// The scheduler ipvsadm uses when `-s` is not given.
@@ -57,6 +60,8 @@ pub(crate) struct Line {
     tunnel: Tunnel,
     timeouts: Timeouts,
     list: ListOptions,
+    /// `--start-daemon` / `--stop-daemon`: the role and the daemon options.
+    daemon: SyncDaemon,
 }
 
 impl Line {
@@ -84,7 +89,21 @@ impl Line {
                 udp: 0,
             },
             list: ListOptions::default(),
+            daemon: SyncDaemon {
+                role: Role::Master,
+                mcast_ifn: String::new(),
+                syncid: 0,
+                sync_maxlen: 0,
+                mcast_group: None,
+                mcast_port: 0,
+                mcast_ttl: 0,
+            },
         }
+    }
+
+    /// The role `--start-daemon` or `--stop-daemon` named.
+    pub fn set_role(&mut self, role: Role) {
+        self.daemon.role = role;
     }
 
     /// One option after the command: record it (refusing repeats) and check its value.
@@ -262,28 +281,33 @@ impl Line {
                 self.options.set(Bit::TunRemcsum)?;
                 self.tunnel.csum = TunnelCsum::Remcsum;
             }
-            // Sync daemon options: checked like ipvsadm, then refused by the table since the
-            // daemon commands never get this far.
-            Opt::McastInterface => self.options.set(Bit::Mcast)?,
+            // Sync daemon options, checked as ipvsadm checks them (the table then refuses them
+            // with any other command).
+            Opt::McastInterface => {
+                self.options.set(Bit::Mcast)?;
+                self.daemon.mcast_ifn = value.to_owned();
+            }
             Opt::SyncId => {
                 self.options.set(Bit::SyncId)?;
-                number(value, 0, 255, "illegal syncid specified")?;
+                self.daemon.syncid = number(value, 0, 255, "illegal syncid specified")? as u8;
             }
             Opt::McastGroup => {
                 self.options.set(Bit::McastGroup)?;
-                check_mcast_group(value)?;
+                self.daemon.mcast_group = Some(check_mcast_group(value)?);
             }
             Opt::McastPort => {
                 self.options.set(Bit::McastPort)?;
-                number(value, 1, 65535, "illegal mcast-port specified")?;
+                self.daemon.mcast_port =
+                    number(value, 1, 65535, "illegal mcast-port specified")? as u16;
             }
             Opt::McastTtl => {
                 self.options.set(Bit::McastTtl)?;
-                number(value, 1, 255, "illegal mcast-ttl specified")?;
+                self.daemon.mcast_ttl = number(value, 1, 255, "illegal mcast-ttl specified")? as u8;
             }
             Opt::SyncMaxlen => {
                 self.options.set(Bit::SyncMaxlen)?;
-                number(value, 1, 65535 - 20 - 8, "illegal sync-maxlen specified")?;
+                self.daemon.sync_maxlen =
+                    number(value, 1, 65535 - 20 - 8, "illegal sync-maxlen specified")? as u16;
             }
             // A second command, -h or -v after the command.
             Opt::AddService
@@ -432,6 +456,16 @@ impl Line {
                 service: need_service()?,
                 addr: self.dest_addr,
                 port: self.dest_port,
+            },
+            Cmd::StartDaemon => {
+                let mut daemon = self.daemon.clone();
+                if daemon.mcast_ifn.is_empty() {
+                    daemon.mcast_ifn = DEFAULT_MCAST_IFN.to_owned();
+                }
+                Command::StartDaemon { daemon }
+            }
+            Cmd::StopDaemon => Command::StopDaemon {
+                role: self.daemon.role,
             },
         };
         Ok(Invocation::Apply(vec![command]))

@@ -170,8 +170,7 @@ pub(crate) fn find_short(c: char) -> Option<&'static Spec> {
     SPECS.iter().find(|s| s.short == Some(c))
 }
 
-/// ipvsadm's commands, in the order of its compatibility table (without the sync-daemon
-/// commands, which lb refuses as soon as it reads them).
+/// ipvsadm's commands, in the order of its compatibility table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Cmd {
     Add,
@@ -183,6 +182,8 @@ pub(crate) enum Cmd {
     DelDest,
     EditDest,
     Timeout,
+    StartDaemon,
+    StopDaemon,
     Restore,
     Save,
     Zero,
@@ -201,6 +202,8 @@ impl Cmd {
             Cmd::DelDest => "delete-server",
             Cmd::EditDest => "edit-server",
             Cmd::Timeout => "set",
+            Cmd::StartDaemon => "start-daemon",
+            Cmd::StopDaemon => "stop-daemon",
             Cmd::Restore => "restore",
             Cmd::Save => "save",
             Cmd::Zero => "zero",
@@ -217,6 +220,8 @@ impl Cmd {
             Cmd::List => b".11xxxxxxxxx11.......xxxxxxx.xxxxx",
             Cmd::AddDest | Cmd::EditDest => b"xx+xxx+....xxxxxxxxxxxxxxxxxx.....",
             Cmd::DelDest => b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            Cmd::StartDaemon => b"xxxxxxxxxxx.xxxxxxx.xxxx....xxxxxx",
+            Cmd::StopDaemon => b"xxxxxxxxxxxxxxxxxxx.xxxxxxxxxxxxxx",
             Cmd::Save => b".xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
             Cmd::Zero => b"xx.xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
         }

@@ -11,7 +11,10 @@ use super::{
     options::{Cmd, Opt},
     popt::{Token, Tokens},
 };
-use crate::model::{Command, ServiceAddr};
+use crate::{
+    model::{Command, ServiceAddr},
+    sync::Role,
+};
 
 /// What a command line asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,7 +61,7 @@ pub struct ListOptions {
     pub persistent_conn: bool,
     /// `--timeout`: the connection timeouts.
     pub timeout: bool,
-    /// `--daemon`: the sync daemons (lb has none, so nothing is listed).
+    /// `--daemon`: the sync daemons.
     pub daemon: bool,
     /// `--nosort`: services and real servers in lbd's order.
     pub nosort: bool,
@@ -231,13 +234,27 @@ fn parse_invocation(args: &[String], names: &dyn Names) -> Result<Invocation, Cl
         Opt::Save => Cmd::Save,
         Opt::StartDaemon | Opt::StopDaemon => {
             let start = first.opt == Opt::StartDaemon;
-            return Err(match first.value.as_deref() {
-                Some("master" | "backup") => {
-                    CliError::unsupported("the connection synchronization daemon is")
+            let role = match first.value.as_deref() {
+                Some("master") => Role::Master,
+                Some("backup") => Role::Backup,
+                _ if start => {
+                    return Err(CliError::usage("illegal start-daemon parameter specified"));
                 }
-                _ if start => CliError::usage("illegal start-daemon parameter specified"),
-                _ => CliError::usage("illegal start_daemon specified"),
+                _ => return Err(CliError::usage("illegal start_daemon specified")),
+            };
+            let mut line = Line::new(if start {
+                Cmd::StartDaemon
+            } else {
+                Cmd::StopDaemon
             });
+            line.set_role(role);
+            for token in tokens {
+                match token? {
+                    Token::Arg(arg) => plain.push(arg),
+                    Token::Opt(opt) => line.option(opt, names)?,
+                }
+            }
+            return line.finish(plain);
         }
         _ => return Err(CliError::TryHelp),
     };

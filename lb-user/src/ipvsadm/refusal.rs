@@ -37,6 +37,7 @@ fn config_of(snapshot: &Snapshot) -> Config {
         timeouts: snapshot.timeouts,
         sysctls: Default::default(),
         keepalived: Vec::new(),
+        sync_daemons: Default::default(),
     }
 }
 

@@ -104,7 +104,9 @@ impl Director {
                 }
             }
             Command::SetTimeouts { timeouts } => self.snapshot.timeouts = timeouts,
-            Command::SetSysctl { .. } => {}
+            Command::SetSysctl { .. }
+            | Command::StartDaemon { .. }
+            | Command::StopDaemon { .. } => {}
         }
     }
 

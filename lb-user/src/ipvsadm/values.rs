@@ -152,17 +152,17 @@ pub(crate) fn parse_sched_flags(sched: &str, arg: &str) -> Result<SchedFlags, Cl
 }
 
 /// ipvsadm's check of `--mcast-group`: a multicast address of either family.
-pub(crate) fn check_mcast_group(value: &str) -> Result<(), CliError> {
+pub(crate) fn check_mcast_group(value: &str) -> Result<IpAddr, CliError> {
     if value.contains(':') {
         match Ipv6Addr::from_str(value) {
-            Ok(a) if a.is_multicast() => Ok(()),
+            Ok(a) if a.is_multicast() => Ok(IpAddr::V6(a)),
             _ => Err(CliError::usage(format!(
                 "invalid IPv6 mcast-group `{value}'"
             ))),
         }
     } else {
         match Ipv4Addr::from_str(value) {
-            Ok(a) if a.is_multicast() => Ok(()),
+            Ok(a) if a.is_multicast() => Ok(IpAddr::V4(a)),
             _ => Err(CliError::usage(format!(
                 "invalid IPv4 mcast-group `{value}'"
             ))),

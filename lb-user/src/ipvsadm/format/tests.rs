@@ -754,7 +754,7 @@ fn timeouts_and_daemon() {
         }),
         "Timeout (tcp tcpfin udp): 7200 60 30\n"
     );
-    assert_eq!(format_daemon(), "");
+    assert_eq!(format_daemon(&Default::default()), "");
 }
 
 /// libipvs compares addresses as a signed 32-bit difference: 192.168.x before 10.x, in

@@ -1003,20 +1003,98 @@ fn features_lb_does_not_have() {
         "-A -t 1.2.3.4:5060 -p --pe sip",
         "Persistence engines (--pe) are",
     );
-    unsupported(
-        "--start-daemon master",
-        "the connection synchronization daemon is",
+    assert_eq!(usage("-A -f 0"), "invalid fwmark value `0' specified");
+    assert_eq!(usage("-A -t 1.2.3.4:80 -6"), "-6 used before -f\n");
+}
+
+#[test]
+fn sync_daemon_commands() {
+    use crate::sync::{Role, SyncDaemon};
+    let daemon = |line: &str| match command(line) {
+        Command::StartDaemon { daemon } => daemon,
+        other => panic!("{line}: {other:?}"),
+    };
+    // Without options: ipvsadm's eth0, the rest left to the kernel's defaults.
+    assert_eq!(
+        daemon("--start-daemon master"),
+        SyncDaemon {
+            role: Role::Master,
+            mcast_ifn: "eth0".to_owned(),
+            syncid: 0,
+            sync_maxlen: 0,
+            mcast_group: None,
+            mcast_port: 0,
+            mcast_ttl: 0,
+        }
     );
-    unsupported(
-        "--stop-daemon backup",
-        "the connection synchronization daemon is",
+    assert_eq!(
+        daemon(
+            "--start-daemon backup --mcast-interface ens3 --syncid 7 --sync-maxlen 1400 \
+             --mcast-group 239.0.0.9 --mcast-port 9000 --mcast-ttl 3"
+        ),
+        SyncDaemon {
+            role: Role::Backup,
+            mcast_ifn: "ens3".to_owned(),
+            syncid: 7,
+            sync_maxlen: 1400,
+            mcast_group: Some(ip(239, 0, 0, 9)),
+            mcast_port: 9000,
+            mcast_ttl: 3,
+        }
     );
+    assert_eq!(
+        daemon("--start-daemon master --mcast-group ff02::81").mcast_group,
+        Some(ip6("ff02::81"))
+    );
+    assert_eq!(
+        command("--stop-daemon backup"),
+        Command::StopDaemon { role: Role::Backup }
+    );
+    // --syncid is allowed when stopping (ipvsadm sends it; the kernel ignores it).
+    assert_eq!(
+        command("--stop-daemon master --syncid 3"),
+        Command::StopDaemon { role: Role::Master }
+    );
+    // ipvsadm's messages, in its order.
     assert_eq!(
         usage("--start-daemon primary"),
         "illegal start-daemon parameter specified"
     );
-    assert_eq!(usage("-A -f 0"), "invalid fwmark value `0' specified");
-    assert_eq!(usage("-A -t 1.2.3.4:80 -6"), "-6 used before -f\n");
+    assert_eq!(
+        usage("--stop-daemon primary"),
+        "illegal start_daemon specified"
+    );
+    assert_eq!(
+        usage("--stop-daemon master --mcast-interface eth0"),
+        "Illegal 'mcast-interface' option with the 'stop-daemon' command"
+    );
+    assert_eq!(
+        usage("--start-daemon master -n"),
+        "Illegal 'numeric' option with the 'start-daemon' command"
+    );
+    assert_eq!(
+        usage("--start-daemon master --syncid 256"),
+        "illegal syncid specified"
+    );
+    assert_eq!(
+        usage("--start-daemon master --syncid 1 --syncid 2"),
+        "multiple 'syncid' options specified"
+    );
+    assert_eq!(
+        usage("--start-daemon master --mcast-group 10.1.1.1"),
+        "invalid IPv4 mcast-group `10.1.1.1'"
+    );
+    assert_eq!(
+        usage("--start-daemon master extra"),
+        "unexpected argument extra"
+    );
+    assert_eq!(usage("--start-daemon master -A"), "invalid option `-A'");
+    // -L --daemon lists them; other listing options conflict as in ipvsadm.
+    assert_eq!(list("-L --daemon").what(), ListWhat::Daemon);
+    assert_eq!(
+        usage("-L --daemon --stats"),
+        "options conflicts in the list command"
+    );
 }
 
 // ---- restore ------------------------------------------------------------------------------
