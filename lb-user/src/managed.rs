@@ -445,6 +445,7 @@ fn check_spec(check: &HealthCheck) -> CheckSpec {
         },
         CheckKind::Udp(udp) => Probe::Udp(udp.clone()),
         CheckKind::Dns(dns) => Probe::Dns(dns.clone()),
+        CheckKind::Ping => Probe::Ping,
     };
     CheckSpec {
         probe,

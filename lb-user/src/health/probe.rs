@@ -70,6 +70,13 @@ pub(crate) async fn attempt(check: &CheckSpec, url: usize) -> Outcome {
         Probe::Smtp { helo_name } => smtp_check(check, helo_name).await,
         Probe::Udp(udp) => udp_check(check, udp).await,
         Probe::Dns(dns) => dns_check(check, dns).await,
+        Probe::Ping => {
+            let label = format!("PING_CHECK {}", check.addr);
+            match super::icmp::ping(check).await {
+                Ok(()) => Outcome::new(true, format!("{label}: echo reply")),
+                Err(e) => Outcome::new(false, format!("{label}: {e}")),
+            }
+        }
     }
 }
 
@@ -632,7 +639,7 @@ pub(crate) fn parse_status_line(line: &[u8]) -> Option<u16> {
 }
 
 /// `connection refused` rather than `Connection refused (os error 111)`.
-fn describe(e: &io::Error) -> String {
+pub(super) fn describe(e: &io::Error) -> String {
     let text = e.to_string();
     let text = match text.find(" (os error ") {
         Some(at) => &text[..at],

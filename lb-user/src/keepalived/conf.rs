@@ -94,7 +94,7 @@ pub struct HealthCheck {
     pub kind: CheckKind,
     /// `connect_ip`, default the real server's address.
     pub addr: IpAddr,
-    /// `connect_port`, default the real server's port as written.
+    /// `connect_port`, default the real server's port as written; 0 for `PING_CHECK`.
     pub port: u16,
     /// `bindto`: source address.
     pub bindto: Option<IpAddr>,
@@ -133,6 +133,8 @@ pub enum CheckKind {
     Udp(UdpProbe),
     /// `DNS_CHECK { type, name }`.
     Dns(DnsProbe),
+    /// `PING_CHECK`: an ICMP (ICMPv6) echo request is answered.
+    Ping,
 }
 
 /// The program side of a `MISC_CHECK`.

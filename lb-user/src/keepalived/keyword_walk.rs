@@ -32,6 +32,7 @@ const MISC: &str = "@MISC@";
 const SMTP: &str = "@SMTP@";
 const UDP: &str = "@UDP@";
 const DNS: &str = "@DNS@";
+const PING: &str = "@PING@";
 const GLOBAL: &str = "@GLOBAL@";
 const ROOT: &str = "@ROOT@";
 
@@ -65,6 +66,9 @@ const TEMPLATE: &str = "virtual_server 10.0.0.1 80 {
         }
         DNS_CHECK {
             @DNS@
+        }
+        PING_CHECK {
+            @PING@
         }
     }
 }
@@ -139,7 +143,7 @@ const WALK: &[Entry] = &[
     ("SMTP_CHECK", RS, "", "SMTP_CHECK {\nconnect_port 25\n}", Applied),
     ("DNS_CHECK", RS, "", "DNS_CHECK {\nconnect_port 53\n}", Applied),
     ("UDP_CHECK", RS, "", "UDP_CHECK {\nconnect_port 53\n}", Applied),
-    ("PING_CHECK", RS, "", "PING_CHECK {\n}", Refused),
+    ("PING_CHECK", RS, "", "PING_CHECK {\n}", Applied),
     ("BFD_CHECK", RS, "", "BFD_CHECK {\n}", Refused),
     ("FILE_CHECK", RS, "", "FILE_CHECK {\n}", Refused),
     ("connect_timeout", RS, "", "connect_timeout 2", Applied),
@@ -197,6 +201,13 @@ const WALK: &[Entry] = &[
     ("max_reply_length", UDP, "", "max_reply_length 100", Applied),
     ("type", DNS, "", "type A", Applied),
     ("name", DNS, "", "name example.com", Applied),
+    // PING_CHECK: the connection keywords but the ports (TCP_CHECK's above); the ports noted.
+    ("connect_ip", PING, "", "connect_ip 10.0.0.21", Applied),
+    ("bindto", PING, "", "bindto 10.0.0.2", Applied),
+    ("connect_timeout", PING, "", "connect_timeout 2", Applied),
+    ("retry", PING, "", "retry 3", Applied),
+    ("connect_port", PING, "", "connect_port 81", Noted),
+    ("bind_port", PING, "", "bind_port 4000", Noted),
     // global_defs
     ("lvs_timeouts", GLOBAL, "", "lvs_timeouts tcp 100", Applied),
     ("lvs_flush", GLOBAL, "", "lvs_flush", Applied),

@@ -112,10 +112,10 @@ fn keepalived_section(keyword: &str) -> Option<&'static str> {
 /// Health checkers keepalived has and lb does not.
 fn unsupported_checker(keyword: &str) -> Option<&'static str> {
     Some(match keyword {
-        "PING_CHECK" | "BFD_CHECK" | "FILE_CHECK" => {
-            "this health check is not supported by lb (it runs TCP_CHECK, HTTP_GET, \
-             MISC_CHECK, SMTP_CHECK, UDP_CHECK and DNS_CHECK): check the service with one of \
-             those, e.g. a MISC_CHECK script"
+        "BFD_CHECK" | "FILE_CHECK" => {
+            "this health check is not supported by lb (it runs TCP_CHECK, HTTP_GET, SSL_GET, \
+             MISC_CHECK, SMTP_CHECK, UDP_CHECK, DNS_CHECK and PING_CHECK): check the service \
+             with one of those, e.g. a MISC_CHECK script"
         }
         _ => return None,
     })
@@ -208,9 +208,11 @@ struct CheckDraft {
     location: Location,
 }
 
-/// The settings of SMTP_CHECK, UDP_CHECK and DNS_CHECK.
+/// The settings of SMTP_CHECK, UDP_CHECK, DNS_CHECK and PING_CHECK.
 #[derive(Clone)]
 enum OtherDraft {
+    /// PING_CHECK has none of its own.
+    Ping,
     Smtp {
         helo_name: Option<String>,
     },
@@ -275,7 +277,7 @@ impl Seen {
 fn canonical(keyword: &str) -> Option<&str> {
     Some(match keyword {
         "real_server" | "url" | "status_code" | "TCP_CHECK" | "HTTP_GET" | "SSL_GET"
-        | "MISC_CHECK" | "SMTP_CHECK" | "UDP_CHECK" | "DNS_CHECK" => {
+        | "MISC_CHECK" | "SMTP_CHECK" | "UDP_CHECK" | "DNS_CHECK" | "PING_CHECK" => {
             return None;
         }
         "lb_algo" | "lvs_sched" => "lb_algo",
@@ -1455,7 +1457,7 @@ impl Reader<'_> {
                 }
             }
             "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "MISC_CHECK" | "SMTP_CHECK" | "UDP_CHECK"
-            | "DNS_CHECK" => {
+            | "DNS_CHECK" | "PING_CHECK" => {
                 if let Some(check) = self.checker(s) {
                     rs.checks.push(check);
                 }
@@ -1495,6 +1497,7 @@ impl Reader<'_> {
                     qtype: None,
                     name: None,
                 }),
+                "PING_CHECK" => Some(OtherDraft::Ping),
                 _ => None,
             },
             connect_ip: None,
@@ -1534,10 +1537,24 @@ impl Reader<'_> {
         Some(check)
     }
 
-    /// The keywords of SMTP_CHECK, UDP_CHECK and DNS_CHECK of their own; false if `s` is not
-    /// one (then the common ones apply).
+    /// The keywords of SMTP_CHECK, UDP_CHECK, DNS_CHECK and PING_CHECK of their own; false if
+    /// `s` is not one (then the common ones apply).
     fn other_keyword(&mut self, s: &Stmt, other: &mut OtherDraft) -> bool {
         match (other, s.keyword()) {
+            // keepalived takes them (they are common to its checkers) and does nothing with
+            // them: ICMP has no ports.
+            (OtherDraft::Ping, keyword @ ("connect_port" | "bind_port")) => {
+                if let Some(text) = self.value(s)
+                    && self.problem(s, values::port(text, keyword)).is_some()
+                {
+                    self.report.note(
+                        &s.location,
+                        format!(
+                            "{keyword} ignored in PING_CHECK, as by keepalived: ICMP has no ports"
+                        ),
+                    );
+                }
+            }
             (OtherDraft::Smtp { helo_name }, "helo_name") => {
                 if let Some(name) = self.string(s) {
                     *helo_name = Some(name);
@@ -1864,8 +1881,12 @@ impl Reader<'_> {
         vs: &VsDraft,
     ) -> Option<HealthCheck> {
         let timing = check.timing.or(&rs.timing).or(&vs.timing);
-        let port = check.connect_port.unwrap_or(rs.port);
-        if port == 0 && check.misc.is_none() {
+        let ping = matches!(check.other, Some(OtherDraft::Ping));
+        let port = match ping {
+            true => 0,
+            false => check.connect_port.unwrap_or(rs.port),
+        };
+        if port == 0 && check.misc.is_none() && !ping {
             let message = format!(
                 "{} has no port to connect to: real_server {} has none; give the real_server a \
                  port or the check a connect_port",
@@ -1912,6 +1933,7 @@ impl Reader<'_> {
                     qtype: qtype.unwrap_or(6),
                     name: name.clone().unwrap_or_else(|| ".".to_owned()),
                 }),
+                Some(OtherDraft::Ping) => CheckKind::Ping,
             },
             (Some(http), _) => {
                 let outer_host = http

@@ -1813,3 +1813,56 @@ fn ssl_get_is_http_get_over_tls() {
         ]
     );
 }
+
+#[test]
+fn ping_check_has_the_common_options_but_ports() {
+    let config = parse(
+        "virtual_server 10.0.0.1 80 {\n\
+         \x20   protocol TCP\n\
+         \x20   lb_kind DR\n\
+         \x20   delay_loop 3\n\
+         \x20   real_server 10.0.0.11 80 {\n\
+         \x20       PING_CHECK {\n\
+         \x20           connect_port 81\n\
+         \x20           connect_timeout 2\n\
+         \x20           retry 4\n\
+         \x20           delay_before_retry 1\n\
+         \x20       }\n\
+         \x20   }\n\
+         \x20   real_server 10.0.0.12 {\n\
+         \x20       PING_CHECK {\n\
+         \x20           connect_ip 2001:db8::12\n\
+         \x20           bindto 2001:db8::2\n\
+         \x20           bind_port 4000\n\
+         \x20       }\n\
+         \x20   }\n\
+         }\n",
+    );
+    let vs = &config.services[0];
+    let first = &vs.reals[0].checks[0];
+    assert_eq!(first.kind, CheckKind::Ping);
+    assert_eq!((first.addr, first.port), (ip("10.0.0.11"), 0));
+    assert_eq!(
+        (first.connect_timeout, first.retry, first.delay_before_retry),
+        (secs(2), 4, secs(1))
+    );
+    assert_eq!(first.delay_loop, secs(3));
+    // A real server without a port: no port is needed; IPv6 through connect_ip.
+    let second = &vs.reals[1].checks[0];
+    assert_eq!(
+        (second.addr, second.port, second.bindto, second.bind_port),
+        (ip("2001:db8::12"), 0, Some(ip("2001:db8::2")), None)
+    );
+    // keepalived's defaults: retry 1, 1 s apart.
+    assert_eq!((second.retry, second.delay_before_retry), (1, secs(1)));
+    let notes = notes(&config);
+    for (keyword, line) in [("connect_port", 7), ("bind_port", 17)] {
+        let want = format!("{keyword} ignored in PING_CHECK");
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains(&want) && n.contains(&format!("k.conf:{line}"))),
+            "{notes:?}"
+        );
+    }
+}
