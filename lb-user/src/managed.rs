@@ -429,6 +429,7 @@ fn check_spec(check: &HealthCheck) -> CheckSpec {
                     status_codes: url.status_codes.clone(),
                     host: url.virtualhost.clone(),
                     digest: url.digest,
+                    regex: url.regex.clone(),
                 })
                 .collect(),
             protocol: http.protocol,

@@ -482,12 +482,14 @@ async fn http_urls_are_checked_in_turn_with_their_host_and_codes() {
                 status_codes: StatusCodes::new(vec![(200, 200), (301, 302)]),
                 host: Some("www.example.com".into()),
                 digest: None,
+                regex: None,
             },
             UrlProbe {
                 path: "/b".into(),
                 status_codes: StatusCodes::new(vec![(300, 399)]),
                 host: None,
                 digest: None,
+                regex: None,
             },
         ];
     }

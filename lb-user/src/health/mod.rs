@@ -13,6 +13,7 @@
 //!
 //! [`script`] runs the programs keepalived runs: `MISC_CHECK`s and the `notify_*` scripts.
 
+pub mod body_regex;
 mod icmp;
 mod probe;
 mod runner;
@@ -26,6 +27,7 @@ use std::{fmt, net::IpAddr, time::Duration};
 
 pub use crate::keepalived::{HttpVersion, StatusCodes};
 use crate::model::ServiceAddr;
+pub use body_regex::BodyRegex;
 pub use runner::{EVENT_QUEUE, HealthChecker, spawn};
 pub use script::ScriptSpec;
 
@@ -166,6 +168,8 @@ pub struct UrlProbe {
     pub host: Option<String>,
     /// `digest`: the MD5 sum of the body; the whole response is then read.
     pub digest: Option<[u8; 16]>,
+    /// `regex`: what the body must match (or not); the whole response is then read.
+    pub regex: Option<BodyRegex>,
 }
 
 /// A `MISC_CHECK`.
@@ -206,6 +210,7 @@ impl CheckSpec {
                     status_codes: StatusCodes::success(),
                     host: None,
                     digest: None,
+                    regex: None,
                 }],
                 protocol: HttpVersion::V1_0,
                 fast_recovery: false,

@@ -5,7 +5,7 @@ use std::{net::IpAddr, time::Duration};
 
 use super::error::{Location, Note};
 use crate::{
-    health::{DnsProbe, ScriptSpec, UdpProbe},
+    health::{BodyRegex, DnsProbe, ScriptSpec, UdpProbe},
     model::{RealSpec, ServiceSpec, Timeouts},
 };
 
@@ -175,6 +175,9 @@ pub struct HttpUrl {
     pub virtualhost: Option<String>,
     /// `digest`: the MD5 sum the body must have (as keepalived's `genhash` prints it).
     pub digest: Option<[u8; 16]>,
+    /// `regex` with `regex_options`, `regex_no_match`, `regex_min_offset` and
+    /// `regex_max_offset`: what the body must match, or not.
+    pub regex: Option<BodyRegex>,
 }
 
 /// `http_protocol`.

@@ -22,7 +22,7 @@ use super::{
     values::{self, Problem},
 };
 use crate::{
-    health::{DnsProbe, ScriptSpec, UdpProbe, script},
+    health::{BodyRegex, DnsProbe, ScriptSpec, UdpProbe, body_regex, script},
     model::{
         AddrPort, Forward, MAX_WEIGHT, Netmask, Persistence, Protocol, RealSpec, SchedFlags,
         Scheduler, ServiceAddr, ServiceSpec, Timeouts, Tunnel, TunnelCsum, TunnelType,
@@ -246,6 +246,19 @@ struct UrlDraft {
     status_codes: Vec<(u16, u16)>,
     virtualhost: Option<String>,
     digest: Option<[u8; 16]>,
+    regex: Option<BodyRegex>,
+}
+
+/// The `regex*` keywords of a url, before they are put together.
+#[derive(Default)]
+struct RegexDraft {
+    pattern: Option<(String, Location)>,
+    options: Vec<String>,
+    no_match: bool,
+    min_offset: Option<usize>,
+    max_offset: Option<usize>,
+    /// The first `regex_*` keyword's line, for an error if there is no `regex`.
+    first_setting: Option<Location>,
 }
 
 /// Notes a keyword given twice in a block: keepalived keeps the last value.
@@ -1802,6 +1815,7 @@ impl Reader<'_> {
         let mut status_codes = Vec::new();
         let mut virtualhost = None;
         let mut digest = None;
+        let mut regex = RegexDraft::default();
         let mut seen = Seen::default();
         for s in block {
             seen.check(self.report, s);
@@ -1840,11 +1854,7 @@ impl Reader<'_> {
                     }
                 }
                 "regex" | "regex_no_match" | "regex_options" | "regex_stack"
-                | "regex_min_offset" | "regex_max_offset" => self.error(
-                    ErrorKind::Unsupported,
-                    s,
-                    format!("{}: matching the page is not supported by lb", s.keyword()),
-                ),
+                | "regex_min_offset" | "regex_max_offset" => self.regex_keyword(s, &mut regex),
                 "tls_compliant" => self.error(
                     ErrorKind::Unsupported,
                     s,
@@ -1853,6 +1863,7 @@ impl Reader<'_> {
                 _ => self.unknown(s),
             }
         }
+        let regex = self.url_regex(regex);
         let Some(path) = path else {
             if self.report.errors.len() > errors_before {
                 return None;
@@ -1869,7 +1880,107 @@ impl Reader<'_> {
             status_codes,
             virtualhost,
             digest,
+            regex,
         })
+    }
+
+    /// check_http.c's `regex*` keywords. keepalived logs and ignores what is wrong with
+    /// them (an unknown option, an offset that is no number); lb refuses it.
+    fn regex_keyword(&mut self, s: &Stmt, regex: &mut RegexDraft) {
+        let keyword = s.keyword();
+        if keyword != "regex" && regex.first_setting.is_none() {
+            regex.first_setting = Some(s.location.clone());
+        }
+        let offset = |text: &str| -> Result<usize, Problem> {
+            text.parse::<usize>().map_err(|_| {
+                let message = format!("invalid {keyword} '{text}': expected a byte offset");
+                (ErrorKind::Invalid, message)
+            })
+        };
+        match keyword {
+            "regex" => {
+                if let Some(pattern) = self.value(s) {
+                    regex.pattern = Some((pattern.to_owned(), s.location.clone()));
+                }
+            }
+            "regex_no_match" => regex.no_match |= self.flag(s),
+            "regex_options" => {
+                if let Some(words) = self.values(s, 1, usize::MAX) {
+                    for word in words {
+                        match body_regex::check_option(word) {
+                            Ok(()) => regex.options.push(word.clone()),
+                            Err(message) => self.error(ErrorKind::Unsupported, s, message),
+                        }
+                    }
+                }
+            }
+            "regex_min_offset" => {
+                if let Some(text) = self.value(s) {
+                    regex.min_offset = self.problem(s, offset(text)).or(regex.min_offset);
+                }
+            }
+            "regex_max_offset" => {
+                if let Some(text) = self.value(s) {
+                    regex.max_offset = self.problem(s, offset(text)).or(regex.max_offset);
+                }
+            }
+            // regex_stack START MAX: the size of PCRE2's JIT stack.
+            _ => {
+                if let Some([start, max]) = self.values(s, 2, 2) {
+                    match (start.parse::<u64>(), max.parse::<u64>()) {
+                        (Ok(start), Ok(max)) if start <= max => self.report.note(
+                            &s.location,
+                            "regex_stack ignored: lb's regex engine (the regex crate) does not \
+                             backtrack and has no JIT stack to size",
+                        ),
+                        _ => {
+                            let message = format!(
+                                "invalid regex_stack '{start} {max}': expected a start and a \
+                                 maximum size, the start not above the maximum"
+                            );
+                            self.error(ErrorKind::Invalid, s, message);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The url's regex, compiled; errors at the `regex` line (or the first setting's).
+    fn url_regex(&mut self, draft: RegexDraft) -> Option<BodyRegex> {
+        let Some((pattern, at)) = draft.pattern else {
+            if let Some(at) = draft.first_setting {
+                self.report.error(
+                    ErrorKind::Invalid,
+                    &at,
+                    "regex settings without a regex (keepalived would ignore them): add the \
+                     url's regex, or remove them",
+                );
+            }
+            return None;
+        };
+        let (min, max) = (draft.min_offset.unwrap_or(0), draft.max_offset);
+        if let Some(max) = max
+            && min > max
+        {
+            let message = format!(
+                "regex_min_offset {min} is above regex_max_offset {max} (keepalived would \
+                 ignore both)"
+            );
+            self.report.error(ErrorKind::Invalid, &at, message);
+            return None;
+        }
+        match BodyRegex::new(&pattern, &draft.options, draft.no_match, min, max) {
+            Ok(regex) => Some(regex),
+            Err(message) => {
+                let message = format!(
+                    "{message} (lb matches with the regex crate: backreferences, lookaround, \
+                     atomic groups and possessive quantifiers are not available)"
+                );
+                self.report.error(ErrorKind::Unsupported, &at, message);
+                None
+            }
+        }
     }
 
     /// A check with its settings inherited from the real and virtual servers
@@ -1954,6 +2065,7 @@ impl Reader<'_> {
                             },
                             virtualhost: u.virtualhost.as_ref().or(outer_host).cloned(),
                             digest: u.digest,
+                            regex: u.regex.clone(),
                         })
                         .collect(),
                     protocol: http.protocol,

@@ -188,6 +188,7 @@ fn seed_002_director_with_dr_and_http_checks() {
                 status_codes: StatusCodes(vec![(200, 200)]),
                 virtualhost: None,
                 digest: None,
+                regex: None,
             }],
             protocol: HttpVersion::V1_0,
             fast_recovery: false,
@@ -664,12 +665,14 @@ fn every_supported_keyword() {
                             ]),
                             virtualhost: Some("check.example.com".into()),
                             digest: None,
+                            regex: None,
                         },
                         HttpUrl {
                             path: "/a path?x=1".into(),
                             status_codes: StatusCodes::success(),
                             virtualhost: Some("url.example.com".into()),
                             digest: None,
+                            regex: None,
                         },
                     ],
                     protocol: HttpVersion::V1_1,
@@ -714,6 +717,7 @@ fn every_supported_keyword() {
                     status_codes: StatusCodes::success(),
                     virtualhost: Some("www.example.com".into()),
                     digest: None,
+                    regex: None,
                 }],
                 protocol: HttpVersion::V1_0,
                 fast_recovery: false,
@@ -1863,6 +1867,62 @@ fn ping_check_has_the_common_options_but_ports() {
                 .iter()
                 .any(|n| n.contains(&want) && n.contains(&format!("k.conf:{line}"))),
             "{notes:?}"
+        );
+    }
+}
+
+/// A service whose real server has an HTTP_GET with one url of `lines` (from line 6).
+fn url_with(lines: &str) -> String {
+    format!(
+        "virtual_server 10.0.0.1 80 {{\nprotocol TCP\nreal_server 10.0.0.11 80 {{\nHTTP_GET {{\n\
+         url {{\npath /\n{lines}\n}}\n}}\n}}\n}}\n"
+    )
+}
+
+#[test]
+fn url_regex_as_keepalived_reads_it() {
+    let config = parse(&url_with(
+        "regex \"^status: (ok|fine)$\"\nregex_options caseless multiline\nregex_no_match\n\
+         regex_min_offset 4\nregex_max_offset 100\nregex_stack 32768 65536",
+    ));
+    let CheckKind::Http(http) = &config.services[0].reals[0].checks[0].kind else {
+        panic!("{config:#?}");
+    };
+    let regex = http.urls[0].regex.as_ref().unwrap();
+    assert_eq!(regex.pattern(), "^status: (ok|fine)$");
+    assert_eq!(
+        (regex.no_match, regex.min_offset, regex.max_offset),
+        (true, 4, Some(100))
+    );
+    // caseless and multiline apply; regex_no_match inverts.
+    assert!(!regex.passes(b"....\nStatus: OK\n"));
+    assert!(regex.passes(b"....\nstatus: down\n"));
+    assert!(
+        notes(&config)
+            .iter()
+            .any(|n| n.contains("regex_stack ignored") && n.contains("k.conf:12")),
+        "{:?}",
+        notes(&config)
+    );
+
+    let cases: &[(&str, &str)] = &[
+        ("regex \"(a)\\\\1\"", "k.conf:7"),
+        ("regex a++", "k.conf:7"),
+        ("regex ok\nregex_options alt_bsux", "k.conf:8"),
+        ("regex ok\nregex_options casless", "k.conf:8"),
+        ("regex_no_match", "k.conf:7"),
+        (
+            "regex_options caseless\nregex ok\nregex_min_offset 9\nregex_max_offset 3",
+            "k.conf:8",
+        ),
+        ("regex ok\nregex_max_offset x", "k.conf:8"),
+        ("regex ok\nregex_stack 9 3", "k.conf:8"),
+    ];
+    for (lines, at) in cases {
+        let errors = errors(&url_with(lines));
+        assert!(
+            errors.iter().any(|e| e.contains(at)),
+            "{lines}: expected an error at {at}: {errors:?}"
         );
     }
 }
