@@ -216,6 +216,12 @@ const WALK: &[Entry] = &[
     ("lvs_flush_on_stop", GLOBAL, "", "lvs_flush_on_stop", Noted),
     ("lvs_flush_onstop", GLOBAL, "", "lvs_flush_onstop", Noted),
     ("script_user", GLOBAL, "", "script_user nobody", Applied),
+    ("checker_log_all_failures", GLOBAL, "", "checker_log_all_failures", Applied),
+    ("lvs_notify_fifo", GLOBAL, "", "lvs_notify_fifo /run/k.fifo", Noted),
+    ("lvs_notify_fifo_script", GLOBAL, "", "lvs_notify_fifo_script /bin/true", Noted),
+    ("notify_fifo", GLOBAL, "", "notify_fifo /run/k.fifo", Noted),
+    ("notify_fifo_script", GLOBAL, "", "notify_fifo_script /bin/true", Noted),
+    ("enable_script_security", GLOBAL, "", "enable_script_security", Noted),
     // top level
     ("virtual_server", ROOT, "", "virtual_server 10.0.0.2 80 {\nprotocol TCP\nreal_server 10.0.0.11 80 {\n}\n}", Applied),
     ("virtual_server_group", ROOT, "", "virtual_server_group g {\n10.0.0.7-8 80\n}\nvirtual_server group g {\nprotocol TCP\nreal_server 10.0.0.11 80 {\n}\n}", Applied),

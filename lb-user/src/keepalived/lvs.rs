@@ -51,9 +51,11 @@ pub(super) fn read(stmts: &[Stmt], report: &mut Report) -> LvsConfig {
         timeouts: None,
         flush: false,
         script_user: None,
+        log_all_failures: false,
         groups: HashMap::new(),
     };
     reader.script_user = reader.default_script_user(stmts);
+    reader.log_all_failures = reader.checker_log_all_failures(stmts);
     for stmt in stmts
         .iter()
         .filter(|s| s.keyword() == "virtual_server_group")
@@ -77,6 +79,8 @@ struct Reader<'r> {
     flush: bool,
     /// Whom scripts run as when they do not say: (uid, gid), `None` for lbd's own user.
     script_user: Option<(u32, u32)>,
+    /// `global_defs`' `checker_log_all_failures`: every check logs every failure.
+    log_all_failures: bool,
     /// `virtual_server_group`s by name: their addresses and ports, expanded.
     groups: HashMap<String, Vec<(IpAddr, u16)>>,
 }
@@ -465,6 +469,17 @@ impl Reader<'_> {
 
     /// keepalived's default script user: `global_defs { script_user USER [GROUP] }`, else the
     /// user `keepalived_script` if it exists, else keepalived's own (here lbd's).
+    /// `global_defs { checker_log_all_failures [BOOL] }`, read before the virtual servers.
+    fn checker_log_all_failures(&mut self, stmts: &[Stmt]) -> bool {
+        let global = stmts
+            .iter()
+            .filter(|s| s.keyword() == "global_defs")
+            .filter_map(|s| s.block.as_deref())
+            .flatten()
+            .rfind(|s| s.keyword() == "checker_log_all_failures");
+        global.is_some_and(|stmt| self.opt_bool(stmt).unwrap_or(false))
+    }
+
     fn default_script_user(&mut self, stmts: &[Stmt]) -> Option<(u32, u32)> {
         let global = stmts
             .iter()
@@ -635,8 +650,26 @@ impl Reader<'_> {
                     self.flush = true;
                     read.push("lvs_flush");
                 }
-                // Read up front, by default_script_user.
+                // Read up front, by default_script_user and checker_log_all_failures.
                 "script_user" => read.push("script_user"),
+                "checker_log_all_failures" => read.push("checker_log_all_failures"),
+                "lvs_notify_fifo"
+                | "lvs_notify_fifo_script"
+                | "notify_fifo"
+                | "notify_fifo_script" => self.report.note(
+                    &s.location,
+                    format!(
+                        "{} ignored: lbd writes no notify FIFO; lbd's log has each real \
+                         server's and quorum's change (use notify_up/notify_down, \
+                         quorum_up/quorum_down scripts to act on them)",
+                        s.keyword()
+                    ),
+                ),
+                "enable_script_security" => self.report.note(
+                    &s.location,
+                    "enable_script_security ignored: lbd does not check who may write the \
+                     scripts it runs; keep them writable by root only",
+                ),
                 "lvs_sync_daemon" => self.report.note(
                     &s.location,
                     "lvs_sync_daemon ignored: lb has no connection synchronisation, so \
@@ -2111,7 +2144,8 @@ impl Reader<'_> {
             delay_loop,
             warmup: timing.warmup.unwrap_or(delay_loop),
             alpha: check.alpha.or(rs.alpha).unwrap_or(vs.alpha),
-            log_all_failures: check.log_all_failures,
+            // check_api.c: the global setting or the check's.
+            log_all_failures: check.log_all_failures || self.log_all_failures,
             location: check.location.clone(),
         })
     }

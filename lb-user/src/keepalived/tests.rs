@@ -343,6 +343,8 @@ fn two_directors_conf() {
         [
             "/etc/keepalived/keepalived.conf:10: global_defs ignored but for script_user: the \
              rest configures keepalived itself",
+            "/etc/keepalived/keepalived.conf:12: enable_script_security ignored: lbd does not \
+             check who may write the scripts it runs; keep them writable by root only",
             "/etc/keepalived/keepalived.conf:17: vrrp_script chk_lbd ignored: keepalived \
              itself runs VRRP and its trackers",
             "/etc/keepalived/keepalived.conf:25: vrrp_instance VI_1 ignored: keepalived itself \
@@ -969,6 +971,8 @@ virtual_server 192.168.1.99 80 {
         [
             "k.conf:1: global_defs ignored but for script_user: the rest configures keepalived \
              itself",
+            "k.conf:7: enable_script_security ignored: lbd does not check who may write the \
+             scripts it runs; keep them writable by root only",
             "k.conf:10: vrrp_instance VI_1 ignored: keepalived itself runs VRRP",
         ]
     );
