@@ -429,6 +429,7 @@ fn check_spec(check: &HealthCheck) -> CheckSpec {
                     status_codes: url.status_codes.clone(),
                     host: url.virtualhost.clone(),
                     digest: url.digest,
+                    regex: url.regex.clone(),
                 })
                 .collect(),
             protocol: http.protocol,
@@ -445,6 +446,7 @@ fn check_spec(check: &HealthCheck) -> CheckSpec {
         },
         CheckKind::Udp(udp) => Probe::Udp(udp.clone()),
         CheckKind::Dns(dns) => Probe::Dns(dns.clone()),
+        CheckKind::Ping => Probe::Ping,
     };
     CheckSpec {
         probe,
@@ -773,6 +775,43 @@ mod tests {
         m.reload().unwrap();
         // .11 stays down until its checks say otherwise, .12 has its new weight.
         assert_eq!(weights(&m), [(12, 7)]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// keepalived PR #596: a failed real server kept with weight 0 (`inhibit_on_failure`)
+    /// stayed in IPVS when a reload removed it from the file.
+    #[test]
+    fn a_reload_deletes_an_inhibited_real_server_the_file_no_longer_has() {
+        let dir = std::env::temp_dir().join(format!("lb-managed-596-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("k.conf");
+        let real = |n: u8| format!(" real_server 10.0.0.{n} 80 {{\n  TCP_CHECK {{\n  }}\n }}\n");
+        let conf = |reals: &str| {
+            format!(
+                "virtual_server {VIP} 80 {{\n protocol TCP\n lb_algo rr\n lb_kind DR\n \
+                 inhibit_on_failure\n{reals}}}\n"
+            )
+        };
+        std::fs::write(&path, conf(&(real(11) + &real(12)))).unwrap();
+        let mut m = Managed::load(&path).unwrap();
+        m.set_health(key(11), false, 1);
+        let running = applied(&m, &Config::default());
+        let addrs = |c: &Config| -> Vec<(String, u32)> {
+            c.service(&key(11).service)
+                .unwrap()
+                .reals
+                .iter()
+                .map(|r| (r.spec.addr.to_string(), r.spec.weight))
+                .collect()
+        };
+        assert_eq!(
+            addrs(&running),
+            [("10.0.0.11".into(), 0), ("10.0.0.12".into(), 1)]
+        );
+        std::fs::write(&path, conf(&real(12))).unwrap();
+        m.reload().unwrap();
+        let reloaded = applied(&m, &running);
+        assert_eq!(addrs(&reloaded), [("10.0.0.12".to_owned(), 1)]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

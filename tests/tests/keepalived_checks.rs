@@ -341,3 +341,178 @@ virtual_server group web {{
     let downs = log.matches("real server down: MISC_CHECK").count();
     assert_eq!(downs, 1, "{log}");
 }
+
+/// Drops ICMP (`icmp`) or ICMPv6 (`icmpv6`) echo requests in real server `i`'s namespace
+/// (`drop: false` takes the rule away again).
+fn drop_echo_requests(tb: &Testbed, i: usize, family: &str, drop: bool) {
+    let ns = &tb.rs(i).ns;
+    let table = format!("lb_ping_{family}");
+    let ran = if drop {
+        let rules = format!(
+            "table inet {table} {{\nchain input {{\ntype filter hook input priority 0;\n\
+             {family} type echo-request drop\n}}\n}}\n"
+        );
+        ns.try_run(&["nft", "-f", "-"], Some(&rules))
+    } else {
+        ns.try_run(&["nft", "delete", "table", "inet", &table], None)
+    };
+    ran.assert_success();
+}
+
+/// PING_CHECK: ICMP echo to rs2's address, ICMPv6 echo to rs1's IPv6 twin (`connect_ip`). With
+/// `alpha` the real servers come in only once their echo requests are answered; one whose
+/// real server drops echo requests (nftables in its namespace) goes out, and comes back once
+/// they are answered again.
+#[test]
+fn ping_check_follows_echo_replies() {
+    let tb = Testbed::builder().ipv6().build();
+    let dir: PathBuf = tb.dir().join("ping");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (vip, rip1, rip2, rip1_v6) = (tb.vip(), tb.rip(1), tb.rip(2), tb.rip6(1));
+    let conf = format!(
+        "virtual_server {vip} {SERVICE_PORT} {{
+    delay_loop 1
+    lb_algo rr
+    lb_kind DR
+    protocol TCP
+    alpha
+    real_server {rip1} {SERVICE_PORT} {{
+        PING_CHECK {{
+            connect_ip {rip1_v6}
+            connect_timeout 1
+            retry 0
+            warmup 0
+        }}
+    }}
+    real_server {rip2} {SERVICE_PORT} {{
+        PING_CHECK {{
+            connect_timeout 1
+            retry 1
+            delay_before_retry 1
+            warmup 0
+        }}
+    }}
+}}
+"
+    );
+    let conf_path = dir.join("keepalived.conf");
+    write(&conf_path, &conf);
+    let mut lbd = start_lbd_with_config(&tb, &conf_path);
+    let l = wait_weights(
+        &tb,
+        "both in once their pings are answered",
+        (Some(1), Some(1)),
+    );
+    println!("{l}");
+    tb.curl_vip(SERVICE_PORT, 4).assert_all_ok();
+
+    drop_echo_requests(&tb, 2, "icmp", true);
+    wait_weights(&tb, "rs2 out (echo requests dropped)", (Some(1), None));
+    let tally = tb.curl_vip(SERVICE_PORT, 4);
+    tally.assert_all_ok();
+    assert_eq!(tally.count("rs1"), 4, "{tally}");
+
+    drop_echo_requests(&tb, 2, "icmp", false);
+    wait_weights(&tb, "rs2 back (echo answered again)", (Some(1), Some(1)));
+
+    // rs1's check is over ICMPv6: dropping its ICMPv6 echo requests takes it out.
+    drop_echo_requests(&tb, 1, "icmpv6", true);
+    wait_weights(
+        &tb,
+        "rs1 out (ICMPv6 echo requests dropped)",
+        (None, Some(1)),
+    );
+
+    let status = lbd.daemon.stop(libc::SIGTERM, Duration::from_secs(15));
+    assert!(
+        status.success(),
+        "lbd exited with {status:?}\n{}",
+        lbd.daemon.report()
+    );
+    let log = std::fs::read_to_string(&tb.lbd_files().log).unwrap_or_default();
+    assert!(
+        log.contains(&format!("PING_CHECK {rip2}: no echo reply")),
+        "lbd's log says why rs2 went out:\n{log}"
+    );
+}
+
+/// HTTP_GET's `regex`: rs1's page must match `status: (ok|fine)$` (PCRE2's `$` before the
+/// page's last newline), rs2's must not contain `error` (`regex_no_match`). With `alpha` they
+/// come in only once their pages pass; a page that stops passing takes its real server out,
+/// and back in once it passes again.
+#[test]
+fn http_get_regex_follows_the_page() {
+    let tb = Testbed::builder().build();
+    let dir: PathBuf = tb.dir().join("regex");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (vip, rip1, rip2) = (tb.vip(), tb.rip(1), tb.rip(2));
+    let page = |i: usize, text: &str| {
+        let path = tb.dir().join(&tb.rs(i).name).join("files/status");
+        write(&path, text);
+    };
+    page(1, "status: ok\n");
+    page(2, "status: ok\n");
+    let conf = format!(
+        "virtual_server {vip} {SERVICE_PORT} {{
+    delay_loop 1
+    lb_algo rr
+    lb_kind DR
+    protocol TCP
+    alpha
+    real_server {rip1} {SERVICE_PORT} {{
+        HTTP_GET {{
+            url {{
+                path /files/status
+                regex \"status: (ok|fine)$\"
+            }}
+            connect_timeout 1
+            retry 0
+            warmup 0
+        }}
+    }}
+    real_server {rip2} {SERVICE_PORT} {{
+        HTTP_GET {{
+            url {{
+                path /files/status
+                regex error
+                regex_no_match
+            }}
+            connect_timeout 1
+            retry 0
+            warmup 0
+        }}
+    }}
+}}
+"
+    );
+    let conf_path = dir.join("keepalived.conf");
+    write(&conf_path, &conf);
+    let mut lbd = start_lbd_with_config(&tb, &conf_path);
+    let l = wait_weights(&tb, "both in once their pages pass", (Some(1), Some(1)));
+    println!("{l}");
+
+    page(1, "status: degraded\n");
+    wait_weights(&tb, "rs1 out (its page no longer matches)", (None, Some(1)));
+    page(1, "status: fine\n");
+    wait_weights(&tb, "rs1 back (it matches again)", (Some(1), Some(1)));
+    page(2, "status: ok\nlast error: disk full\n");
+    wait_weights(
+        &tb,
+        "rs2 out (its page matches regex_no_match's)",
+        (Some(1), None),
+    );
+    page(2, "status: ok\n");
+    wait_weights(&tb, "rs2 back", (Some(1), Some(1)));
+
+    let status = lbd.daemon.stop(libc::SIGTERM, Duration::from_secs(15));
+    assert!(
+        status.success(),
+        "lbd exited with {status:?}\n{}",
+        lbd.daemon.report()
+    );
+    let log = std::fs::read_to_string(&tb.lbd_files().log).unwrap_or_default();
+    assert!(
+        log.contains("not a body matching regex"),
+        "lbd's log says why rs1 went out:\n{log}"
+    );
+}

@@ -482,12 +482,14 @@ async fn http_urls_are_checked_in_turn_with_their_host_and_codes() {
                 status_codes: StatusCodes::new(vec![(200, 200), (301, 302)]),
                 host: Some("www.example.com".into()),
                 digest: None,
+                regex: None,
             },
             UrlProbe {
                 path: "/b".into(),
                 status_codes: StatusCodes::new(vec![(300, 399)]),
                 host: None,
                 digest: None,
+                regex: None,
             },
         ];
     }
@@ -924,4 +926,28 @@ async fn ssl_get_talks_tls_and_takes_any_certificate() {
     let outcome = probe::attempt(&check, 0).await;
     assert!(!outcome.success, "{outcome:?}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn ping_check_wants_its_own_echo_reply() {
+    let ping = |addr: std::net::IpAddr, limit: Duration| CheckSpec {
+        probe: Probe::Ping,
+        connect_timeout: limit,
+        ..CheckSpec::tcp(addr, 0)
+    };
+    // The loopback answers, in both families; attempts at the same time each get theirs.
+    for addr in [
+        std::net::IpAddr::from(LOCALHOST),
+        std::net::Ipv6Addr::LOCALHOST.into(),
+    ] {
+        let check = ping(addr, PATIENCE);
+        assert_eq!(check.validate(), Ok(()), "a PING_CHECK needs no port");
+        let (a, b) = tokio::join!(probe::attempt(&check, 0), probe::attempt(&check, 0));
+        assert!(a.success && b.success, "{a:?} {b:?}");
+        assert!(a.reason.contains("echo reply"), "{a:?}");
+    }
+    // Nothing answers for TEST-NET-2 (unreachable, or silence until the timeout). (The
+    // e2e test has a real server that drops echo requests.)
+    let o = probe::attempt(&ping(Ipv4Addr::new(198, 51, 100, 7).into(), 300 * MS), 0).await;
+    assert!(!o.success, "{o:?}");
 }

@@ -1,5 +1,5 @@
 //! Health checks of real servers, as keepalived's checkers do them (`TCP_CHECK`, `HTTP_GET`,
-//! `MISC_CHECK`, `SMTP_CHECK`, `UDP_CHECK`, `DNS_CHECK`).
+//! `MISC_CHECK`, `SMTP_CHECK`, `UDP_CHECK`, `DNS_CHECK`, `PING_CHECK`).
 //!
 //! Each check of a real server runs every `delay_loop`; a failed attempt is retried `retry`
 //! times, `delay_before_retry` apart, before the check is declared down, and a down check is
@@ -13,6 +13,8 @@
 //!
 //! [`script`] runs the programs keepalived runs: `MISC_CHECK`s and the `notify_*` scripts.
 
+pub mod body_regex;
+mod icmp;
 mod probe;
 mod runner;
 pub mod script;
@@ -25,6 +27,7 @@ use std::{fmt, net::IpAddr, time::Duration};
 
 pub use crate::keepalived::{HttpVersion, StatusCodes};
 use crate::model::ServiceAddr;
+pub use body_regex::BodyRegex;
 pub use runner::{EVENT_QUEUE, HealthChecker, spawn};
 pub use script::ScriptSpec;
 
@@ -116,6 +119,8 @@ pub enum Probe {
     Udp(UdpProbe),
     /// `DNS_CHECK`: a query draws an answer without error.
     Dns(DnsProbe),
+    /// `PING_CHECK`: an ICMP (ICMPv6) echo request draws its echo reply.
+    Ping,
 }
 
 /// A `UDP_CHECK`.
@@ -163,6 +168,8 @@ pub struct UrlProbe {
     pub host: Option<String>,
     /// `digest`: the MD5 sum of the body; the whole response is then read.
     pub digest: Option<[u8; 16]>,
+    /// `regex`: what the body must match (or not); the whole response is then read.
+    pub regex: Option<BodyRegex>,
 }
 
 /// A `MISC_CHECK`.
@@ -203,6 +210,7 @@ impl CheckSpec {
                     status_codes: StatusCodes::success(),
                     host: None,
                     digest: None,
+                    regex: None,
                 }],
                 protocol: HttpVersion::V1_0,
                 fast_recovery: false,
@@ -222,7 +230,10 @@ impl CheckSpec {
             },
             Probe::Misc(_) => state::Rules::Misc,
             // smtp_final(), udp_epilog() and dns_final() follow tcp_epilog()'s rules.
-            Probe::Tcp | Probe::Smtp { .. } | Probe::Udp(_) | Probe::Dns(_) => state::Rules::Tcp,
+            // icmp_epilog() too.
+            Probe::Tcp | Probe::Smtp { .. } | Probe::Udp(_) | Probe::Dns(_) | Probe::Ping => {
+                state::Rules::Tcp
+            }
         };
         state::Policy {
             rules,
@@ -248,7 +259,8 @@ impl CheckSpec {
                 if self.connect_timeout.is_zero() {
                     return Err(SpecError::ZeroConnectTimeout);
                 }
-                if self.port == 0 {
+                // ICMP has no ports.
+                if self.port == 0 && self.probe != Probe::Ping {
                     return Err(SpecError::ZeroPort);
                 }
             }

@@ -5,8 +5,8 @@
 //! HTTP_GET and SSL_GET speak HTTP themselves rather than through hyper's client, on purpose:
 //! keepalived's checker sends its own request template (HTTP/1.0 without `Connection`, or
 //! `http_protocol 1.1` with `Connection: close`, `User-Agent: KeepAliveClient`, `Host:
-//! address:port` unless `virtualhost`), reads only the status line unless a `digest` is set,
-//! and hashes the raw bytes after the head up to the server's close, cut at a case-sensitive
+//! address:port` unless `virtualhost`), reads only the status line unless a `digest` or a
+//! `regex` is set, and hashes the raw bytes after the head up to the server's close, cut at a case-sensitive
 //! `Content-Length:` and with any chunked framing left in, which is what genhash prints and
 //! so what configurations hold. hyper would send its own headers and decode the body, and the
 //! configured digests of chunked pages would no longer match. TLS (SSL_GET) is rustls, through
@@ -70,6 +70,13 @@ pub(crate) async fn attempt(check: &CheckSpec, url: usize) -> Outcome {
         Probe::Smtp { helo_name } => smtp_check(check, helo_name).await,
         Probe::Udp(udp) => udp_check(check, udp).await,
         Probe::Dns(dns) => dns_check(check, dns).await,
+        Probe::Ping => {
+            let label = format!("PING_CHECK {}", check.addr);
+            match super::icmp::ping(check).await {
+                Ok(()) => Outcome::new(true, format!("{label}: echo reply")),
+                Err(e) => Outcome::new(false, format!("{label}: {e}")),
+            }
+        }
     }
 }
 
@@ -405,8 +412,8 @@ impl ServerCertVerifier for AnyCertificate {
 
 async fn http_get(check: &CheckSpec, http: &HttpProbe, url: &UrlProbe) -> Outcome {
     let label = http_label(check, http, url);
-    if let Some(digest) = url.digest {
-        return http_digest(check, http, url, &digest, &label).await;
+    if url.digest.is_some() || url.regex.is_some() {
+        return http_whole(check, http, url, &label).await;
     }
     let limit = check.connect_timeout;
     let status = async {
@@ -434,16 +441,11 @@ async fn http_get(check: &CheckSpec, http: &HttpProbe, url: &UrlProbe) -> Outcom
     }
 }
 
-/// With `digest`: as keepalived's http_read_thread, the whole response up to the server's
-/// close, each read within `connect_timeout`; the status must be one of the url's, then the
-/// MD5 of the body (up to a `Content-Length:`, if any) must be the digest.
-async fn http_digest(
-    check: &CheckSpec,
-    http: &HttpProbe,
-    url: &UrlProbe,
-    digest: &[u8; 16],
-    label: &str,
-) -> Outcome {
+/// With `digest` or `regex`: as keepalived's http_read_thread, the whole response up to the
+/// server's close, each read within `connect_timeout`; the status must be one of the url's,
+/// then the MD5 of the body (up to a `Content-Length:`, if any) must be the digest, then the
+/// body (all of it) must match the regex (or with `regex_no_match`, not).
+async fn http_whole(check: &CheckSpec, http: &HttpProbe, url: &UrlProbe, label: &str) -> Outcome {
     use md5::{Digest as _, Md5};
     let limit = check.connect_timeout;
     let response = async {
@@ -495,18 +497,37 @@ async fn http_digest(
             );
         }
     };
-    let body = http_body(&response);
-    let sum: [u8; 16] = Md5::digest(body).into();
-    if sum != *digest {
-        let hex: String = sum.iter().map(|b| format!("{b:02x}")).collect();
-        return Outcome::new(
-            false,
-            format!("{label} returned {code}, MD5 digest {hex} is not the one configured"),
-        );
+    let mut passed = Vec::new();
+    if let Some(digest) = url.digest {
+        let sum: [u8; 16] = Md5::digest(http_body(&response)).into();
+        if sum != digest {
+            let hex: String = sum.iter().map(|b| format!("{b:02x}")).collect();
+            return Outcome::new(
+                false,
+                format!("{label} returned {code}, MD5 digest {hex} is not the one configured"),
+            );
+        }
+        passed.push("the digest configured".to_owned());
+    }
+    if let Some(regex) = &url.regex {
+        // keepalived matches what follows the head, not cut at a Content-Length.
+        let body = response
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(&[][..], |at| &response[at + 4..]);
+        let pattern = regex.pattern();
+        let said = match regex.no_match {
+            false => format!("a body matching regex {pattern:?}"),
+            true => format!("a body not matching regex {pattern:?} (regex_no_match)"),
+        };
+        if !regex.passes(body) {
+            return Outcome::new(false, format!("{label} returned {code}, not {said}"));
+        }
+        passed.push(said);
     }
     Outcome::new(
         true,
-        format!("{label} returned {code} with the digest configured"),
+        format!("{label} returned {code} with {}", passed.join(" and ")),
     )
 }
 
@@ -632,7 +653,7 @@ pub(crate) fn parse_status_line(line: &[u8]) -> Option<u16> {
 }
 
 /// `connection refused` rather than `Connection refused (os error 111)`.
-fn describe(e: &io::Error) -> String {
+pub(super) fn describe(e: &io::Error) -> String {
     let text = e.to_string();
     let text = match text.find(" (os error ") {
         Some(at) => &text[..at],

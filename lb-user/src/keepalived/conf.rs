@@ -5,7 +5,7 @@ use std::{net::IpAddr, time::Duration};
 
 use super::error::{Location, Note};
 use crate::{
-    health::{DnsProbe, ScriptSpec, UdpProbe},
+    health::{BodyRegex, DnsProbe, ScriptSpec, UdpProbe},
     model::{RealSpec, ServiceSpec, Timeouts},
 };
 
@@ -94,7 +94,7 @@ pub struct HealthCheck {
     pub kind: CheckKind,
     /// `connect_ip`, default the real server's address.
     pub addr: IpAddr,
-    /// `connect_port`, default the real server's port as written.
+    /// `connect_port`, default the real server's port as written; 0 for `PING_CHECK`.
     pub port: u16,
     /// `bindto`: source address.
     pub bindto: Option<IpAddr>,
@@ -133,6 +133,8 @@ pub enum CheckKind {
     Udp(UdpProbe),
     /// `DNS_CHECK { type, name }`.
     Dns(DnsProbe),
+    /// `PING_CHECK`: an ICMP (ICMPv6) echo request is answered.
+    Ping,
 }
 
 /// The program side of a `MISC_CHECK`.
@@ -173,6 +175,9 @@ pub struct HttpUrl {
     pub virtualhost: Option<String>,
     /// `digest`: the MD5 sum the body must have (as keepalived's `genhash` prints it).
     pub digest: Option<[u8; 16]>,
+    /// `regex` with `regex_options`, `regex_no_match`, `regex_min_offset` and
+    /// `regex_max_offset`: what the body must match, or not.
+    pub regex: Option<BodyRegex>,
 }
 
 /// `http_protocol`.

@@ -32,6 +32,7 @@ const MISC: &str = "@MISC@";
 const SMTP: &str = "@SMTP@";
 const UDP: &str = "@UDP@";
 const DNS: &str = "@DNS@";
+const PING: &str = "@PING@";
 const GLOBAL: &str = "@GLOBAL@";
 const ROOT: &str = "@ROOT@";
 
@@ -65,6 +66,9 @@ const TEMPLATE: &str = "virtual_server 10.0.0.1 80 {
         }
         DNS_CHECK {
             @DNS@
+        }
+        PING_CHECK {
+            @PING@
         }
     }
 }
@@ -139,7 +143,7 @@ const WALK: &[Entry] = &[
     ("SMTP_CHECK", RS, "", "SMTP_CHECK {\nconnect_port 25\n}", Applied),
     ("DNS_CHECK", RS, "", "DNS_CHECK {\nconnect_port 53\n}", Applied),
     ("UDP_CHECK", RS, "", "UDP_CHECK {\nconnect_port 53\n}", Applied),
-    ("PING_CHECK", RS, "", "PING_CHECK {\n}", Refused),
+    ("PING_CHECK", RS, "", "PING_CHECK {\n}", Applied),
     ("BFD_CHECK", RS, "", "BFD_CHECK {\n}", Refused),
     ("FILE_CHECK", RS, "", "FILE_CHECK {\n}", Refused),
     ("connect_timeout", RS, "", "connect_timeout 2", Applied),
@@ -175,12 +179,13 @@ const WALK: &[Entry] = &[
     ("status_code", URL, "", "status_code 200 301-302", Applied),
     ("virtualhost", URL, "", "virtualhost url.example.com", Applied),
     ("digest", URL, "", "digest 9b3a0c85a887a256d6939da88aabd8cd", Applied),
-    ("regex", URL, "", "regex ok", Refused),
-    ("regex_no_match", URL, "", "regex_no_match", Refused),
-    ("regex_options", URL, "", "regex_options caseless", Refused),
-    ("regex_stack", URL, "", "regex_stack 1 2", Refused),
-    ("regex_min_offset", URL, "", "regex_min_offset 1", Refused),
-    ("regex_max_offset", URL, "", "regex_max_offset 9", Refused),
+    ("regex", URL, "", "regex ok", Applied),
+    ("regex_no_match", URL, "regex ok", "regex_no_match", Applied),
+    ("regex_options", URL, "regex ok", "regex_options caseless", Applied),
+    ("regex_stack", URL, "regex ok", "regex_stack 1 2", Noted),
+    ("regex_min_offset", URL, "regex ok", "regex_min_offset 1", Applied),
+    ("regex_max_offset", URL, "regex ok", "regex_max_offset 9", Applied),
+    ("regex_options", URL, "", "regex_options caseless", Refused), // without a regex
     ("tls_compliant", URL, "", "tls_compliant", Refused),
     // MISC_CHECK
     ("misc_path", MISC, "", "misc_path \"/bin/sh -c 'exit 0'\"", Applied),
@@ -197,6 +202,13 @@ const WALK: &[Entry] = &[
     ("max_reply_length", UDP, "", "max_reply_length 100", Applied),
     ("type", DNS, "", "type A", Applied),
     ("name", DNS, "", "name example.com", Applied),
+    // PING_CHECK: the connection keywords but the ports (TCP_CHECK's above); the ports noted.
+    ("connect_ip", PING, "", "connect_ip 10.0.0.21", Applied),
+    ("bindto", PING, "", "bindto 10.0.0.2", Applied),
+    ("connect_timeout", PING, "", "connect_timeout 2", Applied),
+    ("retry", PING, "", "retry 3", Applied),
+    ("connect_port", PING, "", "connect_port 81", Noted),
+    ("bind_port", PING, "", "bind_port 4000", Noted),
     // global_defs
     ("lvs_timeouts", GLOBAL, "", "lvs_timeouts tcp 100", Applied),
     ("lvs_flush", GLOBAL, "", "lvs_flush", Applied),
@@ -204,6 +216,12 @@ const WALK: &[Entry] = &[
     ("lvs_flush_on_stop", GLOBAL, "", "lvs_flush_on_stop", Noted),
     ("lvs_flush_onstop", GLOBAL, "", "lvs_flush_onstop", Noted),
     ("script_user", GLOBAL, "", "script_user nobody", Applied),
+    ("checker_log_all_failures", GLOBAL, "", "checker_log_all_failures", Applied),
+    ("lvs_notify_fifo", GLOBAL, "", "lvs_notify_fifo /run/k.fifo", Noted),
+    ("lvs_notify_fifo_script", GLOBAL, "", "lvs_notify_fifo_script /bin/true", Noted),
+    ("notify_fifo", GLOBAL, "", "notify_fifo /run/k.fifo", Noted),
+    ("notify_fifo_script", GLOBAL, "", "notify_fifo_script /bin/true", Noted),
+    ("enable_script_security", GLOBAL, "", "enable_script_security", Noted),
     // top level
     ("virtual_server", ROOT, "", "virtual_server 10.0.0.2 80 {\nprotocol TCP\nreal_server 10.0.0.11 80 {\n}\n}", Applied),
     ("virtual_server_group", ROOT, "", "virtual_server_group g {\n10.0.0.7-8 80\n}\nvirtual_server group g {\nprotocol TCP\nreal_server 10.0.0.11 80 {\n}\n}", Applied),

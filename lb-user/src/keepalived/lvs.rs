@@ -22,7 +22,7 @@ use super::{
     values::{self, Problem},
 };
 use crate::{
-    health::{DnsProbe, ScriptSpec, UdpProbe, script},
+    health::{BodyRegex, DnsProbe, ScriptSpec, UdpProbe, body_regex, script},
     model::{
         AddrPort, Forward, MAX_WEIGHT, Netmask, Persistence, Protocol, RealSpec, SchedFlags,
         Scheduler, ServiceAddr, ServiceSpec, Timeouts, Tunnel, TunnelCsum, TunnelType,
@@ -51,9 +51,11 @@ pub(super) fn read(stmts: &[Stmt], report: &mut Report) -> LvsConfig {
         timeouts: None,
         flush: false,
         script_user: None,
+        log_all_failures: false,
         groups: HashMap::new(),
     };
     reader.script_user = reader.default_script_user(stmts);
+    reader.log_all_failures = reader.checker_log_all_failures(stmts);
     for stmt in stmts
         .iter()
         .filter(|s| s.keyword() == "virtual_server_group")
@@ -77,6 +79,8 @@ struct Reader<'r> {
     flush: bool,
     /// Whom scripts run as when they do not say: (uid, gid), `None` for lbd's own user.
     script_user: Option<(u32, u32)>,
+    /// `global_defs`' `checker_log_all_failures`: every check logs every failure.
+    log_all_failures: bool,
     /// `virtual_server_group`s by name: their addresses and ports, expanded.
     groups: HashMap<String, Vec<(IpAddr, u16)>>,
 }
@@ -112,10 +116,10 @@ fn keepalived_section(keyword: &str) -> Option<&'static str> {
 /// Health checkers keepalived has and lb does not.
 fn unsupported_checker(keyword: &str) -> Option<&'static str> {
     Some(match keyword {
-        "PING_CHECK" | "BFD_CHECK" | "FILE_CHECK" => {
-            "this health check is not supported by lb (it runs TCP_CHECK, HTTP_GET, \
-             MISC_CHECK, SMTP_CHECK, UDP_CHECK and DNS_CHECK): check the service with one of \
-             those, e.g. a MISC_CHECK script"
+        "BFD_CHECK" | "FILE_CHECK" => {
+            "this health check is not supported by lb (it runs TCP_CHECK, HTTP_GET, SSL_GET, \
+             MISC_CHECK, SMTP_CHECK, UDP_CHECK, DNS_CHECK and PING_CHECK): check the service \
+             with one of those, e.g. a MISC_CHECK script"
         }
         _ => return None,
     })
@@ -208,9 +212,11 @@ struct CheckDraft {
     location: Location,
 }
 
-/// The settings of SMTP_CHECK, UDP_CHECK and DNS_CHECK.
+/// The settings of SMTP_CHECK, UDP_CHECK, DNS_CHECK and PING_CHECK.
 #[derive(Clone)]
 enum OtherDraft {
+    /// PING_CHECK has none of its own.
+    Ping,
     Smtp {
         helo_name: Option<String>,
     },
@@ -244,6 +250,19 @@ struct UrlDraft {
     status_codes: Vec<(u16, u16)>,
     virtualhost: Option<String>,
     digest: Option<[u8; 16]>,
+    regex: Option<BodyRegex>,
+}
+
+/// The `regex*` keywords of a url, before they are put together.
+#[derive(Default)]
+struct RegexDraft {
+    pattern: Option<(String, Location)>,
+    options: Vec<String>,
+    no_match: bool,
+    min_offset: Option<usize>,
+    max_offset: Option<usize>,
+    /// The first `regex_*` keyword's line, for an error if there is no `regex`.
+    first_setting: Option<Location>,
 }
 
 /// Notes a keyword given twice in a block: keepalived keeps the last value.
@@ -275,7 +294,7 @@ impl Seen {
 fn canonical(keyword: &str) -> Option<&str> {
     Some(match keyword {
         "real_server" | "url" | "status_code" | "TCP_CHECK" | "HTTP_GET" | "SSL_GET"
-        | "MISC_CHECK" | "SMTP_CHECK" | "UDP_CHECK" | "DNS_CHECK" => {
+        | "MISC_CHECK" | "SMTP_CHECK" | "UDP_CHECK" | "DNS_CHECK" | "PING_CHECK" => {
             return None;
         }
         "lb_algo" | "lvs_sched" => "lb_algo",
@@ -450,6 +469,17 @@ impl Reader<'_> {
 
     /// keepalived's default script user: `global_defs { script_user USER [GROUP] }`, else the
     /// user `keepalived_script` if it exists, else keepalived's own (here lbd's).
+    /// `global_defs { checker_log_all_failures [BOOL] }`, read before the virtual servers.
+    fn checker_log_all_failures(&mut self, stmts: &[Stmt]) -> bool {
+        let global = stmts
+            .iter()
+            .filter(|s| s.keyword() == "global_defs")
+            .filter_map(|s| s.block.as_deref())
+            .flatten()
+            .rfind(|s| s.keyword() == "checker_log_all_failures");
+        global.is_some_and(|stmt| self.opt_bool(stmt).unwrap_or(false))
+    }
+
     fn default_script_user(&mut self, stmts: &[Stmt]) -> Option<(u32, u32)> {
         let global = stmts
             .iter()
@@ -620,8 +650,26 @@ impl Reader<'_> {
                     self.flush = true;
                     read.push("lvs_flush");
                 }
-                // Read up front, by default_script_user.
+                // Read up front, by default_script_user and checker_log_all_failures.
                 "script_user" => read.push("script_user"),
+                "checker_log_all_failures" => read.push("checker_log_all_failures"),
+                "lvs_notify_fifo"
+                | "lvs_notify_fifo_script"
+                | "notify_fifo"
+                | "notify_fifo_script" => self.report.note(
+                    &s.location,
+                    format!(
+                        "{} ignored: lbd writes no notify FIFO; lbd's log has each real \
+                         server's and quorum's change (use notify_up/notify_down, \
+                         quorum_up/quorum_down scripts to act on them)",
+                        s.keyword()
+                    ),
+                ),
+                "enable_script_security" => self.report.note(
+                    &s.location,
+                    "enable_script_security ignored: lbd does not check who may write the \
+                     scripts it runs; keep them writable by root only",
+                ),
                 "lvs_sync_daemon" => self.report.note(
                     &s.location,
                     "lvs_sync_daemon ignored: lb has no connection synchronisation, so \
@@ -1455,7 +1503,7 @@ impl Reader<'_> {
                 }
             }
             "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "MISC_CHECK" | "SMTP_CHECK" | "UDP_CHECK"
-            | "DNS_CHECK" => {
+            | "DNS_CHECK" | "PING_CHECK" => {
                 if let Some(check) = self.checker(s) {
                     rs.checks.push(check);
                 }
@@ -1495,6 +1543,7 @@ impl Reader<'_> {
                     qtype: None,
                     name: None,
                 }),
+                "PING_CHECK" => Some(OtherDraft::Ping),
                 _ => None,
             },
             connect_ip: None,
@@ -1534,10 +1583,24 @@ impl Reader<'_> {
         Some(check)
     }
 
-    /// The keywords of SMTP_CHECK, UDP_CHECK and DNS_CHECK of their own; false if `s` is not
-    /// one (then the common ones apply).
+    /// The keywords of SMTP_CHECK, UDP_CHECK, DNS_CHECK and PING_CHECK of their own; false if
+    /// `s` is not one (then the common ones apply).
     fn other_keyword(&mut self, s: &Stmt, other: &mut OtherDraft) -> bool {
         match (other, s.keyword()) {
+            // keepalived takes them (they are common to its checkers) and does nothing with
+            // them: ICMP has no ports.
+            (OtherDraft::Ping, keyword @ ("connect_port" | "bind_port")) => {
+                if let Some(text) = self.value(s)
+                    && self.problem(s, values::port(text, keyword)).is_some()
+                {
+                    self.report.note(
+                        &s.location,
+                        format!(
+                            "{keyword} ignored in PING_CHECK, as by keepalived: ICMP has no ports"
+                        ),
+                    );
+                }
+            }
             (OtherDraft::Smtp { helo_name }, "helo_name") => {
                 if let Some(name) = self.string(s) {
                     *helo_name = Some(name);
@@ -1785,6 +1848,7 @@ impl Reader<'_> {
         let mut status_codes = Vec::new();
         let mut virtualhost = None;
         let mut digest = None;
+        let mut regex = RegexDraft::default();
         let mut seen = Seen::default();
         for s in block {
             seen.check(self.report, s);
@@ -1823,11 +1887,7 @@ impl Reader<'_> {
                     }
                 }
                 "regex" | "regex_no_match" | "regex_options" | "regex_stack"
-                | "regex_min_offset" | "regex_max_offset" => self.error(
-                    ErrorKind::Unsupported,
-                    s,
-                    format!("{}: matching the page is not supported by lb", s.keyword()),
-                ),
+                | "regex_min_offset" | "regex_max_offset" => self.regex_keyword(s, &mut regex),
                 "tls_compliant" => self.error(
                     ErrorKind::Unsupported,
                     s,
@@ -1836,6 +1896,7 @@ impl Reader<'_> {
                 _ => self.unknown(s),
             }
         }
+        let regex = self.url_regex(regex);
         let Some(path) = path else {
             if self.report.errors.len() > errors_before {
                 return None;
@@ -1852,7 +1913,107 @@ impl Reader<'_> {
             status_codes,
             virtualhost,
             digest,
+            regex,
         })
+    }
+
+    /// check_http.c's `regex*` keywords. keepalived logs and ignores what is wrong with
+    /// them (an unknown option, an offset that is no number); lb refuses it.
+    fn regex_keyword(&mut self, s: &Stmt, regex: &mut RegexDraft) {
+        let keyword = s.keyword();
+        if keyword != "regex" && regex.first_setting.is_none() {
+            regex.first_setting = Some(s.location.clone());
+        }
+        let offset = |text: &str| -> Result<usize, Problem> {
+            text.parse::<usize>().map_err(|_| {
+                let message = format!("invalid {keyword} '{text}': expected a byte offset");
+                (ErrorKind::Invalid, message)
+            })
+        };
+        match keyword {
+            "regex" => {
+                if let Some(pattern) = self.value(s) {
+                    regex.pattern = Some((pattern.to_owned(), s.location.clone()));
+                }
+            }
+            "regex_no_match" => regex.no_match |= self.flag(s),
+            "regex_options" => {
+                if let Some(words) = self.values(s, 1, usize::MAX) {
+                    for word in words {
+                        match body_regex::check_option(word) {
+                            Ok(()) => regex.options.push(word.clone()),
+                            Err(message) => self.error(ErrorKind::Unsupported, s, message),
+                        }
+                    }
+                }
+            }
+            "regex_min_offset" => {
+                if let Some(text) = self.value(s) {
+                    regex.min_offset = self.problem(s, offset(text)).or(regex.min_offset);
+                }
+            }
+            "regex_max_offset" => {
+                if let Some(text) = self.value(s) {
+                    regex.max_offset = self.problem(s, offset(text)).or(regex.max_offset);
+                }
+            }
+            // regex_stack START MAX: the size of PCRE2's JIT stack.
+            _ => {
+                if let Some([start, max]) = self.values(s, 2, 2) {
+                    match (start.parse::<u64>(), max.parse::<u64>()) {
+                        (Ok(start), Ok(max)) if start <= max => self.report.note(
+                            &s.location,
+                            "regex_stack ignored: lb's regex engine (the regex crate) does not \
+                             backtrack and has no JIT stack to size",
+                        ),
+                        _ => {
+                            let message = format!(
+                                "invalid regex_stack '{start} {max}': expected a start and a \
+                                 maximum size, the start not above the maximum"
+                            );
+                            self.error(ErrorKind::Invalid, s, message);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The url's regex, compiled; errors at the `regex` line (or the first setting's).
+    fn url_regex(&mut self, draft: RegexDraft) -> Option<BodyRegex> {
+        let Some((pattern, at)) = draft.pattern else {
+            if let Some(at) = draft.first_setting {
+                self.report.error(
+                    ErrorKind::Invalid,
+                    &at,
+                    "regex settings without a regex (keepalived would ignore them): add the \
+                     url's regex, or remove them",
+                );
+            }
+            return None;
+        };
+        let (min, max) = (draft.min_offset.unwrap_or(0), draft.max_offset);
+        if let Some(max) = max
+            && min > max
+        {
+            let message = format!(
+                "regex_min_offset {min} is above regex_max_offset {max} (keepalived would \
+                 ignore both)"
+            );
+            self.report.error(ErrorKind::Invalid, &at, message);
+            return None;
+        }
+        match BodyRegex::new(&pattern, &draft.options, draft.no_match, min, max) {
+            Ok(regex) => Some(regex),
+            Err(message) => {
+                let message = format!(
+                    "{message} (lb matches with the regex crate: backreferences, lookaround, \
+                     atomic groups and possessive quantifiers are not available)"
+                );
+                self.report.error(ErrorKind::Unsupported, &at, message);
+                None
+            }
+        }
     }
 
     /// A check with its settings inherited from the real and virtual servers
@@ -1864,8 +2025,12 @@ impl Reader<'_> {
         vs: &VsDraft,
     ) -> Option<HealthCheck> {
         let timing = check.timing.or(&rs.timing).or(&vs.timing);
-        let port = check.connect_port.unwrap_or(rs.port);
-        if port == 0 && check.misc.is_none() {
+        let ping = matches!(check.other, Some(OtherDraft::Ping));
+        let port = match ping {
+            true => 0,
+            false => check.connect_port.unwrap_or(rs.port),
+        };
+        if port == 0 && check.misc.is_none() && !ping {
             let message = format!(
                 "{} has no port to connect to: real_server {} has none; give the real_server a \
                  port or the check a connect_port",
@@ -1912,6 +2077,7 @@ impl Reader<'_> {
                     qtype: qtype.unwrap_or(6),
                     name: name.clone().unwrap_or_else(|| ".".to_owned()),
                 }),
+                Some(OtherDraft::Ping) => CheckKind::Ping,
             },
             (Some(http), _) => {
                 let outer_host = http
@@ -1932,6 +2098,7 @@ impl Reader<'_> {
                             },
                             virtualhost: u.virtualhost.as_ref().or(outer_host).cloned(),
                             digest: u.digest,
+                            regex: u.regex.clone(),
                         })
                         .collect(),
                     protocol: http.protocol,
@@ -1977,7 +2144,8 @@ impl Reader<'_> {
             delay_loop,
             warmup: timing.warmup.unwrap_or(delay_loop),
             alpha: check.alpha.or(rs.alpha).unwrap_or(vs.alpha),
-            log_all_failures: check.log_all_failures,
+            // check_api.c: the global setting or the check's.
+            log_all_failures: check.log_all_failures || self.log_all_failures,
             location: check.location.clone(),
         })
     }

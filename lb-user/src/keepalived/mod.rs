@@ -13,8 +13,8 @@
 //! allows; DR and NAT may not). What lb refuses ([`ErrorKind::Unsupported`]): scoped IPv6
 //! addresses, IPv6 `virtual_server_group` entries, `virtual_server fwmark` (and `fwmark`
 //! entries of a `virtual_server_group`), SCTP, one-packet scheduling (`ops`) on
-//! UDP, persistence engines, the twos scheduler, `PING_CHECK`,
-//! `BFD_CHECK` and `FILE_CHECK`, `regex` in `HTTP_GET` urls, `SSL_GET`'s TLS
+//! UDP, persistence engines, the twos scheduler,
+//! `BFD_CHECK` and `FILE_CHECK`, `SSL_GET`'s TLS
 //! settings, `bind_if` and `fwmark` of checks, keepalived's `$` parameters and `~SEQ` blocks.
 //! Every other keyword works as in keepalived, or is noted as left aside with the reason
 //! (`smtp_alert`, `snmp_name`, `lvs_sync_daemon`, ...): `keyword_walk` tests that none is

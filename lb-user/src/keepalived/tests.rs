@@ -188,6 +188,7 @@ fn seed_002_director_with_dr_and_http_checks() {
                 status_codes: StatusCodes(vec![(200, 200)]),
                 virtualhost: None,
                 digest: None,
+                regex: None,
             }],
             protocol: HttpVersion::V1_0,
             fast_recovery: false,
@@ -342,6 +343,8 @@ fn two_directors_conf() {
         [
             "/etc/keepalived/keepalived.conf:10: global_defs ignored but for script_user: the \
              rest configures keepalived itself",
+            "/etc/keepalived/keepalived.conf:12: enable_script_security ignored: lbd does not \
+             check who may write the scripts it runs; keep them writable by root only",
             "/etc/keepalived/keepalived.conf:17: vrrp_script chk_lbd ignored: keepalived \
              itself runs VRRP and its trackers",
             "/etc/keepalived/keepalived.conf:25: vrrp_instance VI_1 ignored: keepalived itself \
@@ -664,12 +667,14 @@ fn every_supported_keyword() {
                             ]),
                             virtualhost: Some("check.example.com".into()),
                             digest: None,
+                            regex: None,
                         },
                         HttpUrl {
                             path: "/a path?x=1".into(),
                             status_codes: StatusCodes::success(),
                             virtualhost: Some("url.example.com".into()),
                             digest: None,
+                            regex: None,
                         },
                     ],
                     protocol: HttpVersion::V1_1,
@@ -714,6 +719,7 @@ fn every_supported_keyword() {
                     status_codes: StatusCodes::success(),
                     virtualhost: Some("www.example.com".into()),
                     digest: None,
+                    regex: None,
                 }],
                 protocol: HttpVersion::V1_0,
                 fast_recovery: false,
@@ -965,6 +971,8 @@ virtual_server 192.168.1.99 80 {
         [
             "k.conf:1: global_defs ignored but for script_user: the rest configures keepalived \
              itself",
+            "k.conf:7: enable_script_security ignored: lbd does not check who may write the \
+             scripts it runs; keep them writable by root only",
             "k.conf:10: vrrp_instance VI_1 ignored: keepalived itself runs VRRP",
         ]
     );
@@ -1812,4 +1820,113 @@ fn ssl_get_is_http_get_over_tls() {
             "SSL_GET needs at least one url { path ... } (keepalived would drop the check) at k.conf:3"
         ]
     );
+}
+
+#[test]
+fn ping_check_has_the_common_options_but_ports() {
+    let config = parse(
+        "virtual_server 10.0.0.1 80 {\n\
+         \x20   protocol TCP\n\
+         \x20   lb_kind DR\n\
+         \x20   delay_loop 3\n\
+         \x20   real_server 10.0.0.11 80 {\n\
+         \x20       PING_CHECK {\n\
+         \x20           connect_port 81\n\
+         \x20           connect_timeout 2\n\
+         \x20           retry 4\n\
+         \x20           delay_before_retry 1\n\
+         \x20       }\n\
+         \x20   }\n\
+         \x20   real_server 10.0.0.12 {\n\
+         \x20       PING_CHECK {\n\
+         \x20           connect_ip 2001:db8::12\n\
+         \x20           bindto 2001:db8::2\n\
+         \x20           bind_port 4000\n\
+         \x20       }\n\
+         \x20   }\n\
+         }\n",
+    );
+    let vs = &config.services[0];
+    let first = &vs.reals[0].checks[0];
+    assert_eq!(first.kind, CheckKind::Ping);
+    assert_eq!((first.addr, first.port), (ip("10.0.0.11"), 0));
+    assert_eq!(
+        (first.connect_timeout, first.retry, first.delay_before_retry),
+        (secs(2), 4, secs(1))
+    );
+    assert_eq!(first.delay_loop, secs(3));
+    // A real server without a port: no port is needed; IPv6 through connect_ip.
+    let second = &vs.reals[1].checks[0];
+    assert_eq!(
+        (second.addr, second.port, second.bindto, second.bind_port),
+        (ip("2001:db8::12"), 0, Some(ip("2001:db8::2")), None)
+    );
+    // keepalived's defaults: retry 1, 1 s apart.
+    assert_eq!((second.retry, second.delay_before_retry), (1, secs(1)));
+    let notes = notes(&config);
+    for (keyword, line) in [("connect_port", 7), ("bind_port", 17)] {
+        let want = format!("{keyword} ignored in PING_CHECK");
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains(&want) && n.contains(&format!("k.conf:{line}"))),
+            "{notes:?}"
+        );
+    }
+}
+
+/// A service whose real server has an HTTP_GET with one url of `lines` (from line 6).
+fn url_with(lines: &str) -> String {
+    format!(
+        "virtual_server 10.0.0.1 80 {{\nprotocol TCP\nreal_server 10.0.0.11 80 {{\nHTTP_GET {{\n\
+         url {{\npath /\n{lines}\n}}\n}}\n}}\n}}\n"
+    )
+}
+
+#[test]
+fn url_regex_as_keepalived_reads_it() {
+    let config = parse(&url_with(
+        "regex \"^status: (ok|fine)$\"\nregex_options caseless multiline\nregex_no_match\n\
+         regex_min_offset 4\nregex_max_offset 100\nregex_stack 32768 65536",
+    ));
+    let CheckKind::Http(http) = &config.services[0].reals[0].checks[0].kind else {
+        panic!("{config:#?}");
+    };
+    let regex = http.urls[0].regex.as_ref().unwrap();
+    assert_eq!(regex.pattern(), "^status: (ok|fine)$");
+    assert_eq!(
+        (regex.no_match, regex.min_offset, regex.max_offset),
+        (true, 4, Some(100))
+    );
+    // caseless and multiline apply; regex_no_match inverts.
+    assert!(!regex.passes(b"....\nStatus: OK\n"));
+    assert!(regex.passes(b"....\nstatus: down\n"));
+    assert!(
+        notes(&config)
+            .iter()
+            .any(|n| n.contains("regex_stack ignored") && n.contains("k.conf:12")),
+        "{:?}",
+        notes(&config)
+    );
+
+    let cases: &[(&str, &str)] = &[
+        ("regex \"(a)\\\\1\"", "k.conf:7"),
+        ("regex a++", "k.conf:7"),
+        ("regex ok\nregex_options alt_bsux", "k.conf:8"),
+        ("regex ok\nregex_options casless", "k.conf:8"),
+        ("regex_no_match", "k.conf:7"),
+        (
+            "regex_options caseless\nregex ok\nregex_min_offset 9\nregex_max_offset 3",
+            "k.conf:8",
+        ),
+        ("regex ok\nregex_max_offset x", "k.conf:8"),
+        ("regex ok\nregex_stack 9 3", "k.conf:8"),
+    ];
+    for (lines, at) in cases {
+        let errors = errors(&url_with(lines));
+        assert!(
+            errors.iter().any(|e| e.contains(at)),
+            "{lines}: expected an error at {at}: {errors:?}"
+        );
+    }
 }
