@@ -9,7 +9,7 @@ use std::{net::SocketAddr, time::Duration};
 use lb_common::Stat;
 use lb_tests::{
     Counter, ECHO_PORT, LoadGen, SERVICE_PORT, Tally, Testbed, Topology, UDP_ECHO_PORT,
-    UNSERVED_PORT, XdpMode, listing, tap::SwitchCounters, wait,
+    UNSERVED_PORT, XdpMode, lbd, listing, tap::SwitchCounters, wait,
 };
 
 /// How long the real servers' access logs may take to show what a test waits for.
@@ -149,7 +149,7 @@ fn dp_stat(tb: &Testbed, stat: Stat) -> u64 {
     let counters = tb
         .data_path_counters()
         .expect("director data-path counters");
-    counters.get(stat as usize).copied().unwrap_or(0)
+    lbd::stat(&counters, stat)
 }
 
 /// Seed 001, step 5: `-E -s wrr` with weights 3:1 gives exactly 3:1 over new connections,
