@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use lb_tests::cmd::Daemon;
 use lb_tests::lbd::Lbd;
-use lb_tests::{LoadGen, SERVICE_PORT, Testbed, http, tools, wait};
+use lb_tests::{LoadGen, SERVICE_PORT, Testbed, http, listing, tools, wait};
 
 /// Health-check verdicts (delay_loop 1, retry 1, delay_before_retry 1, connect_timeout 1)
 /// plus slack for a loaded machine.
@@ -599,6 +599,9 @@ fn hitless_restart() {
     let load = tb.start_load(LoadGen::Wrk { connections: 4 }, &url);
     std::thread::sleep(Duration::from_secs(2));
 
+    let download_port = curl_port(&tb);
+    let before = connections(&tb);
+    let taken = Instant::now();
     stop_lbd(lbd);
     assert!(
         tb.director_xdp_attached(),
@@ -611,6 +614,30 @@ fn hitless_restart() {
         real_line(&l, &tb.rip(1)).is_some() && real_line(&l, &tb.rip(2)).is_some(),
         "{l}"
     );
+    // The new lbd took over the old one's connection table: every entry that cannot have
+    // expired since is still there with the same real server, among them the download's
+    // (open across the restart, so ESTABLISHED in both).
+    let after = connections(&tb);
+    let elapsed = taken.elapsed().as_secs() + 2;
+    let download_from = format!("{}:{}", tb.client.ip, download_port);
+    for (when, rows) in [("before", &before), ("after", &after)] {
+        assert!(
+            rows.iter()
+                .any(|r| r.source == download_from && r.state == "ESTABLISHED"),
+            "the download from {download_from} is not ESTABLISHED in the table {when} the \
+             restart:\n{rows:#?}"
+        );
+    }
+    for row in &before {
+        if row.expire_secs().is_some_and(|left| left > elapsed) {
+            assert!(
+                after
+                    .iter()
+                    .any(|r| r.source == row.source && r.destination == row.destination),
+                "{row:?} is not in the new lbd's connection table:\n{after:#?}"
+            );
+        }
+    }
     std::thread::sleep(Duration::from_secs(2));
     let report = load.stop();
     println!("wrk across the restart: {report:?}");
@@ -638,6 +665,34 @@ fn hitless_restart() {
     tb.curl_vip(SERVICE_PORT, 4).assert_all_ok();
     stop_lbd(lbd);
     drop(bpffs);
+}
+
+/// The client port of the one `curl` connected from the client (the slow download).
+#[track_caller]
+fn curl_port(tb: &Testbed) -> u16 {
+    let ss = tb.client.ns.run(&["ss", "-tnpH", "state", "established"]);
+    let ports: Vec<u16> = ss
+        .lines()
+        .filter(|l| l.contains("\"curl\""))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .nth(2)?
+                .rsplit_once(':')?
+                .1
+                .parse()
+                .ok()
+        })
+        .collect();
+    match ports[..] {
+        [port] => port,
+        _ => panic!("expected one curl connection on the client:\n{ss}"),
+    }
+}
+
+/// The director's connection table as `lbadm -L -n -c` lists it.
+#[track_caller]
+fn connections(tb: &Testbed) -> Vec<listing::ConnRow> {
+    listing::parse_connections(&tb.lbadm(&["-L", "-n", "-c"])).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Scrapes lbd's metrics from inside the director.

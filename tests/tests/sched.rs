@@ -12,7 +12,11 @@ use std::{
     time::Duration,
 };
 
-use lb_tests::{ECHO_PORT, LoadGen, SERVICE_PORT, Testbed, listing, wait};
+use lb_tests::{
+    ECHO_PORT, LoadGen, SERVICE_PORT, Testbed,
+    listing::{self, ConnRow},
+    wait,
+};
 
 /// How long connections may take to expire with 5-second timeouts (plus lbd's one-second
 /// sweep, with room for a slow debug build on a busy machine).
@@ -102,47 +106,10 @@ fn stats(tb: &Testbed, port: u16) -> listing::ServiceStats {
     listing::find(&services, "TCP", &tb.vip_port(port)).clone()
 }
 
-/// One row of `-L -n -c`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct ConnRow {
-    proto: String,
-    expire: String,
-    state: String,
-    source: String,
-    virtual_addr: String,
-    destination: String,
-}
-
 /// The rows of `-L -n -c` (persistence templates included, state `NONE`).
 #[track_caller]
 fn connection_rows(tb: &Testbed) -> Vec<ConnRow> {
-    let text = adm(tb, "-L -n -c");
-    let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("IPVS connection entries"), "{text}");
-    let header: Vec<&str> = lines
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
-    assert_eq!(
-        header,
-        ["pro", "expire", "state", "source", "virtual", "destination"],
-        "-L -n -c header:\n{text}"
-    );
-    lines
-        .map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            assert_eq!(f.len(), 6, "-L -n -c row {line:?} in:\n{text}");
-            ConnRow {
-                proto: f[0].to_owned(),
-                expire: f[1].to_owned(),
-                state: f[2].to_owned(),
-                source: f[3].to_owned(),
-                virtual_addr: f[4].to_owned(),
-                destination: f[5].to_owned(),
-            }
-        })
-        .collect()
+    listing::parse_connections(&adm(tb, "-L -n -c")).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A connection from the client to a real server's TCP echo through the VIP, held open.
