@@ -336,7 +336,8 @@ fn ab_5000_with_wrr_3_to_1(mut tb: Testbed) {
 /// `sh`, then `wrr`, each after `-Z`. Every run completes with every reply translated back
 /// to the VIP while the table still holds the earlier runs' connections, and each
 /// scheduler shows its character: sh sends everything from our one client to one real
-/// server, wrr splits 3:1 exactly, wlc uses both.
+/// server, wrr splits 3:1 exactly, wlc gives the weight-3 server more (the rr it replaced
+/// alternates).
 #[test]
 fn seed_001_ab_runs_with_wlc_sh_and_wrr() {
     let mut tb = nat_testbed(Topology::Nat);
@@ -382,9 +383,14 @@ fn seed_001_ab_runs_with_wlc_sh_and_wrr() {
                 "sh: one client, so one real server for all:\n{text}"
             ),
             "wrr" => assert_eq!(split, wrr_3_to_1(opened), "wrr 3:1:\n{text}"),
+            // wlc keeps ActiveConn × 256 + InActConn per unit of weight even: with weights
+            // 3:1 rs1 holds about three times rs2's open connections, and so takes more of
+            // them; how many more depends on how fast each server answers (3112:1926 in one
+            // run), so only "more" is knowable. The rr it replaced alternates exactly (at most
+            // one apart), which is what an `-E` that changed nothing would show.
             _ => assert!(
-                split.0 > 0 && split.1 > 0,
-                "{scheduler}: both real servers take connections:\n{text}"
+                split.0 > split.1 + 1,
+                "{scheduler}: weights 3:1 should give rs1 more connections than rs2:\n{text}"
             ),
         }
     }
