@@ -90,6 +90,21 @@ CASES = [
      sequence_flows(1101, 12)),
     ("wrr", ["-s", "wrr"], [("A", 3), ("B", 2), ("C", 1)], sequence_flows(2001, 24)),
     ("wrr-3-1", ["-s", "wrr"], [("A", 3), ("B", 1)], sequence_flows(2101, 14)),
+    # The connection-count schedulers: no real server answers, so every SYN leaves a
+    # connection in SYN_RECV, which IPVS counts as active (since 4.8) until it times out
+    # (60 s, far longer than a case takes): each flow sees every earlier one as active.
+    ("lc", ["-s", "lc"], [("A", 1), ("B", 1), ("C", 1)], sequence_flows(3001, 9)),
+    ("lc-quiescent", ["-s", "lc"], [("A", 1), ("B", 0), ("C", 1)], sequence_flows(3101, 6)),
+    ("wlc", ["-s", "wlc"], [("A", 3), ("B", 1)], sequence_flows(3201, 16)),
+    ("wlc-3-2-1", ["-s", "wlc"], [("A", 3), ("B", 2), ("C", 1)], sequence_flows(3301, 18)),
+    ("sed", ["-s", "sed"], [("A", 3), ("B", 2), ("C", 1)], sequence_flows(3401, 18)),
+    ("nq", ["-s", "nq"], [("A", 3), ("B", 2), ("C", 1)], sequence_flows(3501, 18)),
+    ("fo", ["-s", "fo"], [("A", 1), ("B", 3), ("C", 2)], sequence_flows(3601, 6)),
+    ("fo-tie", ["-s", "fo"], [("A", 2), ("B", 2), ("C", 1)], sequence_flows(3651, 4)),
+    ("ovf", ["-s", "ovf"], [("A", 2), ("B", 3), ("C", 1)], sequence_flows(3701, 11)),
+    # One destination (the VIP) for every flow.
+    ("lblc", ["-s", "lblc"], [("A", 2), ("B", 2)], sequence_flows(3801, 8)),
+    ("lblcr", ["-s", "lblcr"], [("A", 2), ("B", 2)], sequence_flows(3901, 8)),
 ]
 
 

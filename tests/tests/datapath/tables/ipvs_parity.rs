@@ -1,5 +1,7 @@
 //! Scheduling parity with the kernel's IPVS, flow by flow: `sh`, `dh`, `mh` (with their `-b`
-//! flags and real servers at weight 0) and the `rr` and `wrr` sequences.
+//! flags and real servers at weight 0), the `rr` and `wrr` sequences, and the
+//! connection-count schedulers (`lc`, `wlc`, `sed`, `nq`, `fo`, `ovf`, `lblc`, `lblcr`), whose
+//! SYNs stay half-open and count as active for the ones after them, in IPVS and here alike.
 //!
 //! `cargo xtask ipvs-golden` recorded, with the real ipvsadm against IPVS in a Debian 6.12 VM,
 //! which real server each of a few hundred SYNs was given (`tests/golden/ipvs-sched/*.txt`,
