@@ -102,6 +102,15 @@ CASES = [
     ("fo", ["-s", "fo"], [("A", 1), ("B", 3), ("C", 2)], sequence_flows(3601, 6)),
     ("fo-tie", ["-s", "fo"], [("A", 2), ("B", 2), ("C", 1)], sequence_flows(3651, 4)),
     ("ovf", ["-s", "ovf"], [("A", 2), ("B", 3), ("C", 1)], sequence_flows(3701, 11)),
+    # Persistence: a client (-M: a client network) that has a template goes where it went;
+    # only the others are scheduled, so rr advances once per new client (network).
+    ("rr-persistent", ["-s", "rr", "-p", "60"], [("A", 1), ("B", 1), ("C", 1)],
+     random_flows(10, 40, ["198.51.100.7", "198.51.100.8", "198.51.100.9", "198.51.101.7",
+                           "198.51.101.8", "198.51.102.7", "198.51.102.9"])),
+    ("rr-persistent-netmask", ["-s", "rr", "-p", "60", "-M", "255.255.255.0"],
+     [("A", 1), ("B", 1), ("C", 1)],
+     random_flows(11, 40, ["198.51.100.7", "198.51.100.8", "198.51.100.9", "198.51.101.7",
+                           "198.51.101.8", "198.51.102.7", "198.51.102.9", "198.51.103.1"])),
     # One destination (the VIP) for every flow.
     ("lblc", ["-s", "lblc"], [("A", 2), ("B", 2)], sequence_flows(3801, 8)),
     ("lblcr", ["-s", "lblcr"], [("A", 2), ("B", 2)], sequence_flows(3901, 8)),
