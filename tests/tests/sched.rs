@@ -307,11 +307,12 @@ fn open_in_turn(tb: &Testbed, n: usize) -> (Vec<EchoConn>, Vec<String>) {
 
 /// A recording of IPVS's scheduling (`tests/golden/ipvs-sched/CASE.txt`, made by `cargo xtask
 /// ipvs-golden` against the kernel's IPVS): the service's ipvsadm options, its real servers'
-/// weights in the order they were added (A, B, C, ... played here by rs1, rs2, rs3, ...),
-/// and the real server IPVS gave each of its SYNs, in order (`None`: no destination).
+/// `ipvsadm -a` options (`-w 3 -x 4`) in the order they were added (A, B, C, ... played here
+/// by rs1, rs2, rs3, ...), and the real server IPVS gave each of its SYNs, in order (`None`:
+/// no destination).
 struct Recording {
     options: String,
-    weights: Vec<u32>,
+    reals: Vec<String>,
     order: Vec<Option<String>>,
 }
 
@@ -324,7 +325,7 @@ fn ipvs_recording(case: &str) -> Recording {
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let mut recording = Recording {
         options: String::new(),
-        weights: Vec::new(),
+        reals: Vec::new(),
         order: Vec::new(),
     };
     let rs = |name: &str| {
@@ -341,9 +342,11 @@ fn ipvs_recording(case: &str) -> Recording {
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         match line.split_whitespace().collect::<Vec<_>>()[..] {
             ["service", ref options @ ..] => recording.options = options.join(" "),
-            ["real", name, weight] => {
-                assert_eq!(rs(name), format!("rs{}", recording.weights.len() + 1));
-                recording.weights.push(weight.parse().expect("weight"));
+            ["real", name, weight, ref options @ ..] => {
+                assert_eq!(rs(name), format!("rs{}", recording.reals.len() + 1));
+                recording
+                    .reals
+                    .push(format!("-w {weight} {}", options.join(" ")));
             }
             ["flow", _, "none"] => recording.order.push(None),
             ["flow", _, name] => recording.order.push(Some(rs(name))),
@@ -361,8 +364,16 @@ fn ipvs_recording(case: &str) -> Recording {
 #[track_caller]
 fn connections_go_where_ipvs_sent_them(case: &str) {
     let recording = ipvs_recording(case);
-    let tb = testbed(recording.weights.len());
-    service(&tb, ECHO_PORT, &recording.options, &recording.weights);
+    let tb = testbed(recording.reals.len());
+    let vip = tb.vip_port(ECHO_PORT);
+    adm(&tb, &format!("-A -t {vip} {}", recording.options));
+    for (i, options) in recording.reals.iter().enumerate() {
+        let rip = tb.rip(i + 1);
+        adm(
+            &tb,
+            &format!("-a -t {vip} -r {rip}:{ECHO_PORT} -g {options}"),
+        );
+    }
     let served = recording.order.iter().take_while(|o| o.is_some()).count();
     let (conns, order) = open_in_turn(&tb, served);
     let expected: Vec<&str> = recording.order[..served]
@@ -419,6 +430,16 @@ fn nq_follows_ipvs() {
 #[test]
 fn fo_follows_ipvs() {
     connections_go_where_ipvs_sent_them("fo-tie");
+}
+
+#[test]
+fn rr_passes_over_a_real_server_at_its_upper_threshold_as_ipvs_does() {
+    connections_go_where_ipvs_sent_them("rr-threshold");
+}
+
+#[test]
+fn wlc_passes_over_a_real_server_at_its_upper_threshold_as_ipvs_does() {
+    connections_go_where_ipvs_sent_them("wlc-threshold");
 }
 
 #[test]

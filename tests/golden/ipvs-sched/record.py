@@ -67,7 +67,8 @@ def sequence_flows(first_port, count):
     return [("198.51.100.7", first_port + i) for i in range(count)]
 
 
-# (name, ipvsadm -A options, [(real, weight)] in the order they are added, flows)
+# (name, ipvsadm -A options, [(real, weight, more ipvsadm -a options...)] in the order they
+# are added, flows)
 CASES = [
     ("sh", ["-s", "sh"], [("A", 1), ("B", 2), ("C", 3)], random_flows(1, 300)),
     ("sh-quiescent", ["-s", "sh"], [("A", 1), ("B", 0), ("C", 2), ("D", 1)], random_flows(2, 300)),
@@ -111,6 +112,11 @@ CASES = [
      [("A", 1), ("B", 1), ("C", 1)],
      random_flows(11, 40, ["198.51.100.7", "198.51.100.8", "198.51.100.9", "198.51.101.7",
                            "198.51.101.8", "198.51.102.7", "198.51.102.9", "198.51.103.1"])),
+    # Upper thresholds (-x): a real server with that many connections (active + inactive)
+    # is overloaded and passed over until it has fewer (not reached here: nothing closes).
+    ("rr-threshold", ["-s", "rr"], [("A", 1, "-x", "2"), ("B", 1), ("C", 1)],
+     sequence_flows(4001, 10)),
+    ("wlc-threshold", ["-s", "wlc"], [("A", 3, "-x", "4"), ("B", 1)], sequence_flows(4101, 10)),
     # One destination (the VIP) for every flow.
     ("lblc", ["-s", "lblc"], [("A", 2), ("B", 2)], sequence_flows(3801, 8)),
     ("lblcr", ["-s", "lblcr"], [("A", 2), ("B", 2)], sequence_flows(3901, 8)),
@@ -171,8 +177,9 @@ def record(index, name, options, reals, flows):
         ["ipvsadm", "-A", "-t", f"{VIP}:{PORT}", *options],
     ]:
         run(*ind, *cmd)
-    for real, weight in reals:
-        run(*ind, "ipvsadm", "-a", "-t", f"{VIP}:{PORT}", "-r", REALS[real], "-g", "-w", str(weight))
+    for real, weight, *extra in reals:
+        run(*ind, "ipvsadm", "-a", "-t", f"{VIP}:{PORT}", "-r", REALS[real], "-g", "-w", str(weight),
+            *extra)
     for cmd in [
         ["ip", "link", "set", "lo", "up"],
         ["ip", "link", "set", "c0", "up"],
@@ -199,7 +206,7 @@ def record(index, name, options, reals, flows):
            f"# kernel {os.uname().release}; ipvsadm -Ln after the flows:"]
     out += [f"#   {line}" for line in listing.splitlines()]
     out.append(f"service {' '.join(options)}")
-    out += [f"real {real} {weight}" for real, weight in reals]
+    out += [" ".join(["real", real, str(weight), *extra]) for real, weight, *extra in reals]
     out += [f"flow {addr}:{port} {given.get((addr, port), 'none')}" for addr, port in flows]
     print("\n".join(out), flush=True)
 

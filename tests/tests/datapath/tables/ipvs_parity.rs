@@ -2,7 +2,7 @@
 //! flags and real servers at weight 0), the `rr` and `wrr` sequences, and the
 //! connection-count schedulers (`lc`, `wlc`, `sed`, `nq`, `fo`, `ovf`, `lblc`, `lblcr`), whose
 //! SYNs stay half-open and count as active for the ones after them, in IPVS and here alike,
-//! and persistence (`-p`, `-M`).
+//! upper thresholds (`-x`) and persistence (`-p`, `-M`).
 //!
 //! `cargo xtask ipvs-golden` recorded, with the real ipvsadm against IPVS in a Debian 6.12 VM,
 //! which real server each of a few hundred SYNs was given (`tests/golden/ipvs-sched/*.txt`,
@@ -43,8 +43,9 @@ pub struct Case {
     pub flags: SchedFlags,
     /// `-p TIMEOUT` and `-M NETMASK` (255.255.255.255 without `-M`), when persistent.
     pub persistence: Option<(u32, std::net::Ipv4Addr)>,
-    /// Real servers with their weights, in the order they were added.
-    pub reals: Vec<(&'static RealDef, u32)>,
+    /// Real servers with their weights and thresholds (`-x`, `-y`; 0: none), in the order
+    /// they were added.
+    pub reals: Vec<(&'static RealDef, u32, (u32, u32))>,
     /// Client address and port, and IPVS's real server (`None`: no destination).
     pub flows: Vec<(std::net::Ipv4Addr, u16, Option<&'static RealDef>)>,
 }
@@ -108,7 +109,18 @@ pub fn parse(name: &str, text: &str) -> Case {
                     }
                 }
             }
-            ["real", r, weight] => case.reals.push((real(r), weight.parse().expect("weight"))),
+            ["real", r, weight, options @ ..] => {
+                let mut thresholds = (0, 0);
+                for pair in options.chunks(2) {
+                    match pair {
+                        ["-x", n] => thresholds.0 = n.parse().expect("-x"),
+                        ["-y", n] => thresholds.1 = n.parse().expect("-y"),
+                        _ => panic!("{name}: unknown real server option in {line:?}"),
+                    }
+                }
+                case.reals
+                    .push((real(r), weight.parse().expect("weight"), thresholds));
+            }
             ["flow", client, to] => {
                 let (addr, port) = client.rsplit_once(':').expect("ADDR:PORT");
                 let to = (*to != "none").then(|| real(to));
@@ -148,11 +160,13 @@ pub fn cases() -> Vec<Case> {
 fn setup(case: &Case) -> Vec<Change> {
     let mut changes = vec![director_iface()];
     let mut candidates = Vec::new();
-    for &(def, weight) in &case.reals {
+    for &(def, weight, (upper_threshold, lower_threshold)) in &case.reals {
         changes.push(Change::Real {
             id: def.id,
             real: RealServer {
                 weight,
+                upper_threshold,
+                lower_threshold,
                 ..real_server(def, &HTTP)
             },
         });
