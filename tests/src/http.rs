@@ -87,18 +87,45 @@ pub fn start_nginx(ns: &Netns, dir: &Path, conf: &Path) -> Daemon {
 
 /// Counts the requests in an nginx access log written with [`nginx_config`]'s format that
 /// arrived at `local` (`addr:port`), and, if `remote` is given, came from that address.
+///
+/// Panics when the log is missing or holds a line not in that format: nginx creates its log
+/// when it starts, so either means nginx never ran or logging broke, and reading them as "no
+/// requests" would let every "none served here" check pass.
+#[track_caller]
 pub fn count_served(access_log: &Path, local: &str, remote: Option<Ipv4Addr>) -> usize {
-    let text = std::fs::read_to_string(access_log).unwrap_or_default();
+    let text = std::fs::read_to_string(access_log)
+        .unwrap_or_else(|e| panic!("reading the access log {}: {e}", access_log.display()));
     let remote = remote.map(|ip| format!("{ip}:"));
-    text.lines()
-        .filter(|line| {
-            let mut fields = line.split_whitespace();
-            fields.next() == Some(local)
-                && remote
-                    .as_deref()
-                    .is_none_or(|ip| fields.next().is_some_and(|r| r.starts_with(ip)))
-        })
-        .count()
+    let mut served = 0;
+    for line in text.lines() {
+        let (at, from) = parse_access_line(line).unwrap_or_else(|| {
+            panic!(
+                "{}: not `local_addr:port remote_addr:port status`: {line:?}",
+                access_log.display()
+            )
+        });
+        if at == local && remote.as_deref().is_none_or(|ip| from.starts_with(ip)) {
+            served += 1;
+        }
+    }
+    served
+}
+
+/// The local and remote `addr:port` of one access-log line, `None` unless the line is
+/// exactly `addr:port addr:port status`.
+fn parse_access_line(line: &str) -> Option<(&str, &str)> {
+    let mut fields = line.split_whitespace();
+    let (local, remote, status) = (fields.next()?, fields.next()?, fields.next()?);
+    let has_port = |a: &str| {
+        a.rsplit_once(':')
+            .is_some_and(|(addr, port)| !addr.is_empty() && port.parse::<u16>().is_ok())
+    };
+    (fields.next().is_none()
+        && has_port(local)
+        && has_port(remote)
+        && status.len() == 3
+        && status.parse::<u16>().is_ok())
+    .then_some((local, remote))
 }
 
 /// One HTTP exchange as curl saw it.
@@ -523,15 +550,38 @@ Non-2xx responses:      2
         .unwrap();
         assert_eq!(count_served(&log, "10.0.0.99:80", None), 2);
         assert_eq!(count_served(&log, "10.0.0.99:8080", None), 1);
-        assert_eq!(
-            count_served(&dir.join("missing.log"), "10.0.0.99:80", None),
-            0
-        );
         let client = Ipv4Addr::new(10, 0, 0, 10);
         assert_eq!(count_served(&log, "10.0.0.99:80", Some(client)), 2);
         assert_eq!(count_served(&log, "10.0.0.12:80", Some(client)), 1);
         let other = Ipv4Addr::new(10, 0, 0, 1);
         assert_eq!(count_served(&log, "10.0.0.99:80", Some(other)), 0);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    #[should_panic(expected = "reading the access log")]
+    fn missing_access_log_is_an_error_not_zero() {
+        count_served(
+            Path::new("/nonexistent/lb-tests/access.log"),
+            "10.0.0.99:80",
+            None,
+        );
+    }
+
+    #[test]
+    fn access_lines_in_another_format_are_refused() {
+        assert_eq!(
+            parse_access_line("fd00::99:80 fd00::10:4000 200"),
+            Some(("fd00::99:80", "fd00::10:4000"))
+        );
+        for line in [
+            "",
+            "10.0.0.99:80 10.0.0.10:4000",
+            "10.0.0.99 10.0.0.10:4000 200",
+            "10.0.0.99:80 10.0.0.10:4000 200 extra",
+            "10.0.0.10 - - [07/Dec/2026:18:00:00 +0000] \"GET / HTTP/1.1\" 200 4",
+        ] {
+            assert_eq!(parse_access_line(line), None, "{line:?}");
+        }
     }
 }

@@ -161,13 +161,37 @@ pub fn data_path_counters(ns: &Netns, iface: &str) -> Result<Vec<u64>, String> {
         let show = run(&["bpftool", "map", "show", "id", id])?;
         if show.split_whitespace().any(|w| w == "DP_STATS") {
             let dump = run(&["bpftool", "map", "dump", "id", id])?;
-            return parse_percpu_dump(&dump)
-                .ok_or_else(|| format!("cannot read bpftool's dump of map {id}:\n{dump}"));
+            let counters = parse_percpu_dump(&dump)
+                .ok_or_else(|| format!("cannot read bpftool's dump of map {id}:\n{dump}"))?;
+            // A counter missing from the dump must not read as 0 (see [`stat`]).
+            return if counters.len() == lb_common::Stat::COUNT as usize {
+                Ok(counters)
+            } else {
+                Err(format!(
+                    "map {id} has {} counters, lb_common::Stat {}: an lbd built from other \
+                     sources?\n{dump}",
+                    counters.len(),
+                    lb_common::Stat::COUNT
+                ))
+            };
         }
     }
     Err(format!(
         "program {prog} on {iface} has no DP_STATS map (maps {map_ids})"
     ))
+}
+
+/// Counter `stat` of a list read with [`data_path_counters`]; panics, rather than reading 0,
+/// when the list does not have it.
+#[track_caller]
+pub fn stat(counters: &[u64], stat: lb_common::Stat) -> u64 {
+    *counters.get(stat as usize).unwrap_or_else(|| {
+        panic!(
+            "no {} counter among {} data-path counters",
+            stat.name(),
+            counters.len()
+        )
+    })
 }
 
 /// Data-path counters as read by [`data_path_counters`], the non-zero ones by their

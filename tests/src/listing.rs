@@ -1,4 +1,5 @@
-//! Reading `lbadm -Ln --stats` (ipvsadm's `-l -n --stats` layout) back into numbers.
+//! Reading `lbadm -Ln --stats` (ipvsadm's `-l -n --stats` layout) back into numbers, and
+//! `lbadm -L -n -c` (the connection table, [`parse_connections`]) into rows.
 //!
 //! ```text
 //! IP Virtual Server version 1.2.1 (size=4096)
@@ -138,9 +139,78 @@ pub fn find<'a>(services: &'a [ServiceStats], proto: &str, addr: &str) -> &'a Se
         .unwrap_or_else(|| panic!("no {proto} {addr} in the listing: {services:#?}"))
 }
 
+/// One row of `-L -n -c`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnRow {
+    pub proto: String,
+    /// `mm:ss` left.
+    pub expire: String,
+    /// `ESTABLISHED`, ...; `NONE` for a persistence template.
+    pub state: String,
+    pub source: String,
+    pub virtual_addr: String,
+    pub destination: String,
+}
+
+impl ConnRow {
+    /// Seconds left before the entry expires (`expire` is `mm:ss`).
+    pub fn expire_secs(&self) -> Option<u64> {
+        let (m, s) = self.expire.split_once(':')?;
+        Some(m.parse::<u64>().ok()? * 60 + s.parse::<u64>().ok()?)
+    }
+}
+
+/// The rows of `-L -n -c` (persistence templates included), or what is wrong with the text.
+pub fn parse_connections(text: &str) -> Result<Vec<ConnRow>, String> {
+    let mut lines = text.lines();
+    if lines.next() != Some("IPVS connection entries") {
+        return Err(format!("not a -L -n -c listing:\n{text}"));
+    }
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    if header != ["pro", "expire", "state", "source", "virtual", "destination"] {
+        return Err(format!("-L -n -c header {header:?} in:\n{text}"));
+    }
+    lines
+        .map(
+            |line| match line.split_whitespace().collect::<Vec<_>>()[..] {
+                [proto, expire, state, source, virtual_addr, destination] => Ok(ConnRow {
+                    proto: proto.to_owned(),
+                    expire: expire.to_owned(),
+                    state: state.to_owned(),
+                    source: source.to_owned(),
+                    virtual_addr: virtual_addr.to_owned(),
+                    destination: destination.to_owned(),
+                }),
+                _ => Err(format!("-L -n -c row {line:?} in:\n{text}")),
+            },
+        )
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_rows() {
+        let text = "IPVS connection entries
+pro expire state       source             virtual            destination
+TCP 14:58  ESTABLISHED 10.0.0.10:40000    10.0.0.99:80       10.0.0.12:80
+TCP 01:00  NONE        10.0.0.10:0        10.0.0.99:80       10.0.0.12:80
+";
+        let rows = parse_connections(text).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].source, "10.0.0.10:40000");
+        assert_eq!(rows[0].destination, "10.0.0.12:80");
+        assert_eq!(rows[0].expire_secs(), Some(898));
+        assert_eq!(rows[1].state, "NONE");
+        assert!(parse_connections("IPVS connection entries\n").is_err());
+        assert!(parse_connections(&text.replace(" 10.0.0.12:80\nTCP", "\nTCP")).is_err());
+    }
 
     const SEED_001: &str = "IP Virtual Server version 1.2.1 (size=4096)
 Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes

@@ -889,10 +889,7 @@ impl Testbed {
         for rs in &self.real_servers {
             let counters = lbd::data_path_counters(&rs.ns, HOST_IFACE)
                 .unwrap_or_else(|e| panic!("{}'s decapsulator counters: {e}", rs.name));
-            let decapsulated = counters
-                .get(lb_common::Stat::Decap as usize)
-                .copied()
-                .unwrap_or(0);
+            let decapsulated = lbd::stat(&counters, lb_common::Stat::Decap);
             assert!(
                 decapsulated > 0,
                 "{}'s `lbd decap` decapsulated nothing: {}",

@@ -168,8 +168,9 @@ fn scheduling() {
     run_table("sched", tables::sched::fixtures());
 }
 
-/// sh, dh, mh (and their flags), rr and wrr against what the kernel's IPVS chose for the same
-/// flows (`tests/golden/ipvs-sched`, recorded by `cargo xtask ipvs-golden`).
+/// sh, dh, mh (and their flags), rr, wrr and the connection-count schedulers against what the
+/// kernel's IPVS chose for the same flows (`tests/golden/ipvs-sched`, recorded by `cargo
+/// xtask ipvs-golden`).
 #[test]
 fn ipvs_scheduling_parity() {
     run_table("ipvs_parity", tables::ipvs_parity::fixtures());

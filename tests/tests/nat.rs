@@ -9,7 +9,7 @@ use std::{net::SocketAddr, time::Duration};
 use lb_common::Stat;
 use lb_tests::{
     Counter, ECHO_PORT, LoadGen, SERVICE_PORT, Tally, Testbed, Topology, UDP_ECHO_PORT,
-    UNSERVED_PORT, XdpMode, listing, tap::SwitchCounters, wait,
+    UNSERVED_PORT, XdpMode, lbd, listing, tap::SwitchCounters, wait,
 };
 
 /// How long the real servers' access logs may take to show what a test waits for.
@@ -149,7 +149,7 @@ fn dp_stat(tb: &Testbed, stat: Stat) -> u64 {
     let counters = tb
         .data_path_counters()
         .expect("director data-path counters");
-    counters.get(stat as usize).copied().unwrap_or(0)
+    lbd::stat(&counters, stat)
 }
 
 /// Seed 001, step 5: `-E -s wrr` with weights 3:1 gives exactly 3:1 over new connections,
@@ -336,7 +336,8 @@ fn ab_5000_with_wrr_3_to_1(mut tb: Testbed) {
 /// `sh`, then `wrr`, each after `-Z`. Every run completes with every reply translated back
 /// to the VIP while the table still holds the earlier runs' connections, and each
 /// scheduler shows its character: sh sends everything from our one client to one real
-/// server, wrr splits 3:1 exactly, wlc uses both.
+/// server, wrr splits 3:1 exactly, wlc gives the weight-3 server more (the rr it replaced
+/// alternates).
 #[test]
 fn seed_001_ab_runs_with_wlc_sh_and_wrr() {
     let mut tb = nat_testbed(Topology::Nat);
@@ -382,9 +383,14 @@ fn seed_001_ab_runs_with_wlc_sh_and_wrr() {
                 "sh: one client, so one real server for all:\n{text}"
             ),
             "wrr" => assert_eq!(split, wrr_3_to_1(opened), "wrr 3:1:\n{text}"),
+            // wlc keeps ActiveConn × 256 + InActConn per unit of weight even: with weights
+            // 3:1 rs1 holds about three times rs2's open connections, and so takes more of
+            // them; how many more depends on how fast each server answers (3112:1926 in one
+            // run), so only "more" is knowable. The rr it replaced alternates exactly (at most
+            // one apart), which is what an `-E` that changed nothing would show.
             _ => assert!(
-                split.0 > 0 && split.1 > 0,
-                "{scheduler}: both real servers take connections:\n{text}"
+                split.0 > split.1 + 1,
+                "{scheduler}: weights 3:1 should give rs1 more connections than rs2:\n{text}"
             ),
         }
     }

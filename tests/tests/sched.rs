@@ -1,6 +1,8 @@
 //! IPVS's schedulers end to end (seed 001's experiments, in LVS-DR): `wrr` 3:1 exactly, `sh`
 //! keeping a client on one real server, `wlc` sharing long-lived connections by weight,
-//! `lblc` and `lblcr` keeping the VIP on one real server (set) until it is overloaded,
+//! `lblc` and `lblcr` keeping the VIP on one real server (set) until it is overloaded, `lc`,
+//! `sed`, `nq`, `fo` and `ovf` giving long-lived connections the real servers the kernel's
+//! IPVS gave them (its recordings in `tests/golden/ipvs-sched`),
 //! persistence against plain `rr`, `-Z` and `--stats`, connections listed with `-L -c` and
 //! expiring by `--set` timeouts, and `-E -s` under traffic. Each test builds its own
 //! topology (see `lb_tests::testbed`) and waits for evidence, never for a fixed time.
@@ -12,7 +14,11 @@ use std::{
     time::Duration,
 };
 
-use lb_tests::{ECHO_PORT, LoadGen, SERVICE_PORT, Testbed, listing, wait};
+use lb_tests::{
+    ECHO_PORT, LoadGen, SERVICE_PORT, Testbed,
+    listing::{self, ConnRow},
+    wait,
+};
 
 /// How long connections may take to expire with 5-second timeouts (plus lbd's one-second
 /// sweep, with room for a slow debug build on a busy machine).
@@ -102,47 +108,10 @@ fn stats(tb: &Testbed, port: u16) -> listing::ServiceStats {
     listing::find(&services, "TCP", &tb.vip_port(port)).clone()
 }
 
-/// One row of `-L -n -c`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct ConnRow {
-    proto: String,
-    expire: String,
-    state: String,
-    source: String,
-    virtual_addr: String,
-    destination: String,
-}
-
 /// The rows of `-L -n -c` (persistence templates included, state `NONE`).
 #[track_caller]
 fn connection_rows(tb: &Testbed) -> Vec<ConnRow> {
-    let text = adm(tb, "-L -n -c");
-    let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("IPVS connection entries"), "{text}");
-    let header: Vec<&str> = lines
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
-    assert_eq!(
-        header,
-        ["pro", "expire", "state", "source", "virtual", "destination"],
-        "-L -n -c header:\n{text}"
-    );
-    lines
-        .map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            assert_eq!(f.len(), 6, "-L -n -c row {line:?} in:\n{text}");
-            ConnRow {
-                proto: f[0].to_owned(),
-                expire: f[1].to_owned(),
-                state: f[2].to_owned(),
-                source: f[3].to_owned(),
-                virtual_addr: f[4].to_owned(),
-                destination: f[5].to_owned(),
-            }
-        })
-        .collect()
+    listing::parse_connections(&adm(tb, "-L -n -c")).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A connection from the client to a real server's TCP echo through the VIP, held open.
@@ -219,18 +188,6 @@ impl EchoConn {
             panic!("reading the end of the connection from {}: {e}", self.local)
         });
     }
-}
-
-/// How many of `conns` each real server 1..=n greeted.
-fn greeted(conns: &[EchoConn], n: usize) -> Vec<usize> {
-    (1..=n)
-        .map(|i| {
-            conns
-                .iter()
-                .filter(|c| c.server == format!("rs{i}"))
-                .count()
-        })
-        .collect()
 }
 
 /// Seed 001's `wrr` experiment: weights 3:1 give exactly 3:1 over 400 new connections, in
@@ -314,35 +271,23 @@ fn sh_keeps_every_connection_of_a_client_on_one_real_server() {
     );
 }
 
-/// `wlc` with weights 3:1 shares 40 long-lived connections about 3:1 by ActiveConn while
-/// they are open, and the echo connections keep working.
+/// `wlc` with weights 3:1 and 40 long-lived connections opened one after the other (each
+/// counted active before the next): IPVS's wlc takes the real server with the least
+/// ActiveConn × 256 + InActConn per unit of weight, a tie going to the newest (rs2). So the
+/// order is rs2 rs1 rs1 rs1, four connections at a time, as IPVS gave it
+/// (`tests/golden/ipvs-sched/wlc.txt`), the 40 end exactly 30:10, and they keep working.
 #[test]
 fn wlc_3_to_1_shares_long_lived_connections_by_weight() {
     let tb = testbed(2);
     service(&tb, ECHO_PORT, "-s wlc", &[3, 1]);
 
-    let mut conns: Vec<EchoConn> = (0..40).map(|_| EchoConn::open(&tb)).collect();
-    let by_greeting = greeted(&conns, 2);
+    let (mut conns, order) = open_in_turn(&tb, 40);
+    println!("greeted by, in order: {order:?}");
+    let expected: Vec<&str> = (0..10).flat_map(|_| ["rs2", "rs1", "rs1", "rs1"]).collect();
+    assert_eq!(order, expected, "real servers that greeted, in order");
     let rows = real_rows(&tb, "TCP", &tb.vip_port(ECHO_PORT));
-    println!("-Ln rows while 40 connections are open: {rows:#?}; greeted by: {by_greeting:?}");
-    assert_eq!(rows.len(), 2, "{rows:#?}");
-    let (a1, a2) = (rows[0].active, rows[1].active);
-    assert_eq!(
-        a1 + a2,
-        40,
-        "ActiveConn should count the 40 open connections: {rows:#?}"
-    );
-    assert!(a2 > 0, "rs2 (weight 1) got no connection: {rows:#?}");
-    let ratio = a1 as f64 / a2 as f64;
-    assert!(
-        (2.2..=4.0).contains(&ratio),
-        "ActiveConn ratio rs1:rs2 = {a1}:{a2} = {ratio:.2}, expected about 3: {rows:#?}"
-    );
-    assert_eq!(
-        [a1 as usize, a2 as usize],
-        [by_greeting[0], by_greeting[1]],
-        "ActiveConn against the servers that greeted"
-    );
+    let active: Vec<u64> = rows.iter().map(|r| r.active).collect();
+    assert_eq!(active, [30, 10], "ActiveConn: {rows:#?}");
 
     for (i, conn) in conns.iter_mut().enumerate() {
         conn.echo(&format!("still there {i}"));
@@ -360,11 +305,155 @@ fn open_in_turn(tb: &Testbed, n: usize) -> (Vec<EchoConn>, Vec<String>) {
     (conns, order)
 }
 
-/// `lblc` with weights 2:2 and long-lived connections to the VIP (one destination): rs1, wlc's
-/// first choice, keeps the VIP while it has no more than 2 active connections; with 3 it is
-/// overloaded in IPVS's sense (rs2 has fewer than half its weight), wlc moves the VIP to rs2,
-/// which keeps it from then on (with 3 or more, nobody is under half its weight). `wlc` would
-/// alternate from the second connection on. Changing the scheduler forgets the table.
+/// A recording of IPVS's scheduling (`tests/golden/ipvs-sched/CASE.txt`, made by `cargo xtask
+/// ipvs-golden` against the kernel's IPVS): the service's ipvsadm options, its real servers'
+/// `ipvsadm -a` options (`-w 3 -x 4`) in the order they were added (A, B, C, ... played here
+/// by rs1, rs2, rs3, ...), and the real server IPVS gave each of its SYNs, in order (`None`:
+/// no destination).
+struct Recording {
+    options: String,
+    reals: Vec<String>,
+    order: Vec<Option<String>>,
+}
+
+#[track_caller]
+fn ipvs_recording(case: &str) -> Recording {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("golden/ipvs-sched")
+        .join(format!("{case}.txt"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let mut recording = Recording {
+        options: String::new(),
+        reals: Vec::new(),
+        order: Vec::new(),
+    };
+    let rs = |name: &str| {
+        let index = name
+            .bytes()
+            .next()
+            .filter(u8::is_ascii_uppercase)
+            .map(|b| b - b'A');
+        match (name.len(), index) {
+            (1, Some(i)) => format!("rs{}", i + 1),
+            _ => panic!("{}: real server {name:?}", path.display()),
+        }
+    };
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        match line.split_whitespace().collect::<Vec<_>>()[..] {
+            ["service", ref options @ ..] => recording.options = options.join(" "),
+            ["real", name, weight, ref options @ ..] => {
+                assert_eq!(rs(name), format!("rs{}", recording.reals.len() + 1));
+                recording
+                    .reals
+                    .push(format!("-w {weight} {}", options.join(" ")));
+            }
+            ["flow", _, "none"] => recording.order.push(None),
+            ["flow", _, name] => recording.order.push(Some(rs(name))),
+            _ => panic!("{}: cannot read {line:?}", path.display()),
+        }
+    }
+    recording
+}
+
+/// Long-lived connections opened one after the other through lbadm's service go to the real
+/// servers IPVS gave the SYNs of recording `case`, in the same order: the connection-count
+/// schedulers compared with the kernel end to end (each connection is established, so
+/// counted active, before the next, as IPVS counted its SYN_RECV ones). Where IPVS found no
+/// destination, the connection fails here too.
+#[track_caller]
+fn connections_go_where_ipvs_sent_them(case: &str) {
+    let recording = ipvs_recording(case);
+    let tb = testbed(recording.reals.len());
+    let vip = tb.vip_port(ECHO_PORT);
+    adm(&tb, &format!("-A -t {vip} {}", recording.options));
+    for (i, options) in recording.reals.iter().enumerate() {
+        let rip = tb.rip(i + 1);
+        adm(
+            &tb,
+            &format!("-a -t {vip} -r {rip}:{ECHO_PORT} -g {options}"),
+        );
+    }
+    let served = recording.order.iter().take_while(|o| o.is_some()).count();
+    let (conns, order) = open_in_turn(&tb, served);
+    let expected: Vec<&str> = recording.order[..served]
+        .iter()
+        .map(|o| o.as_deref().expect("served"))
+        .collect();
+    assert_eq!(
+        order, expected,
+        "{case} ({}): real servers that greeted, in order, against IPVS's",
+        recording.options
+    );
+    if served < recording.order.len() {
+        let to = SocketAddr::V4(SocketAddrV4::new(tb.vip(), ECHO_PORT));
+        let connected = tb
+            .client
+            .ns
+            .enter(|| TcpStream::connect_timeout(&to, Duration::from_secs(3)));
+        assert!(
+            connected.is_err(),
+            "{case}: IPVS found no real server for connection {}, lb did",
+            served + 1
+        );
+    }
+    for conn in conns {
+        conn.close();
+    }
+}
+
+#[test]
+fn lc_follows_ipvs() {
+    connections_go_where_ipvs_sent_them("lc");
+}
+
+#[test]
+fn lc_with_a_real_server_at_weight_0_follows_ipvs() {
+    connections_go_where_ipvs_sent_them("lc-quiescent");
+}
+
+#[test]
+fn wlc_with_three_weights_follows_ipvs() {
+    connections_go_where_ipvs_sent_them("wlc-3-2-1");
+}
+
+#[test]
+fn sed_follows_ipvs() {
+    connections_go_where_ipvs_sent_them("sed");
+}
+
+#[test]
+fn nq_follows_ipvs() {
+    connections_go_where_ipvs_sent_them("nq");
+}
+
+#[test]
+fn fo_follows_ipvs() {
+    connections_go_where_ipvs_sent_them("fo-tie");
+}
+
+#[test]
+fn rr_passes_over_a_real_server_at_its_upper_threshold_as_ipvs_does() {
+    connections_go_where_ipvs_sent_them("rr-threshold");
+}
+
+#[test]
+fn wlc_passes_over_a_real_server_at_its_upper_threshold_as_ipvs_does() {
+    connections_go_where_ipvs_sent_them("wlc-threshold");
+}
+
+#[test]
+fn ovf_follows_ipvs_until_every_real_server_overflows() {
+    connections_go_where_ipvs_sent_them("ovf");
+}
+
+/// `lblc` with weights 2:2 and long-lived connections to the VIP (one destination): rs2, wlc's
+/// first choice (a tie goes to the newest real server, as in IPVS), keeps the VIP while it has
+/// no more than 2 active connections; with 3 it is overloaded in IPVS's sense (rs1 has fewer
+/// than half its weight), wlc moves the VIP to rs1, which keeps it from then on (with 3 or
+/// more, nobody is under half its weight). `wlc` would alternate from the second connection
+/// on. Changing the scheduler forgets the table. IPVS gave the same order
+/// (`tests/golden/ipvs-sched/lblc.txt`).
 #[test]
 fn lblc_keeps_the_vip_on_one_real_server_until_it_is_overloaded() {
     let tb = testbed(2);
@@ -372,17 +461,17 @@ fn lblc_keeps_the_vip_on_one_real_server_until_it_is_overloaded() {
     let (mut conns, order) = open_in_turn(&tb, 8);
     assert_eq!(
         order,
-        ["rs1", "rs1", "rs1", "rs2", "rs2", "rs2", "rs2", "rs2"],
+        ["rs2", "rs2", "rs2", "rs1", "rs1", "rs1", "rs1", "rs1"],
         "real servers that greeted, in order"
     );
     let rows = real_rows(&tb, "TCP", &tb.vip_port(ECHO_PORT));
     let active: Vec<u64> = rows.iter().map(|r| r.active).collect();
-    assert_eq!(active, [3, 5], "ActiveConn: {rows:#?}");
+    assert_eq!(active, [5, 3], "ActiveConn: {rows:#?}");
     // A new scheduler starts without the old one's table, as in IPVS: lblcr then asks wlc,
-    // which picks rs1 (3 active against 5); rs2 had the VIP under lblc.
+    // which picks rs2 (3 active against 5); rs1 had the VIP under lblc.
     adm(&tb, &format!("-E -t {} -s lblcr", tb.vip_port(ECHO_PORT)));
     conns.push(EchoConn::open(&tb));
-    assert_eq!(conns[8].server, "rs1", "after -E -s lblcr");
+    assert_eq!(conns[8].server, "rs2", "after -E -s lblcr");
     for (i, conn) in conns.iter_mut().enumerate() {
         conn.echo(&format!("still there {i}"));
     }
@@ -391,8 +480,9 @@ fn lblc_keeps_the_vip_on_one_real_server_until_it_is_overloaded() {
     }
 }
 
-/// `lblcr` in the same situation: rs2 joins the VIP's set instead of taking it over, and from
-/// then on the less loaded member takes each connection (the newer, rs2, on a tie).
+/// `lblcr` in the same situation: rs1 joins the VIP's set instead of taking it over, and from
+/// then on the less loaded member takes each connection (the set's newer member, rs1, on a
+/// tie). IPVS gave the same order (`tests/golden/ipvs-sched/lblcr.txt`).
 #[test]
 fn lblcr_adds_a_real_server_to_the_set_when_it_is_overloaded() {
     let tb = testbed(2);
@@ -400,7 +490,7 @@ fn lblcr_adds_a_real_server_to_the_set_when_it_is_overloaded() {
     let (conns, order) = open_in_turn(&tb, 8);
     assert_eq!(
         order,
-        ["rs1", "rs1", "rs1", "rs2", "rs2", "rs2", "rs2", "rs1"],
+        ["rs2", "rs2", "rs2", "rs1", "rs1", "rs1", "rs1", "rs2"],
         "real servers that greeted, in order"
     );
     let rows = real_rows(&tb, "TCP", &tb.vip_port(ECHO_PORT));

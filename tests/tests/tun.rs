@@ -91,11 +91,6 @@ fn wait_served_via_vip(tb: &Testbed, total: usize) -> Vec<usize> {
     )
 }
 
-/// `DP_STATS[stat]` of a counter list read with [`lbd::data_path_counters`].
-fn stat(counters: &[u64], stat: Stat) -> u64 {
-    counters.get(stat as usize).copied().unwrap_or(0)
-}
-
 fn rr_over_ipip(mode: XdpMode) {
     let tb = seed_003_testbed(mode);
     configure_seed_003(&tb);
@@ -136,7 +131,7 @@ fn rr_over_ipip(mode: XdpMode) {
     tb.assert_each_real_server_decapsulated();
     let counters = tb.data_path_counters().expect("director counters");
     assert!(
-        stat(&counters, Stat::TxTunnel) > 0 && stat(&counters, Stat::TxRoute) == 0,
+        lbd::stat(&counters, Stat::TxTunnel) > 0 && lbd::stat(&counters, Stat::TxRoute) == 0,
         "the director should tunnel (tx_tunnel) and never route (tx_route): {}",
         lbd::name_counters(&counters)
     );

@@ -1,7 +1,7 @@
 //! `cargo xtask ipvs-golden`: records which real server the kernel's IPVS gives each of a
-//! set of TCP flows (`sh`, `dh`, `mh` with their flags, `rr`, `wrr`), as test data for the
-//! data-path fixture that compares lb's choices with them (`tests/golden/ipvs-sched/`, see
-//! its README).
+//! set of TCP flows (`sh`, `dh`, `mh` with their flags, `rr`, `wrr`, the connection-count
+//! schedulers), as test data for the data-path fixture that compares lb's choices with them
+//! (`tests/golden/ipvs-sched/`, see its README).
 //!
 //! As `ipvsadm-golden` does: Debian's `ipvsadm` unpacked into `target/ipvsadm-golden/`, and
 //! Debian 12's 6.12 kernel booted with virtme-ng over the host's files. In the guest,

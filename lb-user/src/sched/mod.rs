@@ -71,19 +71,14 @@ pub fn build(scheduler: Scheduler, flags: SchedFlags, candidates: &[Candidate]) 
 
 /// [`build`] for a service whose real servers are `added`, oldest first (the order they were
 /// added, which is lbd's order): IPVS keeps a service's real servers newest first (each added
-/// at the head of its list, `ip_vs_ctl.c`), and `rr`, `wrr`, `sh`, `dh` and `mh` walk that
-/// list, so their tables are built over them newest first (checked flow by flow against IPVS:
-/// `tests/golden/ipvs-sched`). Add A, B, C and IPVS's rr answers C, B, A, ...; its sh tiles
-/// C's buckets first. The connection-count schedulers keep the order added (their ties go to
-/// the first in the table; not yet compared with IPVS).
+/// at the head of its list, `ip_vs_ctl.c`) and every scheduler walks that list, so every
+/// table is built over them newest first. Add A, B, C and IPVS's rr answers C, B, A, ...; its
+/// sh tiles C's buckets first; lc, wlc, sed, nq, fo, ovf and lblc/lblcr's wlc give a tie to
+/// the newest (the data path keeps the first best in table order). Checked flow by flow
+/// against IPVS: `tests/golden/ipvs-sched`.
 pub fn build_ipvs_order(scheduler: Scheduler, flags: SchedFlags, added: &[Candidate]) -> Vec<u32> {
-    match scheduler {
-        Scheduler::Rr | Scheduler::Wrr | Scheduler::Sh | Scheduler::Dh | Scheduler::Mh => {
-            let newest_first: Vec<Candidate> = added.iter().rev().copied().collect();
-            build(scheduler, flags, &newest_first)
-        }
-        _ => build(scheduler, flags, added),
-    }
+    let newest_first: Vec<Candidate> = added.iter().rev().copied().collect();
+    build(scheduler, flags, &newest_first)
 }
 
 /// IPVS's weighted round-robin sequence (`ip_vs_wrr.c`): the current weight starts at the
@@ -173,6 +168,23 @@ mod tests {
             build_ipvs_order(Scheduler::Wrr, SchedFlags::default(), &added),
             vec![1, 2, 1, 3, 2, 1]
         );
+        // The connection-count schedulers' ties go to the first in the table: the newest.
+        for scheduler in [
+            Scheduler::Lc,
+            Scheduler::Wlc,
+            Scheduler::Fo,
+            Scheduler::Lblc,
+        ] {
+            assert_eq!(
+                build_ipvs_order(
+                    scheduler,
+                    SchedFlags::default(),
+                    &[c(1, 1), c(2, 0), c(3, 2)]
+                ),
+                vec![3, 1],
+                "{scheduler:?}"
+            );
+        }
     }
 
     #[test]

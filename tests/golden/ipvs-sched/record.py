@@ -67,7 +67,8 @@ def sequence_flows(first_port, count):
     return [("198.51.100.7", first_port + i) for i in range(count)]
 
 
-# (name, ipvsadm -A options, [(real, weight)] in the order they are added, flows)
+# (name, ipvsadm -A options, [(real, weight, more ipvsadm -a options...)] in the order they
+# are added, flows)
 CASES = [
     ("sh", ["-s", "sh"], [("A", 1), ("B", 2), ("C", 3)], random_flows(1, 300)),
     ("sh-quiescent", ["-s", "sh"], [("A", 1), ("B", 0), ("C", 2), ("D", 1)], random_flows(2, 300)),
@@ -90,6 +91,35 @@ CASES = [
      sequence_flows(1101, 12)),
     ("wrr", ["-s", "wrr"], [("A", 3), ("B", 2), ("C", 1)], sequence_flows(2001, 24)),
     ("wrr-3-1", ["-s", "wrr"], [("A", 3), ("B", 1)], sequence_flows(2101, 14)),
+    # The connection-count schedulers: no real server answers, so every SYN leaves a
+    # connection in SYN_RECV, which IPVS counts as active (since 4.8) until it times out
+    # (60 s, far longer than a case takes): each flow sees every earlier one as active.
+    ("lc", ["-s", "lc"], [("A", 1), ("B", 1), ("C", 1)], sequence_flows(3001, 9)),
+    ("lc-quiescent", ["-s", "lc"], [("A", 1), ("B", 0), ("C", 1)], sequence_flows(3101, 6)),
+    ("wlc", ["-s", "wlc"], [("A", 3), ("B", 1)], sequence_flows(3201, 16)),
+    ("wlc-3-2-1", ["-s", "wlc"], [("A", 3), ("B", 2), ("C", 1)], sequence_flows(3301, 18)),
+    ("sed", ["-s", "sed"], [("A", 3), ("B", 2), ("C", 1)], sequence_flows(3401, 18)),
+    ("nq", ["-s", "nq"], [("A", 3), ("B", 2), ("C", 1)], sequence_flows(3501, 18)),
+    ("fo", ["-s", "fo"], [("A", 1), ("B", 3), ("C", 2)], sequence_flows(3601, 6)),
+    ("fo-tie", ["-s", "fo"], [("A", 2), ("B", 2), ("C", 1)], sequence_flows(3651, 4)),
+    ("ovf", ["-s", "ovf"], [("A", 2), ("B", 3), ("C", 1)], sequence_flows(3701, 11)),
+    # Persistence: a client (-M: a client network) that has a template goes where it went;
+    # only the others are scheduled, so rr advances once per new client (network).
+    ("rr-persistent", ["-s", "rr", "-p", "60"], [("A", 1), ("B", 1), ("C", 1)],
+     random_flows(10, 40, ["198.51.100.7", "198.51.100.8", "198.51.100.9", "198.51.101.7",
+                           "198.51.101.8", "198.51.102.7", "198.51.102.9"])),
+    ("rr-persistent-netmask", ["-s", "rr", "-p", "60", "-M", "255.255.255.0"],
+     [("A", 1), ("B", 1), ("C", 1)],
+     random_flows(11, 40, ["198.51.100.7", "198.51.100.8", "198.51.100.9", "198.51.101.7",
+                           "198.51.101.8", "198.51.102.7", "198.51.102.9", "198.51.103.1"])),
+    # Upper thresholds (-x): a real server with that many connections (active + inactive)
+    # is overloaded and passed over until it has fewer (not reached here: nothing closes).
+    ("rr-threshold", ["-s", "rr"], [("A", 1, "-x", "2"), ("B", 1), ("C", 1)],
+     sequence_flows(4001, 10)),
+    ("wlc-threshold", ["-s", "wlc"], [("A", 3, "-x", "4"), ("B", 1)], sequence_flows(4101, 10)),
+    # One destination (the VIP) for every flow.
+    ("lblc", ["-s", "lblc"], [("A", 2), ("B", 2)], sequence_flows(3801, 8)),
+    ("lblcr", ["-s", "lblcr"], [("A", 2), ("B", 2)], sequence_flows(3901, 8)),
 ]
 
 
@@ -147,8 +177,9 @@ def record(index, name, options, reals, flows):
         ["ipvsadm", "-A", "-t", f"{VIP}:{PORT}", *options],
     ]:
         run(*ind, *cmd)
-    for real, weight in reals:
-        run(*ind, "ipvsadm", "-a", "-t", f"{VIP}:{PORT}", "-r", REALS[real], "-g", "-w", str(weight))
+    for real, weight, *extra in reals:
+        run(*ind, "ipvsadm", "-a", "-t", f"{VIP}:{PORT}", "-r", REALS[real], "-g", "-w", str(weight),
+            *extra)
     for cmd in [
         ["ip", "link", "set", "lo", "up"],
         ["ip", "link", "set", "c0", "up"],
@@ -175,7 +206,7 @@ def record(index, name, options, reals, flows):
            f"# kernel {os.uname().release}; ipvsadm -Ln after the flows:"]
     out += [f"#   {line}" for line in listing.splitlines()]
     out.append(f"service {' '.join(options)}")
-    out += [f"real {real} {weight}" for real, weight in reals]
+    out += [" ".join(["real", real, str(weight), *extra]) for real, weight, *extra in reals]
     out += [f"flow {addr}:{port} {given.get((addr, port), 'none')}" for addr, port in flows]
     print("\n".join(out), flush=True)
 

@@ -55,7 +55,9 @@ pub enum Output {
     /// Byte for byte this.
     Exact(Vec<u8>),
     /// Byte for byte this, except the given byte ranges, which the program fills with
-    /// values no fixture can predict (a random IP ID); checksums are still verified.
+    /// values no fixture can predict (a random IP ID); checksums are still verified. Being
+    /// unpredictable, they must not be the same in every packet: a fixture with three or
+    /// more such packets fails when all of them carry the same bytes there.
     Masked(Vec<u8>, Vec<std::ops::Range<usize>>),
     /// Not checked: only for dropped packets, whose bytes go nowhere.
     Dropped,
@@ -294,6 +296,8 @@ fn run_fixture(program: &'static str, fixture: &Fixture) -> Result<(), String> {
     }
     // What happened before a failing step, for its report.
     let mut history = String::new();
+    // The bytes each `Output::Masked` packet had in its masked ranges.
+    let mut unpredictable: Vec<Vec<u8>> = Vec::new();
     for (i, step) in fixture.steps.iter().enumerate() {
         let step_no = i + 1;
         let earlier = if history.is_empty() {
@@ -303,12 +307,13 @@ fn run_fixture(program: &'static str, fixture: &Fixture) -> Result<(), String> {
         };
         match step {
             Step::Send(send) => {
-                check_send(&director, program, send).map_err(|report| {
+                let masked = check_send(&director, program, send).map_err(|report| {
                     format!(
                         "{earlier}step {step_no}, packet \"{}\":\n{report}",
                         send.what
                     )
                 })?;
+                unpredictable.extend(masked);
                 let _ = writeln!(
                     history,
                     "  {step_no}. packet \"{}\": as expected",
@@ -331,10 +336,20 @@ fn run_fixture(program: &'static str, fixture: &Fixture) -> Result<(), String> {
             }
         }
     }
+    if unpredictable.len() >= 3 && unpredictable.windows(2).all(|w| w[0] == w[1]) {
+        return Err(format!(
+            "after:\n{history}the {} packets' unpredictable bytes (a random IP ID, ...) were \
+             the same in every one: {:02x?}",
+            unpredictable.len(),
+            unpredictable[0]
+        ));
+    }
     Ok(())
 }
 
-fn check_send(director: &Director, program: &str, send: &Send) -> Result<(), String> {
+/// Checks one packet; returns, for an `Output::Masked` packet, the bytes its masked ranges
+/// held.
+fn check_send(director: &Director, program: &str, send: &Send) -> Result<Option<Vec<u8>>, String> {
     let before = director.dp_stats();
     let (verdict, output) = director.run_on(&send.input, send.ingress).map_err(|e| {
         format!(
@@ -415,7 +430,16 @@ fn check_send(director: &Director, program: &str, send: &Send) -> Result<(), Str
     problems.extend(check_expect(director, &send.expect));
 
     if problems.is_empty() {
-        return Ok(());
+        return Ok(match &send.output {
+            Output::Masked(_, ranges) => Some(
+                ranges
+                    .iter()
+                    .flat_map(|r| output.get(r.clone()).unwrap_or_default())
+                    .copied()
+                    .collect(),
+            ),
+            _ => None,
+        });
     }
     let mut report = problems.join("\n");
     let _ = write!(

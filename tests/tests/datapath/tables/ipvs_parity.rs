@@ -1,5 +1,8 @@
 //! Scheduling parity with the kernel's IPVS, flow by flow: `sh`, `dh`, `mh` (with their `-b`
-//! flags and real servers at weight 0) and the `rr` and `wrr` sequences.
+//! flags and real servers at weight 0), the `rr` and `wrr` sequences, and the
+//! connection-count schedulers (`lc`, `wlc`, `sed`, `nq`, `fo`, `ovf`, `lblc`, `lblcr`), whose
+//! SYNs stay half-open and count as active for the ones after them, in IPVS and here alike,
+//! upper thresholds (`-x`) and persistence (`-p`, `-M`).
 //!
 //! `cargo xtask ipvs-golden` recorded, with the real ipvsadm against IPVS in a Debian 6.12 VM,
 //! which real server each of a few hundred SYNs was given (`tests/golden/ipvs-sched/*.txt`,
@@ -16,7 +19,8 @@
 use std::{fs, path::Path};
 
 use lb_common::{
-    RealServer, SERVICE_F_HASH_FALLBACK, SERVICE_F_HASH_PORT, Service, Stat, tcp_state::SYN_RECV,
+    Addr, RealServer, SERVICE_F_HASH_FALLBACK, SERVICE_F_HASH_PORT, SERVICE_F_PERSISTENT, Service,
+    Stat, tcp_state::SYN_RECV,
 };
 use lb_user::{
     model::{SchedFlags, Scheduler},
@@ -37,11 +41,17 @@ pub struct Case {
     pub name: String,
     pub scheduler: Scheduler,
     pub flags: SchedFlags,
-    /// Real servers with their weights, in the order they were added.
-    pub reals: Vec<(&'static RealDef, u32)>,
+    /// `-p TIMEOUT` and `-M NETMASK` (255.255.255.255 without `-M`), when persistent.
+    pub persistence: Option<(u32, std::net::Ipv4Addr)>,
+    /// Real servers with their weights and thresholds (`-x`, `-y`; 0: none), in the order
+    /// they were added.
+    pub reals: Vec<(&'static RealDef, u32, (u32, u32))>,
     /// Client address and port, and IPVS's real server (`None`: no destination).
     pub flows: Vec<(std::net::Ipv4Addr, u16, Option<&'static RealDef>)>,
 }
+
+/// `-p` without `-M`: one client address per template.
+const HOST_MASK: std::net::Ipv4Addr = std::net::Ipv4Addr::BROADCAST;
 
 fn real(name: &str) -> &'static RealDef {
     match name {
@@ -60,6 +70,7 @@ pub fn parse(name: &str, text: &str) -> Case {
         name: name.to_owned(),
         scheduler: Scheduler::Rr,
         flags: SchedFlags::default(),
+        persistence: None,
         reals: Vec::new(),
         flows: Vec::new(),
     };
@@ -86,11 +97,30 @@ pub fn parse(name: &str, text: &str) -> Case {
                                 }
                             }
                         }
+                        ["-p", timeout] => {
+                            let mask = case.persistence.map_or(HOST_MASK, |(_, m)| m);
+                            case.persistence = Some((timeout.parse().expect("-p"), mask));
+                        }
+                        ["-M", mask] => {
+                            let (timeout, _) = case.persistence.expect("-M after -p");
+                            case.persistence = Some((timeout, mask.parse().expect("-M")));
+                        }
                         _ => panic!("{name}: unknown service option in {line:?}"),
                     }
                 }
             }
-            ["real", r, weight] => case.reals.push((real(r), weight.parse().expect("weight"))),
+            ["real", r, weight, options @ ..] => {
+                let mut thresholds = (0, 0);
+                for pair in options.chunks(2) {
+                    match pair {
+                        ["-x", n] => thresholds.0 = n.parse().expect("-x"),
+                        ["-y", n] => thresholds.1 = n.parse().expect("-y"),
+                        _ => panic!("{name}: unknown real server option in {line:?}"),
+                    }
+                }
+                case.reals
+                    .push((real(r), weight.parse().expect("weight"), thresholds));
+            }
             ["flow", client, to] => {
                 let (addr, port) = client.rsplit_once(':').expect("ADDR:PORT");
                 let to = (*to != "none").then(|| real(to));
@@ -130,11 +160,13 @@ pub fn cases() -> Vec<Case> {
 fn setup(case: &Case) -> Vec<Change> {
     let mut changes = vec![director_iface()];
     let mut candidates = Vec::new();
-    for &(def, weight) in &case.reals {
+    for &(def, weight, (upper_threshold, lower_threshold)) in &case.reals {
         changes.push(Change::Real {
             id: def.id,
             real: RealServer {
                 weight,
+                upper_threshold,
+                lower_threshold,
                 ..real_server(def, &HTTP)
             },
         });
@@ -153,6 +185,13 @@ fn setup(case: &Case) -> Vec<Change> {
     if case.flags.fallback {
         flags |= SERVICE_F_HASH_FALLBACK;
     }
+    let (persist_timeout, persist_mask) = match case.persistence {
+        Some((timeout, mask)) => {
+            flags |= SERVICE_F_PERSISTENT;
+            (timeout, Addr::v4(u32::from_ne_bytes(mask.octets())))
+        }
+        None => (0, Addr::ZERO),
+    };
     let len = table.len() as u32;
     changes.push(Change::Slots {
         offset: HTTP.table_offset,
@@ -166,8 +205,8 @@ fn setup(case: &Case) -> Vec<Change> {
             flags,
             table_offset: HTTP.table_offset,
             table_len: len,
-            persist_timeout: 0,
-            persist_mask: lb_common::Addr::ZERO,
+            persist_timeout,
+            persist_mask,
         },
     });
     changes
@@ -189,6 +228,9 @@ fn first_compared(case: &Case) -> usize {
 }
 
 fn steps(case: &Case) -> Vec<Step> {
+    // Persistent services: the client networks that already have a template (the counter
+    // `persist_hit` goes up for their flows; which real server they get is still IPVS's).
+    let mut templates = std::collections::HashSet::new();
     case.flows
         .iter()
         .enumerate()
@@ -202,7 +244,13 @@ fn steps(case: &Case) -> Vec<Step> {
                         i + 1,
                         super::sched_counts::name(real)
                     );
-                    new_flow(&what, &frame, real, &HTTP, SYN_RECV).into()
+                    let send = new_flow(&what, &frame, real, &HTTP, SYN_RECV);
+                    match case.persistence {
+                        Some((_, mask)) if !templates.insert(addr.to_bits() & mask.to_bits()) => {
+                            send.counts(&[Stat::PersistHit]).into()
+                        }
+                        _ => send.into(),
+                    }
                 }
                 None => Send::drop(
                     format!("flow #{} {addr}:{port}: IPVS found no destination", i + 1),

@@ -192,6 +192,34 @@ pub fn fixtures() -> Vec<Fixture> {
             },
             SYN_RECV,
         ),
+        {
+            // The same ID in every outer header would pass the masked comparison packet by
+            // packet; the runner fails a fixture whose masked bytes never change.
+            let no_df = |port, flags| {
+                let mut frame = http(port, flags);
+                frame.ipv4_mut().dont_fragment = false;
+                frame
+            };
+            Fixture {
+                name: "inner without DF: every outer header gets an ID of its own",
+                setup: sloppy(tun_world(&[&A], MTU)),
+                steps: vec![
+                    tunnelled_to("SYN", &no_df(41010, SYN), &A, true, SYN_RECV).into(),
+                    tunnelled_to("ACK", &no_df(41010, ACK), &A, false, ESTABLISHED)
+                        .promotes()
+                        .into(),
+                    tunnelled_to("data", &no_df(41010, PSH | ACK), &A, false, ESTABLISHED).into(),
+                    tunnelled_to(
+                        "more data",
+                        &no_df(41010, PSH | ACK),
+                        &A,
+                        false,
+                        ESTABLISHED,
+                    )
+                    .into(),
+                ],
+            }
+        },
         one_packet(
             "inner with DF: outer DF set and ID 0, whatever the inner ID",
             MTU,
