@@ -414,6 +414,8 @@ fn conns_point(
         vaddr: datapath::addr(VIP),
         vport: 80u16.to_be(),
         state: tcp_state::ESTABLISHED,
+        // Used now: an entry idle past its timeout is over for the data path.
+        last_seen_ns: coarse_now_ns(),
         ..Conn::default()
     };
     // Clients 100.64.0.0/10, ports from 1024: distinct flows, as many clients would make.
@@ -471,4 +473,15 @@ fn conns_point(
         memlock,
         fill_secs,
     })
+}
+
+/// CLOCK_MONOTONIC_COARSE in nanoseconds, the clock the data path stamps entries with.
+fn coarse_now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec to the pointer we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
