@@ -36,6 +36,16 @@ fn stop_lbd(mut lbd: Lbd) {
     );
 }
 
+/// An `rr` service on the VIP over real servers 1..=`reals` (direct routing); its address.
+fn rr_service(tb: &Testbed, reals: usize) -> String {
+    let vip = tb.vip_port(SERVICE_PORT);
+    tb.lbadm(&["-A", "-t", &vip, "-s", "rr"]);
+    for i in 1..=reals {
+        tb.lbadm(&["-a", "-t", &vip, "-r", &tb.rip(i), "-g"]);
+    }
+    vip
+}
+
 /// `lbadm -Ln` in the director.
 fn list(tb: &Testbed) -> String {
     tb.lbadm(&["-Ln"])
@@ -1532,9 +1542,7 @@ fn lbd_raises_its_open_file_limit() {
 fn a_real_server_whose_neighbour_entry_is_flushed_keeps_its_traffic() {
     let mut tb = Testbed::builder().real_servers(1).build();
     tb.start_lbd();
-    let vip = tb.vip_port(SERVICE_PORT);
-    tb.lbadm(&["-A", "-t", &vip, "-s", "rr"]);
-    tb.lbadm(&["-a", "-t", &vip, "-r", &tb.rip(1), "-g"]);
+    rr_service(&tb, 1);
     tb.curl_vip(SERVICE_PORT, 4).assert_all_ok();
     // The real server stops answering ARP; the director's entry for it goes.
     tb.rs(1)
@@ -1562,11 +1570,7 @@ fn a_real_server_whose_neighbour_entry_is_flushed_keeps_its_traffic() {
 fn a_nic_deleted_and_created_again_is_attached_again() {
     let mut tb = Testbed::builder().real_servers(2).build();
     tb.start_lbd();
-    let vip = tb.vip_port(SERVICE_PORT);
-    tb.lbadm(&["-A", "-t", &vip, "-s", "rr"]);
-    for i in 1..=2 {
-        tb.lbadm(&["-a", "-t", &vip, "-r", &tb.rip(i), "-g"]);
-    }
+    let vip = rr_service(&tb, 2);
     tb.curl_vip(SERVICE_PORT, 4).assert_all_ok();
 
     let port = tb.director.switch_port.clone();
@@ -1643,11 +1647,7 @@ fn a_nic_deleted_and_created_again_is_attached_again() {
 fn a_real_server_whose_mac_changes_keeps_its_traffic() {
     let mut tb = Testbed::builder().real_servers(2).build();
     tb.start_lbd();
-    let vip = tb.vip_port(SERVICE_PORT);
-    tb.lbadm(&["-A", "-t", &vip, "-s", "rr"]);
-    for i in 1..=2 {
-        tb.lbadm(&["-a", "-t", &vip, "-r", &tb.rip(i), "-g"]);
-    }
+    let vip = rr_service(&tb, 2);
     tb.curl_vip(SERVICE_PORT, 4).assert_all_ok();
     // The kernel lets an announcement override an entry only a second after its last
     // update (neigh locktime).
@@ -1798,11 +1798,7 @@ fn lbd_killed_with_sigkill_and_started_again_under_load() {
     let bpf_dir = bpffs.dir();
     let args = ["--bpffs", bpf_dir.as_str()];
     let mut lbd = start_lbd_with(&tb, &args);
-    let vip = tb.vip_port(SERVICE_PORT);
-    tb.lbadm(&["-A", "-t", &vip, "-s", "rr"]);
-    for i in 1..=2 {
-        tb.lbadm(&["-a", "-t", &vip, "-r", &tb.rip(i), "-g"]);
-    }
+    let vip = rr_service(&tb, 2);
     let url = format!("http://{vip}/");
     let load = tb.start_load(LoadGen::Wrk { connections: 4 }, &url);
     std::thread::sleep(Duration::from_secs(2));
