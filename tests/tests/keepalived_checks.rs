@@ -25,6 +25,17 @@ fn start_lbd_with_config(tb: &Testbed, conf: &Path) -> Lbd {
     )
 }
 
+/// Stops lbd with SIGTERM (it must exit cleanly) and returns its log.
+fn stop_lbd(mut lbd: Lbd, tb: &Testbed) -> String {
+    let status = lbd.daemon.stop(libc::SIGTERM, Duration::from_secs(15));
+    assert!(
+        status.success(),
+        "lbd exited with {status:?}\n{}",
+        lbd.daemon.report()
+    );
+    std::fs::read_to_string(&tb.lbd_files().log).expect("lbd's log")
+}
+
 /// The `-Ln` line of real server `rip`, if listed.
 fn real_line(listing: &str, rip: &str) -> Option<String> {
     let needle = format!("-> {rip}:{SERVICE_PORT} ");
@@ -185,14 +196,7 @@ fn misc_check_weights_and_notify_scripts() {
     tally.assert_all_ok();
     assert_eq!(tally.count("rs1"), 4, "{tally}");
 
-    let mut lbd = lbd;
-    let status = lbd.daemon.stop(libc::SIGTERM, Duration::from_secs(15));
-    assert!(
-        status.success(),
-        "lbd exited with {status:?}\n{}",
-        lbd.daemon.report()
-    );
-    let log = std::fs::read_to_string(&tb.lbd_files().log).unwrap_or_default();
+    let log = stop_lbd(lbd, &tb);
     assert!(
         log.contains("MISC_CHECK /bin/sh"),
         "lbd's log names the checks' programs:\n{log}"
@@ -235,7 +239,7 @@ fn udp_check_against_a_udp_echo() {
     );
     let conf_path = dir.join("keepalived.conf");
     write(&conf_path, &conf);
-    let mut lbd = start_lbd_with_config(&tb, &conf_path);
+    let lbd = start_lbd_with_config(&tb, &conf_path);
     let l = wait::wait_ok("rs2 out, rs1 in", HEALTH_TIMEOUT, || {
         let l = tb.lbadm(&["-Ln"]);
         let has = |rip: &str| l.contains(&format!("-> {rip}:{UDP_ECHO_PORT} "));
@@ -250,12 +254,7 @@ fn udp_check_against_a_udp_echo() {
     std::thread::sleep(Duration::from_secs(3));
     let l = tb.lbadm(&["-Ln"]);
     assert!(l.contains(&format!("-> {rip1}:{UDP_ECHO_PORT} ")), "{l}");
-    let status = lbd.daemon.stop(libc::SIGTERM, Duration::from_secs(15));
-    assert!(
-        status.success(),
-        "lbd exited with {status:?}\n{}",
-        lbd.daemon.report()
-    );
+    stop_lbd(lbd, &tb);
 }
 
 /// `virtual_server group`: one service per address and port of the group (the VIP on ports 80
@@ -296,7 +295,7 @@ virtual_server group web {{
     );
     let conf_path = dir.join("keepalived.conf");
     write(&conf_path, &conf);
-    let mut lbd = start_lbd_with_config(&tb, &conf_path);
+    let lbd = start_lbd_with_config(&tb, &conf_path);
     let count = |l: &str, rip: &str| l.matches(&format!("-> {rip}:")).count();
     let l = wait::wait_ok(
         "both services with both real servers",
@@ -330,14 +329,8 @@ virtual_server group web {{
             Err(format!("-Ln:\\n{l}"))
         }
     });
-    let status = lbd.daemon.stop(libc::SIGTERM, Duration::from_secs(15));
-    assert!(
-        status.success(),
-        "lbd exited with {status:?}\\n{}",
-        lbd.daemon.report()
-    );
+    let log = stop_lbd(lbd, &tb);
     // One check of each real server for the whole group.
-    let log = std::fs::read_to_string(&tb.lbd_files().log).unwrap_or_default();
     let downs = log.matches("real server down: MISC_CHECK").count();
     assert_eq!(downs, 1, "{log}");
 }
@@ -397,7 +390,7 @@ fn ping_check_follows_echo_replies() {
     );
     let conf_path = dir.join("keepalived.conf");
     write(&conf_path, &conf);
-    let mut lbd = start_lbd_with_config(&tb, &conf_path);
+    let lbd = start_lbd_with_config(&tb, &conf_path);
     let l = wait_weights(
         &tb,
         "both in once their pings are answered",
@@ -423,13 +416,7 @@ fn ping_check_follows_echo_replies() {
         (None, Some(1)),
     );
 
-    let status = lbd.daemon.stop(libc::SIGTERM, Duration::from_secs(15));
-    assert!(
-        status.success(),
-        "lbd exited with {status:?}\n{}",
-        lbd.daemon.report()
-    );
-    let log = std::fs::read_to_string(&tb.lbd_files().log).unwrap_or_default();
+    let log = stop_lbd(lbd, &tb);
     assert!(
         log.contains(&format!("PING_CHECK {rip2}: no echo reply")),
         "lbd's log says why rs2 went out:\n{log}"
@@ -487,7 +474,7 @@ fn http_get_regex_follows_the_page() {
     );
     let conf_path = dir.join("keepalived.conf");
     write(&conf_path, &conf);
-    let mut lbd = start_lbd_with_config(&tb, &conf_path);
+    let lbd = start_lbd_with_config(&tb, &conf_path);
     let l = wait_weights(&tb, "both in once their pages pass", (Some(1), Some(1)));
     println!("{l}");
 
@@ -504,13 +491,7 @@ fn http_get_regex_follows_the_page() {
     page(2, "status: ok\n");
     wait_weights(&tb, "rs2 back", (Some(1), Some(1)));
 
-    let status = lbd.daemon.stop(libc::SIGTERM, Duration::from_secs(15));
-    assert!(
-        status.success(),
-        "lbd exited with {status:?}\n{}",
-        lbd.daemon.report()
-    );
-    let log = std::fs::read_to_string(&tb.lbd_files().log).unwrap_or_default();
+    let log = stop_lbd(lbd, &tb);
     assert!(
         log.contains("not a body matching regex"),
         "lbd's log says why rs1 went out:\n{log}"
