@@ -17,7 +17,8 @@
 //! on br1, which answer the client through the router. With Maglev hashing (`mh`) every
 //! director sends a flow to the same real server, and with `sloppy_tcp` a director picks up a
 //! flow mid-stream when ECMP moves it (a director gone, drained or added): no connection
-//! synchronisation is needed.
+//! synchronisation is needed. With another scheduler ([`EcmpOptions::scheduler`]), the
+//! directors synchronise their connections instead ([`EcmpOptions::sync`]).
 //!
 //! Dropping an [`EcmpLab`] stops every lbd and BIRD, the servers, and removes the namespaces.
 
@@ -46,6 +47,8 @@ const VIP_HOST: u8 = 99;
 /// The router's and the directors' autonomous systems (private ASNs).
 pub const ROUTER_AS: u32 = 65000;
 pub const DIRECTOR_AS: u32 = 65001;
+/// The sync group's id, when the lab's directors synchronise their connections.
+const SYNCID: &str = "5";
 /// BFD's transmit interval and multiplier: a silent peer is down after 3 x 100 ms.
 const BFD_INTERVAL_MS: u32 = 100;
 const BFD_MULTIPLIER: u32 = 3;
@@ -65,6 +68,11 @@ pub struct EcmpOptions {
     pub directors: usize,
     pub running: usize,
     pub real_servers: usize,
+    /// The service's scheduler (`lb_algo`): `mh` (with `mh-port`) by default.
+    pub scheduler: String,
+    /// Each director runs a sync master and a sync backup on `eth0` (one group for all), so
+    /// that a flow ECMP moves finds its connection on the director it lands on.
+    pub sync: bool,
 }
 
 impl Default for EcmpOptions {
@@ -75,6 +83,8 @@ impl Default for EcmpOptions {
             directors: 3,
             running: 3,
             real_servers: 3,
+            scheduler: "mh".to_owned(),
+            sync: false,
         }
     }
 }
@@ -126,6 +136,8 @@ pub struct EcmpLab {
     prefix: String,
     subnet: Ipv4Addr,
     vip: Ipv4Addr,
+    scheduler: String,
+    sync: bool,
 }
 
 impl EcmpLab {
@@ -282,6 +294,8 @@ impl EcmpLab {
             prefix,
             subnet,
             vip,
+            scheduler: options.scheduler.clone(),
+            sync: options.sync,
         };
         lab.wait_servers_ready();
         lab.start_router_bird();
@@ -475,12 +489,17 @@ protocol bgp upstream {{
             "! The same on every director: lbd --config reads the virtual_server.
 virtual_server {vip} {SERVICE_PORT} {{
     delay_loop 2
-    lb_algo mh
-    mh-port
-    lb_kind DR
+    lb_algo {scheduler}
+{mh_port}    lb_kind DR
     protocol TCP
 ",
-            vip = self.vip
+            vip = self.vip,
+            scheduler = self.scheduler,
+            mh_port = if self.scheduler == "mh" {
+                "    mh-port\n"
+            } else {
+                ""
+            },
         );
         for rs in &self.real_servers {
             text += &format!(
@@ -512,8 +531,10 @@ virtual_server {vip} {SERVICE_PORT} {{
         ));
     }
 
-    /// Starts lbd (DR, `mh`, `sloppy_tcp=1`, `--bird-vips`) on director `i` (from 0), waits
-    /// until its health checks list every real server, then starts its BIRD.
+    /// Starts lbd (DR, the lab's scheduler, `sloppy_tcp=1`, `--bird-vips`) on director `i`
+    /// (from 0), waits until its health checks list every real server, starts its sync
+    /// daemons if the lab has them (unless lbd's state file brought them back), then starts
+    /// its BIRD.
     #[track_caller]
     pub fn start_director(&mut self, i: usize) {
         assert!(
@@ -565,6 +586,31 @@ virtual_server {vip} {SERVICE_PORT} {{
                 }
             },
         );
+        if self.sync {
+            let running = lbd::lbadm(&d.host.ns, &d.files.socket, &["-L", "--daemon"], None);
+            for role in ["master", "backup"] {
+                if !running.stdout.contains(&format!("{role} sync daemon")) {
+                    let ran = lbd::lbadm(
+                        &d.host.ns,
+                        &d.files.socket,
+                        &[
+                            "--start-daemon",
+                            role,
+                            "--mcast-interface",
+                            "eth0",
+                            "--syncid",
+                            SYNCID,
+                        ],
+                        None,
+                    );
+                    assert!(
+                        ran.success(),
+                        "{}: starting the sync {role}\n{ran}",
+                        d.host.name
+                    );
+                }
+            }
+        }
         if d.bird.is_none() {
             d.bird = Some(start_bird(
                 &d.host.ns,
@@ -734,9 +780,17 @@ virtual_server {vip} {SERVICE_PORT} {{
             } else {
                 "not started"
             };
+            let sync = if self.sync {
+                ", sync master + backup"
+            } else {
+                ""
+            };
             text += &line(
                 &d.host,
-                &format!("lbd (DR, mh, sloppy_tcp=1) + BIRD AS {DIRECTOR_AS}: {state}"),
+                &format!(
+                    "lbd (DR, {}, sloppy_tcp=1{sync}) + BIRD AS {DIRECTOR_AS}: {state}",
+                    self.scheduler
+                ),
             );
         }
         for rs in &self.real_servers {

@@ -20,12 +20,13 @@
 use std::{
     collections::HashSet,
     io::{ErrorKind, Read as _, Write as _},
-    net::{Ipv4Addr, TcpStream},
+    net::{Ipv4Addr, SocketAddrV4, TcpStream},
+    sync::atomic::{AtomicU16, Ordering},
     time::{Duration, Instant},
 };
 
 use lb_tests::{
-    LoadGen,
+    LoadGen, SERVICE_PORT,
     ecmp::{EcmpLab, EcmpOptions},
 };
 
@@ -42,6 +43,17 @@ const FINISH_TIMEOUT: Duration = Duration::from_secs(90);
 const ROUTE_TIMEOUT: Duration = Duration::from_secs(30);
 /// New connections tried once the router has taken a killed director out.
 const NEW_CONNECTIONS: usize = 200;
+
+/// Client ports kept for the downloads (`ip_local_reserved_ports`: the kernel gives none of
+/// them to wrk's or curl's connections), each download taking one never used before. The
+/// lab's one client address opens hundreds of connections a second under wrk and goes through
+/// its 64k ports in a few minutes, while a director keeps an ended connection's entry for up
+/// to two minutes (FIN_WAIT). An entry a director made while its own real servers were coming
+/// back (phase 0: its Maglev table then differs from the others') would send a later download
+/// with the same ports, once ECMP moves it there, to another real server, which resets or
+/// ignores it: a client reusing a 4-tuple within two minutes, which real clients do far less.
+const DOWNLOAD_PORTS: &str = "40000-44999";
+static NEXT_DOWNLOAD_PORT: AtomicU16 = AtomicU16::new(40000);
 
 /// One long-lived download of `/files/big.bin` through the VIP.
 struct Download {
@@ -104,11 +116,25 @@ impl Downloads {
     /// Opens `DOWNLOADS` connections to the VIP from the client and asks each for the file.
     fn open(lab: &EcmpLab) -> Downloads {
         let vip = lab.vip_addr();
+        let client = lab.client.ip;
+        lab.client
+            .ns
+            .sysctl("net.ipv4.ip_local_reserved_ports", DOWNLOAD_PORTS);
         let streams: Vec<TcpStream> = lab.client.ns.enter(|| {
             (0..DOWNLOADS)
                 .map(|i| {
-                    TcpStream::connect_timeout(&vip.into(), Duration::from_secs(5))
-                        .unwrap_or_else(|e| panic!("download {i}: connecting to {vip}: {e}"))
+                    let port = NEXT_DOWNLOAD_PORT.fetch_add(1, Ordering::Relaxed);
+                    assert!(port < 45000, "out of download ports");
+                    let socket =
+                        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                            .expect("a TCP socket");
+                    socket
+                        .bind(&SocketAddrV4::new(client, port).into())
+                        .unwrap_or_else(|e| panic!("download {i}: binding port {port}: {e}"));
+                    socket
+                        .connect_timeout(&vip.into(), Duration::from_secs(5))
+                        .unwrap_or_else(|e| panic!("download {i}: connecting to {vip}: {e}"));
+                    TcpStream::from(socket)
                 })
                 .collect()
         });
@@ -520,6 +546,132 @@ fn ecmp_directors_drained_added_and_killed() {
     assert!(
         percent(complete, DOWNLOADS) >= 99.0,
         "fewer than 99% of the downloads survived a director's death: {broken:?}\n{}",
+        lab.report()
+    );
+}
+
+/// How many of `ports` director `i` lists in its connection table, in any state: its own
+/// flows and, with connection synchronisation, the other directors'.
+fn listed_downloads(lab: &EcmpLab, i: usize, ports: &HashSet<u16>, client: Ipv4Addr) -> usize {
+    let ran = lab.lbadm(i, &["-Lnc"]);
+    ran.stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(3)?.split_once(':'))
+        .filter(|(ip, port)| {
+            ip.parse() == Ok(client) && port.parse().is_ok_and(|p: u16| ports.contains(&p))
+        })
+        .count()
+}
+
+/// The director the router sends each of `ports` (the client's downloads) to now, as the
+/// kernel hashes the flow over the multipath route (`ip route get` with the flow's ports).
+fn routed_to(lab: &EcmpLab, ports: &HashSet<u16>) -> std::collections::HashMap<u16, Ipv4Addr> {
+    let (vip, client) = (lab.vip().to_string(), lab.client.ip.to_string());
+    ports
+        .iter()
+        .map(|&port| {
+            let (sport, dport) = (port.to_string(), SERVICE_PORT.to_string());
+            let ran = lab.router.ns.try_run(
+                &[
+                    "ip", "route", "get", &vip, "from", &client, "iif", "eth0", "ipproto", "tcp",
+                    "sport", &sport, "dport", &dport,
+                ],
+                None,
+            );
+            let hop = ran
+                .stdout
+                .split_whitespace()
+                .skip_while(|w| *w != "via")
+                .nth(1)
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| panic!("ip route get for port {port}: {ran}"));
+            (port, hop)
+        })
+        .collect()
+}
+
+/// Issue #15's other bar: with a scheduler whose choice differs from director to director
+/// (`wlc`), long-lived flows survive a director's death when the directors synchronise their
+/// connections (each a sync master and a sync backup on one group): the directors that ECMP
+/// moves the dead one's flows to (and, hash-threshold ECMP being what it is, some of each
+/// other's) have them already. Without the sync daemons, the moved flows are scheduled anew
+/// by `sloppy_tcp` and land on another real server, which resets them.
+#[test]
+fn ecmp_wlc_with_connection_sync_survives_a_director_killed() {
+    let mut lab = EcmpLab::start(&EcmpOptions {
+        scheduler: "wlc".to_owned(),
+        sync: true,
+        ..EcmpOptions::default()
+    });
+    let payload: Vec<u8> = (0..DOWNLOAD_SIZE).map(|i| (i % 251) as u8).collect();
+    lab.publish_file(DOWNLOAD_FILE, &payload);
+    let client = lab.client.ip;
+    println!("{}", lab.describe());
+    lab.curl_url(&lab.url(), 20).assert_all_ok();
+
+    let mut downloads = Downloads::open(&lab);
+    let load = wrk(&lab, "kill");
+    let ports = downloads.ports();
+    let directors = lab.directors.len();
+    // Every director lists every download: its own, and the others' by synchronisation.
+    let t = Instant::now();
+    let synced = downloads.pace_until(ROUTE_TIMEOUT, || {
+        (0..directors)
+            .all(|i| listed_downloads(&lab, i, &ports, client) == DOWNLOADS)
+            .then(|| t.elapsed())
+    });
+    let listed: Vec<usize> = (0..directors)
+        .map(|i| listed_downloads(&lab, i, &ports, client))
+        .collect();
+    let synced = synced.unwrap_or_else(|| {
+        panic!(
+            "the directors do not all list the {DOWNLOADS} downloads (they list {listed:?})\n{}",
+            lab.report()
+        )
+    });
+    let d3 = 2;
+    let d3_ip = lab.directors[d3].ip();
+    let before = routed_to(&lab, &ports);
+    let t = Instant::now();
+    lab.kill_director(d3);
+    let gone = downloads
+        .pace_until(ROUTE_TIMEOUT, || {
+            (!lab.next_hops().contains(&d3_ip)).then(|| t.elapsed())
+        })
+        .unwrap_or_else(|| panic!("d3 killed but still a next hop\n{}", lab.report()));
+    let after = routed_to(&lab, &ports);
+    let on_d3 = before.values().filter(|&&hop| hop == d3_ip).count();
+    let moved = ports.iter().filter(|p| before[p] != after[p]).count();
+    let tally = lab.curl_url(&lab.url(), NEW_CONNECTIONS);
+    let new_ok = tally.replies.iter().filter(|r| r.status == 200).count();
+    downloads.pace(Duration::from_secs(2));
+    let report = load.stop();
+    let (complete, broken) = downloads.finish();
+    print_broken(&lab, &broken);
+    println!(
+        "wlc + connection sync: every director listed all {DOWNLOADS} downloads {:.2} s after \
+         they opened; d3 out of the router's route {:.2} s after it died; {moved} of the \
+         downloads changed director ({on_d3} from d3, the others between the survivors); new \
+         connections afterwards: {new_ok}/{NEW_CONNECTIONS} succeeded; downloads intact: \
+         {complete}/{DOWNLOADS} ({:.1}%); wrk across the kill: {} requests, {} failed, {} \
+         non-2xx",
+        synced.as_secs_f64(),
+        gone.as_secs_f64(),
+        percent(complete, DOWNLOADS),
+        report.requests,
+        report.failed,
+        report.non_2xx
+    );
+    assert_eq!(
+        new_ok,
+        NEW_CONNECTIONS,
+        "new connections failed after the router took the dead director out\n{tally}\n{}",
+        lab.report()
+    );
+    assert!(
+        percent(complete, DOWNLOADS) >= 99.0,
+        "fewer than 99% of the downloads survived a director's death with wlc and connection \
+         sync: {broken:?}\n{}",
         lab.report()
     );
 }

@@ -107,6 +107,12 @@ struct EcmpArgs {
     /// Number of directors.
     #[arg(long, default_value_t = 3)]
     directors: usize,
+    /// The service's scheduler; with another than `mh`, add `--sync`.
+    #[arg(long, default_value = "mh", value_parser = ["mh", "wlc", "rr", "wrr", "lc", "sh"])]
+    scheduler: String,
+    /// Each director runs a sync master and a sync backup (`lbadm --start-daemon`).
+    #[arg(long)]
+    sync: bool,
     /// Print every command that builds the topology.
     #[arg(short, long)]
     verbose: bool,
@@ -468,6 +474,8 @@ fn ecmp(args: &EcmpArgs, signals: &Signals) -> ExitCode {
         subnet: Some(args.subnet),
         directors: args.directors,
         running: args.directors,
+        scheduler: args.scheduler.clone(),
+        sync: args.sync,
         ..EcmpOptions::default()
     });
     print!("{}", lab.describe());
