@@ -47,6 +47,9 @@ const VIP_HOST: u8 = 99;
 /// The router's and the directors' autonomous systems (private ASNs).
 pub const ROUTER_AS: u32 = 65000;
 pub const DIRECTOR_AS: u32 = 65001;
+/// Client ports the kernel gives to no connection of its choosing (wrk's, curl's): a test
+/// binds its own connections to them, each to a port no other connection used before.
+pub const RESERVED_CLIENT_PORTS: std::ops::RangeInclusive<u16> = 40000..=44999;
 /// The sync group's id, when the lab's directors synchronise their connections.
 const SYNCID: &str = "5";
 /// BFD's transmit interval and multiplier: a silent peer is down after 3 x 100 ms.
@@ -198,6 +201,14 @@ impl EcmpLab {
         client
             .ns
             .sysctl("net.ipv4.ip_local_port_range", "1024 65535");
+        client.ns.sysctl(
+            "net.ipv4.ip_local_reserved_ports",
+            &format!(
+                "{}-{}",
+                RESERVED_CLIENT_PORTS.start(),
+                RESERVED_CLIENT_PORTS.end()
+            ),
+        );
         // A small receive window: a download that is read slowly keeps sending data (and the
         // client its ACKs through the directors) for as long as it lasts, instead of landing
         // in the client's buffer at once.

@@ -27,7 +27,7 @@ use std::{
 
 use lb_tests::{
     LoadGen, SERVICE_PORT,
-    ecmp::{EcmpLab, EcmpOptions},
+    ecmp::{EcmpLab, EcmpOptions, RESERVED_CLIENT_PORTS},
 };
 
 const DOWNLOADS: usize = 200;
@@ -44,16 +44,15 @@ const ROUTE_TIMEOUT: Duration = Duration::from_secs(30);
 /// New connections tried once the router has taken a killed director out.
 const NEW_CONNECTIONS: usize = 200;
 
-/// Client ports kept for the downloads (`ip_local_reserved_ports`: the kernel gives none of
-/// them to wrk's or curl's connections), each download taking one never used before. The
+/// Client ports kept for the downloads (the lab's `RESERVED_CLIENT_PORTS`, which the kernel
+/// gives to none of wrk's or curl's connections), each download taking one never used before. The
 /// lab's one client address opens hundreds of connections a second under wrk and goes through
 /// its 64k ports in a few minutes, while a director keeps an ended connection's entry for up
 /// to two minutes (FIN_WAIT). An entry a director made while its own real servers were coming
 /// back (phase 0: its Maglev table then differs from the others') would send a later download
 /// with the same ports, once ECMP moves it there, to another real server, which resets or
 /// ignores it: a client reusing a 4-tuple within two minutes, which real clients do far less.
-const DOWNLOAD_PORTS: &str = "40000-44999";
-static NEXT_DOWNLOAD_PORT: AtomicU16 = AtomicU16::new(40000);
+static NEXT_DOWNLOAD_PORT: AtomicU16 = AtomicU16::new(*RESERVED_CLIENT_PORTS.start());
 
 /// One long-lived download of `/files/big.bin` through the VIP.
 struct Download {
@@ -117,14 +116,14 @@ impl Downloads {
     fn open(lab: &EcmpLab) -> Downloads {
         let vip = lab.vip_addr();
         let client = lab.client.ip;
-        lab.client
-            .ns
-            .sysctl("net.ipv4.ip_local_reserved_ports", DOWNLOAD_PORTS);
         let streams: Vec<TcpStream> = lab.client.ns.enter(|| {
             (0..DOWNLOADS)
                 .map(|i| {
                     let port = NEXT_DOWNLOAD_PORT.fetch_add(1, Ordering::Relaxed);
-                    assert!(port < 45000, "out of download ports");
+                    assert!(
+                        RESERVED_CLIENT_PORTS.contains(&port),
+                        "out of download ports"
+                    );
                     let socket =
                         socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
                             .expect("a TCP socket");
