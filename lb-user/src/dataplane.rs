@@ -799,6 +799,10 @@ impl Dataplane {
         Ok(gone)
     }
 
+    /// How many times [`Dataplane::put_connection`] tries to place an entry against packets
+    /// of the same flow that create one.
+    const PUT_ATTEMPTS: usize = 3;
+
     /// Puts a connection learnt from elsewhere (a sync master) in the connection table, in
     /// place of what the table has for `key`: the live counts follow (the replaced entry
     /// off, the new one on), a NAT connection's reply entry is written first (as the data
@@ -818,12 +822,26 @@ impl Dataplane {
             };
             bpf_batch::update(fd, &[*reply], &[entry]).map_err(err)?;
         }
-        let old = self.conns.get(key, 0).ok();
-        bpf_batch::update(fd, &[*key], &[*conn]).map_err(err)?;
-        if let Some(old) = old
-            && old.flags & CONN_F_REPLY == 0
-        {
-            self.live.closed(old.real, old.state);
+        // The data path may create or remove the flow's entry meanwhile, and whoever removes
+        // an entry takes it off the counts (the map's delete decides): take the old entry out
+        // in one step, then insert the new one only where there is none, again if a packet
+        // made one in between. A read-then-overwrite would miss an entry made between the two
+        // (counted once, never taken off) or take one off twice.
+        let mut placed = false;
+        for _ in 0..Self::PUT_ATTEMPTS {
+            if let Some(old) = bpf_batch::take::<FlowKey, Conn>(fd, key).map_err(err)?
+                && old.flags & CONN_F_REPLY == 0
+            {
+                self.live.closed(old.real, old.state);
+            }
+            if bpf_batch::insert_new(fd, key, conn).map_err(err)? {
+                placed = true;
+                break;
+            }
+        }
+        if !placed {
+            // The flow's packets keep making an entry of their own: theirs stands.
+            return Ok(());
         }
         self.live.opened(conn.real, conn.state);
         bpf_batch::take::<FlowKey, Conn>(self.fds.half_open.as_fd(), key).map_err(err)?;
