@@ -21,8 +21,8 @@
 //!
 //! The typed crate parses every attribute of a message and refuses the whole message when one
 //! of them does not read as it expects (VF lists, per-family configuration, a driver's
-//! options, a new kernel's additions); that has broken link lookups of other programs on new
-//! kernels. Two things keep it from breaking ours:
+//! options, a new kernel's additions), which has broken link lookups on new kernels before.
+//! Two things keep that from failing a lookup here:
 //! - Ask for less: link requests carry `IFLA_EXT_MASK` with `RTEXT_FILTER_SKIP_STATS` and
 //!   without `RTEXT_FILTER_VF`, so the statistics and VF lists are not sent at all.
 //! - Read what can be read: when the crate refuses a message, [`reply::decode`] reads it again
@@ -33,8 +33,9 @@
 //!   the attributes that could not be read. The refusal is logged at debug level.
 //!
 //! On kernel 6.18, 0.34 parsed every message of link, address, route and neighbour dumps (lo,
-//! veth, a bridge and its port, macvlan; IPv4 and IPv6) without refusing one; the fallback is
-//! unit-tested with messages built to be refused.
+//! veth, a bridge and its port, macvlan; IPv4 and IPv6; again with this code in the host's
+//! namespace: lo, ifb, the NIC) without refusing one; the fallback is unit-tested with messages
+//! built to be refused.
 //!
 //! # Resolving a neighbour with `NTF_USE`
 //! [`request_resolution`] sends what `ip neigh replace ADDR dev IF use` does: RTM_NEWNEIGH with
