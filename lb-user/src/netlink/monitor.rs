@@ -3,12 +3,12 @@
 
 use std::{net::IpAddr, os::fd::AsRawFd, time::Duration};
 
+use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::Socket;
 
 use super::{
-    Error, Neighbour, Result,
+    Error, Neighbour, Result, convert, reply,
     socket::{open_socket, recv_datagram},
-    wire,
 };
 
 /// A change in the neighbour tables (ARP for IPv4, NDP for IPv6).
@@ -37,7 +37,7 @@ pub struct NeighbourMonitor {
 impl NeighbourMonitor {
     pub fn new() -> Result<Self> {
         Ok(NeighbourMonitor {
-            socket: open_socket(&[wire::RTNLGRP_NEIGH])?,
+            socket: open_socket(&[libc::RTNLGRP_NEIGH])?,
             buf: vec![0; 32 * 1024],
         })
     }
@@ -61,14 +61,21 @@ impl NeighbourMonitor {
             detail,
         };
         let mut events = Vec::new();
-        for message in wire::messages(&self.buf[..len]) {
+        for message in reply::messages(&self.buf[..len]) {
             let message = message.map_err(malformed)?;
-            let deleted = match message.message_type() {
-                wire::RTM_NEWNEIGH => false,
-                wire::RTM_DELNEIGH => true,
+            let Some(reply) =
+                reply::decode(message.message_type(), message.payload()).map_err(malformed)?
+            else {
+                continue;
+            };
+            let (neighbour, deleted) = match &reply.message {
+                RouteNetlinkMessage::NewNeighbour(neighbour) => (neighbour, false),
+                RouteNetlinkMessage::DelNeighbour(neighbour) => (neighbour, true),
                 _ => continue,
             };
-            if let Some(entry) = wire::parse_neighbour(message.payload()).map_err(malformed)? {
+            let entry = convert::neighbour(neighbour)
+                .map_err(|detail| malformed(reply::with_unread(detail, &reply.unread)))?;
+            if let Some(entry) = entry {
                 let neighbour = if deleted { None } else { entry.usable() };
                 events.push(NeighbourEvent::Changed {
                     ifindex: entry.ifindex,

@@ -2,12 +2,14 @@
 
 use std::io;
 
-use netlink_packet_core::{NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN};
+use netlink_packet_core::{NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN};
+use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
 use super::{
     Error, Result,
-    wire::{self, Parsed, Request},
+    reply::{self, Parsed},
+    request::Request,
 };
 
 /// A dump interrupted by a concurrent change (NLM_F_DUMP_INTR) is asked again this many times.
@@ -71,18 +73,18 @@ impl Rtnl {
         })
     }
 
-    /// Sends a request that is answered by one message of type `reply_type`.
+    /// Sends a request that is answered by one message, the first that `parse` takes (it
+    /// returns `None` for messages of another kind).
     pub(super) fn get<T>(
         &mut self,
         mut request: Request,
         what: &str,
-        reply_type: u16,
-        parse: impl Fn(&[u8]) -> Parsed<T>,
+        parse: impl Fn(&RouteNetlinkMessage) -> Parsed<Option<T>>,
     ) -> Result<T> {
         let mut reply = None;
-        self.exchange(&mut request, what, |message_type, payload| {
-            if message_type == reply_type && reply.is_none() {
-                reply = Some(parse(payload)?);
+        self.exchange(&mut request, what, |message| {
+            if reply.is_none() {
+                reply = parse(message)?;
             }
             Ok(())
         })?;
@@ -92,20 +94,17 @@ impl Rtnl {
         })
     }
 
-    /// Sends a dump request and keeps what `parse` makes of each message of type `reply_type`.
+    /// Sends a dump request and keeps what `parse` makes of each message (`None`: skip it).
     pub(super) fn dump<T>(
         &mut self,
         mut request: Request,
         what: &str,
-        reply_type: u16,
-        mut parse: impl FnMut(&[u8]) -> Parsed<Option<T>>,
+        mut parse: impl FnMut(&RouteNetlinkMessage) -> Parsed<Option<T>>,
     ) -> Result<Vec<T>> {
         for _ in 0..DUMP_ATTEMPTS {
             let mut items = Vec::new();
-            let consistent = self.exchange(&mut request, what, |message_type, payload| {
-                if message_type == reply_type {
-                    items.extend(parse(payload)?);
-                }
+            let consistent = self.exchange(&mut request, what, |message| {
+                items.extend(parse(message)?);
                 Ok(())
             })?;
             if consistent {
@@ -123,38 +122,38 @@ impl Rtnl {
 
     /// Sends a request that is only acknowledged.
     pub(super) fn ack(&mut self, mut request: Request, what: &str) -> Result<()> {
-        self.exchange(&mut request, what, |_, _| Ok(())).map(drop)
+        self.exchange(&mut request, what, |_| Ok(())).map(drop)
     }
 
-    /// Sends `request` and hands every reply to `on_reply`, up to the kernel's final word: the
-    /// acknowledgement or refusal of a request (non-dump requests all ask for one), the end of
-    /// a dump. Returns false when the dump was interrupted by a concurrent change.
+    /// Sends `request` and hands every link, address, route or neighbour message of the reply
+    /// to `on_reply`, up to the kernel's final word: the acknowledgement or refusal of a
+    /// request (non-dump requests all ask for one), the end of a dump. Returns false when the
+    /// dump was interrupted by a concurrent change.
     fn exchange(
         &mut self,
         request: &mut Request,
         what: &str,
-        mut on_reply: impl FnMut(u16, &[u8]) -> Parsed<()>,
+        mut on_reply: impl FnMut(&RouteNetlinkMessage) -> Parsed<()>,
     ) -> Result<bool> {
         let malformed = |detail: String| Error::Malformed {
             what: what.into(),
             detail,
         };
         self.seq = self.seq.wrapping_add(1);
-        request.set_sequence_number(self.seq);
         self.socket
-            .send(request.bytes(), 0)
+            .send(&request.bytes(self.seq), 0)
             .map_err(|err| Error::Socket { op: "send", err })?;
         let mut consistent = true;
         loop {
             let len = recv_datagram(&self.socket, &mut self.buf, 0)
                 .map_err(|err| Error::Socket { op: "receive", err })?;
-            for message in wire::messages(&self.buf[..len]) {
+            for message in reply::messages(&self.buf[..len]) {
                 let message = message.map_err(malformed)?;
                 // Only replies to this request (the socket is private, so this is a safeguard).
                 if message.sequence_number() != self.seq {
                     continue;
                 }
-                if message.flags() & wire::NLM_F_DUMP_INTR != 0 {
+                if message.flags() & NLM_F_DUMP_INTR != 0 {
                     consistent = false;
                 }
                 let payload = message.payload();
@@ -163,7 +162,7 @@ impl Rtnl {
                     NLMSG_OVERRUN => return Err(malformed("NLMSG_OVERRUN".into())),
                     final_word @ (NLMSG_ERROR | NLMSG_DONE) => {
                         let status =
-                            wire::parse_status(message.flags(), final_word == NLMSG_DONE, payload);
+                            reply::parse_status(message.flags(), final_word == NLMSG_DONE, payload);
                         return match status.map_err(malformed)? {
                             None => Ok(consistent || !request.is_dump()),
                             Some((errno, detail)) => Err(Error::Kernel {
@@ -173,7 +172,16 @@ impl Rtnl {
                             }),
                         };
                     }
-                    message_type => on_reply(message_type, payload).map_err(malformed)?,
+                    message_type => {
+                        let Some(reply) =
+                            reply::decode(message_type, payload).map_err(malformed)?
+                        else {
+                            continue;
+                        };
+                        on_reply(&reply.message).map_err(|detail| {
+                            malformed(reply::with_unread(detail, &reply.unread))
+                        })?;
+                    }
                 }
             }
         }
