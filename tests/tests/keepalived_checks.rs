@@ -967,3 +967,83 @@ fn dns_check_against_dnsmasq() {
         assert!(log.contains(&said), "lbd's log says {said:?}:\n{log}");
     }
 }
+
+/// keepalived's global `SSL { ca, certificate, key }` block: rs1's nginx wants a client
+/// certificate signed by the test's CA (`ssl_verify_client on`), rs2's wants none. Without the
+/// block, rs1's SSL_GET gets nginx's 400 and goes out; once the block names
+/// the client certificate and its key (lbd reloads on SIGHUP), rs1 comes in. The block's `ca`
+/// did not sign the real servers' self-signed certificates: as in keepalived, it verifies
+/// nothing, and rs2 stays in throughout.
+#[test]
+fn ssl_get_presents_the_ssl_block_s_client_certificate() {
+    let tb = Testbed::builder().build();
+    let dir: PathBuf = tb.dir().join("ssl-client");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (vip, rip1, rip2) = (tb.vip(), tb.rip(1), tb.rip(2));
+    certificate(&dir, "ca", None);
+    certificate(&dir, "client", Some("ca"));
+    let _tls1 = start_tls_nginx(&tb, 1, Some(&dir.join("ca.pem")));
+    let _tls2 = start_tls_nginx(&tb, 2, None);
+    page(&tb, 1, "health", "rs1\n");
+    page(&tb, 2, "health", "rs2\n");
+    let services = format!(
+        "virtual_server {vip} {SERVICE_PORT} {{
+    delay_loop 1
+    lb_algo rr
+    lb_kind DR
+    protocol TCP
+    real_server {rip1} {SERVICE_PORT} {{
+        SSL_GET {{
+            url {{
+                path /files/health
+            }}
+            connect_port {TLS_PORT}
+            connect_timeout 2
+            retry 0
+            warmup 0
+        }}
+    }}
+    real_server {rip2} {SERVICE_PORT} {{
+        SSL_GET {{
+            url {{
+                path /files/health
+            }}
+            connect_port {TLS_PORT}
+            connect_timeout 2
+            retry 0
+            warmup 0
+        }}
+    }}
+}}
+"
+    );
+    let conf_path = dir.join("keepalived.conf");
+    write(&conf_path, &services);
+    let lbd = start_lbd_with_config(&tb, &conf_path);
+    wait_weights(
+        &tb,
+        "rs1 out (nginx wants a client certificate)",
+        (None, Some(1)),
+    );
+    let log = std::fs::read_to_string(&tb.lbd_files().log).unwrap();
+    let refused = format!("SSL_GET https://{rip1}:{TLS_PORT}/files/health returned 400");
+    assert!(log.contains(&refused), "lbd's log says {refused:?}:\n{log}");
+    let d = dir.display();
+    let ssl = format!(
+        "SSL {{\n    ca {d}/ca.pem\n    certificate {d}/client.pem\n    key {d}/client.key\n}}\n"
+    );
+    write(&conf_path, &format!("{ssl}{services}"));
+    lbd.daemon.signal(libc::SIGHUP);
+    let l = wait_weights(
+        &tb,
+        "rs1 in once its check presents the client certificate",
+        (Some(1), Some(1)),
+    );
+    println!("{l}");
+    tb.curl_vip(SERVICE_PORT, 4).assert_all_ok();
+    let log = stop_lbd(lbd, &tb);
+    assert!(
+        log.contains("SSL_GET does not verify real servers' certificates"),
+        "lbd's log notes what ca does:\n{log}"
+    );
+}
