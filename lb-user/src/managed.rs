@@ -435,6 +435,7 @@ fn check_spec(check: &HealthCheck) -> CheckSpec {
             protocol: http.protocol,
             fast_recovery: http.fast_recovery,
             tls: http.tls,
+            client_cert: http.client_cert.clone(),
         }),
         CheckKind::Misc(misc) => Probe::Misc(MiscProbe {
             script: misc.script.clone(),

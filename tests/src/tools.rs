@@ -8,6 +8,7 @@ use crate::cmd;
 /// Programs the testbed and the end-to-end tests run.
 pub const REQUIRED_TOOLS: &[&str] = &[
     "ip", "sysctl", "ethtool", "ping", "nginx", "curl", "wrk", "ab", "socat", "nft", "bpftool",
+    "openssl", "dnsmasq", "md5sum",
 ];
 
 /// Panics unless we run as root and every tool in [`REQUIRED_TOOLS`] is installed. Missing

@@ -82,6 +82,7 @@ const APT_PACKAGES: &[AptPackage] = &[
         "openssl",
         "openssl s_server: the TLS real server of the SSL_GET test",
     ),
+    pkg("dnsmasq", "DNS server on a real server: the DNS_CHECK test"),
     pkg("python3", "helper scripts"),
     pkg("qemu-system-x86", "the VMs of the kernel matrix"),
     pkg("busybox-static", "virtme-ng's guest tools"),
@@ -101,6 +102,7 @@ const SERVICES: &[(&str, &str)] = &[
     ("haproxy", "haproxy"),
     ("keepalived", "keepalived"),
     ("bird2", "bird"),
+    ("dnsmasq", "dnsmasq"),
 ];
 
 fn apt_packages() -> Result<()> {

@@ -19,17 +19,19 @@ mod probe;
 mod runner;
 pub mod script;
 pub mod state;
+mod tls;
 
 #[cfg(test)]
 mod io_tests;
 
-use std::{fmt, net::IpAddr, time::Duration};
+use std::{fmt, net::IpAddr, sync::Arc, time::Duration};
 
 pub use crate::keepalived::{HttpVersion, StatusCodes};
 use crate::model::ServiceAddr;
 pub use body_regex::BodyRegex;
 pub use runner::{EVENT_QUEUE, HealthChecker, spawn};
 pub use script::ScriptSpec;
+pub use tls::{ClientCert, ClientCertError, certificates};
 
 /// keepalived's defaults for the settings a check leaves out.
 pub mod defaults {
@@ -157,6 +159,9 @@ pub struct HttpProbe {
     pub fast_recovery: bool,
     /// `SSL_GET`: the same exchange over TLS, the certificate unverified (as keepalived).
     pub tls: bool,
+    /// SSL_GET's client certificate (keepalived's global `SSL { certificate, key }`),
+    /// presented when the real server asks for one.
+    pub client_cert: Option<Arc<ClientCert>>,
 }
 
 /// One `url` of an `HTTP_GET`.
@@ -215,6 +220,7 @@ impl CheckSpec {
                 protocol: HttpVersion::V1_0,
                 fast_recovery: false,
                 tls: false,
+                client_cert: None,
             }),
             delay_before_retry: defaults::HTTP_DELAY_BEFORE_RETRY,
             ..CheckSpec::tcp(addr, port)

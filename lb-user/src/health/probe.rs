@@ -15,15 +15,9 @@
 use std::{
     io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    sync::{Arc, LazyLock},
 };
 
-use rustls::{
-    ClientConfig, DigitallySignedStruct, SignatureScheme,
-    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
-    crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature},
-    pki_types::{CertificateDer, ServerName, UnixTime},
-};
+use rustls::pki_types::ServerName;
 use tokio::{
     io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _},
     net::{TcpSocket, TcpStream, UdpSocket},
@@ -334,79 +328,11 @@ async fn http_connect(check: &CheckSpec, http: &HttpProbe) -> Result<Box<dyn Str
     // An IP address as the server name: rustls then sends no SNI, as keepalived without
     // `enable_sni`.
     let server = ServerName::IpAddress(check.addr.into());
-    match timeout(limit, TLS.connect(server, tcp)).await {
+    let connector = super::tls::connector(http.client_cert.as_deref())?;
+    match timeout(limit, connector.connect(server, tcp)).await {
         Ok(Ok(tls)) => Ok(Box::new(tls)),
         Ok(Err(e)) => Err(format!("TLS handshake: {}", describe(&e))),
         Err(_) => Err(format!("TLS handshake timed out after {limit:?}")),
-    }
-}
-
-/// SSL_GET's client: TLS 1.2 or 1.3 with rustls's safe defaults (ring), no client
-/// certificate, and as keepalived without `SSL { ca ... }`, any server certificate.
-static TLS: LazyLock<tokio_rustls::TlsConnector> = LazyLock::new(|| {
-    #[expect(
-        deprecated,
-        reason = "ring has no post-quantum key exchange, which a health check can do without; \
-                  aws-lc-rs, which has, needs cmake and a much longer build"
-    )]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-        .with_no_client_auth();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-});
-
-/// Takes any certificate, as keepalived's SSL_GET does unless given a CA: a health check asks
-/// whether the real server answers, not who it is. The handshake's signatures are still
-/// checked against the certificate presented.
-#[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

@@ -19,6 +19,9 @@ pub struct LvsConfig {
     pub timeouts: Option<Timeouts>,
     /// `global_defs { lvs_flush }`: clear the whole IPVS table before setting up.
     pub flush: bool,
+    /// The global `SSL { certificate, key }` block's client certificate, which SSL_GET
+    /// checks present.
+    pub client_cert: Option<std::sync::Arc<crate::health::ClientCert>>,
     /// What lb left aside or defaulted, in file order.
     pub notes: Vec<Note>,
 }
@@ -159,9 +162,11 @@ pub struct HttpGet {
     /// `fast_recovery`: after a failure, check all the URLs at once rather than one per
     /// `delay_loop`.
     pub fast_recovery: bool,
-    /// `SSL_GET`: the request goes over TLS, and as keepalived without an `SSL { ca }`, the
-    /// real server's certificate is not verified.
+    /// `SSL_GET`: the request goes over TLS, and as keepalived, the real server's certificate
+    /// is not verified.
     pub tls: bool,
+    /// SSL_GET's client certificate: the global `SSL { certificate, key }` block's.
+    pub client_cert: Option<std::sync::Arc<crate::health::ClientCert>>,
 }
 
 /// A `url { path ... }` of an `HTTP_GET`.

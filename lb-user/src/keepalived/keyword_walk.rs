@@ -248,6 +248,10 @@ const WALK: &[Entry] = &[
     ("child_wait_time", ROOT, "", "child_wait_time 5", Noted),
     ("linkbeat_use_polling", ROOT, "", "linkbeat_use_polling", Noted),
     ("SSL", ROOT, "", "SSL {\n}", Noted),
+    ("password", ROOT, "", "SSL { password secret }", Refused),
+    ("ca", ROOT, "", "SSL { ca /k/ca.pem }", Noted),
+    ("certificate", ROOT, "", "SSL {\ncertificate /k/client.pem\nkey /k/client.key\n}", Applied),
+    ("key", ROOT, "", "SSL {\nkey /k/client.key\ncertificate /k/client.pem\n}", Applied),
 ];
 
 /// Literals in the reader's `match` arms that are values, not keywords.
@@ -305,11 +309,18 @@ fn file(slot: &str, prefix: &str, lines: &str) -> (String, u32) {
 }
 
 fn read(text: &str) -> Result<LvsConfig, ConfigErrors> {
-    parse_with(&MemFiles::default(), text, "k.conf", "lb1")
+    let files = MemFiles::default()
+        .with("/k/client.pem", include_str!("testdata/client.pem"))
+        .with("/k/client.key", include_str!("testdata/client.key"))
+        .with("/k/ca.pem", include_str!("testdata/ca.pem"));
+    parse_with(&files, text, "k.conf", "lb1")
 }
 
 fn same(a: &LvsConfig, b: &LvsConfig) -> bool {
-    a.services == b.services && a.timeouts == b.timeouts && a.flush == b.flush
+    a.services == b.services
+        && a.timeouts == b.timeouts
+        && a.flush == b.flush
+        && a.client_cert == b.client_cert
 }
 
 #[test]

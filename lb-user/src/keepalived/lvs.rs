@@ -9,6 +9,7 @@
 use std::{
     collections::{HashMap, hash_map::Entry},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
     time::Duration,
 };
 
@@ -18,11 +19,15 @@ use super::{
         RealServerConf, Script, SorryServer, StatusCodes, VirtualServer,
     },
     error::{ErrorKind, Location, Report},
+    files::Files,
     tree::Stmt,
     values::{self, Problem},
 };
 use crate::{
-    health::{BodyRegex, DnsProbe, ScriptSpec, UdpProbe, body_regex, script},
+    health::{
+        self, BodyRegex, ClientCert, ClientCertError, DnsProbe, ScriptSpec, UdpProbe, body_regex,
+        script,
+    },
     model::{
         AddrPort, Forward, MAX_WEIGHT, Netmask, Persistence, Protocol, RealSpec, SchedFlags,
         Scheduler, ServiceAddr, ServiceSpec, Timeouts, Tunnel, TunnelCsum, TunnelType,
@@ -43,9 +48,11 @@ const MAX_CONNECT_TIMEOUT_US: u64 = u32::MAX as u64;
 const MAX_TIMER_US: u64 = u32::MAX as u64 * 1_000_000;
 
 /// Reads the top-level statements.
-pub(super) fn read(stmts: &[Stmt], report: &mut Report) -> LvsConfig {
+pub(super) fn read(files: &dyn Files, stmts: &[Stmt], report: &mut Report) -> LvsConfig {
     let mut reader = Reader {
         report,
+        files,
+        client_cert: None,
         services: Vec::new(),
         service_locations: HashMap::new(),
         timeouts: None,
@@ -56,6 +63,7 @@ pub(super) fn read(stmts: &[Stmt], report: &mut Report) -> LvsConfig {
     };
     reader.script_user = reader.default_script_user(stmts);
     reader.log_all_failures = reader.checker_log_all_failures(stmts);
+    reader.client_cert = reader.ssl(stmts);
     for stmt in stmts
         .iter()
         .filter(|s| s.keyword() == "virtual_server_group")
@@ -67,12 +75,17 @@ pub(super) fn read(stmts: &[Stmt], report: &mut Report) -> LvsConfig {
         services: reader.services,
         timeouts: reader.timeouts,
         flush: reader.flush,
+        client_cert: reader.client_cert,
         notes: Vec::new(),
     }
 }
 
 struct Reader<'r> {
     report: &'r mut Report,
+    /// Where the `SSL` block's files are read.
+    files: &'r dyn Files,
+    /// The `SSL` block's client certificate, read before the virtual servers.
+    client_cert: Option<Arc<ClientCert>>,
     services: Vec<VirtualServer>,
     service_locations: HashMap<ServiceAddr, Location>,
     timeouts: Option<Timeouts>,
@@ -108,7 +121,6 @@ fn keepalived_section(keyword: &str) -> Option<&'static str> {
         | "instance"
         | "child_wait_time"
         | "linkbeat_use_polling" => "a setting of keepalived's own processes",
-        "SSL" => "lb's SSL_GET neither verifies real servers' certificates nor presents one",
         _ => return None,
     })
 }
@@ -480,6 +492,146 @@ impl Reader<'_> {
         global.is_some_and(|stmt| self.opt_bool(stmt).unwrap_or(false))
     }
 
+    /// keepalived's global `SSL { password, ca, certificate, key }`, which SSL_GET uses: the
+    /// client certificate it presents when a real server asks for one. As in keepalived,
+    /// `ca` is read but real servers' certificates are not verified against it: keepalived
+    /// loads it into OpenSSL's context and never asks OpenSSL to verify.
+    fn ssl(&mut self, stmts: &[Stmt]) -> Option<Arc<ClientCert>> {
+        let mut first: Option<&Stmt> = None;
+        let mut cert = None;
+        for stmt in stmts.iter().filter(|s| s.keyword() == "SSL") {
+            if let Some(first) = first {
+                let message = format!(
+                    "SSL is given twice (first at {}): keepalived replaces the first with a \
+                     warning; keep one",
+                    first.location
+                );
+                self.error(ErrorKind::Duplicate, stmt, message);
+                continue;
+            }
+            first = Some(stmt);
+            cert = self.ssl_block(stmt);
+        }
+        cert
+    }
+
+    fn ssl_block(&mut self, stmt: &Stmt) -> Option<Arc<ClientCert>> {
+        if !stmt.args().is_empty() {
+            self.error(
+                ErrorKind::Syntax,
+                stmt,
+                "'SSL' takes no value before its { } block",
+            );
+        }
+        let block = self.block(stmt)?;
+        let mut seen = Seen::default();
+        let (mut certificate, mut key) = (None, None);
+        for s in block {
+            seen.check(self.report, s);
+            match s.keyword() {
+                "password" => {
+                    if self.value(s).is_some() {
+                        self.error(
+                            ErrorKind::Unsupported,
+                            s,
+                            "SSL password: lb cannot decrypt an encrypted private key; decrypt \
+                             it (`openssl pkey -in KEY -out PLAIN.key`, readable by root only), \
+                             name that file in key and drop password",
+                        );
+                    }
+                }
+                "ca" => {
+                    let Some(path) = self.value(s) else { continue };
+                    let Some(text) = self.ssl_file(s, path) else {
+                        continue;
+                    };
+                    match health::certificates(&text) {
+                        Ok(certs) => self.report.note(
+                            &s.location,
+                            format!(
+                                "ca {path}: read ({} certificates), but as in keepalived, which \
+                                 loads it and never asks OpenSSL to verify, SSL_GET does not \
+                                 verify real servers' certificates",
+                                certs.len()
+                            ),
+                        ),
+                        Err(e) => self.error(ErrorKind::Invalid, s, format!("ca {path}: {e}")),
+                    }
+                }
+                "certificate" => {
+                    if let Some(path) = self.value(s) {
+                        certificate = Some((s, path));
+                    }
+                }
+                "key" => {
+                    if let Some(path) = self.value(s) {
+                        key = Some((s, path));
+                    }
+                }
+                _ => self.unknown(s),
+            }
+        }
+        match (certificate, key) {
+            (None, None) => {
+                self.report.note(
+                    &stmt.location,
+                    "SSL has no certificate and key: SSL_GET presents no client certificate, \
+                     as keepalived with the context it generates",
+                );
+                None
+            }
+            (Some((s, _)), None) => {
+                self.error(
+                    ErrorKind::Invalid,
+                    s,
+                    "SSL certificate without key: name the certificate's private key with key",
+                );
+                None
+            }
+            (None, Some((s, _))) => {
+                self.error(
+                    ErrorKind::Invalid,
+                    s,
+                    "SSL key without certificate: name its certificate with certificate",
+                );
+                None
+            }
+            (Some((cs, cp)), Some((ks, kp))) => {
+                let chain = self.ssl_file(cs, cp);
+                let key = self.ssl_file(ks, kp);
+                let (chain, key) = (chain?, key?);
+                if let Err(e) = health::certificates(&chain) {
+                    self.error(ErrorKind::Invalid, cs, format!("certificate {cp}: {e}"));
+                    return None;
+                }
+                match ClientCert::from_pem(&chain, &key) {
+                    Ok(cert) => Some(Arc::new(cert)),
+                    Err(e @ ClientCertError::Refused(_)) => {
+                        let message = format!("SSL certificate {cp} and key {kp}: {e}");
+                        self.error(ErrorKind::Invalid, stmt, message);
+                        None
+                    }
+                    Err(e) => {
+                        self.error(ErrorKind::Invalid, ks, format!("key {kp}: {e}"));
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    /// The text of a file the `SSL` block names.
+    fn ssl_file(&mut self, stmt: &Stmt, path: &str) -> Option<String> {
+        match self.files.read(std::path::Path::new(path)) {
+            Ok(text) => Some(text),
+            Err(e) => {
+                let message = format!("{} {path}: cannot read it: {e}", stmt.keyword());
+                self.error(ErrorKind::File, stmt, message);
+                None
+            }
+        }
+    }
+
     fn default_script_user(&mut self, stmts: &[Stmt]) -> Option<(u32, u32)> {
         let global = stmts
             .iter()
@@ -615,6 +767,8 @@ impl Reader<'_> {
                 }
                 // Read up front (a group may be used before it is defined).
                 "virtual_server_group" => {}
+                // Read up front, by ssl().
+                "SSL" => {}
                 "global_defs" => self.global_defs(stmt),
                 keyword => match keepalived_section(keyword) {
                     Some(reason) => {
@@ -2104,6 +2258,7 @@ impl Reader<'_> {
                     protocol: http.protocol,
                     fast_recovery: http.fast_recovery,
                     tls: http.tls,
+                    client_cert: self.client_cert.clone().filter(|_| http.tls),
                 })
             }
         };

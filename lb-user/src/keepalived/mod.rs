@@ -130,7 +130,7 @@ fn parse_with(
     let mut report = Report::default();
     let tokens = lex::lex(files, text, name, config_id, &mut report);
     let stmts = tree::build(tokens, &mut report);
-    let mut config = lvs::read(&stmts, &mut report);
+    let mut config = lvs::read(files, &stmts, &mut report);
     report.sort();
     if !report.errors.is_empty() {
         return Err(ConfigErrors(report.errors));

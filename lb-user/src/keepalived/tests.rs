@@ -193,6 +193,7 @@ fn seed_002_director_with_dr_and_http_checks() {
             protocol: HttpVersion::V1_0,
             fast_recovery: false,
             tls: false,
+            client_cert: None,
         }),
         addr: Ipv4Addr::UNSPECIFIED.into(),
         port: 80,
@@ -680,6 +681,7 @@ fn every_supported_keyword() {
                     protocol: HttpVersion::V1_1,
                     fast_recovery: true,
                     tls: false,
+                    client_cert: None,
                 }),
                 addr: ip("10.0.1.1"),
                 port: 8080,
@@ -724,6 +726,7 @@ fn every_supported_keyword() {
                 protocol: HttpVersion::V1_0,
                 fast_recovery: false,
                 tls: false,
+                client_cert: None,
             }),
             addr: ip("10.0.1.2"),
             port: 8080,
@@ -891,8 +894,7 @@ fn keepalived_sections_are_noted() {
          vrrp_sync_group VG_1 {\n    group {\n        VI_1\n    }\n}\n\
          net_namespace blue\n\
          track_file maint {\n    file /etc/keepalived/maint\n}\n\
-         bfd_instance peer\n{\n    neighbor_ip 10.0.0.2\n}\n\
-         SSL {\n    ca /etc/ssl/ca.pem\n}\n",
+         bfd_instance peer\n{\n    neighbor_ip 10.0.0.2\n}\n",
     );
     assert_eq!(
         notes(&config),
@@ -903,8 +905,6 @@ fn keepalived_sections_are_noted() {
             "k.conf:9: net_namespace blue ignored: a setting of keepalived's own processes",
             "k.conf:10: track_file maint ignored: keepalived itself tracks files for VRRP",
             "k.conf:13: bfd_instance peer ignored: keepalived itself runs BFD",
-            "k.conf:17: SSL ignored: lb's SSL_GET neither verifies real servers' certificates \
-             nor presents one",
         ]
     );
     assert!(config.services.is_empty());
@@ -1929,4 +1929,143 @@ fn url_regex_as_keepalived_reads_it() {
             "{lines}: expected an error at {at}: {errors:?}"
         );
     }
+}
+
+/// The PEM files of the `SSL` block tests: a client certificate and its key, the same key
+/// encrypted (password `secret`), and a CA certificate (not the client's issuer).
+fn ssl_files() -> MemFiles {
+    MemFiles::default()
+        .with("/k/client.pem", include_str!("testdata/client.pem"))
+        .with("/k/client.key", include_str!("testdata/client.key"))
+        .with("/k/encrypted.key", include_str!("testdata/encrypted.key"))
+        .with("/k/ca.pem", include_str!("testdata/ca.pem"))
+}
+
+const SSL_SERVICES: &str = "virtual_server 10.0.0.1 443 {
+    protocol TCP
+    lb_algo rr
+    lb_kind NAT
+    real_server 10.0.0.11 443 { SSL_GET { url { path / } } }
+    real_server 10.0.0.12 443 { HTTP_GET { url { path / } } }
+}
+";
+
+#[test]
+fn ssl_block_gives_ssl_get_its_client_certificate() {
+    let text = format!(
+        "SSL {{\n    ca /k/ca.pem\n    certificate /k/client.pem\n    key /k/client.key\n}}\n\
+         {SSL_SERVICES}"
+    );
+    let config = parse_files(&ssl_files(), &text, "k.conf");
+    let cert = config.client_cert.clone().expect("a client certificate");
+    let vs = &config.services[0];
+    let CheckKind::Http(ssl) = &vs.reals[0].checks[0].kind else {
+        panic!()
+    };
+    assert_eq!(ssl.client_cert.as_ref(), Some(&cert));
+    let CheckKind::Http(plain) = &vs.reals[1].checks[0].kind else {
+        panic!()
+    };
+    assert_eq!(plain.client_cert, None, "HTTP_GET has no TLS");
+    assert_eq!(
+        notes(&config),
+        [
+            "k.conf:2: ca /k/ca.pem: read (1 certificates), but as in keepalived, which loads it \
+          and never asks OpenSSL to verify, SSL_GET does not verify real servers' certificates"
+        ]
+    );
+    // Without the block, none; an empty block says so.
+    let none = parse_files(&ssl_files(), SSL_SERVICES, "k.conf");
+    assert_eq!(none.client_cert, None);
+    let empty = parse_files(
+        &ssl_files(),
+        &format!("SSL {{\n}}\n{SSL_SERVICES}"),
+        "k.conf",
+    );
+    assert_eq!(empty.client_cert, None);
+    assert!(notes(&empty)[0].starts_with("k.conf:1: SSL has no certificate and key"));
+}
+
+#[test]
+fn ssl_block_refusals_name_their_line() {
+    let refused = |block: &str| {
+        errors_in(
+            &ssl_files(),
+            &format!("SSL {{\n{block}\n}}\n{SSL_SERVICES}"),
+            "k.conf",
+        )
+    };
+    let pair = "certificate /k/client.pem\nkey /k/client.key";
+    let cases: &[(&str, &str)] = &[
+        (
+            &format!("password secret\n{pair}"),
+            "SSL password: lb cannot decrypt an encrypted private key; decrypt it (`openssl \
+             pkey -in KEY -out PLAIN.key`, readable by root only), name that file in key and \
+             drop password at k.conf:2",
+        ),
+        (
+            "certificate /k/client.pem\nkey /k/encrypted.key",
+            "key /k/encrypted.key: the private key is encrypted, which lb cannot decrypt: \
+             decrypt it (`openssl pkey -in KEY -out PLAIN.key`, readable by root only) and name \
+             that file at k.conf:3",
+        ),
+        (
+            "certificate /k/client.pem",
+            "SSL certificate without key: name the certificate's private key with key at \
+             k.conf:2",
+        ),
+        (
+            "key /k/client.key",
+            "SSL key without certificate: name its certificate with certificate at k.conf:2",
+        ),
+        (
+            "certificate /k/client.key\nkey /k/client.key",
+            "certificate /k/client.key: no PEM certificate in it at k.conf:2",
+        ),
+        (
+            "certificate /k/client.pem\nkey /k/client.pem",
+            "key /k/client.pem: no PEM private key in it (PKCS #8, PKCS #1 or SEC1) at k.conf:3",
+        ),
+        (
+            "ca /k/client.key",
+            "ca /k/client.key: no PEM certificate in it at k.conf:2",
+        ),
+        (
+            "certificate /k/missing.pem\nkey /k/client.key",
+            "certificate /k/missing.pem: cannot read it",
+        ),
+        ("cafile /k/ca.pem", "unknown keyword 'cafile' at k.conf:2"),
+    ];
+    for (block, want) in cases {
+        let got = refused(block);
+        match want.contains(" at k.conf:") {
+            true => assert_eq!(got, [*want], "{block:?}"),
+            false => assert!(
+                got.len() == 1 && got[0].starts_with(want) && got[0].ends_with(" at k.conf:2"),
+                "{block:?}: {got:?}"
+            ),
+        }
+    }
+    // The CA's certificate with the client's key: not its key.
+    let got = refused("certificate /k/ca.pem\nkey /k/client.key");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].starts_with(
+            "SSL certificate /k/ca.pem and key /k/client.key: the TLS library \
+                            refuses them"
+        ) && got[0].ends_with(" at k.conf:1"),
+        "{got:?}"
+    );
+    let twice = errors_in(
+        &ssl_files(),
+        &format!("SSL {{\n}}\nSSL {{\n}}\n{SSL_SERVICES}"),
+        "k.conf",
+    );
+    assert_eq!(
+        twice,
+        [
+            "SSL is given twice (first at k.conf:1): keepalived replaces the first with a warning; \
+          keep one at k.conf:3"
+        ]
+    );
 }
