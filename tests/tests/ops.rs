@@ -1905,8 +1905,8 @@ fn a_reload_with_a_broken_file_under_load_changes_nothing() {
 }
 
 /// #12's fault list: a second lbd started by mistake while wrk runs, on the same pin
-/// directory (refused, naming the first lbd's pid) and on the same interface with a pin
-/// directory of its own (refused: the interface has the first one's program). Either way
+/// directory and on the same interface with a pin directory of its own: refused both times,
+/// naming the first lbd's pid. Either way
 /// it leaves nothing behind and the first keeps serving: its configuration as it was, 0
 /// failed requests.
 #[test]
@@ -1937,9 +1937,14 @@ fn a_second_lbd_started_by_mistake_under_load_is_refused() {
     println!("a second lbd on the same interface: {ran}");
     assert!(!ran.success(), "a second lbd started:\n{ran}");
     let said = format!("{}{}", ran.stdout, ran.stderr);
+    let holder = format!(
+        "{} already has an XDP program, held by pid {} (lbd)",
+        tb.director_ifaces()[0],
+        lbd.daemon.pid()
+    );
     assert!(
-        said.contains(tb.director_ifaces()[0]),
-        "the refusal does not name the interface:\n{ran}"
+        said.contains(&holder),
+        "the refusal does not say `{holder}`:\n{ran}"
     );
     assert!(!other.socket.exists(), "the second lbd bound its socket");
     assert!(!Path::new(&own_dir).exists(), "{own_dir} left behind");
