@@ -153,6 +153,11 @@ struct Edit {
     service_ids: IdPool,
     /// Id 0 is reserved: an empty scheduling slot.
     real_ids: IdPool,
+    /// Positions of real servers in their service's list by destination, for the services a
+    /// command has looked into (built on first use, so a batch of `-a`/`-e` on one service
+    /// costs time linear in its length, not its length times the service's size). A
+    /// service's index is dropped when a deletion shifts its list.
+    reals_by_dest: HashMap<usize, HashMap<(IpAddr, u16), usize>>,
 }
 
 impl Edit {
@@ -170,6 +175,7 @@ impl Edit {
             trash_by_dest: HashMap::new(),
             service_ids: IdPool::new(0, MAX_SERVICES),
             real_ids: IdPool::new(1, MAX_REALS),
+            reals_by_dest: HashMap::new(),
         };
         for entry in services.into_iter().flatten() {
             edit.service_ids.insert(entry.id);
@@ -200,6 +206,22 @@ impl Edit {
         self.services[*self.by_addr.get(addr)?].as_mut()
     }
 
+    /// The position of the real server `addr:port` in the list of the service at `index`.
+    fn real_position(&mut self, index: usize, addr: IpAddr, port: u16) -> Option<usize> {
+        let services = &self.services;
+        self.reals_by_dest
+            .entry(index)
+            .or_insert_with(|| {
+                services[index]
+                    .iter()
+                    .flat_map(|s| s.reals.iter().enumerate())
+                    .map(|(at, r)| ((r.spec.addr, r.spec.port), at))
+                    .collect()
+            })
+            .get(&(addr, port))
+            .copied()
+    }
+
     /// Applies one command.
     fn apply(&mut self, command: &Command) -> Result<(), ConfigError> {
         check_ranges(command)?;
@@ -228,6 +250,7 @@ impl Edit {
                     .remove(service)
                     .ok_or(ConfigError::NoSuchService)?;
                 let entry = self.services[index].take().expect("indexed services exist");
+                self.reals_by_dest.remove(&index);
                 self.service_ids.release(entry.id);
                 self.trash_reals(&entry, entry.reals.clone());
             }
@@ -241,53 +264,65 @@ impl Edit {
                     Some(id) => id,
                     None => self.real_ids.take_lowest().ok_or(ConfigError::Full)?,
                 };
-                let entry = self
-                    .service_mut(service)
+                let index = *self
+                    .by_addr
+                    .get(service)
                     .ok_or(ConfigError::ServiceNotDefined)?;
                 // ip_vs_add_dest(): before looking for the destination.
                 if real.lower_threshold > real.upper_threshold {
                     return Err(ConfigError::ThresholdRange);
                 }
-                if entry
-                    .reals
-                    .iter()
-                    .any(|r| r.spec.addr == real.addr && r.spec.port == real.port)
-                {
+                if self.real_position(index, real.addr, real.port).is_some() {
                     return Err(ConfigError::DestinationExists);
                 }
+                let entry = self.services[index]
+                    .as_mut()
+                    .expect("indexed services exist");
+                let at = entry.reals.len();
+                self.reals_by_dest
+                    .get_mut(&index)
+                    .expect("indexed by real_position")
+                    .insert((real.addr, real.port), at);
                 entry.reals.push(RealEntry { id, spec: real });
             }
             Command::EditReal { service, real } => {
                 let real = normalise(service, real);
-                let entry = self
-                    .service_mut(service)
+                let index = *self
+                    .by_addr
+                    .get(service)
                     .ok_or(ConfigError::ServiceNotDefined)?;
                 check_family(service, &real)?;
                 // ip_vs_edit_dest(): before looking for the destination.
                 if real.lower_threshold > real.upper_threshold {
                     return Err(ConfigError::ThresholdRange);
                 }
-                let existing = entry
-                    .reals
-                    .iter_mut()
-                    .find(|r| r.spec.addr == real.addr && r.spec.port == real.port)
+                let at = self
+                    .real_position(index, real.addr, real.port)
                     .ok_or(ConfigError::NoSuchDestination)?;
-                existing.spec = real;
+                self.services[index]
+                    .as_mut()
+                    .expect("indexed services exist")
+                    .reals[at]
+                    .spec = real;
             }
             Command::DeleteReal {
                 service,
                 addr,
                 port,
             } => {
-                let entry = self
-                    .service_mut(service)
+                let index = *self
+                    .by_addr
+                    .get(service)
                     .ok_or(ConfigError::ServiceNotDefined)?;
-                let index = entry
-                    .reals
-                    .iter()
-                    .position(|r| r.spec.addr == *addr && r.spec.port == *port)
+                let at = self
+                    .real_position(index, *addr, *port)
                     .ok_or(ConfigError::NoSuchDestination)?;
-                let removed = entry.reals.remove(index);
+                // The list shifts (its order is the listing's): its index goes.
+                self.reals_by_dest.remove(&index);
+                let entry = self.services[index]
+                    .as_mut()
+                    .expect("indexed services exist");
+                let removed = entry.reals.remove(at);
                 let (id, spec) = (entry.id, entry.spec.addr);
                 self.push_trash(TrashedReal {
                     id: removed.id,
@@ -298,6 +333,8 @@ impl Edit {
             }
             Command::Clear => {
                 self.by_addr.clear();
+                // Positions start again from 0.
+                self.reals_by_dest.clear();
                 for entry in std::mem::take(&mut self.services).into_iter().flatten() {
                     self.service_ids.release(entry.id);
                     let reals = entry.reals.clone();
@@ -482,6 +519,67 @@ mod tests {
         Command::AddReal {
             service: svc(port),
             real: real(last, Forward::Route, 1),
+        }
+    }
+
+    /// The real-server index a batch keeps is only a shortcut: a long batch of adds, edits,
+    /// deletes, service deletions and clears gives the same configuration (real servers in
+    /// the same order, the same ids, the same errors) as those commands applied one at a time.
+    #[test]
+    fn a_batch_with_its_indexes_equals_one_command_at_a_time() {
+        let mut seed = 12345u32;
+        let mut next = move |n: u32| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (seed >> 16) % n
+        };
+        let mut commands = Vec::new();
+        for _ in 0..3000 {
+            let port = 80 + next(3) as u16;
+            let last = 10 + next(40) as u8;
+            commands.push(match next(100) {
+                0..40 => add_real(port, last),
+                40..65 => Command::EditReal {
+                    service: svc(port),
+                    real: real(last, Forward::Route, next(9)),
+                },
+                65..90 => Command::DeleteReal {
+                    service: svc(port),
+                    addr: Ipv4Addr::new(192, 168, 1, last).into(),
+                    port: 80,
+                },
+                90..98 => add_service(port),
+                98..100 if next(4) == 0 => Command::Clear,
+                _ => Command::DeleteService { service: svc(port) },
+            });
+        }
+        let mut one_at_a_time = Config::default();
+        let mut accepted = Vec::new();
+        let mut refused = Vec::new();
+        for command in &commands {
+            match one_at_a_time.apply_all(std::slice::from_ref(command)) {
+                Ok(next) => {
+                    one_at_a_time = next;
+                    accepted.push(command.clone());
+                }
+                Err(e) => refused.push((accepted.len(), command.clone(), e)),
+            }
+        }
+        assert!(accepted.len() > 500, "{} accepted", accepted.len());
+        let longest = one_at_a_time.services.iter().map(|s| s.reals.len()).max();
+        assert!(longest > Some(10), "{one_at_a_time:?}");
+        assert_eq!(
+            Config::default().apply_all(&accepted).unwrap(),
+            one_at_a_time
+        );
+        // A command refused alone fails the batch it ends, with the same error.
+        for (at, command, error) in refused.iter().step_by(7) {
+            let mut batch = accepted[..*at].to_vec();
+            batch.push(command.clone());
+            assert_eq!(
+                Config::default().apply_all(&batch).as_ref(),
+                Err(error),
+                "{command}"
+            );
         }
     }
 

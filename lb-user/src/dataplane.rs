@@ -60,12 +60,14 @@ pub enum DataplaneError {
     TxPort(#[from] XdpMapError),
     #[error("BPF map: {0}")]
     Map(#[from] aya::maps::MapError),
-    #[error("attaching XDP to {iface} in {mode} mode failed: {source}{hint}")]
+    /// `detail` is the error with its causes, printed here rather than given as the source
+    /// (a chain printed as well would say it twice).
+    #[error("attaching XDP to {iface} in {mode} mode failed: {detail}{hint}")]
     Attach {
         iface: String,
         mode: &'static str,
-        source: Box<aya::programs::ProgramError>,
-        hint: &'static str,
+        detail: String,
+        hint: String,
     },
     #[error("map {0} missing from the eBPF object")]
     MissingMap(&'static str),
@@ -339,16 +341,40 @@ fn attach_with_fallback(
             Err(e) => last = Some((name, e)),
         }
     }
-    let (name, source) = last.expect("at least one attempt");
+    let (name, error) = last.expect("at least one attempt");
+    let chain: Vec<&(dyn std::error::Error + 'static)> = {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+        std::iter::from_fn(|| {
+            let this = cause?;
+            cause = this.source();
+            Some(this)
+        })
+        .collect()
+    };
+    let busy = chain.iter().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.raw_os_error() == Some(libc::EBUSY))
+    });
+    let detail = chain
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join(": ");
+    let hint = if busy {
+        let c_name = std::ffi::CString::new(iface).unwrap_or_default();
+        // SAFETY: if_nametoindex reads a NUL-terminated string we own.
+        let ifindex = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
+        crate::xdp_holder::busy_hint(iface, ifindex)
+    } else if name == "native" {
+        " (the driver may lack native XDP: try --xdp-mode skb)".to_owned()
+    } else {
+        String::new()
+    };
     Err(DataplaneError::Attach {
         iface: iface.to_owned(),
         mode: name,
-        source: Box::new(source),
-        hint: if name == "native" {
-            " (the driver may lack native XDP: try --xdp-mode skb)"
-        } else {
-            ""
-        },
+        detail,
+        hint,
     })
 }
 

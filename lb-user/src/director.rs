@@ -44,7 +44,8 @@ pub enum DirectorError {
     /// Refused by the configuration rules: the message is ipvsadm's.
     #[error("{0}")]
     Config(#[from] ConfigError),
-    #[error("{0}")]
+    /// Transparent: a message of its own would print the data path's twice in a chain.
+    #[error(transparent)]
     Dataplane(#[from] DataplaneError),
     #[error("scheduling tables are full ({SCHED_SLOTS} slots)")]
     SlotsFull,

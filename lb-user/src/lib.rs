@@ -32,3 +32,4 @@ pub mod state;
 pub mod sweep;
 pub mod sync;
 pub mod sysctl;
+pub mod xdp_holder;

@@ -19,17 +19,17 @@ pub fn has_locality(scheduler: Scheduler) -> bool {
 /// service with a table (lblc, lblcr) that was deleted or whose scheduler changed (`-E -s`,
 /// lblc to lblcr too).
 pub fn services_to_flush(previous: &Config, next: &Config) -> HashSet<u32> {
+    // By id: this runs on every change, and a scan of `next` per service was quadratic.
+    let next_by_id: std::collections::HashMap<u32, _> = next
+        .services
+        .iter()
+        .map(|new| (new.id, (new.spec.addr, new.spec.scheduler)))
+        .collect();
     previous
         .services
         .iter()
         .filter(|old| has_locality(old.spec.scheduler))
-        .filter(|old| {
-            !next.services.iter().any(|new| {
-                new.id == old.id
-                    && new.spec.addr == old.spec.addr
-                    && new.spec.scheduler == old.spec.scheduler
-            })
-        })
+        .filter(|old| next_by_id.get(&old.id) != Some(&(old.spec.addr, old.spec.scheduler)))
         .map(|old| old.id)
         .collect()
 }

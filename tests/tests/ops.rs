@@ -1823,3 +1823,277 @@ fn lbd_killed_with_sigkill_and_started_again_under_load() {
     stop_lbd(lbd);
     drop(bpffs);
 }
+
+/// A listing's services and real servers with their weights, without the connection counts
+/// (they move with the traffic).
+fn shape(listing: &str) -> Vec<String> {
+    listing
+        .lines()
+        .map(|line| {
+            line.split_whitespace()
+                .take(4)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+/// Stops wrk and requires that it ran and no request failed.
+#[track_caller]
+fn assert_no_failed_requests(load: lb_tests::http::Load, during: &str) {
+    let report = load.stop();
+    println!("wrk {during}: {report:?}");
+    assert!(report.requests > 0, "{}", report.output);
+    assert_eq!(report.failed, 0, "{}", report.output);
+    assert_eq!(report.non_2xx, 0, "{}", report.output);
+}
+
+/// #12's fault list: a reload with a broken keepalived.conf under wrk, by SIGHUP and by
+/// `lbd reload`: refused with FILE:LINE (in the log, and in `lbd reload`'s answer), the
+/// running services exactly as they were (the broken file would also drop a real server),
+/// 0 failed requests.
+#[test]
+fn a_reload_with_a_broken_file_under_load_changes_nothing() {
+    let mut tb = Testbed::builder().real_servers(2).build();
+    let conf = write_conf(&tb, "lb.conf", &keepalived_conf(&tb, &[1, 2], "", None));
+    let mut lbd = start_lbd_with(&tb, &["--config", conf.to_str().unwrap()]);
+    let before = wait_listing(&tb, "both real servers up", |l| {
+        real_line(l, &tb.rip(1)).is_some() && real_line(l, &tb.rip(2)).is_some()
+    });
+    let url = format!("http://{}/", tb.vip_port(SERVICE_PORT));
+    let load = tb.start_load(LoadGen::Wrk { connections: 4 }, &url);
+    std::thread::sleep(Duration::from_secs(1));
+
+    let broken = keepalived_conf(&tb, &[1], "", None).replacen(
+        "    lb_algo rr\n",
+        "    lb_algo rr\n    frobnicate yes\n",
+        1,
+    );
+    let line = broken
+        .lines()
+        .position(|l| l.contains("frobnicate"))
+        .unwrap()
+        + 1;
+    std::fs::write(&conf, &broken).unwrap();
+
+    lbd.daemon.signal(libc::SIGHUP);
+    let log = wait::wait_ok("the SIGHUP refused", HEALTH_TIMEOUT, || {
+        let log = tb.lbd_log();
+        if log.contains("SIGHUP: reload refused") {
+            Ok(log)
+        } else {
+            Err(log)
+        }
+    });
+    assert_file_line(&log, &conf, line);
+    assert_eq!(shape(&list(&tb)), shape(&before), "SIGHUP changed services");
+
+    let ran = reload(&tb);
+    println!("lbd reload: {ran}");
+    assert!(!ran.success(), "reload accepted a broken file:\n{ran}");
+    assert_file_line(&format!("{}{}", ran.stdout, ran.stderr), &conf, line);
+    assert_eq!(
+        shape(&list(&tb)),
+        shape(&before),
+        "lbd reload changed services"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_no_failed_requests(load, "across two refused reloads");
+    lbd.daemon.assert_running();
+    tb.curl_vip(SERVICE_PORT, 4).assert_all_ok();
+    stop_lbd(lbd);
+}
+
+/// #12's fault list: a second lbd started by mistake while wrk runs, on the same pin
+/// directory and on the same interface with a pin directory of its own: refused both times,
+/// naming the first lbd's pid. Either way
+/// it leaves nothing behind and the first keeps serving: its configuration as it was, 0
+/// failed requests.
+#[test]
+fn a_second_lbd_started_by_mistake_under_load_is_refused() {
+    let mut tb = Testbed::builder().real_servers(2).build();
+    let bpffs = HostBpffs::new(&tb);
+    let bpf_dir = bpffs.dir();
+    let lbd = start_lbd_with(&tb, &["--bpffs", bpf_dir.as_str()]);
+    let vip = rr_service(&tb, 2);
+    let before = list(&tb);
+    let load = tb.start_load(LoadGen::Wrk { connections: 4 }, &format!("http://{vip}/"));
+    std::thread::sleep(Duration::from_secs(1));
+
+    let other = lb_tests::lbd::LbdFiles::in_dir(&tb.dir().join("other"));
+    std::fs::create_dir_all(tb.dir().join("other")).unwrap();
+    let ran = run_lbd(&tb, &other, &["--bpffs", &bpf_dir]);
+    println!("a second lbd on the same pin directory: {ran}");
+    assert!(!ran.success(), "a second lbd started:\n{ran}");
+    let holder = format!("in use by another lbd (pid {})", lbd.daemon.pid());
+    assert!(
+        format!("{}{}", ran.stdout, ran.stderr).contains(&holder),
+        "the refusal does not say `{holder}`:\n{ran}"
+    );
+    assert!(!other.socket.exists(), "the second lbd bound its socket");
+
+    let own_dir = bpffs.mount.join("lb-second").display().to_string();
+    let ran = run_lbd(&tb, &other, &["--bpffs", &own_dir]);
+    println!("a second lbd on the same interface: {ran}");
+    assert!(!ran.success(), "a second lbd started:\n{ran}");
+    let said = format!("{}{}", ran.stdout, ran.stderr);
+    let holder = format!(
+        "{} already has an XDP program, held by pid {} (lbd)",
+        tb.director_ifaces()[0],
+        lbd.daemon.pid()
+    );
+    assert!(
+        said.contains(&holder),
+        "the refusal does not say `{holder}`:\n{ran}"
+    );
+    assert!(!other.socket.exists(), "the second lbd bound its socket");
+    assert!(!Path::new(&own_dir).exists(), "{own_dir} left behind");
+
+    assert_eq!(shape(&list(&tb)), shape(&before), "the first lbd changed");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_no_failed_requests(load, "across two refused lbds");
+    tb.curl_vip(SERVICE_PORT, 4).assert_all_ok();
+    stop_lbd(lbd);
+    drop(bpffs);
+}
+
+/// How many health-checked real servers flap in [`two_thousand_flapping_real_servers`].
+const FLAPPING_REALS: usize = 2000;
+
+/// The `i`th of [`FLAPPING_REALS`] addresses, all on real server 2 (10.250.0.0/21).
+fn flapping_rip(i: usize) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::new(10, 250, (i / 250) as u8, (1 + i % 250) as u8)
+}
+
+/// The [`FLAPPING_REALS`] real servers listed under `service` in `listing`.
+fn listed_reals_of(listing: &str, service: &str) -> std::collections::BTreeSet<String> {
+    let mut under = false;
+    let mut reals = std::collections::BTreeSet::new();
+    for line in listing.lines() {
+        if line.starts_with("TCP") || line.starts_with("UDP") {
+            under = line.contains(service);
+        } else if under && let Some(rest) = line.trim_start().strip_prefix("-> ") {
+            reals.insert(rest.split(':').next().unwrap().to_owned());
+        }
+    }
+    reals
+}
+
+/// #12's fault list: 2,000 health-checked (TCP_CHECK) real servers, all addresses of one
+/// real-server namespace, half of them flapping (nftables drops their checks, then lets them
+/// through). lbd stays responsive (every `lbadm -Ln` answers, the slowest is printed), its
+/// listing converges to the truth after each flip (the times are printed, not judged), and
+/// wrk to a service of two always-up real servers has 0 failed requests.
+#[test]
+fn two_thousand_flapping_real_servers() {
+    let mut tb = Testbed::builder().real_servers(2).build();
+    let rs = &tb.rs(2).ns;
+    let iface = tb.rs(2).iface().to_owned();
+    let batch: String = (0..FLAPPING_REALS)
+        .map(|i| format!("addr add {}/32 dev {iface}\n", flapping_rip(i)))
+        .collect();
+    let batch_file = write_conf(&tb, "addrs.batch", &batch);
+    rs.run(&["ip", "-batch", batch_file.to_str().unwrap()]);
+    tb.director
+        .ns
+        .run(&["ip", "route", "add", "10.250.0.0/21", "via", &tb.rip(2)]);
+    rs.run(&[
+        "nft",
+        "add table inet flap; \
+         add set inet flap down { type ipv4_addr; }; \
+         add chain inet flap input { type filter hook input priority 0; }; \
+         add rule inet flap input ip daddr @down tcp dport 80 drop",
+    ]);
+
+    let vip = tb.vip();
+    let tcp_check = |port: u16| {
+        format!(
+            "        TCP_CHECK {{\n            connect_port {port}\n            \
+             connect_timeout 1\n            retry 1\n            delay_before_retry 1\n        }}\n"
+        )
+    };
+    let mut conf = format!(
+        "global_defs {{\n    router_id LB_FLAP\n}}\n\
+         virtual_server {vip} {SERVICE_PORT} {{\n    delay_loop 1\n    lb_algo rr\n    \
+         lb_kind DR\n    protocol TCP\n"
+    );
+    for i in 1..=2 {
+        conf += &format!("    real_server {} {SERVICE_PORT} {{\n", tb.rip(i));
+        conf += &tcp_check(SERVICE_PORT);
+        conf += "    }\n";
+    }
+    conf += &format!(
+        "}}\nvirtual_server {vip} 8080 {{\n    delay_loop 2\n    lb_algo wrr\n    \
+         lb_kind DR\n    protocol TCP\n"
+    );
+    for i in 0..FLAPPING_REALS {
+        conf += &format!("    real_server {} 8080 {{\n", flapping_rip(i));
+        conf += &tcp_check(SERVICE_PORT);
+        conf += "    }\n";
+    }
+    conf += "}\n";
+    let conf = write_conf(&tb, "flap.conf", &conf);
+    let lbd = start_lbd_with(&tb, &["--config", conf.to_str().unwrap()]);
+
+    let flapping = format!("{vip}:8080");
+    let all: std::collections::BTreeSet<String> = (0..FLAPPING_REALS)
+        .map(|i| flapping_rip(i).to_string())
+        .collect();
+    let steady: std::collections::BTreeSet<String> = (0..FLAPPING_REALS)
+        .filter(|i| i % 2 == 0)
+        .map(|i| flapping_rip(i).to_string())
+        .collect();
+    let flappers: Vec<String> = (0..FLAPPING_REALS)
+        .filter(|i| i % 2 == 1)
+        .map(|i| flapping_rip(i).to_string())
+        .collect();
+    // Waits until the listing shows exactly `want`; every -Ln must answer. Prints how long
+    // it took and the slowest -Ln.
+    let converge = |tb: &Testbed, what: &str, want: &std::collections::BTreeSet<String>| {
+        let began = Instant::now();
+        let mut slowest = Duration::ZERO;
+        let mut listed = 0;
+        wait::wait_ok(what, Duration::from_secs(300), || {
+            let asked = Instant::now();
+            let ran = tb.try_lbadm(&["-Ln"], None);
+            slowest = slowest.max(asked.elapsed());
+            assert!(ran.success(), "lbadm -Ln did not answer: {ran}");
+            let got = listed_reals_of(&ran.stdout, &flapping);
+            listed = got.len();
+            if got == *want {
+                Ok(())
+            } else {
+                Err(format!("{} listed, {} wanted", got.len(), want.len()))
+            }
+        });
+        println!(
+            "{what}: converged in {:.1} s ({listed} listed), slowest lbadm -Ln {:.2} s",
+            began.elapsed().as_secs_f64(),
+            slowest.as_secs_f64()
+        );
+    };
+    converge(&tb, "all 2,000 up", &all);
+    let url = format!("http://{}/", tb.vip_port(SERVICE_PORT));
+    let load = tb.start_load(LoadGen::Wrk { connections: 4 }, &url);
+
+    let set = |tb: &Testbed, verb: &str| {
+        let elements = flappers.join(", ");
+        tb.rs(2).ns.run(&[
+            "nft",
+            &format!("{verb} element inet flap down {{ {elements} }}"),
+        ]);
+    };
+    for round in 1..=2 {
+        set(&tb, "add");
+        converge(&tb, &format!("round {round}: 1,000 dropped"), &steady);
+        set(&tb, "delete");
+        converge(&tb, &format!("round {round}: all back"), &all);
+    }
+    assert_no_failed_requests(load, "while 1,000 real servers flapped");
+    let l = list(&tb);
+    assert!(
+        real_line(&l, &tb.rip(1)).is_some() && real_line(&l, &tb.rip(2)).is_some(),
+        "{l}"
+    );
+    stop_lbd(lbd);
+}
