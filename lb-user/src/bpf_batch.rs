@@ -270,6 +270,7 @@ pub fn delete<K: Pod>(fd: BorrowedFd<'_>, keys: &[K]) -> io::Result<usize> {
 }
 
 /// bpf(2) commands on one element.
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
 /// `BPF_MAP_UPDATE_ELEM` flag: only if the key is not there.
@@ -290,6 +291,23 @@ fn bpf_elem(cmd: libc::c_long, attr: &mut ElemAttr) -> io::Result<()> {
     // SAFETY: an element attribute; the kernel reads the key and writes or reads the value,
     // buffers of the map's key and value sizes (the callers' types are the map's).
     unsafe { sys_bpf(cmd, attr) }.map(drop)
+}
+
+/// The value `key` holds, `None` if it is not there.
+pub fn lookup<K: Pod, V: Pod>(fd: BorrowedFd<'_>, key: &K) -> io::Result<Option<V>> {
+    let mut value = MaybeUninit::<V>::zeroed();
+    let mut attr = ElemAttr {
+        map_fd: fd.as_raw_fd() as u32,
+        key: std::ptr::from_ref(key) as u64,
+        value: value.as_mut_ptr() as u64,
+        ..ElemAttr::default()
+    };
+    match bpf_elem(BPF_MAP_LOOKUP_ELEM, &mut attr) {
+        // SAFETY: the kernel wrote a whole value (and it was zeroed before); V is Pod.
+        Ok(()) => Ok(Some(unsafe { value.assume_init() })),
+        Err(e) if errno_is(&e, libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Removes `key` from a hash map and returns the value it held at that moment, in one step

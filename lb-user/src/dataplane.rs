@@ -677,11 +677,22 @@ impl Dataplane {
             .map_err(batch_err("writing services"))
     }
 
-    /// Restarts services' round-robin walks at the start of their tables.
-    pub fn reset_service_states(&mut self, ids: &[u32]) -> Result<()> {
-        let states = vec![ServiceState::default(); ids.len()];
-        bpf_batch::update(self.fds.service_state.as_fd(), ids, &states)
+    /// Restarts services' round-robin walks: (service id, position in its table).
+    pub fn reset_service_states(&mut self, positions: &[(u32, u64)]) -> Result<()> {
+        let (ids, states): (Vec<u32>, Vec<ServiceState>) = positions
+            .iter()
+            .map(|&(id, rr_position)| (id, ServiceState { rr_position }))
+            .unzip();
+        bpf_batch::update(self.fds.service_state.as_fd(), &ids, &states)
             .map_err(batch_err("resetting round-robin positions"))
+    }
+
+    /// Where a service's round-robin walk stands (the data path's count of slots given out
+    /// since its last reset, from the position written then).
+    pub fn service_position(&self, id: u32) -> Result<u64> {
+        let state: Option<ServiceState> = bpf_batch::lookup(self.fds.service_state.as_fd(), &id)
+            .map_err(batch_err("reading a round-robin position"))?;
+        Ok(state.unwrap_or_default().rr_position)
     }
 
     /// Zeroes the traffic counters of services and real servers.

@@ -87,6 +87,8 @@ struct Plan {
     entry: ServiceEntry,
     /// Real servers that may take new connections (resolved).
     available: usize,
+    /// The real servers the table was built over, in the order they were added.
+    candidates: Vec<sched::Candidate>,
     table: Vec<u32>,
 }
 
@@ -96,6 +98,9 @@ struct Published {
     key: ServiceKey,
     value: Service,
     table: Vec<u32>,
+    /// `wrr`: where its walk was last restarted (`None` for a table taken over from a
+    /// previous lbd, whose restart is not known).
+    wrr: Option<sched::WrrMark>,
 }
 
 /// IPVS's rate estimator (`ip_vs_est.c`): every two seconds the rates move a quarter of the
@@ -157,7 +162,8 @@ struct Writes {
     reals: Vec<(u32, RealServer)>,
     zero_services: Vec<u32>,
     zero_reals: Vec<u32>,
-    reset_states: Vec<u32>,
+    /// Round-robin walks to restart: (service id, position).
+    reset_states: Vec<(u32, u64)>,
     services: Vec<(ServiceKey, Service)>,
 }
 
@@ -457,8 +463,15 @@ impl Director {
             } else {
                 Vec::new()
             };
-            self.published
-                .insert(value.id, Published { key, value, table });
+            self.published.insert(
+                value.id,
+                Published {
+                    key,
+                    value,
+                    table,
+                    wrr: None,
+                },
+            );
         }
         info!(
             services = self.published.len(),
@@ -711,6 +724,7 @@ impl Director {
             plans.push(Plan {
                 entry: entry.clone(),
                 available: candidates.len(),
+                candidates,
                 table,
             });
         }
@@ -739,6 +753,7 @@ impl Director {
         let Plan {
             entry,
             available,
+            candidates,
             table,
         } = plan;
         writes
@@ -790,13 +805,39 @@ impl Director {
             writes.zero_services.push(entry.id);
             writes.zero_reals.extend(entry.reals.iter().map(|r| r.id));
         }
-        // IPVS's wrr starts its weighted walk over when real servers change; rr keeps going
-        // from where it is (a new table is walked from the same position, modulo its length).
+        // rr keeps going from where it is when real servers change (a new table is walked
+        // from the same position, modulo its length); IPVS's wrr restarts its weighted walk
+        // at a round that depends on where it was (`sched::WrrMark`).
         let scheduler_changed = previous_scheduler != Some(entry.spec.scheduler.code());
-        if table_changed
-            && (entry.spec.scheduler == crate::model::Scheduler::Wrr || scheduler_changed)
-        {
-            writes.reset_states.push(entry.id);
+        let mut wrr = None;
+        if entry.spec.scheduler == crate::model::Scheduler::Wrr {
+            let restart = match previous.as_ref() {
+                None => Some(sched::wrr_mark_ipvs_order(None, &candidates)),
+                Some(_) if scheduler_changed => Some(sched::wrr_mark_init_ipvs_order(&candidates)),
+                Some(Published {
+                    wrr: Some(mark), ..
+                }) => {
+                    if mark.serves_ipvs_order(&candidates) {
+                        wrr = Some(mark.clone());
+                        None
+                    } else {
+                        let position = self.dataplane.service_position(entry.id)?;
+                        Some(sched::wrr_mark_ipvs_order(
+                            Some((mark, position)),
+                            &candidates,
+                        ))
+                    }
+                }
+                // Taken over from a previous lbd: where IPVS's walk would be is not known;
+                // a new table starts at its cycle.
+                Some(_) => table_changed.then(|| sched::wrr_mark_init_ipvs_order(&candidates)),
+            };
+            if let Some(mark) = restart {
+                writes.reset_states.push((entry.id, mark.start));
+                wrr = Some(mark);
+            }
+        } else if table_changed && scheduler_changed {
+            writes.reset_states.push((entry.id, 0));
         }
         writes.services.push((key, value));
         if let Some(p) = previous
@@ -814,8 +855,15 @@ impl Director {
                 debug!(%service, %scheduler, slots = len, reals, available, "scheduling table published");
             }
         }
-        self.published
-            .insert(entry.id, Published { key, value, table });
+        self.published.insert(
+            entry.id,
+            Published {
+                key,
+                value,
+                table,
+                wrr,
+            },
+        );
         Ok(())
     }
 

@@ -20,6 +20,7 @@
 //! tests want the backtrace and the context, not a `Result`.
 
 pub mod bench;
+pub mod bound;
 pub mod cmd;
 pub mod echo;
 pub mod ecmp;

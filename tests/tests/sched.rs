@@ -3,6 +3,7 @@
 //! `lblc` and `lblcr` keeping the VIP on one real server (set) until it is overloaded, `lc`,
 //! `sed`, `nq`, `fo` and `ovf` giving long-lived connections the real servers the kernel's
 //! IPVS gave them (its recordings in `tests/golden/ipvs-sched`),
+//! `-x`/`-y`'s hysteresis with connections opening and expiring,
 //! persistence against plain `rr`, `-Z` and `--stats`, connections listed with `-L -c` and
 //! expiring by `--set` timeouts, and `-E -s` under traffic. Each test builds its own
 //! topology (see `lb_tests::testbed`) and waits for evidence, never for a fixed time.
@@ -206,17 +207,23 @@ fn wrr_3_to_1_is_exact_over_400_connections() {
         (300, 100),
         "wrr 3:1 over 400 new connections:\n{tally}"
     );
-    // IPVS walks its real servers newest first (rs2, rs1): its cycle for 3:1 is
-    // rs1 rs1 rs2 rs1, over and over (tests/golden/ipvs-sched/wrr.txt shows 3:2:1; IPVS
-    // also makes one pass over every real server before its first cycle, which lb does not).
+    // IPVS walks its real servers newest first (rs2, rs1): a new service starts with one
+    // pass over every real server (rs2 rs1), then its cycle for 3:1, rs1 rs1 rs2 rs1, over
+    // and over (tests/golden/ipvs-sched/wrr-3-1.txt).
     let names = tally.names();
-    for (i, chunk) in names.chunks(4).enumerate() {
+    assert_eq!(
+        names[..2],
+        ["rs2", "rs1"],
+        "the first two connections: IPVS's first pass\n{tally}"
+    );
+    for (i, chunk) in names[2..].chunks(4).enumerate() {
+        let cycle = ["rs1", "rs1", "rs2", "rs1"];
         assert_eq!(
             chunk,
-            ["rs1", "rs1", "rs2", "rs1"],
+            &cycle[..chunk.len()],
             "connections {}..{} out of IPVS's wrr order:\n{tally}",
-            4 * i,
-            4 * i + 3
+            2 + 4 * i,
+            2 + 4 * i + chunk.len() - 1
         );
     }
 
@@ -950,4 +957,73 @@ fn counts_stay_exact_while_a_sweep_pass_takes_many_ticks() {
             ))
         }
     });
+}
+
+/// `-x 2 -y 1` in traffic (IPVS's `IP_VS_DEST_F_OVERLOAD`: set when a real server's active
+/// plus inactive connections reach the upper threshold, cleared only when they fall below
+/// the lower one): rs1 at 2 connections takes no new one, still none at 1 (where, without
+/// `-y`, three quarters of `-x` would let it back), and takes new ones again at 0.
+#[test]
+fn lower_threshold_holds_a_real_server_back_until_its_count_drops_below_it() {
+    let tb = testbed(2);
+    let vip = tb.vip_port(ECHO_PORT);
+    adm(&tb, &format!("-A -t {vip} -s rr"));
+    let rip = |i: usize| format!("{}:{ECHO_PORT}", tb.rip(i));
+    adm(&tb, &format!("-a -t {vip} -r {} -g -w 1 -x 2 -y 1", rip(1)));
+    adm(&tb, &format!("-a -t {vip} -r {} -g -w 1", rip(2)));
+    // Closed connections (FIN_WAIT, the last state a DR director sees) go after 3 s.
+    adm(&tb, "--set 900 3 300");
+    let rs1_conns = || {
+        let rows = real_rows(&tb, "TCP", &vip);
+        let row = rows
+            .iter()
+            .find(|r| r.addr == rip(1))
+            .unwrap_or_else(|| panic!("rs1 in -Ln: {rows:?}"));
+        row.active + row.inactive
+    };
+    let wait_rs1_at = |n: u64| {
+        wait::wait_ok(
+            format!("rs1's connections (active + inactive) to drop to {n}"),
+            EXPIRY_TIMEOUT,
+            || match rs1_conns() {
+                c if c == n => Ok(()),
+                c => Err(format!("{c}")),
+            },
+        );
+    };
+
+    // rr, newest first: rs2 rs1 rs2 rs1; rs1 is then at its upper threshold.
+    let (conns, order) = open_in_turn(&tb, 4);
+    assert_eq!(
+        order,
+        ["rs2", "rs1", "rs2", "rs1"],
+        "rr before -x is reached"
+    );
+    let (more, order) = open_in_turn(&tb, 2);
+    assert_eq!(order, ["rs2", "rs2"], "rs1 at -x 2 takes no new connection");
+
+    let (rs1, others): (Vec<EchoConn>, Vec<EchoConn>) =
+        conns.into_iter().partition(|c| c.server == "rs1");
+    let mut rs1 = rs1.into_iter();
+    rs1.next().expect("rs1's first").close();
+    wait_rs1_at(1);
+    let (more2, order) = open_in_turn(&tb, 2);
+    assert_eq!(
+        order,
+        ["rs2", "rs2"],
+        "rs1 at 1 connection is not below -y 1: still overloaded"
+    );
+
+    rs1.next().expect("rs1's second").close();
+    wait_rs1_at(0);
+    let (last, mut order) = open_in_turn(&tb, 2);
+    order.sort();
+    assert_eq!(
+        order,
+        ["rs1", "rs2"],
+        "rs1 below -y 1 takes new connections again"
+    );
+    for conn in others.into_iter().chain(more).chain(more2).chain(last) {
+        conn.close();
+    }
 }

@@ -7,10 +7,11 @@
 mod dh;
 mod maglev;
 mod sh;
+mod wrr;
+
+pub use wrr::Mark as WrrMark;
 
 use std::net::IpAddr;
-
-use lb_common::MAX_TABLE_LEN;
 
 use crate::model::{SchedFlags, Scheduler};
 
@@ -32,7 +33,8 @@ pub struct Candidate {
 /// servers with weight 0 never appear: they take no new connections, as in IPVS (in `sh` and
 /// `dh` they keep their buckets, which hold 0).
 ///
-/// `rr` cycles over the available real servers. `wrr` follows IPVS's weighted sequence. `sh`,
+/// `rr` cycles over the available real servers. `wrr` is IPVS's weighted cycle (where the
+/// walk starts in it: [`wrr_mark_ipvs_order`]). `sh`,
 /// `dh` and `mh` give hash tables of exactly `SH_TABLE_SIZE`, `DH_TABLE_SIZE` and
 /// `MH_TABLE_SIZE` slots (see [`lb_common::hash`]), where 0 means "no real server" (the data
 /// path drops, as IPVS does); `flags.fallback` is `sh-fallback` / `mh-fallback`. The
@@ -52,7 +54,7 @@ pub fn build(scheduler: Scheduler, flags: SchedFlags, candidates: &[Candidate]) 
         Scheduler::Sh => sh::table(candidates, flags.fallback),
         Scheduler::Dh => dh::table(candidates),
         Scheduler::Mh => maglev::table(candidates, flags.fallback),
-        Scheduler::Wrr => weighted_round_robin(candidates),
+        Scheduler::Wrr => wrr::table(candidates),
         Scheduler::Lc
         | Scheduler::Wlc
         | Scheduler::Sed
@@ -81,44 +83,29 @@ pub fn build_ipvs_order(scheduler: Scheduler, flags: SchedFlags, added: &[Candid
     build(scheduler, flags, &newest_first)
 }
 
-/// IPVS's weighted round-robin sequence (`ip_vs_wrr.c`): the current weight starts at the
-/// largest weight and falls by the weights' greatest common divisor each round; a round
-/// visits, in order, every real server whose weight is at least the current weight. Weights
-/// 3:1 give A A A B. The cycle is `sum(weights) / gcd` long; cycles longer than
-/// [`MAX_TABLE_LEN`] are computed on proportionally scaled weights.
-pub fn weighted_round_robin(candidates: &[Candidate]) -> Vec<u32> {
-    let mut weights: Vec<(u32, u64)> = candidates
-        .iter()
-        .filter(|c| c.weight > 0)
-        .map(|c| (c.id, u64::from(c.weight)))
-        .collect();
-    if weights.is_empty() {
-        return Vec::new();
+/// Where the `wrr` walk of a service with real servers `added` (oldest first, as for
+/// [`build_ipvs_order`]) restarts in its table: `previous` is the mark of its last restart
+/// and where the data path's walk stands now, `None` for a new service. IPVS restarts its
+/// walk at every change of the real servers (`ip_vs_wrr_dest_changed`), at a round that
+/// depends on where it was: see [`WrrMark`].
+pub fn wrr_mark_ipvs_order(previous: Option<(&WrrMark, u64)>, added: &[Candidate]) -> WrrMark {
+    let newest_first: Vec<Candidate> = added.iter().rev().copied().collect();
+    WrrMark::after_change(previous, &newest_first)
+}
+
+impl WrrMark {
+    /// [`WrrMark::serves`] for real servers `added` oldest first.
+    pub fn serves_ipvs_order(&self, added: &[Candidate]) -> bool {
+        let newest_first: Vec<Candidate> = added.iter().rev().copied().collect();
+        self.serves(&newest_first)
     }
-    let mut divisor = weights.iter().fold(0, |g, &(_, w)| gcd(g, w));
-    let mut len: u64 = weights.iter().map(|&(_, w)| w / divisor).sum();
-    if len > u64::from(MAX_TABLE_LEN) {
-        // Scale so the cycle fits, keeping every server at weight >= 1.
-        let total: u64 = weights.iter().map(|&(_, w)| w).sum();
-        for (_, w) in &mut weights {
-            *w = (*w * u64::from(MAX_TABLE_LEN) / total).max(1);
-        }
-        divisor = weights.iter().fold(0, |g, &(_, w)| gcd(g, w));
-        len = weights.iter().map(|&(_, w)| w / divisor).sum();
-    }
-    let max = weights.iter().map(|&(_, w)| w).max().unwrap_or(0);
-    let mut table = Vec::with_capacity(len as usize);
-    let mut current = max;
-    while current > 0 {
-        table.extend(
-            weights
-                .iter()
-                .filter(|&&(_, w)| w >= current)
-                .map(|&(id, _)| id),
-        );
-        current = current.saturating_sub(divisor);
-    }
-    table
+}
+
+/// [`wrr_mark_ipvs_order`] for a service whose scheduler became `wrr` (`ipvsadm -E -s wrr`):
+/// IPVS starts at the first round of its cycle.
+pub fn wrr_mark_init_ipvs_order(added: &[Candidate]) -> WrrMark {
+    let newest_first: Vec<Candidate> = added.iter().rev().copied().collect();
+    WrrMark::init(&newest_first)
 }
 
 /// Greatest common divisor (Euclid), for weight tables.
@@ -162,7 +149,8 @@ mod tests {
             build_ipvs_order(Scheduler::Rr, SchedFlags::default(), &added),
             vec![3, 2, 1]
         );
-        // IPVS's wrr over A:3, B:2, C:1 added in that order: A B A C B A.
+        // IPVS's wrr cycle over A:3, B:2, C:1 added in that order: A B A C B A (a new
+        // service starts at its last round, C B A: `wrr_mark_ipvs_order`).
         let added = [c(1, 3), c(2, 2), c(3, 1)];
         assert_eq!(
             build_ipvs_order(Scheduler::Wrr, SchedFlags::default(), &added),
@@ -185,46 +173,5 @@ mod tests {
                 "{scheduler:?}"
             );
         }
-    }
-
-    #[test]
-    fn wrr_three_to_one_is_ipvs_sequence() {
-        assert_eq!(weighted_round_robin(&[c(1, 3), c(2, 1)]), vec![1, 1, 1, 2]);
-    }
-
-    #[test]
-    fn wrr_follows_ipvs_rounds() {
-        // IPVS with weights 4, 3, 2: cw=4: A; cw=3: A B; cw=2: A B C; cw=1: A B C.
-        assert_eq!(
-            weighted_round_robin(&[c(1, 4), c(2, 3), c(3, 2)]),
-            vec![1, 1, 2, 1, 2, 3, 1, 2, 3]
-        );
-    }
-
-    #[test]
-    fn wrr_uses_the_gcd() {
-        // 200:100 is 2:1.
-        assert_eq!(weighted_round_robin(&[c(7, 200), c(9, 100)]), vec![7, 7, 9]);
-    }
-
-    #[test]
-    fn wrr_equal_weights_is_round_robin() {
-        assert_eq!(weighted_round_robin(&[c(1, 5), c(2, 5)]), vec![1, 2]);
-    }
-
-    #[test]
-    fn wrr_empty_when_all_quiescent() {
-        assert!(weighted_round_robin(&[c(1, 0), c(2, 0)]).is_empty());
-        assert!(build(Scheduler::Rr, SchedFlags::default(), &[]).is_empty());
-    }
-
-    #[test]
-    fn wrr_long_cycles_are_scaled_and_keep_shares() {
-        let table = weighted_round_robin(&[c(1, 65535), c(2, 65534), c(3, 1)]);
-        assert!(table.len() <= MAX_TABLE_LEN as usize);
-        let count = |id| table.iter().filter(|&&x| x == id).count();
-        assert!(count(3) >= 1);
-        let ratio = count(1) as f64 / count(2) as f64;
-        assert!((ratio - 1.0).abs() < 0.01, "ratio {ratio}");
     }
 }

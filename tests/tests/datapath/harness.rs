@@ -143,6 +143,11 @@ pub enum Change {
     },
     /// A UDP port `lbd decap` takes GUE on (`--gue-port`), host order.
     DecapGuePort(u16),
+    /// A service's round-robin position, as lbd writes it when it (re)starts a walk.
+    RrPosition {
+        service: u32,
+        position: u64,
+    },
 }
 
 /// The loaded program and its maps.
@@ -376,6 +381,13 @@ impl Director {
                         })
                 })
             }
+            Change::RrPosition { service, position } => self.service_state.set(
+                *service,
+                ServiceState {
+                    rr_position: *position,
+                },
+                0,
+            ),
             Change::Slots { offset, ids } => ids
                 .iter()
                 .enumerate()

@@ -1,5 +1,6 @@
 //! Scheduling parity with the kernel's IPVS, flow by flow: `sh`, `dh`, `mh` (with their `-b`
-//! flags and real servers at weight 0), the `rr` and `wrr` sequences, and the
+//! flags and real servers at weight 0), the `rr` and `wrr` sequences (from the first flow on),
+//! and the
 //! connection-count schedulers (`lc`, `wlc`, `sed`, `nq`, `fo`, `ovf`, `lblc`, `lblcr`), whose
 //! SYNs stay half-open and count as active for the ones after them, in IPVS and here alike,
 //! upper thresholds (`-x`) and persistence (`-p`, `-M`).
@@ -193,6 +194,14 @@ fn setup(case: &Case) -> Vec<Change> {
         None => (0, Addr::ZERO),
     };
     let len = table.len() as u32;
+    if case.scheduler == Scheduler::Wrr {
+        // Where lbd starts a new service's weighted walk (IPVS's first round after its
+        // `-a`s is the cycle's last: every real server once).
+        changes.push(Change::RrPosition {
+            service: HTTP.id,
+            position: sched::wrr_mark_ipvs_order(None, &candidates).start,
+        });
+    }
     changes.push(Change::Slots {
         offset: HTTP.table_offset,
         ids: table,
@@ -212,21 +221,6 @@ fn setup(case: &Case) -> Vec<Change> {
     changes
 }
 
-/// A known difference: IPVS's `wrr` (6.12, recorded twice) starts with one pass over every
-/// real server (C B A for A:3, B:2, C:1 added in that order) before its weighted cycle
-/// (A, B A, C B A, ...), as if its current weight started at 0, while lb's table starts at the
-/// cycle's first round (A B A C B A ...). Shares and the cycle itself are the same; only
-/// the first pass (as many flows as real servers) is not compared. Not yet explained from
-/// `ip_vs_wrr.c` (whose `ip_vs_wrr_dest_changed` sets the weight to the maximum), so not
-/// imitated.
-fn first_compared(case: &Case) -> usize {
-    if case.scheduler == Scheduler::Wrr {
-        case.reals.len()
-    } else {
-        0
-    }
-}
-
 fn steps(case: &Case) -> Vec<Step> {
     // Persistent services: the client networks that already have a template (the counter
     // `persist_hit` goes up for their flows; which real server they get is still IPVS's).
@@ -234,7 +228,6 @@ fn steps(case: &Case) -> Vec<Step> {
     case.flows
         .iter()
         .enumerate()
-        .skip(first_compared(case))
         .map(|(i, &(addr, port, to))| {
             let frame = tcp(addr, VIP, port, HTTP.port, crate::packet::SYN);
             match to {
