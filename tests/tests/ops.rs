@@ -51,9 +51,14 @@ fn list(tb: &Testbed) -> String {
     tb.lbadm(&["-Ln"])
 }
 
-/// The `-Ln` line of real server `rip:port`, if listed.
+/// The `-Ln` line of real server `rip` on the HTTP port, if listed.
 fn real_line(listing: &str, rip: &str) -> Option<String> {
-    let needle = format!("-> {rip}:{SERVICE_PORT} ");
+    real_line_on(listing, rip, SERVICE_PORT)
+}
+
+/// Real server `rip:port`'s line in a `-Ln` listing.
+fn real_line_on(listing: &str, rip: &str, port: u16) -> Option<String> {
+    let needle = format!("-> {rip}:{port} ");
     listing
         .lines()
         .find(|l| l.contains(&needle))
@@ -2094,6 +2099,116 @@ fn two_thousand_flapping_real_servers() {
     assert!(
         real_line(&l, &tb.rip(1)).is_some() && real_line(&l, &tb.rip(2)).is_some(),
         "{l}"
+    );
+    stop_lbd(lbd);
+}
+
+/// Real server `rip`'s line on the echo port in a `-Ln` listing.
+fn echo_line(listing: &str, rip: &str) -> Option<String> {
+    real_line_on(listing, rip, lb_tests::ECHO_PORT)
+}
+
+/// A keepalived.conf with one DR service on the VIP's echo port: `(real server, weight)`,
+/// each with a TCP_CHECK.
+fn echo_service_conf(tb: &Testbed, algo: &str, reals: &[(usize, u32)]) -> String {
+    let port = lb_tests::ECHO_PORT;
+    let mut text = format!(
+        "virtual_server {} {port} {{\n    delay_loop 1\n    lb_algo {algo}\n    lb_kind DR\n    \
+         protocol TCP\n",
+        tb.vip()
+    );
+    for &(i, weight) in reals {
+        text += &format!(
+            "    real_server {} {port} {{\n        weight {weight}\n        TCP_CHECK {{\n            \
+             connect_timeout 1\n        }}\n    }}\n",
+            tb.rip(i)
+        );
+    }
+    text + "}\n"
+}
+
+/// #17: a reload (SIGHUP) that changes the scheduler, changes a weight and adds a real server
+/// leaves established connections where they are, as keepalived's reload leaves IPVS's: each
+/// still echoes through the VIP (a connection sent to another real server would be reset
+/// there), and the connection table lists each client on the same real server as before.
+#[test]
+fn established_connections_keep_their_real_servers_across_a_reload() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    use std::net::{SocketAddrV4, TcpStream};
+
+    let tb = Testbed::builder().real_servers(3).build();
+    let conf = write_conf(
+        &tb,
+        "lb.conf",
+        &echo_service_conf(&tb, "rr", &[(1, 1), (2, 1)]),
+    );
+    let lbd = start_lbd_with(&tb, &["--config", conf.to_str().unwrap()]);
+    wait_listing(&tb, "both real servers", |l| {
+        echo_line(l, &tb.rip(1)).is_some() && echo_line(l, &tb.rip(2)).is_some()
+    });
+    let to = SocketAddrV4::new(tb.vip(), lb_tests::ECHO_PORT);
+    let mut conns: Vec<(BufReader<TcpStream>, String)> = (0..6)
+        .map(|i| {
+            let stream = tb
+                .client
+                .ns
+                .enter(|| TcpStream::connect_timeout(&to.into(), Duration::from_secs(5)))
+                .unwrap_or_else(|e| panic!("echo connection {i} to {to}: {e}"));
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut greeting = String::new();
+            reader
+                .read_line(&mut greeting)
+                .unwrap_or_else(|e| panic!("echo connection {i}: no greeting: {e}"));
+            (reader, greeting.trim().to_owned())
+        })
+        .collect();
+    let greeted: Vec<&str> = conns.iter().map(|(_, s)| s.as_str()).collect();
+    assert_eq!(
+        greeted.iter().filter(|s| **s == "rs1").count(),
+        3,
+        "rr over two real servers: {greeted:?}"
+    );
+    let table = |tb: &Testbed| -> Vec<(String, String)> {
+        let mut rows: Vec<(String, String)> = connections(tb)
+            .into_iter()
+            .filter(|r| r.virtual_addr == to.to_string() && r.state == "ESTABLISHED")
+            .map(|r| (r.source, r.destination))
+            .collect();
+        rows.sort();
+        rows
+    };
+    let before = table(&tb);
+    assert_eq!(before.len(), 6, "{before:?}");
+
+    std::fs::write(
+        &conf,
+        echo_service_conf(&tb, "wlc", &[(1, 3), (2, 1), (3, 1)]),
+    )
+    .unwrap();
+    lbd.daemon.signal(libc::SIGHUP);
+    let after_reload = wait_listing(&tb, "the reloaded configuration", |l| {
+        l.contains(" wlc")
+            && echo_line(l, &tb.rip(3)).is_some()
+            && echo_line(l, &tb.rip(1)).is_some_and(|line| weight_of(&line) == 3)
+    });
+    println!("after the reload:\n{after_reload}");
+
+    for (i, (reader, server)) in conns.iter_mut().enumerate() {
+        let line = format!("after the reload {i}\n");
+        reader.get_mut().write_all(line.as_bytes()).unwrap();
+        let mut back = String::new();
+        reader
+            .read_line(&mut back)
+            .unwrap_or_else(|e| panic!("connection {i} (greeted by {server}): {e}"));
+        assert_eq!(back, line, "connection {i} (greeted by {server})");
+    }
+    assert_eq!(
+        table(&tb),
+        before,
+        "the connection table moved connections across the reload"
     );
     stop_lbd(lbd);
 }
