@@ -316,16 +316,26 @@ fn interop_phase(
             )
         })?;
         label = format!("interoperation on {} (VM)", kernel.release);
-        step!("{label}: booting {}, then {script}", kernel.image.display());
-        let mut guest = vm::Guest::start(&vng, &kernel, &cmd, VM_TIME_LIMIT)?;
-        let passed = echo_and_count_oks(guest.stdout().expect("stdout is piped"))?;
-        let exit = guest.wait()?;
-        step!(
-            "{label}: took {} ({})",
-            minutes_and_seconds(start.elapsed()),
-            exit.status
-        );
-        Ok((exit, passed))
+        let mut attempt = 1;
+        loop {
+            step!("{label}: booting {}, then {script}", kernel.image.display());
+            let mut guest = vm::Guest::start(&vng, &kernel, &cmd, VM_TIME_LIMIT)?;
+            let output = echo_and_count_oks(guest.stdout().expect("stdout is piped"))?;
+            let exit = guest.wait()?;
+            step!(
+                "{label}: took {} ({})",
+                minutes_and_seconds(start.elapsed()),
+                exit.status
+            );
+            // A guest that ends in failure before the first script printed a line never ran
+            // them (seen once: vng exiting 255 after 15 s, silent): boot it once more.
+            if !exit.status.success() && output.lines == 0 && attempt < BOOT_ATTEMPTS {
+                step!("{label}: the VM ended before any script printed a line: booting again");
+                attempt += 1;
+                continue;
+            }
+            return Ok((exit, output.passed));
+        }
     });
     let (counts, failure) = match outcome {
         Ok((exit, passed)) => {
@@ -360,12 +370,24 @@ fn interop_phase(
     });
 }
 
-/// Echoes `stdout` line by line, counting the interoperation scripts' closing `NAME: ok`.
-fn echo_and_count_oks(stdout: impl Read) -> Result<u64> {
-    let mut passed = 0;
+/// How many times the interoperation VM is booted when it ends before its scripts said
+/// anything.
+const BOOT_ATTEMPTS: u32 = 2;
+
+/// What the interoperation scripts printed: how many lines, and how many closing `NAME: ok`.
+struct ScriptOutput {
+    lines: u64,
+    passed: u64,
+}
+
+/// Echoes `stdout` line by line, counting the lines and the interoperation scripts' closing
+/// `NAME: ok`.
+fn echo_and_count_oks(stdout: impl Read) -> Result<ScriptOutput> {
+    let (mut lines, mut passed) = (0, 0);
     let mut out = std::io::stdout().lock();
     for line in BufReader::new(stdout).lines() {
         let line = line.context("reading the scripts' output")?;
+        lines += 1;
         writeln!(out, "{line}")?;
         if INTEROP_SCRIPTS
             .iter()
@@ -374,7 +396,7 @@ fn echo_and_count_oks(stdout: impl Read) -> Result<u64> {
             passed += 1;
         }
     }
-    Ok(passed)
+    Ok(ScriptOutput { lines, passed })
 }
 
 /// The data-path test binary, as the host phase built it: the same cargo, profile and
