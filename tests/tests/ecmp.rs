@@ -504,25 +504,19 @@ fn ecmp_directors_drained_added_and_killed() {
 
     // ---- (3) a director killed ----
     let d3 = 2;
-    let d3_ip = lab.directors[d3].ip();
     let mut downloads = Downloads::open(&lab);
     let load = wrk(&lab, "kill");
     downloads.pace(Duration::from_secs(2));
     let ports = downloads.ports();
     let on_d3 = flows_through(&lab, d3, &ports, client);
-    let t = Instant::now();
-    lab.kill_director(d3);
-    let gone = downloads
-        .pace_until(ROUTE_TIMEOUT, || {
-            (!lab.next_hops().contains(&d3_ip)).then(|| t.elapsed())
-        })
-        .unwrap_or_else(|| panic!("d3 killed but still a next hop\n{}", lab.report()));
-    let tally = lab.curl_url(&lab.url(), NEW_CONNECTIONS);
-    let new_ok = tally.replies.iter().filter(|r| r.status == 200).count();
-    downloads.pace(Duration::from_secs(2));
-    let report = load.stop();
-    let (complete, broken) = downloads.finish();
-    print_broken(&lab, &broken);
+    let Killed {
+        gone,
+        tally,
+        new_ok,
+        report,
+        complete,
+        broken,
+    } = kill(&mut lab, d3, downloads, load);
     println!(
         "(3) kill: d3 out of the router's route {:.2} s after it died (BFD {}x{} ms); new \
          connections afterwards: {new_ok}/{NEW_CONNECTIONS} succeeded; {on_d3} of {DOWNLOADS} \
@@ -536,15 +530,72 @@ fn ecmp_directors_drained_added_and_killed() {
         report.failed,
         report.non_2xx
     );
+    assert_kill_bars(&lab, new_ok, &tally, complete, &broken, "");
+}
+
+/// What a director's death did: how long the router took to drop it, the new connections
+/// tried afterwards, wrk across it, and the downloads.
+struct Killed {
+    gone: Duration,
+    tally: lb_tests::Tally,
+    new_ok: usize,
+    report: lb_tests::http::LoadReport,
+    complete: usize,
+    broken: Vec<String>,
+}
+
+/// Kills director `i` while `downloads` and `load` run: waits (pacing the downloads) until
+/// the router no longer routes to it, tries new connections, then finishes the downloads.
+fn kill(
+    lab: &mut EcmpLab,
+    i: usize,
+    mut downloads: Downloads,
+    load: lb_tests::http::Load,
+) -> Killed {
+    let ip = lab.directors[i].ip();
+    let t = Instant::now();
+    lab.kill_director(i);
+    let gone = downloads
+        .pace_until(ROUTE_TIMEOUT, || {
+            (!lab.next_hops().contains(&ip)).then(|| t.elapsed())
+        })
+        .unwrap_or_else(|| panic!("{ip} killed but still a next hop\n{}", lab.report()));
+    let tally = lab.curl_url(&lab.url(), NEW_CONNECTIONS);
+    let new_ok = tally.replies.iter().filter(|r| r.status == 200).count();
+    downloads.pace(Duration::from_secs(2));
+    let report = load.stop();
+    let (complete, broken) = downloads.finish();
+    print_broken(lab, &broken);
+    Killed {
+        gone,
+        tally,
+        new_ok,
+        report,
+        complete,
+        broken,
+    }
+}
+
+/// Issue #15's bars for a director's death: every new connection succeeds once the router
+/// has dropped it, and at least 99% of the downloads survive.
+#[track_caller]
+fn assert_kill_bars(
+    lab: &EcmpLab,
+    new_ok: usize,
+    tally: &lb_tests::Tally,
+    complete: usize,
+    broken: &[String],
+    what: &str,
+) {
     assert_eq!(
         new_ok,
         NEW_CONNECTIONS,
-        "new connections failed after the router took the dead director out\n{tally}\n{}",
+        "new connections failed after the router took the dead director out{what}\n{tally}\n{}",
         lab.report()
     );
     assert!(
         percent(complete, DOWNLOADS) >= 99.0,
-        "fewer than 99% of the downloads survived a director's death: {broken:?}\n{}",
+        "fewer than 99% of the downloads survived a director's death{what}: {broken:?}\n{}",
         lab.report()
     );
 }
@@ -631,22 +682,18 @@ fn ecmp_wlc_with_connection_sync_survives_a_director_killed() {
     let d3 = 2;
     let d3_ip = lab.directors[d3].ip();
     let before = routed_to(&lab, &ports);
-    let t = Instant::now();
-    lab.kill_director(d3);
-    let gone = downloads
-        .pace_until(ROUTE_TIMEOUT, || {
-            (!lab.next_hops().contains(&d3_ip)).then(|| t.elapsed())
-        })
-        .unwrap_or_else(|| panic!("d3 killed but still a next hop\n{}", lab.report()));
+    let Killed {
+        gone,
+        tally,
+        new_ok,
+        report,
+        complete,
+        broken,
+    } = kill(&mut lab, d3, downloads, load);
+    // The route is as it was when d3 went: where the downloads went from then on.
     let after = routed_to(&lab, &ports);
     let on_d3 = before.values().filter(|&&hop| hop == d3_ip).count();
     let moved = ports.iter().filter(|p| before[p] != after[p]).count();
-    let tally = lab.curl_url(&lab.url(), NEW_CONNECTIONS);
-    let new_ok = tally.replies.iter().filter(|r| r.status == 200).count();
-    downloads.pace(Duration::from_secs(2));
-    let report = load.stop();
-    let (complete, broken) = downloads.finish();
-    print_broken(&lab, &broken);
     println!(
         "wlc + connection sync: every director listed all {DOWNLOADS} downloads {:.2} s after \
          they opened; d3 out of the router's route {:.2} s after it died; {moved} of the \
@@ -661,16 +708,12 @@ fn ecmp_wlc_with_connection_sync_survives_a_director_killed() {
         report.failed,
         report.non_2xx
     );
-    assert_eq!(
+    assert_kill_bars(
+        &lab,
         new_ok,
-        NEW_CONNECTIONS,
-        "new connections failed after the router took the dead director out\n{tally}\n{}",
-        lab.report()
-    );
-    assert!(
-        percent(complete, DOWNLOADS) >= 99.0,
-        "fewer than 99% of the downloads survived a director's death with wlc and connection \
-         sync: {broken:?}\n{}",
-        lab.report()
+        &tally,
+        complete,
+        &broken,
+        " (wlc and connection sync)",
     );
 }
