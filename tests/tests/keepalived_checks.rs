@@ -28,6 +28,14 @@ fn start_lbd_with_config(tb: &Testbed, conf: &Path) -> Lbd {
     )
 }
 
+/// Writes `conf` to `dir/keepalived.conf` and starts lbd with it.
+#[track_caller]
+fn start_lbd_with_conf(tb: &Testbed, dir: &Path, conf: &str) -> Lbd {
+    let path = dir.join("keepalived.conf");
+    write(&path, conf);
+    start_lbd_with_config(tb, &path)
+}
+
 /// Stops lbd with SIGTERM (it must exit cleanly) and returns its log.
 fn stop_lbd(mut lbd: Lbd, tb: &Testbed) -> String {
     let status = lbd.daemon.stop(libc::SIGTERM, Duration::from_secs(15));
@@ -161,9 +169,7 @@ fn misc_check_weights_and_notify_scripts() {
         u1 = notify("rs1-up", "notify"),
         d1 = notify("rs1-down", "notify"),
     );
-    let conf_path = dir.join("keepalived.conf");
-    write(&conf_path, &conf);
-    let lbd = start_lbd_with_config(&tb, &conf_path);
+    let lbd = start_lbd_with_conf(&tb, &dir, &conf);
     let (notify_file, quorum_file) = (dir.join("notify"), dir.join("quorum"));
 
     let l = wait_weights(&tb, "rs1 at weight 10 (exit 12)", (Some(10), Some(1)));
@@ -240,9 +246,7 @@ fn udp_check_against_a_udp_echo() {
 }}
 "
     );
-    let conf_path = dir.join("keepalived.conf");
-    write(&conf_path, &conf);
-    let lbd = start_lbd_with_config(&tb, &conf_path);
+    let lbd = start_lbd_with_conf(&tb, &dir, &conf);
     let l = wait::wait_ok("rs2 out, rs1 in", HEALTH_TIMEOUT, || {
         let l = tb.lbadm(&["-Ln"]);
         let has = |rip: &str| l.contains(&format!("-> {rip}:{UDP_ECHO_PORT} "));
@@ -296,9 +300,7 @@ virtual_server group web {{
 }}
 "
     );
-    let conf_path = dir.join("keepalived.conf");
-    write(&conf_path, &conf);
-    let lbd = start_lbd_with_config(&tb, &conf_path);
+    let lbd = start_lbd_with_conf(&tb, &dir, &conf);
     let count = |l: &str, rip: &str| l.matches(&format!("-> {rip}:")).count();
     let l = wait::wait_ok(
         "both services with both real servers",
@@ -391,9 +393,7 @@ fn ping_check_follows_echo_replies() {
 }}
 "
     );
-    let conf_path = dir.join("keepalived.conf");
-    write(&conf_path, &conf);
-    let lbd = start_lbd_with_config(&tb, &conf_path);
+    let lbd = start_lbd_with_conf(&tb, &dir, &conf);
     let l = wait_weights(
         &tb,
         "both in once their pings are answered",
@@ -475,9 +475,7 @@ fn http_get_regex_follows_the_page() {
 }}
 "
     );
-    let conf_path = dir.join("keepalived.conf");
-    write(&conf_path, &conf);
-    let lbd = start_lbd_with_config(&tb, &conf_path);
+    let lbd = start_lbd_with_conf(&tb, &dir, &conf);
     let l = wait_weights(&tb, "both in once their pages pass", (Some(1), Some(1)));
     println!("{l}");
 
@@ -681,9 +679,7 @@ fn ssl_get_against_nginx_with_tls() {
 }}
 "
     );
-    let conf_path = dir.join("keepalived.conf");
-    write(&conf_path, &conf);
-    let lbd = start_lbd_with_config(&tb, &conf_path);
+    let lbd = start_lbd_with_conf(&tb, &dir, &conf);
     let l = wait_weights(&tb, "both in once their TLS pages pass", (Some(1), Some(1)));
     println!("{l}");
     tb.curl_vip(SERVICE_PORT, 4).assert_all_ok();
@@ -832,9 +828,7 @@ fn smtp_check_against_an_smtp_responder() {
 }}
 "
     );
-    let conf_path = dir.join("keepalived.conf");
-    write(&conf_path, &conf);
-    let lbd = start_lbd_with_config(&tb, &conf_path);
+    let lbd = start_lbd_with_conf(&tb, &dir, &conf);
     let l = wait_weights(&tb, "rs1 in, rs2 not (554 greeting)", (Some(1), None));
     println!("{l}");
     assert!(
@@ -937,9 +931,7 @@ fn dns_check_against_dnsmasq() {
 }}
 "
     );
-    let conf_path = dir.join("keepalived.conf");
-    write(&conf_path, &conf);
-    let lbd = start_lbd_with_config(&tb, &conf_path);
+    let lbd = start_lbd_with_conf(&tb, &dir, &conf);
     let l = wait_weights(&tb, "both in once answered", (Some(1), Some(1)));
     println!("{l}");
 
@@ -1017,9 +1009,7 @@ fn ssl_get_presents_the_ssl_block_s_client_certificate() {
 }}
 "
     );
-    let conf_path = dir.join("keepalived.conf");
-    write(&conf_path, &services);
-    let lbd = start_lbd_with_config(&tb, &conf_path);
+    let lbd = start_lbd_with_conf(&tb, &dir, &services);
     wait_weights(
         &tb,
         "rs1 out (nginx wants a client certificate)",
@@ -1032,7 +1022,7 @@ fn ssl_get_presents_the_ssl_block_s_client_certificate() {
     let ssl = format!(
         "SSL {{\n    ca {d}/ca.pem\n    certificate {d}/client.pem\n    key {d}/client.key\n}}\n"
     );
-    write(&conf_path, &format!("{ssl}{services}"));
+    write(&dir.join("keepalived.conf"), &format!("{ssl}{services}"));
     lbd.daemon.signal(libc::SIGHUP);
     let l = wait_weights(
         &tb,
